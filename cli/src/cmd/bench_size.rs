@@ -1,0 +1,10 @@
+//! `bench_size` subcommand.
+
+/// Arguments of this subcommand.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {}
+
+/// Runs the subcommand.
+pub(crate) fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`bench_size` is not available in this build yet")
+}

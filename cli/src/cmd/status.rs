@@ -1,0 +1,10 @@
+//! `status` subcommand.
+
+/// Arguments of this subcommand.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {}
+
+/// Runs the subcommand.
+pub(crate) fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`status` is not available in this build yet")
+}

@@ -1,0 +1,1 @@
+//! `anomaly`: see the module documentation once implemented.

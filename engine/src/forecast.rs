@@ -1,0 +1,1 @@
+//! `forecast`: see the module documentation once implemented.

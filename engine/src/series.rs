@@ -1,0 +1,1 @@
+//! `series`: see the module documentation once implemented.

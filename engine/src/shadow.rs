@@ -1,0 +1,1 @@
+//! `shadow`: see the module documentation once implemented.

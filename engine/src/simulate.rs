@@ -1,0 +1,1 @@
+//! `simulate`: see the module documentation once implemented.
