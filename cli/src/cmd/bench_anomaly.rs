@@ -1,10 +1,376 @@
-//! `bench_anomaly` subcommand.
+//! `predictive bench anomaly`: online anomaly scores in NAB's results format, scored the NAB way
+//! (PROTOCOL.md §3).
+//!
+//! For every `timestamp,value` CSV under the given directories, the engine's online detector
+//! scores each sample using only the samples before it, and the scores are written to
+//! `OUTDIR/<dataset>/<file>` as `timestamp,value,anomaly_score`. When labels are available
+//! (`--labels`, or `labels/combined_windows.json` found beside the data), the corpus is scored
+//! under NAB's three profiles and one line per profile is printed.
+
+use anyhow::{bail, Context as _};
+use predictive_engine::anomaly::nab::{self, ScoredSeries};
+use predictive_engine::anomaly::{Detector, DetectorParams};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 /// Arguments of this subcommand.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// Directories (searched recursively) or files holding `timestamp,value` CSVs.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Where to write `<dataset>/<file>` score CSVs.
+    #[arg(long)]
+    out: PathBuf,
+    /// NAB windows file (`combined_windows.json`); default: `labels/combined_windows.json` in a
+    /// DIR or one of its two parents.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Print one JSON object per profile instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One input series.
+#[derive(Debug)]
+pub(crate) struct Input {
+    /// `<dataset>/<file>`, the key into the labels and the output path.
+    pub(crate) key: String,
+    /// Source file.
+    pub(crate) path: PathBuf,
+    /// Timestamps as written in the file.
+    pub(crate) raw_timestamps: Vec<String>,
+    /// Timestamps in unix seconds.
+    pub(crate) timestamps: Vec<i64>,
+    /// Values.
+    pub(crate) values: Vec<f64>,
+}
 
 /// Runs the subcommand.
-pub(crate) fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`bench_anomaly` is not available in this build yet")
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let inputs = load_inputs(&args.dirs)?;
+    let labels_path = match &args.labels {
+        Some(p) => Some(p.clone()),
+        None => find_labels(&args.dirs),
+    };
+    let params = DetectorParams::default()
+        .check()
+        .context("default detector settings")?;
+    let mut corpus = Vec::with_capacity(inputs.len());
+    for input in &inputs {
+        let scores = score_series(&input.values, &params);
+        write_scores(&args.out, input, &scores)?;
+        corpus.push((input, scores));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let Some(labels_path) = labels_path else {
+        eprintln!(
+            "wrote {} series to {}; no labels found (pass --labels FILE) so no NAB score",
+            inputs.len(),
+            args.out.display()
+        );
+        return Ok(());
+    };
+    let windows = read_windows(&labels_path)?;
+    let scored = attach_windows(corpus, &windows, &labels_path)?;
+    let results = nab::score_all_profiles(&scored).context("NAB scoring")?;
+    for r in &results {
+        if args.json {
+            let line = serde_json::json!({
+                "detector": "predictive",
+                "profile": r.profile,
+                "score": r.normalized,
+                "threshold": r.threshold,
+                "raw": r.raw,
+                "null": r.null,
+                "perfect": r.perfect,
+                "windows": r.windows,
+                "detected_windows": r.detected_windows,
+                "false_positives": r.false_positives,
+                "series": scored.len(),
+                "seconds": seconds,
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{:<20} score {:>6.1}  (threshold {:.4}, {}/{} windows, {} false positives, raw {:.2}, null {:.2}, perfect {:.2})",
+                r.profile,
+                r.normalized,
+                r.threshold,
+                r.detected_windows,
+                r.windows,
+                r.false_positives,
+                r.raw,
+                r.null,
+                r.perfect
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Scores a series online with a fresh detector.
+pub(crate) fn score_series(
+    values: &[f64],
+    params: &predictive_engine::anomaly::ValidDetectorParams,
+) -> Vec<f64> {
+    let mut d = Detector::new(params.clone());
+    values.iter().map(|&x| d.observe(x).score).collect()
+}
+
+/// Pairs each scored input with its windows.
+pub(crate) fn attach_windows(
+    corpus: Vec<(&Input, Vec<f64>)>,
+    windows: &BTreeMap<String, Vec<(i64, i64)>>,
+    labels_path: &Path,
+) -> anyhow::Result<Vec<ScoredSeries>> {
+    corpus
+        .into_iter()
+        .map(|(input, scores)| {
+            let w = windows.get(&input.key).with_context(|| {
+                format!("{} has no entry `{}`", labels_path.display(), input.key)
+            })?;
+            Ok(ScoredSeries {
+                name: input.key.clone(),
+                timestamps: input.timestamps.clone(),
+                scores,
+                windows: w.clone(),
+            })
+        })
+        .collect()
+}
+
+fn write_scores(out: &Path, input: &Input, scores: &[f64]) -> anyhow::Result<()> {
+    let path = out.join(&input.key);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "timestamp,value,anomaly_score")?;
+    for ((t, v), s) in input.raw_timestamps.iter().zip(&input.values).zip(scores) {
+        writeln!(w, "{t},{v},{s}")?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `labels/combined_windows.json` in a DIR or one of its two parents.
+pub(crate) fn find_labels(dirs: &[PathBuf]) -> Option<PathBuf> {
+    dirs.iter().find_map(|d| {
+        d.ancestors()
+            .take(3)
+            .map(|a| a.join("labels").join("combined_windows.json"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Reads NAB's windows file: `{"<dataset>/<file>": [["start", "end"], ...], ...}`.
+pub(crate) fn read_windows(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<(i64, i64)>>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let raw: BTreeMap<String, Vec<Vec<String>>> =
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: expected an object of [[start, end], ...] lists",
+                path.display()
+            )
+        })?;
+    let mut out = BTreeMap::new();
+    for (key, list) in raw {
+        let mut windows = Vec::with_capacity(list.len());
+        for (k, pair) in list.iter().enumerate() {
+            let [start, end] = pair.as_slice() else {
+                bail!(
+                    "{}: `{key}` window {k} does not have exactly two timestamps",
+                    path.display()
+                );
+            };
+            let parse = |s: &str| {
+                parse_timestamp(s).with_context(|| {
+                    format!(
+                        "{}: `{key}` window {k}: bad timestamp `{s}`",
+                        path.display()
+                    )
+                })
+            };
+            windows.push((parse(start)?, parse(end)?));
+        }
+        out.insert(key, windows);
+    }
+    Ok(out)
+}
+
+/// Every `.csv` under the arguments (recursively), sorted by key.
+pub(crate) fn load_inputs(dirs: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
+    let mut files = Vec::new();
+    for d in dirs {
+        if d.is_file() {
+            files.push(d.clone());
+        } else if d.is_dir() {
+            collect_csvs(d, &mut files)?;
+        } else {
+            bail!("{}: no such file or directory", d.display());
+        }
+    }
+    files.sort();
+    files.dedup();
+    let mut inputs = Vec::with_capacity(files.len());
+    for path in files {
+        let dataset = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let key = if dataset.is_empty() {
+            file
+        } else {
+            format!("{dataset}/{file}")
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let (raw_timestamps, timestamps, values) =
+            parse_csv(&text).with_context(|| format!("{}", path.display()))?;
+        inputs.push(Input {
+            key,
+            path,
+            raw_timestamps,
+            timestamps,
+            values,
+        });
+    }
+    if inputs.is_empty() {
+        bail!("no .csv file found under the given directories");
+    }
+    Ok(inputs)
+}
+
+fn collect_csvs(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    for e in entries {
+        let p = e
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
+        if p.is_dir() {
+            collect_csvs(&p, out)?;
+        } else if p.extension().is_some_and(|x| x == "csv") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+type Parsed = (Vec<String>, Vec<i64>, Vec<f64>);
+
+/// Parses a canonical `timestamp,value` CSV.
+fn parse_csv(text: &str) -> anyhow::Result<Parsed> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, h)) if h.trim().eq_ignore_ascii_case("timestamp,value") => {}
+        Some((_, h)) => bail!("line 1: expected header `timestamp,value`, found `{h}`"),
+        None => bail!("empty file"),
+    }
+    let (mut raw, mut ts, mut vs) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, line) in lines {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let lineno = i + 1;
+        let (t, v) = line
+            .split_once(',')
+            .with_context(|| format!("line {lineno}: expected `timestamp,value`"))?;
+        let secs = parse_timestamp(t.trim())
+            .with_context(|| format!("line {lineno}: bad timestamp `{t}`"))?;
+        let value: f64 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite())
+            .with_context(|| format!("line {lineno}: bad value `{v}`"))?;
+        // Repeated timestamps occur at daylight-saving changes; going back in time is an error.
+        if ts.last().is_some_and(|&prev| secs < prev) {
+            bail!("line {lineno}: timestamp `{t}` is earlier than the previous one");
+        }
+        raw.push(t.trim().to_owned());
+        ts.push(secs);
+        vs.push(value);
+    }
+    Ok((raw, ts, vs))
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC) or unix seconds, to unix seconds.
+pub(crate) fn parse_timestamp(s: &str) -> anyhow::Result<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    let s = s.split('.').next().unwrap_or(s);
+    let (date, time) = s
+        .split_once([' ', 'T'])
+        .context("expected `YYYY-MM-DD HH:MM:SS` or unix seconds")?;
+    let num = |p: Option<&str>, what: &str| -> anyhow::Result<i64> {
+        p.and_then(|x| x.parse().ok())
+            .with_context(|| format!("bad {what}"))
+    };
+    let mut d = date.split('-');
+    let (y, mo, da) = (
+        num(d.next(), "year")?,
+        num(d.next(), "month")?,
+        num(d.next(), "day")?,
+    );
+    let mut t = time.split(':');
+    let (h, mi, se) = (
+        num(t.next(), "hour")?,
+        num(t.next(), "minute")?,
+        num(t.next(), "second")?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
+        bail!("date or time field out of range");
+    }
+    Ok(days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + se)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_should_parse_nab_and_unix_forms() {
+        assert_eq!(parse_timestamp("1970-01-01 00:00:00").unwrap(), 0);
+        assert_eq!(
+            parse_timestamp("2014-02-19 10:50:00.000000").unwrap(),
+            1_392_807_000
+        );
+        assert_eq!(parse_timestamp("1392807000").unwrap(), 1_392_807_000);
+        assert!(parse_timestamp("2014-13-01 00:00:00").is_err());
+        assert!(parse_timestamp("yesterday").is_err());
+    }
+
+    #[test]
+    fn csv_errors_should_name_the_line() {
+        let e = parse_csv("timestamp,value\n2014-01-01 00:00:00,1\n2014-01-01 00:05:00,x\n")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("line 3"), "{e:#}");
+        let e = parse_csv("time,v\n").unwrap_err();
+        assert!(format!("{e:#}").contains("line 1"), "{e:#}");
+    }
 }

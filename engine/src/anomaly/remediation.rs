@@ -1,0 +1,265 @@
+//! What to do about an anomalous workload: a pure decision the controller applies.
+//!
+//! The policy is chosen per workload. [`decide`] turns a [`Verdict`] and the workload's situation
+//! into a [`Decision`]; the controller executes [`Decision::action`] unless the decision is a dry
+//! run, writes the decision to its audit log either way, and clamps any proposed allocation to
+//! [`Decision::allocation_cap`].
+//!
+//! A leak is never fed: whatever the policy, while a leak is flagged the allocation is capped at
+//! its current value, so a steady climb cannot drive the scaling loop into a runaway.
+
+use super::{AnomalyKind, Verdict};
+
+/// Remediation chosen for a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemediationPolicy {
+    /// Raise an alert and change nothing else (the default), except that a leak is not grown.
+    #[default]
+    AlertOnly,
+    /// Hold the workload's allocation where it is and stop growing it.
+    Isolate,
+    /// Stop the workload (it can be started again).
+    Stop,
+    /// Terminate the workload (irreversible).
+    Terminate,
+}
+
+impl std::str::FromStr for RemediationPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "alert-only" | "alert_only" | "alert" => Ok(Self::AlertOnly),
+            "isolate" => Ok(Self::Isolate),
+            "stop" => Ok(Self::Stop),
+            "terminate" => Ok(Self::Terminate),
+            other => Err(format!(
+                "unknown remediation policy `{other}` (expected alert-only, isolate, stop or terminate)"
+            )),
+        }
+    }
+}
+
+/// The workload's situation when a verdict arrives.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RemediationContext {
+    /// Score at or above which a verdict is acted upon, in `[0, 1]`.
+    pub threshold: f64,
+    /// The allocation currently in place (any unit: instances, vCPU, GiB).
+    pub current_allocation: f64,
+    /// When true, the decision is recorded but nothing is executed.
+    pub dry_run: bool,
+}
+
+/// An action on a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemediationAction {
+    /// Nothing to do.
+    None,
+    /// Alert only.
+    Alert,
+    /// Keep the allocation at its current value; do not grow it.
+    Isolate,
+    /// Stop the workload.
+    Stop,
+    /// Terminate the workload.
+    Terminate,
+}
+
+/// The outcome of [`decide`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Decision {
+    /// The action decided (what would be done under dry-run).
+    pub action: RemediationAction,
+    /// True when the action must only be recorded, not executed.
+    pub dry_run: bool,
+    /// Upper bound on the allocation while this decision holds (`None`: no cap).
+    pub allocation_cap: Option<f64>,
+    /// The anomaly kind that triggered the decision.
+    pub kind: Option<AnomalyKind>,
+    /// The score that triggered the decision.
+    pub score: f64,
+    /// One line for the audit log.
+    pub reason: String,
+}
+
+impl Decision {
+    /// The action to execute now: the decided action, or [`RemediationAction::None`] under dry-run.
+    pub fn effective_action(&self) -> RemediationAction {
+        if self.dry_run {
+            RemediationAction::None
+        } else {
+            self.action
+        }
+    }
+
+    /// Clamps a proposed allocation to the cap (unchanged when there is none).
+    pub fn clamp_allocation(&self, proposed: f64) -> f64 {
+        match self.allocation_cap {
+            Some(cap) if !self.dry_run && proposed > cap => cap,
+            _ => proposed,
+        }
+    }
+}
+
+/// Decides the remediation of one verdict under a policy.
+///
+/// # Guarantees
+/// Pure and total. Below the threshold the action is `None` and there is no cap. At or above it,
+/// the policy's action is chosen; a flagged [`AnomalyKind::Leak`] always caps the allocation at
+/// `current_allocation`, whatever the policy, and [`RemediationPolicy::Isolate`] caps any anomaly.
+/// `dry_run` is carried into the decision: the controller must then execute nothing.
+pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationContext) -> Decision {
+    let score = if verdict.score.is_finite() {
+        verdict.score
+    } else {
+        0.0
+    };
+    let flagged = score >= ctx.threshold && verdict.kind.is_some();
+    if !flagged {
+        return Decision {
+            action: RemediationAction::None,
+            dry_run: ctx.dry_run,
+            allocation_cap: None,
+            kind: None,
+            score,
+            reason: format!("score {score:.3} below threshold {:.3}", ctx.threshold),
+        };
+    }
+    let kind = verdict.kind;
+    let action = match policy {
+        RemediationPolicy::AlertOnly => RemediationAction::Alert,
+        RemediationPolicy::Isolate => RemediationAction::Isolate,
+        RemediationPolicy::Stop => RemediationAction::Stop,
+        RemediationPolicy::Terminate => RemediationAction::Terminate,
+    };
+    let hold = matches!(action, RemediationAction::Isolate) || kind == Some(AnomalyKind::Leak);
+    let allocation_cap = hold.then_some(ctx.current_allocation);
+    let kind_name = kind.map(|k| k.to_string()).unwrap_or_default();
+    let reason = format!(
+        "{kind_name} anomaly (score {score:.3} >= {:.3}, value {:.4}, expected {:.4}, band [{:.4}, {:.4}]): {action:?}{}{}",
+        ctx.threshold,
+        verdict.evidence.value,
+        verdict.evidence.expected,
+        verdict.evidence.lower,
+        verdict.evidence.upper,
+        if hold { ", allocation held" } else { "" },
+        if ctx.dry_run { " (dry run)" } else { "" },
+    );
+    Decision {
+        action,
+        dry_run: ctx.dry_run,
+        allocation_cap,
+        kind,
+        score,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anomaly::Evidence;
+
+    fn verdict(score: f64, kind: Option<AnomalyKind>) -> Verdict {
+        Verdict {
+            score,
+            kind,
+            evidence: Evidence::default(),
+        }
+    }
+
+    fn ctx(dry_run: bool) -> RemediationContext {
+        RemediationContext {
+            threshold: 0.9,
+            current_allocation: 4.0,
+            dry_run,
+        }
+    }
+
+    #[test]
+    fn decide_should_follow_the_policy_table() {
+        let burst = verdict(0.95, Some(AnomalyKind::Burst));
+        let cases = [
+            (
+                "alert",
+                RemediationPolicy::AlertOnly,
+                RemediationAction::Alert,
+                None,
+            ),
+            (
+                "isolate",
+                RemediationPolicy::Isolate,
+                RemediationAction::Isolate,
+                Some(4.0),
+            ),
+            (
+                "stop",
+                RemediationPolicy::Stop,
+                RemediationAction::Stop,
+                None,
+            ),
+            (
+                "terminate",
+                RemediationPolicy::Terminate,
+                RemediationAction::Terminate,
+                None,
+            ),
+        ];
+        for (name, policy, action, cap) in cases {
+            let d = decide(policy, &burst, &ctx(false));
+            assert_eq!(d.action, action, "{name}");
+            assert_eq!(d.effective_action(), action, "{name}");
+            assert_eq!(d.allocation_cap, cap, "{name}");
+        }
+    }
+
+    #[test]
+    fn below_threshold_should_do_nothing() {
+        let d = decide(
+            RemediationPolicy::Terminate,
+            &verdict(0.5, Some(AnomalyKind::Burst)),
+            &ctx(false),
+        );
+        assert_eq!(d.action, RemediationAction::None);
+        assert_eq!(d.clamp_allocation(10.0), 10.0);
+    }
+
+    #[test]
+    fn a_leak_should_never_be_grown_even_under_alert_only() {
+        let d = decide(
+            RemediationPolicy::AlertOnly,
+            &verdict(0.99, Some(AnomalyKind::Leak)),
+            &ctx(false),
+        );
+        assert_eq!(d.action, RemediationAction::Alert);
+        assert_eq!(d.clamp_allocation(8.0), 4.0);
+        assert_eq!(d.clamp_allocation(3.0), 3.0);
+    }
+
+    #[test]
+    fn dry_run_should_record_but_not_execute() {
+        let d = decide(
+            RemediationPolicy::Terminate,
+            &verdict(0.99, Some(AnomalyKind::Leak)),
+            &ctx(true),
+        );
+        assert_eq!(d.action, RemediationAction::Terminate);
+        assert_eq!(d.effective_action(), RemediationAction::None);
+        assert_eq!(d.clamp_allocation(8.0), 8.0);
+        assert!(d.reason.contains("dry run"), "{}", d.reason);
+    }
+
+    #[test]
+    fn policy_should_parse_from_config_words() {
+        assert_eq!("isolate".parse(), Ok(RemediationPolicy::Isolate));
+        assert_eq!("alert-only".parse(), Ok(RemediationPolicy::AlertOnly));
+        assert!("reboot"
+            .parse::<RemediationPolicy>()
+            .unwrap_err()
+            .contains("reboot"));
+        assert_eq!(RemediationPolicy::default(), RemediationPolicy::AlertOnly);
+    }
+}
