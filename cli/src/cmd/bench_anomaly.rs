@@ -55,12 +55,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => Some(p.clone()),
         None => find_labels(&args.dirs),
     };
-    let params = DetectorParams::default()
-        .check()
-        .context("default detector settings")?;
+    let params = DetectorParams::default();
     let mut corpus = Vec::with_capacity(inputs.len());
     for input in &inputs {
-        let scores = score_series(&input.values, &params);
+        let scores = score_series(&input.values, &input.timestamps, &params)
+            .with_context(|| input.path.display().to_string())?;
         write_scores(&args.out, input, &scores)?;
         corpus.push((input, scores));
     }
@@ -111,13 +110,38 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Scores a series online with a fresh detector.
+/// Scores a series online with a fresh detector whose season is one day of samples.
 pub(crate) fn score_series(
     values: &[f64],
-    params: &predictive_engine::anomaly::ValidDetectorParams,
-) -> Vec<f64> {
-    let mut d = Detector::new(params.clone());
-    values.iter().map(|&x| d.observe(x).score).collect()
+    timestamps: &[i64],
+    params: &DetectorParams,
+) -> anyhow::Result<Vec<f64>> {
+    let mut p = params.clone();
+    if p.season == 0 {
+        p.season = daily_season(timestamps);
+    }
+    let mut d = Detector::new(p.check().context("detector settings")?);
+    Ok(values.iter().map(|&x| d.observe(x).score).collect())
+}
+
+/// Samples per day at the median sampling step, or 0 when that is not between 4 and 2000.
+pub(crate) fn daily_season(timestamps: &[i64]) -> usize {
+    let mut steps: Vec<i64> = timestamps
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0)
+        .collect();
+    if steps.is_empty() {
+        return 0;
+    }
+    let mid = steps.len() / 2;
+    let step = *steps.select_nth_unstable(mid).1;
+    let season = (86_400 + step / 2) / step;
+    if (4..=2000).contains(&season) {
+        season as usize
+    } else {
+        0
+    }
 }
 
 /// Pairs each scored input with its windows.
@@ -142,7 +166,7 @@ pub(crate) fn attach_windows(
         .collect()
 }
 
-fn write_scores(out: &Path, input: &Input, scores: &[f64]) -> anyhow::Result<()> {
+pub(crate) fn write_scores(out: &Path, input: &Input, scores: &[f64]) -> anyhow::Result<()> {
     let path = out.join(&input.key);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -71,6 +71,12 @@ pub struct DetectorParams {
     pub peak_decay: f64,
     /// Factor applied to samples that do not exceed the announced peak, in `[0, 1]` (default 0.3).
     pub damping: f64,
+    /// Factor by which a sample must beat the announced peak to be announced again, `>= 1`
+    /// (default 1.0).
+    pub rearm: f64,
+    /// Season length in samples (for example one day), or 0 for none (default 0). When set, the
+    /// recent mean is also compared with the same phase of the last three seasons.
+    pub season: usize,
 }
 
 impl Default for DetectorParams {
@@ -83,6 +89,8 @@ impl Default for DetectorParams {
             trend_block: 24,
             peak_decay: 0.995,
             damping: 0.3,
+            rearm: 1.0,
+            season: 0,
         }
     }
 }
@@ -126,6 +134,9 @@ impl DetectorParams {
         }
         if !(0.0..=1.0).contains(&self.damping) {
             return bad("damping", "must be in [0, 1]");
+        }
+        if !(self.rearm >= 1.0 && self.rearm.is_finite()) {
+            return bad("rearm", "must be a finite number at least 1");
         }
         Ok(ValidDetectorParams(self))
     }
@@ -210,6 +221,10 @@ pub struct Detector {
     last: Option<f64>,
     flat_run: usize,
     peak: f64,
+    /// Recent means in arrival order, for the seasonal comparison.
+    mean_hist: std::collections::VecDeque<f64>,
+    /// Past absolute seasonal deviations.
+    seasonal: SortedWindow,
 }
 
 impl Detector {
@@ -230,6 +245,8 @@ impl Detector {
             last: None,
             flat_run: 0,
             peak: 0.0,
+            mean_hist: std::collections::VecDeque::new(),
+            seasonal: SortedWindow::new(p.memory),
             p,
         }
     }
@@ -301,6 +318,20 @@ impl Detector {
             (1.0, 1.0)
         };
 
+        // 3b. Seasonal: the recent mean against the same phase of the last three seasons.
+        let seasonal_dev = self.seasonal_deviation(recent_mean);
+        let (s_season, season_up) = match seasonal_dev {
+            Some(d) if self.seasonal.len() >= self.p.short_window => {
+                let ms = self.seasonal.len() as f64;
+                let a = d.abs();
+                let p = (self.seasonal.count_at_least(a) as f64 + 1.0) / (ms + 1.0);
+                let top = self.seasonal.max().unwrap_or(0.0);
+                let ex = if a > top { (a - top) / spread } else { 0.0 };
+                (-p.ln() / (ms + 1.0).ln() + ex, d > 0.0)
+            }
+            _ => (0.0, true),
+        };
+
         // 4. Trend over block means, including the current partial block.
         let trend = self.trend(x);
 
@@ -325,16 +356,22 @@ impl Detector {
         } else {
             0.0
         };
-        let combined = s_band.max(s_res).max(s_mean).max(s_trend).max(s_flat);
-        // Squash: 1 − e^{−3s} puts "beyond the range seen" (s ≥ 1) above 0.95.
-        let raw = (1.0 - (-3.0 * combined).exp()).clamp(0.0, 1.0);
-
-        let score = if raw > self.peak {
-            raw
+        let combined = s_band
+            .max(s_res)
+            .max(s_mean)
+            .max(s_trend)
+            .max(s_flat)
+            .max(s_season);
+        // Event suppression in surprise space, where values are not saturated: a sample is
+        // announced in full only when it beats the (decaying) peak of the current incident.
+        let announced = if combined > self.peak * self.p.rearm {
+            combined
         } else {
-            raw * self.p.damping
+            combined * self.p.damping
         };
-        self.peak = (self.peak * self.p.peak_decay).max(raw);
+        self.peak = (self.peak * self.p.peak_decay).max(combined);
+        let raw = combined / (1.0 + combined);
+        let score = announced / (1.0 + announced);
 
         let tail = p_up.min(p_down).min(p_res).min(p_mean_up.min(p_mean_down));
         let kind = if combined <= 0.0 {
@@ -374,6 +411,22 @@ impl Detector {
                 raw_score: raw,
             },
         }
+    }
+
+    /// Recent mean minus the median of the same phase over the last three seasons.
+    fn seasonal_deviation(&self, mean: f64) -> Option<f64> {
+        let sn = self.p.season;
+        if sn == 0 || self.mean_hist.len() < 3 * sn {
+            return None;
+        }
+        let n = self.mean_hist.len();
+        let mut past = [
+            self.mean_hist[n - sn],
+            self.mean_hist[n - 2 * sn],
+            self.mean_hist[n - 3 * sn],
+        ];
+        past.sort_by(f64::total_cmp);
+        Some(mean - past[1])
     }
 
     fn trend(&self, x: f64) -> f64 {
@@ -419,7 +472,17 @@ impl Detector {
             if self.seen % 1024 == 0 {
                 self.short_sum = self.short.iter().sum();
             }
-            self.means.push(self.short_sum / self.p.short_window as f64);
+            let mean = self.short_sum / self.p.short_window as f64;
+            self.means.push(mean);
+            if self.p.season > 0 {
+                if let Some(d) = self.seasonal_deviation(mean) {
+                    self.seasonal.push(d.abs());
+                }
+                self.mean_hist.push_back(mean);
+                if self.mean_hist.len() > 3 * self.p.season {
+                    self.mean_hist.pop_front();
+                }
+            }
         }
         self.block_sum += x;
         self.block_len += 1;
