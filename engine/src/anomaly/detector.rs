@@ -57,13 +57,13 @@ impl std::fmt::Display for AnomalyKind {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct DetectorParams {
-    /// Number of past samples that form the predictive distribution (default 1000).
+    /// Number of past samples that form the predictive distribution (default 6000).
     pub memory: usize,
     /// Samples seen before any score above zero is emitted (default 50).
     pub warmup: usize,
     /// Smoothing factor of the one-step level forecast, in `(0, 1]` (default 0.3).
     pub level_alpha: f64,
-    /// Length of the window whose mean is tested for a change of level (default 6).
+    /// Length of the window whose mean is tested for a change of level (default 12).
     pub short_window: usize,
     /// Samples per block of the trend test (default 24); the test spans 12 blocks.
     pub trend_block: usize,
@@ -77,20 +77,27 @@ pub struct DetectorParams {
     /// Season length in samples (for example one day), or 0 for none (default 0). When set, the
     /// recent mean is also compared with the same phase of the last three seasons.
     pub season: usize,
+    /// Samples after which an incident's peak is forgotten entirely (default 10000).
+    pub holdoff: usize,
+    /// Length of a second, longer window whose mean is tested for a sustained shift, or 0 for
+    /// none (default 72).
+    pub long_window: usize,
 }
 
 impl Default for DetectorParams {
     fn default() -> Self {
         Self {
-            memory: 1000,
+            memory: 6000,
             warmup: 50,
             level_alpha: 0.3,
-            short_window: 6,
+            short_window: 12,
             trend_block: 24,
             peak_decay: 0.995,
             damping: 0.3,
             rearm: 1.0,
             season: 0,
+            holdoff: 10_000,
+            long_window: 72,
         }
     }
 }
@@ -194,6 +201,70 @@ impl Verdict {
 
 const TREND_BLOCKS: usize = 12;
 
+/// Surprise of a tail probability `p` estimated from `m` past values.
+fn surprise(p: f64, m: f64) -> f64 {
+    (-p.ln() / (m + 1.0).ln()).clamp(0.0, 1.0)
+}
+
+/// The mean of the last `k` values, ranked among past such means.
+#[derive(Debug, Clone)]
+struct MeanTest {
+    k: usize,
+    buf: std::collections::VecDeque<f64>,
+    sum: f64,
+    past: SortedWindow,
+    learnt: usize,
+}
+
+impl MeanTest {
+    fn new(k: usize, memory: usize) -> Self {
+        Self {
+            k,
+            buf: std::collections::VecDeque::with_capacity(k + 1),
+            sum: 0.0,
+            past: SortedWindow::new(memory),
+            learnt: 0,
+        }
+    }
+
+    /// Surprise of the mean including `x` (0 until `k` past means exist), and that mean.
+    fn probe(&self, x: f64, spread: f64) -> (f64, f64) {
+        let mut sum = self.sum + x;
+        if self.buf.len() == self.k {
+            sum -= self.buf.front().copied().unwrap_or(0.0);
+        }
+        let n = self.buf.len().min(self.k - 1) + 1;
+        let mean = sum / n as f64;
+        if self.past.len() < self.k {
+            return (0.0, mean);
+        }
+        let m = self.past.len() as f64;
+        let p_up = (self.past.count_at_least(mean) as f64 + 1.0) / (m + 1.0);
+        let p_down = (self.past.count_at_most(mean) as f64 + 1.0) / (m + 1.0);
+        let (lo, hi) = (
+            self.past.min().unwrap_or(mean),
+            self.past.max().unwrap_or(mean),
+        );
+        let excess = (mean - hi).max(lo - mean).max(0.0) / spread;
+        (surprise(p_up.min(p_down), m) + excess, mean)
+    }
+
+    fn learn(&mut self, x: f64) {
+        self.buf.push_back(x);
+        self.sum += x;
+        if self.buf.len() > self.k {
+            self.sum -= self.buf.pop_front().unwrap_or(0.0);
+        }
+        self.learnt += 1;
+        if self.learnt % 1024 == 0 {
+            self.sum = self.buf.iter().sum();
+        }
+        if self.buf.len() == self.k {
+            self.past.push(self.sum / self.k as f64);
+        }
+    }
+}
+
 /// An online anomaly detector for one metric of one workload. Feed it samples in time order.
 ///
 /// # Example
@@ -221,6 +292,8 @@ pub struct Detector {
     last: Option<f64>,
     flat_run: usize,
     peak: f64,
+    long: Option<MeanTest>,
+    since_peak: usize,
     /// Recent means in arrival order, for the seasonal comparison.
     mean_hist: std::collections::VecDeque<f64>,
     /// Past absolute seasonal deviations.
@@ -245,6 +318,8 @@ impl Detector {
             last: None,
             flat_run: 0,
             peak: 0.0,
+            long: (p.long_window > 0).then(|| MeanTest::new(p.long_window, p.memory)),
+            since_peak: 0,
             mean_hist: std::collections::VecDeque::new(),
             seasonal: SortedWindow::new(p.memory),
             p,
@@ -327,7 +402,7 @@ impl Detector {
                 let p = (self.seasonal.count_at_least(a) as f64 + 1.0) / (ms + 1.0);
                 let top = self.seasonal.max().unwrap_or(0.0);
                 let ex = if a > top { (a - top) / spread } else { 0.0 };
-                (-p.ln() / (ms + 1.0).ln() + ex, d > 0.0)
+                (surprise(p, ms) + ex, d > 0.0)
             }
             _ => (0.0, true),
         };
@@ -342,7 +417,7 @@ impl Detector {
             0
         };
 
-        let surprise = |p: f64| (-p.ln() / (m + 1.0).ln()).clamp(0.0, 1.0);
+        let surprise = |p: f64| surprise(p, m);
         let s_band = surprise(p_up.min(p_down)) + excess;
         let s_res = surprise(p_res) + r_excess;
         let s_mean = surprise(p_mean_up.min(p_mean_down));
@@ -356,12 +431,10 @@ impl Detector {
         } else {
             0.0
         };
-        let combined = s_band
-            .max(s_res)
-            .max(s_mean)
-            .max(s_trend)
-            .max(s_flat)
-            .max(s_season);
+        let s_long = self.long.as_ref().map_or(0.0, |t| t.probe(x, spread).0);
+        let combined = [s_band, s_res, s_mean, s_season, s_long, s_trend, s_flat]
+            .into_iter()
+            .fold(0.0, f64::max);
         // Event suppression in surprise space, where values are not saturated: a sample is
         // announced in full only when it beats the (decaying) peak of the current incident.
         let announced = if combined > self.peak * self.p.rearm {
@@ -369,6 +442,13 @@ impl Detector {
         } else {
             combined * self.p.damping
         };
+        self.since_peak += 1;
+        if self.since_peak > self.p.holdoff {
+            self.peak = 0.0;
+        }
+        if combined >= self.peak {
+            self.since_peak = 0;
+        }
         self.peak = (self.peak * self.p.peak_decay).max(combined);
         let raw = combined / (1.0 + combined);
         let score = announced / (1.0 + announced);
@@ -483,6 +563,9 @@ impl Detector {
                     self.mean_hist.pop_front();
                 }
             }
+        }
+        if let Some(t) = self.long.as_mut() {
+            t.learn(x);
         }
         self.block_sum += x;
         self.block_len += 1;
