@@ -1,3 +1,29 @@
 //! `predictive-clouds`: the `CloudProvider` port, its shared types and errors, the in-process `sim`
 //! cloud (the embedded default), the `fake` used by controller tests, and the adapters for EC2,
 //! Azure and GCP behind cargo features.
+//!
+//! - [`port`]: the [`CloudProvider`] trait: one async trait over managed groups and instances.
+//! - [`types`]: ids, [`InstanceState`], tags and ownership, [`LaunchRequest`], catalog entries.
+//! - [`error`]: [`CloudError`] with an [`ErrorKind`] and `is_*` predicates.
+//! - [`clock`]: injected [`Clock`](clock::Clock), [`Sleep`](clock::Sleep) and
+//!   [`Rng`](clock::Rng), with manual (virtual-time) and seeded implementations.
+
+pub mod clock;
+pub mod error;
+pub mod port;
+pub mod types;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
+#[cfg(feature = "gcp")]
+pub mod gcp;
+
+pub use error::{CloudError, ErrorKind, Result};
+pub use port::{CloudProvider, DynProvider};
+pub use types::{
+    Group, GroupId, IdempotencyToken, Instance, InstanceId, InstanceState, InstanceType,
+    InstanceTypeInfo, InvalidLabel, LaunchRequest, Operation, Owner, Price, StopMode, Tags,
+    OWNER_TAG, TOKEN_TAG,
+};
