@@ -63,7 +63,7 @@ pub struct DetectorParams {
     pub warmup: usize,
     /// Smoothing factor of the one-step level forecast, in `(0, 1]` (default 0.3).
     pub level_alpha: f64,
-    /// Length of the window whose mean is tested for a change of level (default 12).
+    /// Length of the window whose mean is tested for a change of level (default 24).
     pub short_window: usize,
     /// Samples per block of the trend test (default 24); the test spans 12 blocks.
     pub trend_block: usize,
@@ -71,14 +71,10 @@ pub struct DetectorParams {
     pub peak_decay: f64,
     /// Factor applied to samples that do not exceed the announced peak, in `[0, 1]` (default 0.3).
     pub damping: f64,
-    /// Factor by which a sample must beat the announced peak to be announced again, `>= 1`
-    /// (default 1.0).
-    pub rearm: f64,
-    /// Season length in samples (for example one day), or 0 for none (default 0). When set, the
-    /// recent mean is also compared with the same phase of the last three seasons.
+    /// Season length in samples (for example one day: 288 at a 5-minute step), or 0 for none
+    /// (default 0). When set, the recent mean is also compared with the same phase of the last
+    /// three seasons.
     pub season: usize,
-    /// Samples after which an incident's peak is forgotten entirely (default 10000).
-    pub holdoff: usize,
     /// Length of a second, longer window whose mean is tested for a sustained shift, or 0 for
     /// none (default 72).
     pub long_window: usize,
@@ -90,13 +86,11 @@ impl Default for DetectorParams {
             memory: 6000,
             warmup: 50,
             level_alpha: 0.3,
-            short_window: 12,
+            short_window: 24,
             trend_block: 24,
             peak_decay: 0.995,
             damping: 0.3,
-            rearm: 1.0,
             season: 0,
-            holdoff: 10_000,
             long_window: 72,
         }
     }
@@ -142,8 +136,11 @@ impl DetectorParams {
         if !(0.0..=1.0).contains(&self.damping) {
             return bad("damping", "must be in [0, 1]");
         }
-        if !(self.rearm >= 1.0 && self.rearm.is_finite()) {
-            return bad("rearm", "must be a finite number at least 1");
+        if self.season > 100_000 {
+            return bad("season", "must be at most 100000 samples");
+        }
+        if self.long_window == 1 || self.long_window > self.memory {
+            return bad("long_window", "must be 0 (off) or between 2 and memory");
         }
         Ok(ValidDetectorParams(self))
     }
@@ -291,9 +288,9 @@ pub struct Detector {
     blocks: std::collections::VecDeque<f64>,
     last: Option<f64>,
     flat_run: usize,
+    longest_flat_run: usize,
     peak: f64,
     long: Option<MeanTest>,
-    since_peak: usize,
     /// Recent means in arrival order, for the seasonal comparison.
     mean_hist: std::collections::VecDeque<f64>,
     /// Past absolute seasonal deviations.
@@ -317,9 +314,9 @@ impl Detector {
             blocks: std::collections::VecDeque::with_capacity(TREND_BLOCKS + 1),
             last: None,
             flat_run: 0,
+            longest_flat_run: 0,
             peak: 0.0,
             long: (p.long_window > 0).then(|| MeanTest::new(p.long_window, p.memory)),
-            since_peak: 0,
             mean_hist: std::collections::VecDeque::new(),
             seasonal: SortedWindow::new(p.memory),
             p,
@@ -372,8 +369,6 @@ impl Detector {
         let r = residual.abs();
         let mr = self.residuals.len() as f64;
         let p_res = (self.residuals.count_at_least(r) as f64 + 1.0) / (mr + 1.0);
-        let r_max = self.residuals.max().unwrap_or(0.0);
-        let r_excess = if r > r_max { (r - r_max) / spread } else { 0.0 };
 
         // 3. Change of level: the recent mean (with this value) ranked among past recent means.
         let k = self.p.short_window;
@@ -419,36 +414,32 @@ impl Detector {
 
         let surprise = |p: f64| surprise(p, m);
         let s_band = surprise(p_up.min(p_down)) + excess;
-        let s_res = surprise(p_res) + r_excess;
         let s_mean = surprise(p_mean_up.min(p_mean_down));
         let s_trend = if trend > 0.9 && x > upper {
             trend - 0.9
         } else {
             0.0
         };
-        let s_flat = if flat_run >= 3 * k && range > 0.0 {
-            0.5
+        // A flat run longer than any seen before (and at least `short_window` long) while the
+        // values used to vary is as surprising as a new extreme.
+        let s_flat = if flat_run >= k && flat_run > 2 * self.longest_flat_run && range > 0.0 {
+            1.0 + 1.0 / (1.0 + flat_run as f64)
         } else {
             0.0
         };
         let s_long = self.long.as_ref().map_or(0.0, |t| t.probe(x, spread).0);
-        let combined = [s_band, s_res, s_mean, s_season, s_long, s_trend, s_flat]
+        // The residual's rank is evidence only (in `tail_probability`): on the NAB corpus adding
+        // it to the score costs more false positives than it finds anomalies (docs/anomaly.md).
+        let combined = [s_band, s_mean, s_season, s_long, s_trend, s_flat]
             .into_iter()
             .fold(0.0, f64::max);
         // Event suppression in surprise space, where values are not saturated: a sample is
         // announced in full only when it beats the (decaying) peak of the current incident.
-        let announced = if combined > self.peak * self.p.rearm {
+        let announced = if combined > self.peak {
             combined
         } else {
             combined * self.p.damping
         };
-        self.since_peak += 1;
-        if self.since_peak > self.p.holdoff {
-            self.peak = 0.0;
-        }
-        if combined >= self.peak {
-            self.since_peak = 0;
-        }
         self.peak = (self.peak * self.p.peak_decay).max(combined);
         let raw = combined / (1.0 + combined);
         let score = announced / (1.0 + announced);
@@ -456,20 +447,29 @@ impl Detector {
         let tail = p_up.min(p_down).min(p_res).min(p_mean_up.min(p_mean_down));
         let kind = if combined <= 0.0 {
             None
-        } else if s_flat >= combined {
+        } else if s_flat > 0.0 && s_flat >= combined {
             Some(AnomalyKind::Flatline)
-        } else if s_trend > 0.0 && trend > 0.9 {
+        } else if s_trend > 0.0 {
             Some(AnomalyKind::Leak)
-        } else if s_mean >= s_band.max(s_res) {
-            if recent_mean < lower && recent_mean <= lo + 0.05 * spread {
+        } else if s_band >= combined {
+            // A single value outside the band: a surge or a fall.
+            Some(if x >= expected {
+                AnomalyKind::Burst
+            } else {
+                AnomalyKind::Drop
+            })
+        } else {
+            // The level moved (recent mean, long mean or seasonal comparison).
+            let up = if s_season >= combined {
+                season_up
+            } else {
+                recent_mean >= expected
+            };
+            if !up && recent_mean <= lower {
                 Some(AnomalyKind::Drop)
             } else {
                 Some(AnomalyKind::LevelShift)
             }
-        } else if x >= expected {
-            Some(AnomalyKind::Burst)
-        } else {
-            Some(AnomalyKind::Drop)
         };
         Verdict {
             score: if score.is_finite() {
@@ -583,6 +583,7 @@ impl Detector {
         } else {
             0
         };
+        self.longest_flat_run = self.longest_flat_run.max(self.flat_run);
         self.last = Some(x);
     }
 }

@@ -74,6 +74,7 @@ impl SortedWindow {
         self.sorted.partition_point(|v| *v <= x)
     }
 
+    #[cfg(test)]
     /// The most recent values, newest last.
     pub(crate) fn recent(&self) -> &VecDeque<f64> {
         &self.ring
