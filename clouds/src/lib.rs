@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod error;
 pub mod port;
+pub mod sim;
 pub mod types;
 
 #[cfg(feature = "aws")]
