@@ -1,0 +1,592 @@
+//! The exact sizing solver: an integer covering program solved by branch and bound.
+//!
+//! # Formulation
+//! Choose integer counts `x_i ≥ 0` of candidate offers `i` (type × region × purchase) to
+//! minimise `Σ c_i x_i` (effective hourly cost) subject to
+//! - coverage: `Σ a_ik x_i ≥ d_k` for every demanded resource `k` (cpu, memory, gpu, network);
+//! - spot share: `Σ_{i not spot} a_ik x_i ≥ (1 − s) d_k` (at most a share `s` of each resource
+//!   comes from spot capacity);
+//! - count: `n_min ≤ Σ x_i ≤ n_max`;
+//! - types: at most `K` distinct instance types have `x_i > 0`.
+//!
+//! # Method
+//! 1. Resources are normalised by the demand and capped at 1 (an instance never covers more
+//!    than the whole demand), which makes more offers comparable.
+//! 2. Dominance pruning, exact under all the constraints above: only the cheapest offer of each
+//!    type (per spot/non-spot class) is kept, then every offer for which another one is at least
+//!    as large in every demanded resource, no more expensive, and not spot where it is not spot.
+//!    Replacing a dominated offer by its dominator keeps every solution feasible and no dearer.
+//! 3. Depth-first branch and bound over the remaining offers, sorted by cost per unit of the
+//!    root's best dual direction, branching on the count of one offer at a time (largest first).
+//!    The bound at a node is `max_y (y·r) · min_{j ≥ i} c_j / (y·a_j)` over a grid of directions
+//!    `y` on the simplex of demanded resources (each is a valid lower bound of the LP relaxation
+//!    of the rest), with the same bound on the non-spot remainder. Nodes that cannot be covered
+//!    by the remaining count are cut. The incumbent starts from the best single-type solution
+//!    and a greedy cover.
+//!
+//! The search is exact: it stops only when every node is pruned by a valid bound, unless a node
+//! limit is hit, in which case [`Solution::optimal`] is false and [`Solution::lower_bound`]
+//! bounds the gap.
+
+use std::collections::HashMap;
+
+use super::catalog::Purchase;
+use super::{Error, Result};
+
+/// Node limit of one solve; beyond it the best allocation found so far is returned, flagged
+/// as not proven optimal.
+pub const NODE_LIMIT: u64 = 5_000_000;
+
+/// Names of the resources, in the order of [`Candidate::res`].
+pub const RESOURCES: [&str; 4] = ["cpu", "mem_gib", "gpu", "network_gbps"];
+
+/// One offer the solver may buy: a type in a region, bought one way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// Index of the offer in the catalog.
+    pub offer: u32,
+    /// Index of the instance type in the catalog (distinct types are counted by it).
+    pub type_index: u32,
+    /// How it is bought.
+    pub purchase: Purchase,
+    /// List price, USD per hour per instance.
+    pub price: f64,
+    /// Effective price the solver minimises, USD per hour per instance.
+    pub cost: f64,
+    /// Resources per instance: cpu, memory GiB, gpu, network Gbit/s.
+    pub res: [f64; 4],
+    /// Whether this is spot capacity (limited by the spot share cap).
+    pub spot: bool,
+}
+
+/// A sizing problem in solver terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Demand per resource (cpu, memory GiB, gpu, network Gbit/s); zero means not demanded.
+    pub demand: [f64; 4],
+    /// The candidate offers.
+    pub cands: Vec<Candidate>,
+    /// At most this share of each resource from spot capacity.
+    pub spot_cap: f64,
+    /// At least this many instances.
+    pub min_count: u32,
+    /// At most this many instances.
+    pub max_count: u32,
+    /// At most this many distinct instance types.
+    pub max_types: u32,
+}
+
+/// An optimal (or best found) allocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Solution {
+    /// `(candidate index, count)` pairs with count > 0.
+    pub counts: Vec<(usize, u32)>,
+    /// Effective hourly cost.
+    pub cost: f64,
+    /// Proven lower bound on the optimum (equal to `cost` when optimal).
+    pub lower_bound: f64,
+    /// Whether optimality was proven.
+    pub optimal: bool,
+    /// Nodes explored.
+    pub nodes: u64,
+    /// Candidates left after dominance pruning.
+    pub pareto: usize,
+}
+
+const EPS: f64 = 1e-9;
+
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    orig: usize,
+    cost: f64,
+    a: [f64; 4],
+    spot: bool,
+    ty: u32,
+}
+
+#[derive(Debug)]
+struct Search<'a> {
+    items: &'a [Item],
+    dims: &'a [usize],
+    dirs: &'a [[f64; 4]],
+    /// `m_all[d * (n + 1) + i]` = min over j ≥ i of cost_j / (y_d · a_j).
+    m_all: Vec<f64>,
+    /// The same over non-spot items.
+    m_ns: Vec<f64>,
+    /// `smax[i * 4 + k]` = max over j ≥ i of a_jk (all items), and over non-spot items.
+    smax: Vec<f64>,
+    smax_ns: Vec<f64>,
+    min_count: u32,
+    max_count: u32,
+    max_types: u32,
+    best_cost: f64,
+    best: Vec<u32>,
+    cur: Vec<u32>,
+    used_types: Vec<u32>,
+    nodes: u64,
+    aborted: bool,
+}
+
+impl Search<'_> {
+    fn n(&self) -> usize {
+        self.items.len()
+    }
+
+    fn lb(&self, i: usize, rem: &[f64; 4], rns: &[f64; 4]) -> f64 {
+        let n1 = self.n() + 1;
+        let mut best: f64 = 0.0;
+        for (d, y) in self.dirs.iter().enumerate() {
+            let mut s = 0.0;
+            let mut sn = 0.0;
+            for &k in self.dims {
+                s += y[k] * rem[k];
+                sn += y[k] * rns[k];
+            }
+            if s > EPS {
+                best = best.max(s * self.m_all[d * n1 + i]);
+            }
+            if sn > EPS {
+                best = best.max(sn * self.m_ns[d * n1 + i]);
+            }
+        }
+        best
+    }
+
+    fn covered(&self, rem: &[f64; 4], rns: &[f64; 4]) -> bool {
+        self.dims.iter().all(|&k| rem[k] <= EPS && rns[k] <= EPS)
+    }
+
+    fn dfs(&mut self, i: usize, rem: [f64; 4], rns: [f64; 4], cost: f64, count: u32) {
+        self.nodes += 1;
+        if self.nodes > NODE_LIMIT {
+            self.aborted = true;
+            return;
+        }
+        let covered = self.covered(&rem, &rns);
+        if covered && count >= self.min_count {
+            if cost < self.best_cost {
+                self.best_cost = cost;
+                self.best.clone_from(&self.cur);
+            }
+            return;
+        }
+        if i >= self.n() {
+            return;
+        }
+        let bound = cost + self.lb(i, &rem, &rns);
+        if bound >= self.best_cost * (1.0 - 1e-12) - EPS {
+            return;
+        }
+        let left = self.max_count - count;
+        // Cut: the remaining count cannot cover what is left with the largest remaining items.
+        for &k in self.dims {
+            if rem[k] > EPS && self.smax[i * 4 + k] * left as f64 + EPS < rem[k] {
+                return;
+            }
+            if rns[k] > EPS && self.smax_ns[i * 4 + k] * left as f64 + EPS < rns[k] {
+                return;
+            }
+        }
+        let it = self.items[i];
+        let type_known = self.used_types.contains(&it.ty);
+        let may_take = type_known || (self.used_types.len() as u32) < self.max_types;
+        if may_take && left > 0 {
+            // The most of this item worth taking: enough to cover the rest alone (or to reach
+            // the minimum count).
+            let mut need = 0.0f64;
+            for &k in self.dims {
+                if it.a[k] > 0.0 {
+                    need = need.max(rem[k] / it.a[k]);
+                    if !it.spot {
+                        need = need.max(rns[k] / it.a[k]);
+                    }
+                }
+            }
+            let mut kmax = ((need - 1e-9).ceil().max(0.0)) as u32;
+            kmax = kmax.max(self.min_count.saturating_sub(count)).min(left);
+            if kmax > 0 && !type_known {
+                self.used_types.push(it.ty);
+            }
+            for kk in (1..=kmax).rev() {
+                let kf = kk as f64;
+                let ncost = cost + kf * it.cost;
+                if ncost >= self.best_cost * (1.0 - 1e-12) - EPS {
+                    continue;
+                }
+                let mut r2 = rem;
+                let mut n2 = rns;
+                for &k in self.dims {
+                    r2[k] = (r2[k] - kf * it.a[k]).max(0.0);
+                    if !it.spot {
+                        n2[k] = (n2[k] - kf * it.a[k]).max(0.0);
+                    }
+                }
+                self.cur[i] = kk;
+                self.dfs(i + 1, r2, n2, ncost, count + kk);
+                self.cur[i] = 0;
+                if self.aborted {
+                    break;
+                }
+            }
+            if kmax > 0 && !type_known {
+                self.used_types.pop();
+            }
+            if self.aborted {
+                return;
+            }
+        }
+        if covered {
+            // Only the minimum count is missing: still try later items.
+        }
+        self.dfs(i + 1, rem, rns, cost, count);
+    }
+}
+
+/// Directions on the simplex of the demanded dimensions, with a grid step of `1/steps`.
+fn simplex_dirs(dims: &[usize], steps: u32) -> Vec<[f64; 4]> {
+    let mut out = Vec::new();
+    fn rec(dims: &[usize], steps: u32, left: u32, cur: &mut [f64; 4], idx: usize, out: &mut Vec<[f64; 4]>) {
+        if idx == dims.len() - 1 {
+            cur[dims[idx]] = left as f64 / steps as f64;
+            out.push(*cur);
+            return;
+        }
+        for v in 0..=left {
+            cur[dims[idx]] = v as f64 / steps as f64;
+            rec(dims, steps, left - v, cur, idx + 1, out);
+        }
+    }
+    let mut cur = [0.0; 4];
+    rec(dims, steps, steps, &mut cur, 0, &mut out);
+    out
+}
+
+/// Solves `p` exactly (see the module docs).
+///
+/// # Errors
+/// [`Error::Infeasible`] naming the constraint that cannot be met: a resource no candidate
+/// provides, `spot_share_cap`, `max_count`, `max_types` or `min_count`.
+pub fn solve(p: &Problem) -> Result<Solution> {
+    let dims: Vec<usize> = (0..4).filter(|&k| p.demand[k] > 0.0).collect();
+    if dims.is_empty() {
+        return Err(Error::Infeasible { constraint: "demand", detail: "nothing is demanded".into() });
+    }
+    let spot_cap = p.spot_cap.clamp(0.0, 1.0);
+    let ns_need = if spot_cap < 1.0 && p.cands.iter().any(|c| c.spot) { 1.0 - spot_cap } else { 0.0 };
+    let split_classes = ns_need > 0.0;
+    // 1. Normalise and keep the cheapest offer per (type, class).
+    let mut per_type: HashMap<(u32, bool), Item> = HashMap::new();
+    for (i, c) in p.cands.iter().enumerate() {
+        if !(c.cost.is_finite() && c.cost > 0.0) {
+            continue;
+        }
+        let mut a = [0.0; 4];
+        let mut useful = false;
+        for &k in &dims {
+            a[k] = (c.res[k] / p.demand[k]).min(1.0);
+            if a[k] > 0.0 {
+                useful = true;
+            }
+        }
+        if !useful {
+            continue;
+        }
+        let item = Item { orig: i, cost: c.cost, a, spot: c.spot, ty: c.type_index };
+        let key = (c.type_index, split_classes && c.spot);
+        match per_type.get(&key) {
+            Some(old) if old.cost <= item.cost => {}
+            _ => {
+                per_type.insert(key, item);
+            }
+        }
+    }
+    let mut items: Vec<Item> = per_type.into_values().collect();
+    // 2. Pareto filter: cheaper first; among equal cost, larger first; then stable by index.
+    items.sort_by(|x, y| {
+        x.cost
+            .total_cmp(&y.cost)
+            .then_with(|| {
+                let sx: f64 = dims.iter().map(|&k| x.a[k]).sum();
+                let sy: f64 = dims.iter().map(|&k| y.a[k]).sum();
+                sy.total_cmp(&sx)
+            })
+            .then_with(|| x.spot.cmp(&y.spot))
+            .then_with(|| x.orig.cmp(&y.orig))
+    });
+    let mut front: Vec<Item> = Vec::new();
+    for it in items {
+        let dominated = front.iter().any(|f| {
+            f.cost <= it.cost
+                && (!split_classes || !f.spot || it.spot)
+                && dims.iter().all(|&k| f.a[k] >= it.a[k])
+        });
+        if !dominated {
+            front.push(it);
+        }
+    }
+    let pareto = front.len();
+    // Feasibility diagnostics before searching.
+    for &k in &dims {
+        if !front.iter().any(|f| f.a[k] > 0.0) {
+            return Err(Error::Infeasible {
+                constraint: RESOURCES[k],
+                detail: format!("no allowed offer provides {}", RESOURCES[k]),
+            });
+        }
+        if ns_need > 0.0 && !front.iter().any(|f| !f.spot && f.a[k] > 0.0) {
+            return Err(Error::Infeasible {
+                constraint: "spot_share_cap",
+                detail: format!(
+                    "at least {:.0} % of {} must be on non-spot capacity, but only spot offers are allowed",
+                    ns_need * 100.0,
+                    RESOURCES[k]
+                ),
+            });
+        }
+    }
+    // 3. Directions and order.
+    let steps = if dims.len() <= 2 { 16 } else if dims.len() == 3 { 8 } else { 4 };
+    let dirs = simplex_dirs(&dims, steps);
+    let root = [1.0; 4];
+    let dot = |y: &[f64; 4], a: &[f64; 4]| dims.iter().map(|&k| y[k] * a[k]).sum::<f64>();
+    let mut best_dir = dirs[0];
+    let mut best_val = -1.0;
+    for y in &dirs {
+        let s = dot(y, &root);
+        let m = front.iter().map(|f| f.cost / dot(y, &f.a)).fold(f64::INFINITY, f64::min);
+        let v = s * m;
+        if v.is_finite() && v > best_val {
+            best_val = v;
+            best_dir = *y;
+        }
+    }
+    front.sort_by(|x, y| {
+        let ex = x.cost / dot(&best_dir, &x.a).max(1e-300);
+        let ey = y.cost / dot(&best_dir, &y.a).max(1e-300);
+        ex.total_cmp(&ey).then_with(|| x.orig.cmp(&y.orig))
+    });
+    let n = front.len();
+    let n1 = n + 1;
+    let mut m_all = vec![f64::INFINITY; dirs.len() * n1];
+    let mut m_ns = vec![f64::INFINITY; dirs.len() * n1];
+    for (d, y) in dirs.iter().enumerate() {
+        for i in (0..n).rev() {
+            let ya = dot(y, &front[i].a);
+            let r = if ya > 0.0 { front[i].cost / ya } else { f64::INFINITY };
+            m_all[d * n1 + i] = m_all[d * n1 + i + 1].min(r);
+            m_ns[d * n1 + i] = if front[i].spot { m_ns[d * n1 + i + 1] } else { m_ns[d * n1 + i + 1].min(r) };
+        }
+    }
+    let mut smax = vec![0.0; n1 * 4];
+    let mut smax_ns = vec![0.0; n1 * 4];
+    for i in (0..n).rev() {
+        for k in 0..4 {
+            smax[i * 4 + k] = f64::max(smax[(i + 1) * 4 + k], front[i].a[k]);
+            smax_ns[i * 4 + k] =
+                if front[i].spot { smax_ns[(i + 1) * 4 + k] } else { f64::max(smax_ns[(i + 1) * 4 + k], front[i].a[k]) };
+        }
+    }
+    let rem0 = {
+        let mut r = [0.0; 4];
+        for &k in &dims {
+            r[k] = 1.0;
+        }
+        r
+    };
+    let rns0 = {
+        let mut r = [0.0; 4];
+        for &k in &dims {
+            r[k] = ns_need;
+        }
+        r
+    };
+    let mut s = Search {
+        items: &front,
+        dims: &dims,
+        dirs: &dirs,
+        m_all,
+        m_ns,
+        smax,
+        smax_ns,
+        min_count: p.min_count,
+        max_count: p.max_count,
+        max_types: p.max_types.max(1),
+        best_cost: f64::INFINITY,
+        best: vec![0; n],
+        cur: vec![0; n],
+        used_types: Vec::new(),
+        nodes: 0,
+        aborted: false,
+    };
+    // Incumbent: best single-type solution, then a greedy cover.
+    for (i, it) in front.iter().enumerate() {
+        if it.spot && ns_need > 0.0 {
+            continue;
+        }
+        let need = dims.iter().map(|&k| if it.a[k] > 0.0 { 1.0 / it.a[k] } else { f64::INFINITY }).fold(0.0, f64::max);
+        if !need.is_finite() {
+            continue;
+        }
+        let k = ((need - 1e-9).ceil() as u32).max(p.min_count).max(1);
+        if k <= p.max_count && (k as f64) * it.cost < s.best_cost {
+            s.best_cost = k as f64 * it.cost;
+            s.best = vec![0; n];
+            s.best[i] = k;
+        }
+    }
+    greedy(&mut s, rem0, rns0);
+    let root_lb = s.lb(0, &rem0, &rns0);
+    s.dfs(0, rem0, rns0, 0.0, 0);
+    if !s.best_cost.is_finite() {
+        return Err(diagnose(p));
+    }
+    let counts: Vec<(usize, u32)> =
+        s.best.iter().enumerate().filter(|(_, &k)| k > 0).map(|(i, &k)| (front[i].orig, k)).collect();
+    let cost: f64 = counts.iter().map(|&(i, k)| p.cands[i].cost * k as f64).sum();
+    Ok(Solution {
+        counts,
+        cost,
+        lower_bound: if s.aborted { root_lb.min(cost) } else { cost },
+        optimal: !s.aborted,
+        nodes: s.nodes,
+        pareto,
+    })
+}
+
+fn greedy(s: &mut Search<'_>, mut rem: [f64; 4], mut rns: [f64; 4]) {
+    let n = s.n();
+    let mut x = vec![0u32; n];
+    let mut cost = 0.0;
+    let mut count = 0u32;
+    let mut types: Vec<u32> = Vec::new();
+    while !(s.covered(&rem, &rns) && count >= s.min_count) {
+        if count >= s.max_count {
+            return;
+        }
+        let mut best: Option<(usize, f64)> = None;
+        for (i, it) in s.items.iter().enumerate() {
+            if !types.contains(&it.ty) && types.len() as u32 >= s.max_types {
+                continue;
+            }
+            let mut gain = 0.0;
+            for &k in s.dims {
+                gain += it.a[k].min(rem[k]);
+                if !it.spot {
+                    gain += it.a[k].min(rns[k]);
+                }
+            }
+            let score = if gain > EPS { gain / it.cost } else if s.covered(&rem, &rns) { 1e-12 / it.cost } else { 0.0 };
+            if score > 0.0 && best.is_none_or(|(_, b)| score > b) {
+                best = Some((i, score));
+            }
+        }
+        let Some((i, _)) = best else { return };
+        let it = s.items[i];
+        if !types.contains(&it.ty) {
+            types.push(it.ty);
+        }
+        x[i] += 1;
+        count += 1;
+        cost += it.cost;
+        for &k in s.dims {
+            rem[k] = (rem[k] - it.a[k]).max(0.0);
+            if !it.spot {
+                rns[k] = (rns[k] - it.a[k]).max(0.0);
+            }
+        }
+    }
+    if cost < s.best_cost {
+        s.best_cost = cost;
+        s.best = x;
+    }
+}
+
+/// Names the constraint that makes an infeasible problem infeasible, by relaxing one at a time.
+fn diagnose(p: &Problem) -> Error {
+    if p.max_types != u32::MAX {
+        let mut q = p.clone();
+        q.max_types = u32::MAX;
+        if solve(&q).is_ok() {
+            return Error::Infeasible {
+                constraint: "max_types",
+                detail: format!("no mix of at most {} instance types covers the demand within the other constraints", p.max_types),
+            };
+        }
+    }
+    if p.spot_cap < 1.0 {
+        let mut q = p.clone();
+        q.spot_cap = 1.0;
+        q.max_types = u32::MAX;
+        if solve(&q).is_ok() {
+            return Error::Infeasible {
+                constraint: "spot_share_cap",
+                detail: format!("with at most {:.0} % on spot the demand cannot be covered within the other constraints", p.spot_cap * 100.0),
+            };
+        }
+    }
+    Error::Infeasible {
+        constraint: "max_count",
+        detail: format!("the demand needs more than {} instances of the allowed types", p.max_count),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(i: u32, cost: f64, cpu: f64, mem: f64, spot: bool) -> Candidate {
+        Candidate {
+            offer: i,
+            type_index: i,
+            purchase: if spot { Purchase::Spot } else { Purchase::OnDemand },
+            price: cost,
+            cost,
+            res: [cpu, mem, 0.0, 0.0],
+            spot,
+        }
+    }
+
+    fn problem(cands: Vec<Candidate>, cpu: f64, mem: f64) -> Problem {
+        Problem { demand: [cpu, mem, 0.0, 0.0], cands, spot_cap: 1.0, min_count: 0, max_count: 100, max_types: u32::MAX }
+    }
+
+    #[test]
+    fn solver_should_mix_types_when_mixing_is_cheaper() {
+        // cpu-heavy and memory-heavy shapes; the demand has both.
+        let c = vec![cand(0, 1.0, 8.0, 16.0, false), cand(1, 1.0, 2.0, 64.0, false)];
+        let s = solve(&problem(c, 16.0, 128.0)).unwrap();
+        assert!((s.cost - 4.0).abs() < 1e-9, "{s:?}");
+        assert!(s.optimal);
+    }
+
+    #[test]
+    fn spot_cap_should_keep_a_share_on_demand() {
+        let c = vec![cand(0, 1.0, 4.0, 16.0, false), cand(1, 0.3, 4.0, 16.0, true)];
+        let mut p = problem(c, 16.0, 64.0);
+        p.spot_cap = 0.5;
+        let s = solve(&p).unwrap();
+        assert!((s.cost - (2.0 + 0.6)).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn infeasible_count_should_name_max_count() {
+        let c = vec![cand(0, 1.0, 2.0, 4.0, false)];
+        let mut p = problem(c, 100.0, 4.0);
+        p.max_count = 10;
+        let e = solve(&p).unwrap_err();
+        assert!(e.to_string().contains("`max_count`"), "{e}");
+    }
+
+    #[test]
+    fn infeasible_types_should_name_max_types() {
+        let c = vec![cand(0, 1.0, 64.0, 1.0, false), cand(1, 1.0, 1.0, 64.0, false)];
+        let mut p = problem(c, 64.0, 64.0);
+        p.max_count = 1;
+        p.max_types = 1;
+        let e = solve(&p).unwrap_err();
+        assert!(e.to_string().contains("`max_count`"), "{e}");
+        p.max_count = 2;
+        let e = solve(&p).unwrap_err();
+        assert!(e.to_string().contains("`max_types`"), "{e}");
+    }
+}
