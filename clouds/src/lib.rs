@@ -10,6 +10,8 @@
 
 pub mod clock;
 pub mod error;
+pub mod fake;
+pub mod layer;
 pub mod port;
 pub mod sim;
 pub mod types;

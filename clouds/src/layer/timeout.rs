@@ -1,0 +1,90 @@
+//! A deadline on every call: the inner call is dropped and an [`ErrorKind::Timeout`] error is
+//! returned when it takes longer than the configured duration.
+//!
+//! A timed-out call may still have taken effect in the cloud; callers re-observe (and the retry
+//! layer re-sends, which is safe because every operation is idempotent).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Sleep;
+use crate::error::{CloudError, ErrorKind, Result};
+use crate::layer::{decorate, Around};
+use crate::types::Operation;
+
+/// Times out calls of the inner provider after `duration`, measured by the injected [`Sleep`].
+#[derive(Debug)]
+pub struct Timeout<P> {
+    inner: P,
+    duration: Duration,
+    sleep: Arc<dyn Sleep>,
+}
+
+impl<P> Timeout<P> {
+    /// Wraps `inner`.
+    pub fn new(inner: P, duration: Duration, sleep: Arc<dyn Sleep>) -> Self {
+        Timeout {
+            inner,
+            duration,
+            sleep,
+        }
+    }
+}
+
+impl<P: Send + Sync> Around for Timeout<P> {
+    fn around<'a, T, F, Fut>(
+        &'a self,
+        op: Operation,
+        call: F,
+    ) -> impl Future<Output = Result<T>> + Send + 'a
+    where
+        T: Send + 'a,
+        F: Fn() -> Fut + Send + Sync + 'a,
+        Fut: Future<Output = Result<T>> + Send + 'a,
+    {
+        async move {
+            let call = call();
+            let deadline = self.sleep.sleep(self.duration);
+            tokio::select! {
+                // The call is polled first, so a call that is ready never loses to the timer.
+                biased;
+                out = call => out,
+                () = deadline => Err(CloudError::new(op, ErrorKind::Timeout)
+                    .with_detail(format!("no answer within {:?}", self.duration))),
+            }
+        }
+    }
+}
+
+decorate!(Timeout);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::TokioSleep;
+    use crate::fake::FakeCloud;
+    use crate::{CloudProvider, GroupId};
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_calls_should_time_out_on_paused_time() {
+        let fake = FakeCloud::new();
+        fake.create_group("g", "m6i.large", 0, 3);
+        fake.set_latency(Operation::DescribeGroup, Duration::from_secs(60));
+        let t = Timeout::new(&fake, Duration::from_secs(5), Arc::new(TokioSleep));
+        let started = tokio::time::Instant::now();
+        let e = t.describe_group(&GroupId::new("g")).await.unwrap_err();
+        assert!(e.is_timeout());
+        assert!(e.is_retryable());
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(
+            e.to_string(),
+            "describe group: timed out: no answer within 5s"
+        );
+        // A fast call passes through.
+        assert_eq!(
+            t.scale_group(&GroupId::new("g"), 2).await.unwrap().desired,
+            2
+        );
+    }
+}
