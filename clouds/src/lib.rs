@@ -9,6 +9,7 @@
 //!   [`Rng`](clock::Rng), with manual (virtual-time) and seeded implementations.
 
 pub mod clock;
+pub mod conformance;
 pub mod error;
 pub mod fake;
 pub mod layer;
@@ -22,6 +23,8 @@ pub mod aws;
 pub mod azure;
 #[cfg(feature = "gcp")]
 pub mod gcp;
+#[cfg(feature = "price-api")]
+pub mod pricing;
 
 pub use error::{CloudError, ErrorKind, Result};
 pub use port::{CloudProvider, DynProvider};
