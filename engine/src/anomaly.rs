@@ -16,7 +16,10 @@ mod remediation;
 mod window;
 mod workload;
 
-pub use detector::{AnomalyKind, Detector, DetectorParams, Evidence, ValidDetectorParams, Verdict};
+pub use detector::{
+    AnomalyKind, Detector, DetectorParams, Evidence, ValidDetectorParams, Verdict, ALERT_THRESHOLD,
+    RECORD_MARGIN,
+};
 pub use remediation::{decide, Decision, RemediationAction, RemediationContext, RemediationPolicy};
 pub use workload::{WorkloadDetector, WorkloadSample, WorkloadVerdict};
 
