@@ -119,17 +119,13 @@ impl<P> Metrics<P> {
 }
 
 impl<P: CloudProvider> Around for Metrics<P> {
-    fn around<'a, T, F, Fut>(
-        &'a self,
-        op: Operation,
-        call: F,
-    ) -> impl Future<Output = Result<T>> + Send + 'a
+    async fn around<'a, T, F, Fut>(&'a self, op: Operation, call: F) -> Result<T>
     where
         T: Send + 'a,
         F: Fn() -> Fut + Send + Sync + 'a,
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
-        async move {
+        {
             let start = self.clock.now();
             let out = call().await;
             let latency = self.clock.now().duration_since(start).unwrap_or_default();

@@ -1,4 +1,4 @@
-//! Cross-cutting concerns as decorators around any [`CloudProvider`]: each wraps an inner
+//! Cross-cutting concerns as decorators around any [`CloudProvider`](crate::CloudProvider): each wraps an inner
 //! provider, implements the same trait, and adds one behaviour to every call.
 //!
 //! - [`timeout::Timeout`]: every call gets a deadline (an [`ErrorKind::Timeout`] error after it).
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, Rng, Sleep, SplitMix, SystemClock, TokioSleep};
-use crate::port::{CloudProvider, DynProvider};
+use crate::port::DynProvider;
 use crate::types::Operation;
 
 pub mod metrics;
@@ -31,7 +31,7 @@ pub mod tracing;
 
 /// What a decorator does around one call of the inner provider.
 ///
-/// Implementors provide [`around`](Around::around); the [`CloudProvider`] implementation that
+/// Implementors provide [`around`](Around::around); the [`CloudProvider`](crate::CloudProvider) implementation that
 /// forwards every method through it is generated once by `decorate!`, so no decorator can forget
 /// a method.
 pub(crate) trait Around: Send + Sync {
@@ -47,7 +47,7 @@ pub(crate) trait Around: Send + Sync {
         Fut: Future<Output = crate::Result<T>> + Send + 'a;
 }
 
-/// Implements [`CloudProvider`] for a decorator `$ty<P>` with an `inner: P` field and an
+/// Implements [`CloudProvider`](crate::CloudProvider) for a decorator `$ty<P>` with an `inner: P` field and an
 /// [`Around`] implementation.
 macro_rules! decorate {
     ($ty:ident) => {
@@ -263,6 +263,7 @@ impl Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CloudProvider;
 
     fn assert_send<T: Send>(_: &T) {}
     fn assert_send_sync<T: Send + Sync>() {}

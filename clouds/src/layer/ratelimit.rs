@@ -103,17 +103,13 @@ impl<P> RateLimit<P> {
 }
 
 impl<P: Send + Sync> Around for RateLimit<P> {
-    fn around<'a, T, F, Fut>(
-        &'a self,
-        _op: Operation,
-        call: F,
-    ) -> impl Future<Output = Result<T>> + Send + 'a
+    async fn around<'a, T, F, Fut>(&'a self, _op: Operation, call: F) -> Result<T>
     where
         T: Send + 'a,
         F: Fn() -> Fut + Send + Sync + 'a,
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
-        async move {
+        {
             // The semaphore is never closed, so acquire cannot fail.
             let _slot = self.in_flight.acquire().await;
             while let Some(wait) = self.try_take() {

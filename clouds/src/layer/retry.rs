@@ -142,17 +142,13 @@ impl<P> Retry<P> {
 }
 
 impl<P: Send + Sync> Around for Retry<P> {
-    fn around<'a, T, F, Fut>(
-        &'a self,
-        _op: Operation,
-        call: F,
-    ) -> impl Future<Output = Result<T>> + Send + 'a
+    async fn around<'a, T, F, Fut>(&'a self, _op: Operation, call: F) -> Result<T>
     where
         T: Send + 'a,
         F: Fn() -> Fut + Send + Sync + 'a,
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
-        async move {
+        {
             let mut retry = 0u32;
             loop {
                 match call().await {

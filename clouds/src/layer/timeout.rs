@@ -33,17 +33,13 @@ impl<P> Timeout<P> {
 }
 
 impl<P: Send + Sync> Around for Timeout<P> {
-    fn around<'a, T, F, Fut>(
-        &'a self,
-        op: Operation,
-        call: F,
-    ) -> impl Future<Output = Result<T>> + Send + 'a
+    async fn around<'a, T, F, Fut>(&'a self, op: Operation, call: F) -> Result<T>
     where
         T: Send + 'a,
         F: Fn() -> Fut + Send + Sync + 'a,
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
-        async move {
+        {
             let call = call();
             let deadline = self.sleep.sleep(self.duration);
             tokio::select! {
