@@ -20,7 +20,9 @@ pub use detector::{
     AnomalyKind, Detector, DetectorParams, Evidence, ValidDetectorParams, Verdict, ALERT_THRESHOLD,
     RECORD_MARGIN,
 };
-pub use remediation::{decide, Decision, RemediationAction, RemediationContext, RemediationPolicy};
+pub use remediation::{
+    decide, Decision, RemediationAction, RemediationContext, RemediationPolicy, LEAK_HOLD_TREND,
+};
 pub use workload::{WorkloadDetector, WorkloadSample, WorkloadVerdict};
 
 /// Errors of anomaly detection and scoring.

@@ -5,8 +5,12 @@
 //! run, writes the decision to its audit log either way, and clamps any proposed allocation to
 //! [`Decision::allocation_cap`].
 //!
-//! A leak is never fed: whatever the policy, while a leak is flagged the allocation is capped at
-//! its current value, so a steady climb cannot drive the scaling loop into a runaway.
+//! A leak is never fed: whatever the policy, once a leak is flagged the allocation is capped at
+//! its value at that moment, and the cap is kept (the controller passes it back in
+//! [`RemediationContext::held_cap`]) for as long as the usage keeps climbing — even on steps where
+//! the detector, having announced the incident once, scores low. So a steady climb cannot drive
+//! the scaling loop into a runaway. An isolation holds until the controller drops `held_cap`
+//! (an operator's release).
 
 use super::{AnomalyKind, Verdict};
 
@@ -50,7 +54,13 @@ pub struct RemediationContext {
     pub current_allocation: f64,
     /// When true, the decision is recorded but nothing is executed.
     pub dry_run: bool,
+    /// The cap returned by the previous decision for this workload, if any
+    /// ([`Decision::allocation_cap`]); `None` when nothing is held.
+    pub held_cap: Option<f64>,
 }
+
+/// Trend statistic (see [`super::Evidence::trend`]) above which a held leak stays held.
+pub const LEAK_HOLD_TREND: f64 = 0.5;
 
 /// An action on a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -118,14 +128,29 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
         0.0
     };
     let flagged = score >= ctx.threshold && verdict.kind.is_some();
+    let held = ctx.held_cap.filter(|c| c.is_finite());
     if !flagged {
+        // A held leak stays held while the usage still climbs; an isolation until released.
+        let keep = match (held, policy) {
+            (Some(_), RemediationPolicy::Isolate) => true,
+            (Some(_), _) => verdict.evidence.trend > LEAK_HOLD_TREND,
+            (None, _) => false,
+        };
+        let reason = if keep {
+            format!(
+                "score {score:.3} below threshold {:.3}; allocation still held",
+                ctx.threshold
+            )
+        } else {
+            format!("score {score:.3} below threshold {:.3}", ctx.threshold)
+        };
         return Decision {
             action: RemediationAction::None,
             dry_run: ctx.dry_run,
-            allocation_cap: None,
+            allocation_cap: if keep { held } else { None },
             kind: None,
             score,
-            reason: format!("score {score:.3} below threshold {:.3}", ctx.threshold),
+            reason,
         };
     }
     let kind = verdict.kind;
@@ -136,7 +161,9 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
         RemediationPolicy::Terminate => RemediationAction::Terminate,
     };
     let hold = matches!(action, RemediationAction::Isolate) || kind == Some(AnomalyKind::Leak);
-    let allocation_cap = hold.then_some(ctx.current_allocation);
+    // Keep an existing hold rather than raising it to today's allocation.
+    let allocation_cap =
+        hold.then(|| held.map_or(ctx.current_allocation, |h| h.min(ctx.current_allocation)));
     let kind_name = kind.map(|k| k.to_string()).unwrap_or_default();
     let reason = format!(
         "{kind_name} anomaly (score {score:.3} >= {:.3}, value {:.4}, expected {:.4}, band [{:.4}, {:.4}]): {action:?}{}{}",
@@ -176,6 +203,7 @@ mod tests {
             threshold: 0.9,
             current_allocation: 4.0,
             dry_run,
+            held_cap: None,
         }
     }
 
@@ -261,5 +289,83 @@ mod tests {
             .unwrap_err()
             .contains("reboot"));
         assert_eq!(RemediationPolicy::default(), RemediationPolicy::AlertOnly);
+    }
+
+    #[test]
+    fn a_held_leak_should_stay_held_while_usage_climbs() {
+        let mut v = verdict(0.1, None);
+        v.evidence.trend = 0.8;
+        let c = RemediationContext {
+            held_cap: Some(4.0),
+            current_allocation: 5.0,
+            ..ctx(false)
+        };
+        let d = decide(RemediationPolicy::AlertOnly, &v, &c);
+        assert_eq!(d.action, RemediationAction::None);
+        assert_eq!(d.allocation_cap, Some(4.0));
+        assert_eq!(d.clamp_allocation(9.0), 4.0);
+        // Once the climb stops the hold is released.
+        v.evidence.trend = 0.1;
+        let d = decide(RemediationPolicy::AlertOnly, &v, &c);
+        assert_eq!(d.allocation_cap, None);
+        // An isolation is only released by the controller (held_cap: None).
+        let d = decide(RemediationPolicy::Isolate, &v, &c);
+        assert_eq!(d.allocation_cap, Some(4.0));
+        // A new leak flag does not raise an existing hold.
+        let leak = verdict(0.99, Some(AnomalyKind::Leak));
+        let d = decide(RemediationPolicy::AlertOnly, &leak, &c);
+        assert_eq!(d.allocation_cap, Some(4.0));
+    }
+
+    /// The runaway guard end to end: a memory leak fed to the detector, a naive scaler that
+    /// always wants 30 % headroom over usage, and the decisions applied as the controller would.
+    #[test]
+    fn a_leak_should_never_drive_the_allocation_into_a_runaway() {
+        use crate::anomaly::{DetectorParams, WorkloadDetector, WorkloadSample, ALERT_THRESHOLD};
+        let mut det = WorkloadDetector::new(DetectorParams::default().check().unwrap(), 0.5);
+        let mut seed = 42u64;
+        let mut noise = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut allocation = 10.0;
+        let mut held: Option<f64> = None;
+        let mut cap_at_flag: Option<f64> = None;
+        for t in 0..6000 {
+            // Flat memory around 5 GiB for 3000 steps, then a leak of 0.01 GiB per step.
+            let leak = if t >= 3000 {
+                0.01 * (t - 3000) as f64
+            } else {
+                0.0
+            };
+            let usage = 5.0 + noise() + leak;
+            let v = det.observe(WorkloadSample {
+                memory: Some(usage),
+                ..Default::default()
+            });
+            let c = RemediationContext {
+                threshold: ALERT_THRESHOLD,
+                current_allocation: allocation,
+                dry_run: false,
+                held_cap: held,
+            };
+            let d = decide(RemediationPolicy::AlertOnly, &v.as_verdict(), &c);
+            if d.kind == Some(AnomalyKind::Leak) && cap_at_flag.is_none() {
+                cap_at_flag = d.allocation_cap;
+            }
+            held = d.allocation_cap;
+            allocation = d.clamp_allocation(usage * 1.3);
+            if let Some(cap) = cap_at_flag {
+                assert!(
+                    allocation <= cap + 1e-9,
+                    "step {t}: allocation {allocation} above cap {cap}"
+                );
+            }
+        }
+        let cap = cap_at_flag.expect("the leak was never flagged");
+        // Without the guard the scaler would have reached (5 + 30) × 1.3 ≈ 45.
+        assert!(cap < 20.0, "cap {cap}");
     }
 }

@@ -109,3 +109,71 @@ impl WorkloadDetector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anomaly::{DetectorParams, ALERT_THRESHOLD};
+
+    fn noise(seed: &mut u64) -> f64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn warmed(seed: &mut u64) -> WorkloadDetector {
+        let mut d =
+            WorkloadDetector::new(DetectorParams::default().check().unwrap(), ALERT_THRESHOLD);
+        for _ in 0..2000 {
+            d.observe(WorkloadSample {
+                cpu: Some(30.0 + 10.0 * noise(seed)),
+                memory: Some(4.0 + noise(seed)),
+                network: Some(100.0 + 20.0 * noise(seed)),
+            });
+        }
+        d
+    }
+
+    #[test]
+    fn cpu_and_network_surging_together_should_look_like_malware() {
+        let mut seed = 3;
+        let mut d = warmed(&mut seed);
+        let v = d.observe(WorkloadSample {
+            cpu: Some(95.0),
+            memory: Some(4.5),
+            network: Some(900.0),
+        });
+        assert_eq!(v.kind, Some(AnomalyKind::MalwareLike));
+        assert!(v.score >= ALERT_THRESHOLD);
+        assert_eq!(v.as_verdict().kind, Some(AnomalyKind::MalwareLike));
+    }
+
+    #[test]
+    fn cpu_alone_should_be_a_burst() {
+        let mut seed = 5;
+        let mut d = warmed(&mut seed);
+        let v = d.observe(WorkloadSample {
+            cpu: Some(95.0),
+            memory: Some(4.5),
+            network: Some(110.0),
+        });
+        assert_eq!(v.kind, Some(AnomalyKind::Burst));
+        assert!(v.cpu.unwrap().score > v.network.unwrap().score);
+    }
+
+    #[test]
+    fn missing_metrics_should_be_skipped() {
+        let mut seed = 9;
+        let mut d = warmed(&mut seed);
+        let v = d.observe(WorkloadSample {
+            cpu: Some(35.0),
+            ..Default::default()
+        });
+        assert!(v.memory.is_none() && v.network.is_none());
+        assert!(v.score < ALERT_THRESHOLD);
+        let empty = d.observe(WorkloadSample::default());
+        assert_eq!(empty.score, 0.0);
+        assert_eq!(empty.as_verdict().kind, None);
+    }
+}
