@@ -110,13 +110,19 @@ impl ManualSleep {
 
 impl Sleep for ManualSleep {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        self.clock.advance(duration);
-        self.slept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(duration);
-        // Yield once so a sleeping loop still lets other tasks run.
-        Box::pin(tokio::task::yield_now())
+        let clock = self.clock.clone();
+        let slept = self.slept.clone();
+        // Time moves when the sleep is first polled, not when it is created: a timeout whose
+        // call completes on its first poll (biased select) never advances the clock.
+        Box::pin(async move {
+            clock.advance(duration);
+            slept
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(duration);
+            // Yield once so a sleeping loop still lets other tasks run.
+            tokio::task::yield_now().await;
+        })
     }
 }
 
@@ -181,6 +187,13 @@ mod tests {
     async fn manual_sleep_should_advance_the_clock_without_waiting() {
         let c = ManualClock::at_unix(0);
         let s = ManualSleep::new(c.clone());
+        let pending = s.sleep(Duration::from_secs(60));
+        drop(pending);
+        assert_eq!(
+            c.now(),
+            SystemTime::UNIX_EPOCH,
+            "an unpolled sleep does not move time"
+        );
         s.sleep(Duration::from_secs(3600)).await;
         assert_eq!(c.now(), SystemTime::UNIX_EPOCH + Duration::from_secs(3600));
         assert_eq!(s.slept(), vec![Duration::from_secs(3600)]);

@@ -79,6 +79,24 @@ impl ErrorKind {
         }
     }
 
+    /// The usual meaning of an HTTP status from a cloud REST API (ARM, Compute Engine, EC2's
+    /// query API): 404 not found, 429 throttled, 408/504 timeout, other 5xx unavailable,
+    /// 401/403 unauthorized, 409/412 incorrect state, other 4xx invalid request.
+    ///
+    /// Adapters refine this with the cloud's error code where it says more (capacity, quota).
+    pub fn from_http_status(status: u16) -> ErrorKind {
+        match status {
+            404 | 410 => ErrorKind::NotFound,
+            429 => ErrorKind::Throttled,
+            408 | 504 => ErrorKind::Timeout,
+            401 | 403 => ErrorKind::Unauthorized,
+            409 | 412 => ErrorKind::IncorrectState,
+            500..=599 => ErrorKind::Unavailable,
+            400..=499 => ErrorKind::InvalidRequest,
+            _ => ErrorKind::Other,
+        }
+    }
+
     /// Whether sending the same request again may succeed: throttling, timeouts and server errors.
     ///
     /// Every port operation is idempotent (launch through its token), so retrying a call whose
@@ -250,6 +268,24 @@ mod tests {
         assert_eq!(shown, "launch: service unavailable: token t-1");
         assert!(!shown.contains("socket"));
         assert_eq!(err.source().unwrap().to_string(), "socket closed by peer");
+    }
+
+    #[test]
+    fn http_statuses_should_map_to_kinds() {
+        let table = [
+            (404, ErrorKind::NotFound),
+            (429, ErrorKind::Throttled),
+            (503, ErrorKind::Unavailable),
+            (500, ErrorKind::Unavailable),
+            (504, ErrorKind::Timeout),
+            (403, ErrorKind::Unauthorized),
+            (409, ErrorKind::IncorrectState),
+            (400, ErrorKind::InvalidRequest),
+            (302, ErrorKind::Other),
+        ];
+        for (status, kind) in table {
+            assert_eq!(ErrorKind::from_http_status(status), kind, "{status}");
+        }
     }
 
     #[test]

@@ -480,6 +480,7 @@ impl SimState {
 pub struct SimCloud {
     state: Arc<Mutex<SimState>>,
     clock: Arc<dyn Clock>,
+    name: Arc<str>,
 }
 
 impl SimCloud {
@@ -498,6 +499,7 @@ impl SimCloud {
     /// A sim cloud continuing from a saved state.
     pub fn restore(state: SimState, clock: Arc<dyn Clock>) -> Self {
         SimCloud {
+            name: Arc::from(state.config.name.as_str()),
             state: Arc::new(Mutex::new(state)),
             clock,
         }
@@ -699,8 +701,7 @@ pub enum SimStoreError {
 #[async_trait]
 impl CloudProvider for SimCloud {
     fn name(&self) -> &str {
-        // The name is fixed at construction; the configuration only labels reports.
-        "sim"
+        &self.name
     }
 
     async fn describe_group(&self, group: &GroupId) -> Result<Group> {

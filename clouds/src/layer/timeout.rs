@@ -83,4 +83,22 @@ mod tests {
             2
         );
     }
+
+    #[tokio::test]
+    async fn fast_calls_should_not_move_virtual_time() {
+        use crate::clock::{Clock, ManualClock, ManualSleep};
+        let fake = FakeCloud::new();
+        fake.create_group("g", "m6i.large", 0, 3);
+        let clock = ManualClock::at_unix(0);
+        let t = Timeout::new(
+            &fake,
+            Duration::from_secs(30),
+            Arc::new(ManualSleep::new(clock.clone())),
+        );
+        let before = clock.now();
+        for _ in 0..5 {
+            t.describe_group(&GroupId::new("g")).await.unwrap();
+        }
+        assert_eq!(clock.now(), before);
+    }
 }
