@@ -1,0 +1,4 @@
+//! Pure conversions between the protocol's messages and the framework's types.
+
+pub mod from_proto;
+pub mod to_proto;

@@ -1,0 +1,102 @@
+//! Opens the cloud that apply acts on, and persists the `sim` cloud's state beside the state
+//! store (`<state_path>.sim.json`) so that separate terraform runs see the same capacity.
+
+use super::config::ProviderConfig;
+use crate::framework::diag::error_chain;
+use crate::framework::{AttrPath, Diagnostics};
+use predictive_clouds::clock::SystemClock;
+use predictive_clouds::sim::{PriceTable, SimCloud, SimConfig, SimOffer, SimStoreError};
+use predictive_clouds::DynProvider;
+use predictive_engine::cost::{Catalog, Purchase};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How the cloud's state is kept between runs.
+#[derive(Debug)]
+pub enum Persistence {
+    /// Real clouds keep their own state.
+    None,
+    /// The sim cloud, saved to a JSON file after every change.
+    Sim {
+        /// The cloud.
+        cloud: SimCloud,
+        /// Its state file.
+        path: PathBuf,
+    },
+}
+
+impl Persistence {
+    /// Saves the state.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn save(&self) -> Result<(), SimStoreError> {
+        match self {
+            Persistence::None => Ok(()),
+            Persistence::Sim { cloud, path } => cloud.save(path),
+        }
+    }
+}
+
+/// The sim's price table taken from the engine's catalog: every instance type at its lowest
+/// on-demand price, so that any allocation the engine chooses can be launched on the sim.
+struct CatalogPrices<'a>(&'a Catalog);
+
+impl PriceTable for CatalogPrices<'_> {
+    fn offers(&self) -> Vec<SimOffer> {
+        let mut cheapest: BTreeMap<u32, f64> = BTreeMap::new();
+        for o in self.0.offers() {
+            if let Some(p) = o.price(Purchase::OnDemand) {
+                let e = cheapest.entry(o.type_index).or_insert(p);
+                *e = e.min(p);
+            }
+        }
+        let types = self.0.types();
+        cheapest
+            .into_iter()
+            .filter_map(|(i, price)| {
+                let t = types.get(i as usize)?;
+                Some(SimOffer::new(&t.name, t.vcpu.ceil() as u32, (t.mem_gib * 1024.0).round() as u64, price))
+            })
+            .collect()
+    }
+}
+
+/// The sim configuration for a catalog: its regions as locations and its types as offers.
+pub fn sim_config(catalog: &Catalog) -> SimConfig {
+    let mut locations: Vec<String> = catalog.regions().iter().map(|r| r.name.clone()).collect();
+    locations.sort();
+    locations.dedup();
+    let mut cfg = SimConfig::default().with_prices(&CatalogPrices(catalog));
+    if !locations.is_empty() {
+        cfg.locations = locations;
+    }
+    cfg
+}
+
+/// The cloud named in the configuration.
+pub fn open(config: &ProviderConfig, catalog: &Catalog, diags: &mut Diagnostics) -> Option<(DynProvider, Persistence)> {
+    match config.cloud.as_str() {
+        "sim" => {
+            let mut path = config.state_path.clone().into_os_string();
+            path.push(".sim.json");
+            let path = PathBuf::from(path);
+            match SimCloud::load_or_new(&path, sim_config(catalog), Arc::new(SystemClock)) {
+                Ok(cloud) => Some((Arc::new(cloud.clone()), Persistence::Sim { cloud, path })),
+                Err(e) => {
+                    diags.attr_error(AttrPath::root("state_path"), "Cannot load the sim cloud's state", error_chain(&e));
+                    None
+                }
+            }
+        }
+        other => {
+            diags.attr_error(
+                AttrPath::root("cloud"),
+                "Cloud not available",
+                format!("cloud: {other:?} has no adapter in this build of the provider yet; use \"sim\""),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The `predictive` provider: configuration, resources and data sources.
+//!
+//! The provider asks the engine (`predictive_engine`) for every number it shows and the clouds port
+//! (`predictive_clouds`) for every action; it holds no business rules of its own.
+
+pub mod budget;
+pub mod clone;
+pub mod cloud;
+pub mod config;
+pub mod data;
+pub mod history;
+pub mod sizing;
+pub mod store;
+
+use crate::framework::diag::error_chain;
+use crate::framework::server::{DataSource, Resource};
+use crate::framework::{AttrPath, Diagnostics, Schema};
+use crate::proto::ProviderDef;
+use crate::value::Value;
+use async_trait::async_trait;
+use predictive_engine::cost::Catalog;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The provider's description for the docs.
+pub const DESCRIPTION: &str = "The `predictive` provider sizes capacity at plan time from a workload's forecast demand and the three-cloud price catalog, and pre-provisions it on apply.\n\nEvery number in a plan (demand quantiles, allocation, cost) comes from the `predictive` engine; apply acts through the clouds port (`sim` by default, an in-process cloud whose capacity persists beside the state store).";
+
+/// The price catalog in use.
+#[derive(Debug)]
+pub enum CatalogRef {
+    /// The catalog compiled into the provider.
+    Embedded(&'static Catalog),
+    /// A catalog read from `catalog_path`.
+    File(Box<Catalog>),
+}
+
+impl std::ops::Deref for CatalogRef {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        match self {
+            CatalogRef::Embedded(c) => c,
+            CatalogRef::File(c) => c,
+        }
+    }
+}
+
+/// What configuring the provider produces.
+#[derive(Debug)]
+pub struct Configured {
+    /// The checked configuration.
+    pub config: config::ProviderConfig,
+    /// The state store.
+    pub store: store::Store,
+    /// The price catalog.
+    pub catalog: CatalogRef,
+    /// The cloud that acts.
+    pub cloud: predictive_clouds::DynProvider,
+    /// Persists the cloud's state where it has any (the `sim` cloud).
+    pub cloud_state: cloud::Persistence,
+    /// Forecasts shared by the resources of this run.
+    pub forecasts: sizing::ForecastCache,
+}
+
+impl Configured {
+    /// Saves the cloud's state (a no-op for real clouds); failures become diagnostics.
+    pub fn save_cloud(&self, diags: &mut Diagnostics) {
+        if let Err(e) = self.cloud_state.save() {
+            diags.error("Could not save the sim cloud's state", error_chain(&e));
+        }
+    }
+}
+
+/// The predictive provider.
+#[derive(Debug, Default)]
+pub struct PredictiveProvider;
+
+#[async_trait]
+impl ProviderDef for PredictiveProvider {
+    type Data = Configured;
+    fn schema(&self) -> Schema {
+        config::schema()
+    }
+    async fn configure(&self, v: &Value, diags: &mut Diagnostics) -> Option<Configured> {
+        let config = config::parse(v, std::env::var("PREDICTIVE_STATE_PATH").ok(), diags)?;
+        let store = match store::Store::open(&config.state_path) {
+            Ok(s) => s,
+            Err(e) => {
+                diags.attr_error(AttrPath::root("state_path"), "Cannot open the state store", error_chain(&e));
+                return None;
+            }
+        };
+        let catalog = match &config.catalog_path {
+            None => CatalogRef::Embedded(Catalog::embedded()),
+            Some(p) => match std::fs::read_to_string(p).map_err(|e| e.to_string()).and_then(|t| Catalog::from_text(&t).map_err(|e| error_chain(&e))) {
+                Ok(c) => CatalogRef::File(Box::new(c)),
+                Err(e) => {
+                    diags.attr_error(AttrPath::root("catalog_path"), "Cannot read the price catalog", format!("{}: {e}", p.display()));
+                    return None;
+                }
+            },
+        };
+        let (cloud, cloud_state) = cloud::open(&config, &catalog, diags)?;
+        Some(Configured { config, store, catalog, cloud, cloud_state, forecasts: sizing::ForecastCache::default() })
+    }
+    fn resources(&self) -> Vec<Arc<dyn Resource<Configured>>> {
+        vec![Arc::new(clone::CloneResource), Arc::new(budget::BudgetResource)]
+    }
+    fn data_sources(&self) -> Vec<Arc<dyn DataSource<Configured>>> {
+        vec![Arc::new(data::ForecastData), Arc::new(data::SizingData), Arc::new(data::InstanceTypesData)]
+    }
+}
+
+/// Example HCL shown in the docs, by type name (the files under `examples/`).
+fn example(name: &str) -> String {
+    match name {
+        "provider" => include_str!("../../../examples/provider/provider.tf").to_string(),
+        "predictive_clone" => include_str!("../../../examples/resources/predictive_clone/resource.tf").to_string(),
+        "predictive_budget" => include_str!("../../../examples/resources/predictive_budget/resource.tf").to_string(),
+        "predictive_forecast" => include_str!("../../../examples/data-sources/predictive_forecast/data-source.tf").to_string(),
+        "predictive_sizing" => include_str!("../../../examples/data-sources/predictive_sizing/data-source.tf").to_string(),
+        "predictive_instance_types" => include_str!("../../../examples/data-sources/predictive_instance_types/data-source.tf").to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The generated documentation pages: relative path → Markdown.
+pub fn docs() -> BTreeMap<String, String> {
+    let p = PredictiveProvider;
+    let schema = p.schema();
+    let input = crate::docs::DocsInput {
+        provider: "predictive",
+        description: DESCRIPTION,
+        provider_schema: &schema,
+        resources: p.resources().iter().map(|r| (r.type_name().to_string(), (r.schema(), example(r.type_name())))).collect(),
+        data_sources: p.data_sources().iter().map(|r| (r.type_name().to_string(), (r.schema(), example(r.type_name())))).collect(),
+        provider_example: example("provider"),
+    };
+    crate::docs::render(&input)
+}

@@ -1,0 +1,240 @@
+//! Acceptance: real `terraform` (1.0.3, installed by scripts/install-test-deps.sh into
+//! `$PREDICTIVE_TOOLS`, default `$HOME/.cache/predictive-tools`) drives the built provider binary
+//! through a filesystem mirror, against the `sim` cloud.
+//!
+//! Without terraform the test is skipped locally and FAILS when `CI` is set.
+
+use serde_json::Value as Json;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const ADDR: &str = "registry.terraform.io/predictive/predictive";
+
+fn terraform_bin() -> Option<PathBuf> {
+    let tools = std::env::var_os("PREDICTIVE_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/predictive-tools"));
+    let tf = tools.join("terraform");
+    if tf.is_file() {
+        return Some(tf);
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI is set but terraform is missing at {}: run scripts/install-test-deps.sh", tf.display());
+    eprintln!("skipping acceptance: no terraform at {} (run scripts/install-test-deps.sh)", tf.display());
+    None
+}
+
+/// A terraform working directory wired to a filesystem mirror holding the built provider.
+struct Tf {
+    bin: PathBuf,
+    dir: PathBuf,
+    cli_config: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Tf {
+    fn new(bin: PathBuf) -> Tf {
+        let tmp = tempfile::tempdir().unwrap();
+        let mirror = tmp.path().join("mirror");
+        let version = env!("CARGO_PKG_VERSION");
+        let pdir = mirror.join(ADDR).join(version).join("linux_amd64");
+        std::fs::create_dir_all(&pdir).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_terraform-provider-predictive"), pdir.join(format!("terraform-provider-predictive_v{version}"))).unwrap();
+        let cli_config = tmp.path().join("terraformrc");
+        std::fs::write(
+            &cli_config,
+            format!(
+                "provider_installation {{\n  filesystem_mirror {{\n    path = \"{}\"\n    include = [\"{ADDR}\"]\n  }}\n  direct {{\n    exclude = [\"{ADDR}\"]\n  }}\n}}\n",
+                mirror.display()
+            ),
+        )
+        .unwrap();
+        let dir = tmp.path().join("work");
+        std::fs::create_dir_all(&dir).unwrap();
+        Tf { bin, dir, cli_config, _tmp: tmp }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .current_dir(&self.dir)
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_INPUT", "0")
+            .env_remove("TF_LOG")
+            .output()
+            .unwrap();
+        out
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "terraform {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "terraform {args:?} should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
+    fn write(&self, main_tf: &str) {
+        std::fs::write(self.dir.join("main.tf"), main_tf).unwrap();
+    }
+
+    fn plan_json(&self) -> Json {
+        self.ok(&["plan", "-input=false", "-out=tfplan", "-no-color"]);
+        serde_json::from_str(&self.ok(&["show", "-json", "tfplan"])).unwrap()
+    }
+
+    fn state_json(&self) -> Json {
+        serde_json::from_str(&self.ok(&["show", "-json"])).unwrap()
+    }
+
+    /// `terraform plan -detailed-exitcode`: 0 no changes, 2 changes.
+    fn plan_exit_code(&self) -> i32 {
+        let out = self.run(&["plan", "-input=false", "-detailed-exitcode", "-no-color"]);
+        let code = out.status.code().unwrap_or(-1);
+        assert!(code == 0 || code == 2, "plan failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if code == 2 {
+            eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+        }
+        code
+    }
+}
+
+fn resource<'a>(root: &'a Json, address: &str) -> &'a Json {
+    root["resources"].as_array().and_then(|r| r.iter().find(|x| x["address"] == address)).unwrap_or_else(|| panic!("no {address} in {root}"))
+}
+
+fn actions(plan: &Json, address: &str) -> Vec<String> {
+    let rc = plan["resource_changes"].as_array().unwrap().iter().find(|c| c["address"] == address).unwrap();
+    rc["change"]["actions"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+}
+
+/// A day-shaped inline profile: 14 days hourly, busier 08:00-20:00.
+fn profile() -> String {
+    "[for i in range(336) : (i % 24 >= 8 && i % 24 < 20) ? 12 + (i % 5) : 3 + (i % 3)]".into()
+}
+
+fn clone_tf(state: &Path, name: &str, quantile: &str, extra: &str) -> String {
+    format!(
+        r#"
+terraform {{
+  required_providers {{
+    predictive = {{ source = "predictive/predictive" }}
+  }}
+}}
+provider "predictive" {{
+  state_path = "{state}"
+}}
+resource "predictive_clone" "web" {{
+  name = "{name}"
+  source {{
+    cpu = {profile}
+  }}
+  clouds    = ["aws"]
+  quantile  = {quantile}
+  max_count = 50
+  {extra}
+}}
+"#,
+        state = state.display(),
+        profile = profile()
+    )
+}
+
+#[test]
+fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
+    let Some(bin) = terraform_bin() else { return };
+    let tf = Tf::new(bin);
+    let state = tf.dir.join(".predictive/state.db");
+    tf.write(&clone_tf(&state, "web", "0.95", ""));
+    tf.ok(&["init", "-input=false", "-no-color"]);
+
+    // Plan: the sizing is computed at plan time and visible in the plan.
+    let plan = tf.plan_json();
+    let planned = &resource(&plan["planned_values"]["root_module"], "predictive_clone.web")["values"];
+    let alloc = planned["allocation"].as_array().expect("allocation known at plan");
+    assert!(!alloc.is_empty(), "{planned}");
+    let sum: f64 = alloc.iter().map(|a| a["hourly_cost"].as_f64().unwrap()).sum();
+    let total = planned["hourly_cost"].as_f64().unwrap();
+    assert!(total > 0.0 && (sum - total).abs() < 1e-5, "line costs {sum} vs total {total}");
+    assert!(alloc.iter().all(|a| a["cloud"] == "aws"), "{alloc:?}");
+    let count: i64 = alloc.iter().map(|a| a["count"].as_i64().unwrap()).sum();
+    assert!((1..=50).contains(&count));
+    assert!(planned["sizing_explanation"].as_str().is_some_and(|s| !s.is_empty()));
+    let demand = planned["demand"].as_array().unwrap();
+    assert!(demand.iter().any(|d| d["quantile"].as_f64() == Some(0.95)), "{demand:?}");
+
+    // Apply, then an empty plan.
+    tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color", "tfplan"]);
+    let st = tf.state_json();
+    let applied = &resource(&st["values"]["root_module"], "predictive_clone.web")["values"];
+    assert_eq!(applied["id"], "clone-web");
+    assert_eq!(applied["provisioned_count"].as_i64(), Some(count));
+    assert_eq!(applied["instance_ids"].as_array().unwrap().len() as i64, count);
+    assert_eq!(applied["hourly_cost"], planned["hourly_cost"]);
+    assert_eq!(tf.plan_exit_code(), 0, "a plan right after apply must be empty");
+
+    // Import: forget it, import by id, and the plan is empty again.
+    tf.ok(&["state", "rm", "-no-color", "predictive_clone.web"]);
+    tf.ok(&["import", "-input=false", "-no-color", "predictive_clone.web", "clone-web"]);
+    let imported = tf.state_json();
+    assert_eq!(resource(&imported["values"]["root_module"], "predictive_clone.web")["values"]["instance_ids"], applied["instance_ids"]);
+    assert_eq!(tf.plan_exit_code(), 0, "a plan right after import must be empty");
+
+    // In-place update: a lower quantile resizes without replacing.
+    tf.write(&clone_tf(&state, "web", "0.5", ""));
+    let plan = tf.plan_json();
+    assert_eq!(actions(&plan, "predictive_clone.web"), vec!["update"]);
+    tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color", "tfplan"]);
+    let after = tf.state_json();
+    let v = &resource(&after["values"]["root_module"], "predictive_clone.web")["values"];
+    assert_eq!(v["id"], "clone-web");
+    let n: i64 = v["allocation"].as_array().unwrap().iter().map(|a| a["count"].as_i64().unwrap()).sum();
+    assert_eq!(v["provisioned_count"].as_i64(), Some(n));
+    assert_eq!(tf.plan_exit_code(), 0);
+
+    // Replace: a new name is a new clone; the old one is released.
+    tf.write(&clone_tf(&state, "web2", "0.5", ""));
+    let plan = tf.plan_json();
+    let acts = actions(&plan, "predictive_clone.web");
+    assert!(acts.contains(&"delete".to_string()) && acts.contains(&"create".to_string()), "{acts:?}");
+    tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color", "tfplan"]);
+    let after = tf.state_json();
+    assert_eq!(resource(&after["values"]["root_module"], "predictive_clone.web")["values"]["id"], "clone-web2");
+    let err = tf.fails(&["import", "-input=false", "-no-color", "predictive_clone.old", "clone-web"]);
+    assert!(err.contains("clone-web"), "{err}");
+
+    // Errors name the attribute.
+    for (extra, quantile, attr) in [("", "1.5", "quantile"), ("horizon = \"3 weeks\"", "0.9", "horizon"), ("regions = [\"mars-north-1\"]", "0.9", "regions")] {
+        tf.write(&clone_tf(&state, "web2", quantile, extra));
+        let err = tf.fails(&["plan", "-input=false", "-no-color"]);
+        assert!(err.contains(attr), "diagnostic should name {attr}:\n{err}");
+    }
+
+    // Destroy releases everything.
+    tf.write(&clone_tf(&state, "web2", "0.5", ""));
+    tf.ok(&["destroy", "-input=false", "-auto-approve", "-no-color"]);
+    let err = tf.fails(&["import", "-input=false", "-no-color", "predictive_clone.web", "clone-web2"]);
+    assert!(err.contains("clone-web2"), "{err}");
+}
+
+#[test]
+fn terraform_should_apply_the_quickstart_example_as_it_is() {
+    let Some(bin) = terraform_bin() else { return };
+    let tf = Tf::new(bin);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
+    std::fs::copy(src.join("main.tf"), tf.dir.join("main.tf")).unwrap();
+    std::fs::create_dir_all(tf.dir.join("history")).unwrap();
+    std::fs::copy(src.join("history/web.csv"), tf.dir.join("history/web.csv")).unwrap();
+    tf.ok(&["init", "-input=false", "-no-color"]);
+    tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color"]);
+    let st = tf.state_json();
+    let v = &resource(&st["values"]["root_module"], "predictive_clone.web")["values"];
+    assert!(v["hourly_cost"].as_f64().unwrap() > 0.0);
+    assert_eq!(tf.plan_exit_code(), 0);
+    tf.ok(&["destroy", "-input=false", "-auto-approve", "-no-color"]);
+}
