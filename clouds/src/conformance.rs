@@ -285,10 +285,12 @@ fn chain(e: &CloudError) -> String {
     s
 }
 
+/// Names the step that failed in front of the error chain.
 fn step<T>(what: &str, r: crate::Result<T>) -> Check<T> {
     r.map_err(|e| format!("{what}: {}", chain(&e)))
 }
 
+/// Fails with a lazily built message when `cond` does not hold.
 fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Check {
     if cond {
         Ok(())
@@ -297,6 +299,7 @@ fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Check {
     }
 }
 
+/// Passes only when the call failed with exactly `kind`.
 fn expect_kind<T: fmt::Debug>(what: &str, r: crate::Result<T>, kind: ErrorKind) -> Check {
     match r {
         Err(e) if e.kind() == kind => Ok(()),
@@ -305,6 +308,8 @@ fn expect_kind<T: fmt::Debug>(what: &str, r: crate::Result<T>, kind: ErrorKind) 
     }
 }
 
+/// One run of the suite: the provider, the configuration, and the counters shared by the
+/// scenarios (creations for the duplicate check, a token sequence so every launch is distinct).
 struct Suite<'a> {
     p: &'a dyn CloudProvider,
     cfg: &'a ConformanceConfig,
@@ -313,6 +318,8 @@ struct Suite<'a> {
 }
 
 impl Suite<'_> {
+    /// The owner label of a scenario: `<run_id>-<scenario>[-suffix]`, so each scenario sweeps
+    /// only what it launched and concurrent runs with distinct run ids never meet.
     fn owner(&self, s: Scenario, suffix: &str) -> Check<Owner> {
         let label = if suffix.is_empty() {
             format!("{}-{}", self.cfg.run_id, s.as_str())
@@ -322,6 +329,7 @@ impl Suite<'_> {
         Owner::new(label).map_err(|e| format!("configuration: {e}"))
     }
 
+    /// A launch request with a fresh token (`<run_id>-<scenario>-<n>`) and a `purpose` tag.
     fn request(&self, s: Scenario, owner: &Owner, count: u32) -> Check<LaunchRequest> {
         let n = self.tokens.fetch_add(1, Ordering::SeqCst);
         let token = IdempotencyToken::new(format!("{}-{}-{n}", self.cfg.run_id, s.as_str()))
@@ -333,6 +341,8 @@ impl Suite<'_> {
     }
 
     /// Launches and counts the creation (once per token, whatever the retries).
+    /// Launches through the provider, counts the creations once per token (whatever retries
+    /// the layers did underneath), and checks the count returned.
     async fn launch(&self, r: &LaunchRequest) -> Check<Vec<Instance>> {
         let out = step("launch", self.p.launch(r).await)?;
         self.creations
@@ -347,6 +357,8 @@ impl Suite<'_> {
         Ok(out)
     }
 
+    /// Polls an instance until it reaches `want`, sleeping `poll_interval` between looks.
+    /// The failure names the last state seen.
     async fn wait_instance(&self, id: &InstanceId, want: InstanceState) -> Check<Instance> {
         let mut last = None;
         for _ in 0..self.cfg.max_polls {
@@ -363,6 +375,8 @@ impl Suite<'_> {
         ))
     }
 
+    /// Polls the group until exactly `want_live` members are live and all of them run; fails
+    /// at once if it ever shows more live members than `max`.
     async fn wait_group(&self, want_live: usize, max: u32) -> Check<Group> {
         let mut last = 0;
         for _ in 0..self.cfg.max_polls {
@@ -394,12 +408,16 @@ impl Suite<'_> {
         }
     }
 
+    /// Best-effort termination after a scenario, also after a failure; errors are ignored
+    /// because the scenario's own result is what the report shows.
     async fn cleanup(&self, ids: &[InstanceId]) {
         for id in ids {
             let _ = self.terminate(id).await;
         }
     }
 
+    /// Scale up by two (or one at the max), wait, refuse above max, scale back; the group is
+    /// restored even when a step fails.
     async fn scale_up_down(&self) -> Check {
         let g = step(
             "describe group",
@@ -424,6 +442,7 @@ impl Suite<'_> {
         Ok(())
     }
 
+    /// The steps of [`Suite::scale_up_down`] between the first look and the restore.
     async fn scale_body(&self, g: &Group) -> Check {
         let base = g.desired;
         self.wait_group(base as usize, g.max).await?;
@@ -455,6 +474,7 @@ impl Suite<'_> {
         Ok(())
     }
 
+    /// Resize the group to the other type and back, then resize one launched instance.
     async fn resize(&self) -> Check {
         let g = step(
             "describe group",
@@ -494,6 +514,8 @@ impl Suite<'_> {
         result
     }
 
+    /// A running instance must refuse the resize with `IncorrectState` (EC2's rule, even where
+    /// an emulator accepts it); once stopped it must accept it and show the new type.
     async fn resize_instance(&self, id: &InstanceId) -> Check {
         let to = &self.cfg.resize_to;
         self.wait_instance(id, InstanceState::Running).await?;
@@ -520,6 +542,8 @@ impl Suite<'_> {
         })
     }
 
+    /// Launch, check the owner tag, stop (twice: the second is a no-op), start (twice),
+    /// terminate, and check it is gone or going.
     async fn stop_start(&self) -> Check {
         let owner = self.owner(Scenario::StopStart, "")?;
         let r = self.request(Scenario::StopStart, &owner, 1)?;
@@ -559,6 +583,8 @@ impl Suite<'_> {
         result
     }
 
+    /// Three sends of one launch give one set of instances; the owner lists exactly that set;
+    /// the token with another count is refused.
     async fn idempotent_launch(&self) -> Check {
         let owner = self.owner(Scenario::IdempotentLaunch, "")?;
         let r = self.request(Scenario::IdempotentLaunch, &owner, 2)?;
@@ -598,6 +624,8 @@ impl Suite<'_> {
         result
     }
 
+    /// Every instance operation on the missing id, and describe/scale on the missing group,
+    /// must say `NotFound` (not `InvalidRequest`, not a generic failure).
     async fn not_found(&self) -> Check {
         let id = &self.cfg.missing_instance;
         let g = &self.cfg.missing_group;
@@ -633,6 +661,8 @@ impl Suite<'_> {
         )
     }
 
+    /// Owner A launches three (in two launches), owner B one. Listing A gives exactly A's
+    /// three; terminating them leaves none live; B's instance is untouched.
     async fn orphan_sweep(&self) -> Check {
         let a = self.owner(Scenario::OrphanSweep, "")?;
         let b = self.owner(Scenario::OrphanSweep, "b")?;

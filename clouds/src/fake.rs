@@ -207,6 +207,7 @@ fn list<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
 }
 
 #[derive(Debug)]
+/// Everything a fake shares between its clones.
 struct FakeState {
     calls: Vec<Call>,
     faults: FaultConfig,
@@ -377,6 +378,9 @@ impl FakeCloud {
         self.verify(expected)
     }
 
+    /// The fault for this call, if any: a scripted fault for the operation first (in the
+    /// order queued), otherwise a random draw. Draws happen only for operations that can be
+    /// faulted, so enabling faults on one operation does not shift the others' sequence.
     fn pick_fault(&self, op: Operation) -> Option<FaultKind> {
         let mut s = self.lock();
         if let Some(pos) = s.scripted.iter().position(|(o, _)| *o == op) {
@@ -396,6 +400,7 @@ impl FakeCloud {
         Some(s.faults.kinds[i])
     }
 
+    /// Appends a call and wakes every [`wait_for`](Self::wait_for).
     fn record(&self, operation: Operation, target: String, outcome: CallOutcome) {
         self.lock().calls.push(Call {
             operation,
@@ -405,6 +410,9 @@ impl FakeCloud {
         self.notify.notify_waiters();
     }
 
+    /// One call: latency, then either the inner call (recorded with its outcome) or a fault
+    /// (recorded as injected). The inner future is created by the caller but only polled here,
+    /// so a fault other than a dropped response never reaches the inner provider.
     async fn run<'a, T, Fut>(&'a self, op: Operation, target: String, call: Fut) -> Result<T>
     where
         Fut: Future<Output = Result<T>> + Send + 'a,

@@ -276,11 +276,15 @@ impl SimState {
         &self.config
     }
 
+    /// The next random draw. Derived from the seed and a counter stored in the state (rather
+    /// than a generator object) so a saved and restored sim continues the same sequence.
     fn draw(&mut self) -> u64 {
         self.draws += 1;
         splitmix64(self.config.seed ^ self.draws.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 
+    /// `base` scaled by a factor in `[1 - jitter, 1 + jitter]`; no draw when there is no jitter,
+    /// so instant configurations do not consume the sequence.
     fn jittered(&mut self, base: Duration) -> Duration {
         let j = self.config.jitter.clamp(0.0, 1.0);
         if j == 0.0 || base.is_zero() {
@@ -290,6 +294,8 @@ impl SimState {
         base.mul_f64(1.0 - j + 2.0 * j * u)
     }
 
+    /// A fresh id shaped like EC2's (`i-` and 17 hex digits), so logs and tests read alike
+    /// across sim and aws.
     fn new_id(&mut self) -> InstanceId {
         loop {
             let id = InstanceId::new(format!("i-{:017x}", self.draw() >> 4));
@@ -303,6 +309,7 @@ impl SimState {
         self.config.catalog.iter().find(|o| &o.info.name == t)
     }
 
+    /// The requested location if the sim has it, the first one when none is requested.
     fn location(&self, op: Operation, requested: Option<&str>) -> Result<String> {
         match requested {
             None => self
@@ -316,6 +323,8 @@ impl SimState {
         }
     }
 
+    /// Pending and running instances of `t` in `location`: what a capacity limit counts.
+    /// Stopped instances hold no host, so they do not count.
     fn active_count(&self, location: &str, t: &InstanceType) -> u32 {
         self.instances
             .values()
@@ -327,6 +336,7 @@ impl SimState {
             .count() as u32
     }
 
+    /// vCPUs of pending and running instances: what the quota counts.
     fn active_vcpus(&self) -> u32 {
         self.instances
             .values()
@@ -339,6 +349,8 @@ impl SimState {
     }
 
     /// How many more instances of `t` can become active in `location` (capacity and quota).
+    /// Checks that `want` more instances of `t` fit in `location` under the capacity limit and
+    /// the quota; the error names what is short.
     fn room(&self, op: Operation, location: &str, t: &InstanceType, want: u32) -> Result<()> {
         if want == 0 {
             return Ok(());
@@ -363,6 +375,8 @@ impl SimState {
         Ok(())
     }
 
+    /// Creates one `Pending` instance that becomes `Running` after a jittered boot delay, and
+    /// counts it in `launches` (the duplicate witness).
     fn create_instance(
         &mut self,
         now: SystemTime,
@@ -392,6 +406,7 @@ impl SimState {
         id
     }
 
+    /// Marks an instance terminated now (idempotent); the retention clock starts here.
     fn terminate(&mut self, now: SystemTime, id: &InstanceId) {
         if let Some(i) = self.instances.get_mut(id) {
             if i.instance.state != InstanceState::Terminated {
@@ -402,6 +417,7 @@ impl SimState {
         }
     }
 
+    /// Live (not terminated) members of a group, in id order.
     fn members(&self, g: &GroupId) -> Vec<&SimInstance> {
         self.instances
             .values()
@@ -446,6 +462,7 @@ impl SimState {
         }
     }
 
+    /// The port's view of a group: its settings and live members.
     fn group_view(&self, g: &SimGroup) -> Group {
         Group {
             id: g.id.clone(),
@@ -566,10 +583,14 @@ impl SimCloud {
         }
     }
 
+    /// Locks the state. A poisoned lock (a panic in another test thread) is recovered: the
+    /// state is always consistent between statements that hold it.
     fn lock(&self) -> MutexGuard<'_, SimState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Locks the state and applies everything due by now: every operation starts here, so
+    /// the sim needs no background task and time only matters when someone looks.
     fn settled(&self) -> (MutexGuard<'_, SimState>, SystemTime) {
         let now = self.clock.now();
         let mut s = self.lock();
@@ -704,12 +725,17 @@ impl CloudProvider for SimCloud {
         &self.name
     }
 
+    /// Settles due transitions first, so the view reflects virtual time; members are listed in
+    /// id order.
     async fn describe_group(&self, group: &GroupId) -> Result<Group> {
         let (s, _) = self.settled();
         let g = s.group(Operation::DescribeGroup, group)?;
         Ok(s.group_view(g))
     }
 
+    /// Checks `desired` against the bounds and (for a scale-up) against capacity and quota
+    /// for all the new members at once, so a refused scale-up changes nothing. New members
+    /// start `Pending`; a scale-in terminates pending members first, then the newest, at once.
     async fn scale_group(&self, group: &GroupId, desired: u32) -> Result<Group> {
         let op = Operation::ScaleGroup;
         let (mut s, now) = self.settled();
@@ -752,6 +778,7 @@ impl CloudProvider for SimCloud {
         Ok(s.group_view(g))
     }
 
+    /// Changes the type of future members only, like a new launch template version.
     async fn resize_group(&self, group: &GroupId, instance_type: &InstanceType) -> Result<Group> {
         let op = Operation::ResizeGroup;
         let (mut s, _) = self.settled();
@@ -768,6 +795,10 @@ impl CloudProvider for SimCloud {
         Ok(s.group_view(&g))
     }
 
+    /// Looks the token up first: a known token with the same request returns the recorded
+    /// instances in their current state (even terminated, as EC2 does); a known token with
+    /// another request is refused. Only then are count, type, template group, location,
+    /// capacity and quota checked, all before anything is created.
     async fn launch(&self, request: &LaunchRequest) -> Result<Vec<Instance>> {
         let op = Operation::Launch;
         let (mut s, now) = self.settled();
@@ -830,6 +861,9 @@ impl CloudProvider for SimCloud {
             .clone())
     }
 
+    /// `Running` → `Stopping` → `Stopped` after the stop delay; the mode is remembered so a
+    /// later start resumes faster. A jitter draw is taken whatever the state, so the draw
+    /// sequence (and thus determinism) does not depend on retries of a no-op stop.
     async fn stop_instance(&self, id: &InstanceId, mode: StopMode) -> Result<Instance> {
         let op = Operation::StopInstance;
         let (mut s, now) = self.settled();
@@ -861,6 +895,8 @@ impl CloudProvider for SimCloud {
         Ok(s.instances.get(id).map_or(out, |i| i.instance.clone()))
     }
 
+    /// `Stopped` → `Pending` → `Running` after the start (or resume) delay. Capacity is
+    /// checked again, as on a real cloud, where a stopped instance holds no host.
     async fn start_instance(&self, id: &InstanceId) -> Result<Instance> {
         let op = Operation::StartInstance;
         let (mut s, now) = self.settled();
@@ -888,6 +924,8 @@ impl CloudProvider for SimCloud {
         Ok(s.instance_mut(op, id)?.instance.clone())
     }
 
+    /// Only a stopped instance can change type; resizing to the current type is a no-op in any
+    /// state (so a retried resize after a dropped answer succeeds).
     async fn resize_instance(
         &self,
         id: &InstanceId,
@@ -917,6 +955,8 @@ impl CloudProvider for SimCloud {
         Ok(i.instance.clone())
     }
 
+    /// Terminates at once (there is no shutting-down phase in the sim). The instance stays
+    /// visible as `Terminated` for the retention period, then is `NotFound`.
     async fn terminate_instance(&self, id: &InstanceId) -> Result<Instance> {
         let op = Operation::TerminateInstance;
         let (mut s, now) = self.settled();
@@ -935,6 +975,8 @@ impl CloudProvider for SimCloud {
         Ok(s.instance_mut(op, id)?.instance.clone())
     }
 
+    /// Matches the owner tag exactly, terminated instances included until their retention
+    /// ends; sorted by id (the state is a sorted map).
     async fn list_instances(&self, owner: &Owner) -> Result<Vec<Instance>> {
         let (s, _) = self.settled();
         Ok(s.instances
@@ -944,6 +986,7 @@ impl CloudProvider for SimCloud {
             .collect())
     }
 
+    /// The catalog's types, sorted by name.
     async fn instance_types(&self) -> Result<Vec<InstanceTypeInfo>> {
         let s = self.lock();
         let mut v: Vec<InstanceTypeInfo> =
@@ -952,6 +995,7 @@ impl CloudProvider for SimCloud {
         Ok(v)
     }
 
+    /// One price per catalog type and location (the sim prices every location alike), in USD.
     async fn prices(&self) -> Result<Vec<Price>> {
         let s = self.lock();
         let mut v = Vec::new();

@@ -1,5 +1,10 @@
 //! Client-side rate limiting: a token bucket on calls per second and a bound on calls in flight,
 //! so a burst of reconciles cannot trip the cloud's own throttling.
+//!
+//! The bucket starts full (`burst` tokens) and refills at `per_second`, measured on the injected
+//! [`Clock`]; a caller without a token sleeps (on the injected [`Sleep`]) exactly until one is
+//! due. The in-flight bound is a semaphore held for the whole call, so a slow cloud cannot pile
+//! up unbounded concurrent requests.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

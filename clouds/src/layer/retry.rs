@@ -2,6 +2,23 @@
 //!
 //! This is the only retry loop of the project: controllers and the provider never write their
 //! own. It is safe because every port operation is idempotent (launch through its token).
+//!
+//! # Why full jitter, and why throttling backs off harder
+//! Many reconcilers hitting one account at once would retry in lockstep with a fixed backoff;
+//! drawing the whole delay uniformly spreads them out. A throttled answer means the account's
+//! request budget is spent, so the next attempt starts further up the exponential curve and
+//! never earlier than the cloud's own `Retry-After`.
+//!
+//! # Example
+//! ```no_run
+//! use std::sync::Arc;
+//! use predictive_clouds::clock::{SplitMix, TokioSleep};
+//! use predictive_clouds::layer::retry::{Retry, RetryPolicy};
+//! use predictive_clouds::fake::FakeCloud;
+//!
+//! let policy = RetryPolicy::default().check().expect("valid policy");
+//! let cloud = Retry::new(FakeCloud::new(), policy, Arc::new(TokioSleep), Arc::new(SplitMix::new(7)));
+//! ```
 
 use std::future::Future;
 use std::sync::Arc;
