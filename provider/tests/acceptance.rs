@@ -176,6 +176,7 @@ fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
     assert_eq!(applied["provisioned_count"].as_i64(), Some(count));
     assert_eq!(applied["instance_ids"].as_array().unwrap().len() as i64, count);
     assert_eq!(applied["hourly_cost"], planned["hourly_cost"]);
+    assert_eq!(live_instances(&state, "clone-web") as i64, count, "apply pre-provisions the allocation on the sim cloud");
     assert_eq!(tf.plan_exit_code(), 0, "a plan right after apply must be empty");
 
     // Import: forget it, import by id, and the plan is empty again.
@@ -205,8 +206,9 @@ fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
     tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color", "tfplan"]);
     let after = tf.state_json();
     assert_eq!(resource(&after["values"]["root_module"], "predictive_clone.web")["values"]["id"], "clone-web2");
-    let err = tf.fails(&["import", "-input=false", "-no-color", "predictive_clone.old", "clone-web"]);
-    assert!(err.contains("clone-web"), "{err}");
+    assert_eq!(live_instances(&state, "clone-web"), 0, "the replaced clone's capacity is released");
+    let n2: i64 = resource(&after["values"]["root_module"], "predictive_clone.web")["values"]["provisioned_count"].as_i64().unwrap();
+    assert_eq!(live_instances(&state, "clone-web2") as i64, n2);
 
     // Errors name the attribute.
     for (extra, quantile, attr) in [("", "1.5", "quantile"), ("horizon = \"3 weeks\"", "0.9", "horizon"), ("regions = [\"mars-north-1\"]", "0.9", "regions")] {
@@ -218,8 +220,20 @@ fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
     // Destroy releases everything.
     tf.write(&clone_tf(&state, "web2", "0.5", ""));
     tf.ok(&["destroy", "-input=false", "-auto-approve", "-no-color"]);
+    assert_eq!(live_instances(&state, "clone-web2"), 0, "destroy releases the capacity");
     let err = tf.fails(&["import", "-input=false", "-no-color", "predictive_clone.web", "clone-web2"]);
     assert!(err.contains("clone-web2"), "{err}");
+}
+
+/// Live instances of an owner in the sim cloud's persisted state, observed through the port.
+fn live_instances(state_db: &Path, owner: &str) -> usize {
+    use predictive_clouds::CloudProvider as _;
+    let mut p = state_db.as_os_str().to_owned();
+    p.push(".sim.json");
+    let sim = predictive_clouds::sim::SimCloud::load(Path::new(&p), std::sync::Arc::new(predictive_clouds::clock::SystemClock)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let list = rt.block_on(sim.list_instances(&predictive_clouds::Owner::new(owner).unwrap())).unwrap();
+    list.iter().filter(|i| i.state.is_live()).count()
 }
 
 #[test]
