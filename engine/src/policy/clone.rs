@@ -1,0 +1,1 @@
+//! Initial allocation of clones (placeholder, filled below).
