@@ -34,3 +34,7 @@ fi
 if ! command -v moto_server >/dev/null 2>&1 && ! python3 -c 'import moto.server' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]'
 fi
+
+# Controller: a real Prometheus (the tests load recorded data with promtool and start it on a
+# loopback port) and a real PostgreSQL (the tests run initdb/pg_ctl on a temp dir) from Debian.
+apt_install prometheus postgresql

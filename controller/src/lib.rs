@@ -1,2 +1,23 @@
 //! `predictive-controller`: the tokio shell that runs the scaling loop
 //! (observe → forecast → decide → act), its store, API and metrics.
+//!
+//! - [`config`]: the TOML/YAML config, checked into [`config::ValidConfig`].
+//! - [`store`]: durable state (SQLite by default, PostgreSQL for replicas).
+//! - [`source`]: usage from trace replay, Prometheus and API pushes.
+//! - [`run`]: the loop ([`run::Controller`]), its recovery and its guarantees.
+//! - [`metrics`]: `/metrics` in the Prometheus text format.
+//! - [`clock`]: injected time (virtual in the demo and tests).
+
+pub mod api;
+pub mod bench;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod embedded;
+pub mod inspect;
+pub mod metrics;
+pub mod png;
+pub mod run;
+pub mod source;
+pub mod store;

@@ -1,0 +1,285 @@
+//! The gRPC API (tonic), authenticated with a bearer token.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::config::{check_workload, WorkloadParams};
+use crate::run::{chain, Controller};
+use crate::source::push_key;
+use crate::store::{CloneRecord, Sample};
+
+/// Generated protobuf types and service stubs.
+#[allow(missing_docs, unreachable_pub, missing_debug_implementations, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("predictive.controller.v1");
+}
+
+use pb::controller_server::ControllerServer;
+
+/// The service over a running [`Controller`].
+#[derive(Debug, Clone)]
+pub struct Api {
+    ctl: Arc<Controller>,
+}
+
+/// Checks `authorization: Bearer <token>` in constant time.
+#[derive(Clone)]
+pub struct BearerAuth {
+    token: Arc<str>,
+}
+
+impl std::fmt::Debug for BearerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerAuth(***)")
+    }
+}
+
+impl BearerAuth {
+    /// Accepts requests presenting `token`.
+    pub fn new(token: &str) -> Self {
+        Self { token: token.into() }
+    }
+}
+
+impl tonic::service::Interceptor for BearerAuth {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let got = req.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let presented = got.strip_prefix("Bearer ").unwrap_or("");
+        let (a, b) = (presented.as_bytes(), self.token.as_bytes());
+        let mut diff = a.len() ^ b.len();
+        for i in 0..a.len().max(b.len()) {
+            diff |= (a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0)) as usize;
+        }
+        if diff == 0 && !b.is_empty() {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated("missing or wrong bearer token"))
+        }
+    }
+}
+
+/// The service with its auth layer, ready for `tonic::transport::Server::add_service`.
+pub fn service(ctl: Arc<Controller>, token: &str) -> tonic::service::interceptor::InterceptedService<ControllerServer<Api>, BearerAuth> {
+    ControllerServer::with_interceptor(Api { ctl }, BearerAuth::new(token))
+}
+
+/// Serves the API on `listener` until the future is dropped.
+///
+/// # Errors
+/// The transport error that stopped the server.
+pub async fn serve(listener: tokio::net::TcpListener, ctl: Arc<Controller>, token: &str) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(service(ctl, token))
+        .serve_with_incoming(tokio_stream_from(listener))
+        .await
+}
+
+fn tokio_stream_from(l: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(l)
+}
+
+fn internal(e: &dyn std::error::Error) -> Status {
+    Status::internal(chain(e))
+}
+
+fn to_pb(d: crate::store::Decision) -> pb::Decision {
+    pb::Decision {
+        workload: d.workload,
+        ts: d.ts,
+        mode: d.mode,
+        observed: d.observed,
+        predicted: d.predicted,
+        current: d.current,
+        desired: d.desired,
+        action: d.action,
+        cost_per_hour: d.cost_per_hour,
+        explanation: d.explanation,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::controller_server::Controller for Api {
+    async fn put_workload(&self, req: Request<pb::PutWorkloadRequest>) -> Result<Response<pb::PutWorkloadResponse>, Status> {
+        let params: WorkloadParams = serde_json::from_str(&req.get_ref().spec_json)
+            .map_err(|e| Status::invalid_argument(format!("spec_json: line {} column {}: {e}", e.line(), e.column())))?;
+        let valid = check_workload("<api>", &params, std::path::Path::new(".")).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.ctl.upsert(valid).await.map_err(|e| Status::invalid_argument(chain(&e)))?;
+        Ok(Response::new(pb::PutWorkloadResponse {}))
+    }
+
+    async fn delete_workload(&self, req: Request<pb::DeleteWorkloadRequest>) -> Result<Response<pb::DeleteWorkloadResponse>, Status> {
+        let existed = self.ctl.remove(&req.get_ref().name).await.map_err(|e| internal(&e))?;
+        Ok(Response::new(pb::DeleteWorkloadResponse { existed }))
+    }
+
+    async fn list_workloads(&self, _req: Request<pb::ListWorkloadsRequest>) -> Result<Response<pb::ListWorkloadsResponse>, Status> {
+        let store = self.ctl.store();
+        let mut workloads = Vec::new();
+        for (name, spec) in store.workloads().await.map_err(|e| internal(&e))? {
+            let latest = store
+                .decisions(Some(&name), 1)
+                .await
+                .map_err(|e| internal(&e))?
+                .into_iter()
+                .next()
+                .map(to_pb);
+            let budget = store.budget(&name).await.map_err(|e| internal(&e))?.unwrap_or(0.0);
+            workloads.push(pb::WorkloadSummary {
+                name,
+                spec_json: spec,
+                latest,
+                budget_per_hour: budget,
+            });
+        }
+        Ok(Response::new(pb::ListWorkloadsResponse { workloads }))
+    }
+
+    async fn put_clone(&self, req: Request<pb::PutCloneRequest>) -> Result<Response<pb::PutCloneResponse>, Status> {
+        let c = req.into_inner().clone.ok_or_else(|| Status::invalid_argument("clone: missing"))?;
+        if c.name.trim().is_empty() {
+            return Err(Status::invalid_argument("clone.name: must not be empty"));
+        }
+        if !c.spec_json.is_empty() {
+            serde_json::from_str::<serde_json::Value>(&c.spec_json)
+                .map_err(|e| Status::invalid_argument(format!("clone.spec_json: line {} column {}: {e}", e.line(), e.column())))?;
+        }
+        self.ctl
+            .store()
+            .put_clone(&CloneRecord {
+                name: c.name,
+                source: c.source,
+                spec: c.spec_json,
+            })
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(pb::PutCloneResponse {}))
+    }
+
+    async fn delete_clone(&self, req: Request<pb::DeleteCloneRequest>) -> Result<Response<pb::DeleteCloneResponse>, Status> {
+        let existed = self.ctl.store().delete_clone(&req.get_ref().name).await.map_err(|e| internal(&e))?;
+        Ok(Response::new(pb::DeleteCloneResponse { existed }))
+    }
+
+    async fn list_clones(&self, _req: Request<pb::ListClonesRequest>) -> Result<Response<pb::ListClonesResponse>, Status> {
+        let clones = self.ctl.store().clones().await.map_err(|e| internal(&e))?;
+        Ok(Response::new(pb::ListClonesResponse {
+            clones: clones
+                .into_iter()
+                .map(|c| pb::Clone {
+                    name: c.name,
+                    source: c.source,
+                    spec_json: c.spec,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn push_metrics(&self, req: Request<pb::PushMetricsRequest>) -> Result<Response<pb::PushMetricsResponse>, Status> {
+        let r = req.into_inner();
+        if self.ctl.workload(&r.workload).is_none() {
+            return Err(Status::not_found(format!("workload `{}` is not registered", r.workload)));
+        }
+        let mut xs = Vec::with_capacity(r.samples.len());
+        for (i, s) in r.samples.iter().enumerate() {
+            if !s.value.is_finite() || s.value < 0.0 {
+                return Err(Status::invalid_argument(format!(
+                    "samples[{i}].value: must be a finite non-negative number"
+                )));
+            }
+            xs.push(Sample { ts: s.ts, value: s.value });
+        }
+        self.ctl
+            .store()
+            .put_samples(&push_key(&r.workload), &xs)
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(pb::PushMetricsResponse { accepted: xs.len() as u32 }))
+    }
+
+    async fn get_forecasts(&self, req: Request<pb::GetForecastsRequest>) -> Result<Response<pb::GetForecastsResponse>, Status> {
+        let r = req.get_ref();
+        let f = self.ctl.store().forecasts(&r.workload, r.since).await.map_err(|e| internal(&e))?;
+        Ok(Response::new(pb::GetForecastsResponse {
+            forecasts: f
+                .into_iter()
+                .map(|f| pb::Forecast {
+                    ts: f.ts,
+                    target: f.target,
+                    p50: f.p50,
+                    upper: f.upper,
+                    quantile: f.quantile,
+                    model: f.model,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_decisions(&self, req: Request<pb::ListDecisionsRequest>) -> Result<Response<pb::ListDecisionsResponse>, Status> {
+        let r = req.get_ref();
+        let limit = if r.limit == 0 { 20 } else { r.limit.min(10_000) };
+        let w = (!r.workload.is_empty()).then_some(r.workload.as_str());
+        let d = self.ctl.store().decisions(w, limit).await.map_err(|e| internal(&e))?;
+        Ok(Response::new(pb::ListDecisionsResponse {
+            decisions: d.into_iter().map(to_pb).collect(),
+        }))
+    }
+}
+
+/// A client with the bearer token attached to every call.
+pub type Client =
+    pb::controller_client::ControllerClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, ClientAuth>>;
+
+/// Adds `authorization: Bearer <token>` to outgoing calls.
+#[derive(Clone)]
+pub struct ClientAuth {
+    header: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientAuth(***)")
+    }
+}
+
+impl tonic::service::Interceptor for ClientAuth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        req.metadata_mut().insert("authorization", self.header.clone());
+        Ok(req)
+    }
+}
+
+/// Errors of connecting a client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The address is not a URI.
+    #[error("`{0}` is not a valid address (expected http://HOST:PORT)")]
+    BadAddress(String),
+    /// The token holds characters a header cannot carry.
+    #[error("the token holds characters that cannot be sent in a header")]
+    BadToken,
+    /// The server could not be reached.
+    #[error("cannot reach the controller at {addr}")]
+    Unreachable {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// Connects to the API at `addr` (`http://HOST:PORT`) with `token`.
+///
+/// # Errors
+/// [`ConnectError`].
+pub async fn connect(addr: &str, token: &str) -> Result<Client, ConnectError> {
+    let header = format!("Bearer {token}").parse().map_err(|_| ConnectError::BadToken)?;
+    let ep = tonic::transport::Endpoint::from_shared(addr.to_string()).map_err(|_| ConnectError::BadAddress(addr.into()))?;
+    let ch = ep
+        .connect()
+        .await
+        .map_err(|source| ConnectError::Unreachable { addr: addr.into(), source })?;
+    Ok(pb::controller_client::ControllerClient::with_interceptor(ch, ClientAuth { header }))
+}

@@ -1,0 +1,155 @@
+//! `predictive controller bench`: the cost of one tick over many workloads, on one core.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use predictive_clouds::sim::GroupSpec;
+use predictive_clouds::DynProvider;
+
+use crate::clock::{Clock, VirtualClock};
+use crate::config::{ConfigParams, MetricsParams, Mode, WorkloadParams};
+use crate::run::Controller;
+use crate::source::{MetricsSource, Replay};
+use crate::store::{sqlite::SqliteStore, Store};
+
+/// Result of the benchmark (printed as one JSON line).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchResult {
+    /// Always `controller_tick`.
+    pub bench: &'static str,
+    /// Workloads.
+    pub workloads: usize,
+    /// Warm-up ticks (not timed).
+    pub warmup_ticks: usize,
+    /// Timed ticks.
+    pub ticks: usize,
+    /// Mean wall time of one tick over all workloads.
+    pub seconds_per_tick_mean: f64,
+    /// Slowest timed tick.
+    pub seconds_per_tick_max: f64,
+    /// Resident memory added by the workloads (controller state, store cache, sim), per workload.
+    pub rss_bytes_per_workload: f64,
+    /// Worker threads of the runtime (1: one core).
+    pub threads: usize,
+}
+
+/// Errors of the benchmark.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Setup failed.
+    #[error("benchmark setup failed: {0}")]
+    Setup(String),
+    /// A tick failed.
+    #[error("a tick failed")]
+    Tick(#[from] crate::run::Error),
+}
+
+fn rss_bytes() -> f64 {
+    // Linux: resident pages from /proc/self/statm; 0 elsewhere.
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<f64>().ok()))
+        .map(|pages| pages * 4096.0)
+        .unwrap_or(0.0)
+}
+
+/// Runs `workloads` workloads (phase-shifted copies of the bundled real trace, each on its own
+/// sim group, SQLite store in `dir` or in memory) for `warmup + ticks` ticks on a single-threaded
+/// runtime and times the last `ticks`.
+///
+/// # Errors
+/// [`Error`].
+pub fn run_blocking(workloads: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Result<BenchResult, Error> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    rt.block_on(run(workloads, warmup, ticks, dir))
+}
+
+async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Result<BenchResult, Error> {
+    let setup = |e: &dyn std::fmt::Display| Error::Setup(e.to_string());
+    let base = Replay::from_csv_text(crate::demo::TRACE, Path::new(crate::demo::TRACE_NAME)).map_err(|e| setup(&e))?;
+    let rss0 = rss_bytes();
+    let store: Arc<dyn Store> = match dir {
+        Some(d) => Arc::new(SqliteStore::open(&d.join("bench.db")).map_err(|e| setup(&e))?),
+        None => Arc::new(SqliteStore::in_memory().map_err(|e| setup(&e))?),
+    };
+    let start = base.start() - base.start().rem_euclid(300) + 86_400;
+    let clock = VirtualClock::new(start);
+    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+    let sim = crate::embedded::sim(clock_arc.clone(), None).map_err(|e| setup(&e))?;
+    let params = |i: usize| WorkloadParams {
+        name: format!("w{i:05}"),
+        cloud: "sim".into(),
+        region: "sim-1a".into(),
+        group: format!("g{i:05}"),
+        instance_type: "m6i.large".into(),
+        resource: "cpu".into(),
+        capacity_per_instance: 25.0,
+        min: 1,
+        max: 40,
+        budget_per_hour: Some(3.0),
+        price_per_hour: Some(0.096),
+        quantile: 0.95,
+        lead: "10m".into(),
+        accuracy_objective: 0.8,
+        metrics: MetricsParams::Push,
+    };
+    let cfg = ConfigParams {
+        interval: "5m".into(),
+        mode: Mode::Act,
+        concurrency: 64,
+        owner: "bench".into(),
+        store: None,
+        api: None,
+        metrics_listen: None,
+        workloads: Vec::new(),
+    }
+    .check("<bench>", Path::new("."))
+    .map_err(|e| setup(&e))?;
+    for i in 0..n {
+        let mut g = GroupSpec::new(&format!("g{i:05}"), "m6i.large", 0, 40);
+        g.desired = 1;
+        sim.cloud.create_group(g).map_err(|e| setup(&e))?;
+    }
+    let cloud: DynProvider = Arc::new(sim);
+    let mut clouds = BTreeMap::new();
+    clouds.insert("sim".to_string(), cloud.clone());
+    let ctl = Arc::new(Controller::new(&cfg, store, clouds, clock_arc, "bench"));
+    for i in 0..n {
+        let w = crate::config::check_workload("<bench>", &params(i), Path::new(".")).map_err(|e| setup(&e))?;
+        let src: Arc<dyn MetricsSource> = Arc::new(base.shifted((i as i64 % 288) * 300));
+        ctl.upsert_with_source(w, src, cloud.clone()).await?;
+    }
+    let mut times = Vec::with_capacity(ticks);
+    for k in 0..warmup + ticks {
+        clock.advance(300);
+        let t = Instant::now();
+        let r = ctl.tick().await?;
+        if !r.errors.is_empty() {
+            return Err(Error::Setup(format!(
+                "{} workloads failed, first: {:?}",
+                r.errors.len(),
+                r.errors[0]
+            )));
+        }
+        if k >= warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let rss = (rss_bytes() - rss0).max(0.0);
+    Ok(BenchResult {
+        bench: "controller_tick",
+        workloads: n,
+        warmup_ticks: warmup,
+        ticks,
+        seconds_per_tick_mean: times.iter().sum::<f64>() / times.len().max(1) as f64,
+        seconds_per_tick_max: times.iter().copied().fold(0.0, f64::max),
+        rss_bytes_per_workload: rss / n.max(1) as f64,
+        threads: 1,
+    })
+}

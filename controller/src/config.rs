@@ -1,0 +1,533 @@
+//! The controller's configuration file (TOML or YAML), checked into a [`ValidConfig`].
+//!
+//! Every problem is reported with the file, the workload and the field it concerns.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::parse_duration;
+
+/// Errors of reading and checking a configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    ReadFailed {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("cannot parse config file {path} as TOML")]
+    TomlInvalid {
+        /// The file.
+        path: PathBuf,
+        /// Says the line, column and key.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The file is not valid YAML for this schema.
+    #[error("cannot parse config file {path} as YAML")]
+    YamlInvalid {
+        /// The file.
+        path: PathBuf,
+        /// Says the line, column and key.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// A field of a workload is wrong.
+    #[error("{file}: workload `{workload}`: field `{field}`: {reason}")]
+    WorkloadFieldInvalid {
+        /// The file (or `<inline>`).
+        file: String,
+        /// The workload's name (or its index when it has no name).
+        workload: String,
+        /// The field's path inside the workload.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A top-level field is wrong.
+    #[error("{file}: field `{field}`: {reason}")]
+    FieldInvalid {
+        /// The file (or `<inline>`).
+        file: String,
+        /// The field's path.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the loop does with its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Apply plans to the cloud.
+    #[default]
+    Act,
+    /// Decide and record, but never call the cloud's mutating methods.
+    DryRun,
+    /// Observe and forecast only: no plans.
+    ForecastOnly,
+}
+
+impl Mode {
+    /// The mode's name as written in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Act => "act",
+            Mode::DryRun => "dry-run",
+            Mode::ForecastOnly => "forecast-only",
+        }
+    }
+}
+
+/// Where state lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum StoreParams {
+    /// One SQLite file (WAL); the default.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// PostgreSQL, for several replicas with leader election.
+    Postgres {
+        /// A libpq-style connection string; `${VAR}` is read from the environment.
+        url: String,
+    },
+}
+
+/// Where a workload's usage comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum MetricsParams {
+    /// Replays a trace file (NAB canonical CSV `timestamp,value`), mapped onto the clock.
+    Replay {
+        /// The trace file, relative to the config file.
+        path: PathBuf,
+    },
+    /// Prometheus' HTTP `query_range`.
+    Prometheus {
+        /// The server, e.g. `http://127.0.0.1:9090`.
+        url: String,
+        /// A PromQL expression whose value is the workload's usage.
+        query: String,
+    },
+    /// Samples pushed through the API.
+    Push,
+}
+
+/// One managed workload, as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadParams {
+    /// Unique name.
+    pub name: String,
+    /// `sim` (the in-process cloud), `fake`, `aws`, `azure` or `gcp`.
+    #[serde(default = "default_cloud")]
+    pub cloud: String,
+    /// Region of the group.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// The group in the cloud (Auto Scaling group, scale set, managed instance group, sim group).
+    pub group: String,
+    /// Instance type launched for this workload.
+    pub instance_type: String,
+    /// The resource that usage measures: cpu, memory, network, disk or gpu.
+    #[serde(default = "default_resource")]
+    pub resource: String,
+    /// Units of `resource` one instance serves (e.g. 2 cores).
+    pub capacity_per_instance: f64,
+    /// Fewest instances.
+    #[serde(default)]
+    pub min: u32,
+    /// Most instances.
+    pub max: u32,
+    /// Hourly budget in USD that the group's cost never exceeds.
+    pub budget_per_hour: Option<f64>,
+    /// Hourly price of one instance in USD (the catalog's price when absent).
+    pub price_per_hour: Option<f64>,
+    /// The forecast quantile capacity is planned for.
+    #[serde(default = "default_quantile")]
+    pub quantile: f64,
+    /// Time from a launch to capacity serving, e.g. `10m`.
+    #[serde(default = "default_lead")]
+    pub lead: String,
+    /// Share of observations the forecast's interval must cover before it is trusted.
+    #[serde(default = "default_accuracy")]
+    pub accuracy_objective: f64,
+    /// Where usage comes from.
+    pub metrics: MetricsParams,
+}
+
+fn default_cloud() -> String {
+    "sim".into()
+}
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_resource() -> String {
+    "cpu".into()
+}
+fn default_quantile() -> f64 {
+    0.95
+}
+fn default_lead() -> String {
+    "10m".into()
+}
+fn default_accuracy() -> f64 {
+    0.8
+}
+fn default_interval() -> String {
+    "5m".into()
+}
+fn default_concurrency() -> usize {
+    8
+}
+
+/// The API server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiParams {
+    /// gRPC listen address.
+    pub listen: String,
+    /// Environment variable holding the bearer token clients must present.
+    #[serde(default = "default_token_env")]
+    pub token_env: String,
+}
+
+fn default_token_env() -> String {
+    "PREDICTIVE_TOKEN".into()
+}
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigParams {
+    /// Time between ticks, e.g. `5m`.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// `act`, `dry-run` or `forecast-only`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// How many workloads are worked on at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Identity of this controller in ownership tags and leases.
+    #[serde(default = "default_owner")]
+    pub owner: String,
+    /// Where state lives (SQLite `predictive.db` beside the config when absent).
+    pub store: Option<StoreParams>,
+    /// The gRPC API (off when absent).
+    pub api: Option<ApiParams>,
+    /// Address of the Prometheus `/metrics` endpoint (off when absent).
+    pub metrics_listen: Option<String>,
+    /// The managed workloads.
+    #[serde(default)]
+    pub workloads: Vec<WorkloadParams>,
+}
+
+fn default_owner() -> String {
+    "predictive".into()
+}
+
+/// A checked workload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ValidWorkload {
+    /// The workload as written (kept for the store and the API).
+    pub params: WorkloadParams,
+    /// `lead` in seconds.
+    pub lead_secs: i64,
+}
+
+impl ValidWorkload {
+    /// The workload's name.
+    pub fn name(&self) -> &str {
+        &self.params.name
+    }
+}
+
+/// A checked configuration: only this reaches the loop.
+#[derive(Debug, Clone)]
+pub struct ValidConfig {
+    /// Seconds between ticks.
+    pub interval_secs: i64,
+    /// What the loop does with decisions.
+    pub mode: Mode,
+    /// Workloads worked on at once (≥ 1).
+    pub concurrency: usize,
+    /// Identity in tags and leases.
+    pub owner: String,
+    /// The store.
+    pub store: StoreParams,
+    /// The API, when on.
+    pub api: Option<ApiParams>,
+    /// The `/metrics` address, when on.
+    pub metrics_listen: Option<String>,
+    /// The workloads, names unique.
+    pub workloads: Vec<ValidWorkload>,
+}
+
+/// Reads and checks a config file; `.yaml`/`.yml` is YAML, anything else TOML.
+///
+/// # Errors
+/// [`Error`] naming the file, workload and field at fault.
+pub fn load(path: &Path) -> Result<ValidConfig> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFailed { path: path.into(), source })?;
+    let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    let params: ConfigParams = if is_yaml {
+        serde_yaml::from_str(&text).map_err(|source| Error::YamlInvalid { path: path.into(), source })?
+    } else {
+        toml::from_str(&text).map_err(|source| Error::TomlInvalid { path: path.into(), source })?
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    params.check(&path.display().to_string(), base)
+}
+
+/// Checks one workload on its own (used by the API too).
+///
+/// # Errors
+/// [`Error::WorkloadFieldInvalid`] naming the field.
+pub fn check_workload(file: &str, w: &WorkloadParams, base: &Path) -> Result<ValidWorkload> {
+    let name = if w.name.trim().is_empty() {
+        "<unnamed>".to_string()
+    } else {
+        w.name.clone()
+    };
+    let bad = |field: &str, reason: String| Error::WorkloadFieldInvalid {
+        file: file.to_string(),
+        workload: name.clone(),
+        field: field.to_string(),
+        reason,
+    };
+    if w.name.trim().is_empty() {
+        return Err(bad("name", "must not be empty".into()));
+    }
+    if !w.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(bad("name", "may hold only letters, digits, `-`, `_` and `.`".into()));
+    }
+    if !["sim", "fake", "aws", "azure", "gcp"].contains(&w.cloud.as_str()) {
+        return Err(bad("cloud", format!("`{}` is not one of sim, fake, aws, azure, gcp", w.cloud)));
+    }
+    if w.group.trim().is_empty() {
+        return Err(bad("group", "must not be empty".into()));
+    }
+    if w.instance_type.trim().is_empty() {
+        return Err(bad("instance_type", "must not be empty".into()));
+    }
+    if !["cpu", "memory", "network", "disk", "gpu"].contains(&w.resource.as_str()) {
+        return Err(bad(
+            "resource",
+            format!("`{}` is not one of cpu, memory, network, disk, gpu", w.resource),
+        ));
+    }
+    if !(w.capacity_per_instance.is_finite() && w.capacity_per_instance > 0.0) {
+        return Err(bad(
+            "capacity_per_instance",
+            format!("must be a positive number, got {}", w.capacity_per_instance),
+        ));
+    }
+    if w.max == 0 {
+        return Err(bad("max", "must be at least 1".into()));
+    }
+    if w.min > w.max {
+        return Err(bad("min", format!("{} is above max ({})", w.min, w.max)));
+    }
+    if let Some(b) = w.budget_per_hour {
+        if !(b.is_finite() && b >= 0.0) {
+            return Err(bad("budget_per_hour", format!("must be a non-negative number, got {b}")));
+        }
+    }
+    if let Some(p) = w.price_per_hour {
+        if !(p.is_finite() && p > 0.0) {
+            return Err(bad("price_per_hour", format!("must be a positive number, got {p}")));
+        }
+    }
+    if !(w.quantile > 0.5 && w.quantile < 1.0) {
+        return Err(bad("quantile", format!("must be in (0.5, 1), got {}", w.quantile)));
+    }
+    if !(w.accuracy_objective > 0.0 && w.accuracy_objective <= 1.0) {
+        return Err(bad(
+            "accuracy_objective",
+            format!("must be in (0, 1], got {}", w.accuracy_objective),
+        ));
+    }
+    let lead_secs = parse_duration(&w.lead).map_err(|r| bad("lead", r))?;
+    let mut params = w.clone();
+    match &mut params.metrics {
+        MetricsParams::Replay { path } => {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+            if !path.is_file() {
+                return Err(bad("metrics.path", format!("{} is not a readable file", path.display())));
+            }
+        }
+        MetricsParams::Prometheus { url, query } => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(bad("metrics.url", format!("`{url}` is not an http(s) URL")));
+            }
+            if query.trim().is_empty() {
+                return Err(bad("metrics.query", "must not be empty".into()));
+            }
+        }
+        MetricsParams::Push => {}
+    }
+    Ok(ValidWorkload { params, lead_secs })
+}
+
+impl ConfigParams {
+    /// Checks the whole configuration; `file` names it in errors and `base` resolves relative paths.
+    ///
+    /// # Errors
+    /// The first problem found, naming the field (and workload).
+    pub fn check(self, file: &str, base: &Path) -> Result<ValidConfig> {
+        let top = |field: &str, reason: String| Error::FieldInvalid {
+            file: file.to_string(),
+            field: field.into(),
+            reason,
+        };
+        let interval_secs = parse_duration(&self.interval).map_err(|r| top("interval", r))?;
+        if interval_secs <= 0 {
+            return Err(top("interval", "must be positive".into()));
+        }
+        if self.concurrency == 0 {
+            return Err(top("concurrency", "must be at least 1".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut workloads = Vec::with_capacity(self.workloads.len());
+        for w in &self.workloads {
+            let v = check_workload(file, w, base)?;
+            if !seen.insert(w.name.clone()) {
+                return Err(Error::WorkloadFieldInvalid {
+                    file: file.into(),
+                    workload: w.name.clone(),
+                    field: "name".into(),
+                    reason: "appears more than once".into(),
+                });
+            }
+            workloads.push(v);
+        }
+        let store = match self.store {
+            Some(StoreParams::Sqlite { path }) => StoreParams::Sqlite {
+                path: if path.is_relative() { base.join(path) } else { path },
+            },
+            Some(StoreParams::Postgres { url }) => StoreParams::Postgres { url },
+            None => StoreParams::Sqlite {
+                path: base.join("predictive.db"),
+            },
+        };
+        Ok(ValidConfig {
+            interval_secs,
+            mode: self.mode,
+            concurrency: self.concurrency,
+            owner: self.owner,
+            store,
+            api: self.api,
+            metrics_listen: self.metrics_listen,
+            workloads,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const GOOD: &str = r#"
+interval = "5m"
+mode = "dry-run"
+[[workloads]]
+name = "web"
+group = "web-asg"
+instance_type = "m5.large"
+capacity_per_instance = 2.0
+max = 10
+metrics = { kind = "push" }
+"#;
+
+    #[test]
+    fn good_toml_loads() {
+        let d = tempfile::tempdir().unwrap();
+        let c = load(&write(d.path(), "c.toml", GOOD)).unwrap();
+        assert_eq!(c.interval_secs, 300);
+        assert_eq!(c.mode, Mode::DryRun);
+        assert_eq!(c.workloads[0].name(), "web");
+        assert_eq!(c.workloads[0].lead_secs, 600);
+    }
+
+    #[test]
+    fn yaml_loads_the_same() {
+        let d = tempfile::tempdir().unwrap();
+        let y = "interval: 1m\nworkloads:\n  - name: api\n    group: g\n    instance_type: m5.large\n    capacity_per_instance: 4\n    max: 3\n    metrics: {kind: push}\n";
+        let c = load(&write(d.path(), "c.yaml", y)).unwrap();
+        assert_eq!(c.interval_secs, 60);
+        assert_eq!(c.workloads[0].params.capacity_per_instance, 4.0);
+    }
+
+    #[test]
+    fn bad_fields_name_the_workload_and_field() {
+        let d = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "max = 10",
+                "max = 10\nmin = 11",
+                "workload `web`: field `min`: 11 is above max (10)",
+            ),
+            (
+                "capacity_per_instance = 2.0",
+                "capacity_per_instance = -1.0",
+                "field `capacity_per_instance`",
+            ),
+            (
+                "metrics = { kind = \"push\" }",
+                "metrics = { kind = \"replay\", path = \"nope.csv\" }",
+                "field `metrics.path`",
+            ),
+            (
+                "metrics = { kind = \"push\" }",
+                "metrics = { kind = \"prometheus\", url = \"ftp://x\", query = \"up\" }",
+                "field `metrics.url`",
+            ),
+            ("max = 10", "max = 10\nlead = \"5 parsecs\"", "workload `web`: field `lead`"),
+        ];
+        for (from, to, want) in cases {
+            let text = GOOD.replace(from, to);
+            let err = load(&write(d.path(), "c.toml", &text)).unwrap_err().to_string();
+            assert!(err.contains(want), "{err} should contain {want}");
+        }
+    }
+
+    #[test]
+    fn type_errors_carry_the_line() {
+        let d = tempfile::tempdir().unwrap();
+        let text = GOOD.replace("max = 10", "max = \"ten\"");
+        let err = load(&write(d.path(), "c.toml", &text)).unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(chain.contains("line 9"), "{chain}");
+        assert!(chain.contains("max"), "{chain}");
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!("{GOOD}{}", &GOOD[GOOD.find("[[workloads]]").unwrap()..]);
+        let err = load(&write(d.path(), "c.toml", &text)).unwrap_err().to_string();
+        assert!(err.contains("appears more than once"), "{err}");
+    }
+}

@@ -1,0 +1,206 @@
+//! `predictive controller run`: wires config, store, clouds, API, `/metrics` and the loop.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use predictive_clouds::DynProvider;
+
+use crate::clock::{Clock, Sleep, SystemClock, VirtualClock};
+use crate::config::{Mode, StoreParams, ValidConfig};
+use crate::run::{chain, Controller};
+use crate::store::{postgres::PostgresStore, sqlite::SqliteStore, Store};
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The config is invalid.
+    #[error("invalid configuration")]
+    Config(#[from] crate::config::Error),
+    /// The store could not be opened.
+    #[error("cannot open the store")]
+    Store(#[from] crate::store::Error),
+    /// The embedded sim could not be loaded or set up.
+    #[error("cannot set up the sim cloud")]
+    Sim(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A workload could not be registered.
+    #[error("cannot register the workloads")]
+    Register(#[source] crate::run::Error),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The API is on but its token variable is unset or empty.
+    #[error("api.token_env: environment variable `{0}` is unset or empty")]
+    NoToken(String),
+    /// The runtime could not start.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The loop stopped on a store failure.
+    #[error("the loop stopped")]
+    Loop(#[source] crate::run::Error),
+}
+
+/// Options of `controller run` beyond the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The config file.
+    pub config: PathBuf,
+    /// Stop after this many ticks.
+    pub ticks: Option<u64>,
+    /// Run on a virtual clock starting at this unix time (no waiting between ticks).
+    pub virtual_start: Option<i64>,
+    /// Persist the embedded sim cloud in this JSON file.
+    pub sim_state: Option<PathBuf>,
+    /// Overrides the config's mode.
+    pub mode: Option<Mode>,
+    /// Identity of this replica in leases (default: host and pid).
+    pub replica: Option<String>,
+}
+
+/// Installs JSON logs on stderr (level from `RUST_LOG`, default `info`). Safe to call twice.
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Opens the configured store.
+///
+/// # Errors
+/// [`crate::store::Error::OpenFailed`].
+pub async fn open_store(p: &StoreParams) -> Result<Arc<dyn Store>, crate::store::Error> {
+    Ok(match p {
+        StoreParams::Sqlite { path } => Arc::new(SqliteStore::open(path)?),
+        StoreParams::Postgres { url } => Arc::new(PostgresStore::connect(&expand_env(url)).await?),
+    })
+}
+
+/// Replaces `${VAR}` with the variable's value (secrets stay out of config files).
+fn expand_env(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        match rest[i + 2..].find('}') {
+            Some(j) => {
+                out.push_str(&std::env::var(&rest[i + 2..i + 2 + j]).unwrap_or_default());
+                rest = &rest[i + 3 + j..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Runs the daemon to completion (forever unless `ticks` is set).
+///
+/// # Errors
+/// [`Error`] for anything that stops it; per-workload failures are logged and the loop goes on.
+pub fn run_blocking(opts: RunOptions) -> Result<(), Error> {
+    init_logs();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    rt.block_on(run(opts))
+}
+
+/// The daemon, async.
+///
+/// # Errors
+/// As [`run_blocking`].
+pub async fn run(opts: RunOptions) -> Result<(), Error> {
+    let mut cfg: ValidConfig = crate::config::load(&opts.config)?;
+    if let Some(m) = opts.mode {
+        cfg.mode = m;
+    }
+    let (clock, sleep): (Arc<dyn Clock>, Arc<dyn Sleep>) = match opts.virtual_start {
+        Some(t) => {
+            let c = VirtualClock::new(t);
+            (Arc::new(c.clone()), Arc::new(c))
+        }
+        None => (Arc::new(SystemClock), Arc::new(SystemClock)),
+    };
+    let store = open_store(&cfg.store).await?;
+    let sim = crate::embedded::sim(clock.clone(), opts.sim_state.clone()).map_err(|e| Error::Sim(Box::new(e)))?;
+    crate::embedded::ensure_groups(&sim, &cfg.owner, &cfg.workloads).map_err(|e| Error::Sim(Box::new(e)))?;
+    let mut clouds: BTreeMap<String, DynProvider> = BTreeMap::new();
+    clouds.insert("sim".into(), Arc::new(sim));
+    let replica = opts
+        .replica
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", cfg.owner, std::process::id()));
+    let ctl = Arc::new(Controller::new(&cfg, store, clouds, clock, &replica));
+    for w in &cfg.workloads {
+        if let Err(e) = ctl.upsert(w.clone()).await {
+            // A workload that cannot be set up is reported; the others still run.
+            tracing::error!(workload = %w.name(), error = %chain(&e), "workload not started");
+        }
+    }
+    for p in ctl.recover().await.map_err(Error::Loop)? {
+        tracing::warn!(problem = %p, "recovery");
+    }
+    let mut servers = Vec::new();
+    if let Some(addr) = &cfg.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+        tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics listening");
+        servers.push(tokio::spawn({
+            let m = ctl.metrics().clone();
+            async move {
+                let _ = crate::metrics::serve(l, m).await;
+            }
+        }));
+    }
+    if let Some(api) = &cfg.api {
+        let token = std::env::var(&api.token_env).unwrap_or_default();
+        if token.is_empty() {
+            return Err(Error::NoToken(api.token_env.clone()));
+        }
+        let l = tokio::net::TcpListener::bind(&api.listen).await.map_err(|source| Error::Listen {
+            addr: api.listen.clone(),
+            source,
+        })?;
+        tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "api listening");
+        let c = ctl.clone();
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = crate::api::serve(l, c, &token).await {
+                tracing::error!(error = %chain(&e), "api stopped");
+            }
+        }));
+    }
+    let res = ctl.run(sleep.as_ref(), opts.ticks).await;
+    for s in servers {
+        s.abort();
+    }
+    res.map(|_| ()).map_err(Error::Loop)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn env_references_expand() {
+        std::env::set_var("PREDICTIVE_TEST_PW", "s3cret");
+        assert_eq!(
+            super::expand_env("host=h password=${PREDICTIVE_TEST_PW} x"),
+            "host=h password=s3cret x"
+        );
+        assert_eq!(super::expand_env("a ${unterminated"), "a ${unterminated");
+    }
+}

@@ -1,0 +1,174 @@
+//! `predictive status` and `predictive explain`: read the controller's workloads and decisions
+//! through the API, or straight from a local SQLite store.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::api::pb;
+use crate::store::{sqlite::SqliteStore, Decision, Store};
+
+/// Errors of reading the controller's state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Connecting to the API failed.
+    #[error("cannot connect to the controller")]
+    Connect(#[from] crate::api::ConnectError),
+    /// The API answered with an error.
+    #[error("the controller refused the call")]
+    Call(#[from] tonic::Status),
+    /// The local store failed.
+    #[error("cannot read the store")]
+    Store(#[from] crate::store::Error),
+    /// The workload is unknown.
+    #[error("workload `{0}` is not registered")]
+    UnknownWorkload(String),
+    /// The runtime could not start.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Where to read from.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The gRPC API.
+    Api {
+        /// `http://HOST:PORT`.
+        addr: String,
+        /// Bearer token.
+        token: String,
+    },
+    /// A local SQLite store file.
+    Db(PathBuf),
+}
+
+/// One workload and its latest decision.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Name.
+    pub name: String,
+    /// Budget in USD per hour (0 when none).
+    pub budget: f64,
+    /// Latest decision.
+    pub latest: Option<Decision>,
+}
+
+fn from_pb(d: pb::Decision) -> Decision {
+    Decision {
+        workload: d.workload,
+        ts: d.ts,
+        mode: d.mode,
+        observed: d.observed,
+        predicted: d.predicted,
+        current: d.current,
+        desired: d.desired,
+        action: d.action,
+        cost_per_hour: d.cost_per_hour,
+        explanation: d.explanation,
+    }
+}
+
+async fn rows(t: &Target) -> Result<Vec<Row>, Error> {
+    match t {
+        Target::Api { addr, token } => {
+            let mut c = crate::api::connect(addr, token).await?;
+            let r = c.list_workloads(pb::ListWorkloadsRequest {}).await?.into_inner();
+            Ok(r.workloads
+                .into_iter()
+                .map(|w| Row {
+                    name: w.name,
+                    budget: w.budget_per_hour,
+                    latest: w.latest.map(from_pb),
+                })
+                .collect())
+        }
+        Target::Db(p) => {
+            let s = SqliteStore::open(p)?;
+            let mut out = Vec::new();
+            for (name, _) in s.workloads().await? {
+                let latest = s.decisions(Some(&name), 1).await?.into_iter().next();
+                let budget = s.budget(&name).await?.unwrap_or(0.0);
+                out.push(Row { name, budget, latest });
+            }
+            Ok(out)
+        }
+    }
+}
+
+async fn decisions(t: &Target, workload: &str, limit: u32) -> Result<Vec<Decision>, Error> {
+    match t {
+        Target::Api { addr, token } => {
+            let mut c = crate::api::connect(addr, token).await?;
+            let r = c
+                .list_decisions(pb::ListDecisionsRequest {
+                    workload: workload.into(),
+                    limit,
+                })
+                .await?
+                .into_inner();
+            Ok(r.decisions.into_iter().map(from_pb).collect())
+        }
+        Target::Db(p) => Ok(SqliteStore::open(p)?.decisions(Some(workload), limit).await?),
+    }
+}
+
+fn block<T>(f: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?
+        .block_on(f)
+}
+
+/// The status table: one line per workload with its latest decision.
+///
+/// # Errors
+/// [`Error`].
+pub fn status(t: &Target) -> Result<String, Error> {
+    let rows = block(rows(t))?;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<20} {:>9} {:>8} {:>8} {:>10} {:>10} {:<14} {:>12}",
+        "WORKLOAD", "TICK", "CURRENT", "DESIRED", "USAGE", "PLANNED", "ACTION", "$/H (BUDGET)"
+    );
+    for r in rows {
+        match r.latest {
+            Some(d) => {
+                let _ = writeln!(
+                    s,
+                    "{:<20} {:>9} {:>8} {:>8} {:>10.3} {:>10.3} {:<14} {:>5.2} ({:.2})",
+                    r.name, d.ts, d.current, d.desired, d.observed, d.predicted, d.action, d.cost_per_hour, r.budget
+                );
+            }
+            None => {
+                let _ = writeln!(s, "{:<20} {:>9}", r.name, "no decision yet");
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// The latest `limit` decisions of a workload, each with its explanation.
+///
+/// # Errors
+/// [`Error::UnknownWorkload`] when it has no decision and is not registered, or [`Error`].
+pub fn explain(t: &Target, workload: &str, limit: u32) -> Result<String, Error> {
+    let ds = block(decisions(t, workload, limit))?;
+    if ds.is_empty() {
+        let known = block(rows(t))?.iter().any(|r| r.name == workload);
+        if !known {
+            return Err(Error::UnknownWorkload(workload.into()));
+        }
+        return Ok(format!("{workload}: no decision yet\n"));
+    }
+    let mut s = String::new();
+    for d in ds {
+        let _ = writeln!(
+            s,
+            "{} @ {} [{}]: {} ({} -> {} instances, usage {:.3}, planned {:.3}, ${:.4}/h)\n    {}",
+            d.workload, d.ts, d.mode, d.action, d.current, d.desired, d.observed, d.predicted, d.cost_per_hour, d.explanation
+        );
+    }
+    Ok(s)
+}

@@ -1,0 +1,241 @@
+//! The controller's own metrics, served at `/metrics` in the Prometheus text format.
+//!
+//! A small registry of labelled gauges and counters keyed by workload: forecast error, coverage,
+//! slack, shortfall, shadow pool size, actions, cloud errors.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+/// One metric family: name, help, type.
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    /// Metric name.
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// `gauge` or `counter`.
+    pub kind: &'static str,
+}
+
+/// Absolute forecast error of the median at the last tick.
+pub const FORECAST_ERROR: Family = Family {
+    name: "predictive_forecast_abs_error",
+    help: "Absolute error of the median forecast for the latest step, in resource units.",
+    kind: "gauge",
+};
+/// Share of recent observations inside the planning quantile.
+pub const COVERAGE: Family = Family {
+    name: "predictive_forecast_coverage",
+    help: "Share of recent observations at or below the planned quantile.",
+    kind: "gauge",
+};
+/// Provisioned minus used, when positive.
+pub const SLACK: Family = Family {
+    name: "predictive_slack",
+    help: "Capacity minus usage at the latest tick, when positive, in resource units.",
+    kind: "gauge",
+};
+/// Used minus provisioned, when positive.
+pub const SHORTFALL: Family = Family {
+    name: "predictive_shortfall",
+    help: "Usage minus capacity at the latest tick, when positive, in resource units.",
+    kind: "gauge",
+};
+/// Ticks with a shortfall.
+pub const SHORTFALL_TICKS: Family = Family {
+    name: "predictive_shortfall_ticks_total",
+    help: "Ticks whose usage exceeded capacity.",
+    kind: "counter",
+};
+/// Shadow pool size.
+pub const SHADOW_POOL: Family = Family {
+    name: "predictive_shadow_pool_instances",
+    help: "Instances held in the shadow pool.",
+    kind: "gauge",
+};
+/// Desired instances.
+pub const DESIRED: Family = Family {
+    name: "predictive_desired_instances",
+    help: "Instances the latest decision asked for.",
+    kind: "gauge",
+};
+/// Scale actions applied.
+pub const ACTIONS: Family = Family {
+    name: "predictive_actions_total",
+    help: "Scale actions applied to the cloud.",
+    kind: "counter",
+};
+/// Cloud call failures.
+pub const CLOUD_ERRORS: Family = Family {
+    name: "predictive_cloud_errors_total",
+    help: "Cloud calls that failed.",
+    kind: "counter",
+};
+/// Metrics source failures.
+pub const SOURCE_ERRORS: Family = Family {
+    name: "predictive_metrics_source_errors_total",
+    help: "Usage observations that failed.",
+    kind: "counter",
+};
+/// Hourly cost of the desired instances.
+pub const COST: Family = Family {
+    name: "predictive_cost_per_hour_dollars",
+    help: "Hourly cost of the desired instances in USD.",
+    kind: "gauge",
+};
+/// Whether the conservative fallback policy is in force.
+pub const FALLBACK: Family = Family {
+    name: "predictive_fallback_active",
+    help: "1 when the workload missed its accuracy objective and runs the conservative policy.",
+    kind: "gauge",
+};
+/// Anomalies and remediations.
+pub const ANOMALIES: Family = Family {
+    name: "predictive_anomalies_total",
+    help: "Usage anomalies detected.",
+    kind: "counter",
+};
+/// Completed ticks.
+pub const TICKS: Family = Family {
+    name: "predictive_ticks_total",
+    help: "Completed loop ticks.",
+    kind: "counter",
+};
+
+const ALL: [Family; 14] = [
+    FORECAST_ERROR,
+    COVERAGE,
+    SLACK,
+    SHORTFALL,
+    SHORTFALL_TICKS,
+    SHADOW_POOL,
+    DESIRED,
+    ACTIONS,
+    CLOUD_ERRORS,
+    SOURCE_ERRORS,
+    COST,
+    FALLBACK,
+    ANOMALIES,
+    TICKS,
+];
+
+/// The registry; cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    values: Arc<Mutex<BTreeMap<(&'static str, String), f64>>>,
+}
+
+impl Metrics {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(&'static str, String), f64>> {
+        self.values.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets a gauge for a workload (`""` for none).
+    pub fn set(&self, f: Family, workload: &str, v: f64) {
+        self.lock().insert((f.name, workload.to_string()), v);
+    }
+
+    /// Adds to a counter for a workload.
+    pub fn add(&self, f: Family, workload: &str, v: f64) {
+        *self.lock().entry((f.name, workload.to_string())).or_insert(0.0) += v;
+    }
+
+    /// The current value.
+    pub fn get(&self, f: Family, workload: &str) -> Option<f64> {
+        self.lock().get(&(f.name, workload.to_string())).copied()
+    }
+
+    /// Forgets a workload's series (after it is deleted).
+    pub fn forget(&self, workload: &str) {
+        self.lock().retain(|(_, w), _| w != workload);
+    }
+
+    /// Renders every family in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let values = self.lock();
+        let mut out = String::new();
+        for f in ALL {
+            let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+            let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+            for ((name, w), v) in values.range((f.name, String::new())..) {
+                if *name != f.name {
+                    break;
+                }
+                let esc = w.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let _ = writeln!(out, "{}{{workload=\"{}\"}} {}", f.name, esc, fmt_value(*v));
+            }
+        }
+        out
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the future is dropped.
+///
+/// # Errors
+/// The IO error that stopped the server.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) -> std::io::Result<()> {
+    use axum::{routing::get, Router};
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move { ([("content-type", "text/plain; version=0.0.4")], m.render()) }
+        }),
+    );
+    axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_is_prometheus_text() {
+        let m = Metrics::new();
+        m.set(COVERAGE, "web", 0.9);
+        m.add(ACTIONS, "web", 1.0);
+        m.add(ACTIONS, "web", 2.0);
+        m.set(SLACK, "we\"b", 1.5);
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE predictive_actions_total counter\npredictive_actions_total{workload=\"web\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("predictive_forecast_coverage{workload=\"web\"} 0.9\n"), "{text}");
+        assert!(text.contains("predictive_slack{workload=\"we\\\"b\"} 1.5"), "{text}");
+        m.forget("web");
+        assert!(!m.render().contains("workload=\"web\""));
+    }
+
+    #[tokio::test]
+    async fn metrics_endpoint_serves_the_registry() {
+        let m = Metrics::new();
+        m.set(DESIRED, "api", 4.0);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(serve(l, m));
+        let body = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+        assert!(body.contains("predictive_desired_instances{workload=\"api\"} 4"), "{body}");
+        server.abort();
+    }
+}

@@ -1,0 +1,813 @@
+//! The loop: every interval, for each workload, observe usage, update the forecast, plan with the
+//! engine's policy and apply the plan through the clouds port.
+//!
+//! # Guarantees
+//! - **Idempotent.** An action is a group's desired capacity, set with `scale_group` (setting the
+//!   same number twice is a no-op). It is written to the store as a pending intent, keyed by an
+//!   idempotency token `WORKLOAD@TICK`, before the cloud call, and closed after it; after a crash,
+//!   [`Controller::recover`] re-applies open intents (still within budget) and sweeps orphans.
+//! - **Budget.** The hourly cost of the desired instances never exceeds the workload's budget:
+//!   the cap applies after every other rule, the minimum included, and a group above budget is
+//!   scaled down.
+//! - **Isolation.** A workload whose metrics or cloud fail gets an error naming it; the others
+//!   are served in the same tick. Concurrency is bounded by the config's `concurrency`.
+//! - **Feedback.** Each tick compares the usage with what was forecast for it: the engine's online
+//!   forecaster learns from it, coverage of the planning quantile is tracked, and a workload whose
+//!   coverage misses its accuracy objective falls back to a conservative policy (the trailing
+//!   24 h maximum) until it recovers.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use predictive_clouds::{CloudError, DynProvider, GroupId, Owner};
+use predictive_engine::policy::{Allocator, AllocatorSettings, Plan, PolicyParams, ALLOCATOR_LEVELS};
+
+use crate::clock::{Clock, Sleep, Timestamp};
+use crate::config::{MetricsParams, Mode, ValidConfig, ValidWorkload};
+use crate::metrics::{self, Metrics};
+use crate::source::{MetricsSource, Prometheus, Pushed, Replay};
+use crate::store::{Decision, ForecastRecord, Intent, Sample, Store};
+
+/// Errors of one workload's tick.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The workload's usage could not be observed.
+    #[error("workload `{workload}`: metrics unavailable")]
+    MetricsUnavailable {
+        /// The workload.
+        workload: String,
+        /// Why.
+        #[source]
+        source: crate::source::Error,
+    },
+    /// A cloud call failed.
+    #[error("workload `{workload}`: cloud `{cloud}` call `{call}` failed")]
+    CloudFailed {
+        /// The workload.
+        workload: String,
+        /// The cloud's name.
+        cloud: String,
+        /// The method.
+        call: &'static str,
+        /// Why.
+        #[source]
+        source: CloudError,
+    },
+    /// A cloud call timed out.
+    #[error("workload `{workload}`: cloud call `{call}` timed out after {after:?}")]
+    CloudTimedOut {
+        /// The workload.
+        workload: String,
+        /// The method.
+        call: &'static str,
+        /// The timeout.
+        after: Duration,
+    },
+    /// No cloud of that name is configured.
+    #[error("workload `{workload}`: field `cloud`: no cloud named `{cloud}` is configured")]
+    UnknownCloud {
+        /// The workload.
+        workload: String,
+        /// The name.
+        cloud: String,
+    },
+    /// No price is known for the workload's instance type.
+    #[error("workload `{workload}`: field `price_per_hour`: no price known for `{instance_type}`; set it")]
+    NoPrice {
+        /// The workload.
+        workload: String,
+        /// The type.
+        instance_type: String,
+    },
+    /// The metrics source could not be built.
+    #[error("workload `{workload}`: field `metrics`: source cannot be opened")]
+    SourceInvalid {
+        /// The workload.
+        workload: String,
+        /// Why.
+        #[source]
+        source: crate::source::Error,
+    },
+    /// The store failed.
+    #[error("store failed")]
+    Store(#[from] crate::store::Error),
+    /// The owner label is not a valid tag value.
+    #[error("field `owner`: invalid ownership label")]
+    OwnerInvalid(#[source] predictive_clouds::InvalidLabel),
+    /// The workload is unknown.
+    #[error("workload `{0}` is not registered")]
+    UnknownWorkload(String),
+}
+
+/// Result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Tag that names the workload on instances the controller launches.
+pub const WORKLOAD_TAG: &str = "predictive-workload";
+
+/// In-memory state of one workload, rebuilt from stored history after a restart.
+#[derive(Debug)]
+struct State {
+    allocator: Allocator,
+    /// (target time, median, planning quantile) of forecasts not yet compared with usage.
+    pending: VecDeque<(Timestamp, f64, f64)>,
+    /// Whether the last observations fell at or below the planning quantile.
+    hits: VecDeque<bool>,
+    /// Usage of the trailing 24 h (conservative policy).
+    recent: VecDeque<f64>,
+    fallback: bool,
+    last_tick: Option<Timestamp>,
+    last_plan: Option<Plan>,
+    price: Option<f64>,
+}
+
+/// A managed workload: its checked config, its source, its cloud and its state.
+#[derive(Debug)]
+pub struct Workload {
+    cfg: ValidWorkload,
+    source: Arc<dyn MetricsSource>,
+    cloud: DynProvider,
+    lead_steps: usize,
+    state: tokio::sync::Mutex<State>,
+}
+
+impl Workload {
+    /// The workload's checked configuration.
+    pub fn config(&self) -> &ValidWorkload {
+        &self.cfg
+    }
+}
+
+/// What one workload's tick produced (written to the store in one batch per tick).
+#[derive(Debug, Default)]
+struct Output {
+    samples: Vec<(String, Sample)>,
+    forecasts: Vec<ForecastRecord>,
+    decisions: Vec<Decision>,
+}
+
+/// The outcome of one tick over all workloads.
+#[derive(Debug, Default)]
+pub struct TickReport {
+    /// The tick's time.
+    pub ts: Timestamp,
+    /// Workloads served.
+    pub ok: usize,
+    /// Workloads skipped because another replica holds their lease.
+    pub not_leader: usize,
+    /// Workloads that failed, with the full error text (naming the workload).
+    pub errors: Vec<(String, String)>,
+}
+
+/// The controller: workloads, store, clouds, metrics and time.
+#[derive(Debug)]
+pub struct Controller {
+    interval: i64,
+    mode: Mode,
+    concurrency: usize,
+    owner: String,
+    holder: String,
+    store: Arc<dyn Store>,
+    clouds: BTreeMap<String, DynProvider>,
+    metrics: Metrics,
+    clock: Arc<dyn Clock>,
+    call_timeout: Duration,
+    workloads: RwLock<BTreeMap<String, Arc<Workload>>>,
+}
+
+/// Full error chain on one line, for reports and logs.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl Controller {
+    /// A controller over `store`, acting through `clouds` (by name, e.g. `sim`), reading `clock`.
+    ///
+    /// `holder` identifies this replica in leases (unique per process).
+    pub fn new(
+        cfg: &ValidConfig,
+        store: Arc<dyn Store>,
+        clouds: BTreeMap<String, DynProvider>,
+        clock: Arc<dyn Clock>,
+        holder: &str,
+    ) -> Self {
+        Self {
+            interval: cfg.interval_secs,
+            mode: cfg.mode,
+            concurrency: cfg.concurrency,
+            owner: cfg.owner.clone(),
+            holder: holder.to_string(),
+            store,
+            clouds,
+            metrics: Metrics::new(),
+            clock,
+            call_timeout: Duration::from_secs(30),
+            workloads: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Seconds between ticks.
+    pub fn interval(&self) -> i64 {
+        self.interval
+    }
+
+    /// The ownership tag value.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Names of the registered workloads.
+    pub fn workload_names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// A registered workload.
+    pub fn workload(&self, name: &str) -> Option<Arc<Workload>> {
+        self.read().get(name).cloned()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Workload>>> {
+        self.workloads.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers (or replaces) a workload, stores its spec and rebuilds its model from the
+    /// stored history.
+    ///
+    /// # Errors
+    /// [`Error::UnknownCloud`], [`Error::SourceInvalid`] or a store error, naming the workload.
+    pub async fn upsert(&self, w: ValidWorkload) -> Result<()> {
+        let name = w.name().to_string();
+        let cloud = self.clouds.get(&w.params.cloud).cloned().ok_or_else(|| Error::UnknownCloud {
+            workload: name.clone(),
+            cloud: w.params.cloud.clone(),
+        })?;
+        let source: Arc<dyn MetricsSource> = match &w.params.metrics {
+            MetricsParams::Replay { path } => Arc::new(Replay::from_csv(path).map_err(|source| Error::SourceInvalid {
+                workload: name.clone(),
+                source,
+            })?),
+            MetricsParams::Prometheus { url, query } => Arc::new(Prometheus::new(url, query, self.call_timeout)),
+            MetricsParams::Push => Arc::new(Pushed::new(&name, self.store.clone())),
+        };
+        self.upsert_with_source(w, source, cloud).await
+    }
+
+    /// Registers a workload with an explicit source and cloud (tests, benchmarks, the demo).
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn upsert_with_source(&self, w: ValidWorkload, source: Arc<dyn MetricsSource>, cloud: DynProvider) -> Result<()> {
+        let name = w.name().to_string();
+        let spec = serde_json::to_string(&w.params).unwrap_or_default();
+        let now = self.clock.now();
+        self.store.put_workload(&name, &spec, now).await?;
+        if let Some(b) = w.params.budget_per_hour {
+            if self.store.budget(&name).await?.is_none() {
+                self.store.put_budget(&name, b).await?;
+            }
+        }
+        let lead_steps = ((w.lead_secs + self.interval - 1) / self.interval).max(1) as usize;
+        let mut state = self.fresh_state(&w, lead_steps);
+        // Rebuild the online model from the downsampled history (bounded to 7 days).
+        let history = self.store.samples(&name, now - 7 * 86_400).await?;
+        for s in &history {
+            self.learn(&mut state, &w, s.ts, s.value);
+        }
+        let wl = Arc::new(Workload {
+            cfg: w,
+            source,
+            cloud,
+            lead_steps,
+            state: tokio::sync::Mutex::new(state),
+        });
+        self.workloads.write().unwrap_or_else(|p| p.into_inner()).insert(name, wl);
+        Ok(())
+    }
+
+    /// Unregisters a workload and deletes its state; `false` when it was unknown.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn remove(&self, name: &str) -> Result<bool> {
+        let had = self.workloads.write().unwrap_or_else(|p| p.into_inner()).remove(name).is_some();
+        let stored = self.store.delete_workload(name).await?;
+        self.metrics.forget(name);
+        Ok(had || stored)
+    }
+
+    fn fresh_state(&self, w: &ValidWorkload, lead_steps: usize) -> State {
+        let cpi = w.params.capacity_per_instance;
+        let policy = PolicyParams::new()
+            .lead(lead_steps)
+            .confidence(w.params.quantile)
+            .bounds(w.params.min as f64 * cpi, w.params.max as f64 * cpi)
+            .check()
+            .unwrap_or_default();
+        State {
+            allocator: Allocator::new(policy, AllocatorSettings::for_step(self.interval as u64)),
+            pending: VecDeque::new(),
+            hits: VecDeque::new(),
+            recent: VecDeque::new(),
+            fallback: false,
+            last_tick: None,
+            last_plan: None,
+            price: w.params.price_per_hour,
+        }
+    }
+
+    /// Feeds one observation: feedback against the forecast made for it, then the online update.
+    /// Returns (median error, hit) when a forecast covered `ts`.
+    fn learn(&self, st: &mut State, w: &ValidWorkload, ts: Timestamp, usage: f64) -> Option<(f64, bool)> {
+        let mut feedback = None;
+        while let Some(&(target, p50, upper)) = st.pending.front() {
+            if target > ts {
+                break;
+            }
+            st.pending.pop_front();
+            if target == ts {
+                let hit = usage <= upper + 1e-9;
+                st.hits.push_back(hit);
+                feedback = Some(((usage - p50).abs(), hit));
+            }
+        }
+        let day = (86_400 / self.interval).max(1) as usize;
+        while st.hits.len() > day {
+            st.hits.pop_front();
+        }
+        st.recent.push_back(usage);
+        while st.recent.len() > day {
+            st.recent.pop_front();
+        }
+        st.last_plan = Some(st.allocator.step(usage));
+        if let Some(f) = st.allocator.forecast() {
+            let qi = ALLOCATOR_LEVELS
+                .iter()
+                .position(|&l| l >= w.params.quantile - 1e-12)
+                .unwrap_or(ALLOCATOR_LEVELS.len() - 1);
+            let mi = ALLOCATOR_LEVELS.iter().position(|&l| (l - 0.5).abs() < 1e-12).unwrap_or(0);
+            if let Some(row) = f.values.last() {
+                st.pending.push_back((ts + f.values.len() as i64 * self.interval, row[mi], row[qi]));
+            }
+        }
+        // The accuracy objective is judged once a few hours of feedback exist.
+        let enough = st.hits.len() >= (day / 8).max(6);
+        let coverage = coverage(&st.hits);
+        st.fallback = enough && coverage < w.params.accuracy_objective;
+        st.last_tick = Some(ts);
+        feedback
+    }
+
+    /// Runs one tick at the clock's current time over every workload this replica leads.
+    ///
+    /// # Errors
+    /// Only store failures of the batch write; per-workload failures are in the report.
+    pub async fn tick(self: &Arc<Self>) -> Result<TickReport> {
+        let now = self.clock.now();
+        let now = now - now.rem_euclid(self.interval);
+        let workloads: Vec<Arc<Workload>> = self.read().values().cloned().collect();
+        let mut report = TickReport {
+            ts: now,
+            ..TickReport::default()
+        };
+        let sem = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
+        let mut set = tokio::task::JoinSet::new();
+        for w in workloads {
+            let leader = self.store.acquire_lease(w.cfg.name(), &self.holder, now, 3 * self.interval).await?;
+            if !leader {
+                report.not_leader += 1;
+                continue;
+            }
+            let me = self.clone();
+            let sem = sem.clone();
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let name = w.cfg.name().to_string();
+                (name, me.tick_workload(&w, now).await)
+            });
+        }
+        let mut out = Output::default();
+        while let Some(joined) = set.join_next().await {
+            let Ok((name, res)) = joined else { continue };
+            match res {
+                Ok(o) => {
+                    report.ok += 1;
+                    out.samples.extend(o.samples);
+                    out.forecasts.extend(o.forecasts);
+                    out.decisions.extend(o.decisions);
+                }
+                Err(e) => {
+                    let text = chain(&e);
+                    tracing::warn!(workload = %name, error = %text, "tick failed");
+                    report.errors.push((name, text));
+                }
+            }
+        }
+        report.errors.sort();
+        self.store.record_tick(&out.samples, &out.forecasts, &out.decisions).await?;
+        self.metrics.add(metrics::TICKS, "", 1.0);
+        Ok(report)
+    }
+
+    async fn timed<T>(
+        &self,
+        workload: &str,
+        call: &'static str,
+        cloud: &DynProvider,
+        f: impl std::future::Future<Output = predictive_clouds::Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.call_timeout, f).await {
+            Err(_) => {
+                self.metrics.add(metrics::CLOUD_ERRORS, workload, 1.0);
+                Err(Error::CloudTimedOut {
+                    workload: workload.into(),
+                    call,
+                    after: self.call_timeout,
+                })
+            }
+            Ok(Err(source)) => {
+                self.metrics.add(metrics::CLOUD_ERRORS, workload, 1.0);
+                Err(Error::CloudFailed {
+                    workload: workload.into(),
+                    cloud: cloud.name().into(),
+                    call,
+                    source,
+                })
+            }
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+
+    async fn price(&self, w: &Workload, st: &mut State) -> Result<f64> {
+        if let Some(p) = st.price {
+            return Ok(p);
+        }
+        let name = w.cfg.name();
+        let prices = self.timed(name, "prices", &w.cloud, w.cloud.prices()).await?;
+        let p = prices
+            .iter()
+            .find(|p| p.instance_type.as_str() == w.cfg.params.instance_type)
+            .map(|p| p.on_demand_per_hour)
+            .ok_or_else(|| Error::NoPrice {
+                workload: name.into(),
+                instance_type: w.cfg.params.instance_type.clone(),
+            })?;
+        st.price = Some(p);
+        Ok(p)
+    }
+
+    async fn tick_workload(&self, w: &Workload, now: Timestamp) -> Result<Output> {
+        let name = w.cfg.name();
+        let p = &w.cfg.params;
+        let usage = match tokio::time::timeout(self.call_timeout, w.source.observe(now, self.interval)).await {
+            Ok(Ok(u)) => u,
+            Ok(Err(source)) => {
+                self.metrics.add(metrics::SOURCE_ERRORS, name, 1.0);
+                return Err(Error::MetricsUnavailable {
+                    workload: name.into(),
+                    source,
+                });
+            }
+            Err(_) => {
+                self.metrics.add(metrics::SOURCE_ERRORS, name, 1.0);
+                return Err(Error::MetricsUnavailable {
+                    workload: name.into(),
+                    source: crate::source::Error::TimedOut(self.call_timeout),
+                });
+            }
+        };
+        let mut st = w.state.lock().await;
+        let mut out = Output::default();
+        if st.last_tick.is_some_and(|t| t >= now) {
+            return Ok(out); // this tick was already applied (replayed after a restart)
+        }
+        out.samples.push((name.to_string(), Sample { ts: now, value: usage }));
+        if let Some((err, _)) = self.learn(&mut st, &w.cfg, now, usage) {
+            self.metrics.set(metrics::FORECAST_ERROR, name, err);
+        }
+        let cov = coverage(&st.hits);
+        self.metrics.set(metrics::COVERAGE, name, cov);
+        self.metrics.set(metrics::FALLBACK, name, if st.fallback { 1.0 } else { 0.0 });
+        let forecast = st.allocator.forecast();
+        let (p50, upper) = st.pending.back().map(|x| (x.1, x.2)).unwrap_or((usage, usage));
+        let target = now + w.lead_steps as i64 * self.interval;
+        out.forecasts.push(ForecastRecord {
+            workload: name.into(),
+            ts: now,
+            target,
+            p50,
+            upper,
+            quantile: p.quantile,
+            model: forecast.as_ref().map(|f| f.model.clone()).unwrap_or_default(),
+        });
+        if self.mode == Mode::ForecastOnly {
+            out.decisions.push(Decision {
+                workload: name.into(),
+                ts: now,
+                mode: self.mode.as_str().into(),
+                observed: usage,
+                predicted: upper,
+                current: 0,
+                desired: 0,
+                action: "none".into(),
+                cost_per_hour: 0.0,
+                explanation: format!(
+                    "forecast-only: q{:.2} of usage at +{}s is {upper:.3} (median {p50:.3})",
+                    p.quantile,
+                    target - now
+                ),
+            });
+            return Ok(out);
+        }
+        // Plan: the engine's policy, or the conservative fallback when accuracy is missed.
+        let (mut capacity, mut why) = match &st.last_plan {
+            Some(plan) => (plan.capacity, plan.explanation.reason.clone()),
+            None => (usage, "no plan yet: capacity follows usage".to_string()),
+        };
+        if st.fallback {
+            let peak = st.recent.iter().copied().fold(0.0_f64, f64::max);
+            if peak > capacity {
+                capacity = peak;
+            }
+            why = format!(
+                "coverage {:.0}% missed the objective {:.0}%: conservative policy holds the trailing 24 h peak {peak:.3}; {why}",
+                cov * 100.0,
+                p.accuracy_objective * 100.0
+            );
+        }
+        let gid = GroupId::new(p.group.clone());
+        let group = self.timed(name, "describe_group", &w.cloud, w.cloud.describe_group(&gid)).await?;
+        let current = group.desired;
+        let price = self.price(w, &mut st).await?;
+        let budget = self.store.budget(name).await?;
+        let d = decide(
+            capacity,
+            p.capacity_per_instance,
+            p.min.max(group.min),
+            p.max.min(group.max),
+            price,
+            budget,
+        );
+        let live = group.live() as f64 * p.capacity_per_instance;
+        self.metrics.set(metrics::SLACK, name, (live - usage).max(0.0));
+        self.metrics.set(metrics::SHORTFALL, name, (usage - live).max(0.0));
+        if usage > live + 1e-9 {
+            self.metrics.add(metrics::SHORTFALL_TICKS, name, 1.0);
+        }
+        let shadow = self.store.shadow(name).await?;
+        self.metrics.set(metrics::SHADOW_POOL, name, shadow as f64);
+        self.metrics.set(metrics::DESIRED, name, d.desired as f64);
+        self.metrics.set(metrics::COST, name, d.desired as f64 * price);
+        let action = match d.desired.cmp(&current) {
+            std::cmp::Ordering::Greater => format!("launch {}", d.desired - current),
+            std::cmp::Ordering::Less => format!("terminate {}", current - d.desired),
+            std::cmp::Ordering::Equal => "hold".to_string(),
+        };
+        if d.desired != current && self.mode == Mode::Act {
+            let mut intent = Intent {
+                token: format!("{name}@{now}"),
+                workload: name.into(),
+                ts: now,
+                kind: "scale".into(),
+                count: d.desired,
+                state: "pending".into(),
+            };
+            self.store.put_intent(&intent).await?;
+            let res = self
+                .timed(name, "scale_group", &w.cloud, w.cloud.scale_group(&gid, d.desired))
+                .await;
+            intent.state = if res.is_ok() { "done".into() } else { "failed".into() };
+            self.store.put_intent(&intent).await?;
+            res?;
+            self.metrics.add(metrics::ACTIONS, name, 1.0);
+        }
+        let verb = if self.mode == Mode::DryRun && d.desired != current {
+            "would "
+        } else {
+            ""
+        };
+        out.decisions.push(Decision {
+            workload: name.into(),
+            ts: now,
+            mode: self.mode.as_str().into(),
+            observed: usage,
+            predicted: capacity,
+            current,
+            desired: d.desired,
+            action: format!("{verb}{action}"),
+            cost_per_hour: d.desired as f64 * price,
+            explanation: format!(
+                "{why}; {capacity:.3} {} / {} per instance = {} instances{}; {} at ${price:.4}/h = ${:.4}/h",
+                p.resource,
+                p.capacity_per_instance,
+                d.raw,
+                d.note,
+                d.desired,
+                d.desired as f64 * price
+            ),
+        });
+        Ok(out)
+    }
+
+    /// Recovers after a restart (or a crash at any point): re-applies intents left pending,
+    /// then terminates live instances tagged with this controller's owner that belong to no
+    /// group and to no registered workload or clone (orphans of interrupted launches).
+    ///
+    /// # Guarantees
+    /// Idempotent; never scales above the budget; touches only instances carrying the owner tag.
+    ///
+    /// # Errors
+    /// The first store failure; cloud failures are returned as a list naming the workload.
+    pub async fn recover(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let workloads: Vec<Arc<Workload>> = self.read().values().cloned().collect();
+        for w in &workloads {
+            let name = w.cfg.name();
+            for mut intent in self.store.pending_intents(name).await? {
+                let gid = GroupId::new(w.cfg.params.group.clone());
+                let mut st = w.state.lock().await;
+                let price = match self.price(w, &mut st).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        problems.push(chain(&e));
+                        continue;
+                    }
+                };
+                drop(st);
+                let budget = self.store.budget(name).await?;
+                let cap = budget.map(|b| (b / price + 1e-9).floor() as u32).unwrap_or(u32::MAX);
+                let target = intent.count.min(cap);
+                match self.timed(name, "scale_group", &w.cloud, w.cloud.scale_group(&gid, target)).await {
+                    Ok(_) => {
+                        intent.state = "done".into();
+                        self.store.put_intent(&intent).await?;
+                    }
+                    Err(e) => problems.push(chain(&e)),
+                }
+            }
+        }
+        // Orphan sweep, once per distinct cloud.
+        let owner = Owner::new(self.owner.clone()).map_err(Error::OwnerInvalid)?;
+        let known: std::collections::HashSet<String> = self
+            .store
+            .clones()
+            .await?
+            .into_iter()
+            .map(|c| c.name)
+            .chain(workloads.iter().map(|w| w.cfg.name().to_string()))
+            .collect();
+        let groups: std::collections::HashSet<String> = workloads.iter().map(|w| w.cfg.params.group.clone()).collect();
+        for (cname, cloud) in &self.clouds {
+            let list = match self.timed("", "list_instances", cloud, cloud.list_instances(&owner)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    problems.push(format!("cloud `{cname}`: {}", chain(&e)));
+                    continue;
+                }
+            };
+            for i in list.into_iter().filter(|i| i.state.is_live()) {
+                let in_group = i.group.as_ref().is_some_and(|g| groups.contains(g.as_str()));
+                let tagged = i.tags.get(WORKLOAD_TAG).is_some_and(|w| known.contains(w));
+                if in_group || tagged || i.group.is_some() {
+                    continue;
+                }
+                if let Err(e) = self.timed("", "terminate_instance", cloud, cloud.terminate_instance(&i.id)).await {
+                    if !matches!(&e, Error::CloudFailed { source, .. } if source.is_not_found()) {
+                        problems.push(chain(&e));
+                    }
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Runs ticks forever (or `ticks` times), sleeping on `sleep` between them.
+    ///
+    /// # Errors
+    /// A store failure stops the loop.
+    pub async fn run(self: &Arc<Self>, sleep: &dyn Sleep, ticks: Option<u64>) -> Result<Vec<TickReport>> {
+        let mut reports = Vec::new();
+        let mut n = 0;
+        loop {
+            if ticks.is_some_and(|t| n >= t) {
+                return Ok(reports);
+            }
+            let r = self.tick().await?;
+            tracing::info!(ts = r.ts, ok = r.ok, errors = r.errors.len(), not_leader = r.not_leader, "tick");
+            if ticks.is_some() {
+                reports.push(r);
+            }
+            n += 1;
+            let next = self.clock.now() - self.clock.now().rem_euclid(self.interval) + self.interval;
+            sleep.sleep_until(next).await;
+        }
+    }
+}
+
+fn coverage(hits: &VecDeque<bool>) -> f64 {
+    if hits.is_empty() {
+        1.0
+    } else {
+        hits.iter().filter(|h| **h).count() as f64 / hits.len() as f64
+    }
+}
+
+/// The instance count for a capacity: `ceil(capacity / per_instance)` within `[min, max]`, then
+/// capped by the budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sizing {
+    /// Instances before bounds and budget.
+    pub raw: u32,
+    /// Instances to run.
+    pub desired: u32,
+    /// What the bounds or budget changed, in words (empty when nothing).
+    pub note: String,
+}
+
+/// Sizes a capacity into instances.
+///
+/// # Guarantees
+/// `desired * price <= budget` whenever a budget is given (even below `min`);
+/// otherwise `min <= desired <= max`.
+pub fn decide(capacity: f64, per_instance: f64, min: u32, max: u32, price: f64, budget: Option<f64>) -> Sizing {
+    let raw_f = if capacity.is_finite() {
+        (capacity / per_instance - 1e-9).ceil().max(0.0)
+    } else {
+        0.0
+    };
+    let raw = raw_f.min(u32::MAX as f64) as u32;
+    let mut desired = raw.clamp(min, max.max(min));
+    let mut note = String::new();
+    if desired != raw {
+        note = format!(", bounded to [{min}, {max}]");
+    }
+    if let Some(b) = budget {
+        let cap = if price > 0.0 {
+            (b / price + 1e-9).floor().min(u32::MAX as f64) as u32
+        } else {
+            u32::MAX
+        };
+        if desired > cap {
+            desired = cap;
+            note.push_str(&format!(", capped at {cap} by the ${b:.2}/h budget"));
+        }
+    }
+    Sizing { raw, desired, note }
+}
+
+/// Hash map helper so callers can build the clouds map from pairs.
+pub fn clouds<I: IntoIterator<Item = (String, DynProvider)>>(it: I) -> BTreeMap<String, DynProvider> {
+    it.into_iter().collect::<HashMap<_, _>>().into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn sizing_never_exceeds_budget_and_respects_bounds(
+            cap in 0.0f64..1e4, per in 0.1f64..64.0, min in 0u32..20, span in 0u32..200,
+            price in 0.01f64..10.0, budget in proptest::option::of(0.0f64..100.0),
+        ) {
+            let max = min + span;
+            let s = decide(cap, per, min, max, price, budget);
+            if let Some(b) = budget {
+                prop_assert!(s.desired as f64 * price <= b + 1e-6);
+                if (min as f64) * price <= b { prop_assert!(s.desired >= min); }
+            } else {
+                prop_assert!(s.desired >= min && s.desired <= max);
+            }
+            prop_assert!(s.desired <= max);
+            if s.desired > min && s.desired < max && budget.is_none() {
+                prop_assert!(s.desired as f64 * per >= cap - 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn sizing_explains_bounds_and_budget() {
+        let s = decide(10.0, 2.0, 1, 3, 1.0, Some(2.5));
+        assert_eq!((s.raw, s.desired), (5, 2));
+        assert_eq!(s.note, ", bounded to [1, 3], capped at 2 by the $2.50/h budget");
+    }
+}

@@ -1,0 +1,140 @@
+//! The behaviour every [`Store`] shows, as one function that panics on the first difference.
+//! Run against SQLite in unit tests and against a real PostgreSQL in `tests/`.
+
+use super::{AuditEvent, CloneRecord, Decision, ForecastRecord, Intent, Sample, Store};
+
+fn decision(w: &str, ts: i64, desired: u32) -> Decision {
+    Decision {
+        workload: w.into(),
+        ts,
+        mode: "act".into(),
+        observed: 1.0,
+        predicted: 2.0,
+        current: 1,
+        desired,
+        action: "hold".into(),
+        cost_per_hour: 0.5,
+        explanation: format!("because {ts}"),
+    }
+}
+
+/// Runs the suite on an empty store.
+///
+/// # Panics
+/// On the first behaviour that differs from the contract of [`Store`].
+pub async fn run(s: &dyn Store) {
+    // workloads: upsert, list, delete
+    s.put_workload("web", "{\"v\":1}", 1).await.unwrap();
+    s.put_workload("web", "{\"v\":2}", 2).await.unwrap();
+    s.put_workload("api", "{}", 2).await.unwrap();
+    assert_eq!(
+        s.workloads().await.unwrap(),
+        vec![("api".into(), "{}".into()), ("web".into(), "{\"v\":2}".into())]
+    );
+
+    // samples: idempotent on (workload, ts), ordered, pruned
+    let xs: Vec<Sample> = (0..5)
+        .map(|i| Sample {
+            ts: 100 + i * 60,
+            value: i as f64,
+        })
+        .collect();
+    s.put_samples("web", &xs).await.unwrap();
+    s.put_samples("web", &xs[3..]).await.unwrap();
+    s.put_samples("web", &[Sample { ts: 100, value: 9.0 }]).await.unwrap();
+    let got = s.samples("web", 0).await.unwrap();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[0].value, 9.0);
+    assert_eq!(s.samples("web", 220).await.unwrap().len(), 3);
+    assert_eq!(s.prune_samples(160).await.unwrap(), 1);
+    assert!(s.samples("api", 0).await.unwrap().is_empty());
+
+    // models
+    assert_eq!(s.model("web").await.unwrap(), None);
+    s.put_model("web", "m1", 1).await.unwrap();
+    s.put_model("web", "m2", 2).await.unwrap();
+    assert_eq!(s.model("web").await.unwrap().as_deref(), Some("m2"));
+
+    // forecasts
+    let f = ForecastRecord {
+        workload: "web".into(),
+        ts: 10,
+        target: 610,
+        p50: 1.0,
+        upper: 2.0,
+        quantile: 0.95,
+        model: "m".into(),
+    };
+    s.put_forecasts(&[f.clone(), f.clone()]).await.unwrap();
+    assert_eq!(s.forecasts("web", 0).await.unwrap(), vec![f]);
+
+    // shadow pool and budgets
+    assert_eq!(s.shadow("web").await.unwrap(), 0);
+    s.put_shadow("web", 3, 1).await.unwrap();
+    assert_eq!(s.shadow("web").await.unwrap(), 3);
+    assert_eq!(s.budget("web").await.unwrap(), None);
+    s.put_budget("web", 4.5).await.unwrap();
+    assert_eq!(s.budget("web").await.unwrap(), Some(4.5));
+
+    // decisions: newest first, idempotent on (workload, ts)
+    s.put_decisions(&[decision("web", 1, 1), decision("web", 2, 2), decision("api", 2, 5)])
+        .await
+        .unwrap();
+    s.put_decisions(&[decision("web", 2, 3)]).await.unwrap();
+    let d = s.decisions(Some("web"), 10).await.unwrap();
+    assert_eq!(d.iter().map(|x| (x.ts, x.desired)).collect::<Vec<_>>(), vec![(2, 3), (1, 1)]);
+    assert_eq!(d[0].explanation, "because 2");
+    assert_eq!(s.decisions(None, 2).await.unwrap().len(), 2);
+
+    // intents: pending until closed
+    let mut i = Intent {
+        token: "t1".into(),
+        workload: "web".into(),
+        ts: 5,
+        kind: "launch".into(),
+        count: 2,
+        state: "pending".into(),
+    };
+    s.put_intent(&i).await.unwrap();
+    s.put_intent(&i).await.unwrap();
+    assert_eq!(s.pending_intents("web").await.unwrap(), vec![i.clone()]);
+    i.state = "done".into();
+    s.put_intent(&i).await.unwrap();
+    assert!(s.pending_intents("web").await.unwrap().is_empty());
+
+    // clones
+    let c = CloneRecord {
+        name: "staging".into(),
+        source: "web".into(),
+        spec: "{}".into(),
+    };
+    s.put_clone(&c).await.unwrap();
+    assert_eq!(s.clones().await.unwrap(), vec![c]);
+    assert!(s.delete_clone("staging").await.unwrap());
+    assert!(!s.delete_clone("staging").await.unwrap());
+
+    // audit
+    let e = AuditEvent {
+        ts: 7,
+        workload: "web".into(),
+        action: "alert".into(),
+        detail: "spike".into(),
+    };
+    s.audit(&e).await.unwrap();
+    s.audit(&e).await.unwrap();
+    assert_eq!(s.audit_log("web").await.unwrap(), vec![e]);
+
+    // leases: one holder at a time, renewable, taken over after expiry
+    assert!(s.acquire_lease("web", "a", 100, 30).await.unwrap());
+    assert!(!s.acquire_lease("web", "b", 110, 30).await.unwrap());
+    assert!(s.acquire_lease("web", "a", 120, 30).await.unwrap());
+    assert!(!s.acquire_lease("web", "b", 149, 30).await.unwrap());
+    assert!(s.acquire_lease("web", "b", 150, 30).await.unwrap());
+    assert!(!s.acquire_lease("web", "a", 151, 30).await.unwrap());
+
+    // delete cascades to state
+    assert!(s.delete_workload("web").await.unwrap());
+    assert!(!s.delete_workload("web").await.unwrap());
+    assert!(s.samples("web", 0).await.unwrap().is_empty());
+    assert_eq!(s.model("web").await.unwrap(), None);
+}

@@ -1,0 +1,243 @@
+//! Durable state: workloads, downsampled history, models, forecasts, shadow pool, decisions with
+//! explanations, budgets, clones, action intents and leases.
+//!
+//! [`Store`] is the port; [`sqlite::SqliteStore`] (the default, one file in WAL mode) and
+//! [`postgres::PostgresStore`] (several replicas, leader election by a lease table) implement it.
+//! Both run numbered migrations on open.
+
+pub mod conformance;
+pub mod postgres;
+pub mod sqlite;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Opening the database or running migrations failed.
+    #[error("cannot open the store at {location}")]
+    OpenFailed {
+        /// File or host (never the password).
+        location: String,
+        /// The database error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A query failed.
+    #[error("store query `{what}` failed")]
+    QueryFailed {
+        /// What was being done.
+        what: &'static str,
+        /// The database error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored value could not be decoded.
+    #[error("stored {what} is corrupt")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One observation of usage.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// When.
+    pub ts: Timestamp,
+    /// Usage in the workload's resource units.
+    pub value: f64,
+}
+
+/// A forecast made at `ts` for the time `target`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForecastRecord {
+    /// The workload.
+    pub workload: String,
+    /// When the forecast was made.
+    pub ts: Timestamp,
+    /// The time it forecasts.
+    pub target: Timestamp,
+    /// Median.
+    pub p50: f64,
+    /// The planning quantile.
+    pub upper: f64,
+    /// Which quantile `upper` is.
+    pub quantile: f64,
+    /// The model that made it.
+    pub model: String,
+}
+
+/// One decision of the loop, with its explanation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The workload.
+    pub workload: String,
+    /// Tick time.
+    pub ts: Timestamp,
+    /// `act`, `dry-run` or `forecast-only`.
+    pub mode: String,
+    /// Last observed usage.
+    pub observed: f64,
+    /// Planned-for demand (the forecast's upper quantile over the lead time).
+    pub predicted: f64,
+    /// Instances running before the decision.
+    pub current: u32,
+    /// Instances wanted.
+    pub desired: u32,
+    /// `launch N`, `terminate N` or `hold`.
+    pub action: String,
+    /// Hourly cost of `desired` instances in USD.
+    pub cost_per_hour: f64,
+    /// Why, in words.
+    pub explanation: String,
+}
+
+/// An action the loop intends to take; written before the cloud call, closed after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    /// Idempotency token handed to the cloud.
+    pub token: String,
+    /// The workload.
+    pub workload: String,
+    /// Tick time.
+    pub ts: Timestamp,
+    /// `launch` or `terminate`.
+    pub kind: String,
+    /// How many instances.
+    pub count: u32,
+    /// `pending`, `done` or `failed`.
+    pub state: String,
+}
+
+/// A clone registered through the API (a Terraform `predictive_clone`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloneRecord {
+    /// Unique name.
+    pub name: String,
+    /// The workload it copies.
+    pub source: String,
+    /// Free-form JSON spec.
+    pub spec: String,
+}
+
+/// One remediation or administrative event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// When.
+    pub ts: Timestamp,
+    /// The workload.
+    pub workload: String,
+    /// What was done (`alert`, `isolate`, `stop`, `terminate`, ...).
+    pub action: String,
+    /// Details.
+    pub detail: String,
+}
+
+/// The store port.
+///
+/// # Guarantees
+/// Every write is idempotent on its key: writing the same sample, forecast, intent or workload twice
+/// leaves one row, so a tick replayed after a crash does not duplicate state.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Inserts or replaces a workload's spec (JSON).
+    async fn put_workload(&self, name: &str, spec: &str, now: Timestamp) -> Result<()>;
+    /// Deletes a workload and its state; `false` when it did not exist.
+    async fn delete_workload(&self, name: &str) -> Result<bool>;
+    /// All workloads as `(name, spec)`, by name.
+    async fn workloads(&self) -> Result<Vec<(String, String)>>;
+    /// Adds samples (one per `(workload, ts)`; a later write wins).
+    async fn put_samples(&self, workload: &str, samples: &[Sample]) -> Result<()>;
+    /// Samples with `ts >= since`, oldest first.
+    async fn samples(&self, workload: &str, since: Timestamp) -> Result<Vec<Sample>>;
+    /// Deletes samples older than `before` (downsampled history is bounded).
+    async fn prune_samples(&self, before: Timestamp) -> Result<u64>;
+    /// Saves a model's state (JSON).
+    async fn put_model(&self, workload: &str, state: &str, now: Timestamp) -> Result<()>;
+    /// A model's state.
+    async fn model(&self, workload: &str) -> Result<Option<String>>;
+    /// Records forecasts.
+    async fn put_forecasts(&self, f: &[ForecastRecord]) -> Result<()>;
+    /// Forecasts of a workload made at or after `since`, oldest first.
+    async fn forecasts(&self, workload: &str, since: Timestamp) -> Result<Vec<ForecastRecord>>;
+    /// Sets a workload's shadow pool size.
+    async fn put_shadow(&self, workload: &str, size: u32, now: Timestamp) -> Result<()>;
+    /// A workload's shadow pool size (0 when unknown).
+    async fn shadow(&self, workload: &str) -> Result<u32>;
+    /// Records decisions.
+    async fn put_decisions(&self, d: &[Decision]) -> Result<()>;
+    /// The latest `limit` decisions of a workload (all workloads when `None`), newest first.
+    async fn decisions(&self, workload: Option<&str>, limit: u32) -> Result<Vec<Decision>>;
+    /// Sets a workload's budget in USD per hour.
+    async fn put_budget(&self, workload: &str, per_hour: f64) -> Result<()>;
+    /// A workload's budget.
+    async fn budget(&self, workload: &str) -> Result<Option<f64>>;
+    /// Writes an intent (insert or update by token).
+    async fn put_intent(&self, i: &Intent) -> Result<()>;
+    /// Intents of a workload still `pending`.
+    async fn pending_intents(&self, workload: &str) -> Result<Vec<Intent>>;
+    /// Inserts or replaces a clone.
+    async fn put_clone(&self, c: &CloneRecord) -> Result<()>;
+    /// Deletes a clone; `false` when it did not exist.
+    async fn delete_clone(&self, name: &str) -> Result<bool>;
+    /// All clones.
+    async fn clones(&self) -> Result<Vec<CloneRecord>>;
+    /// Appends to the audit log.
+    async fn audit(&self, e: &AuditEvent) -> Result<()>;
+    /// The audit log of a workload, oldest first.
+    async fn audit_log(&self, workload: &str) -> Result<Vec<AuditEvent>>;
+    /// Takes or renews the lease on `workload` for `holder` until `now + ttl`.
+    ///
+    /// Returns `true` when `holder` holds the lease afterwards: it was free, expired or already
+    /// `holder`'s. Only the holder runs the loop for that workload.
+    async fn acquire_lease(&self, workload: &str, holder: &str, now: Timestamp, ttl: i64) -> Result<bool>;
+
+    /// Writes one tick's samples, forecasts and decisions (one transaction where the backend
+    /// allows it).
+    async fn record_tick(&self, samples: &[(String, Sample)], forecasts: &[ForecastRecord], decisions: &[Decision]) -> Result<()> {
+        let mut by: std::collections::BTreeMap<&str, Vec<Sample>> = std::collections::BTreeMap::new();
+        for (w, s) in samples {
+            by.entry(w.as_str()).or_default().push(*s);
+        }
+        for (w, xs) in by {
+            self.put_samples(w, &xs).await?;
+        }
+        self.put_forecasts(forecasts).await?;
+        self.put_decisions(decisions).await
+    }
+}
+
+pub(crate) fn query_err<E: std::error::Error + Send + Sync + 'static>(what: &'static str) -> impl FnOnce(E) -> Error {
+    move |e| Error::QueryFailed { what, source: Box::new(e) }
+}
+
+/// The schema, one migration per entry; both backends run them in order (SQL common to both).
+pub(crate) const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE workloads (name TEXT PRIMARY KEY, spec TEXT NOT NULL, updated_at BIGINT NOT NULL);
+     CREATE TABLE samples (workload TEXT NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION NOT NULL, PRIMARY KEY (workload, ts));
+     CREATE TABLE models (workload TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at BIGINT NOT NULL);
+     CREATE TABLE forecasts (workload TEXT NOT NULL, ts BIGINT NOT NULL, target BIGINT NOT NULL, p50 DOUBLE PRECISION NOT NULL,
+        upper DOUBLE PRECISION NOT NULL, quantile DOUBLE PRECISION NOT NULL, model TEXT NOT NULL, PRIMARY KEY (workload, ts));
+     CREATE TABLE shadow_pool (workload TEXT PRIMARY KEY, size BIGINT NOT NULL, updated_at BIGINT NOT NULL);
+     CREATE TABLE decisions (workload TEXT NOT NULL, ts BIGINT NOT NULL, mode TEXT NOT NULL, observed DOUBLE PRECISION NOT NULL,
+        predicted DOUBLE PRECISION NOT NULL, current BIGINT NOT NULL, desired BIGINT NOT NULL, action TEXT NOT NULL,
+        cost_per_hour DOUBLE PRECISION NOT NULL, explanation TEXT NOT NULL, PRIMARY KEY (workload, ts));
+     CREATE TABLE budgets (workload TEXT PRIMARY KEY, per_hour DOUBLE PRECISION NOT NULL);
+     CREATE TABLE clones (name TEXT PRIMARY KEY, source TEXT NOT NULL, spec TEXT NOT NULL);
+     CREATE TABLE intents (token TEXT PRIMARY KEY, workload TEXT NOT NULL, ts BIGINT NOT NULL, kind TEXT NOT NULL,
+        count BIGINT NOT NULL, state TEXT NOT NULL);
+     CREATE INDEX intents_pending ON intents (workload, state);
+     CREATE TABLE leases (workload TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+    "CREATE TABLE audit (workload TEXT NOT NULL, ts BIGINT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL,
+        PRIMARY KEY (workload, ts, action))",
+];

@@ -1,0 +1,444 @@
+//! PostgreSQL store, for several controller replicas sharing one database.
+//!
+//! Replicas elect one active loop per workload through the `leases` table
+//! ([`Store::acquire_lease`]); migrations run under an advisory lock so replicas starting together
+//! migrate once.
+
+use tokio_postgres::{Client, NoTls, Row};
+
+use super::{query_err, AuditEvent, CloneRecord, Decision, Error, ForecastRecord, Intent, Result, Sample, Store, MIGRATIONS};
+use crate::clock::Timestamp;
+
+/// Advisory lock key that serialises migrations ("predictiv" in ASCII, truncated).
+const MIGRATION_LOCK: i64 = 0x7072_6564_6963_7469;
+
+/// A [`Store`] on PostgreSQL.
+#[derive(Debug)]
+pub struct PostgresStore {
+    client: Client,
+}
+
+/// The connection string with any password removed, for error messages.
+fn redact(url: &str) -> String {
+    url.split_whitespace()
+        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split('@')
+        .next_back()
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl PostgresStore {
+    /// Connects with a libpq-style string (`host=... port=... user=... dbname=...`) and migrates.
+    ///
+    /// # Errors
+    /// [`Error::OpenFailed`] naming the host (never the password).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let open = |e: tokio_postgres::Error| Error::OpenFailed {
+            location: redact(url),
+            source: Box::new(e),
+        };
+        let (mut client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(open)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::error!(error = %e, "postgres connection closed");
+            }
+        });
+        let tx = client.transaction().await.map_err(open)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(open)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .await
+            .map_err(open)?;
+        let have: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .await
+            .map_err(open)?
+            .get(0);
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(have as usize) {
+            tx.batch_execute(m).await.map_err(open)?;
+            tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&(i as i64 + 1)])
+                .await
+                .map_err(open)?;
+        }
+        tx.commit().await.map_err(open)?;
+        Ok(Self { client })
+    }
+}
+
+fn decision_row(r: &Row) -> Decision {
+    Decision {
+        workload: r.get(0),
+        ts: r.get(1),
+        mode: r.get(2),
+        observed: r.get(3),
+        predicted: r.get(4),
+        current: r.get::<_, i64>(5) as u32,
+        desired: r.get::<_, i64>(6) as u32,
+        action: r.get(7),
+        cost_per_hour: r.get(8),
+        explanation: r.get(9),
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn put_workload(&self, name: &str, spec: &str, now: Timestamp) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO workloads (name, spec, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+                &[&name, &spec, &now],
+            )
+            .await
+            .map_err(query_err("put_workload"))?;
+        Ok(())
+    }
+
+    async fn delete_workload(&self, name: &str) -> Result<bool> {
+        let n = self
+            .client
+            .execute("DELETE FROM workloads WHERE name = $1", &[&name])
+            .await
+            .map_err(query_err("delete_workload"))?;
+        for t in ["samples", "models", "forecasts", "shadow_pool", "budgets"] {
+            self.client
+                .execute(&format!("DELETE FROM {t} WHERE workload = $1"), &[&name])
+                .await
+                .map_err(query_err("delete_workload"))?;
+        }
+        Ok(n > 0)
+    }
+
+    async fn workloads(&self) -> Result<Vec<(String, String)>> {
+        let rows = self
+            .client
+            .query("SELECT name, spec FROM workloads ORDER BY name", &[])
+            .await
+            .map_err(query_err("workloads"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn put_samples(&self, workload: &str, samples: &[Sample]) -> Result<()> {
+        let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();
+        let vs: Vec<f64> = samples.iter().map(|s| s.value).collect();
+        self.client
+            .execute(
+                "INSERT INTO samples (workload, ts, value) SELECT $1, t, v FROM UNNEST($2::BIGINT[], $3::DOUBLE PRECISION[]) AS x(t, v)
+                 ON CONFLICT (workload, ts) DO UPDATE SET value = excluded.value",
+                &[&workload, &ts, &vs],
+            )
+            .await
+            .map_err(query_err("put_samples"))?;
+        Ok(())
+    }
+
+    async fn samples(&self, workload: &str, since: Timestamp) -> Result<Vec<Sample>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT ts, value FROM samples WHERE workload = $1 AND ts >= $2 ORDER BY ts",
+                &[&workload, &since],
+            )
+            .await
+            .map_err(query_err("samples"))?;
+        Ok(rows
+            .iter()
+            .map(|r| Sample {
+                ts: r.get(0),
+                value: r.get(1),
+            })
+            .collect())
+    }
+
+    async fn prune_samples(&self, before: Timestamp) -> Result<u64> {
+        self.client
+            .execute("DELETE FROM samples WHERE ts < $1", &[&before])
+            .await
+            .map_err(query_err("prune_samples"))
+    }
+
+    async fn put_model(&self, workload: &str, state: &str, now: Timestamp) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO models (workload, state, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (workload) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                &[&workload, &state, &now],
+            )
+            .await
+            .map_err(query_err("put_model"))?;
+        Ok(())
+    }
+
+    async fn model(&self, workload: &str) -> Result<Option<String>> {
+        let r = self
+            .client
+            .query_opt("SELECT state FROM models WHERE workload = $1", &[&workload])
+            .await
+            .map_err(query_err("model"))?;
+        Ok(r.map(|r| r.get(0)))
+    }
+
+    async fn put_forecasts(&self, f: &[ForecastRecord]) -> Result<()> {
+        for r in f {
+            self.client
+                .execute(
+                    "INSERT INTO forecasts (workload, ts, target, p50, upper, quantile, model) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (workload, ts) DO UPDATE SET target = excluded.target, p50 = excluded.p50, upper = excluded.upper,
+                       quantile = excluded.quantile, model = excluded.model",
+                    &[&r.workload, &r.ts, &r.target, &r.p50, &r.upper, &r.quantile, &r.model],
+                )
+                .await
+                .map_err(query_err("put_forecasts"))?;
+        }
+        Ok(())
+    }
+
+    async fn forecasts(&self, workload: &str, since: Timestamp) -> Result<Vec<ForecastRecord>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT workload, ts, target, p50, upper, quantile, model FROM forecasts WHERE workload = $1 AND ts >= $2 ORDER BY ts",
+                &[&workload, &since],
+            )
+            .await
+            .map_err(query_err("forecasts"))?;
+        Ok(rows
+            .iter()
+            .map(|r| ForecastRecord {
+                workload: r.get(0),
+                ts: r.get(1),
+                target: r.get(2),
+                p50: r.get(3),
+                upper: r.get(4),
+                quantile: r.get(5),
+                model: r.get(6),
+            })
+            .collect())
+    }
+
+    async fn put_shadow(&self, workload: &str, size: u32, now: Timestamp) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO shadow_pool (workload, size, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (workload) DO UPDATE SET size = excluded.size, updated_at = excluded.updated_at",
+                &[&workload, &(size as i64), &now],
+            )
+            .await
+            .map_err(query_err("put_shadow"))?;
+        Ok(())
+    }
+
+    async fn shadow(&self, workload: &str) -> Result<u32> {
+        let r = self
+            .client
+            .query_opt("SELECT size FROM shadow_pool WHERE workload = $1", &[&workload])
+            .await
+            .map_err(query_err("shadow"))?;
+        Ok(r.map(|r| r.get::<_, i64>(0) as u32).unwrap_or(0))
+    }
+
+    async fn put_decisions(&self, d: &[Decision]) -> Result<()> {
+        for x in d {
+            self.client
+                .execute(
+                    "INSERT INTO decisions (workload, ts, mode, observed, predicted, current, desired, action, cost_per_hour, explanation)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT (workload, ts) DO UPDATE SET mode = excluded.mode, observed = excluded.observed,
+                       predicted = excluded.predicted, current = excluded.current, desired = excluded.desired,
+                       action = excluded.action, cost_per_hour = excluded.cost_per_hour, explanation = excluded.explanation",
+                    &[
+                        &x.workload,
+                        &x.ts,
+                        &x.mode,
+                        &x.observed,
+                        &x.predicted,
+                        &(x.current as i64),
+                        &(x.desired as i64),
+                        &x.action,
+                        &x.cost_per_hour,
+                        &x.explanation,
+                    ],
+                )
+                .await
+                .map_err(query_err("put_decisions"))?;
+        }
+        Ok(())
+    }
+
+    async fn decisions(&self, workload: Option<&str>, limit: u32) -> Result<Vec<Decision>> {
+        let cols = "workload, ts, mode, observed, predicted, current, desired, action, cost_per_hour, explanation";
+        let limit = limit as i64;
+        let rows = match workload {
+            Some(w) => {
+                self.client
+                    .query(
+                        &format!("SELECT {cols} FROM decisions WHERE workload = $1 ORDER BY ts DESC LIMIT $2"),
+                        &[&w, &limit],
+                    )
+                    .await
+            }
+            None => {
+                self.client
+                    .query(
+                        &format!("SELECT {cols} FROM decisions ORDER BY ts DESC, workload LIMIT $1"),
+                        &[&limit],
+                    )
+                    .await
+            }
+        }
+        .map_err(query_err("decisions"))?;
+        Ok(rows.iter().map(decision_row).collect())
+    }
+
+    async fn put_budget(&self, workload: &str, per_hour: f64) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO budgets (workload, per_hour) VALUES ($1, $2) ON CONFLICT (workload) DO UPDATE SET per_hour = excluded.per_hour",
+                &[&workload, &per_hour],
+            )
+            .await
+            .map_err(query_err("put_budget"))?;
+        Ok(())
+    }
+
+    async fn budget(&self, workload: &str) -> Result<Option<f64>> {
+        let r = self
+            .client
+            .query_opt("SELECT per_hour FROM budgets WHERE workload = $1", &[&workload])
+            .await
+            .map_err(query_err("budget"))?;
+        Ok(r.map(|r| r.get(0)))
+    }
+
+    async fn put_intent(&self, i: &Intent) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO intents (token, workload, ts, kind, count, state) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (token) DO UPDATE SET state = excluded.state",
+                &[&i.token, &i.workload, &i.ts, &i.kind, &(i.count as i64), &i.state],
+            )
+            .await
+            .map_err(query_err("put_intent"))?;
+        Ok(())
+    }
+
+    async fn pending_intents(&self, workload: &str) -> Result<Vec<Intent>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT token, workload, ts, kind, count, state FROM intents WHERE workload = $1 AND state = 'pending' ORDER BY ts",
+                &[&workload],
+            )
+            .await
+            .map_err(query_err("pending_intents"))?;
+        Ok(rows
+            .iter()
+            .map(|r| Intent {
+                token: r.get(0),
+                workload: r.get(1),
+                ts: r.get(2),
+                kind: r.get(3),
+                count: r.get::<_, i64>(4) as u32,
+                state: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn put_clone(&self, c: &CloneRecord) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO clones (name, source, spec) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET source = excluded.source, spec = excluded.spec",
+                &[&c.name, &c.source, &c.spec],
+            )
+            .await
+            .map_err(query_err("put_clone"))?;
+        Ok(())
+    }
+
+    async fn delete_clone(&self, name: &str) -> Result<bool> {
+        let n = self
+            .client
+            .execute("DELETE FROM clones WHERE name = $1", &[&name])
+            .await
+            .map_err(query_err("delete_clone"))?;
+        Ok(n > 0)
+    }
+
+    async fn clones(&self) -> Result<Vec<CloneRecord>> {
+        let rows = self
+            .client
+            .query("SELECT name, source, spec FROM clones ORDER BY name", &[])
+            .await
+            .map_err(query_err("clones"))?;
+        Ok(rows
+            .iter()
+            .map(|r| CloneRecord {
+                name: r.get(0),
+                source: r.get(1),
+                spec: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn audit(&self, e: &AuditEvent) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO audit (workload, ts, action, detail) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (workload, ts, action) DO UPDATE SET detail = excluded.detail",
+                &[&e.workload, &e.ts, &e.action, &e.detail],
+            )
+            .await
+            .map_err(query_err("audit"))?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, workload: &str) -> Result<Vec<AuditEvent>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT ts, workload, action, detail FROM audit WHERE workload = $1 ORDER BY ts, action",
+                &[&workload],
+            )
+            .await
+            .map_err(query_err("audit_log"))?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEvent {
+                ts: r.get(0),
+                workload: r.get(1),
+                action: r.get(2),
+                detail: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn acquire_lease(&self, workload: &str, holder: &str, now: Timestamp, ttl: i64) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "INSERT INTO leases (workload, holder, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (workload) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                 WHERE leases.holder = excluded.holder OR leases.expires_at <= $4",
+                &[&workload, &holder, &(now + ttl), &now],
+            )
+            .await
+            .map_err(query_err("acquire_lease"))?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redaction_hides_passwords() {
+        let r = super::redact("host=db port=5432 user=u password=hunter2 dbname=p");
+        assert!(!r.contains("hunter2"), "{r}");
+        let r = super::redact("postgres://u:hunter2@db:5432/p");
+        assert!(!r.contains("hunter2"), "{r}");
+    }
+}
