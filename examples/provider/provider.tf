@@ -8,10 +8,10 @@ terraform {
 
 # Sizes from the embedded price catalog and provisions on the in-process sim cloud.
 provider "predictive" {
-  state_path = "${path.root}/.predictive/state.db"
+  state_path = "${abspath(path.root)}/.predictive/state.db"
   cloud      = "sim"
 
   history {
-    file = "${path.root}/history"
+    file = "${abspath(path.root)}/history"
   }
 }

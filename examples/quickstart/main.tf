@@ -9,10 +9,10 @@ terraform {
 }
 
 provider "predictive" {
-  state_path = "${path.module}/.predictive/state.db"
+  state_path = "${abspath(path.module)}/.predictive/state.db"
 
   history {
-    file = "${path.module}/history"
+    file = "${abspath(path.module)}/history"
   }
 }
 

@@ -33,9 +33,13 @@ fn main() -> anyhow::Result<()> {
             let debug = first == Some("--debug");
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let opts = ServeOpts { debug, provider_address: "registry.terraform.io/predictive/predictive".into() };
-            rt.block_on(serve(PredictiveProvider::default(), opts)).map_err(|e| anyhow::anyhow!("{:#}", anyhow::Error::from(e)))?;
-            // Do not wait for blocking tasks (e.g. a pending stdin read) once the server is done.
+            let result = rt.block_on(serve(PredictiveProvider::default(), opts));
+            // Do not wait for blocking tasks once the server is done.
             rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            if let Err(e) = result {
+                eprintln!("error: {:#}", anyhow::Error::from(e));
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

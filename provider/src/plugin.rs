@@ -341,6 +341,84 @@ impl grpc_broker_server::GrpcBroker for Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_stream::StreamExt as _;
+
+    /// A client certificate as go-plugin makes one: ECDSA P-521, self-signed, a CA.
+    fn client_cert() -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth, rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        (params.self_signed(&key).unwrap(), key)
+    }
+
+    /// The client side of the handshake line: trust exactly the certificate the plugin printed.
+    #[derive(Debug)]
+    struct PinnedServer(Vec<u8>, Arc<rustls::crypto::CryptoProvider>);
+
+    impl rustls::client::danger::ServerCertVerifier for PinnedServer {
+        fn verify_server_cert(&self, end: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &rustls::pki_types::ServerName<'_>, _: &[u8], _: UnixTime) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            if end.as_ref() == self.0.as_slice() {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))
+            }
+        }
+        fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.1.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.1.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.1.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    async fn connect(addr: SocketAddr, server_der: &[u8], cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedServer(server_der.to_vec(), provider)))
+            .with_client_auth_cert(vec![cert.der().clone()], PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+            .unwrap();
+        let tcp = TcpStream::connect(addr).await?;
+        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp).await
+    }
+
+    #[tokio::test]
+    async fn tls_should_accept_terraforms_p521_client_certificate_and_no_other() {
+        let (cert, key) = client_cert();
+        let (cfg, server_der) = tls_config(&cert.pem()).unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = spawn_tls_accept(listener, Arc::new(cfg));
+
+        let mut ok = connect(addr, &server_der, &cert, &key).await.expect("the pinned client certificate is accepted");
+        ok.write_all(b"ping").await.unwrap();
+        let mut conn = match incoming.next().await {
+            Some(Ok(Conn::Tls(c))) => c,
+            other => panic!("expected a TLS connection, got {other:?}"),
+        };
+        let mut buf = [0u8; 4];
+        conn.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+
+        // Another certificate, even of the same shape, is refused: the client sees the alert.
+        let (other, other_key) = client_cert();
+        let refused = match connect(addr, &server_der, &other, &other_key).await {
+            Err(_) => true,
+            Ok(mut s) => {
+                let _ = s.write_all(b"ping").await;
+                let mut b = [0u8; 1];
+                !matches!(s.read(&mut b).await, Ok(n) if n > 0)
+            }
+        };
+        assert!(refused, "a certificate other than PLUGIN_CLIENT_CERT must be refused");
+    }
 
     #[test]
     fn pem_to_der_should_read_the_certificate_body() {

@@ -186,6 +186,14 @@ fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
     assert_eq!(resource(&imported["values"]["root_module"], "predictive_clone.web")["values"]["instance_ids"], applied["instance_ids"]);
     assert_eq!(tf.plan_exit_code(), 0, "a plan right after import must be empty");
 
+    // Drift: an instance terminated outside Terraform shows in the next plan, which restores it.
+    terminate_one(&state, "clone-web");
+    let plan = tf.plan_json();
+    assert_eq!(actions(&plan, "predictive_clone.web"), vec!["update"]);
+    tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color", "tfplan"]);
+    assert_eq!(live_instances(&state, "clone-web") as i64, count, "the drift is corrected");
+    assert_eq!(tf.plan_exit_code(), 0);
+
     // In-place update: a lower quantile resizes without replacing.
     tf.write(&clone_tf(&state, "web", "0.5", ""));
     let plan = tf.plan_json();
@@ -251,4 +259,99 @@ fn terraform_should_apply_the_quickstart_example_as_it_is() {
     assert!(v["hourly_cost"].as_f64().unwrap() > 0.0);
     assert_eq!(tf.plan_exit_code(), 0);
     tf.ok(&["destroy", "-input=false", "-auto-approve", "-no-color"]);
+}
+
+#[test]
+fn terraform_should_share_a_budget_and_read_the_data_sources() {
+    let Some(bin) = terraform_bin() else { return };
+    let tf = Tf::new(bin);
+    let state = tf.dir.join("state.db");
+    tf.write(&format!(
+        r#"
+terraform {{
+  required_providers {{
+    predictive = {{ source = "predictive/predictive" }}
+  }}
+}}
+provider "predictive" {{
+  state_path = "{state}"
+}}
+resource "predictive_budget" "team" {{
+  name        = "team"
+  monthly_cap = 100000
+}}
+resource "predictive_clone" "api" {{
+  name      = "api"
+  budget_id = predictive_budget.team.id
+  user_role = "critical"
+  clouds    = ["gcp"]
+  source {{
+    cpu = {profile}
+  }}
+}}
+data "predictive_sizing" "db" {{
+  cpu     = 16
+  mem_gib = 64
+  clouds  = ["azure"]
+}}
+data "predictive_instance_types" "big" {{
+  cloud    = "aws"
+  min_vcpu = 64
+}}
+data "predictive_forecast" "api" {{
+  cpu     = {profile}
+  horizon = "12h"
+}}
+output "db_cost" {{
+  value = data.predictive_sizing.db.hourly_cost
+}}
+output "big_types" {{
+  value = length(data.predictive_instance_types.big.instance_types)
+}}
+output "p95_peak" {{
+  value = data.predictive_forecast.api.peaks["0.95"]
+}}
+output "steps" {{
+  value = length(data.predictive_forecast.api.quantiles["0.5"])
+}}
+"#,
+        state = state.display(),
+        profile = profile()
+    ));
+    tf.ok(&["init", "-input=false", "-no-color"]);
+    tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color"]);
+    let st = tf.state_json();
+    let out = &st["values"]["outputs"];
+    assert!(out["db_cost"]["value"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(out["big_types"]["value"].as_i64().unwrap() > 0, "{out}");
+    assert!(out["p95_peak"]["value"].as_f64().unwrap() > 3.0, "{out}");
+    assert_eq!(out["steps"]["value"].as_i64(), Some(12));
+    let budget = &resource(&st["values"]["root_module"], "predictive_budget.team")["values"];
+    assert_eq!(budget["id"], "budget-team");
+    let clone = &resource(&st["values"]["root_module"], "predictive_clone.api")["values"];
+    assert!(clone["allocation"].as_array().unwrap().iter().all(|a| a["cloud"] == "gcp"));
+    assert!(clone["hourly_cost"].as_f64().unwrap() * 730.0 <= 100000.0 + 1e-6);
+    assert_eq!(tf.plan_exit_code(), 0, "a plan right after apply must be empty");
+
+    // A budget that does not exist is named in the diagnostic.
+    let tf_text = std::fs::read_to_string(tf.dir.join("main.tf")).unwrap();
+    tf.write(&tf_text.replace("budget_id = predictive_budget.team.id", "budget_id = \"budget-nope\""));
+    let err = tf.fails(&["plan", "-input=false", "-no-color"]);
+    assert!(err.contains("budget_id"), "{err}");
+    tf.write(&tf_text);
+    tf.ok(&["destroy", "-input=false", "-auto-approve", "-no-color"]);
+}
+
+/// Terminates one live instance of `owner` in the sim cloud, outside Terraform.
+fn terminate_one(state_db: &Path, owner: &str) {
+    use predictive_clouds::CloudProvider as _;
+    let mut p = state_db.as_os_str().to_owned();
+    p.push(".sim.json");
+    let path = Path::new(&p);
+    let sim = predictive_clouds::sim::SimCloud::load(path, std::sync::Arc::new(predictive_clouds::clock::SystemClock)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let list = rt.block_on(sim.list_instances(&predictive_clouds::Owner::new(owner).unwrap())).unwrap();
+    let victim = list.iter().find(|i| i.state.is_live()).expect("a live instance");
+    rt.block_on(sim.terminate_instance(&victim.id)).unwrap();
+    sim.save(path).unwrap();
 }

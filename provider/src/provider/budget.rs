@@ -97,12 +97,9 @@ impl Resource<Configured> for BudgetResource {
             }
         }
     }
-    async fn modify_plan(&self, _ctx: &Configured, prior: Option<&Value>, plan: &mut Value, _diags: &mut Diagnostics) {
-        if prior.is_none() {
-            if let Some(n) = plan.get("name").as_str() {
-                plan.set("id", Value::string(format!("budget-{n}")));
-            }
-        }
+    async fn modify_plan(&self, _ctx: &Configured, _prior: Option<&Value>, plan: &mut Value, _diags: &mut Diagnostics) {
+        // The id stays unknown until the budget exists, so that clones referencing it are sized
+        // once it is in the state store.
         plan.set("effective_hourly_cap", effective_cap(plan).map(Value::number).unwrap_or(Value::Unknown));
     }
     async fn create(&self, ctx: &Configured, plan: &Value, diags: &mut Diagnostics) -> Value {

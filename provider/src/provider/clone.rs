@@ -200,6 +200,7 @@ fn sizing_error_path(e: &sizing::Error) -> AttrPath {
 #[derive(Debug, Clone)]
 struct Computed {
     demand: DemandForecast,
+    quantile: f64,
     sizing: Sizing,
     params: SizingParams,
 }
@@ -248,7 +249,7 @@ fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option<Compu
         Some(budget_id) => return budgeted(ctx, v, budget_id, demand, params, diags),
     };
     match sizing {
-        Ok(s) => Some(Computed { demand, sizing: s, params }),
+        Ok(s) => Some(Computed { demand, quantile, sizing: s, params }),
         Err(e) => {
             report(e, diags);
             None
@@ -265,6 +266,7 @@ fn budgeted(ctx: &Configured, v: &Value, budget_id: &str, demand: DemandForecast
         }
         return None;
     };
+    let quantile = v.get("quantile").as_f64().unwrap_or(0.95);
     let role = v.get("user_role").as_str().unwrap_or("normal");
     let weight = match budget.get("priorities") {
         Value::Map(m) => m.get(role).and_then(Value::as_f64),
@@ -304,7 +306,7 @@ fn budgeted(ctx: &Configured, v: &Value, budget_id: &str, demand: DemandForecast
                     if mine.served < 1.0 {
                         s.explanation.summary = format!("{} Budget {budget_id}: {:.0}% of the demand is served (priority {priority}).", s.explanation.summary, mine.served * 100.0);
                     }
-                    Some(Computed { demand, sizing: s, params })
+                    Some(Computed { demand, quantile, sizing: s, params })
                 }
                 None => {
                     diags.attr_error(AttrPath::root("budget_id"), "Budget leaves nothing for this clone", format!("budget_id: budget {budget_id:?} serves none of this clone's demand at priority {role:?}"));
@@ -373,15 +375,22 @@ fn set_computed(plan: &mut Value, c: &Computed) {
     );
     plan.set("hourly_cost", Value::number(round(c.sizing.total_hourly_cost)));
     plan.set("monthly_cost", Value::number(round(c.sizing.total_monthly_cost)));
-    let mut expl = c.sizing.explanation.summary.clone();
-    if !c.sizing.explanation.binding.is_empty() {
-        expl.push_str(&format!(" Binding: {}.", c.sizing.explanation.binding.join("; ")));
-    }
-    if let Some(nb) = &c.sizing.explanation.next_best {
-        expl.push_str(&format!(" Next best: {nb:?}."));
-    }
+    // The engine's summary names the binding constraints and the next-best alternative.
+    let expl = format!("Forecast model {}; provisioned at the {} quantile. {}", c.demand.model, c.quantile, c.sizing.explanation.summary);
     plan.set("sizing_explanation", Value::string(expl));
     plan.set("provisioned_count", Value::number(f64::from(c.sizing.allocation.iter().map(|a| a.count).sum::<u32>())));
+}
+
+/// The plan with its sizing filled in: a plan whose inputs were unknown at plan time (e.g. a
+/// budget created in the same run) is sized now, at apply.
+fn sized(ctx: &Configured, plan: &Value, diags: &mut Diagnostics) -> Option<Value> {
+    if !plan.get("allocation").is_unknown() {
+        return Some(plan.clone());
+    }
+    let c = compute(ctx, plan, diags)?;
+    let mut p = plan.clone();
+    set_computed(&mut p, &c);
+    Some(p)
 }
 
 /// Rounds to 6 decimals (micro-dollars, micro-vCPUs) so values read as people write them; the
@@ -448,10 +457,11 @@ impl Resource<Configured> for CloneResource {
 
     async fn create(&self, ctx: &Configured, plan: &Value, diags: &mut Diagnostics) -> Value {
         let id = format!("clone-{}", plan.get("name").as_str().unwrap_or_default());
+        let Some(plan) = sized(ctx, plan, diags) else { return Value::Null };
         let mut state = plan.clone();
         state.set("id", Value::string(&id));
-        self.provision(ctx, &id, plan, 1, diags).await;
-        self.finish(ctx, &id, state, plan, 1, diags).await
+        self.provision(ctx, &id, &plan, 1, diags).await;
+        self.finish(ctx, &id, state, &plan, 1, diags).await
     }
 
     async fn read(&self, ctx: &Configured, state: &Value, diags: &mut Diagnostics) -> Option<Value> {
@@ -477,10 +487,11 @@ impl Resource<Configured> for CloneResource {
     async fn update(&self, ctx: &Configured, prior: &Value, plan: &Value, diags: &mut Diagnostics) -> Value {
         let id = prior.get("id").as_str().unwrap_or_default().to_string();
         let generation = self.registration(ctx, &id).map(|r| r.generation + 1).unwrap_or(1);
+        let Some(plan) = sized(ctx, plan, diags) else { return prior.clone() };
         let mut state = plan.clone();
         state.set("id", Value::string(&id));
-        self.provision(ctx, &id, plan, generation, diags).await;
-        self.finish(ctx, &id, state, plan, generation, diags).await
+        self.provision(ctx, &id, &plan, generation, diags).await;
+        self.finish(ctx, &id, state, &plan, generation, diags).await
     }
 
     async fn delete(&self, ctx: &Configured, prior: &Value, diags: &mut Diagnostics) {

@@ -4,7 +4,10 @@
 use super::config::ProviderConfig;
 use crate::framework::diag::error_chain;
 use crate::framework::{AttrPath, Diagnostics};
-use predictive_clouds::clock::SystemClock;
+use predictive_clouds::clock::{SystemClock, TokioSleep};
+use predictive_clouds::layer::retry::RetryPolicy;
+use predictive_clouds::layer::Stack;
+use std::time::Duration;
 use predictive_clouds::sim::{PriceTable, SimCloud, SimConfig, SimOffer, SimStoreError};
 use predictive_clouds::DynProvider;
 use predictive_engine::cost::{Catalog, Purchase};
@@ -75,6 +78,16 @@ pub fn sim_config(catalog: &Catalog) -> SimConfig {
     cfg
 }
 
+/// Every cloud call gets a deadline and retries of retryable errors (the clouds crate's shared
+/// layers; the provider has no retry loop of its own).
+fn layers() -> Stack {
+    Stack {
+        timeout: Some(Duration::from_secs(60)),
+        retry: Some(RetryPolicy::default()),
+        ..Stack::none(Arc::new(SystemClock), Arc::new(TokioSleep))
+    }
+}
+
 /// The cloud named in the configuration.
 pub fn open(config: &ProviderConfig, catalog: &Catalog, diags: &mut Diagnostics) -> Option<(DynProvider, Persistence)> {
     match config.cloud.as_str() {
@@ -83,7 +96,7 @@ pub fn open(config: &ProviderConfig, catalog: &Catalog, diags: &mut Diagnostics)
             path.push(".sim.json");
             let path = PathBuf::from(path);
             match SimCloud::load_or_new(&path, sim_config(catalog), Arc::new(SystemClock)) {
-                Ok(cloud) => Some((Arc::new(cloud.clone()), Persistence::Sim { cloud, path })),
+                Ok(cloud) => Some((layers().apply(Arc::new(cloud.clone())), Persistence::Sim { cloud, path })),
                 Err(e) => {
                     diags.attr_error(AttrPath::root("state_path"), "Cannot load the sim cloud's state", error_chain(&e));
                     None
