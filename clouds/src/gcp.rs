@@ -1,0 +1,1183 @@
+//! The GCP adapter: Compute Engine instances and zonal or regional managed instance groups
+//! through `google-cloud-compute-v1` (only the `instances`, `instance-group-managers`,
+//! `region-instance-group-managers`, `instance-templates` and `machine-types` features).
+//!
+//! The adapter only calls the SDK and maps results and errors; the client's own retries are off
+//! (`NeverRetry`) so the shared retry layer sees every failure.
+//!
+//! # Operations
+//! Mutations return a Compute `Operation`; the adapter polls that operation (`get_operation`)
+//! until it is `DONE` and maps its error, instead of sending the mutation again. Each mutation
+//! carries a `requestId` derived from the call, so a mutation re-sent by the retry layer after
+//! a lost answer is de-duplicated by Compute Engine.
+//!
+//! # Ids
+//! - Groups: `name` (zonal, in the configured zone), `zones/Z/instanceGroupManagers/NAME` or
+//!   `regions/R/instanceGroupManagers/NAME`.
+//! - Instances: `zones/Z/instances/NAME` (what the adapter returns) or a bare name in the
+//!   configured zone.
+//!
+//! # Launch
+//! Standalone launches insert instances named `pred-<16 hex of the token>-<i>` from the instance
+//! template of `template_group` (or the configured `instance_template`), labelled with owner and
+//! token (lowercased: GCP label values are lowercase).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use google_cloud_compute_v1::client as gc;
+use google_cloud_compute_v1::model;
+use serde_json::{json, Value};
+
+use crate::clock::{Sleep, TokioSleep};
+use crate::error::{CloudError, ErrorKind, Result};
+use crate::port::CloudProvider;
+use crate::types::{
+    Group, GroupId, Instance, InstanceId, InstanceState, InstanceType, InstanceTypeInfo,
+    LaunchRequest, Operation, Owner, Price, StopMode, Tags, OWNER_TAG,
+};
+
+/// Errors raised while building the GCP adapter (before any call is made).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A required setting is empty.
+    #[error("gcp {field} must not be empty")]
+    Empty {
+        /// The setting's name.
+        field: &'static str,
+    },
+    /// A duration setting is zero.
+    #[error("gcp {field} must be greater than zero")]
+    ZeroDuration {
+        /// The setting's name.
+        field: &'static str,
+    },
+    /// A client could not be built (credentials or endpoint).
+    #[error("gcp compute client could not be built")]
+    Client(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Where the adapter's credentials come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GcpCredentials {
+    /// Application Default Credentials (environment, gcloud, metadata server).
+    #[default]
+    Default,
+    /// No credentials (tests against a local fake).
+    Anonymous,
+}
+
+/// Unchecked settings of the GCP adapter; [`check`](GcpParams::check) them.
+#[derive(Debug, Clone)]
+pub struct GcpParams {
+    /// Project id.
+    pub project: String,
+    /// Zone of zonal groups, standalone instances and launches, e.g. `europe-west1-b`.
+    pub zone: String,
+    /// Endpoint override (a local fake); `None` uses `https://compute.googleapis.com`.
+    pub endpoint: Option<String>,
+    /// Credentials source.
+    pub credentials: GcpCredentials,
+    /// Instance template URL for launches without a `template_group`.
+    pub instance_template: Option<String>,
+    /// Largest target size reported for groups (Compute keeps bounds in autoscalers).
+    pub group_max: u32,
+    /// Delay between two polls of an operation.
+    pub poll_interval: Duration,
+    /// How long an operation may take before the call reports a timeout.
+    pub operation_timeout: Duration,
+}
+
+impl GcpParams {
+    /// Settings with Application Default Credentials, 2 s polls and a 10 min deadline.
+    pub fn new(project: impl Into<String>, zone: impl Into<String>) -> Self {
+        GcpParams {
+            project: project.into(),
+            zone: zone.into(),
+            endpoint: None,
+            credentials: GcpCredentials::Default,
+            instance_template: None,
+            group_max: 1000,
+            poll_interval: Duration::from_secs(2),
+            operation_timeout: Duration::from_secs(600),
+        }
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error`] naming the bad field.
+    pub fn check(self) -> std::result::Result<ValidGcpParams, Error> {
+        for (field, v) in [("project", &self.project), ("zone", &self.zone)] {
+            if v.trim().is_empty() {
+                return Err(Error::Empty { field });
+            }
+        }
+        for (field, d) in [
+            ("poll_interval", self.poll_interval),
+            ("operation_timeout", self.operation_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(Error::ZeroDuration { field });
+            }
+        }
+        Ok(ValidGcpParams(self))
+    }
+}
+
+/// Checked settings of the GCP adapter.
+#[derive(Debug, Clone)]
+pub struct ValidGcpParams(GcpParams);
+
+impl ValidGcpParams {
+    /// The settings.
+    pub fn get(&self) -> &GcpParams {
+        &self.0
+    }
+}
+
+/// Where a group lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scope {
+    Zone(String),
+    Region(String),
+}
+
+/// The Compute Engine adapter.
+#[derive(Debug)]
+pub struct GcpProvider {
+    instances: gc::Instances,
+    zonal: gc::InstanceGroupManagers,
+    regional: gc::RegionInstanceGroupManagers,
+    templates: gc::InstanceTemplates,
+    machine_types: gc::MachineTypes,
+    sleep: Arc<dyn Sleep>,
+    params: ValidGcpParams,
+}
+
+macro_rules! build_client {
+    ($ty:ty, $p:expr) => {{
+        let mut b = <$ty>::builder().with_retry_policy(google_cloud_gax::retry_policy::NeverRetry);
+        if let Some(url) = &$p.endpoint {
+            b = b.with_endpoint(url.clone());
+        }
+        if $p.credentials == GcpCredentials::Anonymous {
+            b = b.with_credentials(
+                google_cloud_auth::credentials::anonymous::Builder::new().build(),
+            );
+        }
+        b.build().await.map_err(|e| Error::Client(Box::new(e)))?
+    }};
+}
+
+impl GcpProvider {
+    /// Builds the clients (tokio timer for operation polling).
+    ///
+    /// # Errors
+    /// [`Error::Client`] when credentials or the endpoint cannot be set up.
+    pub async fn new(params: ValidGcpParams) -> std::result::Result<Self, Error> {
+        Self::with_sleep(params, Arc::new(TokioSleep)).await
+    }
+
+    /// Builds the clients with an injected sleep for operation polling.
+    ///
+    /// # Errors
+    /// As [`GcpProvider::new`].
+    pub async fn with_sleep(
+        params: ValidGcpParams,
+        sleep: Arc<dyn Sleep>,
+    ) -> std::result::Result<Self, Error> {
+        let p = params.get();
+        Ok(GcpProvider {
+            instances: build_client!(gc::Instances, p),
+            zonal: build_client!(gc::InstanceGroupManagers, p),
+            regional: build_client!(gc::RegionInstanceGroupManagers, p),
+            templates: build_client!(gc::InstanceTemplates, p),
+            machine_types: build_client!(gc::MachineTypes, p),
+            sleep,
+            params,
+        })
+    }
+
+    fn p(&self) -> &GcpParams {
+        self.params.get()
+    }
+
+    fn project(&self) -> String {
+        self.p().project.clone()
+    }
+
+    fn group_ref(&self, op: Operation, group: &GroupId) -> Result<(Scope, String)> {
+        let parts: Vec<&str> = group.as_str().trim_matches('/').split('/').collect();
+        match parts.as_slice() {
+            [name] => Ok((Scope::Zone(self.p().zone.clone()), (*name).to_owned())),
+            [.., "zones", z, "instanceGroupManagers", name] => {
+                Ok((Scope::Zone((*z).to_owned()), (*name).to_owned()))
+            }
+            [.., "regions", r, "instanceGroupManagers", name] => {
+                Ok((Scope::Region((*r).to_owned()), (*name).to_owned()))
+            }
+            _ => Err(CloudError::invalid(
+                op,
+                format!("not a managed instance group: {group}"),
+            )),
+        }
+    }
+
+    fn instance_ref(&self, op: Operation, id: &InstanceId) -> Result<(String, String)> {
+        let parts: Vec<&str> = id.as_str().trim_matches('/').split('/').collect();
+        match parts.as_slice() {
+            [name] if !name.is_empty() => Ok((self.p().zone.clone(), (*name).to_owned())),
+            [.., "zones", z, "instances", name] => Ok(((*z).to_owned(), (*name).to_owned())),
+            _ => Err(CloudError::not_found(
+                op,
+                format!("not an instance id: {id}"),
+            )),
+        }
+    }
+
+    /// Polls a zonal, regional or global operation until it is `DONE`.
+    async fn wait(
+        &self,
+        op: Operation,
+        started: model::Operation,
+        scope: Option<&Scope>,
+    ) -> Result<()> {
+        let mut current = to_json(&started);
+        let name = current
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let deadline = Instant::now() + self.p().operation_timeout;
+        loop {
+            if current.get("status").and_then(Value::as_str) == Some("DONE") {
+                return match current.pointer("/error/errors/0") {
+                    Some(e) => {
+                        let reason = e.get("code").and_then(Value::as_str).unwrap_or("");
+                        Err(CloudError::new(op, kind_for_reason(reason, 0))
+                            .with_detail(reason.to_owned()))
+                    }
+                    None => Ok(()),
+                };
+            }
+            if Instant::now() >= deadline {
+                return Err(CloudError::new(op, ErrorKind::Timeout)
+                    .with_detail("operation did not finish in time"));
+            }
+            self.sleep.sleep(self.p().poll_interval).await;
+            let polled = match scope {
+                Some(Scope::Zone(z)) => self
+                    .instances
+                    .get_operation()
+                    .set_project(self.project())
+                    .set_zone(z.clone())
+                    .set_operation(name.clone())
+                    .send()
+                    .await
+                    .map(|o| to_json(&o)),
+                Some(Scope::Region(r)) => self
+                    .regional
+                    .get_operation()
+                    .set_project(self.project())
+                    .set_region(r.clone())
+                    .set_operation(name.clone())
+                    .send()
+                    .await
+                    .map(|o| to_json(&o)),
+                None => self
+                    .templates
+                    .get_operation()
+                    .set_project(self.project())
+                    .set_operation(name.clone())
+                    .send()
+                    .await
+                    .map(|o| to_json(&o)),
+            };
+            match polled.map_err(|e| map_gax(op, e)) {
+                Ok(v) => current = v,
+                // A poll is a read: a transient failure is polled again.
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn igm(&self, op: Operation, scope: &Scope, name: &str) -> Result<Value> {
+        let got = match scope {
+            Scope::Zone(z) => self
+                .zonal
+                .get()
+                .set_project(self.project())
+                .set_zone(z.clone())
+                .set_instance_group_manager(name)
+                .send()
+                .await
+                .map(|m| to_json(&m)),
+            Scope::Region(r) => self
+                .regional
+                .get()
+                .set_project(self.project())
+                .set_region(r.clone())
+                .set_instance_group_manager(name)
+                .send()
+                .await
+                .map(|m| to_json(&m)),
+        };
+        got.map_err(|e| map_gax(op, e))
+    }
+
+    async fn template_machine_type(
+        &self,
+        op: Operation,
+        template_url: &str,
+    ) -> Result<(String, Value)> {
+        let name = last_segment(template_url);
+        let t = self
+            .templates
+            .get()
+            .set_project(self.project())
+            .set_instance_template(name)
+            .send()
+            .await
+            .map_err(|e| map_gax(op, e))?;
+        let t = to_json(&t);
+        let mt = t
+            .pointer("/properties/machineType")
+            .and_then(Value::as_str)
+            .map(last_segment)
+            .unwrap_or_default()
+            .to_owned();
+        Ok((mt, t))
+    }
+
+    async fn members(
+        &self,
+        op: Operation,
+        scope: &Scope,
+        name: &str,
+        machine_type: &str,
+    ) -> Result<Vec<Instance>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = match scope {
+                Scope::Zone(z) => self
+                    .zonal
+                    .list_managed_instances()
+                    .set_project(self.project())
+                    .set_zone(z.clone())
+                    .set_instance_group_manager(name)
+                    .set_page_token(token.take().unwrap_or_default())
+                    .send()
+                    .await
+                    .map(|r| to_json(&r)),
+                Scope::Region(r) => self
+                    .regional
+                    .list_managed_instances()
+                    .set_project(self.project())
+                    .set_region(r.clone())
+                    .set_instance_group_manager(name)
+                    .set_page_token(token.take().unwrap_or_default())
+                    .send()
+                    .await
+                    .map(|r| to_json(&r)),
+            }
+            .map_err(|e| map_gax(op, e))?;
+            for m in page
+                .get("managedInstances")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let url = m
+                    .get("instance")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let status = m
+                    .get("instanceStatus")
+                    .and_then(Value::as_str)
+                    .or_else(|| {
+                        m.get("currentAction")
+                            .and_then(Value::as_str)
+                            .map(|_| "PROVISIONING")
+                    })
+                    .unwrap_or("PROVISIONING");
+                out.push(Instance {
+                    id: InstanceId::new(short_instance_id(url)),
+                    instance_type: InstanceType::new(machine_type),
+                    state: to_state(status),
+                    location: zone_of(url).to_owned(),
+                    group: Some(GroupId::new(name)),
+                    tags: Tags::new(),
+                    launched_at: None,
+                    hibernated: false,
+                });
+            }
+            match page.get("nextPageToken").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        out.retain(|i| i.state.is_live());
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn group_view(&self, op: Operation, scope: &Scope, name: &str) -> Result<Group> {
+        let igm = self.igm(op, scope, name).await?;
+        let template = igm
+            .get("instanceTemplate")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let (machine_type, _) = self.template_machine_type(op, &template).await?;
+        let instances = self.members(op, scope, name, &machine_type).await?;
+        Ok(Group {
+            id: GroupId::new(name),
+            location: match scope {
+                Scope::Zone(z) | Scope::Region(z) => z.clone(),
+            },
+            instance_type: InstanceType::new(machine_type),
+            min: 0,
+            max: self.p().group_max,
+            desired: igm.get("targetSize").and_then(Value::as_u64).unwrap_or(0) as u32,
+            instances,
+        })
+    }
+
+    async fn instance(&self, op: Operation, zone: &str, name: &str) -> Result<Instance> {
+        let got = self
+            .instances
+            .get()
+            .set_project(self.project())
+            .set_zone(zone)
+            .set_instance(name)
+            .send()
+            .await
+            .map_err(|e| map_gax(op, e))?;
+        Ok(to_instance(&to_json(&got)))
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn last_segment(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+fn zone_of(url: &str) -> &str {
+    let parts: Vec<&str> = url.split('/').collect();
+    parts
+        .iter()
+        .position(|p| *p == "zones")
+        .and_then(|i| parts.get(i + 1))
+        .copied()
+        .unwrap_or("")
+}
+
+/// `zones/Z/instances/NAME` from a full or partial instance URL.
+fn short_instance_id(url: &str) -> String {
+    format!("zones/{}/instances/{}", zone_of(url), last_segment(url))
+}
+
+/// A request id (Compute wants a UUID) derived from a call's identity.
+fn request_id(parts: &[&str]) -> String {
+    let mut h1: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h2: u64 = 0x8422_2325_cbf2_9ce4;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0)) {
+            h1 ^= u64::from(b);
+            h1 = h1.wrapping_mul(0x0100_0000_01b3);
+            h2 = h2.rotate_left(5) ^ u64::from(b);
+            h2 = h2.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    let hex = format!("{h1:016x}{h2:016x}");
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+fn launch_name(token: &str, i: u32) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in token.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("pred-{h:016x}-{i}")
+}
+
+fn to_state(status: &str) -> InstanceState {
+    match status {
+        "RUNNING" => InstanceState::Running,
+        "STOPPING" | "SUSPENDING" => InstanceState::Stopping,
+        "STOPPED" | "SUSPENDED" | "TERMINATED" => InstanceState::Stopped,
+        "DELETING" => InstanceState::Terminated,
+        _ => InstanceState::Pending,
+    }
+}
+
+fn to_instance(v: &Value) -> Instance {
+    let zone = v
+        .get("zone")
+        .and_then(Value::as_str)
+        .map(last_segment)
+        .unwrap_or_default();
+    let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
+    let tags: Tags = v
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, x)| (k.clone(), x.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let launched_at = v
+        .get("creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| time_from_rfc3339(t));
+    let status = v.get("status").and_then(Value::as_str).unwrap_or("");
+    Instance {
+        id: InstanceId::new(format!("zones/{zone}/instances/{name}")),
+        instance_type: InstanceType::new(
+            v.get("machineType")
+                .and_then(Value::as_str)
+                .map(last_segment)
+                .unwrap_or_default(),
+        ),
+        state: to_state(status),
+        location: zone.to_owned(),
+        group: None,
+        tags,
+        launched_at,
+        hibernated: status == "SUSPENDED",
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC timestamp such as `2026-01-01T00:00:00.000-07:00`
+/// (offset honoured), without a date library.
+fn time_from_rfc3339(t: &str) -> Option<SystemTime> {
+    let (date, rest) = t.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, dd) = (d.next()??, d.next()??, d.next()??);
+    let hms: String = rest.chars().take(8).collect();
+    let mut h = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mi, ss) = (h.next()??, h.next()??, h.next()??);
+    let offset = rest
+        .rfind(['+', '-'])
+        .filter(|i| *i >= 8)
+        .map(|i| {
+            let sign = if &rest[i..=i] == "-" { -1 } else { 1 };
+            let mut o = rest[i + 1..]
+                .split(':')
+                .map(|x| x.parse::<i64>().unwrap_or(0));
+            sign * (o.next().unwrap_or(0) * 3600 + o.next().unwrap_or(0) * 60)
+        })
+        .unwrap_or(0);
+    // days from civil (Howard Hinnant's algorithm)
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mi * 60 + ss - offset;
+    u64::try_from(secs)
+        .ok()
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// The kind for a Compute error reason (`errors[0].reason` or operation error `code`).
+fn kind_for_reason(reason: &str, status: u16) -> ErrorKind {
+    match reason {
+        "rateLimitExceeded" | "userRateLimitExceeded" | "RATE_LIMIT_EXCEEDED" => {
+            ErrorKind::Throttled
+        }
+        "ZONE_RESOURCE_POOL_EXHAUSTED"
+        | "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
+        | "resourcePoolExhausted" => ErrorKind::InsufficientCapacity,
+        "QUOTA_EXCEEDED" | "quotaExceeded" => ErrorKind::Quota,
+        "notFound" | "RESOURCE_NOT_FOUND" => ErrorKind::NotFound,
+        "resourceNotReady" | "RESOURCE_NOT_READY" | "resourceInUseByAnotherResource" => {
+            ErrorKind::IncorrectState
+        }
+        "invalid" | "badRequest" | "INVALID_FIELD_VALUE" | "invalidParameter" => {
+            ErrorKind::InvalidRequest
+        }
+        "forbidden" | "insufficientPermissions" | "authError" => ErrorKind::Unauthorized,
+        "backendError" | "internalError" => ErrorKind::Unavailable,
+        _ => match status {
+            429 => ErrorKind::Throttled,
+            404 => ErrorKind::NotFound,
+            409 => ErrorKind::IncorrectState,
+            401 | 403 => ErrorKind::Unauthorized,
+            408 | 504 => ErrorKind::Timeout,
+            500..=599 => ErrorKind::Unavailable,
+            400..=499 => ErrorKind::InvalidRequest,
+            _ => ErrorKind::Other,
+        },
+    }
+}
+
+/// Maps a client error onto a [`CloudError`] (the Compute reason becomes the detail).
+fn map_gax(op: Operation, err: google_cloud_gax::error::Error) -> CloudError {
+    let status = err.http_status_code().unwrap_or(0);
+    let reason = err
+        .http_payload()
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        .and_then(|v| {
+            v.pointer("/error/errors/0/reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let kind = if err.is_timeout() {
+        ErrorKind::Timeout
+    } else if status != 0 || !reason.is_empty() {
+        kind_for_reason(&reason, status)
+    } else if err.is_io() || err.is_transport() || err.is_connect() || err.is_deserialization() {
+        ErrorKind::Unavailable
+    } else if err.is_authentication() {
+        ErrorKind::Unauthorized
+    } else {
+        ErrorKind::Other
+    };
+    let detail = if reason.is_empty() {
+        if status == 0 {
+            "no answer".to_owned()
+        } else {
+            format!("http {status}")
+        }
+    } else {
+        reason
+    };
+    CloudError::new(op, kind)
+        .with_detail(detail)
+        .with_source(err)
+}
+
+#[async_trait]
+impl CloudProvider for GcpProvider {
+    fn name(&self) -> &str {
+        "gcp"
+    }
+
+    async fn describe_group(&self, group: &GroupId) -> Result<Group> {
+        let op = Operation::DescribeGroup;
+        let (scope, name) = self.group_ref(op, group)?;
+        self.group_view(op, &scope, &name).await
+    }
+
+    async fn scale_group(&self, group: &GroupId, desired: u32) -> Result<Group> {
+        let op = Operation::ScaleGroup;
+        let (scope, name) = self.group_ref(op, group)?;
+        if desired > self.p().group_max {
+            return Err(CloudError::invalid(
+                op,
+                format!("size {desired} is above the maximum {}", self.p().group_max),
+            ));
+        }
+        let igm = self.igm(op, &scope, &name).await?;
+        if igm.get("targetSize").and_then(Value::as_u64) != Some(u64::from(desired)) {
+            let size =
+                i32::try_from(desired).map_err(|_| CloudError::invalid(op, "size too large"))?;
+            let rid = request_id(&[
+                "resize",
+                group.as_str(),
+                &desired.to_string(),
+                &igm.get("fingerprint")
+                    .map(Value::to_string)
+                    .unwrap_or_default(),
+            ]);
+            let started = match &scope {
+                Scope::Zone(z) => {
+                    self.zonal
+                        .resize()
+                        .set_project(self.project())
+                        .set_zone(z.clone())
+                        .set_instance_group_manager(name.clone())
+                        .set_size(size)
+                        .set_request_id(rid)
+                        .send()
+                        .await
+                }
+                Scope::Region(r) => {
+                    self.regional
+                        .resize()
+                        .set_project(self.project())
+                        .set_region(r.clone())
+                        .set_instance_group_manager(name.clone())
+                        .set_size(size)
+                        .set_request_id(rid)
+                        .send()
+                        .await
+                }
+            }
+            .map_err(|e| map_gax(op, e))?;
+            self.wait(op, started, Some(&scope)).await?;
+        }
+        self.group_view(op, &scope, &name).await
+    }
+
+    async fn resize_group(&self, group: &GroupId, instance_type: &InstanceType) -> Result<Group> {
+        let op = Operation::ResizeGroup;
+        let (scope, name) = self.group_ref(op, group)?;
+        let igm = self.igm(op, &scope, &name).await?;
+        let current_url = igm
+            .get("instanceTemplate")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let (current_type, template) = self.template_machine_type(op, &current_url).await?;
+        if current_type == instance_type.as_str() {
+            return self.group_view(op, &scope, &name).await;
+        }
+        // A new template with the new machine type; its name is derived so a retry reuses it.
+        let new_name = format!(
+            "{}-{}",
+            last_segment(&current_url)
+                .chars()
+                .take(40)
+                .collect::<String>(),
+            &request_id(&[&current_url, instance_type.as_str()])[..8]
+        );
+        let mut body = template.clone();
+        for key in ["id", "selfLink", "creationTimestamp", "kind"] {
+            if let Some(o) = body.as_object_mut() {
+                o.remove(key);
+            }
+        }
+        body["name"] = json!(new_name);
+        body["properties"]["machineType"] = json!(instance_type.as_str());
+        let body: model::InstanceTemplate = serde_json::from_value(body)
+            .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
+        match self
+            .templates
+            .insert()
+            .set_project(self.project())
+            .set_body(body)
+            .set_request_id(request_id(&["template", &new_name]))
+            .send()
+            .await
+        {
+            Ok(started) => self.wait(op, started, None).await?,
+            Err(e) => {
+                let e = map_gax(op, e);
+                // Already created by an earlier attempt whose answer was lost.
+                if e.kind() != ErrorKind::IncorrectState {
+                    return Err(e);
+                }
+            }
+        }
+        let url = format!(
+            "projects/{}/global/instanceTemplates/{new_name}",
+            self.project()
+        );
+        let set_body: model::InstanceGroupManagersSetInstanceTemplateRequest =
+            serde_json::from_value(json!({"instanceTemplate": url}))
+                .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
+        let rid = request_id(&["set-template", group.as_str(), &url]);
+        let started = match &scope {
+            Scope::Zone(z) => {
+                self.zonal
+                    .set_instance_template()
+                    .set_project(self.project())
+                    .set_zone(z.clone())
+                    .set_instance_group_manager(name.clone())
+                    .set_body(set_body)
+                    .set_request_id(rid)
+                    .send()
+                    .await
+            }
+            Scope::Region(r) => {
+                let body: model::RegionInstanceGroupManagersSetTemplateRequest =
+                    serde_json::from_value(json!({"instanceTemplate": url}))
+                        .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
+                self.regional
+                    .set_instance_template()
+                    .set_project(self.project())
+                    .set_region(r.clone())
+                    .set_instance_group_manager(name.clone())
+                    .set_body(body)
+                    .set_request_id(rid)
+                    .send()
+                    .await
+            }
+        }
+        .map_err(|e| map_gax(op, e))?;
+        self.wait(op, started, Some(&scope)).await?;
+        self.group_view(op, &scope, &name).await
+    }
+
+    async fn launch(&self, request: &LaunchRequest) -> Result<Vec<Instance>> {
+        let op = Operation::Launch;
+        if request.count == 0 {
+            return Err(CloudError::invalid(op, "count must be at least 1"));
+        }
+        let zone = request
+            .location
+            .clone()
+            .unwrap_or_else(|| self.p().zone.clone());
+        let template = match &request.template_group {
+            Some(g) => {
+                let (scope, name) = self.group_ref(op, g)?;
+                let igm = self.igm(op, &scope, &name).await?;
+                igm.get("instanceTemplate")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            }
+            None => self.p().instance_template.clone(),
+        }
+        .ok_or_else(|| {
+            CloudError::invalid(
+                op,
+                "no instance template: set instance_template or pass a template_group",
+            )
+        })?;
+        let labels: serde_json::Map<String, Value> = request
+            .all_tags()
+            .into_iter()
+            .map(|(k, v)| (k.to_lowercase(), json!(v.to_lowercase())))
+            .collect();
+        let mut out = Vec::new();
+        for i in 0..request.count {
+            let name = launch_name(request.token.as_str(), i);
+            match self.instance(op, &zone, &name).await {
+                Ok(existing) => {
+                    let same = existing.instance_type == request.instance_type
+                        && existing.tags.get(OWNER_TAG).map(String::as_str)
+                            == Some(request.owner.as_str());
+                    if !same {
+                        return Err(CloudError::invalid(
+                            op,
+                            format!("token {} was used with other parameters", request.token),
+                        ));
+                    }
+                    out.push(existing);
+                    continue;
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+            let body: model::Instance = serde_json::from_value(json!({
+                "name": name,
+                "machineType": format!("zones/{zone}/machineTypes/{}", request.instance_type),
+                "labels": labels,
+            }))
+            .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
+            let inserted = self
+                .instances
+                .insert()
+                .set_project(self.project())
+                .set_zone(zone.clone())
+                .set_source_instance_template(template.clone())
+                .set_body(body)
+                .set_request_id(request_id(&[
+                    "launch",
+                    request.token.as_str(),
+                    &i.to_string(),
+                ]))
+                .send()
+                .await;
+            match inserted.map_err(|e| map_gax(op, e)) {
+                Ok(started) => {
+                    self.wait(op, started, Some(&Scope::Zone(zone.clone())))
+                        .await?
+                }
+                // Created by an earlier attempt whose answer was lost.
+                Err(e) if e.kind() == ErrorKind::IncorrectState => {}
+                Err(e) => return Err(e),
+            }
+            out.push(self.instance(op, &zone, &name).await?);
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn describe_instance(&self, id: &InstanceId) -> Result<Instance> {
+        let op = Operation::DescribeInstance;
+        let (zone, name) = self.instance_ref(op, id)?;
+        self.instance(op, &zone, &name).await
+    }
+
+    async fn stop_instance(&self, id: &InstanceId, mode: StopMode) -> Result<Instance> {
+        let op = Operation::StopInstance;
+        let (zone, name) = self.instance_ref(op, id)?;
+        let current = self.instance(op, &zone, &name).await?;
+        match current.state {
+            InstanceState::Stopped | InstanceState::Stopping => return Ok(current),
+            InstanceState::Pending | InstanceState::Terminated => {
+                return Err(CloudError::new(op, ErrorKind::IncorrectState)
+                    .with_detail(format!("instance {id} is {}", current.state)));
+            }
+            InstanceState::Running => {}
+        }
+        if mode == StopMode::Hibernate {
+            // Suspend needs the `suspend` method, not enabled here: the caller uses Stop.
+            return Err(CloudError::invalid(
+                op,
+                "suspend is not enabled in this adapter; use stop",
+            ));
+        }
+        let started = self
+            .instances
+            .stop()
+            .set_project(self.project())
+            .set_zone(zone.clone())
+            .set_instance(name.clone())
+            .set_request_id(request_id(&[
+                "stop",
+                id.as_str(),
+                &current
+                    .launched_at
+                    .map(|t| format!("{t:?}"))
+                    .unwrap_or_default(),
+            ]))
+            .send()
+            .await
+            .map_err(|e| map_gax(op, e))?;
+        self.wait(op, started, Some(&Scope::Zone(zone.clone())))
+            .await?;
+        self.instance(op, &zone, &name).await
+    }
+
+    async fn start_instance(&self, id: &InstanceId) -> Result<Instance> {
+        let op = Operation::StartInstance;
+        let (zone, name) = self.instance_ref(op, id)?;
+        let current = self.instance(op, &zone, &name).await?;
+        match current.state {
+            InstanceState::Running | InstanceState::Pending => return Ok(current),
+            InstanceState::Stopping | InstanceState::Terminated => {
+                return Err(CloudError::new(op, ErrorKind::IncorrectState)
+                    .with_detail(format!("instance {id} is {}", current.state)));
+            }
+            InstanceState::Stopped => {}
+        }
+        let started = self
+            .instances
+            .start()
+            .set_project(self.project())
+            .set_zone(zone.clone())
+            .set_instance(name.clone())
+            .send()
+            .await
+            .map_err(|e| map_gax(op, e))?;
+        self.wait(op, started, Some(&Scope::Zone(zone.clone())))
+            .await?;
+        self.instance(op, &zone, &name).await
+    }
+
+    async fn resize_instance(
+        &self,
+        id: &InstanceId,
+        instance_type: &InstanceType,
+    ) -> Result<Instance> {
+        let op = Operation::ResizeInstance;
+        let (zone, name) = self.instance_ref(op, id)?;
+        let current = self.instance(op, &zone, &name).await?;
+        if &current.instance_type == instance_type {
+            return Ok(current);
+        }
+        if current.state != InstanceState::Stopped {
+            return Err(CloudError::new(op, ErrorKind::IncorrectState)
+                .with_detail(format!("instance {id} is {}, not stopped", current.state)));
+        }
+        let body: model::InstancesSetMachineTypeRequest = serde_json::from_value(json!({
+            "machineType": format!("zones/{zone}/machineTypes/{instance_type}")
+        }))
+        .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
+        let started = self
+            .instances
+            .set_machine_type()
+            .set_project(self.project())
+            .set_zone(zone.clone())
+            .set_instance(name.clone())
+            .set_body(body)
+            .set_request_id(request_id(&[
+                "set-machine-type",
+                id.as_str(),
+                instance_type.as_str(),
+            ]))
+            .send()
+            .await
+            .map_err(|e| map_gax(op, e))?;
+        self.wait(op, started, Some(&Scope::Zone(zone.clone())))
+            .await?;
+        self.instance(op, &zone, &name).await
+    }
+
+    async fn terminate_instance(&self, id: &InstanceId) -> Result<Instance> {
+        let op = Operation::TerminateInstance;
+        let (zone, name) = self.instance_ref(op, id)?;
+        let mut current = self.instance(op, &zone, &name).await?;
+        if current.state == InstanceState::Terminated {
+            return Ok(current);
+        }
+        let started = self
+            .instances
+            .delete()
+            .set_project(self.project())
+            .set_zone(zone.clone())
+            .set_instance(name.clone())
+            .set_request_id(request_id(&["delete", id.as_str()]))
+            .send()
+            .await
+            .map_err(|e| map_gax(op, e))?;
+        self.wait(op, started, Some(&Scope::Zone(zone.clone())))
+            .await?;
+        current.state = InstanceState::Terminated;
+        match self.instance(op, &zone, &name).await {
+            Ok(after) => Ok(after),
+            Err(e) if e.is_not_found() => Ok(current),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_instances(&self, owner: &Owner) -> Result<Vec<Instance>> {
+        let op = Operation::ListInstances;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .instances
+                .list()
+                .set_project(self.project())
+                .set_zone(self.p().zone.clone())
+                .set_filter(format!("labels.{OWNER_TAG} = \"{}\"", owner.as_str()))
+                .set_page_token(token.take().unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| map_gax(op, e))?;
+            let page = to_json(&page);
+            for i in page
+                .get("items")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let inst = to_instance(i);
+                if inst.owner() == Some(owner.as_str()) {
+                    out.push(inst);
+                }
+            }
+            match page.get("nextPageToken").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn instance_types(&self) -> Result<Vec<InstanceTypeInfo>> {
+        let op = Operation::InstanceTypes;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .machine_types
+                .list()
+                .set_project(self.project())
+                .set_zone(self.p().zone.clone())
+                .set_page_token(token.take().unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| map_gax(op, e))?;
+            let page = to_json(&page);
+            for m in page
+                .get("items")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                out.push(InstanceTypeInfo {
+                    name: InstanceType::new(
+                        m.get("name").and_then(Value::as_str).unwrap_or_default(),
+                    ),
+                    vcpus: m.get("guestCpus").and_then(Value::as_u64).unwrap_or(0) as u32,
+                    memory_mib: m.get("memoryMb").and_then(Value::as_u64).unwrap_or(0),
+                    hibernation: false,
+                });
+            }
+            match page.get("nextPageToken").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn prices(&self) -> Result<Vec<Price>> {
+        // Prices live in the Cloud Billing Catalog API, not in Compute Engine.
+        Err(CloudError::new(Operation::Prices, ErrorKind::Unsupported)
+            .with_detail("compute engine exposes no price list; use the pricing catalog"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_should_be_uuids_stable_per_call() {
+        let a = request_id(&["launch", "t1", "0"]);
+        assert_eq!(a, request_id(&["launch", "t1", "0"]));
+        assert_ne!(a, request_id(&["launch", "t1", "1"]));
+        let groups: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(groups, vec![8, 4, 4, 4, 12], "{a}");
+    }
+
+    #[test]
+    fn statuses_and_reasons_should_map_onto_the_port() {
+        assert_eq!(to_state("RUNNING"), InstanceState::Running);
+        assert_eq!(to_state("STAGING"), InstanceState::Pending);
+        assert_eq!(to_state("TERMINATED"), InstanceState::Stopped);
+        assert_eq!(to_state("SUSPENDED"), InstanceState::Stopped);
+        assert_eq!(
+            kind_for_reason("rateLimitExceeded", 403),
+            ErrorKind::Throttled
+        );
+        assert_eq!(
+            kind_for_reason("ZONE_RESOURCE_POOL_EXHAUSTED", 0),
+            ErrorKind::InsufficientCapacity
+        );
+        assert_eq!(kind_for_reason("QUOTA_EXCEEDED", 0), ErrorKind::Quota);
+        assert_eq!(kind_for_reason("notFound", 404), ErrorKind::NotFound);
+        assert_eq!(kind_for_reason("", 503), ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn timestamps_should_parse_with_offsets() {
+        let t = time_from_rfc3339("1970-01-02T00:00:00.000-01:00").unwrap();
+        assert_eq!(
+            t,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(86_400 + 3600)
+        );
+        let t = time_from_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            1_767_225_600
+        );
+    }
+
+    #[test]
+    fn ids_should_be_short_instance_paths() {
+        let url = "https://compute.googleapis.com/compute/v1/projects/p/zones/europe-west1-b/instances/vm-1";
+        assert_eq!(
+            short_instance_id(url),
+            "zones/europe-west1-b/instances/vm-1"
+        );
+    }
+}
