@@ -417,7 +417,7 @@ pub fn plan(
     } else if bounded < current {
         Action::ScaleDown
     } else {
-        action_if_equal(action)
+        Action::Hold
     };
     let level = forecast.levels[qi];
     let reason = match action {
@@ -487,13 +487,6 @@ fn choose_level(forecast: &QuantileForecast, at: usize, typical: f64, p: &Policy
         }
     }
     best
-}
-
-fn action_if_equal(a: Action) -> Action {
-    match a {
-        Action::Hold => Action::Hold,
-        _ => Action::Hold,
-    }
 }
 
 /// Quantile levels the [`Allocator`] asks its forecaster for.
@@ -642,4 +635,190 @@ pub fn replay(usage: &[f64], policy: &ValidPolicy, settings: AllocatorSettings) 
         }
     }
     alloc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn forecast(rows: &[[f64; 3]]) -> QuantileForecast {
+        QuantileForecast {
+            levels: vec![0.5, 0.9, 0.99],
+            values: rows.iter().map(|r| r.to_vec()).collect(),
+            model: "test".into(),
+        }
+    }
+
+    fn snapshot(current: f64, recent: &[f64]) -> Snapshot {
+        Snapshot {
+            current,
+            latest_usage: 10.0,
+            predicted_latest: None,
+            surprise: 1.0,
+            typical_usage: f64::NAN,
+            recent_desired: recent.to_vec(),
+        }
+    }
+
+    fn policy() -> ValidPolicy {
+        let mut p = PolicyParams::default().lead(2).confidence(0.9);
+        p.min_confidence = 0.9;
+        p.surprise_gain = 0.0;
+        p.check().unwrap()
+    }
+
+    #[test]
+    fn plan_should_follow_the_table() {
+        // (name, current, recent desired, forecast rows, expected capacity, expected action)
+        let f = forecast(&[[5.0, 8.0, 20.0], [10.0, 12.0, 30.0]]);
+        let cases: [(&str, f64, &[f64], f64, Action); 4] = [
+            (
+                "scale up at once to the lead step's q0.9",
+                5.0,
+                &[],
+                12.0,
+                Action::ScaleUp,
+            ),
+            (
+                "hold when within the churn penalty",
+                12.1,
+                &[],
+                12.1,
+                Action::Hold,
+            ),
+            (
+                "scale down to the stabilisation window's max",
+                20.0,
+                &[15.0, 14.0, 13.0],
+                15.0,
+                Action::ScaleDown,
+            ),
+            (
+                "hold while the window wants the current capacity",
+                20.0,
+                &[20.0, 14.0],
+                20.0,
+                Action::Hold,
+            ),
+        ];
+        for (name, current, recent, want, action) in cases {
+            let plan = plan(&snapshot(current, recent), &f, &policy()).unwrap();
+            assert!(
+                (plan.capacity - want).abs() < 1e-9,
+                "{name}: {}",
+                plan.capacity
+            );
+            assert_eq!(plan.action, action, "{name}");
+            assert_eq!(plan.explanation.quantile, 0.9, "{name}");
+            assert!(!plan.explanation.reason.is_empty());
+        }
+    }
+
+    #[test]
+    fn deviation_should_trigger_an_immediate_scale_up() {
+        let f = forecast(&[[5.0, 8.0, 20.0], [10.0, 12.0, 30.0]]);
+        let mut s = snapshot(12.0, &[]);
+        s.latest_usage = 20.0;
+        s.predicted_latest = Some(12.0);
+        let plan = plan(&s, &f, &policy()).unwrap();
+        assert!(plan.explanation.deviation);
+        assert_eq!(plan.action, Action::ScaleUp);
+        // 20 + spread (12 - 10) = 22.
+        assert!((plan.capacity - 22.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn shortfall_penalty_should_pick_a_lower_level_when_the_tail_is_expensive() {
+        let mut p = PolicyParams::default().lead(1).confidence(0.99);
+        p.min_confidence = 0.5;
+        p.shortfall_penalty = 10.0;
+        let p = p.check().unwrap();
+        let mut s = snapshot(0.0, &[]);
+        s.typical_usage = 10.0;
+        // cost(0.99) = 100 + 10·10·0.01 = 101; cost(0.9) = 12 + 10 = 22; cost(0.5) = 10 + 50 = 60.
+        let plan = plan(&s, &forecast(&[[10.0, 12.0, 100.0]]), &p).unwrap();
+        assert_eq!(plan.explanation.quantile, 0.9);
+        // A cheap tail is covered: cost(0.99) = 13 + 1 = 14 < cost(0.9) = 22.
+        let plan = plan_for(&s, &forecast(&[[10.0, 12.0, 13.0]]), &p);
+        assert_eq!(plan.explanation.quantile, 0.99);
+    }
+
+    fn plan_for(s: &Snapshot, f: &QuantileForecast, p: &ValidPolicy) -> Plan {
+        plan(s, f, p).unwrap()
+    }
+
+    #[test]
+    fn malformed_forecasts_and_parameters_should_be_named() {
+        let e = plan(&snapshot(1.0, &[]), &forecast(&[]), &policy()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "forecast is empty: it needs at least one step and one quantile level"
+        );
+        let mut f = forecast(&[[1.0, 2.0, 3.0]]);
+        f.values[0].pop();
+        let e = plan(&snapshot(1.0, &[]), &f, &policy()).unwrap_err();
+        assert_eq!(e.to_string(), "forecast step 1 holds 2 values for 3 levels");
+        let e = PolicyParams::default()
+            .bounds(5.0, 1.0)
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid policy parameter `max`: must be at least min"
+        );
+        let e = PolicyParams::default().confidence(1.0).check().unwrap_err();
+        assert!(e.to_string().contains("`confidence`"));
+    }
+
+    #[test]
+    fn replay_should_decide_from_usage_lead_steps_earlier_only() {
+        let policy = PolicyParams::default().check().unwrap();
+        let settings = AllocatorSettings::for_step(300);
+        let mut u: Vec<f64> = (0..600).map(|i| 10.0 + (i % 7) as f64).collect();
+        let a = replay(&u, &policy, settings);
+        // Changing usage at step 500 cannot change allocations up to step 500 + lead - 1 = 502.
+        u[500] = 1000.0;
+        let b = replay(&u, &policy, settings);
+        assert_eq!(a[..503], b[..503]);
+        assert!(b[503] > a[503]);
+    }
+
+    proptest! {
+        #[test]
+        fn plan_should_never_leave_the_bounds(
+            rows in proptest::collection::vec((-1e6f64..1e6, 0.0f64..1e6, 0.0f64..1e6), 1..6),
+            current in -1e6f64..1e7,
+            latest in -1e6f64..1e7,
+            predicted in proptest::option::of(-1e6f64..1e7),
+            surprise in 0.0f64..100.0,
+            typical in 0.0f64..1e6,
+            recent in proptest::collection::vec(-1e6f64..1e7, 0..8),
+            min in 0.0f64..1e5,
+            span in 0.0f64..1e6,
+            lead in 1usize..8,
+        ) {
+            let f = QuantileForecast {
+                levels: vec![0.5, 0.9, 0.99],
+                values: rows.iter().map(|&(m, a, b)| vec![m, m + a, m + a + b]).collect(),
+                model: "prop".into(),
+            };
+            let s = Snapshot { current, latest_usage: latest, predicted_latest: predicted, surprise, typical_usage: typical, recent_desired: recent };
+            let p = PolicyParams::default().lead(lead).bounds(min, min + span).check().unwrap();
+            let plan = plan(&s, &f, &p).unwrap();
+            prop_assert!(plan.capacity >= min && plan.capacity <= min + span, "{}", plan.capacity);
+            for d in &plan.desired {
+                prop_assert!(*d >= min && *d <= min + span);
+            }
+        }
+
+        #[test]
+        fn plan_should_hold_bounds_with_non_finite_inputs(current in proptest::sample::select(vec![f64::NAN, f64::INFINITY, -1.0, 3.0])) {
+            let f = forecast(&[[f64::NAN, f64::INFINITY, f64::NAN]]);
+            let s = Snapshot { current, latest_usage: f64::NAN, predicted_latest: Some(f64::NAN), surprise: f64::NAN, typical_usage: f64::NAN, recent_desired: vec![f64::NAN] };
+            let p = PolicyParams::default().lead(1).bounds(1.0, 2.0).check().unwrap();
+            let plan = plan(&s, &f, &p).unwrap();
+            prop_assert!(plan.capacity >= 1.0 && plan.capacity <= 2.0);
+        }
+    }
 }

@@ -153,6 +153,22 @@ pub fn simulate(
     sim: &ValidSim,
     shadow: Option<&ValidShadow>,
 ) -> Result<SimReport> {
+    simulate_with_progress(usage, policy, settings, sim, shadow, &mut |_| {})
+}
+
+/// [`simulate`], calling `progress(steps done)` every 1,024 steps and at the end (for progress
+/// bars on long replays).
+///
+/// # Errors
+/// [`Error::EmptyTrace`] when `usage` is empty.
+pub fn simulate_with_progress(
+    usage: &[f64],
+    policy: &ValidPolicy,
+    settings: AllocatorSettings,
+    sim: &ValidSim,
+    shadow: Option<&ValidShadow>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<SimReport> {
     if usage.is_empty() {
         return Err(Error::EmptyTrace);
     }
@@ -292,7 +308,11 @@ pub fn simulate(
         if let Some(pool) = pool.as_mut() {
             pool.tick(now);
         }
+        if s % 1024 == 1023 {
+            progress(s + 1);
+        }
     }
+    progress(usage.len());
     let steps = usage.len().saturating_sub(p.warmup);
     let pool_stats = pool.as_ref().map(|x| x.stats()).unwrap_or_default();
     let running_dollars = running_unit_steps as f64 * hours * p.hourly_price;
