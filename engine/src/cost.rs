@@ -148,3 +148,6 @@ pub enum Error {
 
 /// Result of the cost engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests;

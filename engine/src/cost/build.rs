@@ -274,14 +274,11 @@ fn first_date(text: &str) -> Option<String> {
 }
 
 fn commit_of(text: &str) -> Option<String> {
-    for line in text.lines() {
-        if line.to_ascii_lowercase().contains("commit") {
-            if let Some(start) = line.find('`') {
-                let rest = &line[start + 1..];
-                let hex: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
-                if hex.len() >= 7 {
-                    return Some(format!("commit {}", &hex[..8.min(hex.len())]));
-                }
+    for line in text.lines().filter(|l| l.to_ascii_lowercase().contains("commit")) {
+        // The first back-quoted hexadecimal id of 7+ characters on a line that mentions a commit.
+        for (k, seg) in line.split('`').enumerate() {
+            if k % 2 == 1 && seg.len() >= 7 && seg.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Some(format!("commit {}", &seg[..8.min(seg.len())]));
             }
         }
     }
@@ -338,6 +335,25 @@ impl Builder {
             None => {
                 self.types.insert(key, spec);
             }
+        }
+    }
+
+    /// Seeds the builder with the instance types of an existing catalog, so that price rows from
+    /// APIs that carry no specs (Azure Retail Prices, GCP per-resource SKUs) can be placed.
+    pub fn add_catalog_types(&mut self, catalog: &Catalog) {
+        for t in catalog.types() {
+            self.add_type(TypeSpec {
+                cloud: t.cloud,
+                name: t.name.clone(),
+                family: Some(t.family.clone()),
+                arch: t.arch,
+                vcpu: t.vcpu,
+                mem_gib: t.mem_gib,
+                gpu: t.gpu,
+                gpu_model: t.gpu_model.clone(),
+                gpu_mem_gib: t.gpu_mem_gib,
+                network_gbps: t.network_gbps,
+            });
         }
     }
 
@@ -891,6 +907,12 @@ mod tests {
         let set = SourceSet { azure_skypilot: st("azure/vms.csv", "InstanceType,vCPUs\nx,1\n"), ..SourceSet::default() };
         let e = build_catalog(&set, None).unwrap_err();
         assert_eq!(e.to_string(), "invalid source file azure/vms.csv at line 1: missing column `AcceleratorName`");
+    }
+
+    #[test]
+    fn commit_should_be_found_among_backquoted_words() {
+        let md = "- Commit (as reported by the index, `read_file`): `00148f2af3672e2229b4f7bf8157d5a3f36e3c35`";
+        assert_eq!(commit_of(md).as_deref(), Some("commit 00148f2a"));
     }
 
     #[test]

@@ -199,6 +199,9 @@ pub struct SizingParams {
     pub spot_risk: SpotRisk,
     /// Compute the next-best alternative for the explanation (one more solve; default true).
     pub explain_alternative: bool,
+    /// Relative optimality gap of the branch and bound (default 0.005): the answer is proven to
+    /// cost at most `1 / (1 − gap)` times the optimum. 0 asks for the exact optimum.
+    pub optimality_gap: f64,
 }
 
 impl Default for SizingParams {
@@ -224,6 +227,7 @@ impl Default for SizingParams {
             utilisation: 1.0,
             spot_risk: SpotRisk::default(),
             explain_alternative: true,
+            optimality_gap: 0.005,
         }
     }
 }
@@ -308,6 +312,12 @@ impl SizingParams {
         }
         if !(self.horizon_hours.is_finite() && self.horizon_hours > 0.0) {
             return Err(Error::InvalidConstraint { constraint: "horizon_hours", reason: format!("{} is not a positive number of hours", self.horizon_hours) });
+        }
+        if !(0.0..0.01).contains(&self.optimality_gap) {
+            return Err(Error::InvalidConstraint {
+                constraint: "optimality_gap",
+                reason: format!("{} is not in [0, 0.01): answers must stay within 1 % of the optimum", self.optimality_gap),
+            });
         }
         if self.purchase.is_empty() {
             return Err(Error::InvalidConstraint { constraint: "purchase", reason: "no purchase option allowed".into() });
@@ -542,45 +552,40 @@ pub fn size(catalog: &Catalog, valid: &ValidSizing) -> Result<Sizing> {
     let sol = solver::solve(&problem)?;
     let mut sizing = to_sizing(catalog, valid, &problem, &sol, n_cands);
     if valid.params.explain_alternative {
-        if let Some(main) = sizing.allocation.first() {
-            let main_type = problem.cands.iter().find(|c| {
-                catalog.types()[c.type_index as usize].name == main.instance_type
-            });
-            if let Some(mt) = main_type {
-                let mut ex = HashSet::new();
-                ex.insert(mt.type_index);
-                let alt = candidates(catalog, valid, &ex)
-                    .ok()
-                    .and_then(|c| solver::solve(&problem_for(valid, c)).ok().map(|s| (s, ())));
-                if let Some((s, ())) = alt {
-                    let p2 = problem_for(valid, candidates(catalog, valid, &ex).unwrap_or_default());
-                    let lines = lines_of(catalog, &p2, &s);
-                    let total: f64 = lines.iter().map(|l| l.hourly_cost).sum();
-                    let delta = if sizing.effective_hourly_cost > 0.0 {
-                        (s.cost / sizing.effective_hourly_cost - 1.0) * 100.0
-                    } else {
-                        0.0
-                    };
-                    sizing.explanation.next_best = Some(Alternative {
-                        description: format!(
-                            "without {}: {} at {:.4} USD/h effective (+{:.1} %)",
-                            main.instance_type,
-                            describe(&lines),
-                            s.cost,
-                            delta
-                        ),
-                        allocation: lines,
-                        total_hourly_cost: total,
-                        effective_hourly_cost: s.cost,
-                    });
-                    sizing.explanation.summary.push_str(&format!(
-                        " Next best, without {}: {} at {:.4} USD/h (+{:.1} %).",
-                        main.instance_type,
-                        describe(&sizing.explanation.next_best.as_ref().map(|a| a.allocation.clone()).unwrap_or_default()),
-                        s.cost,
-                        delta
-                    ));
-                }
+        // The main line is the most expensive one; the alternative is the best allocation
+        // without its instance type (any region, any purchase option).
+        let main = sol
+            .counts
+            .iter()
+            .max_by(|a, b| {
+                let ca = problem.cands[a.0].cost * a.1 as f64;
+                let cb = problem.cands[b.0].cost * b.1 as f64;
+                ca.total_cmp(&cb)
+            })
+            .map(|&(ci, _)| problem.cands[ci].type_index);
+        if let Some(mt) = main {
+            let mut p2 = problem.clone();
+            p2.cands.retain(|c| c.type_index != mt);
+            let main_name = catalog.types()[mt as usize].name.clone();
+            if let Ok(s) = solver::solve(&p2) {
+                let lines = lines_of(catalog, &p2, &s);
+                let total: f64 = lines.iter().map(|l| l.hourly_cost).sum();
+                let delta = if sol.cost > 0.0 { (s.cost / sol.cost - 1.0) * 100.0 } else { 0.0 };
+                let description = format!(
+                    "without {main_name}: {} at {:.4} USD/h list, {:.4} USD/h effective (+{delta:.1} %)",
+                    describe(&lines),
+                    total,
+                    s.cost
+                );
+                sizing.explanation.summary.push_str(&format!(" Next best, {description}."));
+                sizing.explanation.next_best = Some(Alternative {
+                    description,
+                    allocation: lines,
+                    total_hourly_cost: round6(total),
+                    effective_hourly_cost: round6(s.cost),
+                });
+            } else {
+                sizing.explanation.summary.push_str(&format!(" No allocation without {main_name} meets the constraints."));
             }
         }
     }
@@ -597,6 +602,7 @@ pub(crate) fn problem_for(valid: &ValidSizing, cands: Vec<Candidate>) -> Problem
         min_count: p.min_count,
         max_count: p.max_count,
         max_types: p.max_types.unwrap_or(u32::MAX),
+        gap: p.optimality_gap,
     }
 }
 

@@ -35,7 +35,7 @@ use super::{Error, Result};
 
 /// Node limit of one solve; beyond it the best allocation found so far is returned, flagged
 /// as not proven optimal.
-pub const NODE_LIMIT: u64 = 5_000_000;
+pub const NODE_LIMIT: u64 = 200_000;
 
 /// Names of the resources, in the order of [`Candidate::res`].
 pub const RESOURCES: [&str; 4] = ["cpu", "mem_gib", "gpu", "network_gbps"];
@@ -74,6 +74,9 @@ pub struct Problem {
     pub max_count: u32,
     /// At most this many distinct instance types.
     pub max_types: u32,
+    /// Relative optimality gap: a node is pruned when its bound is within this share of the
+    /// incumbent, so the answer is at most `1 / (1 − gap)` times the optimum (0 = exact).
+    pub gap: f64,
 }
 
 /// An optimal (or best found) allocation.
@@ -125,6 +128,8 @@ struct Search<'a> {
     used_types: Vec<u32>,
     nodes: u64,
     aborted: bool,
+    gap: f64,
+    node_limit: u64,
 }
 
 impl Search<'_> {
@@ -133,6 +138,9 @@ impl Search<'_> {
     }
 
     fn lb(&self, i: usize, rem: &[f64; 4], rns: &[f64; 4]) -> f64 {
+        // For a direction y, every item costs at least ρ(y)·(y·a) with ρ the suffix minimum of
+        // c/(y·a) (ρ_ns over non-spot items). Non-spot items must supply y·rns and all items
+        // y·rem, so the cost is at least ρ_ns·(y·rns) + ρ_all·max(0, y·rem − y·rns).
         let n1 = self.n() + 1;
         let mut best: f64 = 0.0;
         for (d, y) in self.dirs.iter().enumerate() {
@@ -142,11 +150,20 @@ impl Search<'_> {
                 s += y[k] * rem[k];
                 sn += y[k] * rns[k];
             }
-            if s > EPS {
-                best = best.max(s * self.m_all[d * n1 + i]);
-            }
-            if sn > EPS {
-                best = best.max(sn * self.m_ns[d * n1 + i]);
+            let ra = self.m_all[d * n1 + i];
+            let v = if sn > EPS {
+                let rn = self.m_ns[d * n1 + i];
+                if !rn.is_finite() {
+                    return f64::INFINITY;
+                }
+                sn * rn + if s > sn { (s - sn) * ra } else { 0.0 }
+            } else if s > EPS {
+                s * ra
+            } else {
+                0.0
+            };
+            if v > best {
+                best = v;
             }
         }
         best
@@ -158,7 +175,7 @@ impl Search<'_> {
 
     fn dfs(&mut self, i: usize, rem: [f64; 4], rns: [f64; 4], cost: f64, count: u32) {
         self.nodes += 1;
-        if self.nodes > NODE_LIMIT {
+        if self.nodes > self.node_limit {
             self.aborted = true;
             return;
         }
@@ -174,7 +191,7 @@ impl Search<'_> {
             return;
         }
         let bound = cost + self.lb(i, &rem, &rns);
-        if bound >= self.best_cost * (1.0 - 1e-12) - EPS {
+        if bound >= self.best_cost * (1.0 - self.gap) - EPS {
             return;
         }
         let left = self.max_count - count;
@@ -345,19 +362,47 @@ pub fn solve(p: &Problem) -> Result<Solution> {
         }
     }
     // 3. Directions and order.
-    let steps = if dims.len() <= 2 { 16 } else if dims.len() == 3 { 8 } else { 4 };
-    let dirs = simplex_dirs(&dims, steps);
-    let root = [1.0; 4];
+    // Directions: a coarse grid for every node, plus the root's best direction (found on a fine
+    // grid) and its neighbours, where the bound of most nodes is attained.
     let dot = |y: &[f64; 4], a: &[f64; 4]| dims.iter().map(|&k| y[k] * a[k]).sum::<f64>();
+    let root = [1.0; 4];
+    let root_value = |y: &[f64; 4]| {
+        let m = front.iter().map(|f| f.cost / dot(y, &f.a)).fold(f64::INFINITY, f64::min);
+        dot(y, &root) * m
+    };
+    let (coarse, fine) = match dims.len() {
+        1 => (1, 1),
+        2 => (32, 1024),
+        3 => (8, 48),
+        _ => (4, 12),
+    };
+    let mut dirs = simplex_dirs(&dims, coarse);
     let mut best_dir = dirs[0];
     let mut best_val = -1.0;
-    for y in &dirs {
-        let s = dot(y, &root);
-        let m = front.iter().map(|f| f.cost / dot(y, &f.a)).fold(f64::INFINITY, f64::min);
-        let v = s * m;
+    for y in simplex_dirs(&dims, fine) {
+        let v = root_value(&y);
         if v.is_finite() && v > best_val {
             best_val = v;
-            best_dir = *y;
+            best_dir = y;
+        }
+    }
+    dirs.push(best_dir);
+    // Neighbours: move weight between each pair of demanded dimensions by small steps.
+    for &da in &dims {
+        for &db in &dims {
+            if da == db {
+                continue;
+            }
+            for step in [1.0f64 / 256.0, 1.0 / 64.0, 1.0 / 32.0] {
+                let mut y = best_dir;
+                let m = step.min(y[da]);
+                if m <= 0.0 {
+                    continue;
+                }
+                y[da] -= m;
+                y[db] += m;
+                dirs.push(y);
+            }
         }
     }
     front.sort_by(|x, y| {
@@ -417,6 +462,8 @@ pub fn solve(p: &Problem) -> Result<Solution> {
         used_types: Vec::new(),
         nodes: 0,
         aborted: false,
+        gap: p.gap.clamp(0.0, 0.5).max(1e-12),
+        node_limit: NODE_LIMIT,
     };
     // Incumbent: best single-type solution, then a greedy cover.
     for (i, it) in front.iter().enumerate() {
@@ -446,7 +493,7 @@ pub fn solve(p: &Problem) -> Result<Solution> {
     Ok(Solution {
         counts,
         cost,
-        lower_bound: if s.aborted { root_lb.min(cost) } else { cost },
+        lower_bound: if s.aborted { root_lb.min(cost) } else { (cost * (1.0 - s.gap)).max(root_lb.min(cost)) },
         optimal: !s.aborted,
         nodes: s.nodes,
         pareto,
@@ -547,7 +594,7 @@ mod tests {
     }
 
     fn problem(cands: Vec<Candidate>, cpu: f64, mem: f64) -> Problem {
-        Problem { demand: [cpu, mem, 0.0, 0.0], cands, spot_cap: 1.0, min_count: 0, max_count: 100, max_types: u32::MAX }
+        Problem { demand: [cpu, mem, 0.0, 0.0], cands, spot_cap: 1.0, min_count: 0, max_count: 100, max_types: u32::MAX, gap: 0.0 }
     }
 
     #[test]
