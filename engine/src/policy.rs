@@ -394,8 +394,8 @@ pub fn plan(
     let target = clamp(raw);
     let mut clamped = target != unclamped;
     let mut held_back = false;
-    let (capacity, action) = if target > current {
-        (target, Action::ScaleUp)
+    let capacity = if target > current {
+        target
     } else {
         // Scale down only to the highest desire of the stabilisation window.
         let window = snapshot.recent_desired.iter().rev().take(p.stabilisation);
@@ -403,10 +403,10 @@ pub fn plan(
         let stabilised = clamp(stabilised.min(current));
         if stabilised < current * (1.0 - p.churn_penalty) {
             held_back = stabilised > target;
-            (stabilised, Action::ScaleDown)
+            stabilised
         } else {
             held_back = target < current;
-            (current, Action::Hold)
+            current
         }
     };
     // Bounds always hold, even when the current capacity came from outside them.
