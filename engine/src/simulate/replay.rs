@@ -416,6 +416,60 @@ mod tests {
         assert_eq!(without.shadow_dollars, 0.0);
     }
 
+    /// 10 days of a real RDS CPU trace (NAB; see tests/data/allocate/SOURCE.md).
+    fn real_excerpt() -> Vec<f64> {
+        include_str!("../../../tests/data/allocate/nab_rds_cpu_utilization_e47b3b_10d.csv")
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn predictive_should_beat_vpa_slack_and_shortfall_on_a_real_excerpt() {
+        use crate::simulate::baselines::{allocate, Baseline, Geometry};
+        use crate::simulate::metrics::AllocationMetrics;
+        let u = real_excerpt();
+        assert_eq!(u.len(), 2880);
+        let g = Geometry {
+            lead: 3,
+            warmup: 3 * 288,
+            day: 288,
+        };
+        let policy = PolicyParams::default().check().unwrap();
+        let ours = crate::policy::replay(&u, &policy, AllocatorSettings::for_step(300));
+        let ours = AllocationMetrics::score(&u, &ours, g.warmup, 288.0).unwrap();
+        let vpa = allocate(Baseline::Vpa, &u, g);
+        let vpa = AllocationMetrics::score(&u, &vpa, g.warmup, 288.0).unwrap();
+        assert!(ours.slack < 0.85 * vpa.slack, "ours {ours:?} vpa {vpa:?}");
+        assert!(
+            ours.shortfall_steps <= vpa.shortfall_steps,
+            "ours {ours:?} vpa {vpa:?}"
+        );
+        assert!(ours.cost_vs_oracle < vpa.cost_vs_oracle);
+    }
+
+    #[test]
+    fn whole_loop_on_a_real_excerpt_should_account_for_the_pool() {
+        let u = real_excerpt();
+        let policy = PolicyParams::default().check().unwrap();
+        let settings = AllocatorSettings::for_step(300);
+        let mut p = sim(3 * 288).params().clone();
+        p.unit_capacity = 2.0; // percent CPU per unit
+        let p = p.check().unwrap();
+        let without = simulate(&u, &policy, settings, &p, None).unwrap();
+        let with = simulate(&u, &policy, settings, &p, Some(&ValidShadow::default())).unwrap();
+        assert_eq!(with.points.len(), u.len());
+        assert!(
+            with.pool.promoted > 0 && with.pool.released > 0,
+            "{:?}",
+            with.pool
+        );
+        assert!(with.mean_time_to_capacity_minutes < without.mean_time_to_capacity_minutes);
+        assert!((with.dollars - with.running_dollars - with.shadow_dollars).abs() < 1e-9);
+        assert!(with.slack > 0.0 && with.slack < 0.5, "{}", with.slack);
+    }
+
     #[test]
     fn bounds_should_hold_in_every_step() {
         let u = square(3);
