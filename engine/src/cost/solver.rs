@@ -35,7 +35,7 @@ use super::{Error, Result};
 
 /// Node limit of one solve; beyond it the best allocation found so far is returned, flagged
 /// as not proven optimal.
-pub const NODE_LIMIT: u64 = 200_000;
+pub const NODE_LIMIT: u64 = 100_000;
 
 /// Names of the resources, in the order of [`Candidate::res`].
 pub const RESOURCES: [&str; 4] = ["cpu", "mem_gib", "gpu", "network_gbps"];
@@ -116,6 +116,8 @@ struct Search<'a> {
     m_all: Vec<f64>,
     /// The same over non-spot items.
     m_ns: Vec<f64>,
+    /// Lagrange multipliers on the instance count (0 first).
+    mus: Vec<f64>,
     /// `smax[i * 4 + k]` = max over j ≥ i of a_jk (all items), and over non-spot items.
     smax: Vec<f64>,
     smax_ns: Vec<f64>,
@@ -137,33 +139,57 @@ impl Search<'_> {
         self.items.len()
     }
 
-    fn lb(&self, i: usize, rem: &[f64; 4], rns: &[f64; 4]) -> f64 {
+    fn lb(&self, i: usize, rem: &[f64; 4], rns: &[f64; 4], left: u32) -> f64 {
         // For a direction y, every item costs at least ρ(y)·(y·a) with ρ the suffix minimum of
         // c/(y·a) (ρ_ns over non-spot items). Non-spot items must supply y·rns and all items
         // y·rem, so the cost is at least ρ_ns·(y·rns) + ρ_all·max(0, y·rem − y·rns).
+        // With a Lagrange multiplier μ ≥ 0 on the instance count (at most `left` more), the same
+        // bound over costs c + μ, minus μ·left, is valid too and sees the count limit.
         let n1 = self.n() + 1;
+        let nd = self.dirs.len();
         let mut best: f64 = 0.0;
-        for (d, y) in self.dirs.iter().enumerate() {
+        let mut sy = [0.0f64; 64];
+        let mut sny = [0.0f64; 64];
+        let many = nd > 64;
+        for (d, y) in self.dirs.iter().enumerate().take(64) {
             let mut s = 0.0;
             let mut sn = 0.0;
             for &k in self.dims {
                 s += y[k] * rem[k];
                 sn += y[k] * rns[k];
             }
-            let ra = self.m_all[d * n1 + i];
-            let v = if sn > EPS {
-                let rn = self.m_ns[d * n1 + i];
-                if !rn.is_finite() {
-                    return f64::INFINITY;
+            sy[d] = s;
+            sny[d] = sn;
+        }
+        for (mi, &mu) in self.mus.iter().enumerate() {
+            for (d, y) in self.dirs.iter().enumerate() {
+                let (s, sn) = if !many || d < 64 {
+                    (sy[d], sny[d])
+                } else {
+                    let mut s = 0.0;
+                    let mut sn = 0.0;
+                    for &k in self.dims {
+                        s += y[k] * rem[k];
+                        sn += y[k] * rns[k];
+                    }
+                    (s, sn)
+                };
+                let base = (mi * nd + d) * n1 + i;
+                let ra = self.m_all[base];
+                let v = if sn > EPS {
+                    let rn = self.m_ns[base];
+                    if !rn.is_finite() {
+                        return f64::INFINITY;
+                    }
+                    sn * rn + if s > sn { (s - sn) * ra } else { 0.0 }
+                } else if s > EPS {
+                    s * ra
+                } else {
+                    0.0
+                } - mu * left as f64;
+                if v > best {
+                    best = v;
                 }
-                sn * rn + if s > sn { (s - sn) * ra } else { 0.0 }
-            } else if s > EPS {
-                s * ra
-            } else {
-                0.0
-            };
-            if v > best {
-                best = v;
             }
         }
         best
@@ -190,7 +216,7 @@ impl Search<'_> {
         if i >= self.n() {
             return;
         }
-        let bound = cost + self.lb(i, &rem, &rns);
+        let bound = cost + self.lb(i, &rem, &rns, self.max_count - count);
         if bound >= self.best_cost * (1.0 - self.gap) - EPS {
             return;
         }
@@ -412,16 +438,24 @@ pub fn solve(p: &Problem) -> Result<Solution> {
     });
     let n = front.len();
     let n1 = n + 1;
-    let mut m_all = vec![f64::INFINITY; dirs.len() * n1];
-    let mut m_ns = vec![f64::INFINITY; dirs.len() * n1];
-    for (d, y) in dirs.iter().enumerate() {
-        for i in (0..n).rev() {
-            let ya = dot(y, &front[i].a);
-            let r = if ya > 0.0 { front[i].cost / ya } else { f64::INFINITY };
-            m_all[d * n1 + i] = m_all[d * n1 + i + 1].min(r);
-            m_ns[d * n1 + i] = if front[i].spot { m_ns[d * n1 + i + 1] } else { m_ns[d * n1 + i + 1].min(r) };
+    let tables = |mus: &[f64]| {
+        let nd = dirs.len();
+        let mut m_all = vec![f64::INFINITY; mus.len() * nd * n1];
+        let mut m_ns = vec![f64::INFINITY; mus.len() * nd * n1];
+        for (mi, mu) in mus.iter().enumerate() {
+            for (d, y) in dirs.iter().enumerate() {
+                let b = (mi * nd + d) * n1;
+                for i in (0..n).rev() {
+                    let ya = dot(y, &front[i].a);
+                    let r = if ya > 0.0 { (front[i].cost + mu) / ya } else { f64::INFINITY };
+                    m_all[b + i] = m_all[b + i + 1].min(r);
+                    m_ns[b + i] = if front[i].spot { m_ns[b + i + 1] } else { m_ns[b + i + 1].min(r) };
+                }
+            }
         }
-    }
+        (m_all, m_ns)
+    };
+    let (m_all, m_ns) = tables(&[0.0]);
     let mut smax = vec![0.0; n1 * 4];
     let mut smax_ns = vec![0.0; n1 * 4];
     for i in (0..n).rev() {
@@ -451,6 +485,7 @@ pub fn solve(p: &Problem) -> Result<Solution> {
         dirs: &dirs,
         m_all,
         m_ns,
+        mus: vec![0.0],
         smax,
         smax_ns,
         min_count: p.min_count,
@@ -481,8 +516,22 @@ pub fn solve(p: &Problem) -> Result<Solution> {
             s.best[i] = k;
         }
     }
+    // Count multipliers, kept only when they raise the root bound (the count limit binds).
+    let root0 = s.lb(0, &rem0, &rns0, p.max_count);
+    if root0.is_finite() && root0 > 0.0 {
+        let unit = root0 / p.max_count.max(1) as f64;
+        let mus: Vec<f64> = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0].iter().map(|f| f * unit).collect();
+        let (ma, mn) = tables(&mus);
+        let (old_a, old_n, old_mu) = (std::mem::replace(&mut s.m_all, ma), std::mem::replace(&mut s.m_ns, mn), std::mem::replace(&mut s.mus, mus));
+        if s.lb(0, &rem0, &rns0, p.max_count) <= root0 * (1.0 + 1e-4) {
+            s.m_all = old_a;
+            s.m_ns = old_n;
+            s.mus = old_mu;
+        }
+    }
     greedy(&mut s, rem0, rns0);
-    let root_lb = s.lb(0, &rem0, &rns0);
+    pairs(&mut s, rem0, rns0);
+    let root_lb = s.lb(0, &rem0, &rns0, p.max_count);
     s.dfs(0, rem0, rns0, 0.0, 0);
     if !s.best_cost.is_finite() {
         return Err(diagnose(p));
@@ -545,6 +594,70 @@ fn greedy(s: &mut Search<'_>, mut rem: [f64; 4], mut rns: [f64; 4]) {
     if cost < s.best_cost {
         s.best_cost = cost;
         s.best = x;
+    }
+}
+
+/// Incumbent from pairs of the best items: for each pair among the first items (best cost per
+/// unit of the root direction), every count of the first and the fewest of the second that
+/// completes the cover. Most optimal mixes use one or two types, so this starts the search close.
+fn pairs(s: &mut Search<'_>, rem: [f64; 4], rns: [f64; 4]) {
+    let top = s.n().min(24);
+    let need = |it: &Item, r: &[f64; 4], rn: &[f64; 4]| -> Option<u32> {
+        let mut k = 0.0f64;
+        for &d in s.dims {
+            if r[d] > EPS || (rn[d] > EPS && !it.spot) {
+                if it.a[d] <= 0.0 {
+                    return None;
+                }
+                k = k.max(r[d] / it.a[d]);
+                if !it.spot {
+                    k = k.max(rn[d] / it.a[d]);
+                }
+            }
+            if rn[d] > EPS && it.spot {
+                return None;
+            }
+        }
+        Some((k - 1e-9).ceil().max(0.0) as u32)
+    };
+    for i in 0..top {
+        let a = s.items[i];
+        for j in 0..top {
+            if i == j || (s.max_types < 2 && a.ty != s.items[j].ty) {
+                continue;
+            }
+            let b = s.items[j];
+            // Counts of `a` from 0 up to what covers everything it can alone.
+            let mut amax = 0.0f64;
+            for &d in s.dims {
+                if a.a[d] > 0.0 {
+                    amax = amax.max(rem[d] / a.a[d]);
+                }
+            }
+            let amax = ((amax - 1e-9).ceil().max(0.0) as u32).min(s.max_count);
+            for xa in 0..=amax {
+                let mut r = rem;
+                let mut rn = rns;
+                for &d in s.dims {
+                    r[d] = (r[d] - xa as f64 * a.a[d]).max(0.0);
+                    if !a.spot {
+                        rn[d] = (rn[d] - xa as f64 * a.a[d]).max(0.0);
+                    }
+                }
+                let Some(xb) = need(&b, &r, &rn) else { continue };
+                let n = xa + xb;
+                if n > s.max_count || n < s.min_count {
+                    continue;
+                }
+                let cost = xa as f64 * a.cost + xb as f64 * b.cost;
+                if cost < s.best_cost {
+                    s.best_cost = cost;
+                    s.best = vec![0; s.n()];
+                    s.best[i] = xa;
+                    s.best[j] += xb;
+                }
+            }
+        }
     }
 }
 
