@@ -1,13 +1,118 @@
-//! `controller` subcommands.
+//! `controller` subcommands: run the daemon, check a config.
+
+use std::path::PathBuf;
+
+use predictive_controller::config::Mode;
+use predictive_controller::daemon::{run_blocking, RunOptions};
 
 /// The `controller` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// Not available in this build yet.
-    Unavailable,
+    /// Run the scaling loop (observe, forecast, decide, act) on the workloads of a config file.
+    Run(RunArgs),
+    /// Time one tick over many workloads on one core and report memory per workload (JSON line).
+    Bench {
+        /// Number of workloads.
+        #[arg(long, default_value_t = 10_000)]
+        workloads: usize,
+        /// Untimed ticks first (the model warms up).
+        #[arg(long, default_value_t = 12)]
+        warmup: usize,
+        /// Timed ticks.
+        #[arg(long, default_value_t = 5)]
+        ticks: usize,
+        /// Keep the SQLite store in this directory (default: in memory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Check a config file and list its workloads.
+    Check {
+        /// The config file (TOML, or YAML when it ends in .yaml/.yml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Arguments of `controller run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The config file (TOML, or YAML when it ends in .yaml/.yml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Stop after this many ticks (default: run forever).
+    #[arg(long)]
+    ticks: Option<u64>,
+    /// Run in virtual time from this unix time: ticks follow each other without waiting.
+    #[arg(long)]
+    virtual_start: Option<i64>,
+    /// Keep the embedded sim cloud's state in this JSON file across restarts.
+    #[arg(long)]
+    sim_state: Option<PathBuf>,
+    /// Decide and record, but never change the cloud.
+    #[arg(long, conflicts_with = "forecast_only")]
+    dry_run: bool,
+    /// Observe and forecast only.
+    #[arg(long)]
+    forecast_only: bool,
+    /// Identity of this replica in leader election (default: owner and process id).
+    #[arg(long)]
+    replica: Option<String>,
 }
 
 /// Runs the subcommand.
-pub(crate) fn run(_command: Command) -> anyhow::Result<()> {
-    anyhow::bail!("`controller` is not available in this build yet")
+pub(crate) fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(a) => {
+            let mode = if a.dry_run {
+                Some(Mode::DryRun)
+            } else if a.forecast_only {
+                Some(Mode::ForecastOnly)
+            } else {
+                None
+            };
+            run_blocking(RunOptions {
+                config: a.config,
+                ticks: a.ticks,
+                virtual_start: a.virtual_start,
+                sim_state: a.sim_state,
+                mode,
+                replica: a.replica,
+            })?;
+            Ok(())
+        }
+        Command::Bench {
+            workloads,
+            warmup,
+            ticks,
+            dir,
+        } => {
+            let r = predictive_controller::bench::run_blocking(workloads, warmup, ticks, dir.as_deref())?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        Command::Check { config } => {
+            let c = predictive_controller::config::load(&config)?;
+            println!(
+                "{}: ok, interval {}s, mode {}, {} workload(s)",
+                config.display(),
+                c.interval_secs,
+                c.mode.as_str(),
+                c.workloads.len()
+            );
+            for w in &c.workloads {
+                println!(
+                    "  {} ({} group {}, {} x {} {}, [{}, {}])",
+                    w.name(),
+                    w.params.cloud,
+                    w.params.group,
+                    w.params.instance_type,
+                    w.params.capacity_per_instance,
+                    w.params.resource,
+                    w.params.min,
+                    w.params.max
+                );
+            }
+            Ok(())
+        }
+    }
 }

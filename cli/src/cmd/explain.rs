@@ -1,10 +1,30 @@
-//! `explain` subcommand.
+//! `explain` subcommand: the latest decisions of one workload, with why.
+
+use std::path::PathBuf;
+
+use predictive_controller::inspect::explain;
 
 /// Arguments of this subcommand.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// The workload.
+    workload: String,
+    /// How many decisions, newest first.
+    #[arg(long, default_value_t = 5)]
+    limit: u32,
+    /// The controller's API address.
+    #[arg(long, env = "PREDICTIVE_ADDR", default_value = "http://127.0.0.1:7070")]
+    addr: String,
+    /// Read a local SQLite store instead of calling the API.
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
 
 /// Runs the subcommand.
-pub(crate) fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`explain` is not available in this build yet")
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    print!(
+        "{}",
+        explain(&super::status::target(&args.addr, args.db), &args.workload, args.limit)?
+    );
+    Ok(())
 }
