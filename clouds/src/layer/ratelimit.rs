@@ -96,13 +96,16 @@ impl<P> RateLimit<P> {
             b.tokens = (b.tokens + elapsed * self.policy.per_second).min(self.policy.burst as f64);
         }
         b.last = Some(now);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
+        // A hair of tolerance: refilling by `elapsed * rate` after sleeping exactly the
+        // computed wait can land a rounding error below 1.0.
+        if b.tokens >= 1.0 - 1e-9 {
+            b.tokens = (b.tokens - 1.0).max(0.0);
             None
         } else {
-            Some(Duration::from_secs_f64(
-                (1.0 - b.tokens) / self.policy.per_second,
-            ))
+            // Rounded up to whole nanoseconds and at least one, so every wait moves time and
+            // the loop in `around` always ends.
+            let nanos = ((1.0 - b.tokens) / self.policy.per_second * 1e9).ceil();
+            Some(Duration::from_nanos((nanos as u64).max(1)))
         }
     }
 }
@@ -162,5 +165,39 @@ mod tests {
             "waited {waited:?}"
         );
         assert_eq!(fake.calls().len(), 7);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// However calls arrive, n calls never complete faster than the bucket allows:
+        /// elapsed >= (n - burst) / rate, and never wait longer than needed by more than one
+        /// token's worth per call.
+        #[test]
+        fn calls_should_respect_the_bucket(
+            rate in 0.5f64..50.0, burst in 1u32..10, n in 1u32..40,
+            gaps_ms in proptest::collection::vec(0u64..500, 40),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let fake = FakeCloud::new();
+                let clock = ManualClock::at_unix(0);
+                let sleep = ManualSleep::new(clock.clone());
+                let policy = RateLimitPolicy { per_second: rate, burst, max_in_flight: 1 };
+                let rl = RateLimit::new(&fake, policy, Arc::new(clock.clone()), Arc::new(sleep.clone()));
+                let start = clock.now();
+                let mut idle = 0.0;
+                for gap in gaps_ms.iter().take(n as usize) {
+                    clock.advance(Duration::from_millis(*gap));
+                    idle += *gap as f64 / 1000.0;
+                    rl.prices().await.unwrap();
+                }
+                let elapsed = clock.now().duration_since(start).unwrap().as_secs_f64();
+                let floor = (f64::from(n) - f64::from(burst)) / rate;
+                proptest::prop_assert!(elapsed + 1e-6 >= floor, "elapsed {elapsed} < {floor}");
+                let waited = elapsed - idle;
+                proptest::prop_assert!(waited <= f64::from(n) / rate + 1e-6, "waited {waited}");
+                Ok(())
+            })?;
+        }
     }
 }
