@@ -640,7 +640,7 @@ impl AzureProvider {
         properties["hardwareProfile"] = json!({ "vmSize": request.instance_type.as_str() });
         Ok(json!({
             "location": location,
-            "tags": request.all_tags(),
+            "tags": launch_tags(request),
             "properties": properties,
         }))
     }
@@ -650,6 +650,7 @@ impl AzureProvider {
             .client
             .virtual_machines_client()
             .list(&self.p().resource_group, self.sub())
+            .expand("instanceView")
             .into_stream();
         let mut out = Vec::new();
         while let Some(page) = stream.next().await {
@@ -664,6 +665,17 @@ impl AzureProvider {
         }
         Ok(out)
     }
+}
+
+/// Tag recording how many VMs a launch asked for, so a token reused with another count is
+/// refused.
+const COUNT_TAG: &str = "predictive-count";
+
+/// The tags of a launched VM: the request's, plus the launch's count.
+fn launch_tags(request: &LaunchRequest) -> Tags {
+    let mut tags = request.all_tags();
+    tags.insert(COUNT_TAG.into(), request.count.to_string());
+    tags
 }
 
 /// The VM name a launch token derives for instance `i`.
@@ -918,19 +930,11 @@ impl CloudProvider for AzureProvider {
         };
         match self.vm(op, &first).await {
             Ok(existing) => {
-                let extra = VmRef::Standalone {
-                    rg: rg.clone(),
-                    name: launch_name(request.token.as_str(), request.count),
-                };
-                let more = match self.vm(op, &extra).await {
-                    Ok(_) => true,
-                    Err(e) if e.is_not_found() => false,
-                    Err(e) => return Err(e),
-                };
+                let count = request.count.to_string();
                 if existing.instance_type != request.instance_type
                     || existing.tags.get(OWNER_TAG).map(String::as_str)
                         != Some(request.owner.as_str())
-                    || more
+                    || existing.tags.get(COUNT_TAG) != Some(&count)
                 {
                     return Err(CloudError::invalid(
                         op,
@@ -1162,26 +1166,7 @@ impl CloudProvider for AzureProvider {
                 .and_then(Value::as_str)
                 == Some(owner.as_str())
             {
-                let name = vm
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                // The list carries no instance view: read each owned VM for its power state.
-                match self
-                    .vm(
-                        op,
-                        &VmRef::Standalone {
-                            rg: self.p().resource_group.clone(),
-                            name,
-                        },
-                    )
-                    .await
-                {
-                    Ok(i) => out.push(i),
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e),
-                }
+                out.push(to_instance(&vm, None));
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1199,7 +1184,12 @@ impl CloudProvider for AzureProvider {
             .map_err(|e| map_core(op, e))?;
         let page = Self::raw(op, resp.into_raw_response()).await?.body;
         let mut out = Vec::new();
-        for s in page.get("value").and_then(Value::as_array).into_iter().flatten() {
+        for s in page
+            .get("value")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             out.push(InstanceTypeInfo {
                 name: InstanceType::new(s.get("name").and_then(Value::as_str).unwrap_or_default()),
                 vcpus: s.get("numberOfCores").and_then(Value::as_u64).unwrap_or(0) as u32,

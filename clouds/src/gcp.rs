@@ -508,6 +508,10 @@ fn request_id(parts: &[&str]) -> String {
     )
 }
 
+/// Label recording how many instances a launch asked for, so a token reused with another
+/// count is refused.
+const COUNT_TAG: &str = "predictive-count";
+
 fn launch_name(token: &str, i: u32) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in token.bytes() {
@@ -845,8 +849,9 @@ impl CloudProvider for GcpProvider {
                 "no instance template: set instance_template or pass a template_group",
             )
         })?;
-        let labels: serde_json::Map<String, Value> = request
-            .all_tags()
+        let mut tags = request.all_tags();
+        tags.insert(COUNT_TAG.into(), request.count.to_string());
+        let labels: serde_json::Map<String, Value> = tags
             .into_iter()
             .map(|(k, v)| (k.to_lowercase(), json!(v.to_lowercase())))
             .collect();
@@ -857,7 +862,8 @@ impl CloudProvider for GcpProvider {
                 Ok(existing) => {
                     let same = existing.instance_type == request.instance_type
                         && existing.tags.get(OWNER_TAG).map(String::as_str)
-                            == Some(request.owner.as_str());
+                            == Some(request.owner.as_str())
+                        && existing.tags.get(COUNT_TAG) == Some(&request.count.to_string());
                     if !same {
                         return Err(CloudError::invalid(
                             op,
