@@ -272,6 +272,9 @@ pub enum StopMode {
 }
 
 /// One instance as observed.
+///
+/// Adapters fill it from EC2 `DescribeInstances`, Azure VM instance views, or GCE
+/// `instances.get`; fields a cloud does not report are `None`/empty rather than guessed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
     /// Cloud id.
@@ -300,6 +303,10 @@ impl Instance {
 }
 
 /// A managed group (Auto Scaling group, VM scale set, managed instance group) as observed.
+///
+/// `desired` is what the group was asked for; `instances` is what exists. They differ while
+/// members boot or terminate, and when the cloud is short of capacity: callers compare the two
+/// rather than assume a scale took effect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {
     /// Cloud id.
@@ -384,6 +391,9 @@ impl LaunchRequest {
 }
 
 /// Size of an instance type.
+///
+/// Enough for the cost engine to compare types by capacity; adapters that cannot tell
+/// hibernation support report `false`, so callers fall back to a plain stop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceTypeInfo {
     /// Type name.
@@ -397,6 +407,9 @@ pub struct InstanceTypeInfo {
 }
 
 /// Hourly price of an instance type in a location.
+///
+/// List prices as the cloud's API reports them, without account discounts; the cost engine
+/// applies its own adjustments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Price {
     /// Type name.

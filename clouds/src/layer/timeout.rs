@@ -3,6 +3,13 @@
 //!
 //! A timed-out call may still have taken effect in the cloud; callers re-observe (and the retry
 //! layer re-sends, which is safe because every operation is idempotent).
+//!
+//! # Assumptions
+//! The deadline runs on the injected [`Sleep`]. With [`TokioSleep`](crate::clock::TokioSleep)
+//! it is a real timer (or tokio's paused clock in tests). With
+//! [`ManualSleep`](crate::clock::ManualSleep) virtual time jumps to the deadline as soon as the
+//! call is pending, which suits in-process providers (the sim, the fake) that answer on their
+//! first poll; a provider doing real IO needs the tokio timer.
 
 use std::future::Future;
 use std::sync::Arc;
