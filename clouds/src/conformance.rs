@@ -128,6 +128,9 @@ pub struct ConformanceConfig {
     /// How to wait between polls (a [`ManualSleep`](crate::clock::ManualSleep) on the sim's
     /// clock for virtual time, the tokio timer for emulators).
     pub sleep: Arc<dyn Sleep>,
+    /// Also hibernate and resume in the stop/start scenario (for clouds and types that
+    /// support it; off by default because emulators rarely do).
+    pub hibernate: bool,
 }
 
 impl ConformanceConfig {
@@ -145,6 +148,7 @@ impl ConformanceConfig {
             poll_interval: Duration::from_secs(5),
             max_polls: 120,
             sleep,
+            hibernate: false,
         }
     }
 
@@ -543,7 +547,7 @@ impl Suite<'_> {
     }
 
     /// Launch, check the owner tag, stop (twice: the second is a no-op), start (twice),
-    /// terminate, and check it is gone or going.
+    /// optionally hibernate and resume, terminate, and check it is gone or going.
     async fn stop_start(&self) -> Check {
         let owner = self.owner(Scenario::StopStart, "")?;
         let r = self.request(Scenario::StopStart, &owner, 1)?;
@@ -571,6 +575,18 @@ impl Suite<'_> {
             )?;
             self.wait_instance(&id, InstanceState::Running).await?;
             step("start again", self.p.start_instance(&id).await)?;
+            if self.cfg.hibernate {
+                step(
+                    "hibernate",
+                    self.p.stop_instance(&id, StopMode::Hibernate).await,
+                )?;
+                let i = self.wait_instance(&id, InstanceState::Stopped).await?;
+                ensure(i.hibernated, || {
+                    format!("instance {id} stopped but not hibernated")
+                })?;
+                step("resume", self.p.start_instance(&id).await)?;
+                self.wait_instance(&id, InstanceState::Running).await?;
+            }
             self.terminate(&id).await?;
             let gone = match self.p.describe_instance(&id).await {
                 Ok(i) => i.state == InstanceState::Terminated || i.state == InstanceState::Stopping,
@@ -736,12 +752,15 @@ mod tests {
             ..GroupSpec::new("conformance", "m6i.large", 0, 4)
         })
         .unwrap();
-        let cfg = ConformanceConfig::new(
-            "conformance",
-            "m6i.large",
-            "m6i.xlarge",
-            Arc::new(ManualSleep::new(clock.clone())),
-        );
+        let cfg = ConformanceConfig {
+            hibernate: true,
+            ..ConformanceConfig::new(
+                "conformance",
+                "m6i.large",
+                "m6i.xlarge",
+                Arc::new(ManualSleep::new(clock.clone())),
+            )
+        };
         (sim, clock, cfg)
     }
 
