@@ -7,6 +7,17 @@
 //! - [`error`]: [`CloudError`] with an [`ErrorKind`] and `is_*` predicates.
 //! - [`clock`]: injected [`Clock`](clock::Clock), [`Sleep`](clock::Sleep) and
 //!   [`Rng`](clock::Rng), with manual (virtual-time) and seeded implementations.
+//! - [`sim`]: the in-process cloud on virtual time (delays, capacity and quota errors, catalog
+//!   prices, idempotent launches, JSON persistence), the embedded default.
+//! - [`fake`]: records calls for scenario tests and injects faults (throttling, 5xx, timeouts,
+//!   dropped responses) at a seeded rate, over the sim or in front of any provider.
+//! - [`layer`]: timeout, retry, rate limit, metrics and tracing decorators, composed by
+//!   [`layer::Stack`].
+//! - [`conformance`]: the scenarios every implementation passes, public so adapter tests run it
+//!   on their own provider.
+//!
+//! Default features pull no cloud SDK; the adapters come with the `aws`, `azure` and `gcp`
+//! features. See `docs/clouds.md` for the design.
 
 pub mod clock;
 pub mod conformance;
