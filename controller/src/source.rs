@@ -314,20 +314,21 @@ impl Prometheus {
     }
 }
 
+/// The value of the query at the tick: the last point of `query_range` over `[to - step, to]`
+/// at resolution `step`. Prometheus holds each sample for its lookback window, so this is the latest
+/// sample at or before `to`; expressions average as they say (`rate(x[5m])`, `avg_over_time`).
 #[async_trait::async_trait]
 impl MetricsSource for Prometheus {
     async fn observe(&self, to: Timestamp, step: i64) -> Result<f64> {
-        let res = (step / 10).max(15).min(step.max(1));
-        let pts = self.query_range(to - step + 1, to, res).await?;
-        let vals: Vec<f64> = pts.iter().map(|p| p.1).filter(|v| v.is_finite()).collect();
-        if vals.is_empty() {
-            return Err(Error::PrometheusBadAnswer {
+        let pts = self.query_range(to - step, to, step).await?;
+        match pts.iter().rev().find(|p| p.0 <= to && p.1.is_finite()) {
+            Some(p) => Ok(p.1),
+            None => Err(Error::PrometheusBadAnswer {
                 url: self.url.clone(),
                 query: self.query.clone(),
-                reason: "no samples in the interval".into(),
-            });
+                reason: "no samples at the tick".into(),
+            }),
         }
-        Ok(vals.iter().sum::<f64>() / vals.len() as f64)
     }
 }
 
