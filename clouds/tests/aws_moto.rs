@@ -17,6 +17,14 @@ use predictive_clouds::{
 const REGION: &str = "us-east-1";
 const ZONE: &str = "us-east-1a";
 
+/// One moto at a time: each test starts its own, and several Python servers at once on a small
+/// machine slow each other down.
+static ONE_MOTO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_moto() -> std::sync::MutexGuard<'static, ()> {
+    ONE_MOTO.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Env {
     provider: AwsProvider,
     ec2: aws_sdk_ec2::Client,
@@ -33,7 +41,13 @@ async fn env(moto: &Moto, plan: FaultPlan) -> Env {
         access_key_id: "AKIDTEST".into(),
         secret_access_key: "test-secret".into(),
     };
-    params.attempt_timeout = Duration::from_millis(800);
+    // Short attempts only when timeouts are injected (the retry layer absorbs a slow moto then);
+    // without faults, a slow moto on a loaded machine must not fail a call.
+    params.attempt_timeout = if plan.rate > 0.0 {
+        Duration::from_millis(800)
+    } else {
+        Duration::from_secs(20)
+    };
     faults.set_enabled(false);
     // Raw SDK clients for the fixtures (groups and templates are created outside the port).
     let creds =
@@ -136,6 +150,7 @@ fn owner() -> Owner {
 
 #[test]
 fn aws_adapter_should_follow_the_port_on_moto() {
+    let _one = one_moto();
     let Some(moto) = Moto::start() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -285,6 +300,7 @@ fn aws_adapter_should_follow_the_port_on_moto() {
 
 #[test]
 fn aws_errors_should_map_injected_faults_onto_retryable_kinds() {
+    let _one = one_moto();
     let Some(moto) = Moto::start() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -318,6 +334,7 @@ async fn all_instances(env: &Env) -> u64 {
 
 fn conformance_run(plan: FaultPlan, seed: u64) {
     use predictive_clouds::conformance::run_all;
+    let _one = one_moto();
     let Some(moto) = Moto::start() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

@@ -17,10 +17,11 @@ use predictive_clouds::{
 use serde_json::json;
 
 fn provider(fake: &ArmFake) -> AzureProvider {
+    let faults = fake.faults.rate() > 0.0;
     let mut p = AzureParams::new(SUB, RG, LOCATION);
     p.endpoint = Some(fake.endpoint.clone());
     p.credentials = AzureCredentials::FixedToken(TOKEN.into());
-    p.attempt_timeout = Duration::from_millis(800);
+    p.attempt_timeout = Duration::from_millis(if faults { 800 } else { 20_000 });
     p.poll_interval = Duration::from_millis(1);
     p.lro_timeout = Duration::from_secs(20);
     p.vm_template = Some(json!({

@@ -122,6 +122,11 @@ impl Injector {
         self.counts.lock().unwrap().values().sum()
     }
 
+    /// The configured fault rate.
+    pub fn rate(&self) -> f64 {
+        self.plan.rate
+    }
+
     /// Requests seen so far.
     pub fn requests(&self) -> u32 {
         *self.requests.lock().unwrap()
