@@ -199,7 +199,7 @@ pub struct SizingParams {
     pub spot_risk: SpotRisk,
     /// Compute the next-best alternative for the explanation (one more solve; default true).
     pub explain_alternative: bool,
-    /// Relative optimality gap of the branch and bound (default 0.005): the answer is proven to
+    /// Relative optimality gap of the branch and bound (default 0.0095): the answer is proven to
     /// cost at most `1 / (1 − gap)` times the optimum. 0 asks for the exact optimum.
     pub optimality_gap: f64,
 }
@@ -227,7 +227,7 @@ impl Default for SizingParams {
             utilisation: 1.0,
             spot_risk: SpotRisk::default(),
             explain_alternative: true,
-            optimality_gap: 0.005,
+            optimality_gap: 0.0095,
         }
     }
 }

@@ -434,7 +434,11 @@ pub fn solve(p: &Problem) -> Result<Solution> {
     front.sort_by(|x, y| {
         let ex = x.cost / dot(&best_dir, &x.a).max(1e-300);
         let ey = y.cost / dot(&best_dir, &y.a).max(1e-300);
-        ex.total_cmp(&ey).then_with(|| x.orig.cmp(&y.orig))
+        // With a spot share cap, decide the non-spot part first: once the non-spot requirement
+        // is met, the rest is a plain cover whose bound is tight.
+        let kx = ns_need > 0.0 && x.spot;
+        let ky = ns_need > 0.0 && y.spot;
+        kx.cmp(&ky).then(ex.total_cmp(&ey)).then_with(|| x.orig.cmp(&y.orig))
     });
     let n = front.len();
     let n1 = n + 1;
@@ -601,7 +605,9 @@ fn greedy(s: &mut Search<'_>, mut rem: [f64; 4], mut rns: [f64; 4]) {
 /// unit of the root direction), every count of the first and the fewest of the second that
 /// completes the cover. Most optimal mixes use one or two types, so this starts the search close.
 fn pairs(s: &mut Search<'_>, rem: [f64; 4], rns: [f64; 4]) {
-    let top = s.n().min(24);
+    // The best items of each class: with a spot share cap, a non-spot item must take part.
+    let mut idx: Vec<usize> = (0..s.n()).filter(|&i| s.items[i].spot).take(16).collect();
+    idx.extend((0..s.n()).filter(|&i| !s.items[i].spot).take(16));
     let need = |it: &Item, r: &[f64; 4], rn: &[f64; 4]| -> Option<u32> {
         let mut k = 0.0f64;
         for &d in s.dims {
@@ -620,9 +626,9 @@ fn pairs(s: &mut Search<'_>, rem: [f64; 4], rns: [f64; 4]) {
         }
         Some((k - 1e-9).ceil().max(0.0) as u32)
     };
-    for i in 0..top {
+    for &i in &idx {
         let a = s.items[i];
-        for j in 0..top {
+        for &j in &idx {
             if i == j || (s.max_types < 2 && a.ty != s.items[j].ty) {
                 continue;
             }
