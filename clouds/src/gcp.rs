@@ -562,10 +562,31 @@ fn to_instance(v: &Value) -> Instance {
         ),
         state: to_state(status),
         location: zone.to_owned(),
-        group: None,
+        group: created_by(v).map(|url| GroupId::new(group_path(&url))),
         tags,
         launched_at,
         hibernated: status == "SUSPENDED",
+    }
+}
+
+/// The managed instance group that created an instance (its `created-by` metadata), if any.
+fn created_by(v: &Value) -> Option<String> {
+    v.pointer("/metadata/items")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|i| i.get("key").and_then(Value::as_str) == Some("created-by"))
+        .and_then(|i| i.get("value").and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+/// `zones/Z/instanceGroupManagers/N` or `regions/R/instanceGroupManagers/N` from a group URL.
+fn group_path(url: &str) -> String {
+    let parts: Vec<&str> = url.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [.., kind @ ("zones" | "regions"), scope, "instanceGroupManagers", name] => {
+            format!("{kind}/{scope}/instanceGroupManagers/{name}")
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -1030,18 +1051,61 @@ impl CloudProvider for GcpProvider {
         if current.state == InstanceState::Terminated {
             return Ok(current);
         }
-        let started = self
-            .instances
-            .delete()
-            .set_project(self.project())
-            .set_zone(zone.clone())
-            .set_instance(name.clone())
-            .set_request_id(request_id(&["delete", id.as_str()]))
-            .send()
-            .await
-            .map_err(|e| map_gax(op, e))?;
-        self.wait(op, started, Some(&Scope::Zone(zone.clone())))
-            .await?;
+        let started = match &current.group {
+            // A group member is removed through its group, which lowers the target size so the
+            // member is not recreated.
+            Some(group) => {
+                let (scope, group_name) = self.group_ref(op, group)?;
+                let url = format!("zones/{zone}/instances/{name}");
+                let rid = request_id(&["delete-member", id.as_str()]);
+                match &scope {
+                    Scope::Zone(z) => {
+                        let body: model::InstanceGroupManagersDeleteInstancesRequest =
+                            serde_json::from_value(json!({ "instances": [url] })).map_err(|e| {
+                                CloudError::new(op, ErrorKind::Other).with_source(e)
+                            })?;
+                        self.zonal
+                            .delete_instances()
+                            .set_project(self.project())
+                            .set_zone(z.clone())
+                            .set_instance_group_manager(group_name)
+                            .set_body(body)
+                            .set_request_id(rid)
+                            .send()
+                            .await
+                    }
+                    Scope::Region(r) => {
+                        let body: model::RegionInstanceGroupManagersDeleteInstancesRequest =
+                            serde_json::from_value(json!({ "instances": [url] })).map_err(|e| {
+                                CloudError::new(op, ErrorKind::Other).with_source(e)
+                            })?;
+                        self.regional
+                            .delete_instances()
+                            .set_project(self.project())
+                            .set_region(r.clone())
+                            .set_instance_group_manager(group_name)
+                            .set_body(body)
+                            .set_request_id(rid)
+                            .send()
+                            .await
+                    }
+                }
+                .map_err(|e| map_gax(op, e))
+                .map(|o| (o, scope))?
+            }
+            None => self
+                .instances
+                .delete()
+                .set_project(self.project())
+                .set_zone(zone.clone())
+                .set_instance(name.clone())
+                .set_request_id(request_id(&["delete", id.as_str()]))
+                .send()
+                .await
+                .map_err(|e| map_gax(op, e))
+                .map(|o| (o, Scope::Zone(zone.clone())))?,
+        };
+        self.wait(op, started.0, Some(&started.1)).await?;
         current.state = InstanceState::Terminated;
         match self.instance(op, &zone, &name).await {
             Ok(after) => Ok(after),

@@ -147,6 +147,23 @@ async fn gcp_adapter_should_follow_the_port_on_the_compute_fake() {
         .unwrap()
         .is_empty());
 
+    // a group member is removed through its group, which shrinks instead of recreating it
+    let before = p.describe_group(&g).await.unwrap();
+    let member = before.instances[0].id.clone();
+    assert_eq!(
+        p.describe_instance(&member).await.unwrap().group,
+        Some(GroupId::new(format!(
+            "zones/{ZONE}/instanceGroupManagers/web"
+        )))
+    );
+    p.terminate_instance(&member).await.unwrap();
+    let after = p.describe_group(&g).await.unwrap();
+    assert_eq!(
+        (after.desired, after.instances.len()),
+        (before.desired - 1, before.instances.len() - 1)
+    );
+    assert!(after.instances.iter().all(|i| i.id != member));
+
     // terminate, not found, catalog
     p.terminate_instance(&first[1].id).await.unwrap();
     assert!(p

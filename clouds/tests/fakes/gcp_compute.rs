@@ -39,6 +39,8 @@ struct Vm {
     machine_type: String,
     status: String,
     labels: Value,
+    /// The group that created it (`created-by` metadata).
+    created_by: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +65,11 @@ enum Change {
     },
     Converge {
         key: String,
+    },
+    /// Removes a member and lowers its group's target (`deleteInstances`).
+    RemoveMember {
+        key: String,
+        name: String,
     },
 }
 
@@ -178,6 +185,10 @@ impl ComputeState {
             .and_then(|t| t.pointer("/properties/machineType").and_then(Value::as_str))
             .unwrap_or("e2-small")
             .to_owned();
+        let key_scope = key
+            .rsplit_once('/')
+            .map(|(s, _)| s.to_owned())
+            .unwrap_or_default();
         let mut mig = mig;
         while (mig.members.len() as u64) < mig.target {
             let name = format!("{}-{:04x}", mig.name, mig.next);
@@ -192,6 +203,10 @@ impl ComputeState {
                     machine_type: mt.clone(),
                     status: "RUNNING".into(),
                     labels: json!({}),
+                    created_by: Some(format!(
+                        "projects/{PROJECT}/{key_scope}/instanceGroupManagers/{}",
+                        mig.name
+                    )),
                 },
             );
         }
@@ -241,6 +256,21 @@ impl ComputeState {
                         }
                     }
                     Change::Converge { key } => self.converge(&key),
+                    Change::RemoveMember { key, name } => {
+                        let zone = if key.starts_with("regions/") {
+                            format!("{REGION}-b")
+                        } else {
+                            key.split('/').nth(1).unwrap_or(ZONE).to_owned()
+                        };
+                        if let Some(mig) = self.migs.get_mut(&key) {
+                            let before = mig.members.len();
+                            mig.members.retain(|_, n| *n != name);
+                            if mig.members.len() < before {
+                                mig.target = mig.target.saturating_sub(1);
+                                self.vms.remove(&(zone, name));
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -295,7 +325,11 @@ impl ComputeState {
 
 impl Vm {
     fn json(&self) -> Value {
-        json!({"kind": "compute#instance", "name": self.name,
+        let metadata = match &self.created_by {
+            Some(g) => json!({"items": [{"key": "created-by", "value": g}]}),
+            None => json!({"items": []}),
+        };
+        json!({"kind": "compute#instance", "name": self.name, "metadata": metadata,
             "zone": format!("https://compute.googleapis.com/compute/v1/projects/{PROJECT}/zones/{}", self.zone),
             "machineType": format!("https://compute.googleapis.com/compute/v1/projects/{PROJECT}/zones/{}/machineTypes/{}", self.zone, self.machine_type),
             "status": self.status, "labels": self.labels,
@@ -418,6 +452,21 @@ async fn handle(State(state): State<Arc<Mutex<ComputeState>>>, req: Request) -> 
                     }
                     op_reply(&st, &op)
                 }
+                ("POST", ["deleteInstances"]) => {
+                    let names: Vec<String> = body
+                        .get("instances")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|u| u.as_str().and_then(|u| u.rsplit('/').next()).map(str::to_owned))
+                        .collect();
+                    if names.iter().any(|n| !mig.members.values().any(|m| m == n)) {
+                        return err(StatusCode::BAD_REQUEST, "invalid");
+                    }
+                    let changes = names.into_iter().map(|name| Change::RemoveMember { key: key.clone(), name }).collect();
+                    let (op, _) = st.start_op(&scope_key, rid, changes, None);
+                    op_reply(&st, &op)
+                }
                 ("POST", ["listManagedInstances"]) => {
                     let zone = if *kind == "regions" { format!("{REGION}-b") } else { (*scope).to_owned() };
                     let items: Vec<Value> = mig
@@ -505,6 +554,7 @@ async fn handle(State(state): State<Arc<Mutex<ComputeState>>>, req: Request) -> 
                         machine_type: mt,
                         status: "PROVISIONING".into(),
                         labels,
+                        created_by: None,
                     },
                 );
             }
