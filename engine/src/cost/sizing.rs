@@ -285,9 +285,12 @@ impl SizingParams {
         check_nonneg("mem_gib", demand.mem_gib)?;
         check_nonneg("gpu", demand.gpu)?;
         check_nonneg("network_gbps", demand.network_gbps)?;
-        if demand.cpu <= 0.0 && demand.mem_gib <= 0.0 && demand.gpu <= 0.0 {
-            let (resource, value) = if demand.cpu <= 0.0 { ("cpu", demand.cpu) } else { ("mem_gib", demand.mem_gib) };
-            return Err(Error::InvalidDemand { resource, value, reason: "at least one of cpu, mem_gib or gpu must be positive" });
+        // Every workload needs some CPU and memory: zero there is a mistake, not a request.
+        if demand.cpu <= 0.0 {
+            return Err(Error::InvalidDemand { resource: "cpu", value: demand.cpu, reason: "must be positive" });
+        }
+        if demand.mem_gib <= 0.0 {
+            return Err(Error::InvalidDemand { resource: "mem_gib", value: demand.mem_gib, reason: "must be positive" });
         }
         if self.max_count == 0 {
             return Err(Error::InvalidConstraint { constraint: "max_count", reason: "must be at least 1".into() });

@@ -247,9 +247,10 @@ fn bad_input_should_name_the_constraint() {
     };
     assert_eq!(
         err(SizingParams::new(Demand::new(0.0, 0.0))),
-        "invalid demand: cpu = 0 (at least one of cpu, mem_gib or gpu must be positive)"
+        "invalid demand: cpu = 0 (must be positive)"
     );
     assert_eq!(err(SizingParams::new(Demand::new(-1.0, 4.0))), "invalid demand: cpu = -1 (must be a finite number >= 0)");
+    assert_eq!(err(SizingParams::new(Demand::new(2.0, 0.0))), "invalid demand: mem_gib = 0 (must be positive)");
     let mut p = SizingParams::new(Demand::new(4.0, 8.0));
     p.regions = vec!["mars-1".into()];
     assert_eq!(err(p), "unknown region `mars-1` in constraint `regions`: no allowed cloud prices it in the catalog");
