@@ -468,6 +468,42 @@ enum Body {
     },
     /// One weighted sample, flat over the horizon.
     Histogram(vpa::WeightedSample),
+    /// `auto`'s mix: level `levels[i]` (and the requested levels nearest to it) comes from
+    /// `parts[pick[i]]`.
+    PerLevel {
+        levels: Vec<f64>,
+        parts: Vec<Body>,
+        pick: Vec<usize>,
+    },
+}
+
+impl Body {
+    /// The `q`-quantile at 0-based step `t`, its distance from the median scaled by `widen`.
+    fn value(&self, t: usize, q: f64, widen: f64) -> f64 {
+        match self {
+            Body::Calibrated { point, residuals } => {
+                let c = point[t] + residuals.quantile(t, 0.5);
+                let v = point[t] + residuals.quantile(t, q);
+                c + (v - c) * widen
+            }
+            Body::Histogram(w) => {
+                let c = w.quantile(0.5);
+                c + (w.quantile(q) - c) * widen
+            }
+            Body::PerLevel {
+                levels,
+                parts,
+                pick,
+            } => {
+                let i = levels
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| (a.1 - q).abs().total_cmp(&(b.1 - q).abs()))
+                    .map_or(0, |(i, _)| i);
+                parts[pick[i]].value(t, q, widen)
+            }
+        }
+    }
 }
 
 /// A fitted forecaster (any [`ModelKind`]); see [`Fit`] and [`Predict`].
@@ -575,19 +611,10 @@ impl Predict for Model {
         let values: Vec<Vec<f64>> = levels
             .as_slice()
             .iter()
-            .map(|&q| match &self.body {
-                Body::Calibrated { point, residuals } => (0..horizon)
-                    .map(|t| {
-                        let c = point[t] + residuals.quantile(t, 0.5);
-                        let v = point[t] + residuals.quantile(t, q);
-                        c + (v - c) * self.widen
-                    })
-                    .collect(),
-                Body::Histogram(w) => {
-                    let c = w.quantile(0.5);
-                    let v = c + (w.quantile(q) - c) * self.widen;
-                    vec![v; horizon]
-                }
+            .map(|&q| {
+                (0..horizon)
+                    .map(|t| self.body.value(t, q, self.widen))
+                    .collect()
             })
             .collect();
         Forecast::new(

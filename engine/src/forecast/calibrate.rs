@@ -13,6 +13,8 @@ const WINDOW_SEASONS: usize = 14;
 const WINDOW_MIN: usize = 336;
 /// At most this many origins (longer windows are strided).
 const MAX_ORIGINS: usize = 400;
+/// At most this many errors are kept per lead after pooling (evenly strided).
+const MAX_POOLED: usize = 800;
 /// Below this many errors for a lead, the normal fallback is used.
 const MIN_ERRORS: usize = 8;
 
@@ -34,7 +36,14 @@ impl Residuals {
                 let r = t / 8;
                 let lo = t.saturating_sub(r);
                 let hi = (t + r).min(h - 1);
-                let mut v: Vec<f64> = errors[lo..=hi].iter().flatten().copied().collect();
+                let total: usize = errors[lo..=hi].iter().map(Vec::len).sum();
+                let stride = total.div_ceil(MAX_POOLED).max(1);
+                let mut v: Vec<f64> = errors[lo..=hi]
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .step_by(stride)
+                    .collect();
                 v.retain(|x| x.is_finite());
                 v.sort_by(f64::total_cmp);
                 v

@@ -10,9 +10,9 @@
 
 use super::{calibrate, Body, Ctx};
 
-const ALPHAS: [f64; 6] = [0.02, 0.05, 0.1, 0.2, 0.4, 0.7];
-const GAMMAS: [f64; 4] = [0.0, 0.05, 0.15, 0.3];
-const DELTAS: [f64; 3] = [0.0, 0.05, 0.15];
+const ALPHAS: [f64; 4] = [0.03, 0.1, 0.25, 0.5];
+const GAMMAS: [f64; 3] = [0.0, 0.1, 0.25];
+const DELTAS: [f64; 2] = [0.0, 0.1];
 
 /// Smoothing weights.
 #[derive(Debug, Clone, Copy)]
