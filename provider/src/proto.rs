@@ -45,6 +45,7 @@ pub struct ProviderServer<P: ProviderDef> {
     data_sources: BTreeMap<String, Entry<dyn DataSource<P::Data>>>,
     data: RwLock<Option<Arc<P::Data>>>,
     stop: Arc<Notify>,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl<P: ProviderDef> std::fmt::Debug for ProviderServer<P> {
@@ -74,7 +75,7 @@ impl<P: ProviderDef> ProviderServer<P> {
                 (r.type_name().to_string(), Entry { imp: r, schema, ty })
             })
             .collect();
-        ProviderServer { schema: def.schema(), def: Arc::new(def), resources, data_sources, data: RwLock::new(None), stop }
+        ProviderServer { schema: def.schema(), def: Arc::new(def), resources, data_sources, data: RwLock::new(None), stop, stopping: Default::default() }
     }
 
     fn resource(&self, name: &str) -> Result<&Entry<dyn Resource<P::Data>>, Status> {
@@ -237,6 +238,11 @@ impl<P: ProviderDef> ProviderService for ProviderServer<P> {
             resp.diagnostics = to_proto::diagnostics(&diags);
             return Ok(Response::new(resp));
         };
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            diags.error("Provider stopping", "terraform asked the provider to stop; this change was not started");
+            resp.diagnostics = to_proto::diagnostics(&diags);
+            return Ok(Response::new(resp));
+        }
         let new_state = match (prior.is_null(), planned.is_null()) {
             (true, false) => Some(e.imp.create(&data, &planned, &mut diags).await),
             (false, false) => Some(e.imp.update(&data, &prior, &planned, &mut diags).await),
@@ -280,6 +286,9 @@ impl<P: ProviderDef> ProviderService for ProviderServer<P> {
     }
 
     async fn stop_provider(&self, _: Request<pb::stop_provider::Request>) -> R<pb::stop_provider::Response> {
+        // Changes already running finish (each is idempotent and leaves state consistent); no new
+        // change starts after this.
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         self.stop.notify_waiters();
         Ok(Response::new(pb::stop_provider::Response { error: String::new() }))
     }

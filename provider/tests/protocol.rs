@@ -202,3 +202,32 @@ async fn a_budget_should_plan_apply_read_import_and_delete_with_exact_decimals()
     assert_eq!(from_proto::dynamic_value(read.new_state.as_ref(), &t).unwrap(), Value::Null, "a deleted budget reads as gone");
     let _ = to_proto::dynamic_value(&Value::Null, &t);
 }
+
+#[tokio::test]
+async fn no_change_should_start_after_stop_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server();
+    let schema = srv.get_provider_schema(Request::new(pb::get_provider_schema::Request {})).await.unwrap().into_inner();
+    let pt = ty(schema.provider.as_ref().unwrap());
+    let pcfg = with(&pt, vec![("state_path", Value::string(dir.path().join("s.db").display().to_string())), ("history", Value::List(vec![])), ("aws", Value::List(vec![])), ("azure", Value::List(vec![])), ("gcp", Value::List(vec![]))]);
+    srv.configure_provider(Request::new(pb::configure_provider::Request { terraform_version: "1.0.3".into(), config: dv(&pcfg, &pt) })).await.unwrap();
+    srv.stop_provider(Request::new(pb::stop_provider::Request {})).await.unwrap();
+    let t = ty(&schema.resource_schemas["predictive_budget"]);
+    let planned = with(&t, vec![("name", Value::string("x")), ("hourly_cap", Value::number(1.0)), ("id", Value::Unknown), ("effective_hourly_cap", Value::number(1.0))]);
+    let resp = srv
+        .apply_resource_change(Request::new(pb::apply_resource_change::Request {
+            type_name: "predictive_budget".into(),
+            prior_state: dv(&Value::Null, &t),
+            planned_state: dv(&planned, &t),
+            config: dv(&planned, &t),
+            planned_private: vec![],
+            provider_meta: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.diagnostics.len(), 1);
+    assert!(resp.diagnostics[0].summary.contains("stopping"));
+    let imported = srv.import_resource_state(Request::new(pb::import_resource_state::Request { type_name: "predictive_budget".into(), id: "budget-x".into() })).await.unwrap().into_inner();
+    assert!(imported.imported_resources.is_empty(), "nothing was created after StopProvider");
+}

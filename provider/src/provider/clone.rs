@@ -245,7 +245,7 @@ fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option<Compu
     let margin = v.get("safety_margin").as_f64().unwrap_or(0.1);
     let params = sizing::sizing_params(&demand, quantile, margin, &base);
     let sizing = match v.get("budget_id").as_str() {
-        None => sizing::size(&ctx.catalog, &demand, quantile, margin, &base),
+        None => sizing::size(&ctx.sizings, &ctx.catalog, &demand, quantile, margin, &base).map(|s| (*s).clone()),
         Some(budget_id) => return budgeted(ctx, v, budget_id, demand, params, diags),
     };
     match sizing {

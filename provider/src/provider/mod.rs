@@ -59,6 +59,8 @@ pub struct Configured {
     pub cloud_state: cloud::Persistence,
     /// Forecasts shared by the resources of this run.
     pub forecasts: sizing::ForecastCache,
+    /// Sizings shared by the resources of this run.
+    pub sizings: sizing::SizingCache,
 }
 
 impl Configured {
@@ -100,7 +102,7 @@ impl ProviderDef for PredictiveProvider {
             },
         };
         let (cloud, cloud_state) = cloud::open(&config, &catalog, diags)?;
-        Some(Configured { config, store, catalog, cloud, cloud_state, forecasts: sizing::ForecastCache::default() })
+        Some(Configured { config, store, catalog, cloud, cloud_state, forecasts: sizing::ForecastCache::default(), sizings: sizing::SizingCache::default() })
     }
     fn resources(&self) -> Vec<Arc<dyn Resource<Configured>>> {
         vec![Arc::new(clone::CloneResource), Arc::new(budget::BudgetResource)]

@@ -153,14 +153,31 @@ pub fn demand_forecast(cpu: &Peaks, mem: Option<&Peaks>, mem_gib_per_cpu: f64, g
     DemandForecast { model: cpu.model.clone(), levels }
 }
 
+/// Caches sizings within one provider process: clones with identical parameters (a module with
+/// `count = N`) are solved once.
+#[derive(Debug, Default)]
+pub struct SizingCache {
+    map: Mutex<HashMap<String, Arc<Sizing>>>,
+}
+
 /// Sizes the demand at `quantile`, grown by `safety_margin`, under `constraints`.
 ///
 /// # Errors
 /// [`Error::SizingFailed`] with the engine's reason (unknown region, nothing fits, ...).
-pub fn size(catalog: &Catalog, demand: &DemandForecast, quantile: f64, safety_margin: f64, constraints: &SizingParams) -> Result<Sizing, Error> {
+pub fn size(cache: &SizingCache, catalog: &Catalog, demand: &DemandForecast, quantile: f64, safety_margin: f64, constraints: &SizingParams) -> Result<Arc<Sizing>, Error> {
     let params = sizing_params(demand, quantile, safety_margin, constraints);
+    let key = serde_json::to_string(&params).ok();
+    if let Some(k) = &key {
+        if let Some(s) = cache.map.lock().unwrap_or_else(|p| p.into_inner()).get(k) {
+            return Ok(s.clone());
+        }
+    }
     let valid = params.check(catalog).map_err(Error::SizingFailed)?;
-    cost::size(catalog, &valid).map_err(Error::SizingFailed)
+    let s = Arc::new(cost::size(catalog, &valid).map_err(Error::SizingFailed)?);
+    if let Some(k) = key {
+        cache.map.lock().unwrap_or_else(|p| p.into_inner()).insert(k, s.clone());
+    }
+    Ok(s)
 }
 
 /// The engine's sizing parameters for a clone.
