@@ -169,11 +169,17 @@ async fn azure_adapter_should_follow_the_port_on_the_arm_fake() {
 
     // terminate standalone and member (capacity follows)
     p.terminate_instance(&first[1].id).await.unwrap();
-    assert!(p
-        .describe_instance(&first[1].id)
-        .await
-        .unwrap_err()
-        .is_not_found());
+    assert!(
+        p.describe_instance(&first[1].id)
+            .await
+            .unwrap_err()
+            .is_not_found(),
+        "the delete was awaited"
+    );
+    assert!(
+        fake.state.lock().unwrap().location_polls >= 1,
+        "the delete's Location status URL was polled"
+    );
     assert!(p
         .terminate_instance(&first[1].id)
         .await

@@ -91,6 +91,8 @@ pub struct ArmState {
     pub mutations: BTreeMap<String, u32>,
     /// Status polls answered.
     pub polls: u32,
+    /// Polls of `Location` status URLs (deletes).
+    pub location_polls: u32,
     /// VMs ever created (standalone and scale set members): the ground truth for duplicates.
     pub created: u64,
 }
@@ -308,6 +310,16 @@ fn accepted(base: &str, op: u64, status: StatusCode, body: Value) -> Response {
     r
 }
 
+/// A `202 Accepted` with only a `Location` status URL (ARM's other long-running style, used here
+/// for deletes): polling it answers `202` until the operation is done, then `200`.
+fn accepted_location(base: &str, op: u64) -> Response {
+    let url = format!("{base}/subscriptions/{SUB}/providers/Microsoft.Compute/locations/{LOCATION}/operationResults/{op}?api-version=2024-07-01");
+    let mut r = StatusCode::ACCEPTED.into_response();
+    r.headers_mut().insert("location", url.parse().unwrap());
+    r.headers_mut().insert("retry-after", "0".parse().unwrap());
+    r
+}
+
 fn known_size(size: &str) -> bool {
     SIZES.iter().any(|(n, _, _)| *n == size)
 }
@@ -370,6 +382,18 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
             let mut r = axum::Json(json!({"status": status})).into_response();
             r.headers_mut().insert("retry-after", "0".parse().unwrap());
             r
+        }
+        (
+            "GET",
+            ["subscriptions", _, "providers", "Microsoft.Compute", "locations", _, "operationResults", id],
+        ) => {
+            st.polls += 1;
+            st.location_polls += 1;
+            match id.parse::<u64>().ok().and_then(|i| st.ops.get(&i)) {
+                Some(op) if op.finished => StatusCode::OK.into_response(),
+                Some(_) => accepted_location(base, id.parse().unwrap()),
+                None => err(StatusCode::NOT_FOUND, "NotFound"),
+            }
         }
         (
             "GET",
@@ -590,11 +614,11 @@ fn vm_action(
         ("DELETE", []) => {
             if vm.power == "deleting" {
                 let op = st.start_op(Vec::new());
-                return accepted(base, op, StatusCode::ACCEPTED, Value::Null);
+                return accepted_location(base, op);
             }
             st.vm_mut(&key).unwrap().power = "deleting".into();
             let op = st.start_op(vec![Change::Delete { key }]);
-            accepted(base, op, StatusCode::ACCEPTED, Value::Null)
+            accepted_location(base, op)
         }
         _ => err(
             StatusCode::BAD_REQUEST,
