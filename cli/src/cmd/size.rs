@@ -323,3 +323,50 @@ fn run_budget(catalog: &Catalog, params: SizingParams, cap: f64, json: bool) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> SizeSpec {
+        serde_json::from_str(json).expect("a valid case line")
+    }
+
+    #[test]
+    fn case_lines_should_accept_lists_as_strings_or_arrays() {
+        let a = spec(r#"{"cpu": 8, "mem_gib": 32, "clouds": "aws,gcp", "purchase": ["on-demand", "spot"], "priority": 10}"#)
+            .to_params()
+            .unwrap();
+        assert_eq!(a.clouds, vec![Cloud::Aws, Cloud::Gcp]);
+        assert_eq!(a.purchase, vec![Purchase::OnDemand, Purchase::Spot]);
+    }
+
+    #[test]
+    fn unknown_names_should_name_the_constraint() {
+        let e = spec(r#"{"cpu": 8, "mem_gib": 32, "clouds": "aws,mars"}"#).to_params().unwrap_err();
+        assert_eq!(format!("{e:#}"), "constraint `clouds`: unknown cloud `mars` (expected aws, azure or gcp)");
+        let e = spec(r#"{"cpu": 8, "mem_gib": 32, "arch": "sparc"}"#).to_params().unwrap_err();
+        assert_eq!(format!("{e:#}"), "constraint `arch`: unknown architecture `sparc` (expected x86_64 or arm64)");
+        assert!(serde_json::from_str::<SizeSpec>(r#"{"cpu": 8, "mem_gib": 32, "colud": "aws"}"#).is_err());
+    }
+
+    #[test]
+    fn json_output_should_carry_the_protocol_fields() {
+        let cat = Catalog::embedded();
+        let mut p = spec(r#"{"cpu": 4, "mem_gib": 16, "clouds": "gcp"}"#).to_params().unwrap();
+        p.explain_alternative = false;
+        let s = size(cat, &p.check(cat).unwrap()).unwrap();
+        let v = sizing_json(&s);
+        for k in ["allocation", "total_hourly_cost", "capacity", "explanation"] {
+            assert!(v.get(k).is_some(), "missing {k}");
+        }
+        let line = &v["allocation"][0];
+        for k in ["cloud", "region", "instance_type", "count", "purchase", "hourly_cost"] {
+            assert!(line.get(k).is_some(), "missing allocation.{k}");
+        }
+        for k in ["cpu", "mem_gib", "gpu"] {
+            assert!(v["capacity"].get(k).is_some(), "missing capacity.{k}");
+        }
+        assert_eq!(line["cloud"], "gcp");
+    }
+}
