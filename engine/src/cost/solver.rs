@@ -35,7 +35,7 @@ use super::{Error, Result};
 
 /// Node limit of one solve; beyond it the best allocation found so far is returned, flagged
 /// as not proven optimal.
-pub const NODE_LIMIT: u64 = 100_000;
+pub const NODE_LIMIT: u64 = 50_000;
 
 /// Names of the resources, in the order of [`Candidate::res`].
 pub const RESOURCES: [&str; 4] = ["cpu", "mem_gib", "gpu", "network_gbps"];
