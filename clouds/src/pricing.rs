@@ -111,7 +111,10 @@ pub struct FetchOptions {
 
 impl Default for FetchOptions {
     fn default() -> Self {
-        FetchOptions { timeout: Duration::from_secs(30), max_pages: 10_000 }
+        FetchOptions {
+            timeout: Duration::from_secs(30),
+            max_pages: 10_000,
+        }
     }
 }
 
@@ -120,7 +123,10 @@ fn strip_query(url: &str) -> String {
 }
 
 fn invalid(endpoint: &str, reason: impl Into<String>) -> PricingError {
-    PricingError::ResponseInvalid { endpoint: strip_query(endpoint), reason: reason.into() }
+    PricingError::ResponseInvalid {
+        endpoint: strip_query(endpoint),
+        reason: reason.into(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,13 +139,21 @@ fn invalid(endpoint: &str, reason: impl Into<String>) -> PricingError {
 /// # Errors
 /// [`PricingError::ResponseInvalid`] when the page or a product is not JSON of that shape.
 pub fn parse_aws_get_products(endpoint: &str, body: &str) -> Result<(Fetched, Option<String>)> {
-    let v: Value = serde_json::from_str(body).map_err(|e| invalid(endpoint, format!("not JSON: {e}")))?;
-    let list = v.get("PriceList").and_then(Value::as_array).ok_or_else(|| invalid(endpoint, "missing `PriceList` array"))?;
-    let mut out = Fetched { pages: 1, ..Fetched::default() };
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| invalid(endpoint, format!("not JSON: {e}")))?;
+    let list = v
+        .get("PriceList")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid(endpoint, "missing `PriceList` array"))?;
+    let mut out = Fetched {
+        pages: 1,
+        ..Fetched::default()
+    };
     for item in list {
         // Each entry is a JSON document serialised as a string (aws_v1 format).
         let doc: Value = match item {
-            Value::String(s) => serde_json::from_str(s).map_err(|e| invalid(endpoint, format!("PriceList entry is not JSON: {e}")))?,
+            Value::String(s) => serde_json::from_str(s)
+                .map_err(|e| invalid(endpoint, format!("PriceList entry is not JSON: {e}")))?,
             other => other.clone(),
         };
         let attrs = &doc["product"]["attributes"];
@@ -155,13 +169,19 @@ pub fn parse_aws_get_products(endpoint: &str, body: &str) -> Result<(Fetched, Op
         }
         let (name, region) = (a("instanceType").to_string(), a("regionCode").to_string());
         let vcpu = a("vcpu").parse::<f64>().ok();
-        let mem = a("memory").strip_suffix(" GiB").and_then(|m| m.replace(',', "").trim().parse::<f64>().ok());
+        let mem = a("memory")
+            .strip_suffix(" GiB")
+            .and_then(|m| m.replace(',', "").trim().parse::<f64>().ok());
         let (Some(vcpu), Some(mem)) = (vcpu, mem) else {
             out.rejected += 1;
             continue;
         };
         let gpu = a("gpu").parse::<f64>().unwrap_or(0.0);
-        let arch = if a("physicalProcessor").contains("Graviton") { Arch::Arm64 } else { Arch::X86_64 };
+        let arch = if a("physicalProcessor").contains("Graviton") {
+            Arch::Arm64
+        } else {
+            Arch::X86_64
+        };
         out.types.push(TypeSpec {
             cloud: Cloud::Aws,
             name: name.clone(),
@@ -175,11 +195,17 @@ pub fn parse_aws_get_products(endpoint: &str, body: &str) -> Result<(Fetched, Op
             network_gbps: None,
         });
         let hourly = |term: &Value| -> std::result::Result<Option<f64>, ()> {
-            let dims = term.get("priceDimensions").and_then(Value::as_object).ok_or(())?;
+            let dims = term
+                .get("priceDimensions")
+                .and_then(Value::as_object)
+                .ok_or(())?;
             for d in dims.values() {
                 let unit = d.get("unit").and_then(Value::as_str).unwrap_or("");
                 if unit == "Hrs" {
-                    let usd = d["pricePerUnit"].get("USD").and_then(Value::as_str).ok_or(())?;
+                    let usd = d["pricePerUnit"]
+                        .get("USD")
+                        .and_then(Value::as_str)
+                        .ok_or(())?;
                     return usd.parse::<f64>().map(Some).map_err(|_| ());
                 }
             }
@@ -228,7 +254,11 @@ pub fn parse_aws_get_products(endpoint: &str, body: &str) -> Result<(Fetched, Op
             }
         }
     }
-    let next = v.get("NextToken").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let next = v
+        .get("NextToken")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     Ok((out, next))
 }
 
@@ -287,21 +317,28 @@ pub async fn fetch_aws(
             None => return Ok(all),
         }
     }
-    Err(PricingError::TooManyPages { endpoint: strip_query(endpoint), limit: opts.max_pages })
+    Err(PricingError::TooManyPages {
+        endpoint: strip_query(endpoint),
+        limit: opts.max_pages,
+    })
 }
 
 async fn send(rb: reqwest::RequestBuilder, endpoint: &str) -> Result<String> {
-    let resp = rb
-        .send()
-        .await
-        .map_err(|e| PricingError::RequestFailed { endpoint: strip_query(endpoint), source: Box::new(e.without_url()) })?;
+    let resp = rb.send().await.map_err(|e| PricingError::RequestFailed {
+        endpoint: strip_query(endpoint),
+        source: Box::new(e.without_url()),
+    })?;
     let status = resp.status();
     if !status.is_success() {
-        return Err(PricingError::BadStatus { endpoint: strip_query(endpoint), status: status.as_u16() });
+        return Err(PricingError::BadStatus {
+            endpoint: strip_query(endpoint),
+            status: status.as_u16(),
+        });
     }
-    resp.text()
-        .await
-        .map_err(|e| PricingError::RequestFailed { endpoint: strip_query(endpoint), source: Box::new(e.without_url()) })
+    resp.text().await.map_err(|e| PricingError::RequestFailed {
+        endpoint: strip_query(endpoint),
+        source: Box::new(e.without_url()),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -313,12 +350,22 @@ async fn send(rb: reqwest::RequestBuilder, endpoint: &str) -> Result<String> {
 /// # Errors
 /// [`PricingError::ResponseInvalid`] when the page is not of that shape.
 pub fn parse_azure_retail(endpoint: &str, body: &str) -> Result<(Fetched, Option<String>)> {
-    let v: Value = serde_json::from_str(body).map_err(|e| invalid(endpoint, format!("not JSON: {e}")))?;
-    let items = v.get("Items").and_then(Value::as_array).ok_or_else(|| invalid(endpoint, "missing `Items` array"))?;
-    let mut out = Fetched { pages: 1, ..Fetched::default() };
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| invalid(endpoint, format!("not JSON: {e}")))?;
+    let items = v
+        .get("Items")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid(endpoint, "missing `Items` array"))?;
+    let mut out = Fetched {
+        pages: 1,
+        ..Fetched::default()
+    };
     for it in items {
         let s = |k: &str| it.get(k).and_then(Value::as_str).unwrap_or("");
-        if s("serviceName") != "Virtual Machines" || s("productName").contains("Windows") || s("skuName").ends_with("Low Priority") {
+        if s("serviceName") != "Virtual Machines"
+            || s("productName").contains("Windows")
+            || s("skuName").ends_with("Low Priority")
+        {
             out.skipped += 1;
             continue;
         }
@@ -326,7 +373,11 @@ pub fn parse_azure_retail(endpoint: &str, body: &str) -> Result<(Fetched, Option
             out.rejected += 1;
             continue;
         }
-        let Some(price) = it.get("retailPrice").and_then(Value::as_f64).filter(|p| p.is_finite() && *p > 0.0) else {
+        let Some(price) = it
+            .get("retailPrice")
+            .and_then(Value::as_f64)
+            .filter(|p| p.is_finite() && *p > 0.0)
+        else {
             out.rejected += 1;
             continue;
         };
@@ -336,11 +387,24 @@ pub fn parse_azure_retail(endpoint: &str, body: &str) -> Result<(Fetched, Option
                     out.rejected += 1;
                     continue;
                 }
-                (if s("skuName").ends_with(" Spot") { Purchase::Spot } else { Purchase::OnDemand }, price)
+                (
+                    if s("skuName").ends_with(" Spot") {
+                        Purchase::Spot
+                    } else {
+                        Purchase::OnDemand
+                    },
+                    price,
+                )
             }
             "Reservation" => match s("reservationTerm") {
-                "1 Year" => (Purchase::Reserved1y, price / Purchase::Reserved1y.term_hours()),
-                "3 Years" => (Purchase::Reserved3y, price / Purchase::Reserved3y.term_hours()),
+                "1 Year" => (
+                    Purchase::Reserved1y,
+                    price / Purchase::Reserved1y.term_hours(),
+                ),
+                "3 Years" => (
+                    Purchase::Reserved3y,
+                    price / Purchase::Reserved3y.term_hours(),
+                ),
                 _ => {
                     out.rejected += 1;
                     continue;
@@ -359,7 +423,11 @@ pub fn parse_azure_retail(endpoint: &str, body: &str) -> Result<(Fetched, Option
             usd_per_hour: hourly,
         });
     }
-    let next = v.get("NextPageLink").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let next = v
+        .get("NextPageLink")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     Ok((out, next))
 }
 
@@ -369,7 +437,11 @@ pub fn parse_azure_retail(endpoint: &str, body: &str) -> Result<(Fetched, Option
 ///
 /// # Errors
 /// Transport, status, shape and page-limit errors as [`PricingError`].
-pub async fn fetch_azure(client: &reqwest::Client, url: &str, opts: &FetchOptions) -> Result<Fetched> {
+pub async fn fetch_azure(
+    client: &reqwest::Client,
+    url: &str,
+    opts: &FetchOptions,
+) -> Result<Fetched> {
     let mut all = Fetched::default();
     let mut next = url.to_string();
     for _ in 0..opts.max_pages {
@@ -381,7 +453,10 @@ pub async fn fetch_azure(client: &reqwest::Client, url: &str, opts: &FetchOption
             None => return Ok(all),
         }
     }
-    Err(PricingError::TooManyPages { endpoint: strip_query(url), limit: opts.max_pages })
+    Err(PricingError::TooManyPages {
+        endpoint: strip_query(url),
+        limit: opts.max_pages,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,10 +471,21 @@ pub type GcpResourcePrices = BTreeMap<(String, String, Purchase), (Option<f64>, 
 ///
 /// # Errors
 /// [`PricingError::ResponseInvalid`] when the page is not of that shape.
-pub fn parse_gcp_skus(endpoint: &str, body: &str, acc: &mut GcpResourcePrices) -> Result<(Fetched, Option<String>)> {
-    let v: Value = serde_json::from_str(body).map_err(|e| invalid(endpoint, format!("not JSON: {e}")))?;
-    let skus = v.get("skus").and_then(Value::as_array).ok_or_else(|| invalid(endpoint, "missing `skus` array"))?;
-    let mut out = Fetched { pages: 1, ..Fetched::default() };
+pub fn parse_gcp_skus(
+    endpoint: &str,
+    body: &str,
+    acc: &mut GcpResourcePrices,
+) -> Result<(Fetched, Option<String>)> {
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| invalid(endpoint, format!("not JSON: {e}")))?;
+    let skus = v
+        .get("skus")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid(endpoint, "missing `skus` array"))?;
+    let mut out = Fetched {
+        pages: 1,
+        ..Fetched::default()
+    };
     for sku in skus {
         let cat = &sku["category"];
         let desc = sku.get("description").and_then(Value::as_str).unwrap_or("");
@@ -419,8 +505,15 @@ pub fn parse_gcp_skus(endpoint: &str, body: &str, acc: &mut GcpResourcePrices) -
         };
         // "N2 Instance Core running in Americas", "Spot Preemptible N2D AMD Instance Ram running in ...",
         // "Commitment v1: N2 Cpu in Americas for 1 Year".
-        let d = desc.trim_start_matches("Spot Preemptible ").trim_start_matches("Preemptible ").trim_start_matches("Commitment v1: ");
-        let family = d.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let d = desc
+            .trim_start_matches("Spot Preemptible ")
+            .trim_start_matches("Preemptible ")
+            .trim_start_matches("Commitment v1: ");
+        let family = d
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let is_core = d.contains(" Instance Core ") || d.contains(" Cpu ");
         let is_ram = d.contains(" Instance Ram ") || d.contains(" Ram ");
         if family.is_empty() || !(is_core || is_ram) {
@@ -433,8 +526,15 @@ pub fn parse_gcp_skus(endpoint: &str, body: &str, acc: &mut GcpResourcePrices) -
         };
         let expr = &info["pricingExpression"];
         let unit = expr.get("usageUnit").and_then(Value::as_str).unwrap_or("");
-        let unit_ok = if is_core { unit == "h" } else { unit == "GiBy.h" };
-        let rate = expr["tieredRates"].as_array().and_then(|r| r.last()).map(|r| &r["unitPrice"]);
+        let unit_ok = if is_core {
+            unit == "h"
+        } else {
+            unit == "GiBy.h"
+        };
+        let rate = expr["tieredRates"]
+            .as_array()
+            .and_then(|r| r.last())
+            .map(|r| &r["unitPrice"]);
         let Some(rate) = rate.filter(|_| unit_ok) else {
             out.rejected += 1;
             continue;
@@ -443,15 +543,29 @@ pub fn parse_gcp_skus(endpoint: &str, body: &str, acc: &mut GcpResourcePrices) -
             out.rejected += 1;
             continue;
         }
-        let units = rate.get("units").and_then(|u| u.as_str().and_then(|s| s.parse::<f64>().ok()).or_else(|| u.as_f64())).unwrap_or(0.0);
+        let units = rate
+            .get("units")
+            .and_then(|u| {
+                u.as_str()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .or_else(|| u.as_f64())
+            })
+            .unwrap_or(0.0);
         let nanos = rate.get("nanos").and_then(Value::as_f64).unwrap_or(0.0);
         let price = units + nanos * 1e-9;
         if !(price > 0.0) {
             out.rejected += 1;
             continue;
         }
-        for r in sku["serviceRegions"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-            let e = acc.entry((family.clone(), r.to_string(), purchase)).or_insert((None, None));
+        for r in sku["serviceRegions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let e = acc
+                .entry((family.clone(), r.to_string(), purchase))
+                .or_insert((None, None));
             if is_core {
                 e.0 = Some(price);
             } else {
@@ -459,7 +573,11 @@ pub fn parse_gcp_skus(endpoint: &str, body: &str, acc: &mut GcpResourcePrices) -
             }
         }
     }
-    let next = v.get("nextPageToken").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let next = v
+        .get("nextPageToken")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     Ok((out, next))
 }
 
@@ -472,7 +590,9 @@ pub fn price_gcp_types(seed: &Catalog, prices: &GcpResourcePrices) -> Fetched {
             out.skipped += 1;
             continue;
         }
-        for ((fam, region, purchase), (core, ram)) in prices.range((t.family.clone(), String::new(), Purchase::OnDemand)..) {
+        for ((fam, region, purchase), (core, ram)) in
+            prices.range((t.family.clone(), String::new(), Purchase::OnDemand)..)
+        {
             if *fam != t.family {
                 break;
             }
@@ -508,14 +628,19 @@ pub async fn fetch_gcp(
     let mut all = Fetched::default();
     let mut token: Option<String> = None;
     for _ in 0..opts.max_pages {
-        let mut q: Vec<(&str, String)> = vec![("pageSize", "5000".into()), ("currencyCode", "USD".into())];
+        let mut q: Vec<(&str, String)> =
+            vec![("pageSize", "5000".into()), ("currencyCode", "USD".into())];
         if let Some(t) = &token {
             q.push(("pageToken", t.clone()));
         }
         if let Some(k) = api_key {
             q.push(("key", k.to_string()));
         }
-        let text = send(client.get(endpoint).query(&q).timeout(opts.timeout), endpoint).await?;
+        let text = send(
+            client.get(endpoint).query(&q).timeout(opts.timeout),
+            endpoint,
+        )
+        .await?;
         let (page, next) = parse_gcp_skus(endpoint, &text, &mut acc)?;
         all.merge(page);
         match next {
@@ -526,7 +651,10 @@ pub async fn fetch_gcp(
             }
         }
     }
-    Err(PricingError::TooManyPages { endpoint: strip_query(endpoint), limit: opts.max_pages })
+    Err(PricingError::TooManyPages {
+        endpoint: strip_query(endpoint),
+        limit: opts.max_pages,
+    })
 }
 
 #[cfg(test)]

@@ -28,13 +28,17 @@ pub mod catalog;
 pub mod sizing;
 pub mod solver;
 
-pub use budget::{allocate_budget, allocate_proportional, BudgetParams, BudgetPlan, ValidBudget, WorkloadParams, WorkloadPlan};
+pub use budget::{
+    allocate_budget, allocate_proportional, BudgetParams, BudgetPlan, ValidBudget, WorkloadParams,
+    WorkloadPlan,
+};
 pub use catalog::{
-    Arch, Catalog, CatalogStats, Cloud, InstanceType, Offer, Purchase, Region, SourceInfo, HOURS_PER_MONTH,
+    Arch, Catalog, CatalogStats, Cloud, InstanceType, Offer, Purchase, Region, SourceInfo,
+    HOURS_PER_MONTH,
 };
 pub use sizing::{
-    size, AllocationLine, Alternative, Capacity, Demand, Explanation, QuantileDemand, Sizing, SizingParams,
-    SpotRisk, ValidSizing,
+    size, AllocationLine, Alternative, Capacity, Demand, Explanation, QuantileDemand, Sizing,
+    SizingParams, SpotRisk, ValidSizing,
 };
 
 /// Errors of the cost engine.

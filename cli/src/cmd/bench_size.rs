@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use predictive_engine::cost::{allocate_budget, allocate_proportional, size, BudgetParams, BudgetPlan, WorkloadParams};
+use predictive_engine::cost::{
+    allocate_budget, allocate_proportional, size, BudgetParams, BudgetPlan, WorkloadParams,
+};
 
 use super::size::SizeSpec;
 
@@ -36,15 +38,16 @@ pub(crate) struct Args {
 }
 
 fn read_cases(path: &PathBuf) -> anyhow::Result<Vec<SizeSpec>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();
         if t.is_empty() || t.starts_with('#') || t.starts_with("//") {
             continue;
         }
-        let spec: SizeSpec =
-            serde_json::from_str(t).with_context(|| format!("{} line {}: not a sizing case", path.display(), i + 1))?;
+        let spec: SizeSpec = serde_json::from_str(t)
+            .with_context(|| format!("{} line {}: not a sizing case", path.display(), i + 1))?;
         out.push(spec);
     }
     if out.is_empty() {
@@ -71,7 +74,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let mut times = Vec::new();
     let mut failed = 0usize;
     for (i, case) in cases.iter().enumerate() {
-        let name = case.name.clone().unwrap_or_else(|| format!("case-{}", i + 1));
+        let name = case
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("case-{}", i + 1));
         let mut params = case.to_params().with_context(|| format!("case {name}"))?;
         params.explain_alternative = false;
         let result = params.check(&catalog);
@@ -79,7 +85,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             Ok(v) => v,
             Err(e) => {
                 failed += 1;
-                println!("{}", serde_json::json!({"case": name, "error": format!("{:#}", anyhow::Error::from(e))}));
+                println!(
+                    "{}",
+                    serde_json::json!({"case": name, "error": format!("{:#}", anyhow::Error::from(e))})
+                );
                 continue;
             }
         };
@@ -115,7 +124,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             }
             Err(e) => {
                 failed += 1;
-                println!("{}", serde_json::json!({"case": name, "error": format!("{:#}", anyhow::Error::from(e)), "solve_ms": ms}));
+                println!(
+                    "{}",
+                    serde_json::json!({"case": name, "error": format!("{:#}", anyhow::Error::from(e)), "solve_ms": ms})
+                );
             }
         }
     }
@@ -156,13 +168,22 @@ fn plan_json(plan: &BudgetPlan, ms: f64) -> serde_json::Value {
     })
 }
 
-fn run_budget(catalog: &predictive_engine::cost::Catalog, cases: &[SizeSpec], cap: f64) -> anyhow::Result<()> {
+fn run_budget(
+    catalog: &predictive_engine::cost::Catalog,
+    cases: &[SizeSpec],
+    cap: f64,
+) -> anyhow::Result<()> {
     let mut ws = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let name = c.name.clone().unwrap_or_else(|| format!("case-{}", i + 1));
         let mut sizing = c.to_params().with_context(|| format!("case {name}"))?;
         sizing.explain_alternative = false;
-        ws.push(WorkloadParams { name, sizing, priority: c.priority.unwrap_or(1.0), floor: c.floor.unwrap_or(0.0) });
+        ws.push(WorkloadParams {
+            name,
+            sizing,
+            priority: c.priority.unwrap_or(1.0),
+            floor: c.floor.unwrap_or(0.0),
+        });
     }
     let valid = BudgetParams::hourly(cap, ws).check(catalog)?;
     let t0 = Instant::now();

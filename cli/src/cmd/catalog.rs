@@ -48,8 +48,10 @@ pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<std::borrow::Cow<'stat
     match path {
         None => Ok(std::borrow::Cow::Borrowed(Catalog::embedded())),
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading catalog {}", p.display()))?;
-            let c = Catalog::from_text(&text).with_context(|| format!("parsing catalog {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading catalog {}", p.display()))?;
+            let c = Catalog::from_text(&text)
+                .with_context(|| format!("parsing catalog {}", p.display()))?;
             Ok(std::borrow::Cow::Owned(c))
         }
     }
@@ -89,7 +91,11 @@ fn summary_json(c: &Catalog) -> serde_json::Value {
 }
 
 fn print_summary(c: &Catalog) {
-    println!("catalog version {} (format {})", c.version(), predictive_engine::cost::catalog::FORMAT_VERSION);
+    println!(
+        "catalog version {} (format {})",
+        c.version(),
+        predictive_engine::cost::catalog::FORMAT_VERSION
+    );
     println!("sources:");
     for s in c.sources() {
         println!(
@@ -100,16 +106,37 @@ fn print_summary(c: &Catalog) {
     let stats = c.stats();
     println!("clouds:");
     for cl in Cloud::ALL {
-        let types = stats.types.iter().find(|x| x.0 == cl).map(|x| x.1).unwrap_or(0);
-        let regions = stats.regions.iter().find(|x| x.0 == cl).map(|x| x.1).unwrap_or(0);
+        let types = stats
+            .types
+            .iter()
+            .find(|x| x.0 == cl)
+            .map(|x| x.1)
+            .unwrap_or(0);
+        let regions = stats
+            .regions
+            .iter()
+            .find(|x| x.0 == cl)
+            .map(|x| x.1)
+            .unwrap_or(0);
         let prices: Vec<String> = Purchase::ALL
             .iter()
             .map(|p| {
-                let n = stats.prices.iter().find(|x| x.0 == cl && x.1 == *p).map(|x| x.2).unwrap_or(0);
+                let n = stats
+                    .prices
+                    .iter()
+                    .find(|x| x.0 == cl && x.1 == *p)
+                    .map(|x| x.2)
+                    .unwrap_or(0);
                 format!("{p} {n}")
             })
             .collect();
-        println!("  {:<6} {:>5} types  {:>3} regions  prices: {}", cl.as_str(), types, regions, prices.join(", "));
+        println!(
+            "  {:<6} {:>5} types  {:>3} regions  prices: {}",
+            cl.as_str(),
+            types,
+            regions,
+            prices.join(", ")
+        );
     }
     println!("offers (type x region): {}", c.offers().len());
 }
@@ -130,12 +157,20 @@ fn read_opt(dir: &Path, rel: &str) -> anyhow::Result<Option<SourceText>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    Ok(Some(SourceText { path: p.display().to_string(), text }))
+    Ok(Some(SourceText {
+        path: p.display().to_string(),
+        text,
+    }))
 }
 
 /// Finds the directory that holds the source folders: DIR itself, or DIR/prices.
 fn source_root(dir: &Path) -> PathBuf {
-    let names = ["aws_karpenter", "aws_skypilot", "azure_skypilot", "gcp_cyclenerd"];
+    let names = [
+        "aws_karpenter",
+        "aws_skypilot",
+        "azure_skypilot",
+        "gcp_cyclenerd",
+    ];
     if names.iter().any(|n| dir.join(n).is_dir()) {
         dir.to_path_buf()
     } else if names.iter().any(|n| dir.join("prices").join(n).is_dir()) {
@@ -162,7 +197,12 @@ fn update(a: UpdateArgs) -> anyhow::Result<()> {
     if let Some(y) = read_opt(&dir, "gcp_cyclenerd/pricing.yml")? {
         set.gcp_pricing_header = Some(y.text.lines().take(40).collect::<Vec<_>>().join("\n"));
     }
-    for n in ["aws_karpenter", "aws_skypilot", "azure_skypilot", "gcp_cyclenerd"] {
+    for n in [
+        "aws_karpenter",
+        "aws_skypilot",
+        "azure_skypilot",
+        "gcp_cyclenerd",
+    ] {
         if let Some(s) = read_opt(&dir, &format!("{n}/SOURCE.md"))? {
             set.source_notes.insert(n.to_string(), s.text);
         }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use predictive_engine::cost::{
-    allocate_budget, size, Arch, BudgetParams, Catalog, Cloud, Demand, Purchase, Sizing, SizingParams, WorkloadParams,
+    allocate_budget, size, Arch, BudgetParams, Catalog, Cloud, Demand, Purchase, Sizing,
+    SizingParams, WorkloadParams,
 };
 use serde::Deserialize;
 
@@ -21,8 +22,16 @@ pub(crate) enum StrOrList {
 impl StrOrList {
     fn items(&self) -> Vec<String> {
         match self {
-            StrOrList::Str(s) => s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
-            StrOrList::List(v) => v.iter().map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
+            StrOrList::Str(s) => s
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
+            StrOrList::List(v) => v
+                .iter()
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
         }
     }
 }
@@ -95,7 +104,11 @@ fn parse_each<T>(
 impl SizeSpec {
     /// Converts to engine parameters; unknown names fail here, naming the constraint.
     pub(crate) fn to_params(&self) -> anyhow::Result<SizingParams> {
-        let mut p = SizingParams::new(Demand::new(self.cpu, self.mem_gib).with_gpu(self.gpu).with_network(self.network_gbps));
+        let mut p = SizingParams::new(
+            Demand::new(self.cpu, self.mem_gib)
+                .with_gpu(self.gpu)
+                .with_network(self.network_gbps),
+        );
         p.clouds = parse_each("clouds", &self.clouds, |s| s.parse::<Cloud>())?;
         p.deny_clouds = parse_each("deny_clouds", &self.deny_clouds, |s| s.parse::<Cloud>())?;
         p.arch = parse_each("arch", &self.arch, |s| s.parse::<Arch>())?;
@@ -110,10 +123,26 @@ impl SizeSpec {
             }
             p.purchase = all;
         }
-        p.regions = self.regions.as_ref().map(StrOrList::items).unwrap_or_default();
-        p.deny_regions = self.deny_regions.as_ref().map(StrOrList::items).unwrap_or_default();
-        p.families = self.families.as_ref().map(StrOrList::items).unwrap_or_default();
-        p.deny_families = self.deny_families.as_ref().map(StrOrList::items).unwrap_or_default();
+        p.regions = self
+            .regions
+            .as_ref()
+            .map(StrOrList::items)
+            .unwrap_or_default();
+        p.deny_regions = self
+            .deny_regions
+            .as_ref()
+            .map(StrOrList::items)
+            .unwrap_or_default();
+        p.families = self
+            .families
+            .as_ref()
+            .map(StrOrList::items)
+            .unwrap_or_default();
+        p.deny_families = self
+            .deny_families
+            .as_ref()
+            .map(StrOrList::items)
+            .unwrap_or_default();
         p.max_types = self.max_types;
         if let Some(v) = self.min_count {
             p.min_count = v;
@@ -263,7 +292,10 @@ pub(crate) fn sizing_json(s: &Sizing) -> serde_json::Value {
 }
 
 fn print_text(s: &Sizing) {
-    println!("{:<6} {:<16} {:<28} {:>5} {:<12} {:>12}", "cloud", "region", "instance_type", "count", "purchase", "USD/h");
+    println!(
+        "{:<6} {:<16} {:<28} {:>5} {:<12} {:>12}",
+        "cloud", "region", "instance_type", "count", "purchase", "USD/h"
+    );
     for l in &s.allocation {
         println!(
             "{:<6} {:<16} {:<28} {:>5} {:<12} {:>12.4}",
@@ -277,7 +309,11 @@ fn print_text(s: &Sizing) {
     }
     println!(
         "total {:.4} USD/h, {:.2} USD/month; capacity cpu {}, mem {} GiB, gpu {}",
-        s.total_hourly_cost, s.total_monthly_cost, s.capacity.cpu, s.capacity.mem_gib, s.capacity.gpu
+        s.total_hourly_cost,
+        s.total_monthly_cost,
+        s.capacity.cpu,
+        s.capacity.mem_gib,
+        s.capacity.gpu
     );
     println!("{}", s.explanation.summary);
 }
@@ -300,11 +336,23 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn run_budget(catalog: &Catalog, params: SizingParams, cap: f64, json: bool) -> anyhow::Result<()> {
-    let budget = BudgetParams::hourly(cap, vec![WorkloadParams { name: "demand".into(), sizing: params, priority: 1.0, floor: 0.0 }]);
+    let budget = BudgetParams::hourly(
+        cap,
+        vec![WorkloadParams {
+            name: "demand".into(),
+            sizing: params,
+            priority: 1.0,
+            floor: 0.0,
+        }],
+    );
     let plan = allocate_budget(catalog, &budget.check(catalog)?)?;
     let w = &plan.workloads[0];
     if json {
-        let mut v = w.sizing.as_ref().map(sizing_json).unwrap_or_else(|| serde_json::json!({"allocation": [], "total_hourly_cost": 0.0}));
+        let mut v = w
+            .sizing
+            .as_ref()
+            .map(sizing_json)
+            .unwrap_or_else(|| serde_json::json!({"allocation": [], "total_hourly_cost": 0.0}));
         v["budget_hourly"] = serde_json::json!(cap);
         v["served"] = serde_json::json!(w.served);
         v["unmet"] = serde_json::json!(w.unmet);
@@ -343,17 +391,32 @@ mod tests {
 
     #[test]
     fn unknown_names_should_name_the_constraint() {
-        let e = spec(r#"{"cpu": 8, "mem_gib": 32, "clouds": "aws,mars"}"#).to_params().unwrap_err();
-        assert_eq!(format!("{e:#}"), "constraint `clouds`: unknown cloud `mars` (expected aws, azure or gcp)");
-        let e = spec(r#"{"cpu": 8, "mem_gib": 32, "arch": "sparc"}"#).to_params().unwrap_err();
-        assert_eq!(format!("{e:#}"), "constraint `arch`: unknown architecture `sparc` (expected x86_64 or arm64)");
-        assert!(serde_json::from_str::<SizeSpec>(r#"{"cpu": 8, "mem_gib": 32, "colud": "aws"}"#).is_err());
+        let e = spec(r#"{"cpu": 8, "mem_gib": 32, "clouds": "aws,mars"}"#)
+            .to_params()
+            .unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "constraint `clouds`: unknown cloud `mars` (expected aws, azure or gcp)"
+        );
+        let e = spec(r#"{"cpu": 8, "mem_gib": 32, "arch": "sparc"}"#)
+            .to_params()
+            .unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "constraint `arch`: unknown architecture `sparc` (expected x86_64 or arm64)"
+        );
+        assert!(
+            serde_json::from_str::<SizeSpec>(r#"{"cpu": 8, "mem_gib": 32, "colud": "aws"}"#)
+                .is_err()
+        );
     }
 
     #[test]
     fn json_output_should_carry_the_protocol_fields() {
         let cat = Catalog::embedded();
-        let mut p = spec(r#"{"cpu": 4, "mem_gib": 16, "clouds": "gcp"}"#).to_params().unwrap();
+        let mut p = spec(r#"{"cpu": 4, "mem_gib": 16, "clouds": "gcp"}"#)
+            .to_params()
+            .unwrap();
         p.explain_alternative = false;
         let s = size(cat, &p.check(cat).unwrap()).unwrap();
         let v = sizing_json(&s);
@@ -361,7 +424,14 @@ mod tests {
             assert!(v.get(k).is_some(), "missing {k}");
         }
         let line = &v["allocation"][0];
-        for k in ["cloud", "region", "instance_type", "count", "purchase", "hourly_cost"] {
+        for k in [
+            "cloud",
+            "region",
+            "instance_type",
+            "count",
+            "purchase",
+            "hourly_cost",
+        ] {
             assert!(line.get(k).is_some(), "missing allocation.{k}");
         }
         for k in ["cpu", "mem_gib", "gpu"] {

@@ -33,7 +33,9 @@ fn aws_product(name: &str, vcpu: &str, mem: &str, os: &str, od: &str, ri: &str) 
 }
 
 async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
@@ -45,15 +47,23 @@ async fn serve(router: Router) -> String {
 async fn aws_fetcher_should_follow_next_token_and_keep_linux_hourly_prices() {
     // The real API speaks `application/x-amz-json-1.1`, so the fake reads the raw body.
     async fn handler(headers: axum::http::HeaderMap, body: String) -> Json<Value> {
-        assert_eq!(headers.get("x-amz-target").and_then(|v| v.to_str().ok()), Some("AWSPriceListService.GetProducts"));
-        assert_eq!(headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/x-amz-json-1.1"));
+        assert_eq!(
+            headers.get("x-amz-target").and_then(|v| v.to_str().ok()),
+            Some("AWSPriceListService.GetProducts")
+        );
+        assert_eq!(
+            headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/x-amz-json-1.1")
+        );
         let body: Value = serde_json::from_str(&body).expect("a JSON request body");
         assert_eq!(body["ServiceCode"], "AmazonEC2");
         if body.get("NextToken").is_none() {
-            Json(json!({"FormatVersion": "aws_v1", "NextToken": "page2", "PriceList": [
-                aws_product("m5.large", "2", "8 GiB", "Linux", "0.0960000000", "0.0600000000"),
-                aws_product("m5.large", "2", "8 GiB", "Windows", "0.1880000000", "0.1"),
-            ]}))
+            Json(
+                json!({"FormatVersion": "aws_v1", "NextToken": "page2", "PriceList": [
+                    aws_product("m5.large", "2", "8 GiB", "Linux", "0.0960000000", "0.0600000000"),
+                    aws_product("m5.large", "2", "8 GiB", "Windows", "0.1880000000", "0.1"),
+                ]}),
+            )
         } else {
             Json(json!({"FormatVersion": "aws_v1", "PriceList": [
                 aws_product("m6g.large", "2", "8 GiB", "Linux", "0.0770000000", "0.0480000000"),
@@ -62,13 +72,30 @@ async fn aws_fetcher_should_follow_next_token_and_keep_linux_hourly_prices() {
     }
     let base = serve(Router::new().route("/", post(handler))).await;
     let client = reqwest::Client::new();
-    let f = fetch_aws(&client, &format!("{base}/"), "us-east-1", None, &FetchOptions::default()).await.unwrap();
+    let f = fetch_aws(
+        &client,
+        &format!("{base}/"),
+        "us-east-1",
+        None,
+        &FetchOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(f.pages, 2);
     assert_eq!(f.skipped, 1 + 2, "windows product, two All Upfront terms");
-    let od: Vec<_> = f.rows.iter().filter(|r| r.purchase == Purchase::OnDemand).collect();
+    let od: Vec<_> = f
+        .rows
+        .iter()
+        .filter(|r| r.purchase == Purchase::OnDemand)
+        .collect();
     assert_eq!(od.len(), 2);
-    assert!(f.rows.iter().any(|r| r.instance_type == "m5.large" && r.purchase == Purchase::Reserved1y && (r.usd_per_hour - 0.06).abs() < 1e-12));
-    assert!(f.types.iter().any(|t| t.name == "m6g.large" && t.arch == Arch::Arm64 && t.mem_gib == 8.0));
+    assert!(f.rows.iter().any(|r| r.instance_type == "m5.large"
+        && r.purchase == Purchase::Reserved1y
+        && (r.usd_per_hour - 0.06).abs() < 1e-12));
+    assert!(f
+        .types
+        .iter()
+        .any(|t| t.name == "m6g.large" && t.arch == Arch::Arm64 && t.mem_gib == 8.0));
     // The rows go through the engine's builder like any source.
     let mut b = Builder::new();
     for t in f.types {
@@ -87,36 +114,70 @@ async fn aws_fetcher_should_follow_next_token_and_keep_linux_hourly_prices() {
 async fn azure_fetcher_should_follow_next_page_link_and_map_spot_and_reservations() {
     #[derive(Clone)]
     struct Base(Arc<std::sync::Mutex<String>>);
-    async fn handler(State(base): State<Base>, Query(q): Query<std::collections::HashMap<String, String>>) -> Json<Value> {
-        let item = |sku: &str, sku_name: &str, price: f64, ty: &str, term: Option<&str>, product: &str, unit: &str| json!({
-            "currencyCode": "USD", "retailPrice": price, "unitPrice": price, "armRegionName": "eastus",
-            "armSkuName": sku, "skuName": sku_name, "productName": product, "serviceName": "Virtual Machines",
-            "unitOfMeasure": unit, "type": ty, "reservationTerm": term,
-        });
+    async fn handler(
+        State(base): State<Base>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> Json<Value> {
+        let item = |sku: &str,
+                    sku_name: &str,
+                    price: f64,
+                    ty: &str,
+                    term: Option<&str>,
+                    product: &str,
+                    unit: &str| {
+            json!({
+                "currencyCode": "USD", "retailPrice": price, "unitPrice": price, "armRegionName": "eastus",
+                "armSkuName": sku, "skuName": sku_name, "productName": product, "serviceName": "Virtual Machines",
+                "unitOfMeasure": unit, "type": ty, "reservationTerm": term,
+            })
+        };
         if q.get("page").is_none() {
             let next = format!("{}/prices?page=2", base.0.lock().unwrap());
-            Json(json!({"BillingCurrency": "USD", "Count": 3, "NextPageLink": next, "Items": [
-                item("Standard_D2s_v5", "D2s v5", 0.096, "Consumption", None, "Virtual Machines Dsv5 Series", "1 Hour"),
-                item("Standard_D2s_v5", "D2s v5 Spot", 0.01056, "Consumption", None, "Virtual Machines Dsv5 Series", "1 Hour"),
-                item("Standard_D2s_v5", "D2s v5", 0.188, "Consumption", None, "Virtual Machines Dsv5 Series Windows", "1 Hour"),
-            ]}))
+            Json(
+                json!({"BillingCurrency": "USD", "Count": 3, "NextPageLink": next, "Items": [
+                    item("Standard_D2s_v5", "D2s v5", 0.096, "Consumption", None, "Virtual Machines Dsv5 Series", "1 Hour"),
+                    item("Standard_D2s_v5", "D2s v5 Spot", 0.01056, "Consumption", None, "Virtual Machines Dsv5 Series", "1 Hour"),
+                    item("Standard_D2s_v5", "D2s v5", 0.188, "Consumption", None, "Virtual Machines Dsv5 Series Windows", "1 Hour"),
+                ]}),
+            )
         } else {
-            Json(json!({"BillingCurrency": "USD", "Count": 3, "NextPageLink": null, "Items": [
-                item("Standard_D2s_v5", "D2s v5", 525.6, "Reservation", Some("1 Year"), "Virtual Machines Dsv5 Series", "1 Hour"),
-                item("Standard_D2s_v5", "D2s v5 Low Priority", 0.02, "Consumption", None, "Virtual Machines Dsv5 Series", "1 Hour"),
-                item("Standard_D4s_v5", "D4s v5", 1.0, "Consumption", None, "Virtual Machines Dsv5 Series", "1 Month"),
-            ]}))
+            Json(
+                json!({"BillingCurrency": "USD", "Count": 3, "NextPageLink": null, "Items": [
+                    item("Standard_D2s_v5", "D2s v5", 525.6, "Reservation", Some("1 Year"), "Virtual Machines Dsv5 Series", "1 Hour"),
+                    item("Standard_D2s_v5", "D2s v5 Low Priority", 0.02, "Consumption", None, "Virtual Machines Dsv5 Series", "1 Hour"),
+                    item("Standard_D4s_v5", "D4s v5", 1.0, "Consumption", None, "Virtual Machines Dsv5 Series", "1 Month"),
+                ]}),
+            )
         }
     }
     let base = Base(Arc::new(std::sync::Mutex::new(String::new())));
-    let url = serve(Router::new().route("/prices", get(handler)).with_state(base.clone())).await;
+    let url = serve(
+        Router::new()
+            .route("/prices", get(handler))
+            .with_state(base.clone()),
+    )
+    .await;
     *base.0.lock().unwrap() = url.clone();
-    let f = fetch_azure(&reqwest::Client::new(), &format!("{url}/prices"), &FetchOptions::default()).await.unwrap();
+    let f = fetch_azure(
+        &reqwest::Client::new(),
+        &format!("{url}/prices"),
+        &FetchOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!((f.pages, f.skipped, f.rejected), (2, 2, 1), "{f:?}");
-    let p = |pu: Purchase| f.rows.iter().find(|r| r.purchase == pu).map(|r| r.usd_per_hour);
+    let p = |pu: Purchase| {
+        f.rows
+            .iter()
+            .find(|r| r.purchase == pu)
+            .map(|r| r.usd_per_hour)
+    };
     assert_eq!(p(Purchase::OnDemand), Some(0.096));
     assert_eq!(p(Purchase::Spot), Some(0.01056));
-    assert!((p(Purchase::Reserved1y).unwrap() - 0.06).abs() < 1e-12, "525.6 USD per year = 0.06 USD/h");
+    assert!(
+        (p(Purchase::Reserved1y).unwrap() - 0.06).abs() < 1e-12,
+        "525.6 USD per year = 0.06 USD/h"
+    );
 }
 
 #[tokio::test]
@@ -148,11 +209,33 @@ async fn gcp_fetcher_should_price_machine_types_from_resource_skus() {
     let text = "format\t1\nversion\tseed\nregion\tgcp\tus-central1\n\
         type\tgcp\tn2-standard-2\tn2\tx86_64\t2\t8\t0\t\t0\t\t\t\n";
     let seed = Catalog::from_text(text).unwrap();
-    let f = fetch_gcp(&reqwest::Client::new(), &endpoint, Some("secret-key"), &seed, &FetchOptions::default()).await.unwrap();
-    assert_eq!(f.rejected, 1, "a core SKU priced per GiB-month is an unknown unit");
-    let od = f.rows.iter().find(|r| r.purchase == Purchase::OnDemand).unwrap();
-    assert!((od.usd_per_hour - (2.0 * 0.031611 + 8.0 * 0.004237)).abs() < 1e-9, "{od:?}");
-    let spot = f.rows.iter().find(|r| r.purchase == Purchase::Spot).unwrap();
+    let f = fetch_gcp(
+        &reqwest::Client::new(),
+        &endpoint,
+        Some("secret-key"),
+        &seed,
+        &FetchOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        f.rejected, 1,
+        "a core SKU priced per GiB-month is an unknown unit"
+    );
+    let od = f
+        .rows
+        .iter()
+        .find(|r| r.purchase == Purchase::OnDemand)
+        .unwrap();
+    assert!(
+        (od.usd_per_hour - (2.0 * 0.031611 + 8.0 * 0.004237)).abs() < 1e-9,
+        "{od:?}"
+    );
+    let spot = f
+        .rows
+        .iter()
+        .find(|r| r.purchase == Purchase::Spot)
+        .unwrap();
     assert!((spot.usd_per_hour - (2.0 * 0.007 + 8.0 * 0.001)).abs() < 1e-9);
 }
 
@@ -163,9 +246,15 @@ async fn errors_should_not_leak_the_api_key() {
     }
     let url = serve(Router::new().route("/skus", get(handler))).await;
     let seed = Catalog::from_text("format\t1\n").unwrap();
-    let e = fetch_gcp(&reqwest::Client::new(), &format!("{url}/skus"), Some("secret-key"), &seed, &FetchOptions::default())
-        .await
-        .unwrap_err();
+    let e = fetch_gcp(
+        &reqwest::Client::new(),
+        &format!("{url}/skus"),
+        Some("secret-key"),
+        &seed,
+        &FetchOptions::default(),
+    )
+    .await
+    .unwrap_err();
     let text = format!("{e} {e:?}");
     assert!(matches!(e, PricingError::BadStatus { status: 403, .. }));
     assert!(!text.contains("secret-key"), "{text}");

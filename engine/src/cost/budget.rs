@@ -46,12 +46,18 @@ pub struct BudgetParams {
 impl BudgetParams {
     /// A budget with an hourly cap.
     pub fn hourly(cap: f64, workloads: Vec<WorkloadParams>) -> BudgetParams {
-        BudgetParams { hourly_cap: cap, workloads }
+        BudgetParams {
+            hourly_cap: cap,
+            workloads,
+        }
     }
 
     /// A budget with a monthly cap (730 h a month).
     pub fn monthly(cap: f64, workloads: Vec<WorkloadParams>) -> BudgetParams {
-        BudgetParams { hourly_cap: cap / HOURS_PER_MONTH, workloads }
+        BudgetParams {
+            hourly_cap: cap / HOURS_PER_MONTH,
+            workloads,
+        }
     }
 
     /// Checks the cap, the weights and floors, and every workload's sizing.
@@ -61,31 +67,49 @@ impl BudgetParams {
     /// wrapping the sizing error of a workload.
     pub fn check(&self, catalog: &Catalog) -> Result<ValidBudget> {
         if !(self.hourly_cap.is_finite() && self.hourly_cap > 0.0) {
-            return Err(Error::InvalidConstraint { constraint: "budget", reason: format!("cap {} is not a positive amount", self.hourly_cap) });
+            return Err(Error::InvalidConstraint {
+                constraint: "budget",
+                reason: format!("cap {} is not a positive amount", self.hourly_cap),
+            });
         }
         if self.workloads.is_empty() {
-            return Err(Error::InvalidConstraint { constraint: "workloads", reason: "no workload given".into() });
+            return Err(Error::InvalidConstraint {
+                constraint: "workloads",
+                reason: "no workload given".into(),
+            });
         }
         let mut out = Vec::new();
         for w in &self.workloads {
             if !(w.priority.is_finite() && w.priority > 0.0) {
                 return Err(Error::InvalidConstraint {
                     constraint: "priority",
-                    reason: format!("workload `{}`: priority {} is not a positive weight", w.name, w.priority),
+                    reason: format!(
+                        "workload `{}`: priority {} is not a positive weight",
+                        w.name, w.priority
+                    ),
                 });
             }
             if !(0.0..=1.0).contains(&w.floor) {
                 return Err(Error::InvalidConstraint {
                     constraint: "floor",
-                    reason: format!("workload `{}`: floor {} is not a share in [0, 1]", w.name, w.floor),
+                    reason: format!(
+                        "workload `{}`: floor {} is not a share in [0, 1]",
+                        w.name, w.floor
+                    ),
                 });
             }
             let mut sp = w.sizing.clone();
             sp.explain_alternative = false;
-            let v = sp.check(catalog).map_err(|e| Error::WorkloadFailed { name: w.name.clone(), source: Box::new(e) })?;
+            let v = sp.check(catalog).map_err(|e| Error::WorkloadFailed {
+                name: w.name.clone(),
+                source: Box::new(e),
+            })?;
             out.push((w.clone(), v));
         }
-        Ok(ValidBudget { hourly_cap: self.hourly_cap, workloads: out })
+        Ok(ValidBudget {
+            hourly_cap: self.hourly_cap,
+            workloads: out,
+        })
     }
 }
 
@@ -139,11 +163,19 @@ pub struct BudgetPlan {
     pub weighted_unmet: f64,
 }
 
-fn cost_at(catalog: &Catalog, name: &str, v: &ValidSizing, f: f64) -> Result<(f64, Option<Sizing>)> {
+fn cost_at(
+    catalog: &Catalog,
+    name: &str,
+    v: &ValidSizing,
+    f: f64,
+) -> Result<(f64, Option<Sizing>)> {
     if f <= 0.0 {
         return Ok((0.0, None));
     }
-    let s = size(catalog, &v.scaled(f)).map_err(|e| Error::WorkloadFailed { name: name.to_string(), source: Box::new(e) })?;
+    let s = size(catalog, &v.scaled(f)).map_err(|e| Error::WorkloadFailed {
+        name: name.to_string(),
+        source: Box::new(e),
+    })?;
     Ok((s.total_hourly_cost, Some(s)))
 }
 
@@ -178,7 +210,13 @@ fn plan(catalog: &Catalog, b: &ValidBudget, rule: &str, served: &[f64]) -> Resul
 }
 
 /// Largest share in `[lo, 1]` whose cost is within `budget` (bisection; `lo` is assumed to fit).
-fn largest_share(catalog: &Catalog, name: &str, v: &ValidSizing, lo: f64, budget: f64) -> Result<(f64, f64)> {
+fn largest_share(
+    catalog: &Catalog,
+    name: &str,
+    v: &ValidSizing,
+    lo: f64,
+    budget: f64,
+) -> Result<(f64, f64)> {
     let (c_lo, _) = cost_at(catalog, name, v, lo)?;
     let (c1, _) = cost_at(catalog, name, v, 1.0)?;
     if c1 <= budget {
@@ -217,7 +255,10 @@ pub fn allocate_budget(catalog: &Catalog, budget: &ValidBudget) -> Result<Budget
     }
     let floors: f64 = costs.iter().sum();
     if floors > budget.hourly_cap + 1e-9 {
-        return Err(Error::BudgetBelowFloors { cap_hourly: budget.hourly_cap, floors_hourly: floors });
+        return Err(Error::BudgetBelowFloors {
+            cap_hourly: budget.hourly_cap,
+            floors_hourly: floors,
+        });
     }
     let mut full = vec![0.0; n];
     for (i, (w, v)) in budget.workloads.iter().enumerate() {
@@ -226,7 +267,10 @@ pub fn allocate_budget(catalog: &Catalog, budget: &ValidBudget) -> Result<Budget
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| {
         let (wa, wb) = (&budget.workloads[a].0, &budget.workloads[b].0);
-        wb.priority.total_cmp(&wa.priority).then(full[a].total_cmp(&full[b])).then(wa.name.cmp(&wb.name))
+        wb.priority
+            .total_cmp(&wa.priority)
+            .then(full[a].total_cmp(&full[b]))
+            .then(wa.name.cmp(&wb.name))
     });
     let mut left = budget.hourly_cap - floors;
     for &i in &order {
@@ -260,7 +304,10 @@ pub fn allocate_proportional(catalog: &Catalog, budget: &ValidBudget) -> Result<
     };
     let floors = total_at(0.0)?;
     if floors > budget.hourly_cap + 1e-9 {
-        return Err(Error::BudgetBelowFloors { cap_hourly: budget.hourly_cap, floors_hourly: floors });
+        return Err(Error::BudgetBelowFloors {
+            cap_hourly: budget.hourly_cap,
+            floors_hourly: floors,
+        });
     }
     let f = if total_at(1.0)? <= budget.hourly_cap {
         1.0
@@ -276,6 +323,10 @@ pub fn allocate_proportional(catalog: &Catalog, budget: &ValidBudget) -> Result<
         }
         a
     };
-    let served: Vec<f64> = budget.workloads.iter().map(|(w, _)| f.max(w.floor)).collect();
+    let served: Vec<f64> = budget
+        .workloads
+        .iter()
+        .map(|(w, _)| f.max(w.floor))
+        .collect();
     plan(catalog, budget, "proportional", &served)
 }

@@ -25,7 +25,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::catalog::{Arch, Catalog, Cloud, InstanceType, Offer, Purchase, Region, SourceInfo, HOURS_PER_MONTH};
+use super::catalog::{
+    Arch, Catalog, Cloud, InstanceType, Offer, Purchase, Region, SourceInfo, HOURS_PER_MONTH,
+};
 use super::{Error, Result};
 
 /// The text of one source file and the path it came from (for error messages).
@@ -130,9 +132,17 @@ pub fn family_of(cloud: Cloud, name: &str) -> String {
         Cloud::Aws => name.split('.').next().unwrap_or(name).to_string(),
         Cloud::Gcp => name.split('-').next().unwrap_or(name).to_string(),
         Cloud::Azure => {
-            let rest = name.strip_prefix("Standard_").or_else(|| name.strip_prefix("Basic_")).unwrap_or(name);
+            let rest = name
+                .strip_prefix("Standard_")
+                .or_else(|| name.strip_prefix("Basic_"))
+                .unwrap_or(name);
             let mut parts = rest.split('_');
-            let first: String = parts.next().unwrap_or("").chars().filter(|c| !c.is_ascii_digit() && *c != '-').collect();
+            let first: String = parts
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_ascii_digit() && *c != '-')
+                .collect();
             let mut fam = first;
             for p in parts {
                 if p != "Promo" {
@@ -147,9 +157,14 @@ pub fn family_of(cloud: Cloud, name: &str) -> String {
 /// Whether a type is burstable or shared-core (left out by default, see `PROTOCOL.md` §4).
 pub fn is_burstable(cloud: Cloud, name: &str) -> bool {
     match cloud {
-        Cloud::Aws => name.starts_with('t') && name.as_bytes().get(1).is_some_and(u8::is_ascii_digit),
+        Cloud::Aws => {
+            name.starts_with('t') && name.as_bytes().get(1).is_some_and(u8::is_ascii_digit)
+        }
         Cloud::Azure => name.starts_with("Basic_") || name.starts_with("Standard_B"),
-        Cloud::Gcp => matches!(name, "e2-micro" | "e2-small" | "e2-medium" | "f1-micro" | "g1-small"),
+        Cloud::Gcp => matches!(
+            name,
+            "e2-micro" | "e2-small" | "e2-medium" | "f1-micro" | "g1-small"
+        ),
     }
 }
 
@@ -157,7 +172,11 @@ pub fn is_burstable(cloud: Cloud, name: &str) -> bool {
 fn azure_arch(name: &str) -> Arch {
     let rest = name.strip_prefix("Standard_").unwrap_or(name);
     let first = rest.split('_').next().unwrap_or("");
-    let after_digits: String = first.chars().skip_while(|c| !c.is_ascii_digit()).skip_while(|c| c.is_ascii_digit() || *c == '-').collect();
+    let after_digits: String = first
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .skip_while(|c| c.is_ascii_digit() || *c == '-')
+        .collect();
     if after_digits.contains('p') {
         Arch::Arm64
     } else {
@@ -174,7 +193,12 @@ fn gcp_arch(name: &str) -> Arch {
 
 fn is_aws_gpu(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    !(n.is_empty() || n.contains("inferentia") || n.contains("trainium") || n.contains("gaudi") || n.contains("xilinx") || n.contains("fpga"))
+    !(n.is_empty()
+        || n.contains("inferentia")
+        || n.contains("trainium")
+        || n.contains("gaudi")
+        || n.contains("xilinx")
+        || n.contains("fpga"))
 }
 
 /// Splits one CSV line (RFC 4180 quoting, no embedded newlines) with `sep`.
@@ -218,19 +242,37 @@ impl<'a> Csv<'a> {
     fn parse(src: &'a SourceText, sep: char) -> Result<Csv<'a>> {
         let mut lines = src.text.lines().enumerate();
         let Some((_, head)) = lines.next() else {
-            return Err(Error::SourceInvalid { file: src.path.clone(), line: 0, reason: "empty file".into() });
+            return Err(Error::SourceInvalid {
+                file: src.path.clone(),
+                line: 0,
+                reason: "empty file".into(),
+            });
         };
-        let header = split_csv(head.trim_end_matches('\r'), sep).into_iter().enumerate().map(|(i, h)| (h.trim().to_string(), i)).collect();
-        let rows = lines.filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| (i + 1, split_csv(l.trim_end_matches('\r'), sep))).collect();
-        Ok(Csv { file: &src.path, header, rows })
+        let header = split_csv(head.trim_end_matches('\r'), sep)
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| (h.trim().to_string(), i))
+            .collect();
+        let rows = lines
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i + 1, split_csv(l.trim_end_matches('\r'), sep)))
+            .collect();
+        Ok(Csv {
+            file: &src.path,
+            header,
+            rows,
+        })
     }
 
     fn col(&self, name: &str) -> Result<usize> {
-        self.header.get(name).copied().ok_or_else(|| Error::SourceInvalid {
-            file: self.file.to_string(),
-            line: 1,
-            reason: format!("missing column `{name}`"),
-        })
+        self.header
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::SourceInvalid {
+                file: self.file.to_string(),
+                line: 1,
+                reason: format!("missing column `{name}`"),
+            })
     }
 }
 
@@ -268,13 +310,22 @@ fn first_date(text: &str) -> Option<String> {
     let b = text.as_bytes();
     (0..b.len().saturating_sub(9)).find_map(|i| {
         let s = &text.get(i..i + 10)?;
-        let ok = s.chars().enumerate().all(|(k, c)| if k == 4 || k == 7 { c == '-' } else { c.is_ascii_digit() });
+        let ok = s.chars().enumerate().all(|(k, c)| {
+            if k == 4 || k == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
         ok.then(|| s.to_string())
     })
 }
 
 fn commit_of(text: &str) -> Option<String> {
-    for line in text.lines().filter(|l| l.to_ascii_lowercase().contains("commit")) {
+    for line in text
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("commit"))
+    {
         // The first back-quoted hexadecimal id of 7+ characters on a line that mentions a commit.
         for (k, seg) in line.split('`').enumerate() {
             if k % 2 == 1 && seg.len() >= 7 && seg.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -287,10 +338,14 @@ fn commit_of(text: &str) -> Option<String> {
 
 /// Parses the `generated: Thu Jul 30 06:13:17 2026` line of the GCP pricing.yml header.
 fn gcp_generated(header: &str) -> Option<String> {
-    let line = header.lines().find(|l| l.trim_start().starts_with("generated:"))?;
+    let line = header
+        .lines()
+        .find(|l| l.trim_start().starts_with("generated:"))?;
     let f: Vec<&str> = line.split_whitespace().collect();
     // generated: Thu Jul 30 06:13:17 2026
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let mon = *f.get(2)?;
     let m = months.iter().position(|x| *x == mon)? + 1;
     let d: u32 = f.get(3)?.parse().ok()?;
@@ -307,7 +362,15 @@ impl Builder {
     /// Starts a source; later rows are counted against it. Returns its id.
     pub fn begin_source(&mut self, name: &str, snapshot: &str, note: &str) -> u8 {
         self.sources.push((
-            SourceInfo { name: name.into(), snapshot: snapshot.into(), rows: 0, accepted: 0, repaired: 0, rejected: 0, note: note.into() },
+            SourceInfo {
+                name: name.into(),
+                snapshot: snapshot.into(),
+                rows: 0,
+                accepted: 0,
+                repaired: 0,
+                rejected: 0,
+                note: note.into(),
+            },
             Counts::default(),
         ));
         (self.sources.len() - 1) as u8
@@ -361,11 +424,16 @@ impl Builder {
     /// Returns whether the price was kept.
     pub fn add_price(&mut self, src: u8, row: PriceRow) -> bool {
         self.count(src, |c| c.rows += 1);
-        if !(row.usd_per_hour.is_finite() && row.usd_per_hour > 0.0) || (row.cloud == Cloud::Aws && restricted_aws_region(&row.region)) {
+        if !(row.usd_per_hour.is_finite() && row.usd_per_hour > 0.0)
+            || (row.cloud == Cloud::Aws && restricted_aws_region(&row.region))
+        {
             self.count(src, |c| c.rejected += 1);
             return false;
         }
-        let slot = self.prices.entry((row.cloud, row.instance_type, row.region)).or_default();
+        let slot = self
+            .prices
+            .entry((row.cloud, row.instance_type, row.region))
+            .or_default();
         let i = pidx(row.purchase);
         if slot[i].is_some() {
             self.count(src, |c| c.rejected += 1);
@@ -376,7 +444,12 @@ impl Builder {
         true
     }
 
-    fn set_prices(&mut self, key: (Cloud, String, String), p: [Option<f64>; 4], src: u8) -> (bool, bool) {
+    fn set_prices(
+        &mut self,
+        key: (Cloud, String, String),
+        p: [Option<f64>; 4],
+        src: u8,
+    ) -> (bool, bool) {
         // Returns (kept anything, superseded something).
         let slot = self.prices.entry(key).or_default();
         let mut kept = false;
@@ -405,8 +478,12 @@ impl Builder {
             let mut snapshot = String::new();
             if let Some(p) = &set.aws_karpenter_prices {
                 let csv = Csv::parse(p, ',')?;
-                let (cr, ct, cp, cg) =
-                    (csv.col("region")?, csv.col("instance_type")?, csv.col("ondemand_linux_usd_per_hour")?, csv.col("generated_at")?);
+                let (cr, ct, cp, cg) = (
+                    csv.col("region")?,
+                    csv.col("instance_type")?,
+                    csv.col("ondemand_linux_usd_per_hour")?,
+                    csv.col("generated_at")?,
+                );
                 for (_, r) in &csv.rows {
                     if get(r, cr) == "us-east-1" {
                         let g = get(r, cg);
@@ -416,7 +493,8 @@ impl Builder {
                     }
                 }
                 if snapshot.is_empty() {
-                    snapshot = first_date(&note("aws_karpenter")).unwrap_or_else(|| "unknown".into());
+                    snapshot =
+                        first_date(&note("aws_karpenter")).unwrap_or_else(|| "unknown".into());
                 }
                 let src = self.begin_source("aws_karpenter", &snapshot, "EC2 specs and us-east-1 on-demand Linux prices; cn-* (CNY) and us-gov-* excluded");
                 if let Some(s) = &set.aws_karpenter_specs {
@@ -431,8 +509,18 @@ impl Builder {
                     }
                     match price_field(get(r, cp)) {
                         Ok(Some(v)) => {
-                            let (kept, _) = self.set_prices((Cloud::Aws, get(r, ct).to_string(), region.to_string()), [Some(v), None, None, None], src);
-                            self.count(src, |c| if kept { c.accepted += 1 } else { c.rejected += 1 });
+                            let (kept, _) = self.set_prices(
+                                (Cloud::Aws, get(r, ct).to_string(), region.to_string()),
+                                [Some(v), None, None, None],
+                                src,
+                            );
+                            self.count(src, |c| {
+                                if kept {
+                                    c.accepted += 1
+                                } else {
+                                    c.rejected += 1
+                                }
+                            });
                         }
                         _ => self.count(src, |c| c.rejected += 1),
                     }
@@ -471,11 +559,15 @@ impl Builder {
         let c_gname = csv.col("instance-gpu-name")?;
         let c_gmem = csv.col("instance-gpu-memory")?;
         for (_, r) in &csv.rows {
-            let (Some(cpu), Some(mem)) = (num(get(r, c_cpu)), num(get(r, c_mem))) else { continue };
+            let (Some(cpu), Some(mem)) = (num(get(r, c_cpu)), num(get(r, c_mem))) else {
+                continue;
+            };
             if cpu <= 0.0 || mem <= 0.0 {
                 continue;
             }
-            let Ok(arch) = get(r, c_arch).parse::<Arch>() else { continue };
+            let Ok(arch) = get(r, c_arch).parse::<Arch>() else {
+                continue;
+            };
             let gpu = num(get(r, c_gpu)).unwrap_or(0.0);
             let name = get(r, c_name).to_string();
             self.add_type(TypeSpec {
@@ -485,8 +577,14 @@ impl Builder {
                 vcpu: cpu,
                 mem_gib: mem / 1024.0,
                 gpu,
-                gpu_model: (gpu > 0.0).then(|| get(r, c_gname).to_ascii_uppercase()).filter(|s| !s.is_empty()),
-                gpu_mem_gib: if gpu > 0.0 { num(get(r, c_gmem)).unwrap_or(0.0) / 1024.0 } else { 0.0 },
+                gpu_model: (gpu > 0.0)
+                    .then(|| get(r, c_gname).to_ascii_uppercase())
+                    .filter(|s| !s.is_empty()),
+                gpu_mem_gib: if gpu > 0.0 {
+                    num(get(r, c_gmem)).unwrap_or(0.0) / 1024.0
+                } else {
+                    0.0
+                },
                 network_gbps: num(get(r, c_net)).filter(|v| *v > 0.0).map(|v| v / 1000.0),
                 name,
             });
@@ -510,14 +608,21 @@ impl Builder {
             csv.col("Arch")?,
         );
         let snap = commit_of(note).unwrap_or_else(|| "unknown".into());
-        let src = self.begin_source("aws_skypilot", &snap, "all commercial regions, on-demand per region, spot = median over zones");
+        let src = self.begin_source(
+            "aws_skypilot",
+            &snap,
+            "all commercial regions, on-demand per region, spot = median over zones",
+        );
         let mut seen = std::collections::HashSet::new();
         // (type, region) -> (on-demand, spots, rows, repaired)
-        let mut groups: BTreeMap<(String, String), (Option<f64>, Vec<f64>, u64, u64, bool)> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, String), (Option<f64>, Vec<f64>, u64, u64, bool)> =
+            BTreeMap::new();
         for (_, r) in &csv.rows {
             self.count(src, |c| c.rows += 1);
             let (t, region, az) = (get(r, ct), get(r, cr), get(r, caz));
-            if !seen.insert((t.to_string(), region.to_string(), az.to_string())) || restricted_aws_region(region) {
+            if !seen.insert((t.to_string(), region.to_string(), az.to_string()))
+                || restricted_aws_region(region)
+            {
                 self.count(src, |c| c.rejected += 1);
                 continue;
             }
@@ -559,7 +664,11 @@ impl Builder {
                 continue;
             }
             let an = get(r, can);
-            let gpu = if is_aws_gpu(an) { num(get(r, cac)).unwrap_or(0.0) } else { 0.0 };
+            let gpu = if is_aws_gpu(an) {
+                num(get(r, cac)).unwrap_or(0.0)
+            } else {
+                0.0
+            };
             let gi = get(r, cgi);
             let gmem = gi
                 .find("TotalGpuMemoryInMiB': ")
@@ -579,7 +688,9 @@ impl Builder {
                 gpu_mem_gib: if gpu > 0.0 { gmem } else { 0.0 },
                 network_gbps: None,
             });
-            let g = groups.entry((t.to_string(), region.to_string())).or_insert((None, Vec::new(), 0, 0, false));
+            let g = groups
+                .entry((t.to_string(), region.to_string()))
+                .or_insert((None, Vec::new(), 0, 0, false));
             if let Some(o) = od {
                 match g.0 {
                     None => g.0 = Some(o),
@@ -601,10 +712,15 @@ impl Builder {
                 None
             } else {
                 let m = spots.len();
-                let med = if m % 2 == 1 { spots[m / 2] } else { 0.5 * (spots[m / 2 - 1] + spots[m / 2]) };
+                let med = if m % 2 == 1 {
+                    spots[m / 2]
+                } else {
+                    0.5 * (spots[m / 2 - 1] + spots[m / 2])
+                };
                 Some((med * 1e6).round() / 1e6)
             };
-            let (kept, superseded) = self.set_prices((Cloud::Aws, t, region), [od, spot, None, None], src);
+            let (kept, superseded) =
+                self.set_prices((Cloud::Aws, t, region), [od, spot, None, None], src);
             let rep = if superseded { rows } else { rep };
             self.count(src, |c| {
                 if kept || superseded {
@@ -631,7 +747,11 @@ impl Builder {
             csv.col("Region")?,
         );
         let snap = commit_of(note).unwrap_or_else(|| "unknown".into());
-        let src = self.begin_source("azure_skypilot", &snap, "9 US regions, pay-as-you-go and spot; frozen schema-v6 snapshot");
+        let src = self.begin_source(
+            "azure_skypilot",
+            &snap,
+            "9 US regions, pay-as-you-go and spot; frozen schema-v6 snapshot",
+        );
         for (_, r) in &csv.rows {
             self.count(src, |c| c.rows += 1);
             let t = get(r, ct);
@@ -670,7 +790,11 @@ impl Builder {
                 gpu_mem_gib: 0.0,
                 network_gbps: None,
             });
-            let (kept, _) = self.set_prices((Cloud::Azure, t.to_string(), get(r, cr).to_string()), [od, sp, None, None], src);
+            let (kept, _) = self.set_prices(
+                (Cloud::Azure, t.to_string(), get(r, cr).to_string()),
+                [od, sp, None, None],
+                src,
+            );
             self.count(src, |c| {
                 if !kept {
                     c.rejected += 1
@@ -708,7 +832,9 @@ impl Builder {
             let t = get(r, ct);
             let mut repaired = false;
             let mut field = |i: usize, div: f64| match price_field(get(r, i)) {
-                Ok(v) => v.map(|x| ((x / div) * 1e6).round() / 1e6).filter(|x| *x > 0.0),
+                Ok(v) => v
+                    .map(|x| ((x / div) * 1e6).round() / 1e6)
+                    .filter(|x| *x > 0.0),
                 Err(()) => {
                     repaired = true;
                     None
@@ -728,7 +854,10 @@ impl Builder {
                 self.count(src, |c| c.rejected += 1);
                 continue;
             };
-            if (od.is_none() && sp.is_none() && r1.is_none() && r3.is_none()) || cpu <= 0.0 || mem <= 0.0 {
+            if (od.is_none() && sp.is_none() && r1.is_none() && r3.is_none())
+                || cpu <= 0.0
+                || mem <= 0.0
+            {
                 self.count(src, |c| c.rejected += 1);
                 continue;
             }
@@ -746,7 +875,11 @@ impl Builder {
                 gpu_mem_gib: 0.0,
                 network_gbps: None,
             });
-            let (kept, _) = self.set_prices((Cloud::Gcp, t.to_string(), get(r, cr).to_string()), [od, sp, r1, r3], src);
+            let (kept, _) = self.set_prices(
+                (Cloud::Gcp, t.to_string(), get(r, cr).to_string()),
+                [od, sp, r1, r3],
+                src,
+            );
             self.count(src, |c| {
                 if !kept {
                     c.rejected += 1
@@ -776,7 +909,10 @@ impl Builder {
             types.push(InstanceType {
                 cloud: *cloud,
                 name: name.clone(),
-                family: spec.family.clone().unwrap_or_else(|| family_of(*cloud, name)),
+                family: spec
+                    .family
+                    .clone()
+                    .unwrap_or_else(|| family_of(*cloud, name)),
                 arch: spec.arch,
                 vcpu: spec.vcpu,
                 mem_gib: (spec.mem_gib * 1e4).round() / 1e4,
@@ -803,19 +939,38 @@ impl Builder {
                 continue;
             };
             let ri = *rindex.entry((cloud, r.clone())).or_insert_with(|| {
-                regions.push(Region { cloud, name: r.clone() });
+                regions.push(Region {
+                    cloud,
+                    name: r.clone(),
+                });
                 (regions.len() - 1) as u32
             });
-            let mut v: [Option<f64>; 4] = [p[0].map(|x| x.0), p[1].map(|x| x.0), p[2].map(|x| x.0), p[3].map(|x| x.0)];
+            let mut v: [Option<f64>; 4] = [
+                p[0].map(|x| x.0),
+                p[1].map(|x| x.0),
+                p[2].map(|x| x.0),
+                p[3].map(|x| x.0),
+            ];
             if let (Some(o), Some(s)) = (v[0], v[1]) {
                 if s > o {
                     v[1] = None;
                 }
             }
-            offers.push(Offer { type_index: ti, region_index: ri, on_demand: v[0], spot: v[1], reserved_1y: v[2], reserved_3y: v[3] });
+            offers.push(Offer {
+                type_index: ti,
+                region_index: ri,
+                on_demand: v[0],
+                spot: v[1],
+                reserved_1y: v[2],
+                reserved_3y: v[3],
+            });
         }
         if offers.is_empty() {
-            return Err(Error::SourceInvalid { file: "(all sources)".into(), line: 0, reason: "no usable price row".into() });
+            return Err(Error::SourceInvalid {
+                file: "(all sources)".into(),
+                line: 0,
+                reason: "no usable price row".into(),
+            });
         }
         let sources: Vec<SourceInfo> = self
             .sources
@@ -828,8 +983,14 @@ impl Builder {
                 s
             })
             .collect();
-        let newest = sources.iter().filter_map(|s| first_date(&s.snapshot)).max().unwrap_or_else(|| "undated".into());
-        let version = version.map(str::to_string).unwrap_or_else(|| format!("{newest}.1"));
+        let newest = sources
+            .iter()
+            .filter_map(|s| first_date(&s.snapshot))
+            .max()
+            .unwrap_or_else(|| "undated".into());
+        let version = version
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{newest}.1"));
         Catalog::new(version, sources, regions, types, offers)
     }
 }
@@ -849,7 +1010,10 @@ mod tests {
     use super::*;
 
     fn st(path: &str, text: &str) -> Option<SourceText> {
-        Some(SourceText { path: path.into(), text: text.into() })
+        Some(SourceText {
+            path: path.into(),
+            text: text.into(),
+        })
     }
 
     #[test]
@@ -885,13 +1049,33 @@ mod tests {
             ..SourceSet::default()
         };
         let c = build_catalog(&set, Some("test")).unwrap();
-        let a = c.sources().iter().find(|s| s.name == "aws_skypilot").unwrap();
-        assert_eq!((a.rows, a.accepted, a.repaired, a.rejected), (6, 3, 0, 3), "{a:?}");
-        let z = c.sources().iter().find(|s| s.name == "azure_skypilot").unwrap();
+        let a = c
+            .sources()
+            .iter()
+            .find(|s| s.name == "aws_skypilot")
+            .unwrap();
+        assert_eq!(
+            (a.rows, a.accepted, a.repaired, a.rejected),
+            (6, 3, 0, 3),
+            "{a:?}"
+        );
+        let z = c
+            .sources()
+            .iter()
+            .find(|s| s.name == "azure_skypilot")
+            .unwrap();
         // westus spot above on-demand and eastus D8s negative price are repaired; blank D4s and the
         // duplicate D2s/eastus are rejected.
-        assert_eq!((z.rows, z.accepted, z.repaired, z.rejected), (5, 1, 2, 2), "{z:?}");
-        let m5 = c.offers().iter().find(|o| c.types()[o.type_index as usize].name == "m5.large").unwrap();
+        assert_eq!(
+            (z.rows, z.accepted, z.repaired, z.rejected),
+            (5, 1, 2, 2),
+            "{z:?}"
+        );
+        let m5 = c
+            .offers()
+            .iter()
+            .find(|o| c.types()[o.type_index as usize].name == "m5.large")
+            .unwrap();
         assert_eq!(m5.spot, Some(0.04), "median of the three zones");
         let west = c
             .offers()
@@ -904,9 +1088,15 @@ mod tests {
 
     #[test]
     fn missing_column_should_name_file_and_column() {
-        let set = SourceSet { azure_skypilot: st("azure/vms.csv", "InstanceType,vCPUs\nx,1\n"), ..SourceSet::default() };
+        let set = SourceSet {
+            azure_skypilot: st("azure/vms.csv", "InstanceType,vCPUs\nx,1\n"),
+            ..SourceSet::default()
+        };
         let e = build_catalog(&set, None).unwrap_err();
-        assert_eq!(e.to_string(), "invalid source file azure/vms.csv at line 1: missing column `AcceleratorName`");
+        assert_eq!(
+            e.to_string(),
+            "invalid source file azure/vms.csv at line 1: missing column `AcceleratorName`"
+        );
     }
 
     #[test]
@@ -917,6 +1107,9 @@ mod tests {
 
     #[test]
     fn gcp_header_date_should_parse() {
-        assert_eq!(gcp_generated("about:\n  generated: Thu Jul 30 06:13:17 2026\n").as_deref(), Some("2026-07-30"));
+        assert_eq!(
+            gcp_generated("about:\n  generated: Thu Jul 30 06:13:17 2026\n").as_deref(),
+            Some("2026-07-30")
+        );
     }
 }

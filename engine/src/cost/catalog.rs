@@ -72,7 +72,9 @@ impl FromStr for Cloud {
             "aws" | "ec2" => Ok(Cloud::Aws),
             "azure" => Ok(Cloud::Azure),
             "gcp" | "google" => Ok(Cloud::Gcp),
-            other => Err(Error::UnknownCloud { name: other.to_string() }),
+            other => Err(Error::UnknownCloud {
+                name: other.to_string(),
+            }),
         }
     }
 }
@@ -110,7 +112,9 @@ impl FromStr for Arch {
         match s.trim().to_ascii_lowercase().as_str() {
             "x86_64" | "x86-64" | "amd64" | "x86" => Ok(Arch::X86_64),
             "arm64" | "aarch64" | "arm" => Ok(Arch::Arm64),
-            other => Err(Error::UnknownArch { name: other.to_string() }),
+            other => Err(Error::UnknownArch {
+                name: other.to_string(),
+            }),
         }
     }
 }
@@ -134,8 +138,12 @@ pub enum Purchase {
 
 impl Purchase {
     /// All purchase options, in display order.
-    pub const ALL: [Purchase; 4] =
-        [Purchase::OnDemand, Purchase::Spot, Purchase::Reserved1y, Purchase::Reserved3y];
+    pub const ALL: [Purchase; 4] = [
+        Purchase::OnDemand,
+        Purchase::Spot,
+        Purchase::Reserved1y,
+        Purchase::Reserved3y,
+    ];
 
     /// The name used in flags and JSON (`on-demand`, `spot`, `reserved-1y`, `reserved-3y`).
     pub fn as_str(self) -> &'static str {
@@ -174,7 +182,11 @@ impl Purchase {
                 "reserved" | "committed" => &[Purchase::Reserved1y, Purchase::Reserved3y],
                 "reserved-1y" | "reserved_1y" | "1y" => &[Purchase::Reserved1y],
                 "reserved-3y" | "reserved_3y" | "3y" => &[Purchase::Reserved3y],
-                _ => return Err(Error::UnknownPurchase { name: item.to_string() }),
+                _ => {
+                    return Err(Error::UnknownPurchase {
+                        name: item.to_string(),
+                    })
+                }
             };
             for p in add {
                 if !out.contains(p) {
@@ -310,7 +322,8 @@ impl Catalog {
     pub fn embedded() -> &'static Catalog {
         static CATALOG: OnceLock<Catalog> = OnceLock::new();
         CATALOG.get_or_init(|| {
-            Catalog::from_text(EMBEDDED).expect("the embedded catalog parses (checked by a unit test)")
+            Catalog::from_text(EMBEDDED)
+                .expect("the embedded catalog parses (checked by a unit test)")
         })
     }
 
@@ -327,9 +340,16 @@ impl Catalog {
         offers: Vec<Offer>,
     ) -> Result<Catalog> {
         for (i, o) in offers.iter().enumerate() {
-            let bad = |what: &str| Error::CatalogInvalid { line: i + 1, reason: format!("offer {i}: {what}") };
-            let t = types.get(o.type_index as usize).ok_or_else(|| bad("type index out of range"))?;
-            let r = regions.get(o.region_index as usize).ok_or_else(|| bad("region index out of range"))?;
+            let bad = |what: &str| Error::CatalogInvalid {
+                line: i + 1,
+                reason: format!("offer {i}: {what}"),
+            };
+            let t = types
+                .get(o.type_index as usize)
+                .ok_or_else(|| bad("type index out of range"))?;
+            let r = regions
+                .get(o.region_index as usize)
+                .ok_or_else(|| bad("region index out of range"))?;
             if t.cloud != r.cloud {
                 return Err(bad("type and region belong to different clouds"));
             }
@@ -341,7 +361,13 @@ impl Catalog {
                 }
             }
         }
-        Ok(Catalog { version: version.into(), sources, regions, types, offers })
+        Ok(Catalog {
+            version: version.into(),
+            sources,
+            regions,
+            types,
+            offers,
+        })
     }
 
     /// The catalog version label (by default the newest snapshot date of its sources).
@@ -371,20 +397,26 @@ impl Catalog {
 
     /// Looks an instance type up by cloud and name.
     pub fn find_type(&self, cloud: Cloud, name: &str) -> Option<&InstanceType> {
-        self.types.iter().find(|t| t.cloud == cloud && t.name == name)
+        self.types
+            .iter()
+            .find(|t| t.cloud == cloud && t.name == name)
     }
 
     /// Counts of types, regions and prices per cloud.
     pub fn stats(&self) -> CatalogStats {
         let mut s = CatalogStats::default();
         for c in Cloud::ALL {
-            s.types.push((c, self.types.iter().filter(|t| t.cloud == c).count()));
-            s.regions.push((c, self.regions.iter().filter(|r| r.cloud == c).count()));
+            s.types
+                .push((c, self.types.iter().filter(|t| t.cloud == c).count()));
+            s.regions
+                .push((c, self.regions.iter().filter(|r| r.cloud == c).count()));
             for p in Purchase::ALL {
                 let n = self
                     .offers
                     .iter()
-                    .filter(|o| self.regions[o.region_index as usize].cloud == c && o.price(p).is_some())
+                    .filter(|o| {
+                        self.regions[o.region_index as usize].cloud == c && o.price(p).is_some()
+                    })
                     .count();
                 s.prices.push((c, p, n));
             }
@@ -408,11 +440,15 @@ impl Catalog {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |reason: String| Error::CatalogInvalid { line: lineno, reason };
+            let bad = |reason: String| Error::CatalogInvalid {
+                line: lineno,
+                reason,
+            };
             let f: Vec<&str> = line.split('\t').collect();
             let num = |k: usize| -> Result<f64> {
                 let s = f.get(k).copied().unwrap_or("");
-                s.parse::<f64>().map_err(|_| bad(format!("field {} is not a number: {s:?}", k + 1)))
+                s.parse::<f64>()
+                    .map_err(|_| bad(format!("field {} is not a number: {s:?}", k + 1)))
             };
             let opt = |k: usize| -> Result<Option<f64>> {
                 match f.get(k).copied().unwrap_or("") {
@@ -425,7 +461,10 @@ impl Catalog {
             };
             let need = |n: usize| -> Result<()> {
                 if f.len() < n {
-                    Err(bad(format!("expected {n} tab-separated fields, found {}", f.len())))
+                    Err(bad(format!(
+                        "expected {n} tab-separated fields, found {}",
+                        f.len()
+                    )))
                 } else {
                     Ok(())
                 }
@@ -433,7 +472,9 @@ impl Catalog {
             match f[0] {
                 "format" => {
                     need(2)?;
-                    let v: u32 = f[1].parse().map_err(|_| bad(format!("bad format version {:?}", f[1])))?;
+                    let v: u32 = f[1]
+                        .parse()
+                        .map_err(|_| bad(format!("bad format version {:?}", f[1])))?;
                     if v != FORMAT_VERSION {
                         return Err(bad(format!(
                             "catalog format {v} is not supported (this build reads {FORMAT_VERSION})"
@@ -448,7 +489,8 @@ impl Catalog {
                 "source" => {
                     need(8)?;
                     let int = |k: usize| -> Result<u64> {
-                        f[k].parse().map_err(|_| bad(format!("field {} is not a count: {:?}", k + 1, f[k])))
+                        f[k].parse()
+                            .map_err(|_| bad(format!("field {} is not a count: {:?}", k + 1, f[k])))
                     };
                     sources.push(SourceInfo {
                         name: f[1].to_string(),
@@ -462,15 +504,24 @@ impl Catalog {
                 }
                 "region" => {
                     need(3)?;
-                    regions.push(Region { cloud: f[1].parse().map_err(|_| bad(format!("unknown cloud {:?}", f[1])))?, name: f[2].to_string() });
+                    regions.push(Region {
+                        cloud: f[1]
+                            .parse()
+                            .map_err(|_| bad(format!("unknown cloud {:?}", f[1])))?,
+                        name: f[2].to_string(),
+                    });
                 }
                 "type" => {
                     need(13)?;
                     types.push(InstanceType {
-                        cloud: f[1].parse().map_err(|_| bad(format!("unknown cloud {:?}", f[1])))?,
+                        cloud: f[1]
+                            .parse()
+                            .map_err(|_| bad(format!("unknown cloud {:?}", f[1])))?,
                         name: f[2].to_string(),
                         family: f[3].to_string(),
-                        arch: f[4].parse().map_err(|_| bad(format!("unknown architecture {:?}", f[4])))?,
+                        arch: f[4]
+                            .parse()
+                            .map_err(|_| bad(format!("unknown architecture {:?}", f[4])))?,
                         vcpu: num(5)?,
                         mem_gib: num(6)?,
                         gpu: num(7)?,
@@ -485,7 +536,9 @@ impl Catalog {
                 "o" => {
                     need(7)?;
                     let idx = |k: usize| -> Result<u32> {
-                        f[k].parse().map_err(|_| bad(format!("field {} is not an index: {:?}", k + 1, f[k])))
+                        f[k].parse().map_err(|_| {
+                            bad(format!("field {} is not an index: {:?}", k + 1, f[k]))
+                        })
                     };
                     offers.push(Offer {
                         type_index: idx(1)?,
@@ -500,7 +553,10 @@ impl Catalog {
             }
         }
         if format.is_none() {
-            return Err(Error::CatalogInvalid { line: 1, reason: "missing `format` record".into() });
+            return Err(Error::CatalogInvalid {
+                line: 1,
+                reason: "missing `format` record".into(),
+            });
         }
         Catalog::new(version, sources, regions, types, offers)
     }
@@ -596,8 +652,12 @@ mod tests {
     #[test]
     fn bad_text_should_name_the_line() {
         let err = Catalog::from_text("format\t1\nregion\tmars\tx\n").unwrap_err();
-        assert_eq!(err.to_string(), "invalid catalog at line 2: unknown cloud \"mars\"");
-        let err = Catalog::from_text("format\t1\nregion\taws\tus-east-1\no\t0\t0\t1\t\t\t\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid catalog at line 2: unknown cloud \"mars\""
+        );
+        let err = Catalog::from_text("format\t1\nregion\taws\tus-east-1\no\t0\t0\t1\t\t\t\n")
+            .unwrap_err();
         assert!(err.to_string().contains("type index out of range"), "{err}");
     }
 
@@ -605,7 +665,11 @@ mod tests {
     fn purchase_list_should_expand_reserved() {
         assert_eq!(
             Purchase::parse_list("on-demand, reserved").unwrap(),
-            vec![Purchase::OnDemand, Purchase::Reserved1y, Purchase::Reserved3y]
+            vec![
+                Purchase::OnDemand,
+                Purchase::Reserved1y,
+                Purchase::Reserved3y
+            ]
         );
         assert_eq!(Purchase::parse_list("sport").unwrap_err().to_string(), "unknown purchase option `sport` (expected on-demand, spot, reserved, reserved-1y or reserved-3y)");
     }

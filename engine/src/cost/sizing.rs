@@ -40,7 +40,12 @@ pub struct Demand {
 impl Demand {
     /// A CPU and memory demand.
     pub fn new(cpu: f64, mem_gib: f64) -> Demand {
-        Demand { cpu, mem_gib, gpu: 0.0, network_gbps: 0.0 }
+        Demand {
+            cpu,
+            mem_gib,
+            gpu: 0.0,
+            network_gbps: 0.0,
+        }
     }
 
     /// The same demand with `gpu` GPUs.
@@ -57,7 +62,12 @@ impl Demand {
 
     /// Every resource multiplied by `f`.
     pub fn scaled(self, f: f64) -> Demand {
-        Demand { cpu: self.cpu * f, mem_gib: self.mem_gib * f, gpu: self.gpu * f, network_gbps: self.network_gbps * f }
+        Demand {
+            cpu: self.cpu * f,
+            mem_gib: self.mem_gib * f,
+            gpu: self.gpu * f,
+            network_gbps: self.network_gbps * f,
+        }
     }
 
     pub(crate) fn as_array(self) -> [f64; 4] {
@@ -83,15 +93,27 @@ impl QuantileDemand {
     pub fn resolve(&self) -> Result<Demand> {
         let q = self.provision_at;
         if !(q > 0.0 && q < 1.0) {
-            return Err(Error::InvalidDemand { resource: "quantile", value: q, reason: "the quantile to provision at must be in (0, 1)" });
+            return Err(Error::InvalidDemand {
+                resource: "quantile",
+                value: q,
+                reason: "the quantile to provision at must be in (0, 1)",
+            });
         }
         let mut lv = self.levels.clone();
         if lv.is_empty() {
-            return Err(Error::InvalidDemand { resource: "quantile", value: q, reason: "no quantile levels given" });
+            return Err(Error::InvalidDemand {
+                resource: "quantile",
+                value: q,
+                reason: "no quantile levels given",
+            });
         }
         for (l, _) in &lv {
             if !(*l > 0.0 && *l < 1.0) {
-                return Err(Error::InvalidDemand { resource: "quantile", value: *l, reason: "quantile levels must be in (0, 1)" });
+                return Err(Error::InvalidDemand {
+                    resource: "quantile",
+                    value: *l,
+                    reason: "quantile levels must be in (0, 1)",
+                });
             }
         }
         lv.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -108,7 +130,12 @@ impl QuantileDemand {
         let a = d0.as_array();
         let b = d1.as_array();
         let m: Vec<f64> = (0..4).map(|k| a[k] + w * (b[k] - a[k])).collect();
-        Ok(Demand { cpu: m[0], mem_gib: m[1], gpu: m[2], network_gbps: m[3] })
+        Ok(Demand {
+            cpu: m[0],
+            mem_gib: m[1],
+            gpu: m[2],
+            network_gbps: m[3],
+        })
     }
 }
 
@@ -132,7 +159,12 @@ impl Default for SpotRisk {
     /// publish no rate and share the preemption mechanism of preemptible VMs. One hour lost per
     /// interruption.
     fn default() -> Self {
-        SpotRisk { aws_per_month: 0.10, azure_per_month: 0.10, gcp_per_month: 0.15, hours_lost: 1.0 }
+        SpotRisk {
+            aws_per_month: 0.10,
+            azure_per_month: 0.10,
+            gcp_per_month: 0.15,
+            hours_lost: 1.0,
+        }
     }
 }
 
@@ -253,13 +285,20 @@ impl ValidSizing {
     /// The same checked constraints with every demanded resource scaled by `f` (> 0); used by
     /// budget allocation to size a share of a workload.
     pub fn scaled(&self, f: f64) -> ValidSizing {
-        ValidSizing { params: self.params.clone(), demand: self.demand.scaled(f) }
+        ValidSizing {
+            params: self.params.clone(),
+            demand: self.demand.scaled(f),
+        }
     }
 }
 
 fn check_nonneg(resource: &'static str, v: f64) -> Result<()> {
     if !v.is_finite() || v < 0.0 {
-        return Err(Error::InvalidDemand { resource, value: v, reason: "must be a finite number >= 0" });
+        return Err(Error::InvalidDemand {
+            resource,
+            value: v,
+            reason: "must be a finite number >= 0",
+        });
     }
     Ok(())
 }
@@ -267,7 +306,10 @@ fn check_nonneg(resource: &'static str, v: f64) -> Result<()> {
 impl SizingParams {
     /// Parameters with the default constraints and this demand.
     pub fn new(demand: Demand) -> SizingParams {
-        SizingParams { demand, ..SizingParams::default() }
+        SizingParams {
+            demand,
+            ..SizingParams::default()
+        }
     }
 
     /// Checks the demand and every constraint against `catalog`.
@@ -287,22 +329,39 @@ impl SizingParams {
         check_nonneg("network_gbps", demand.network_gbps)?;
         // Every workload needs some CPU and memory: zero there is a mistake, not a request.
         if demand.cpu <= 0.0 {
-            return Err(Error::InvalidDemand { resource: "cpu", value: demand.cpu, reason: "must be positive" });
+            return Err(Error::InvalidDemand {
+                resource: "cpu",
+                value: demand.cpu,
+                reason: "must be positive",
+            });
         }
         if demand.mem_gib <= 0.0 {
-            return Err(Error::InvalidDemand { resource: "mem_gib", value: demand.mem_gib, reason: "must be positive" });
+            return Err(Error::InvalidDemand {
+                resource: "mem_gib",
+                value: demand.mem_gib,
+                reason: "must be positive",
+            });
         }
         if self.max_count == 0 {
-            return Err(Error::InvalidConstraint { constraint: "max_count", reason: "must be at least 1".into() });
+            return Err(Error::InvalidConstraint {
+                constraint: "max_count",
+                reason: "must be at least 1".into(),
+            });
         }
         if self.min_count > self.max_count {
             return Err(Error::InvalidConstraint {
                 constraint: "min_count",
-                reason: format!("min_count {} is above max_count {}", self.min_count, self.max_count),
+                reason: format!(
+                    "min_count {} is above max_count {}",
+                    self.min_count, self.max_count
+                ),
             });
         }
         if self.max_types == Some(0) {
-            return Err(Error::InvalidConstraint { constraint: "max_types", reason: "must be at least 1".into() });
+            return Err(Error::InvalidConstraint {
+                constraint: "max_types",
+                reason: "must be at least 1".into(),
+            });
         }
         if !(0.0..=1.0).contains(&self.spot_share_cap) {
             return Err(Error::InvalidConstraint {
@@ -311,42 +370,85 @@ impl SizingParams {
             });
         }
         if !(self.utilisation > 0.0 && self.utilisation <= 1.0) {
-            return Err(Error::InvalidConstraint { constraint: "utilisation", reason: format!("{} is not in (0, 1]", self.utilisation) });
+            return Err(Error::InvalidConstraint {
+                constraint: "utilisation",
+                reason: format!("{} is not in (0, 1]", self.utilisation),
+            });
         }
         if !(self.horizon_hours.is_finite() && self.horizon_hours > 0.0) {
-            return Err(Error::InvalidConstraint { constraint: "horizon_hours", reason: format!("{} is not a positive number of hours", self.horizon_hours) });
+            return Err(Error::InvalidConstraint {
+                constraint: "horizon_hours",
+                reason: format!("{} is not a positive number of hours", self.horizon_hours),
+            });
         }
         if !(0.0..0.01).contains(&self.optimality_gap) {
             return Err(Error::InvalidConstraint {
                 constraint: "optimality_gap",
-                reason: format!("{} is not in [0, 0.01): answers must stay within 1 % of the optimum", self.optimality_gap),
+                reason: format!(
+                    "{} is not in [0, 0.01): answers must stay within 1 % of the optimum",
+                    self.optimality_gap
+                ),
             });
         }
         if self.purchase.is_empty() {
-            return Err(Error::InvalidConstraint { constraint: "purchase", reason: "no purchase option allowed".into() });
+            return Err(Error::InvalidConstraint {
+                constraint: "purchase",
+                reason: "no purchase option allowed".into(),
+            });
         }
         let sr = &self.spot_risk;
-        for v in [sr.aws_per_month, sr.azure_per_month, sr.gcp_per_month, sr.hours_lost] {
+        for v in [
+            sr.aws_per_month,
+            sr.azure_per_month,
+            sr.gcp_per_month,
+            sr.hours_lost,
+        ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::InvalidConstraint { constraint: "spot_risk", reason: format!("{v} is not a rate >= 0") });
+                return Err(Error::InvalidConstraint {
+                    constraint: "spot_risk",
+                    reason: format!("{v} is not a rate >= 0"),
+                });
             }
         }
         let clouds = allowed_clouds(self);
-        for (list, constraint) in [(&self.regions, "regions"), (&self.deny_regions, "deny_regions")] {
+        for (list, constraint) in [
+            (&self.regions, "regions"),
+            (&self.deny_regions, "deny_regions"),
+        ] {
             for r in list {
-                if !catalog.regions().iter().any(|x| &x.name == r && clouds.contains(&x.cloud)) {
-                    return Err(Error::UnknownRegion { name: r.clone(), constraint });
+                if !catalog
+                    .regions()
+                    .iter()
+                    .any(|x| &x.name == r && clouds.contains(&x.cloud))
+                {
+                    return Err(Error::UnknownRegion {
+                        name: r.clone(),
+                        constraint,
+                    });
                 }
             }
         }
-        for (list, constraint) in [(&self.families, "families"), (&self.deny_families, "deny_families")] {
+        for (list, constraint) in [
+            (&self.families, "families"),
+            (&self.deny_families, "deny_families"),
+        ] {
             for f in list {
-                if !catalog.types().iter().any(|t| t.family.eq_ignore_ascii_case(f) && clouds.contains(&t.cloud)) {
-                    return Err(Error::UnknownFamily { name: f.clone(), constraint });
+                if !catalog
+                    .types()
+                    .iter()
+                    .any(|t| t.family.eq_ignore_ascii_case(f) && clouds.contains(&t.cloud))
+                {
+                    return Err(Error::UnknownFamily {
+                        name: f.clone(),
+                        constraint,
+                    });
                 }
             }
         }
-        Ok(ValidSizing { params: self.clone(), demand })
+        Ok(ValidSizing {
+            params: self.clone(),
+            demand,
+        })
     }
 }
 
@@ -444,7 +546,11 @@ pub struct Sizing {
 }
 
 /// Builds the candidate offers that pass the constraints, naming the filter that emptied the list.
-pub(crate) fn candidates(catalog: &Catalog, v: &ValidSizing, exclude_types: &HashSet<u32>) -> Result<Vec<Candidate>> {
+pub(crate) fn candidates(
+    catalog: &Catalog,
+    v: &ValidSizing,
+    exclude_types: &HashSet<u32>,
+) -> Result<Vec<Candidate>> {
     let p = &v.params;
     let d = v.demand;
     let clouds = allowed_clouds(p);
@@ -458,16 +564,44 @@ pub(crate) fn candidates(catalog: &Catalog, v: &ValidSizing, exclude_types: &Has
         })
         .collect();
     // Stage-by-stage type filters, so that an empty result names the constraint that emptied it.
-    type Filter<'a> = (&'static str, Box<dyn Fn(&super::catalog::InstanceType) -> bool + 'a>);
+    type Filter<'a> = (
+        &'static str,
+        Box<dyn Fn(&super::catalog::InstanceType) -> bool + 'a>,
+    );
     let filters: Vec<Filter<'_>> = vec![
         ("clouds", Box::new(|t| clouds.contains(&t.cloud))),
-        ("burstable types excluded by default", Box::new(|t| p.include_burstable || !t.burstable)),
-        ("promotional SKUs excluded by default", Box::new(|t| p.include_promo || !t.promo)),
-        ("arch", Box::new(|t| p.arch.is_empty() || p.arch.contains(&t.arch))),
-        ("families", Box::new(|t| p.families.is_empty() || p.families.iter().any(|f| f.eq_ignore_ascii_case(&t.family)))),
-        ("deny_families", Box::new(|t| !p.deny_families.iter().any(|f| f.eq_ignore_ascii_case(&t.family)))),
+        (
+            "burstable types excluded by default",
+            Box::new(|t| p.include_burstable || !t.burstable),
+        ),
+        (
+            "promotional SKUs excluded by default",
+            Box::new(|t| p.include_promo || !t.promo),
+        ),
+        (
+            "arch",
+            Box::new(|t| p.arch.is_empty() || p.arch.contains(&t.arch)),
+        ),
+        (
+            "families",
+            Box::new(|t| {
+                p.families.is_empty()
+                    || p.families.iter().any(|f| f.eq_ignore_ascii_case(&t.family))
+            }),
+        ),
+        (
+            "deny_families",
+            Box::new(|t| {
+                !p.deny_families
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(&t.family))
+            }),
+        ),
         ("gpu", Box::new(|t| d.gpu <= 0.0 || t.gpu > 0.0)),
-        ("network_gbps", Box::new(|t| d.network_gbps <= 0.0 || t.network_gbps.is_some())),
+        (
+            "network_gbps",
+            Box::new(|t| d.network_gbps <= 0.0 || t.network_gbps.is_some()),
+        ),
     ];
     let mut type_ok = vec![true; catalog.types().len()];
     let mut alive = catalog.types().len();
@@ -480,7 +614,10 @@ pub(crate) fn candidates(catalog: &Catalog, v: &ValidSizing, exclude_types: &Has
             }
         }
         if alive == 0 {
-            return Err(Error::NoOffers { constraint: name, detail: format!("{before} instance types before it") });
+            return Err(Error::NoOffers {
+                constraint: name,
+                detail: format!("{before} instance types before it"),
+            });
         }
     }
     for &t in exclude_types {
@@ -525,7 +662,10 @@ pub(crate) fn candidates(catalog: &Catalog, v: &ValidSizing, exclude_types: &Has
         }
     }
     if !any_region {
-        return Err(Error::NoOffers { constraint: "regions", detail: "no allowed instance type is priced in the allowed regions".into() });
+        return Err(Error::NoOffers {
+            constraint: "regions",
+            detail: "no allowed instance type is priced in the allowed regions".into(),
+        });
     }
     if !any_purchase_priced || out.is_empty() {
         let list: Vec<&str> = p.purchase.iter().map(|x| x.as_str()).collect();
@@ -573,14 +713,21 @@ pub fn size(catalog: &Catalog, valid: &ValidSizing) -> Result<Sizing> {
             if let Ok(s) = solver::solve(&p2) {
                 let lines = lines_of(catalog, &p2, &s);
                 let total: f64 = lines.iter().map(|l| l.hourly_cost).sum();
-                let delta = if sol.cost > 0.0 { (s.cost / sol.cost - 1.0) * 100.0 } else { 0.0 };
+                let delta = if sol.cost > 0.0 {
+                    (s.cost / sol.cost - 1.0) * 100.0
+                } else {
+                    0.0
+                };
                 let description = format!(
                     "without {main_name}: {} at {:.4} USD/h list, {:.4} USD/h effective (+{delta:.1} %)",
                     describe(&lines),
                     total,
                     s.cost
                 );
-                sizing.explanation.summary.push_str(&format!(" Next best, {description}."));
+                sizing
+                    .explanation
+                    .summary
+                    .push_str(&format!(" Next best, {description}."));
                 sizing.explanation.next_best = Some(Alternative {
                     description,
                     allocation: lines,
@@ -588,7 +735,9 @@ pub fn size(catalog: &Catalog, valid: &ValidSizing) -> Result<Sizing> {
                     effective_hourly_cost: round6(s.cost),
                 });
             } else {
-                sizing.explanation.summary.push_str(&format!(" No allocation without {main_name} meets the constraints."));
+                sizing.explanation.summary.push_str(&format!(
+                    " No allocation without {main_name} meets the constraints."
+                ));
             }
         }
     }
@@ -640,12 +789,23 @@ fn round6(x: f64) -> f64 {
 fn describe(lines: &[AllocationLine]) -> String {
     let parts: Vec<String> = lines
         .iter()
-        .map(|l| format!("{} × {} {} in {} {}", l.count, l.purchase, l.instance_type, l.cloud, l.region))
+        .map(|l| {
+            format!(
+                "{} × {} {} in {} {}",
+                l.count, l.purchase, l.instance_type, l.cloud, l.region
+            )
+        })
         .collect();
     parts.join(" + ")
 }
 
-fn to_sizing(catalog: &Catalog, valid: &ValidSizing, problem: &Problem, sol: &solver::Solution, n_cands: usize) -> Sizing {
+fn to_sizing(
+    catalog: &Catalog,
+    valid: &ValidSizing,
+    problem: &Problem,
+    sol: &solver::Solution,
+    n_cands: usize,
+) -> Sizing {
     let lines = lines_of(catalog, problem, sol);
     let mut cap = [0.0; 4];
     for &(ci, n) in &sol.counts {
@@ -659,7 +819,11 @@ fn to_sizing(catalog: &Catalog, valid: &ValidSizing, problem: &Problem, sol: &so
     let mut binding = Vec::new();
     for k in 0..4 {
         if d[k] > 0.0 {
-            let smallest = sol.counts.iter().map(|&(ci, _)| problem.cands[ci].res[k]).fold(f64::INFINITY, f64::min);
+            let smallest = sol
+                .counts
+                .iter()
+                .map(|&(ci, _)| problem.cands[ci].res[k])
+                .fold(f64::INFINITY, f64::min);
             if cap[k] - d[k] < smallest {
                 binding.push(names[k].to_string());
             }
@@ -684,7 +848,12 @@ fn to_sizing(catalog: &Catalog, valid: &ValidSizing, problem: &Problem, sol: &so
         total_hourly_cost: round6(total),
         total_monthly_cost: round6(total * HOURS_PER_MONTH),
         effective_hourly_cost: round6(sol.cost),
-        capacity: Capacity { cpu: cap[0], mem_gib: cap[1], gpu: cap[2], network_gbps: cap[3] },
+        capacity: Capacity {
+            cpu: cap[0],
+            mem_gib: cap[1],
+            gpu: cap[2],
+            network_gbps: cap[3],
+        },
         demand: valid.demand,
         explanation: Explanation {
             summary,

@@ -288,7 +288,14 @@ impl Search<'_> {
 /// Directions on the simplex of the demanded dimensions, with a grid step of `1/steps`.
 fn simplex_dirs(dims: &[usize], steps: u32) -> Vec<[f64; 4]> {
     let mut out = Vec::new();
-    fn rec(dims: &[usize], steps: u32, left: u32, cur: &mut [f64; 4], idx: usize, out: &mut Vec<[f64; 4]>) {
+    fn rec(
+        dims: &[usize],
+        steps: u32,
+        left: u32,
+        cur: &mut [f64; 4],
+        idx: usize,
+        out: &mut Vec<[f64; 4]>,
+    ) {
         if idx == dims.len() - 1 {
             cur[dims[idx]] = left as f64 / steps as f64;
             out.push(*cur);
@@ -312,10 +319,17 @@ fn simplex_dirs(dims: &[usize], steps: u32) -> Vec<[f64; 4]> {
 pub fn solve(p: &Problem) -> Result<Solution> {
     let dims: Vec<usize> = (0..4).filter(|&k| p.demand[k] > 0.0).collect();
     if dims.is_empty() {
-        return Err(Error::Infeasible { constraint: "demand", detail: "nothing is demanded".into() });
+        return Err(Error::Infeasible {
+            constraint: "demand",
+            detail: "nothing is demanded".into(),
+        });
     }
     let spot_cap = p.spot_cap.clamp(0.0, 1.0);
-    let ns_need = if spot_cap < 1.0 && p.cands.iter().any(|c| c.spot) { 1.0 - spot_cap } else { 0.0 };
+    let ns_need = if spot_cap < 1.0 && p.cands.iter().any(|c| c.spot) {
+        1.0 - spot_cap
+    } else {
+        0.0
+    };
     let split_classes = ns_need > 0.0;
     // 1. Normalise and keep the cheapest offer per (type, class).
     let mut per_type: HashMap<(u32, bool), Item> = HashMap::new();
@@ -334,7 +348,13 @@ pub fn solve(p: &Problem) -> Result<Solution> {
         if !useful {
             continue;
         }
-        let item = Item { orig: i, cost: c.cost, a, spot: c.spot, ty: c.type_index };
+        let item = Item {
+            orig: i,
+            cost: c.cost,
+            a,
+            spot: c.spot,
+            ty: c.type_index,
+        };
         let key = (c.type_index, split_classes && c.spot);
         match per_type.get(&key) {
             Some(old) if old.cost <= item.cost => {}
@@ -393,7 +413,10 @@ pub fn solve(p: &Problem) -> Result<Solution> {
     let dot = |y: &[f64; 4], a: &[f64; 4]| dims.iter().map(|&k| y[k] * a[k]).sum::<f64>();
     let root = [1.0; 4];
     let root_value = |y: &[f64; 4]| {
-        let m = front.iter().map(|f| f.cost / dot(y, &f.a)).fold(f64::INFINITY, f64::min);
+        let m = front
+            .iter()
+            .map(|f| f.cost / dot(y, &f.a))
+            .fold(f64::INFINITY, f64::min);
         dot(y, &root) * m
     };
     let (coarse, fine) = match dims.len() {
@@ -438,7 +461,9 @@ pub fn solve(p: &Problem) -> Result<Solution> {
         // is met, the rest is a plain cover whose bound is tight.
         let kx = ns_need > 0.0 && x.spot;
         let ky = ns_need > 0.0 && y.spot;
-        kx.cmp(&ky).then(ex.total_cmp(&ey)).then_with(|| x.orig.cmp(&y.orig))
+        kx.cmp(&ky)
+            .then(ex.total_cmp(&ey))
+            .then_with(|| x.orig.cmp(&y.orig))
     });
     let n = front.len();
     let n1 = n + 1;
@@ -451,9 +476,17 @@ pub fn solve(p: &Problem) -> Result<Solution> {
                 let b = (mi * nd + d) * n1;
                 for i in (0..n).rev() {
                     let ya = dot(y, &front[i].a);
-                    let r = if ya > 0.0 { (front[i].cost + mu) / ya } else { f64::INFINITY };
+                    let r = if ya > 0.0 {
+                        (front[i].cost + mu) / ya
+                    } else {
+                        f64::INFINITY
+                    };
                     m_all[b + i] = m_all[b + i + 1].min(r);
-                    m_ns[b + i] = if front[i].spot { m_ns[b + i + 1] } else { m_ns[b + i + 1].min(r) };
+                    m_ns[b + i] = if front[i].spot {
+                        m_ns[b + i + 1]
+                    } else {
+                        m_ns[b + i + 1].min(r)
+                    };
                 }
             }
         }
@@ -465,8 +498,11 @@ pub fn solve(p: &Problem) -> Result<Solution> {
     for i in (0..n).rev() {
         for k in 0..4 {
             smax[i * 4 + k] = f64::max(smax[(i + 1) * 4 + k], front[i].a[k]);
-            smax_ns[i * 4 + k] =
-                if front[i].spot { smax_ns[(i + 1) * 4 + k] } else { f64::max(smax_ns[(i + 1) * 4 + k], front[i].a[k]) };
+            smax_ns[i * 4 + k] = if front[i].spot {
+                smax_ns[(i + 1) * 4 + k]
+            } else {
+                f64::max(smax_ns[(i + 1) * 4 + k], front[i].a[k])
+            };
         }
     }
     let rem0 = {
@@ -509,7 +545,16 @@ pub fn solve(p: &Problem) -> Result<Solution> {
         if it.spot && ns_need > 0.0 {
             continue;
         }
-        let need = dims.iter().map(|&k| if it.a[k] > 0.0 { 1.0 / it.a[k] } else { f64::INFINITY }).fold(0.0, f64::max);
+        let need = dims
+            .iter()
+            .map(|&k| {
+                if it.a[k] > 0.0 {
+                    1.0 / it.a[k]
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .fold(0.0, f64::max);
         if !need.is_finite() {
             continue;
         }
@@ -524,9 +569,16 @@ pub fn solve(p: &Problem) -> Result<Solution> {
     let root0 = s.lb(0, &rem0, &rns0, p.max_count);
     if root0.is_finite() && root0 > 0.0 {
         let unit = root0 / p.max_count.max(1) as f64;
-        let mus: Vec<f64> = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0].iter().map(|f| f * unit).collect();
+        let mus: Vec<f64> = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+            .iter()
+            .map(|f| f * unit)
+            .collect();
         let (ma, mn) = tables(&mus);
-        let (old_a, old_n, old_mu) = (std::mem::replace(&mut s.m_all, ma), std::mem::replace(&mut s.m_ns, mn), std::mem::replace(&mut s.mus, mus));
+        let (old_a, old_n, old_mu) = (
+            std::mem::replace(&mut s.m_all, ma),
+            std::mem::replace(&mut s.m_ns, mn),
+            std::mem::replace(&mut s.mus, mus),
+        );
         if s.lb(0, &rem0, &rns0, p.max_count) <= root0 * (1.0 + 1e-4) {
             s.m_all = old_a;
             s.m_ns = old_n;
@@ -540,13 +592,25 @@ pub fn solve(p: &Problem) -> Result<Solution> {
     if !s.best_cost.is_finite() {
         return Err(diagnose(p));
     }
-    let counts: Vec<(usize, u32)> =
-        s.best.iter().enumerate().filter(|(_, &k)| k > 0).map(|(i, &k)| (front[i].orig, k)).collect();
-    let cost: f64 = counts.iter().map(|&(i, k)| p.cands[i].cost * k as f64).sum();
+    let counts: Vec<(usize, u32)> = s
+        .best
+        .iter()
+        .enumerate()
+        .filter(|(_, &k)| k > 0)
+        .map(|(i, &k)| (front[i].orig, k))
+        .collect();
+    let cost: f64 = counts
+        .iter()
+        .map(|&(i, k)| p.cands[i].cost * k as f64)
+        .sum();
     Ok(Solution {
         counts,
         cost,
-        lower_bound: if s.aborted { root_lb.min(cost) } else { (cost * (1.0 - s.gap)).max(root_lb.min(cost)) },
+        lower_bound: if s.aborted {
+            root_lb.min(cost)
+        } else {
+            (cost * (1.0 - s.gap)).max(root_lb.min(cost))
+        },
         optimal: !s.aborted,
         nodes: s.nodes,
         pareto,
@@ -575,7 +639,13 @@ fn greedy(s: &mut Search<'_>, mut rem: [f64; 4], mut rns: [f64; 4]) {
                     gain += it.a[k].min(rns[k]);
                 }
             }
-            let score = if gain > EPS { gain / it.cost } else if s.covered(&rem, &rns) { 1e-12 / it.cost } else { 0.0 };
+            let score = if gain > EPS {
+                gain / it.cost
+            } else if s.covered(&rem, &rns) {
+                1e-12 / it.cost
+            } else {
+                0.0
+            };
             if score > 0.0 && best.is_none_or(|(_, b)| score > b) {
                 best = Some((i, score));
             }
@@ -650,7 +720,9 @@ fn pairs(s: &mut Search<'_>, rem: [f64; 4], rns: [f64; 4]) {
                         rn[d] = (rn[d] - xa as f64 * a.a[d]).max(0.0);
                     }
                 }
-                let Some(xb) = need(&b, &r, &rn) else { continue };
+                let Some(xb) = need(&b, &r, &rn) else {
+                    continue;
+                };
                 let n = xa + xb;
                 if n > s.max_count || n < s.min_count {
                     continue;
@@ -692,7 +764,10 @@ fn diagnose(p: &Problem) -> Error {
     }
     Error::Infeasible {
         constraint: "max_count",
-        detail: format!("the demand needs more than {} instances of the allowed types", p.max_count),
+        detail: format!(
+            "the demand needs more than {} instances of the allowed types",
+            p.max_count
+        ),
     }
 }
 
@@ -704,7 +779,11 @@ mod tests {
         Candidate {
             offer: i,
             type_index: i,
-            purchase: if spot { Purchase::Spot } else { Purchase::OnDemand },
+            purchase: if spot {
+                Purchase::Spot
+            } else {
+                Purchase::OnDemand
+            },
             price: cost,
             cost,
             res: [cpu, mem, 0.0, 0.0],
@@ -713,13 +792,24 @@ mod tests {
     }
 
     fn problem(cands: Vec<Candidate>, cpu: f64, mem: f64) -> Problem {
-        Problem { demand: [cpu, mem, 0.0, 0.0], cands, spot_cap: 1.0, min_count: 0, max_count: 100, max_types: u32::MAX, gap: 0.0 }
+        Problem {
+            demand: [cpu, mem, 0.0, 0.0],
+            cands,
+            spot_cap: 1.0,
+            min_count: 0,
+            max_count: 100,
+            max_types: u32::MAX,
+            gap: 0.0,
+        }
     }
 
     #[test]
     fn solver_should_mix_types_when_mixing_is_cheaper() {
         // cpu-heavy and memory-heavy shapes; the demand has both.
-        let c = vec![cand(0, 1.0, 8.0, 16.0, false), cand(1, 1.0, 2.0, 64.0, false)];
+        let c = vec![
+            cand(0, 1.0, 8.0, 16.0, false),
+            cand(1, 1.0, 2.0, 64.0, false),
+        ];
         let s = solve(&problem(c, 16.0, 128.0)).unwrap();
         assert!((s.cost - 4.0).abs() < 1e-9, "{s:?}");
         assert!(s.optimal);
@@ -727,7 +817,10 @@ mod tests {
 
     #[test]
     fn spot_cap_should_keep_a_share_on_demand() {
-        let c = vec![cand(0, 1.0, 4.0, 16.0, false), cand(1, 0.3, 4.0, 16.0, true)];
+        let c = vec![
+            cand(0, 1.0, 4.0, 16.0, false),
+            cand(1, 0.3, 4.0, 16.0, true),
+        ];
         let mut p = problem(c, 16.0, 64.0);
         p.spot_cap = 0.5;
         let s = solve(&p).unwrap();
@@ -745,7 +838,10 @@ mod tests {
 
     #[test]
     fn infeasible_types_should_name_max_types() {
-        let c = vec![cand(0, 1.0, 64.0, 1.0, false), cand(1, 1.0, 1.0, 64.0, false)];
+        let c = vec![
+            cand(0, 1.0, 64.0, 1.0, false),
+            cand(1, 1.0, 1.0, 64.0, false),
+        ];
         let mut p = problem(c, 64.0, 64.0);
         p.max_count = 1;
         p.max_types = 1;

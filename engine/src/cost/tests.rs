@@ -11,8 +11,14 @@ use super::*;
 /// (the second 10 % dearer).
 fn small_catalog(types: &[(f64, f64, f64, f64)]) -> Catalog {
     let regions = vec![
-        Region { cloud: Cloud::Aws, name: "us-east-1".into() },
-        Region { cloud: Cloud::Aws, name: "eu-west-1".into() },
+        Region {
+            cloud: Cloud::Aws,
+            name: "us-east-1".into(),
+        },
+        Region {
+            cloud: Cloud::Aws,
+            name: "eu-west-1".into(),
+        },
     ];
     let mut its = Vec::new();
     let mut offers = Vec::new();
@@ -21,7 +27,11 @@ fn small_catalog(types: &[(f64, f64, f64, f64)]) -> Catalog {
             cloud: Cloud::Aws,
             name: format!("x{i}.large"),
             family: format!("x{i}"),
-            arch: if i % 2 == 0 { Arch::X86_64 } else { Arch::Arm64 },
+            arch: if i % 2 == 0 {
+                Arch::X86_64
+            } else {
+                Arch::Arm64
+            },
             vcpu: cpu,
             mem_gib: mem,
             gpu: 0.0,
@@ -51,7 +61,11 @@ fn brute_force(catalog: &Catalog, v: &ValidSizing) -> Option<f64> {
     let cands = candidates(catalog, v, &HashSet::new()).ok()?;
     let p = v.params();
     let d = v.demand().as_array();
-    let spot_cap = if p.purchase.contains(&Purchase::Spot) { p.spot_share_cap } else { 1.0 };
+    let spot_cap = if p.purchase.contains(&Purchase::Spot) {
+        p.spot_share_cap
+    } else {
+        1.0
+    };
     let mut best: Option<f64> = None;
     let mut x = vec![0u32; cands.len()];
     fn rec(
@@ -81,7 +95,12 @@ fn brute_force(catalog: &Catalog, v: &ValidSizing) -> Option<f64> {
         if n < p.min_count || n > p.max_count {
             return None;
         }
-        let types: HashSet<u32> = x.iter().zip(&cands).filter(|(k, _)| **k > 0).map(|(_, c)| c.type_index).collect();
+        let types: HashSet<u32> = x
+            .iter()
+            .zip(&cands)
+            .filter(|(k, _)| **k > 0)
+            .map(|(_, c)| c.type_index)
+            .collect();
         if types.len() as u32 > p.max_types.unwrap_or(u32::MAX) {
             return None;
         }
@@ -89,8 +108,17 @@ fn brute_force(catalog: &Catalog, v: &ValidSizing) -> Option<f64> {
             if d[k] <= 0.0 {
                 continue;
             }
-            let all: f64 = x.iter().zip(&cands).map(|(n, c)| *n as f64 * c.res[k]).sum();
-            let ns: f64 = x.iter().zip(&cands).filter(|(_, c)| !c.spot).map(|(n, c)| *n as f64 * c.res[k]).sum();
+            let all: f64 = x
+                .iter()
+                .zip(&cands)
+                .map(|(n, c)| *n as f64 * c.res[k])
+                .sum();
+            let ns: f64 = x
+                .iter()
+                .zip(&cands)
+                .filter(|(_, c)| !c.spot)
+                .map(|(n, c)| *n as f64 * c.res[k])
+                .sum();
             if all + 1e-9 < d[k] || ns + 1e-9 < (1.0 - spot_cap) * d[k] {
                 return None;
             }
@@ -186,14 +214,23 @@ proptest! {
 #[test]
 fn embedded_catalog_sizing_should_cover_demand_with_defaults() {
     let cat = Catalog::embedded();
-    let v = SizingParams::new(Demand::new(16.0, 64.0)).check(cat).unwrap();
+    let v = SizingParams::new(Demand::new(16.0, 64.0))
+        .check(cat)
+        .unwrap();
     let s = size(cat, &v).unwrap();
-    assert!(s.capacity.cpu >= 16.0 && s.capacity.mem_gib >= 64.0, "{s:?}");
+    assert!(
+        s.capacity.cpu >= 16.0 && s.capacity.mem_gib >= 64.0,
+        "{s:?}"
+    );
     assert!(s.explanation.optimal);
     assert!(s.allocation.iter().map(|l| l.count).sum::<u32>() <= 100);
     for l in &s.allocation {
         let t = cat.find_type(l.cloud, &l.instance_type).unwrap();
-        assert!(!t.burstable && !t.promo, "{} is excluded by default", t.name);
+        assert!(
+            !t.burstable && !t.promo,
+            "{} is excluded by default",
+            t.name
+        );
         assert_eq!(l.purchase, Purchase::OnDemand);
     }
     let alt = s.explanation.next_best.as_ref().expect("an alternative");
@@ -209,7 +246,10 @@ fn embedded_catalog_should_honour_cloud_region_arch_and_gpu() {
     let s = size(cat, &p.check(cat).unwrap()).unwrap();
     for l in &s.allocation {
         assert_eq!(l.cloud, Cloud::Gcp);
-        assert_eq!(cat.find_type(l.cloud, &l.instance_type).unwrap().arch, Arch::Arm64);
+        assert_eq!(
+            cat.find_type(l.cloud, &l.instance_type).unwrap().arch,
+            Arch::Arm64
+        );
     }
     let mut p = SizingParams::new(Demand::new(8.0, 32.0).with_gpu(2.0));
     p.regions = vec!["us-east-1".into()];
@@ -223,17 +263,35 @@ fn committed_terms_should_be_chosen_only_when_horizon_and_utilisation_pay() {
     let cat = Catalog::embedded();
     let mut p = SizingParams::new(Demand::new(16.0, 64.0));
     p.clouds = vec![Cloud::Gcp];
-    p.purchase = vec![Purchase::OnDemand, Purchase::Reserved1y, Purchase::Reserved3y];
+    p.purchase = vec![
+        Purchase::OnDemand,
+        Purchase::Reserved1y,
+        Purchase::Reserved3y,
+    ];
     p.horizon_hours = 730.0;
     let short = size(cat, &p.check(cat).unwrap()).unwrap();
-    assert!(short.allocation.iter().all(|l| l.purchase == Purchase::OnDemand), "{short:?}");
+    assert!(
+        short
+            .allocation
+            .iter()
+            .all(|l| l.purchase == Purchase::OnDemand),
+        "{short:?}"
+    );
     p.horizon_hours = 3.0 * 8760.0;
     let long = size(cat, &p.check(cat).unwrap()).unwrap();
-    assert!(long.allocation.iter().any(|l| l.purchase.is_committed()), "{long:?}");
+    assert!(
+        long.allocation.iter().any(|l| l.purchase.is_committed()),
+        "{long:?}"
+    );
     assert!(long.effective_hourly_cost < short.effective_hourly_cost);
     p.utilisation = 0.2;
     let idle = size(cat, &p.check(cat).unwrap()).unwrap();
-    assert!(idle.allocation.iter().all(|l| l.purchase == Purchase::OnDemand), "{idle:?}");
+    assert!(
+        idle.allocation
+            .iter()
+            .all(|l| l.purchase == Purchase::OnDemand),
+        "{idle:?}"
+    );
 }
 
 #[test]
@@ -249,21 +307,36 @@ fn bad_input_should_name_the_constraint() {
         err(SizingParams::new(Demand::new(0.0, 0.0))),
         "invalid demand: cpu = 0 (must be positive)"
     );
-    assert_eq!(err(SizingParams::new(Demand::new(-1.0, 4.0))), "invalid demand: cpu = -1 (must be a finite number >= 0)");
-    assert_eq!(err(SizingParams::new(Demand::new(2.0, 0.0))), "invalid demand: mem_gib = 0 (must be positive)");
+    assert_eq!(
+        err(SizingParams::new(Demand::new(-1.0, 4.0))),
+        "invalid demand: cpu = -1 (must be a finite number >= 0)"
+    );
+    assert_eq!(
+        err(SizingParams::new(Demand::new(2.0, 0.0))),
+        "invalid demand: mem_gib = 0 (must be positive)"
+    );
     let mut p = SizingParams::new(Demand::new(4.0, 8.0));
     p.regions = vec!["mars-1".into()];
     assert_eq!(err(p), "unknown region `mars-1` in constraint `regions`: no allowed cloud prices it in the catalog");
     let mut p = SizingParams::new(Demand::new(4.0, 8.0));
     p.families = vec!["zz9".into()];
-    assert_eq!(err(p), "unknown instance family `zz9` in constraint `families`");
+    assert_eq!(
+        err(p),
+        "unknown instance family `zz9` in constraint `families`"
+    );
     let mut p = SizingParams::new(Demand::new(10_000.0, 8.0));
     p.max_count = 3;
     assert!(err(p).starts_with("infeasible: constraint `max_count` cannot be met"));
     let mut p = SizingParams::new(Demand::new(4.0, 8.0));
     p.spot_share_cap = 2.0;
-    assert_eq!(err(p), "invalid constraint `spot_share_cap`: 2 is not in [0, 1]");
-    assert_eq!("mars".parse::<Cloud>().unwrap_err().to_string(), "unknown cloud `mars` (expected aws, azure or gcp)");
+    assert_eq!(
+        err(p),
+        "invalid constraint `spot_share_cap`: 2 is not in [0, 1]"
+    );
+    assert_eq!(
+        "mars".parse::<Cloud>().unwrap_err().to_string(),
+        "unknown cloud `mars` (expected aws, azure or gcp)"
+    );
 }
 
 #[test]
@@ -275,19 +348,35 @@ fn budget_by_priority_should_beat_proportional_on_weighted_unmet() {
         priority,
         floor,
     };
-    let budget =
-        BudgetParams::hourly(3.0, vec![w("critical", 32.0, 100.0, 0.0), w("batch", 48.0, 1.0, 0.25), w("vip", 16.0, 10.0, 0.0)])
-            .check(&cat)
-            .unwrap();
+    let budget = BudgetParams::hourly(
+        3.0,
+        vec![
+            w("critical", 32.0, 100.0, 0.0),
+            w("batch", 48.0, 1.0, 0.25),
+            w("vip", 16.0, 10.0, 0.0),
+        ],
+    )
+    .check(&cat)
+    .unwrap();
     let pri = allocate_budget(&cat, &budget).unwrap();
     let prop = allocate_proportional(&cat, &budget).unwrap();
     assert!(pri.total_hourly_cost <= 3.0 + 1e-9 && prop.total_hourly_cost <= 3.0 + 1e-9);
-    assert!(pri.weighted_unmet < prop.weighted_unmet, "{} vs {}", pri.weighted_unmet, prop.weighted_unmet);
+    assert!(
+        pri.weighted_unmet < prop.weighted_unmet,
+        "{} vs {}",
+        pri.weighted_unmet,
+        prop.weighted_unmet
+    );
     let by = |n: &str| pri.workloads.iter().find(|w| w.name == n).unwrap().clone();
     assert_eq!(by("critical").served, 1.0);
     assert!(by("batch").served >= 0.25, "never below the floor");
     assert!(by("batch").unmet.cpu > 0.0, "the unmet demand is stated");
     // Floors above the cap are an error that says so.
-    let tight = BudgetParams::hourly(0.1, vec![w("a", 32.0, 1.0, 1.0)]).check(&cat).unwrap();
-    assert!(matches!(allocate_budget(&cat, &tight), Err(Error::BudgetBelowFloors { .. })));
+    let tight = BudgetParams::hourly(0.1, vec![w("a", 32.0, 1.0, 1.0)])
+        .check(&cat)
+        .unwrap();
+    assert!(matches!(
+        allocate_budget(&cat, &tight),
+        Err(Error::BudgetBelowFloors { .. })
+    ));
 }
