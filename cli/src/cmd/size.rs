@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use predictive_engine::cost::{
-    allocate_budget, size, Arch, BudgetParams, Catalog, Cloud, Demand, Purchase, Sizing,
-    SizingParams, WorkloadParams,
+    allocate_budget, size, Arch, BudgetParams, Catalog, Cloud, Demand, Purchase, QuantileDemand,
+    Sizing, SizingParams, WorkloadParams,
 };
 use serde::Deserialize;
 
@@ -43,7 +43,9 @@ pub(crate) struct SizeSpec {
     /// Case name (bench only).
     #[serde(default)]
     pub(crate) name: Option<String>,
+    #[serde(default)]
     pub(crate) cpu: f64,
+    #[serde(default)]
     pub(crate) mem_gib: f64,
     #[serde(default)]
     pub(crate) gpu: f64,
@@ -87,6 +89,13 @@ pub(crate) struct SizeSpec {
     /// Budget floor share (bench with `--budget`).
     #[serde(default)]
     pub(crate) floor: Option<f64>,
+    /// Demand as quantiles over the horizon, e.g. `{"0.5": {"cpu": 8, "mem_gib": 32}, "0.95": {...}}`
+    /// (replaces `cpu`/`mem_gib`/`gpu`).
+    #[serde(default)]
+    pub(crate) quantiles: Option<std::collections::BTreeMap<String, Demand>>,
+    /// The quantile to provision at (default 0.95).
+    #[serde(default)]
+    pub(crate) provision_at: Option<f64>,
 }
 
 fn parse_each<T>(
@@ -158,6 +167,19 @@ impl SizeSpec {
         }
         if let Some(v) = self.utilisation {
             p.utilisation = v;
+        }
+        if let Some(q) = &self.quantiles {
+            let mut levels = Vec::new();
+            for (k, d) in q {
+                let level: f64 = k.parse().with_context(|| {
+                    format!("constraint `quantiles`: level {k:?} is not a number")
+                })?;
+                levels.push((level, *d));
+            }
+            p.quantiles = Some(QuantileDemand {
+                levels,
+                provision_at: self.provision_at.unwrap_or(0.95),
+            });
         }
         p.include_burstable = self.include_burstable;
         p.include_promo = self.include_promo;
@@ -266,6 +288,8 @@ impl Args {
             include_promo: self.include_promo,
             priority: None,
             floor: None,
+            quantiles: None,
+            provision_at: None,
         }
     }
 }
@@ -387,6 +411,15 @@ mod tests {
             .unwrap();
         assert_eq!(a.clouds, vec![Cloud::Aws, Cloud::Gcp]);
         assert_eq!(a.purchase, vec![Purchase::OnDemand, Purchase::Spot]);
+    }
+
+    #[test]
+    fn quantile_cases_should_provision_at_the_requested_level() {
+        let p = spec(r#"{"quantiles": {"0.5": {"cpu": 8, "mem_gib": 32}, "0.9": {"cpu": 16, "mem_gib": 64}}, "provision_at": 0.7}"#)
+            .to_params()
+            .unwrap();
+        let v = p.check(Catalog::embedded()).unwrap();
+        assert_eq!(v.demand(), Demand::new(12.0, 48.0));
     }
 
     #[test]
