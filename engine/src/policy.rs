@@ -99,7 +99,7 @@ impl Default for PolicyParams {
         Self {
             confidence: 0.99,
             min_confidence: 0.5,
-            shortfall_penalty: 6.0,
+            shortfall_penalty: 7.0,
             spread_margin: 0.0,
             surprise_gain: 0.25,
             lead: 3,
