@@ -160,12 +160,25 @@ pub fn is_burstable(cloud: Cloud, name: &str) -> bool {
         Cloud::Aws => {
             name.starts_with('t') && name.as_bytes().get(1).is_some_and(u8::is_ascii_digit)
         }
-        Cloud::Azure => name.starts_with("Basic_") || name.starts_with("Standard_B"),
+        // A0 is shared-core like the Basic tier.
+        Cloud::Azure => {
+            name.starts_with("Basic_") || name.starts_with("Standard_B") || name == "Standard_A0"
+        }
         Cloud::Gcp => matches!(
             name,
             "e2-micro" | "e2-small" | "e2-medium" | "f1-micro" | "g1-small"
         ),
     }
+}
+
+/// Whether a type is a promotional or retired SKU (left out by default): Azure `*_Promo`, and
+/// the first-generation A series (`Standard_A1` … `Standard_A11`, retired in 2024; `_v2` stays).
+pub fn is_promo_or_retired(cloud: Cloud, name: &str) -> bool {
+    cloud == Cloud::Azure
+        && (name.contains("_Promo")
+            || name
+                .strip_prefix("Standard_A")
+                .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())))
 }
 
 /// Azure ARM sizes carry a `p` among the letters after the vCPU count (`D2ps_v5`, `E4pds_v5`).
@@ -921,7 +934,7 @@ impl Builder {
                 gpu_mem_gib: (spec.gpu_mem_gib * 1e3).round() / 1e3,
                 network_gbps: spec.network_gbps,
                 burstable: is_burstable(*cloud, name),
-                promo: name.contains("_Promo"),
+                promo: is_promo_or_retired(*cloud, name),
             });
         }
         let mut regions: Vec<Region> = Vec::new();
@@ -1025,6 +1038,10 @@ mod tests {
         assert_eq!(azure_arch("Standard_D2ps_v5"), Arch::Arm64);
         assert_eq!(azure_arch("Standard_NP10s"), Arch::X86_64);
         assert!(is_burstable(Cloud::Aws, "t3.micro"));
+        assert!(is_burstable(Cloud::Azure, "Standard_A0"));
+        assert!(is_promo_or_retired(Cloud::Azure, "Standard_A7"));
+        assert!(!is_promo_or_retired(Cloud::Azure, "Standard_A2m_v2"));
+        assert!(is_promo_or_retired(Cloud::Azure, "Standard_D2_v2_Promo"));
         assert!(!is_burstable(Cloud::Aws, "trn1.2xlarge"));
     }
 
