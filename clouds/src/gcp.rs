@@ -687,9 +687,17 @@ fn map_gax(op: Operation, err: google_cloud_gax::error::Error) -> CloudError {
     } else {
         reason
     };
-    CloudError::new(op, kind)
-        .with_detail(detail)
-        .with_source(err)
+    let retry_after = err
+        .http_headers()
+        .and_then(|h| h.get("retry-after"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let mut out = CloudError::new(op, kind).with_detail(detail);
+    // A throttling answer may say how long to wait; the retry layer honours it.
+    if let Some(secs) = retry_after {
+        out = out.with_retry_after(Duration::from_secs(secs));
+    }
+    out.with_source(err)
 }
 
 #[async_trait]

@@ -308,10 +308,20 @@ fn aws_errors_should_map_injected_faults_onto_retryable_kinds() {
         let p = &env.provider;
         let g = group(&env, "faulty", &owner(), 0).await;
         // Every request gets a fault: every call fails, and always with a retryable kind.
+        let mut throttled = 0;
         for _ in 0..12 {
             let err = p.describe_group(&g).await.unwrap_err();
             assert!(err.is_retryable(), "{err:?}");
+            if err.is_throttled() {
+                throttled += 1;
+                assert_eq!(
+                    err.retry_after(),
+                    Some(Duration::from_secs(1)),
+                    "the hint is kept"
+                );
+            }
         }
+        assert!(throttled > 0, "some calls were throttled");
         let counts = env.faults.counts();
         assert!(
             counts.len() >= 3,

@@ -195,10 +195,20 @@ async fn gcp_errors_should_map_injected_faults_onto_retryable_kinds() {
     plan.hang = Duration::from_millis(200);
     let fake = fake(plan).await;
     let p = provider(&fake).await;
+    let mut throttled = 0;
     for _ in 0..12 {
         let err = p.describe_group(&GroupId::new("web")).await.unwrap_err();
         assert!(err.is_retryable(), "{err:?}");
+        if err.is_throttled() {
+            throttled += 1;
+            assert_eq!(
+                err.retry_after(),
+                Some(Duration::from_secs(1)),
+                "the hint is kept"
+            );
+        }
     }
+    assert!(throttled > 0, "some calls were throttled");
     assert!(
         fake.faults.counts().len() >= 3,
         "{:?}",

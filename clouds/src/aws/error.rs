@@ -133,6 +133,17 @@ where
     if let Some(detail) = detail {
         out = out.with_detail(detail);
     }
+    // A throttling answer may say how long to wait; the retry layer honours it.
+    if let SdkError::ServiceError(service) = &err {
+        if let Some(secs) = service
+            .raw()
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            out = out.with_retry_after(std::time::Duration::from_secs(secs));
+        }
+    }
     out.with_source(err)
 }
 

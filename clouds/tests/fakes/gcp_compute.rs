@@ -125,7 +125,11 @@ fn err(status: StatusCode, reason: &str) -> Response {
 /// Compute Engine's throttling and server-error answers.
 pub fn compute_error(_: &HeaderMap, fault: Fault) -> Response {
     match fault {
-        Fault::Throttle => err(StatusCode::TOO_MANY_REQUESTS, "rateLimitExceeded"),
+        Fault::Throttle => {
+            let mut r = err(StatusCode::TOO_MANY_REQUESTS, "rateLimitExceeded");
+            r.headers_mut().insert("retry-after", "1".parse().unwrap());
+            r
+        }
         _ => err(StatusCode::SERVICE_UNAVAILABLE, "backendError"),
     }
 }

@@ -126,7 +126,11 @@ pub fn aws_error(headers: &HeaderMap, fault: Fault) -> Response {
              </Error><RequestId>fault</RequestId></ErrorResponse>"
         )
     };
-    (status, [("content-type", "text/xml")], body).into_response()
+    let mut r = (status, [("content-type", "text/xml")], body).into_response();
+    if fault == Fault::Throttle {
+        r.headers_mut().insert("retry-after", "1".parse().unwrap());
+    }
+    r
 }
 
 #[derive(Clone)]
