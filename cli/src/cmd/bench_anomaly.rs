@@ -397,4 +397,85 @@ mod tests {
         let e = parse_csv("time,v\n").unwrap_err();
         assert!(format!("{e:#}").contains("line 1"), "{e:#}");
     }
+
+    #[test]
+    fn bench_should_write_nab_results_and_find_labels_beside_the_data() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data").join("synthetic");
+        std::fs::create_dir_all(&data).unwrap();
+        // 1000 five-minute samples of a slow wave with one spike at row 700.
+        let mut csv = String::from("timestamp,value\n");
+        let t0 = parse_timestamp("2024-01-01 00:00:00").unwrap();
+        let fmt = |t: i64| {
+            let (d, s) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+            format!(
+                "2024-01-{:02} {:02}:{:02}:00",
+                d - t0 / 86_400 + 1,
+                s / 3600,
+                s % 3600 / 60
+            )
+        };
+        for i in 0..1000i64 {
+            let v = if i == 700 {
+                500.0
+            } else {
+                50.0 + 10.0 * ((i as f64) / 20.0).sin()
+            };
+            csv.push_str(&format!("{},{v}\n", fmt(t0 + 300 * i)));
+        }
+        std::fs::write(data.join("wave.csv"), csv).unwrap();
+        let labels = root.path().join("labels");
+        std::fs::create_dir_all(&labels).unwrap();
+        let window = format!(
+            r#"{{"synthetic/wave.csv": [["{}.000000", "{}.000000"]]}}"#,
+            fmt(t0 + 300 * 650),
+            fmt(t0 + 300 * 750)
+        );
+        std::fs::write(labels.join("combined_windows.json"), window).unwrap();
+        let out = root.path().join("out");
+        run(Args {
+            dirs: vec![root.path().join("data")],
+            out: out.clone(),
+            labels: None,
+            json: true,
+        })
+        .unwrap();
+        let written = std::fs::read_to_string(out.join("synthetic").join("wave.csv")).unwrap();
+        let mut lines = written.lines();
+        assert_eq!(lines.next(), Some("timestamp,value,anomaly_score"));
+        let scores: Vec<f64> = lines
+            .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(scores.len(), 1000);
+        assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
+        assert!(scores[700] > 0.9, "spike scored {}", scores[700]);
+        // The windows file is read and keyed like NAB's.
+        let w = read_windows(&labels.join("combined_windows.json")).unwrap();
+        assert_eq!(
+            w["synthetic/wave.csv"],
+            vec![(t0 + 300 * 650, t0 + 300 * 750)]
+        );
+        assert_eq!(
+            find_labels(&[root.path().join("data")]),
+            Some(labels.join("combined_windows.json"))
+        );
+    }
+
+    #[test]
+    fn a_series_missing_from_the_labels_should_be_named() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("d");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("a.csv"), "timestamp,value\n1,1\n2,2\n").unwrap();
+        let labels = root.path().join("w.json");
+        std::fs::write(&labels, "{}").unwrap();
+        let e = run(Args {
+            dirs: vec![data],
+            out: root.path().join("o"),
+            labels: Some(labels),
+            json: false,
+        })
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("d/a.csv"), "{e:#}");
+    }
 }
