@@ -47,7 +47,7 @@ pub(super) fn fit(history: &Series, params: &ValidForecastParams) -> Result<Mode
     let mut folds = 0;
     for k in 1..=FOLDS {
         let Some(o) = n.checked_sub(k * h) else { break };
-        if o < 2 * m.max(1) + 1 {
+        if o < m.max(1).saturating_mul(2).saturating_add(1) {
             break;
         }
         let (Some(train), Some(test)) = (history.head(o), history.tail(n - o)) else {

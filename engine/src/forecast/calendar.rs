@@ -31,12 +31,14 @@ struct Cells {
 
 impl Cells {
     fn new(ctx: &Ctx<'_>, n: usize) -> Self {
-        let daily = ctx.season as i64 * ctx.step == DAY;
+        // A season longer than the history cannot be estimated; cap it (and the cell table).
+        let season = ctx.season.clamp(1, n.max(1));
+        let daily = season as i64 * ctx.step == DAY;
         let mut cells = Self {
-            season: ctx.season.max(1),
+            season,
             map: Vec::new(),
             daily,
-            weekend: daily && n >= 14 * ctx.season,
+            weekend: daily && n >= 14 * season,
         };
         cells.map = (0..n + ctx.horizon)
             .map(|t| cells.compute(ctx, t) as u32)

@@ -71,7 +71,7 @@ impl Residuals {
 /// Origins `>= min_origin` (and `>= 1`) in the calibration window, ascending.
 pub(crate) fn origins(ctx: &Ctx<'_>, min_origin: usize) -> Vec<usize> {
     let n = ctx.y.len();
-    let window = (WINDOW_SEASONS * ctx.season).max(WINDOW_MIN);
+    let window = WINDOW_SEASONS.saturating_mul(ctx.season).max(WINDOW_MIN);
     let lo = min_origin.max(n.saturating_sub(window)).max(1);
     if lo >= n {
         return Vec::new();

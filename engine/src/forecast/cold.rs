@@ -253,7 +253,7 @@ pub fn forecast_cold(
 ) -> Result<Forecast> {
     let m = params.season();
     let n = history.len();
-    if n >= 3 * m {
+    if n >= m.saturating_mul(3) {
         return forecast(history, params);
     }
     let shape = match prior {

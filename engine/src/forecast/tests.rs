@@ -270,3 +270,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_season_far_longer_than_the_history_should_not_panic_or_allocate_it() {
+    let s = Series::new(0, 3600, synthetic(100, 5.0, 1.0, 4)).unwrap();
+    for kind in ModelKind::ALL {
+        let p = ForecastParams::new(5)
+            .season(usize::MAX / 2)
+            .model(kind)
+            .check(3600)
+            .unwrap();
+        let f = forecast(&s, &p).unwrap();
+        assert_eq!(f.horizon(), 5, "{kind}");
+    }
+}
