@@ -283,3 +283,149 @@ pub async fn connect(addr: &str, token: &str) -> Result<Client, ConnectError> {
         .map_err(|source| ConnectError::Unreachable { addr: addr.into(), source })?;
     Ok(pb::controller_client::ControllerClient::with_interceptor(ch, ClientAuth { header }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::pb;
+    use crate::clock::{Clock, VirtualClock};
+    use crate::config::ConfigParams;
+    use crate::run::Controller;
+    use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn api_requires_the_token_and_serves_workloads_pushes_forecasts_and_decisions() {
+        let cfg = ConfigParams {
+            interval: "5m".into(),
+            mode: crate::config::Mode::Act,
+            concurrency: 2,
+            owner: "api-test".into(),
+            store: None,
+            api: None,
+            metrics_listen: None,
+            workloads: vec![],
+        }
+        .check("<t>", std::path::Path::new("."))
+        .unwrap();
+        let clock = VirtualClock::new(1_000_200);
+        let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+        let sim = crate::embedded::sim(clock_arc.clone(), None).unwrap();
+        sim.cloud
+            .create_group(predictive_clouds::sim::GroupSpec::new("batch-asg", "m6i.xlarge", 0, 10))
+            .unwrap();
+        let mut clouds = BTreeMap::new();
+        clouds.insert("sim".to_string(), Arc::new(sim) as predictive_clouds::DynProvider);
+        let ctl = Arc::new(Controller::new(
+            &cfg,
+            Arc::new(SqliteStore::in_memory().unwrap()),
+            clouds,
+            clock_arc,
+            "t",
+        ));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", l.local_addr().unwrap());
+        let server = tokio::spawn(super::serve(l, ctl.clone(), "s3cret"));
+
+        let mut bad = super::connect(&addr, "wrong").await.unwrap();
+        let e = bad.list_workloads(pb::ListWorkloadsRequest {}).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+
+        let mut c = super::connect(&addr, "s3cret").await.unwrap();
+        let bad_spec = r#"{"name":"batch","group":"batch-asg","instance_type":"m6i.xlarge","capacity_per_instance":4,"min":5,"max":3,"metrics":{"kind":"push"}}"#;
+        let e = c
+            .put_workload(pb::PutWorkloadRequest {
+                spec_json: bad_spec.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("workload `batch`: field `min`"), "{}", e.message());
+        assert!(!e.message().contains("s3cret"));
+
+        let spec = bad_spec.replace("\"min\":5", "\"min\":1");
+        c.put_workload(pb::PutWorkloadRequest { spec_json: spec }).await.unwrap();
+        c.put_clone(pb::PutCloneRequest {
+            clone: Some(pb::Clone {
+                name: "batch-clone".into(),
+                source: "batch".into(),
+                spec_json: "{}".into(),
+            }),
+        })
+        .await
+        .unwrap();
+        assert_eq!(c.list_clones(pb::ListClonesRequest {}).await.unwrap().into_inner().clones.len(), 1);
+        for k in 0..4i64 {
+            let ts = 1_000_200 + k * 300;
+            let n = c
+                .push_metrics(pb::PushMetricsRequest {
+                    workload: "batch".into(),
+                    samples: vec![pb::Sample {
+                        ts: ts + 300,
+                        value: 10.0 + k as f64,
+                    }],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .accepted;
+            assert_eq!(n, 1);
+            clock.advance(300);
+            let r = ctl.tick().await.unwrap();
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+        }
+        let e = c
+            .push_metrics(pb::PushMetricsRequest {
+                workload: "nope".into(),
+                samples: vec![],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let f = c
+            .get_forecasts(pb::GetForecastsRequest {
+                workload: "batch".into(),
+                since: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .forecasts;
+        assert_eq!(f.len(), 4);
+        assert!(f.iter().all(|f| f.upper >= f.p50));
+        let d = c
+            .list_decisions(pb::ListDecisionsRequest {
+                workload: "batch".into(),
+                limit: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .decisions;
+        assert_eq!(d.len(), 4);
+        assert_eq!(d[0].observed, 13.0);
+        let want = ((d[0].predicted / 4.0 - 1e-9).ceil() as u32).clamp(1, 10);
+        assert_eq!(d[0].desired, want, "planned {} units at 4 per instance", d[0].predicted);
+        assert!(d[0].predicted > 0.0);
+        assert!(!d[0].explanation.is_empty());
+        let w = c.list_workloads(pb::ListWorkloadsRequest {}).await.unwrap().into_inner().workloads;
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].latest.as_ref().unwrap().ts, d[0].ts);
+        assert!(
+            c.delete_workload(pb::DeleteWorkloadRequest { name: "batch".into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .existed
+        );
+        assert!(c
+            .list_workloads(pb::ListWorkloadsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .workloads
+            .is_empty());
+        server.abort();
+    }
+}

@@ -811,3 +811,94 @@ mod tests {
         assert_eq!(s.note, ", bounded to [1, 3], capped at 2 by the $2.50/h budget");
     }
 }
+
+#[cfg(test)]
+mod recovery_tests {
+    use super::*;
+    use crate::clock::VirtualClock;
+    use crate::config::ConfigParams;
+    use crate::store::sqlite::SqliteStore;
+    use predictive_clouds::{CloudProvider, IdempotencyToken, LaunchRequest};
+
+    #[tokio::test]
+    async fn recovery_terminates_orphans_keeps_clones_and_reapplies_intents_within_budget() {
+        let trace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/nab_elb_request_count_8c0756.csv");
+        let text = format!(
+            "owner = \"rec\"\n[[workloads]]\nname = \"web\"\ngroup = \"web-asg\"\ninstance_type = \"m6i.large\"\ncapacity_per_instance = 25\nmax = 20\nbudget_per_hour = 0.5\nmetrics = {{ kind = \"replay\", path = \"{}\" }}\n",
+            trace.display()
+        );
+        let cfg: ConfigParams = toml::from_str(&text).unwrap();
+        let cfg = cfg.check("<t>", std::path::Path::new(".")).unwrap();
+        let clock = VirtualClock::new(1_397_174_400);
+        let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+        let sim = crate::embedded::sim(clock_arc.clone(), None).unwrap();
+        crate::embedded::ensure_groups(&sim, "rec", &cfg.workloads).unwrap();
+        let owner = Owner::new("rec").unwrap();
+        let mut orphan = LaunchRequest::new(IdempotencyToken::new("t-orphan").unwrap(), owner.clone(), "m6i.large", 2);
+        orphan.tags.insert(WORKLOAD_TAG.into(), "gone".into());
+        let orphans = sim.cloud.launch(&orphan).await.unwrap();
+        let mut kept = LaunchRequest::new(IdempotencyToken::new("t-clone").unwrap(), owner.clone(), "m6i.large", 1);
+        kept.tags.insert(WORKLOAD_TAG.into(), "web-clone".into());
+        let kept = sim.cloud.launch(&kept).await.unwrap();
+        let foreign = sim
+            .cloud
+            .launch(&LaunchRequest::new(
+                IdempotencyToken::new("t-other").unwrap(),
+                Owner::new("someone-else").unwrap(),
+                "m6i.large",
+                1,
+            ))
+            .await
+            .unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        store
+            .put_clone(&crate::store::CloneRecord {
+                name: "web-clone".into(),
+                source: "web".into(),
+                spec: "{}".into(),
+            })
+            .await
+            .unwrap();
+        // An intent left pending by a crash asks for more than the budget allows (0.5 / 0.096 = 5).
+        store
+            .put_intent(&Intent {
+                token: "web@1".into(),
+                workload: "web".into(),
+                ts: 1,
+                kind: "scale".into(),
+                count: 9,
+                state: "pending".into(),
+            })
+            .await
+            .unwrap();
+        let sim_cloud = sim.cloud.clone();
+        let mut clouds = BTreeMap::new();
+        clouds.insert("sim".to_string(), Arc::new(sim) as DynProvider);
+        let ctl = Controller::new(&cfg, store.clone(), clouds, clock_arc, "rec");
+        ctl.upsert(cfg.workloads[0].clone()).await.unwrap();
+        let problems = ctl.recover().await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        clock.advance(60);
+        for i in &orphans {
+            assert!(
+                !sim_cloud.describe_instance(&i.id).await.unwrap().state.is_live(),
+                "orphan {} survived",
+                i.id
+            );
+        }
+        assert!(
+            sim_cloud.describe_instance(&kept[0].id).await.unwrap().state.is_live(),
+            "a clone's instance was terminated"
+        );
+        assert!(
+            sim_cloud.describe_instance(&foreign[0].id).await.unwrap().state.is_live(),
+            "another owner's instance was touched"
+        );
+        let g = sim_cloud.describe_group(&GroupId::new("web-asg")).await.unwrap();
+        assert_eq!(g.desired, 5, "the pending intent is re-applied, capped by the budget");
+        assert!(store.pending_intents("web").await.unwrap().is_empty());
+        // Recovery is idempotent.
+        assert!(ctl.recover().await.unwrap().is_empty());
+        assert_eq!(sim_cloud.describe_group(&GroupId::new("web-asg")).await.unwrap().desired, 5);
+    }
+}
