@@ -251,6 +251,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn forecast_should_draw_a_png_from_a_real_excerpt() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("f.png");
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/traces/nab/realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv");
+        let args = Args {
+            file,
+            metric: "cpu".into(),
+            freq: "5min".into(),
+            horizon: 24,
+            season: Some(72),
+            quantiles: "0.1,0.5,0.9".into(),
+            model: "auto".into(),
+            json: false,
+            csv: true,
+            plot: Some(png.clone()),
+            plot_history: None,
+        };
+        run(args).unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+        assert!(bytes.len() > 1000);
+    }
+
+    #[test]
+    fn a_bad_quantile_should_be_reported() {
+        let args = Args {
+            file: PathBuf::from("unused.csv"),
+            metric: "cpu".into(),
+            freq: "1h".into(),
+            horizon: 4,
+            season: None,
+            quantiles: "0.5,1.5".into(),
+            model: "auto".into(),
+            json: false,
+            csv: false,
+            plot: None,
+            plot_history: None,
+        };
+        let err = format!("{:#}", run(args).unwrap_err());
+        assert!(err.contains("quantile level 1.5"), "{err}");
+    }
+
+    #[test]
     fn timestamps_should_format_as_utc() {
         assert_eq!(fmt_ts(0), "1970-01-01 00:00:00");
         assert_eq!(fmt_ts(1_392_388_200), "2014-02-14 14:30:00");
