@@ -60,10 +60,11 @@ fn first_line(s: &str) -> &str {
 }
 
 fn render_block(out: &mut String, block: &Block, anchor: &str) {
-    let groups: [(&str, Box<dyn Fn(&Attribute) -> bool>); 3] = [
-        ("Required", Box::new(|a: &Attribute| a.required)),
-        ("Optional", Box::new(|a: &Attribute| a.optional)),
-        ("Read-Only", Box::new(|a: &Attribute| a.computed && !a.optional)),
+    type Pick = fn(&Attribute) -> bool;
+    let groups: [(&str, Pick); 3] = [
+        ("Required", |a| a.required),
+        ("Optional", |a| a.optional),
+        ("Read-Only", |a| a.computed && !a.optional),
     ];
     let mut nested = Vec::new();
     for (title, pred) in &groups {

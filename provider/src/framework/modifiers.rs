@@ -155,7 +155,8 @@ mod tests {
     #[test]
     fn plan_modifiers_should_follow_the_table() {
         let s = Value::string;
-        let cases: Vec<(&str, &dyn PlanModifier, Value, Value, bool, Value, (Value, bool))> = vec![
+        type Case<'a> = (&'a str, &'a dyn PlanModifier, Value, Value, bool, Value, (Value, bool));
+        let cases: Vec<Case<'_>> = vec![
             ("replace on change", &RequiresReplace, s("b"), s("a"), false, s("b"), (s("b"), true)),
             ("no replace when equal", &RequiresReplace, s("a"), s("a"), false, s("a"), (s("a"), false)),
             ("no replace on create", &RequiresReplace, s("a"), Value::Null, true, s("a"), (s("a"), false)),

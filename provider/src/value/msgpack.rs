@@ -221,7 +221,7 @@ impl Reader<'_> {
             0xd6 => 4,
             0xd7 => 8,
             0xd8 => 16,
-            0xc7 | 0xc8 | 0xc9 => {
+            0xc7..=0xc9 => {
                 self.pos += 1;
                 let n = match code {
                     0xc7 => 1,
