@@ -231,3 +231,23 @@ async fn no_change_should_start_after_stop_provider() {
     let imported = srv.import_resource_state(Request::new(pb::import_resource_state::Request { type_name: "predictive_budget".into(), id: "budget-x".into() })).await.unwrap().into_inner();
     assert!(imported.imported_resources.is_empty(), "nothing was created after StopProvider");
 }
+
+#[tokio::test]
+async fn a_cloud_without_an_adapter_should_be_named_in_the_diagnostic() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server();
+    let schema = srv.get_provider_schema(Request::new(pb::get_provider_schema::Request {})).await.unwrap().into_inner();
+    let pt = ty(schema.provider.as_ref().unwrap());
+    let base = vec![("state_path", Value::string(dir.path().join("s.db").display().to_string())), ("history", Value::List(vec![])), ("aws", Value::List(vec![])), ("azure", Value::List(vec![])), ("gcp", Value::List(vec![]))];
+    let mut bad = base.clone();
+    bad.push(("cloud", Value::string("mars")));
+    let v = srv.validate_provider_config(Request::new(pb::validate_provider_config::Request { config: dv(&with(&pt, bad), &pt) })).await.unwrap().into_inner();
+    assert_eq!(v.diagnostics.len(), 1);
+    assert_eq!(from_proto::attribute_path(v.diagnostics[0].attribute.as_ref().unwrap()).to_string(), "cloud");
+    let mut gcp = base.clone();
+    gcp.push(("cloud", Value::string("gcp")));
+    let c = srv.configure_provider(Request::new(pb::configure_provider::Request { terraform_version: "1.0.3".into(), config: dv(&with(&pt, gcp), &pt) })).await.unwrap().into_inner();
+    assert_eq!(c.diagnostics.len(), 1);
+    assert_eq!(from_proto::attribute_path(c.diagnostics[0].attribute.as_ref().unwrap()).to_string(), "cloud");
+    assert!(c.diagnostics[0].detail.contains("gcp"), "{}", c.diagnostics[0].detail);
+}
