@@ -29,12 +29,21 @@ pub struct DocsInput<'a> {
 pub fn render(input: &DocsInput<'_>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut index = format!("---\npage_title: \"Provider: {p}\"\ndescription: |-\n  {d}\n---\n\n# {p} Provider\n\n{desc}\n\n", p = input.provider, d = first_line(input.description), desc = input.description);
-    let _ = write!(index, "## Example Usage\n\n```terraform\n{}\n```\n\n## Schema\n\n", input.provider_example.trim_end());
+    let _ = write!(
+        index,
+        "## Example Usage\n\n```terraform\n{}\n```\n\n## Schema\n\n",
+        input.provider_example.trim_end()
+    );
     render_block(&mut index, &input.provider_schema.block, "");
     out.insert("index.md".to_string(), index);
-    for (kind, dir, items) in [("Resource", "resources", &input.resources), ("Data Source", "data-sources", &input.data_sources)] {
+    for (kind, dir, items) in [
+        ("Resource", "resources", &input.resources),
+        ("Data Source", "data-sources", &input.data_sources),
+    ] {
         for (name, (schema, example)) in items {
-            let short = name.strip_prefix(&format!("{}_", input.provider)).unwrap_or(name);
+            let short = name
+                .strip_prefix(&format!("{}_", input.provider))
+                .unwrap_or(name);
             let mut page = format!(
                 "---\npage_title: \"{name} {kind} - {p}\"\ndescription: |-\n  {d}\n---\n\n# {name} ({kind})\n\n{desc}\n\n",
                 p = input.provider,
@@ -42,7 +51,11 @@ pub fn render(input: &DocsInput<'_>) -> BTreeMap<String, String> {
                 desc = schema.block.description
             );
             if !example.trim().is_empty() {
-                let _ = write!(page, "## Example Usage\n\n```terraform\n{}\n```\n\n", example.trim_end());
+                let _ = write!(
+                    page,
+                    "## Example Usage\n\n```terraform\n{}\n```\n\n",
+                    example.trim_end()
+                );
             }
             page.push_str("## Schema\n\n");
             render_block(&mut page, &schema.block, "");
@@ -69,7 +82,17 @@ fn render_block(out: &mut String, block: &Block, anchor: &str) {
     let mut nested = Vec::new();
     for (title, pred) in &groups {
         let attrs: Vec<&Attribute> = block.attributes.iter().filter(|a| pred(a)).collect();
-        let blocks: Vec<_> = block.blocks.iter().filter(|b| if *title == "Required" { b.min_items > 0 } else { *title == "Optional" && b.min_items == 0 }).collect();
+        let blocks: Vec<_> = block
+            .blocks
+            .iter()
+            .filter(|b| {
+                if *title == "Required" {
+                    b.min_items > 0
+                } else {
+                    *title == "Optional" && b.min_items == 0
+                }
+            })
+            .collect();
         if attrs.is_empty() && blocks.is_empty() {
             continue;
         }
@@ -81,7 +104,11 @@ fn render_block(out: &mut String, block: &Block, anchor: &str) {
             }
             let mut desc = a.description.clone();
             if let Some(d) = &a.default {
-                let _ = write!(desc, " Defaults to `{}`.", crate::value::json::encode(d, &a.ty));
+                let _ = write!(
+                    desc,
+                    " Defaults to `{}`.",
+                    crate::value::json::encode(d, &a.ty)
+                );
             }
             for v in &a.validators {
                 desc.push(' ');
@@ -91,8 +118,18 @@ fn render_block(out: &mut String, block: &Block, anchor: &str) {
                 desc.push(' ');
                 desc.push_str(&m.description());
             }
-            let extra = if notes.is_empty() { String::new() } else { format!(", {}", notes.join(", ")) };
-            let _ = writeln!(out, "- `{}` ({}{extra}) {}", a.name, a.ty.friendly_name(), desc.trim());
+            let extra = if notes.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", notes.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "- `{}` ({}{extra}) {}",
+                a.name,
+                a.ty.friendly_name(),
+                desc.trim()
+            );
         }
         for b in blocks {
             let id = format!("{anchor}nestedblock--{}", b.name);
@@ -101,14 +138,26 @@ fn render_block(out: &mut String, block: &Block, anchor: &str) {
                 Nesting::List => "Block List",
                 Nesting::Set => "Block Set",
             };
-            let limits = if b.max_items > 0 { format!(", Max: {}", b.max_items) } else { String::new() };
-            let _ = writeln!(out, "- `{}` ({kind}{limits}) {} (see [below for nested schema](#{id}))", b.name, b.block.description);
+            let limits = if b.max_items > 0 {
+                format!(", Max: {}", b.max_items)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "- `{}` ({kind}{limits}) {} (see [below for nested schema](#{id}))",
+                b.name, b.block.description
+            );
             nested.push((id, b));
         }
         out.push('\n');
     }
     for (id, b) in nested {
-        let _ = writeln!(out, "<a id=\"{id}\"></a>\n### Nested Schema for `{}`\n", b.name);
+        let _ = writeln!(
+            out,
+            "<a id=\"{id}\"></a>\n### Nested Schema for `{}`\n",
+            b.name
+        );
         render_block(out, &b.block, &format!("{id}--"));
     }
 }

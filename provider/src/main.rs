@@ -31,8 +31,14 @@ fn main() -> anyhow::Result<()> {
         }
         first => {
             let debug = first == Some("--debug");
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            let opts = ServeOpts { debug, provider_address: "registry.terraform.io/predictive/predictive".into() };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let opts = ServeOpts {
+                debug,
+                provider_address: "registry.terraform.io/predictive/predictive".into(),
+            };
             let result = rt.block_on(serve(PredictiveProvider, opts));
             // Do not wait for blocking tasks once the server is done.
             rt.shutdown_timeout(std::time::Duration::from_secs(1));

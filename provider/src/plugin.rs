@@ -22,14 +22,17 @@ use tonic::{Request, Response, Status};
 /// The magic cookie Terraform sets for its provider plugins.
 pub const MAGIC_COOKIE_KEY: &str = "TF_PLUGIN_MAGIC_COOKIE";
 /// Its value.
-pub const MAGIC_COOKIE_VALUE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
+pub const MAGIC_COOKIE_VALUE: &str =
+    "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 
 /// Errors of starting or running the plugin server.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Started by something other than Terraform.
-    #[error("this binary is a Terraform provider plugin: run it through terraform (or with --debug)")]
+    #[error(
+        "this binary is a Terraform provider plugin: run it through terraform (or with --debug)"
+    )]
     NotStartedByTerraform,
     /// No listening socket.
     #[error("could not listen on 127.0.0.1")]
@@ -68,16 +71,27 @@ pub async fn serve<P: ProviderDef>(def: P, opts: ServeOpts) -> Result<(), Error>
     if !opts.debug && std::env::var(MAGIC_COOKIE_KEY).ok().as_deref() != Some(MAGIC_COOKIE_VALUE) {
         return Err(Error::NotStartedByTerraform);
     }
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(Error::ListenFailed)?;
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(Error::ListenFailed)?;
     let addr = listener.local_addr().map_err(Error::ListenFailed)?;
     let shutdown = Arc::new(Notify::new());
     let stop = Arc::new(Notify::new());
 
-    let client_cert = if opts.debug { None } else { std::env::var("PLUGIN_CLIENT_CERT").ok().filter(|s| !s.is_empty()) };
+    let client_cert = if opts.debug {
+        None
+    } else {
+        std::env::var("PLUGIN_CLIENT_CERT")
+            .ok()
+            .filter(|s| !s.is_empty())
+    };
     let (incoming, server_cert_b64) = match client_cert {
         Some(pem) => {
             let (cfg, der) = tls_config(&pem)?;
-            (spawn_tls_accept(listener, Arc::new(cfg)), base64::engine::general_purpose::STANDARD_NO_PAD.encode(der))
+            (
+                spawn_tls_accept(listener, Arc::new(cfg)),
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(der),
+            )
         }
         None => (spawn_plain_accept(listener), String::new()),
     };
@@ -112,12 +126,16 @@ pub async fn serve<P: ProviderDef>(def: P, opts: ServeOpts) -> Result<(), Error>
         }
     });
 
-    let controller = Controller { shutdown: shutdown.clone() };
+    let controller = Controller {
+        shutdown: shutdown.clone(),
+    };
     let sd = shutdown.clone();
     tonic::transport::Server::builder()
         .add_service(ProviderGrpc::new(ProviderServer::new(def, stop)))
         .add_service(plugin_pb::health_server::HealthServer::new(Health))
-        .add_service(grpc_controller_server::GrpcControllerServer::new(controller))
+        .add_service(grpc_controller_server::GrpcControllerServer::new(
+            controller,
+        ))
         .add_service(grpc_stdio_server::GrpcStdioServer::new(Stdio))
         .add_service(grpc_broker_server::GrpcBrokerServer::new(Broker))
         .serve_with_incoming_shutdown(incoming, async move { sd.notified().await })
@@ -129,22 +147,41 @@ pub async fn serve<P: ProviderDef>(def: P, opts: ServeOpts) -> Result<(), Error>
 /// the client certificate Terraform passed in `PLUGIN_CLIENT_CERT`.
 fn tls_config(client_pem: &str) -> Result<(rustls::ServerConfig, Vec<u8>), Error> {
     let client_der = pem_to_der(client_pem).ok_or(Error::BadClientCertificate)?;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(Error::CertificateFailed)?;
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(Error::CertificateFailed)?;
-    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
-    params.distinguished_name.push(rcgen::DnType::OrganizationName, "predictive");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(Error::CertificateFailed)?;
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .map_err(Error::CertificateFailed)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "predictive");
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment, rcgen::KeyUsagePurpose::KeyCertSign];
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+        rcgen::KeyUsagePurpose::KeyCertSign,
+    ];
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let cert = params.self_signed(&key).map_err(Error::CertificateFailed)?;
     let der = cert.der().to_vec();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(PinnedClientCert { der: client_der, provider: provider.clone() });
+    let verifier = Arc::new(PinnedClientCert {
+        der: client_der,
+        provider: provider.clone(),
+    });
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(Error::TlsConfigFailed)?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![CertificateDer::from(der.clone())], PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .with_single_cert(
+            vec![CertificateDer::from(der.clone())],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
         .map_err(Error::TlsConfigFailed)?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok((cfg, der))
@@ -157,7 +194,10 @@ fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
         .skip(1)
         .take_while(|l| !l.starts_with("-----END"))
         .collect();
-    base64::engine::general_purpose::STANDARD.decode(body.trim()).ok().filter(|d| !d.is_empty())
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .ok()
+        .filter(|d| !d.is_empty())
 }
 
 /// Accepts only the one certificate Terraform generated for this run. go-plugin's client
@@ -174,21 +214,50 @@ impl ClientCertVerifier for PinnedClientCert {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
     }
-    fn verify_client_cert(&self, end_entity: &CertificateDer<'_>, _intermediates: &[CertificateDer<'_>], _now: UnixTime) -> Result<ClientCertVerified, rustls::Error> {
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
         if end_entity.as_ref() == self.der.as_slice() {
             Ok(ClientCertVerified::assertion())
         } else {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
         }
     }
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -212,7 +281,11 @@ impl Connected for Conn {
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -221,7 +294,11 @@ impl AsyncRead for Conn {
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -263,7 +340,9 @@ pub fn spawn_tls_accept(listener: TcpListener, cfg: Arc<rustls::ServerConfig>) -
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -286,18 +365,27 @@ type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> +
 
 #[async_trait::async_trait]
 impl plugin_pb::health_server::Health for Health {
-    async fn check(&self, req: Request<plugin_pb::HealthCheckRequest>) -> Result<Response<plugin_pb::HealthCheckResponse>, Status> {
+    async fn check(
+        &self,
+        req: Request<plugin_pb::HealthCheckRequest>,
+    ) -> Result<Response<plugin_pb::HealthCheckResponse>, Status> {
         use plugin_pb::health_check_response::ServingStatus;
         let status = match req.get_ref().service.as_str() {
             "" | "plugin" => ServingStatus::Serving,
             _ => ServingStatus::ServiceUnknown,
         };
-        Ok(Response::new(plugin_pb::HealthCheckResponse { status: status as i32 }))
+        Ok(Response::new(plugin_pb::HealthCheckResponse {
+            status: status as i32,
+        }))
     }
     type WatchStream = BoxStream<plugin_pb::HealthCheckResponse>;
-    async fn watch(&self, req: Request<plugin_pb::HealthCheckRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<plugin_pb::HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let first = self.check(req).await?.into_inner();
-        let s = tokio_stream::StreamExt::chain(tokio_stream::once(Ok(first)), tokio_stream::pending());
+        let s =
+            tokio_stream::StreamExt::chain(tokio_stream::once(Ok(first)), tokio_stream::pending());
         Ok(Response::new(Box::pin(s)))
     }
 }
@@ -309,7 +397,10 @@ struct Controller {
 
 #[async_trait::async_trait]
 impl grpc_controller_server::GrpcController for Controller {
-    async fn shutdown(&self, _: Request<plugin_pb::Empty>) -> Result<Response<plugin_pb::Empty>, Status> {
+    async fn shutdown(
+        &self,
+        _: Request<plugin_pb::Empty>,
+    ) -> Result<Response<plugin_pb::Empty>, Status> {
         // Let this response go out first; the server then drains in-flight requests and stops.
         self.shutdown.notify_one();
         Ok(Response::new(plugin_pb::Empty {}))
@@ -322,7 +413,10 @@ struct Stdio;
 #[async_trait::async_trait]
 impl grpc_stdio_server::GrpcStdio for Stdio {
     type StreamStdioStream = BoxStream<plugin_pb::StdioData>;
-    async fn stream_stdio(&self, _: Request<plugin_pb::Empty>) -> Result<Response<Self::StreamStdioStream>, Status> {
+    async fn stream_stdio(
+        &self,
+        _: Request<plugin_pb::Empty>,
+    ) -> Result<Response<Self::StreamStdioStream>, Status> {
         Ok(Response::new(Box::pin(tokio_stream::pending())))
     }
 }
@@ -333,7 +427,10 @@ struct Broker;
 #[async_trait::async_trait]
 impl grpc_broker_server::GrpcBroker for Broker {
     type StartStreamStream = BoxStream<plugin_pb::ConnInfo>;
-    async fn start_stream(&self, _: Request<tonic::Streaming<plugin_pb::ConnInfo>>) -> Result<Response<Self::StartStreamStream>, Status> {
+    async fn start_stream(
+        &self,
+        _: Request<tonic::Streaming<plugin_pb::ConnInfo>>,
+    ) -> Result<Response<Self::StartStreamStream>, Status> {
         Ok(Response::new(Box::pin(tokio_stream::pending())))
     }
 }
@@ -349,7 +446,10 @@ mod tests {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth, rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        ];
         (params.self_signed(&key).unwrap(), key)
     }
 
@@ -358,35 +458,77 @@ mod tests {
     struct PinnedServer(Vec<u8>, Arc<rustls::crypto::CryptoProvider>);
 
     impl rustls::client::danger::ServerCertVerifier for PinnedServer {
-        fn verify_server_cert(&self, end: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &rustls::pki_types::ServerName<'_>, _: &[u8], _: UnixTime) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        fn verify_server_cert(
+            &self,
+            end: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
             if end.as_ref() == self.0.as_slice() {
                 Ok(rustls::client::danger::ServerCertVerified::assertion())
             } else {
-                Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer,
+                ))
             }
         }
-        fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(m, c, d, &self.1.signature_verification_algorithms)
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.1.signature_verification_algorithms,
+            )
         }
-        fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(m, c, d, &self.1.signature_verification_algorithms)
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.1.signature_verification_algorithms,
+            )
         }
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.1.signature_verification_algorithms.supported_schemes()
         }
     }
 
-    async fn connect(addr: SocketAddr, server_der: &[u8], cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    async fn connect(
+        addr: SocketAddr,
+        server_der: &[u8],
+        cert: &rcgen::Certificate,
+        key: &rcgen::KeyPair,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .unwrap()
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinnedServer(server_der.to_vec(), provider)))
-            .with_client_auth_cert(vec![cert.der().clone()], PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+            .with_client_auth_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
             .unwrap();
         let tcp = TcpStream::connect(addr).await?;
-        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp).await
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
     }
 
     #[tokio::test]
@@ -397,7 +539,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let mut incoming = spawn_tls_accept(listener, Arc::new(cfg));
 
-        let mut ok = connect(addr, &server_der, &cert, &key).await.expect("the pinned client certificate is accepted");
+        let mut ok = connect(addr, &server_der, &cert, &key)
+            .await
+            .expect("the pinned client certificate is accepted");
         ok.write_all(b"ping").await.unwrap();
         let mut conn = match incoming.next().await {
             Some(Ok(Conn::Tls(c))) => c,
@@ -417,13 +561,19 @@ mod tests {
                 !matches!(s.read(&mut b).await, Ok(n) if n > 0)
             }
         };
-        assert!(refused, "a certificate other than PLUGIN_CLIENT_CERT must be refused");
+        assert!(
+            refused,
+            "a certificate other than PLUGIN_CLIENT_CERT must be refused"
+        );
     }
 
     #[test]
     fn pem_to_der_should_read_the_certificate_body() {
         let der = vec![0x30u8, 0x82, 0x01, 0x02, 0x03];
-        let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64::engine::general_purpose::STANDARD.encode(&der));
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&der)
+        );
         assert_eq!(pem_to_der(&pem), Some(der));
         assert_eq!(pem_to_der("not a pem"), None);
     }

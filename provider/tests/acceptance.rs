@@ -13,13 +13,23 @@ const ADDR: &str = "registry.terraform.io/predictive/predictive";
 fn terraform_bin() -> Option<PathBuf> {
     let tools = std::env::var_os("PREDICTIVE_TOOLS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/predictive-tools"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/predictive-tools")
+        });
     let tf = tools.join("terraform");
     if tf.is_file() {
         return Some(tf);
     }
-    assert!(std::env::var_os("CI").is_none(), "CI is set but terraform is missing at {}: run scripts/install-test-deps.sh", tf.display());
-    eprintln!("skipping acceptance: no terraform at {} (run scripts/install-test-deps.sh)", tf.display());
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but terraform is missing at {}: run scripts/install-test-deps.sh",
+        tf.display()
+    );
+    eprintln!(
+        "skipping acceptance: no terraform at {} (run scripts/install-test-deps.sh)",
+        tf.display()
+    );
     None
 }
 
@@ -38,7 +48,11 @@ impl Tf {
         let version = env!("CARGO_PKG_VERSION");
         let pdir = mirror.join(ADDR).join(version).join("linux_amd64");
         std::fs::create_dir_all(&pdir).unwrap();
-        std::fs::copy(env!("CARGO_BIN_EXE_terraform-provider-predictive"), pdir.join(format!("terraform-provider-predictive_v{version}"))).unwrap();
+        std::fs::copy(
+            env!("CARGO_BIN_EXE_terraform-provider-predictive"),
+            pdir.join(format!("terraform-provider-predictive_v{version}")),
+        )
+        .unwrap();
         let cli_config = tmp.path().join("terraformrc");
         std::fs::write(
             &cli_config,
@@ -50,7 +64,12 @@ impl Tf {
         .unwrap();
         let dir = tmp.path().join("work");
         std::fs::create_dir_all(&dir).unwrap();
-        Tf { bin, dir, cli_config, _tmp: tmp }
+        Tf {
+            bin,
+            dir,
+            cli_config,
+            _tmp: tmp,
+        }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -69,14 +88,27 @@ impl Tf {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "terraform {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "terraform {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(!out.status.success(), "terraform {args:?} should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        assert!(
+            !out.status.success(),
+            "terraform {args:?} should have failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     }
 
     fn write(&self, main_tf: &str) {
@@ -96,7 +128,12 @@ impl Tf {
     fn plan_exit_code(&self) -> i32 {
         let out = self.run(&["plan", "-input=false", "-detailed-exitcode", "-no-color"]);
         let code = out.status.code().unwrap_or(-1);
-        assert!(code == 0 || code == 2, "plan failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            code == 0 || code == 2,
+            "plan failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         if code == 2 {
             eprintln!("{}", String::from_utf8_lossy(&out.stdout));
         }
@@ -105,12 +142,25 @@ impl Tf {
 }
 
 fn resource<'a>(root: &'a Json, address: &str) -> &'a Json {
-    root["resources"].as_array().and_then(|r| r.iter().find(|x| x["address"] == address)).unwrap_or_else(|| panic!("no {address} in {root}"))
+    root["resources"]
+        .as_array()
+        .and_then(|r| r.iter().find(|x| x["address"] == address))
+        .unwrap_or_else(|| panic!("no {address} in {root}"))
 }
 
 fn actions(plan: &Json, address: &str) -> Vec<String> {
-    let rc = plan["resource_changes"].as_array().unwrap().iter().find(|c| c["address"] == address).unwrap();
-    rc["change"]["actions"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+    let rc = plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == address)
+        .unwrap();
+    rc["change"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// A day-shaped inline profile: 14 days hourly, busier 08:00-20:00.
@@ -155,54 +205,122 @@ fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
 
     // Plan: the sizing is computed at plan time and visible in the plan.
     let plan = tf.plan_json();
-    let planned = &resource(&plan["planned_values"]["root_module"], "predictive_clone.web")["values"];
-    let alloc = planned["allocation"].as_array().expect("allocation known at plan");
+    let planned = &resource(
+        &plan["planned_values"]["root_module"],
+        "predictive_clone.web",
+    )["values"];
+    let alloc = planned["allocation"]
+        .as_array()
+        .expect("allocation known at plan");
     assert!(!alloc.is_empty(), "{planned}");
-    let sum: f64 = alloc.iter().map(|a| a["hourly_cost"].as_f64().unwrap()).sum();
+    let sum: f64 = alloc
+        .iter()
+        .map(|a| a["hourly_cost"].as_f64().unwrap())
+        .sum();
     let total = planned["hourly_cost"].as_f64().unwrap();
-    assert!(total > 0.0 && (sum - total).abs() < 1e-5, "line costs {sum} vs total {total}");
+    assert!(
+        total > 0.0 && (sum - total).abs() < 1e-5,
+        "line costs {sum} vs total {total}"
+    );
     assert!(alloc.iter().all(|a| a["cloud"] == "aws"), "{alloc:?}");
     let count: i64 = alloc.iter().map(|a| a["count"].as_i64().unwrap()).sum();
     assert!((1..=50).contains(&count));
-    assert!(planned["sizing_explanation"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(planned["sizing_explanation"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
     let demand = planned["demand"].as_array().unwrap();
-    assert!(demand.iter().any(|d| d["quantile"].as_f64() == Some(0.95)), "{demand:?}");
+    assert!(
+        demand.iter().any(|d| d["quantile"].as_f64() == Some(0.95)),
+        "{demand:?}"
+    );
 
     // Apply, then an empty plan.
-    tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color", "tfplan"]);
+    tf.ok(&[
+        "apply",
+        "-input=false",
+        "-auto-approve",
+        "-no-color",
+        "tfplan",
+    ]);
     let st = tf.state_json();
     let applied = &resource(&st["values"]["root_module"], "predictive_clone.web")["values"];
     assert_eq!(applied["id"], "clone-web");
     assert_eq!(applied["provisioned_count"].as_i64(), Some(count));
-    assert_eq!(applied["instance_ids"].as_array().unwrap().len() as i64, count);
+    assert_eq!(
+        applied["instance_ids"].as_array().unwrap().len() as i64,
+        count
+    );
     assert_eq!(applied["hourly_cost"], planned["hourly_cost"]);
-    assert_eq!(live_instances(&state, "clone-web") as i64, count, "apply pre-provisions the allocation on the sim cloud");
-    assert_eq!(tf.plan_exit_code(), 0, "a plan right after apply must be empty");
+    assert_eq!(
+        live_instances(&state, "clone-web") as i64,
+        count,
+        "apply pre-provisions the allocation on the sim cloud"
+    );
+    assert_eq!(
+        tf.plan_exit_code(),
+        0,
+        "a plan right after apply must be empty"
+    );
 
     // Import: forget it, import by id, and the plan is empty again.
     tf.ok(&["state", "rm", "-no-color", "predictive_clone.web"]);
-    tf.ok(&["import", "-input=false", "-no-color", "predictive_clone.web", "clone-web"]);
+    tf.ok(&[
+        "import",
+        "-input=false",
+        "-no-color",
+        "predictive_clone.web",
+        "clone-web",
+    ]);
     let imported = tf.state_json();
-    assert_eq!(resource(&imported["values"]["root_module"], "predictive_clone.web")["values"]["instance_ids"], applied["instance_ids"]);
-    assert_eq!(tf.plan_exit_code(), 0, "a plan right after import must be empty");
+    assert_eq!(
+        resource(&imported["values"]["root_module"], "predictive_clone.web")["values"]
+            ["instance_ids"],
+        applied["instance_ids"]
+    );
+    assert_eq!(
+        tf.plan_exit_code(),
+        0,
+        "a plan right after import must be empty"
+    );
 
     // Drift: an instance terminated outside Terraform shows in the next plan, which restores it.
     terminate_one(&state, "clone-web");
     let plan = tf.plan_json();
     assert_eq!(actions(&plan, "predictive_clone.web"), vec!["update"]);
-    tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color", "tfplan"]);
-    assert_eq!(live_instances(&state, "clone-web") as i64, count, "the drift is corrected");
+    tf.ok(&[
+        "apply",
+        "-input=false",
+        "-auto-approve",
+        "-no-color",
+        "tfplan",
+    ]);
+    assert_eq!(
+        live_instances(&state, "clone-web") as i64,
+        count,
+        "the drift is corrected"
+    );
     assert_eq!(tf.plan_exit_code(), 0);
 
     // In-place update: a lower quantile resizes without replacing.
     tf.write(&clone_tf(&state, "web", "0.5", ""));
     let plan = tf.plan_json();
     assert_eq!(actions(&plan, "predictive_clone.web"), vec!["update"]);
-    tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color", "tfplan"]);
+    tf.ok(&[
+        "apply",
+        "-input=false",
+        "-auto-approve",
+        "-no-color",
+        "tfplan",
+    ]);
     let after = tf.state_json();
     let v = &resource(&after["values"]["root_module"], "predictive_clone.web")["values"];
     assert_eq!(v["id"], "clone-web");
-    let n: i64 = v["allocation"].as_array().unwrap().iter().map(|a| a["count"].as_i64().unwrap()).sum();
+    let n: i64 = v["allocation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["count"].as_i64().unwrap())
+        .sum();
     assert_eq!(v["provisioned_count"].as_i64(), Some(n));
     assert_eq!(tf.plan_exit_code(), 0);
 
@@ -210,16 +328,39 @@ fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
     tf.write(&clone_tf(&state, "web2", "0.5", ""));
     let plan = tf.plan_json();
     let acts = actions(&plan, "predictive_clone.web");
-    assert!(acts.contains(&"delete".to_string()) && acts.contains(&"create".to_string()), "{acts:?}");
-    tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color", "tfplan"]);
+    assert!(
+        acts.contains(&"delete".to_string()) && acts.contains(&"create".to_string()),
+        "{acts:?}"
+    );
+    tf.ok(&[
+        "apply",
+        "-input=false",
+        "-auto-approve",
+        "-no-color",
+        "tfplan",
+    ]);
     let after = tf.state_json();
-    assert_eq!(resource(&after["values"]["root_module"], "predictive_clone.web")["values"]["id"], "clone-web2");
-    assert_eq!(live_instances(&state, "clone-web"), 0, "the replaced clone's capacity is released");
-    let n2: i64 = resource(&after["values"]["root_module"], "predictive_clone.web")["values"]["provisioned_count"].as_i64().unwrap();
+    assert_eq!(
+        resource(&after["values"]["root_module"], "predictive_clone.web")["values"]["id"],
+        "clone-web2"
+    );
+    assert_eq!(
+        live_instances(&state, "clone-web"),
+        0,
+        "the replaced clone's capacity is released"
+    );
+    let n2: i64 = resource(&after["values"]["root_module"], "predictive_clone.web")["values"]
+        ["provisioned_count"]
+        .as_i64()
+        .unwrap();
     assert_eq!(live_instances(&state, "clone-web2") as i64, n2);
 
     // Errors name the attribute.
-    for (extra, quantile, attr) in [("", "1.5", "quantile"), ("horizon = \"3 weeks\"", "0.9", "horizon"), ("regions = [\"mars-north-1\"]", "0.9", "regions")] {
+    for (extra, quantile, attr) in [
+        ("", "1.5", "quantile"),
+        ("horizon = \"3 weeks\"", "0.9", "horizon"),
+        ("regions = [\"mars-north-1\"]", "0.9", "regions"),
+    ] {
         tf.write(&clone_tf(&state, "web2", quantile, extra));
         let err = tf.fails(&["plan", "-input=false", "-no-color"]);
         assert!(err.contains(attr), "diagnostic should name {attr}:\n{err}");
@@ -228,8 +369,18 @@ fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
     // Destroy releases everything.
     tf.write(&clone_tf(&state, "web2", "0.5", ""));
     tf.ok(&["destroy", "-input=false", "-auto-approve", "-no-color"]);
-    assert_eq!(live_instances(&state, "clone-web2"), 0, "destroy releases the capacity");
-    let err = tf.fails(&["import", "-input=false", "-no-color", "predictive_clone.web", "clone-web2"]);
+    assert_eq!(
+        live_instances(&state, "clone-web2"),
+        0,
+        "destroy releases the capacity"
+    );
+    let err = tf.fails(&[
+        "import",
+        "-input=false",
+        "-no-color",
+        "predictive_clone.web",
+        "clone-web2",
+    ]);
     assert!(err.contains("clone-web2"), "{err}");
 }
 
@@ -238,9 +389,17 @@ fn live_instances(state_db: &Path, owner: &str) -> usize {
     use predictive_clouds::CloudProvider as _;
     let mut p = state_db.as_os_str().to_owned();
     p.push(".sim.json");
-    let sim = predictive_clouds::sim::SimCloud::load(Path::new(&p), std::sync::Arc::new(predictive_clouds::clock::SystemClock)).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let list = rt.block_on(sim.list_instances(&predictive_clouds::Owner::new(owner).unwrap())).unwrap();
+    let sim = predictive_clouds::sim::SimCloud::load(
+        Path::new(&p),
+        std::sync::Arc::new(predictive_clouds::clock::SystemClock),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let list = rt
+        .block_on(sim.list_instances(&predictive_clouds::Owner::new(owner).unwrap()))
+        .unwrap();
     list.iter().filter(|i| i.state.is_live()).count()
 }
 
@@ -329,13 +488,24 @@ output "steps" {{
     let budget = &resource(&st["values"]["root_module"], "predictive_budget.team")["values"];
     assert_eq!(budget["id"], "budget-team");
     let clone = &resource(&st["values"]["root_module"], "predictive_clone.api")["values"];
-    assert!(clone["allocation"].as_array().unwrap().iter().all(|a| a["cloud"] == "gcp"));
+    assert!(clone["allocation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["cloud"] == "gcp"));
     assert!(clone["hourly_cost"].as_f64().unwrap() * 730.0 <= 100000.0 + 1e-6);
-    assert_eq!(tf.plan_exit_code(), 0, "a plan right after apply must be empty");
+    assert_eq!(
+        tf.plan_exit_code(),
+        0,
+        "a plan right after apply must be empty"
+    );
 
     // A budget that does not exist is named in the diagnostic.
     let tf_text = std::fs::read_to_string(tf.dir.join("main.tf")).unwrap();
-    tf.write(&tf_text.replace("budget_id = predictive_budget.team.id", "budget_id = \"budget-nope\""));
+    tf.write(&tf_text.replace(
+        "budget_id = predictive_budget.team.id",
+        "budget_id = \"budget-nope\"",
+    ));
     let err = tf.fails(&["plan", "-input=false", "-no-color"]);
     assert!(err.contains("budget_id"), "{err}");
     tf.write(&tf_text);
@@ -348,10 +518,21 @@ fn terminate_one(state_db: &Path, owner: &str) {
     let mut p = state_db.as_os_str().to_owned();
     p.push(".sim.json");
     let path = Path::new(&p);
-    let sim = predictive_clouds::sim::SimCloud::load(path, std::sync::Arc::new(predictive_clouds::clock::SystemClock)).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let list = rt.block_on(sim.list_instances(&predictive_clouds::Owner::new(owner).unwrap())).unwrap();
-    let victim = list.iter().find(|i| i.state.is_live()).expect("a live instance");
+    let sim = predictive_clouds::sim::SimCloud::load(
+        path,
+        std::sync::Arc::new(predictive_clouds::clock::SystemClock),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let list = rt
+        .block_on(sim.list_instances(&predictive_clouds::Owner::new(owner).unwrap()))
+        .unwrap();
+    let victim = list
+        .iter()
+        .find(|i| i.state.is_live())
+        .expect("a live instance");
     rt.block_on(sim.terminate_instance(&victim.id)).unwrap();
     sim.save(path).unwrap();
 }

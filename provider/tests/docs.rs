@@ -7,7 +7,11 @@ use std::path::Path;
 fn checked_in_docs_should_match_the_schemas() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
     let pages = terraform_provider_predictive::provider::docs();
-    assert!(pages.contains_key("index.md") && pages.contains_key("resources/clone.md") && pages.contains_key("data-sources/sizing.md"));
+    assert!(
+        pages.contains_key("index.md")
+            && pages.contains_key("resources/clone.md")
+            && pages.contains_key("data-sources/sizing.md")
+    );
     for (path, text) in &pages {
         let on_disk = std::fs::read_to_string(root.join(path)).unwrap_or_default();
         assert!(
@@ -18,7 +22,10 @@ fn checked_in_docs_should_match_the_schemas() {
     for dir in ["resources", "data-sources"] {
         for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
             let rel = format!("{dir}/{}", e.file_name().to_string_lossy());
-            assert!(pages.contains_key(&rel), "docs/{rel} documents nothing the provider has");
+            assert!(
+                pages.contains_key(&rel),
+                "docs/{rel} documents nothing the provider has"
+            );
         }
     }
 }
@@ -31,7 +38,11 @@ fn every_attribute_should_have_a_description() {
     fn check(b: &Block, at: &str) {
         assert!(!b.description.is_empty(), "{at} has no description");
         for a in &b.attributes {
-            assert!(!a.description.trim().is_empty(), "{at}.{} has no description", a.name);
+            assert!(
+                !a.description.trim().is_empty(),
+                "{at}.{} has no description",
+                a.name
+            );
         }
         for n in &b.blocks {
             check(&n.block, &format!("{at}.{}", n.name));

@@ -42,12 +42,34 @@ mod tests {
     fn dynamic_values_should_decode_from_either_encoding() {
         let ty = Type::object([("cost", Type::Number), ("name", Type::String)]);
         let cases = [
-            ("msgpack", pb::DynamicValue { msgpack: msgpack::encode(&Value::object([("cost", Value::Number(Number::Decimal("3.072".into()))), ("name", Value::Unknown)]), &ty), json: vec![] }),
-            ("json", pb::DynamicValue { msgpack: vec![], json: br#"{"cost":3.072,"name":null}"#.to_vec() }),
+            (
+                "msgpack",
+                pb::DynamicValue {
+                    msgpack: msgpack::encode(
+                        &Value::object([
+                            ("cost", Value::Number(Number::Decimal("3.072".into()))),
+                            ("name", Value::Unknown),
+                        ]),
+                        &ty,
+                    ),
+                    json: vec![],
+                },
+            ),
+            (
+                "json",
+                pb::DynamicValue {
+                    msgpack: vec![],
+                    json: br#"{"cost":3.072,"name":null}"#.to_vec(),
+                },
+            ),
         ];
         for (name, dv) in cases {
             let v = dynamic_value(Some(&dv), &ty).unwrap();
-            assert_eq!(v.get("cost"), &Value::Number(Number::Decimal("3.072".into())), "{name}");
+            assert_eq!(
+                v.get("cost"),
+                &Value::Number(Number::Decimal("3.072".into())),
+                "{name}"
+            );
         }
         assert_eq!(dynamic_value(None, &ty).unwrap(), Value::Null);
     }

@@ -7,7 +7,10 @@ use crate::value::{msgpack, Type, Value};
 
 /// A value as a msgpack `DynamicValue`.
 pub fn dynamic_value(v: &Value, ty: &Type) -> pb::DynamicValue {
-    pb::DynamicValue { msgpack: msgpack::encode(v, ty), json: Vec::new() }
+    pb::DynamicValue {
+        msgpack: msgpack::encode(v, ty),
+        json: Vec::new(),
+    }
 }
 
 /// An attribute path.
@@ -48,7 +51,10 @@ pub fn diagnostics(d: &Diagnostics) -> Vec<pb::Diagnostic> {
 
 /// A schema.
 pub fn schema(s: &Schema) -> pb::Schema {
-    pb::Schema { version: s.version, block: Some(block(&s.block, s.version)) }
+    pb::Schema {
+        version: s.version,
+        block: Some(block(&s.block, s.version)),
+    }
 }
 
 fn block(b: &Block, version: i64) -> pb::schema::Block {

@@ -84,16 +84,41 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
     /// Adds an error about the attribute at `path`.
-    pub fn attr_error(&mut self, path: AttrPath, summary: impl Into<String>, detail: impl Into<String>) {
-        self.0.push(Diagnostic { severity: Severity::Error, summary: summary.into(), detail: detail.into(), path: Some(path) });
+    pub fn attr_error(
+        &mut self,
+        path: AttrPath,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.0.push(Diagnostic {
+            severity: Severity::Error,
+            summary: summary.into(),
+            detail: detail.into(),
+            path: Some(path),
+        });
     }
     /// Adds an error that is not about one attribute.
     pub fn error(&mut self, summary: impl Into<String>, detail: impl Into<String>) {
-        self.0.push(Diagnostic { severity: Severity::Error, summary: summary.into(), detail: detail.into(), path: None });
+        self.0.push(Diagnostic {
+            severity: Severity::Error,
+            summary: summary.into(),
+            detail: detail.into(),
+            path: None,
+        });
     }
     /// Adds a warning.
-    pub fn warning(&mut self, path: Option<AttrPath>, summary: impl Into<String>, detail: impl Into<String>) {
-        self.0.push(Diagnostic { severity: Severity::Warning, summary: summary.into(), detail: detail.into(), path });
+    pub fn warning(
+        &mut self,
+        path: Option<AttrPath>,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.0.push(Diagnostic {
+            severity: Severity::Warning,
+            summary: summary.into(),
+            detail: detail.into(),
+            path,
+        });
     }
     /// Whether any error was added.
     pub fn has_error(&self) -> bool {

@@ -48,7 +48,11 @@ impl Validator for Between {
     fn validate(&self, path: &AttrPath, v: &Value, diags: &mut Diagnostics) {
         if let Some(x) = v.as_f64() {
             if !(self.0..=self.1).contains(&x) {
-                diags.attr_error(path.clone(), "Invalid attribute value", format!("{path}: {x} is out of range. {}", self.description()));
+                diags.attr_error(
+                    path.clone(),
+                    "Invalid attribute value",
+                    format!("{path}: {x} is out of range. {}", self.description()),
+                );
             }
         }
     }
@@ -65,7 +69,11 @@ impl Validator for AtLeast {
     fn validate(&self, path: &AttrPath, v: &Value, diags: &mut Diagnostics) {
         if let Some(x) = v.as_f64() {
             if x < self.0 || x.is_nan() {
-                diags.attr_error(path.clone(), "Invalid attribute value", format!("{path}: {x} is too small. {}", self.description()));
+                diags.attr_error(
+                    path.clone(),
+                    "Invalid attribute value",
+                    format!("{path}: {x} is too small. {}", self.description()),
+                );
             }
         }
     }
@@ -82,7 +90,11 @@ impl Validator for WholeNumber {
     fn validate(&self, path: &AttrPath, v: &Value, diags: &mut Diagnostics) {
         if let Value::Number(n) = v {
             if n.as_i64().is_none() {
-                diags.attr_error(path.clone(), "Invalid attribute value", format!("{path}: {n} is not a whole number."));
+                diags.attr_error(
+                    path.clone(),
+                    "Invalid attribute value",
+                    format!("{path}: {n} is not a whole number."),
+                );
             }
         }
     }
@@ -103,7 +115,11 @@ impl Validator for NotEmpty {
             _ => false,
         };
         if empty {
-            diags.attr_error(path.clone(), "Invalid attribute value", format!("{path} must not be empty."));
+            diags.attr_error(
+                path.clone(),
+                "Invalid attribute value",
+                format!("{path} must not be empty."),
+            );
         }
     }
 }
@@ -146,8 +162,20 @@ impl PlanModifier for UseStateForUnknown {
 mod tests {
     use super::*;
 
-    fn run(m: &dyn PlanModifier, config: Value, state: Value, creating: bool, plan: Value) -> (Value, bool) {
-        let mut req = ModifyPlanRequest { config: &config, state: &state, creating, plan, requires_replace: false };
+    fn run(
+        m: &dyn PlanModifier,
+        config: Value,
+        state: Value,
+        creating: bool,
+        plan: Value,
+    ) -> (Value, bool) {
+        let mut req = ModifyPlanRequest {
+            config: &config,
+            state: &state,
+            creating,
+            plan,
+            requires_replace: false,
+        };
         m.modify(&mut req);
         (req.plan, req.requires_replace)
     }
@@ -155,15 +183,79 @@ mod tests {
     #[test]
     fn plan_modifiers_should_follow_the_table() {
         let s = Value::string;
-        type Case<'a> = (&'a str, &'a dyn PlanModifier, Value, Value, bool, Value, (Value, bool));
+        type Case<'a> = (
+            &'a str,
+            &'a dyn PlanModifier,
+            Value,
+            Value,
+            bool,
+            Value,
+            (Value, bool),
+        );
         let cases: Vec<Case<'_>> = vec![
-            ("replace on change", &RequiresReplace, s("b"), s("a"), false, s("b"), (s("b"), true)),
-            ("no replace when equal", &RequiresReplace, s("a"), s("a"), false, s("a"), (s("a"), false)),
-            ("no replace on create", &RequiresReplace, s("a"), Value::Null, true, s("a"), (s("a"), false)),
-            ("replace when plan unknown", &RequiresReplace, Value::Unknown, s("a"), false, Value::Unknown, (Value::Unknown, true)),
-            ("state for unknown", &UseStateForUnknown, Value::Null, s("id-1"), false, Value::Unknown, (s("id-1"), false)),
-            ("unknown on create", &UseStateForUnknown, Value::Null, Value::Null, true, Value::Unknown, (Value::Unknown, false)),
-            ("config wins", &UseStateForUnknown, Value::Unknown, s("x"), false, Value::Unknown, (Value::Unknown, false)),
+            (
+                "replace on change",
+                &RequiresReplace,
+                s("b"),
+                s("a"),
+                false,
+                s("b"),
+                (s("b"), true),
+            ),
+            (
+                "no replace when equal",
+                &RequiresReplace,
+                s("a"),
+                s("a"),
+                false,
+                s("a"),
+                (s("a"), false),
+            ),
+            (
+                "no replace on create",
+                &RequiresReplace,
+                s("a"),
+                Value::Null,
+                true,
+                s("a"),
+                (s("a"), false),
+            ),
+            (
+                "replace when plan unknown",
+                &RequiresReplace,
+                Value::Unknown,
+                s("a"),
+                false,
+                Value::Unknown,
+                (Value::Unknown, true),
+            ),
+            (
+                "state for unknown",
+                &UseStateForUnknown,
+                Value::Null,
+                s("id-1"),
+                false,
+                Value::Unknown,
+                (s("id-1"), false),
+            ),
+            (
+                "unknown on create",
+                &UseStateForUnknown,
+                Value::Null,
+                Value::Null,
+                true,
+                Value::Unknown,
+                (Value::Unknown, false),
+            ),
+            (
+                "config wins",
+                &UseStateForUnknown,
+                Value::Unknown,
+                s("x"),
+                false,
+                Value::Unknown,
+                (Value::Unknown, false),
+            ),
         ];
         for (name, m, config, state, creating, plan, want) in cases {
             assert_eq!(run(m, config, state, creating, plan), want, "{name}");
@@ -177,7 +269,11 @@ mod tests {
         OneOf(&["on-demand", "spot"]).validate(&path, &Value::strings(["spot", "lease"]), &mut d);
         assert_eq!(d.0.len(), 1);
         assert_eq!(d.0[0].path, Some(path.index(1)));
-        assert!(d.0[0].detail.contains("purchase_options[1]"), "{}", d.0[0].detail);
+        assert!(
+            d.0[0].detail.contains("purchase_options[1]"),
+            "{}",
+            d.0[0].detail
+        );
 
         let mut d = Diagnostics::default();
         Between(0.5, 0.999).validate(&AttrPath::root("quantile"), &Value::number(1.5), &mut d);

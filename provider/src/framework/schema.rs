@@ -77,19 +77,33 @@ impl Attribute {
     }
     /// A required attribute.
     pub fn required(name: &str, ty: Type, description: &str) -> Attribute {
-        Attribute { required: true, ..Attribute::new(name, ty, description) }
+        Attribute {
+            required: true,
+            ..Attribute::new(name, ty, description)
+        }
     }
     /// An optional attribute.
     pub fn optional(name: &str, ty: Type, description: &str) -> Attribute {
-        Attribute { optional: true, ..Attribute::new(name, ty, description) }
+        Attribute {
+            optional: true,
+            ..Attribute::new(name, ty, description)
+        }
     }
     /// A computed (read-only) attribute.
     pub fn computed(name: &str, ty: Type, description: &str) -> Attribute {
-        Attribute { computed: true, ..Attribute::new(name, ty, description) }
+        Attribute {
+            computed: true,
+            ..Attribute::new(name, ty, description)
+        }
     }
     /// An optional attribute with a default, which makes it optional+computed.
     pub fn with_default(name: &str, ty: Type, default: Value, description: &str) -> Attribute {
-        Attribute { optional: true, computed: true, default: Some(default), ..Attribute::new(name, ty, description) }
+        Attribute {
+            optional: true,
+            computed: true,
+            default: Some(default),
+            ..Attribute::new(name, ty, description)
+        }
     }
     /// Marks the attribute sensitive.
     pub fn sensitive(mut self) -> Attribute {
@@ -148,7 +162,11 @@ pub struct Block {
 impl Block {
     /// The object type of this block's values.
     pub fn value_type(&self) -> Type {
-        let mut attrs: Vec<(String, Type)> = self.attributes.iter().map(|a| (a.name.clone(), a.ty.clone())).collect();
+        let mut attrs: Vec<(String, Type)> = self
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), a.ty.clone()))
+            .collect();
         for b in &self.blocks {
             let obj = b.block.value_type();
             attrs.push((

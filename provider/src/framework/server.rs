@@ -18,7 +18,14 @@ pub trait Resource<C>: Send + Sync {
     fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
     /// Fills computed values at plan time. `plan` already has defaults, unknown computed values and
     /// the attribute plan modifiers applied.
-    async fn modify_plan(&self, _ctx: &C, _prior: Option<&Value>, _plan: &mut Value, _diags: &mut Diagnostics) {}
+    async fn modify_plan(
+        &self,
+        _ctx: &C,
+        _prior: Option<&Value>,
+        _plan: &mut Value,
+        _diags: &mut Diagnostics,
+    ) {
+    }
     /// Creates the resource; returns its new state.
     async fn create(&self, ctx: &C, plan: &Value, diags: &mut Diagnostics) -> Value;
     /// Reads the real state; `None` when the resource is gone.
@@ -60,7 +67,11 @@ pub fn validate_block(block: &Block, v: &Value, path: &AttrPath, diags: &mut Dia
     }
     for a in &block.attributes {
         let av = v.get(&a.name);
-        let p = if path.0.is_empty() { AttrPath::root(&a.name) } else { path.attr(&a.name) };
+        let p = if path.0.is_empty() {
+            AttrPath::root(&a.name)
+        } else {
+            path.attr(&a.name)
+        };
         if av.is_null() || !av.is_wholly_known() {
             continue;
         }
@@ -70,7 +81,11 @@ pub fn validate_block(block: &Block, v: &Value, path: &AttrPath, diags: &mut Dia
     }
     for b in &block.blocks {
         let bv = v.get(&b.name);
-        let p = if path.0.is_empty() { AttrPath::root(&b.name) } else { path.attr(&b.name) };
+        let p = if path.0.is_empty() {
+            AttrPath::root(&b.name)
+        } else {
+            path.attr(&b.name)
+        };
         match (b.nesting, bv) {
             (Nesting::Single, obj @ Value::Object(_)) => validate_block(&b.block, obj, &p, diags),
             (Nesting::List | Nesting::Set, Value::List(items) | Value::Set(items)) => {
@@ -79,7 +94,10 @@ pub fn validate_block(block: &Block, v: &Value, path: &AttrPath, diags: &mut Dia
                     diags.attr_error(
                         p.clone(),
                         "Wrong number of blocks",
-                        format!("{p}: {n} block(s) given, between {} and {} allowed", b.min_items, b.max_items),
+                        format!(
+                            "{p}: {n} block(s) given, between {} and {} allowed",
+                            b.min_items, b.max_items
+                        ),
                     );
                 }
                 for (i, item) in items.iter().enumerate() {
@@ -94,7 +112,12 @@ pub fn validate_block(block: &Block, v: &Value, path: &AttrPath, diags: &mut Dia
 /// The generic part of planning a create or update: applies defaults, marks computed values that
 /// the configuration leaves unset as unknown when anything changes, and runs the attribute plan
 /// modifiers. Returns the planned value and the paths whose change needs a replacement.
-pub fn plan_block(block: &Block, prior: Option<&Value>, proposed: &Value, config: &Value) -> (Value, Vec<AttrPath>) {
+pub fn plan_block(
+    block: &Block,
+    prior: Option<&Value>,
+    proposed: &Value,
+    config: &Value,
+) -> (Value, Vec<AttrPath>) {
     let mut plan = proposed.clone();
     let creating = prior.is_none();
     let null = Value::Null;
@@ -118,7 +141,13 @@ pub fn plan_block(block: &Block, prior: Option<&Value>, proposed: &Value, config
             plan.set(&a.name, Value::Unknown);
         }
         let state = prior.map(|p| p.get(&a.name)).unwrap_or(&null);
-        let mut req = ModifyPlanRequest { config: cfg, state, creating, plan: plan.get(&a.name).clone(), requires_replace: false };
+        let mut req = ModifyPlanRequest {
+            config: cfg,
+            state,
+            creating,
+            plan: plan.get(&a.name).clone(),
+            requires_replace: false,
+        };
         for m in &a.plan_modifiers {
             m.modify(&mut req);
         }
@@ -136,7 +165,9 @@ fn apply_nested_defaults(block: &Block, plan: &mut Value, config: &Value) {
     for b in &block.blocks {
         let cfg = config.get(&b.name).clone();
         let Value::Object(m) = plan else { return };
-        let Some(pv) = m.get_mut(&b.name) else { continue };
+        let Some(pv) = m.get_mut(&b.name) else {
+            continue;
+        };
         let fill = |item: &mut Value, cfg_item: &Value| {
             for a in &b.block.attributes {
                 if let Some(d) = &a.default {
@@ -160,12 +191,20 @@ fn apply_nested_defaults(block: &Block, plan: &mut Value, config: &Value) {
 }
 
 /// Upgrades stored JSON state of version `from` to the current schema and decodes it.
-pub fn upgrade_state<C>(res: &dyn Resource<C>, from: i64, raw_json: &[u8], diags: &mut Diagnostics) -> Option<Value> {
+pub fn upgrade_state<C>(
+    res: &dyn Resource<C>,
+    from: i64,
+    raw_json: &[u8],
+    diags: &mut Diagnostics,
+) -> Option<Value> {
     let schema = res.schema();
     let parsed = match crate::value::json::parse(raw_json) {
         Ok(j) => j,
         Err(e) => {
-            diags.error("Unreadable state", format!("the stored state of {} is not JSON: {e}", res.type_name()));
+            diags.error(
+                "Unreadable state",
+                format!("the stored state of {} is not JSON: {e}", res.type_name()),
+            );
             return None;
         }
     };
@@ -176,14 +215,24 @@ pub fn upgrade_state<C>(res: &dyn Resource<C>, from: i64, raw_json: &[u8], diags
     } else {
         diags.error(
             "State from a newer provider",
-            format!("{} state has schema version {from}, this provider knows up to {}", res.type_name(), schema.version),
+            format!(
+                "{} state has schema version {from}, this provider knows up to {}",
+                res.type_name(),
+                schema.version
+            ),
         );
         return None;
     };
     match crate::value::json::from_json(&current, &schema.block.value_type(), &mut String::new()) {
         Ok(v) => Some(v),
         Err(e) => {
-            diags.error("Unreadable state", format!("the stored state of {} does not match its schema: {e}", res.type_name()));
+            diags.error(
+                "Unreadable state",
+                format!(
+                    "the stored state of {} does not match its schema: {e}",
+                    res.type_name()
+                ),
+            );
             None
         }
     }
@@ -211,7 +260,13 @@ mod tests {
     }
 
     fn obj(id: Value, name: &str, size: Value, margin: Value, cost: Value) -> Value {
-        Value::object([("id", id), ("name", Value::string(name)), ("size", size), ("margin", margin), ("cost", cost)])
+        Value::object([
+            ("id", id),
+            ("name", Value::string(name)),
+            ("size", size),
+            ("margin", margin),
+            ("cost", cost),
+        ])
     }
 
     /// A resource at schema version 1 whose version 0 called `size` `count`.
@@ -223,7 +278,10 @@ mod tests {
             "test_versioned"
         }
         fn schema(&self) -> Schema {
-            Schema { version: 1, block: block() }
+            Schema {
+                version: 1,
+                block: block(),
+            }
         }
         fn upgrade_state(&self, from: i64, state: Json, diags: &mut Diagnostics) -> Option<Json> {
             match (from, state) {
@@ -259,7 +317,10 @@ mod tests {
         let mut d = Diagnostics::default();
         let v = upgrade_state(&Versioned, 0, old, &mut d).unwrap();
         assert!(d.0.is_empty(), "{d:?}");
-        assert_eq!(v.get("size"), &Value::Number(crate::value::Number::Decimal("3.072".into())));
+        assert_eq!(
+            v.get("size"),
+            &Value::Number(crate::value::Number::Decimal("3.072".into()))
+        );
         let current = br#"{"id":"x","name":"a","size":2,"margin":0.1,"cost":1}"#;
         assert!(upgrade_state(&Versioned, 1, current, &mut d).is_some());
         let mut d = Diagnostics::default();
@@ -269,29 +330,78 @@ mod tests {
 
     #[test]
     fn nested_block_defaults_should_be_planned() {
-        let inner = Block { description: "s".into(), attributes: vec![Attribute::with_default("step", Type::Number, Value::number(60.0), "step"), Attribute::optional("w", Type::String, "w")], blocks: vec![] };
+        let inner = Block {
+            description: "s".into(),
+            attributes: vec![
+                Attribute::with_default("step", Type::Number, Value::number(60.0), "step"),
+                Attribute::optional("w", Type::String, "w"),
+            ],
+            blocks: vec![],
+        };
         let b = Block {
             description: "b".into(),
             attributes: vec![],
-            blocks: vec![crate::framework::NestedBlock { name: "source".into(), block: inner, nesting: Nesting::List, min_items: 1, max_items: 1 }],
+            blocks: vec![crate::framework::NestedBlock {
+                name: "source".into(),
+                block: inner,
+                nesting: Nesting::List,
+                min_items: 1,
+                max_items: 1,
+            }],
         };
-        let cfg = Value::object([("source", Value::List(vec![Value::object([("step", Value::Null), ("w", Value::string("x"))])]))]);
+        let cfg = Value::object([(
+            "source",
+            Value::List(vec![Value::object([
+                ("step", Value::Null),
+                ("w", Value::string("x")),
+            ])]),
+        )]);
         let (plan, _) = plan_block(&b, None, &cfg, &cfg);
-        assert_eq!(plan.get("source").as_elements().unwrap()[0].get("step"), &Value::number(60.0));
+        assert_eq!(
+            plan.get("source").as_elements().unwrap()[0].get("step"),
+            &Value::number(60.0)
+        );
     }
 
     #[test]
     fn create_should_apply_defaults_and_mark_computed_unknown() {
-        let cfg = obj(Value::Null, "a", Value::number(2.0), Value::Null, Value::Null);
+        let cfg = obj(
+            Value::Null,
+            "a",
+            Value::number(2.0),
+            Value::Null,
+            Value::Null,
+        );
         let (plan, replace) = plan_block(&block(), None, &cfg, &cfg);
-        assert_eq!(plan, obj(Value::Unknown, "a", Value::number(2.0), Value::number(0.1), Value::Unknown));
+        assert_eq!(
+            plan,
+            obj(
+                Value::Unknown,
+                "a",
+                Value::number(2.0),
+                Value::number(0.1),
+                Value::Unknown
+            )
+        );
         assert!(replace.is_empty());
     }
 
     #[test]
     fn an_unchanged_config_should_plan_the_prior_state() {
-        let prior = obj(Value::string("id-1"), "a", Value::number(2.0), Value::number(0.1), Value::number(3.072));
-        let cfg = obj(Value::Null, "a", Value::number(2.0), Value::Null, Value::Null);
+        let prior = obj(
+            Value::string("id-1"),
+            "a",
+            Value::number(2.0),
+            Value::number(0.1),
+            Value::number(3.072),
+        );
+        let cfg = obj(
+            Value::Null,
+            "a",
+            Value::number(2.0),
+            Value::Null,
+            Value::Null,
+        );
         // Terraform's proposed state keeps prior values of computed attributes.
         let (plan, replace) = plan_block(&block(), Some(&prior), &prior, &cfg);
         assert_eq!(plan, prior);
@@ -300,16 +410,46 @@ mod tests {
 
     #[test]
     fn an_update_should_keep_the_id_and_replace_on_name_change() {
-        let prior = obj(Value::string("id-1"), "a", Value::number(2.0), Value::number(0.1), Value::number(3.0));
-        let cfg = obj(Value::Null, "a", Value::number(4.0), Value::Null, Value::Null);
-        let proposed = obj(Value::string("id-1"), "a", Value::number(4.0), Value::number(0.1), Value::number(3.0));
+        let prior = obj(
+            Value::string("id-1"),
+            "a",
+            Value::number(2.0),
+            Value::number(0.1),
+            Value::number(3.0),
+        );
+        let cfg = obj(
+            Value::Null,
+            "a",
+            Value::number(4.0),
+            Value::Null,
+            Value::Null,
+        );
+        let proposed = obj(
+            Value::string("id-1"),
+            "a",
+            Value::number(4.0),
+            Value::number(0.1),
+            Value::number(3.0),
+        );
         let (plan, replace) = plan_block(&block(), Some(&prior), &proposed, &cfg);
         assert_eq!(plan.get("id"), &Value::string("id-1"));
         assert_eq!(plan.get("cost"), &Value::Unknown);
         assert!(replace.is_empty());
 
-        let cfg = obj(Value::Null, "b", Value::number(2.0), Value::Null, Value::Null);
-        let proposed = obj(Value::string("id-1"), "b", Value::number(2.0), Value::number(0.1), Value::number(3.0));
+        let cfg = obj(
+            Value::Null,
+            "b",
+            Value::number(2.0),
+            Value::Null,
+            Value::Null,
+        );
+        let proposed = obj(
+            Value::string("id-1"),
+            "b",
+            Value::number(2.0),
+            Value::number(0.1),
+            Value::number(3.0),
+        );
         let (_, replace) = plan_block(&block(), Some(&prior), &proposed, &cfg);
         assert_eq!(replace, vec![AttrPath::root("name")]);
     }

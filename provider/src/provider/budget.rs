@@ -16,7 +16,12 @@ pub struct BudgetResource;
 
 /// The priority classes a budget has unless configured.
 pub fn default_priorities() -> Value {
-    Value::Map([("critical", 100.0), ("vip", 10.0), ("normal", 1.0)].into_iter().map(|(k, v)| (k.to_string(), Value::number(v))).collect())
+    Value::Map(
+        [("critical", 100.0), ("vip", 10.0), ("normal", 1.0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::number(v)))
+            .collect(),
+    )
 }
 
 /// The schema.
@@ -49,7 +54,12 @@ fn effective_cap(v: &Value) -> Option<f64> {
 fn save(ctx: &Configured, state: &Value, diags: &mut Diagnostics) {
     let id = state.get("id").as_str().unwrap_or_default();
     let name = state.get("name").as_str().unwrap_or_default();
-    if let Err(e) = ctx.store.put(Kind::Budget, id, name, &json::encode(state, &schema().block.value_type())) {
+    if let Err(e) = ctx.store.put(
+        Kind::Budget,
+        id,
+        name,
+        &json::encode(state, &schema().block.value_type()),
+    ) {
         diags.error("Could not save the budget", error_chain(&e));
     }
 }
@@ -60,7 +70,10 @@ pub fn load(ctx: &Configured, id: &str, diags: &mut Diagnostics) -> Option<Value
         Ok(Some(body)) => match json::decode(body.as_bytes(), &schema().block.value_type()) {
             Ok(v) => Some(v),
             Err(e) => {
-                diags.error("Corrupt budget in the state store", format!("budget {id}: {e}"));
+                diags.error(
+                    "Corrupt budget in the state store",
+                    format!("budget {id}: {e}"),
+                );
                 None
             }
         },
@@ -87,48 +100,97 @@ impl Resource<Configured> for BudgetResource {
             return;
         }
         if h.is_null() == m.is_null() {
-            diags.attr_error(AttrPath::root("hourly_cap"), "Invalid budget", "set exactly one of hourly_cap and monthly_cap");
+            diags.attr_error(
+                AttrPath::root("hourly_cap"),
+                "Invalid budget",
+                "set exactly one of hourly_cap and monthly_cap",
+            );
         }
         if let Value::Map(p) = config.get("priorities") {
             for (k, w) in p {
                 if w.as_f64().is_some_and(|w| w <= 0.0) {
-                    diags.attr_error(AttrPath::root("priorities").key(k), "Invalid priority weight", format!("priorities[{k:?}]: the weight must be above 0"));
+                    diags.attr_error(
+                        AttrPath::root("priorities").key(k),
+                        "Invalid priority weight",
+                        format!("priorities[{k:?}]: the weight must be above 0"),
+                    );
                 }
             }
         }
     }
-    async fn modify_plan(&self, _ctx: &Configured, _prior: Option<&Value>, plan: &mut Value, _diags: &mut Diagnostics) {
+    async fn modify_plan(
+        &self,
+        _ctx: &Configured,
+        _prior: Option<&Value>,
+        plan: &mut Value,
+        _diags: &mut Diagnostics,
+    ) {
         // The id stays unknown until the budget exists, so that clones referencing it are sized
         // once it is in the state store.
-        plan.set("effective_hourly_cap", effective_cap(plan).map(Value::number).unwrap_or(Value::Unknown));
+        plan.set(
+            "effective_hourly_cap",
+            effective_cap(plan)
+                .map(Value::number)
+                .unwrap_or(Value::Unknown),
+        );
     }
     async fn create(&self, ctx: &Configured, plan: &Value, diags: &mut Diagnostics) -> Value {
         let mut s = plan.clone();
         let name = plan.get("name").as_str().unwrap_or_default().to_string();
         s.set("id", Value::string(format!("budget-{name}")));
-        s.set("effective_hourly_cap", effective_cap(plan).map(Value::number).unwrap_or(Value::Null));
+        s.set(
+            "effective_hourly_cap",
+            effective_cap(plan)
+                .map(Value::number)
+                .unwrap_or(Value::Null),
+        );
         save(ctx, &s, diags);
         s
     }
-    async fn read(&self, ctx: &Configured, state: &Value, diags: &mut Diagnostics) -> Option<Value> {
+    async fn read(
+        &self,
+        ctx: &Configured,
+        state: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
         load(ctx, state.get("id").as_str().unwrap_or_default(), diags)
     }
-    async fn update(&self, ctx: &Configured, prior: &Value, plan: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        ctx: &Configured,
+        prior: &Value,
+        plan: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         let mut s = plan.clone();
         s.set("id", prior.get("id").clone());
-        s.set("effective_hourly_cap", effective_cap(plan).map(Value::number).unwrap_or(Value::Null));
+        s.set(
+            "effective_hourly_cap",
+            effective_cap(plan)
+                .map(Value::number)
+                .unwrap_or(Value::Null),
+        );
         save(ctx, &s, diags);
         s
     }
     async fn delete(&self, ctx: &Configured, prior: &Value, diags: &mut Diagnostics) {
-        if let Err(e) = ctx.store.delete(Kind::Budget, prior.get("id").as_str().unwrap_or_default()) {
+        if let Err(e) = ctx
+            .store
+            .delete(Kind::Budget, prior.get("id").as_str().unwrap_or_default())
+        {
             diags.error("Could not delete the budget", error_chain(&e));
         }
     }
     async fn import(&self, ctx: &Configured, id: &str, diags: &mut Diagnostics) -> Option<Value> {
         let v = load(ctx, id, diags);
         if v.is_none() && !diags.has_error() {
-            diags.error("Cannot import budget", format!("no budget with id {id:?} in the state store {}", ctx.store.path().display()));
+            diags.error(
+                "Cannot import budget",
+                format!(
+                    "no budget with id {id:?} in the state store {}",
+                    ctx.store.path().display()
+                ),
+            );
         }
         v
     }

@@ -7,7 +7,9 @@ use super::sizing::{self, DemandForecast, Usage};
 use super::store::Kind;
 use super::Configured;
 use crate::framework::diag::error_chain;
-use crate::framework::modifiers::{AtLeast, Between, NotEmpty, OneOf, RequiresReplace, UseStateForUnknown, WholeNumber};
+use crate::framework::modifiers::{
+    AtLeast, Between, NotEmpty, OneOf, RequiresReplace, UseStateForUnknown, WholeNumber,
+};
 use crate::framework::schema::{NestedBlock, Nesting, Validator};
 use crate::framework::server::Resource;
 use crate::framework::{AttrPath, Attribute, Block, Diagnostics, Schema};
@@ -38,8 +40,17 @@ impl Validator for Label {
     }
     fn validate(&self, path: &AttrPath, v: &Value, diags: &mut Diagnostics) {
         if let Some(s) = v.as_str() {
-            if s.is_empty() || s.len() > 50 || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
-                diags.attr_error(path.clone(), "Invalid name", format!("{path}: {s:?} is not a valid name. {}", self.description()));
+            if s.is_empty()
+                || s.len() > 50
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                diags.attr_error(
+                    path.clone(),
+                    "Invalid name",
+                    format!("{path}: {s:?} is not a valid name. {}", self.description()),
+                );
             }
         }
     }
@@ -57,7 +68,12 @@ fn allocation_type() -> Type {
 }
 
 fn demand_type() -> Type {
-    Type::object([("quantile", Type::Number), ("cpu", Type::Number), ("mem_gib", Type::Number), ("gpu", Type::Number)])
+    Type::object([
+        ("quantile", Type::Number),
+        ("cpu", Type::Number),
+        ("mem_gib", Type::Number),
+        ("gpu", Type::Number),
+    ])
 }
 
 /// The schema.
@@ -124,25 +140,45 @@ pub fn parse_horizon(s: &str) -> Option<f64> {
     } else {
         return None;
     };
-    num.trim().parse::<f64>().ok().map(|h| h * mult).filter(|h| *h > 0.0 && *h <= 24.0 * 366.0)
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|h| h * mult)
+        .filter(|h| *h > 0.0 && *h <= 24.0 * 366.0)
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_elements().map(|e| e.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+    v.as_elements()
+        .map(|e| {
+            e.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn numbers(v: &Value) -> Option<Vec<f64>> {
-    v.as_elements().map(|e| e.iter().filter_map(Value::as_f64).collect())
+    v.as_elements()
+        .map(|e| e.iter().filter_map(Value::as_f64).collect())
 }
 
 /// Reads the usage source from a (known) configuration or plan.
 fn usage(v: &Value, diags: &mut Diagnostics) -> Option<(Usage, f64, f64)> {
-    let src = v.get("source").as_elements().and_then(|e| e.first()).cloned().unwrap_or(Value::Null);
+    let src = v
+        .get("source")
+        .as_elements()
+        .and_then(|e| e.first())
+        .cloned()
+        .unwrap_or(Value::Null);
     let p = AttrPath::root("source").index(0);
     let workload = src.get("workload");
     let cpu = src.get("cpu");
     if workload.is_null() == cpu.is_null() {
-        diags.attr_error(p, "Invalid source", "source: set exactly one of workload and cpu (an inline profile)");
+        diags.attr_error(
+            p,
+            "Invalid source",
+            "source: set exactly one of workload and cpu (an inline profile)",
+        );
         return None;
     }
     let per_cpu = src.get("mem_gib_per_cpu").as_f64().unwrap_or(4.0);
@@ -154,12 +190,28 @@ fn usage(v: &Value, diags: &mut Diagnostics) -> Option<(Usage, f64, f64)> {
     let mem = numbers(src.get("mem_gib"));
     if let Some(m) = &mem {
         if m.len() != cpu.len() {
-            diags.attr_error(p.attr("mem_gib"), "Invalid source", format!("source[0].mem_gib has {} samples but cpu has {}", m.len(), cpu.len()));
+            diags.attr_error(
+                p.attr("mem_gib"),
+                "Invalid source",
+                format!(
+                    "source[0].mem_gib has {} samples but cpu has {}",
+                    m.len(),
+                    cpu.len()
+                ),
+            );
             return None;
         }
     }
     let step = src.get("step_seconds").as_i64().unwrap_or(3600);
-    Some((Usage::Inline { cpu, mem_gib: mem, step_seconds: step }, per_cpu, gpu))
+    Some((
+        Usage::Inline {
+            cpu,
+            mem_gib: mem,
+            step_seconds: step,
+        },
+        per_cpu,
+        gpu,
+    ))
 }
 
 /// Sizing constraints from the clone's attributes; problems are reported on the attribute.
@@ -176,7 +228,11 @@ fn constraints(v: &Value, horizon_hours: f64, diags: &mut Diagnostics) -> Option
     let purchases = strings(v.get("purchase_options"));
     match Purchase::parse_list(&purchases.join(",")) {
         Ok(list) => p.purchase = list,
-        Err(e) => diags.attr_error(AttrPath::root("purchase_options"), "Invalid purchase option", error_chain(&e)),
+        Err(e) => diags.attr_error(
+            AttrPath::root("purchase_options"),
+            "Invalid purchase option",
+            error_chain(&e),
+        ),
     }
     p.min_count = v.get("min_count").as_i64().unwrap_or(1).max(0) as u32;
     p.max_count = v.get("max_count").as_i64().unwrap_or(100).max(0) as u32;
@@ -188,7 +244,16 @@ fn constraints(v: &Value, horizon_hours: f64, diags: &mut Diagnostics) -> Option
 fn sizing_error_path(e: &sizing::Error) -> AttrPath {
     use std::error::Error as _;
     let text = e.source().map(|s| s.to_string()).unwrap_or_default();
-    for (needle, attr) in [("region", "regions"), ("famil", "families"), ("min_count", "min_count"), ("max_count", "max_count"), ("purchase", "purchase_options"), ("quantile", "quantile"), ("budget", "budget_id"), ("priority", "user_role")] {
+    for (needle, attr) in [
+        ("region", "regions"),
+        ("famil", "families"),
+        ("min_count", "min_count"),
+        ("max_count", "max_count"),
+        ("purchase", "purchase_options"),
+        ("quantile", "quantile"),
+        ("budget", "budget_id"),
+        ("priority", "user_role"),
+    ] {
         if text.contains(needle) {
             return AttrPath::root(attr);
         }
@@ -209,16 +274,26 @@ struct Computed {
 fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option<Computed> {
     let horizon_s = v.get("horizon").as_str().unwrap_or("24h");
     let Some(horizon) = parse_horizon(horizon_s) else {
-        diags.attr_error(AttrPath::root("horizon"), "Invalid horizon", format!("horizon: {horizon_s:?} is not like \"24h\" or \"7d\" (at most a year)"));
+        diags.attr_error(
+            AttrPath::root("horizon"),
+            "Invalid horizon",
+            format!("horizon: {horizon_s:?} is not like \"24h\" or \"7d\" (at most a year)"),
+        );
         return None;
     };
     let (usage, per_cpu, gpu) = usage(v, diags)?;
     let base = constraints(v, horizon, diags)?;
-    let report = |e: sizing::Error, diags: &mut Diagnostics| diags.attr_error(sizing_error_path(&e), "Sizing failed", error_chain(&e));
+    let report = |e: sizing::Error, diags: &mut Diagnostics| {
+        diags.attr_error(sizing_error_path(&e), "Sizing failed", error_chain(&e))
+    };
     let (cpu_s, mem_s) = match sizing::load_series(&ctx.config.history, &usage) {
         Ok(s) => s,
         Err(e) => {
-            diags.attr_error(AttrPath::root("source").index(0), "Cannot read the usage history", error_chain(&e));
+            diags.attr_error(
+                AttrPath::root("source").index(0),
+                "Cannot read the usage history",
+                error_chain(&e),
+            );
             return None;
         }
     };
@@ -226,7 +301,11 @@ fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option<Compu
     let cpu = match sizing::peaks(&ctx.forecasts, &format!("cpu|{key}"), &cpu_s, horizon) {
         Ok(p) => p,
         Err(e) => {
-            diags.attr_error(AttrPath::root("source").index(0), "Forecast failed", error_chain(&e));
+            diags.attr_error(
+                AttrPath::root("source").index(0),
+                "Forecast failed",
+                error_chain(&e),
+            );
             return None;
         }
     };
@@ -234,7 +313,11 @@ fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option<Compu
         Some(m) => match sizing::peaks(&ctx.forecasts, &format!("mem|{key}"), m, horizon) {
             Ok(p) => Some(p),
             Err(e) => {
-                diags.attr_error(AttrPath::root("source").index(0).attr("mem_gib"), "Forecast failed", error_chain(&e));
+                diags.attr_error(
+                    AttrPath::root("source").index(0).attr("mem_gib"),
+                    "Forecast failed",
+                    error_chain(&e),
+                );
                 return None;
             }
         },
@@ -245,11 +328,17 @@ fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option<Compu
     let margin = v.get("safety_margin").as_f64().unwrap_or(0.1);
     let params = sizing::sizing_params(&demand, quantile, margin, &base);
     let sizing = match v.get("budget_id").as_str() {
-        None => sizing::size(&ctx.sizings, &ctx.catalog, &demand, quantile, margin, &base).map(|s| (*s).clone()),
+        None => sizing::size(&ctx.sizings, &ctx.catalog, &demand, quantile, margin, &base)
+            .map(|s| (*s).clone()),
         Some(budget_id) => return budgeted(ctx, v, budget_id, demand, params, diags),
     };
     match sizing {
-        Ok(s) => Some(Computed { demand, quantile, sizing: s, params }),
+        Ok(s) => Some(Computed {
+            demand,
+            quantile,
+            sizing: s,
+            params,
+        }),
         Err(e) => {
             report(e, diags);
             None
@@ -259,7 +348,14 @@ fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option<Compu
 
 /// Sizing under a shared budget: this clone and every other clone registered on the budget are
 /// handed to the engine's priority allocation.
-fn budgeted(ctx: &Configured, v: &Value, budget_id: &str, demand: DemandForecast, params: SizingParams, diags: &mut Diagnostics) -> Option<Computed> {
+fn budgeted(
+    ctx: &Configured,
+    v: &Value,
+    budget_id: &str,
+    demand: DemandForecast,
+    params: SizingParams,
+    diags: &mut Diagnostics,
+) -> Option<Computed> {
     let Some(budget) = super::budget::load(ctx, budget_id, diags) else {
         if !diags.has_error() {
             diags.attr_error(AttrPath::root("budget_id"), "Unknown budget", format!("budget_id: no budget {budget_id:?} in the state store; create the predictive_budget first (reference its id)"));
@@ -273,11 +369,20 @@ fn budgeted(ctx: &Configured, v: &Value, budget_id: &str, demand: DemandForecast
         _ => None,
     };
     let Some(priority) = weight else {
-        diags.attr_error(AttrPath::root("user_role"), "Unknown priority class", format!("user_role: budget {budget_id:?} has no priority class {role:?}"));
+        diags.attr_error(
+            AttrPath::root("user_role"),
+            "Unknown priority class",
+            format!("user_role: budget {budget_id:?} has no priority class {role:?}"),
+        );
         return None;
     };
     let name = v.get("name").as_str().unwrap_or_default().to_string();
-    let mut workloads = vec![cost::WorkloadParams { name: name.clone(), sizing: params.clone(), priority, floor: v.get("floor").as_f64().unwrap_or(0.0) }];
+    let mut workloads = vec![cost::WorkloadParams {
+        name: name.clone(),
+        sizing: params.clone(),
+        priority,
+        floor: v.get("floor").as_f64().unwrap_or(0.0),
+    }];
     match ctx.store.list(Kind::Clone) {
         Ok(list) => {
             for (_, other, body) in list {
@@ -286,7 +391,12 @@ fn budgeted(ctx: &Configured, v: &Value, budget_id: &str, demand: DemandForecast
                 }
                 if let Ok(rec) = serde_json::from_str::<Registration>(&body) {
                     if rec.budget_id.as_deref() == Some(budget_id) {
-                        workloads.push(cost::WorkloadParams { name: other, sizing: rec.sizing, priority: rec.priority, floor: rec.floor });
+                        workloads.push(cost::WorkloadParams {
+                            name: other,
+                            sizing: rec.sizing,
+                            priority: rec.priority,
+                            floor: rec.floor,
+                        });
                     }
                 }
             }
@@ -297,7 +407,9 @@ fn budgeted(ctx: &Configured, v: &Value, budget_id: &str, demand: DemandForecast
         }
     }
     let cap = budget.get("effective_hourly_cap").as_f64().unwrap_or(0.0);
-    let plan = cost::BudgetParams::hourly(cap, workloads).check(&ctx.catalog).and_then(|b| cost::allocate_budget(&ctx.catalog, &b));
+    let plan = cost::BudgetParams::hourly(cap, workloads)
+        .check(&ctx.catalog)
+        .and_then(|b| cost::allocate_budget(&ctx.catalog, &b));
     match plan {
         Ok(p) => {
             let mine = p.workloads.into_iter().find(|w| w.name == name)?;
@@ -306,7 +418,12 @@ fn budgeted(ctx: &Configured, v: &Value, budget_id: &str, demand: DemandForecast
                     if mine.served < 1.0 {
                         s.explanation.summary = format!("{} Budget {budget_id}: {:.0}% of the demand is served (priority {priority}).", s.explanation.summary, mine.served * 100.0);
                     }
-                    Some(Computed { demand, quantile, sizing: s, params })
+                    Some(Computed {
+                        demand,
+                        quantile,
+                        sizing: s,
+                        params,
+                    })
                 }
                 None => {
                     diags.attr_error(AttrPath::root("budget_id"), "Budget leaves nothing for this clone", format!("budget_id: budget {budget_id:?} serves none of this clone's demand at priority {role:?}"));
@@ -315,7 +432,11 @@ fn budgeted(ctx: &Configured, v: &Value, budget_id: &str, demand: DemandForecast
             }
         }
         Err(e) => {
-            diags.attr_error(AttrPath::root("budget_id"), "Budget allocation failed", error_chain(&e));
+            diags.attr_error(
+                AttrPath::root("budget_id"),
+                "Budget allocation failed",
+                error_chain(&e),
+            );
             None
         }
     }
@@ -350,7 +471,14 @@ fn set_computed(plan: &mut Value, c: &Computed) {
             c.demand
                 .levels
                 .iter()
-                .map(|(l, d)| Value::object([("quantile", Value::number(*l)), ("cpu", Value::number(round(d.cpu))), ("mem_gib", Value::number(round(d.mem_gib))), ("gpu", Value::number(round(d.gpu)))]))
+                .map(|(l, d)| {
+                    Value::object([
+                        ("quantile", Value::number(*l)),
+                        ("cpu", Value::number(round(d.cpu))),
+                        ("mem_gib", Value::number(round(d.mem_gib))),
+                        ("gpu", Value::number(round(d.gpu))),
+                    ])
+                })
                 .collect(),
         ),
     );
@@ -373,12 +501,26 @@ fn set_computed(plan: &mut Value, c: &Computed) {
                 .collect(),
         ),
     );
-    plan.set("hourly_cost", Value::number(round(c.sizing.total_hourly_cost)));
-    plan.set("monthly_cost", Value::number(round(c.sizing.total_monthly_cost)));
+    plan.set(
+        "hourly_cost",
+        Value::number(round(c.sizing.total_hourly_cost)),
+    );
+    plan.set(
+        "monthly_cost",
+        Value::number(round(c.sizing.total_monthly_cost)),
+    );
     // The engine's summary names the binding constraints and the next-best alternative.
-    let expl = format!("Forecast model {}; provisioned at the {} quantile. {}", c.demand.model, c.quantile, c.sizing.explanation.summary);
+    let expl = format!(
+        "Forecast model {}; provisioned at the {} quantile. {}",
+        c.demand.model, c.quantile, c.sizing.explanation.summary
+    );
     plan.set("sizing_explanation", Value::string(expl));
-    plan.set("provisioned_count", Value::number(f64::from(c.sizing.allocation.iter().map(|a| a.count).sum::<u32>())));
+    plan.set(
+        "provisioned_count",
+        Value::number(f64::from(
+            c.sizing.allocation.iter().map(|a| a.count).sum::<u32>(),
+        )),
+    );
 }
 
 /// The plan with its sizing filled in: a plan whose inputs were unknown at plan time (e.g. a
@@ -414,23 +556,44 @@ impl Resource<Configured> for CloneResource {
     fn validate(&self, config: &Value, diags: &mut Diagnostics) {
         if let Some(h) = config.get("horizon").as_str() {
             if parse_horizon(h).is_none() {
-                diags.attr_error(AttrPath::root("horizon"), "Invalid horizon", format!("horizon: {h:?} is not like \"24h\" or \"7d\" (at most a year)"));
+                diags.attr_error(
+                    AttrPath::root("horizon"),
+                    "Invalid horizon",
+                    format!("horizon: {h:?} is not like \"24h\" or \"7d\" (at most a year)"),
+                );
             }
         }
-        if let (Some(lo), Some(hi)) = (config.get("min_count").as_i64(), config.get("max_count").as_i64()) {
+        if let (Some(lo), Some(hi)) = (
+            config.get("min_count").as_i64(),
+            config.get("max_count").as_i64(),
+        ) {
             if lo > hi {
-                diags.attr_error(AttrPath::root("min_count"), "Invalid counts", format!("min_count {lo} is above max_count {hi}"));
+                diags.attr_error(
+                    AttrPath::root("min_count"),
+                    "Invalid counts",
+                    format!("min_count {lo} is above max_count {hi}"),
+                );
             }
         }
         if let Some(src) = config.get("source").as_elements().and_then(|e| e.first()) {
             let (w, c) = (src.get("workload"), src.get("cpu"));
             if !w.is_unknown() && !c.is_unknown() && w.is_null() == c.is_null() {
-                diags.attr_error(AttrPath::root("source").index(0), "Invalid source", "source: set exactly one of workload and cpu (an inline profile)");
+                diags.attr_error(
+                    AttrPath::root("source").index(0),
+                    "Invalid source",
+                    "source: set exactly one of workload and cpu (an inline profile)",
+                );
             }
         }
     }
 
-    async fn modify_plan(&self, ctx: &Configured, prior: Option<&Value>, plan: &mut Value, diags: &mut Diagnostics) {
+    async fn modify_plan(
+        &self,
+        ctx: &Configured,
+        prior: Option<&Value>,
+        plan: &mut Value,
+        diags: &mut Diagnostics,
+    ) {
         if prior.is_none() {
             if let Some(n) = plan.get("name").as_str() {
                 plan.set("id", Value::string(format!("clone-{n}")));
@@ -438,17 +601,30 @@ impl Resource<Configured> for CloneResource {
         }
         // Sizing needs every input; with unknown inputs the computed values stay unknown.
         let inputs_known = match plan {
-            Value::Object(m) => m.iter().filter(|(k, _)| schema().block.attribute(k).is_none_or(|a| !a.computed || a.optional)).all(|(_, v)| v.is_wholly_known()),
+            Value::Object(m) => m
+                .iter()
+                .filter(|(k, _)| {
+                    schema()
+                        .block
+                        .attribute(k)
+                        .is_none_or(|a| !a.computed || a.optional)
+                })
+                .all(|(_, v)| v.is_wholly_known()),
             _ => false,
         };
         if !inputs_known {
             return;
         }
-        let Some(c) = compute(ctx, plan, diags) else { return };
+        let Some(c) = compute(ctx, plan, diags) else {
+            return;
+        };
         set_computed(plan, &c);
         match prior {
             // Same allocation and capacity as in state: keep the observed instance ids.
-            Some(p) if p.get("allocation") == plan.get("allocation") && p.get("provisioned_count") == plan.get("provisioned_count") => {
+            Some(p)
+                if p.get("allocation") == plan.get("allocation")
+                    && p.get("provisioned_count") == plan.get("provisioned_count") =>
+            {
                 plan.set("instance_ids", p.get("instance_ids").clone());
             }
             _ => plan.set("instance_ids", Value::Unknown),
@@ -457,14 +633,21 @@ impl Resource<Configured> for CloneResource {
 
     async fn create(&self, ctx: &Configured, plan: &Value, diags: &mut Diagnostics) -> Value {
         let id = format!("clone-{}", plan.get("name").as_str().unwrap_or_default());
-        let Some(plan) = sized(ctx, plan, diags) else { return Value::Null };
+        let Some(plan) = sized(ctx, plan, diags) else {
+            return Value::Null;
+        };
         let mut state = plan.clone();
         state.set("id", Value::string(&id));
         self.provision(ctx, &id, &plan, 1, diags).await;
         self.finish(ctx, &id, state, &plan, 1, diags).await
     }
 
-    async fn read(&self, ctx: &Configured, state: &Value, diags: &mut Diagnostics) -> Option<Value> {
+    async fn read(
+        &self,
+        ctx: &Configured,
+        state: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
         let id = state.get("id").as_str()?.to_string();
         let registered = ctx.store.get(Kind::Clone, &id);
         let live = self.live(ctx, &id, diags).await;
@@ -477,17 +660,31 @@ impl Resource<Configured> for CloneResource {
             }
             (_, Some(l)) => {
                 s.set("provisioned_count", Value::number(l.len() as f64));
-                s.set("instance_ids", Value::strings(l.iter().map(|i| i.as_str().to_string())));
+                s.set(
+                    "instance_ids",
+                    Value::strings(l.iter().map(|i| i.as_str().to_string())),
+                );
                 Some(s)
             }
             (_, None) => Some(s),
         }
     }
 
-    async fn update(&self, ctx: &Configured, prior: &Value, plan: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        ctx: &Configured,
+        prior: &Value,
+        plan: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         let id = prior.get("id").as_str().unwrap_or_default().to_string();
-        let generation = self.registration(ctx, &id).map(|r| r.generation + 1).unwrap_or(1);
-        let Some(plan) = sized(ctx, plan, diags) else { return prior.clone() };
+        let generation = self
+            .registration(ctx, &id)
+            .map(|r| r.generation + 1)
+            .unwrap_or(1);
+        let Some(plan) = sized(ctx, plan, diags) else {
+            return prior.clone();
+        };
         let mut state = plan.clone();
         state.set("id", Value::string(&id));
         self.provision(ctx, &id, &plan, generation, diags).await;
@@ -500,7 +697,15 @@ impl Resource<Configured> for CloneResource {
             for inst in live {
                 if let Err(e) = ctx.cloud.terminate_instance(&inst).await {
                     if !e.is_not_found() {
-                        diags.error("Could not release capacity", format!("terminating {} on {}: {}", inst.as_str(), ctx.cloud.name(), error_chain(&e)));
+                        diags.error(
+                            "Could not release capacity",
+                            format!(
+                                "terminating {} on {}: {}",
+                                inst.as_str(),
+                                ctx.cloud.name(),
+                                error_chain(&e)
+                            ),
+                        );
                     }
                 }
             }
@@ -518,12 +723,21 @@ impl Resource<Configured> for CloneResource {
             Some(r) => match json::decode(r.state.as_bytes(), &schema().block.value_type()) {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    diags.error("Corrupt clone in the state store", format!("clone {id}: {e}"));
+                    diags.error(
+                        "Corrupt clone in the state store",
+                        format!("clone {id}: {e}"),
+                    );
                     None
                 }
             },
             None => {
-                diags.error("Cannot import clone", format!("no clone with id {id:?} in the state store {}", ctx.store.path().display()));
+                diags.error(
+                    "Cannot import clone",
+                    format!(
+                        "no clone with id {id:?} in the state store {}",
+                        ctx.store.path().display()
+                    ),
+                );
                 None
             }
         }
@@ -532,20 +746,40 @@ impl Resource<Configured> for CloneResource {
 
 impl CloneResource {
     fn registration(&self, ctx: &Configured, id: &str) -> Option<Registration> {
-        ctx.store.get(Kind::Clone, id).ok().flatten().and_then(|b| serde_json::from_str(&b).ok())
+        ctx.store
+            .get(Kind::Clone, id)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_str(&b).ok())
     }
 
     /// Live instances of the clone, sorted by id; `None` (with a diagnostic) when the cloud fails.
-    async fn live(&self, ctx: &Configured, id: &str, diags: &mut Diagnostics) -> Option<Vec<InstanceId>> {
+    async fn live(
+        &self,
+        ctx: &Configured,
+        id: &str,
+        diags: &mut Diagnostics,
+    ) -> Option<Vec<InstanceId>> {
         let owner = owner_of(id)?;
         match ctx.cloud.list_instances(&owner).await {
             Ok(list) => {
-                let mut ids: Vec<InstanceId> = list.into_iter().filter(|i| i.state.is_live()).map(|i| i.id).collect();
+                let mut ids: Vec<InstanceId> = list
+                    .into_iter()
+                    .filter(|i| i.state.is_live())
+                    .map(|i| i.id)
+                    .collect();
                 ids.sort();
                 Some(ids)
             }
             Err(e) => {
-                diags.error("Could not observe capacity", format!("listing instances of {id} on {}: {}", ctx.cloud.name(), error_chain(&e)));
+                diags.error(
+                    "Could not observe capacity",
+                    format!(
+                        "listing instances of {id} on {}: {}",
+                        ctx.cloud.name(),
+                        error_chain(&e)
+                    ),
+                );
                 None
             }
         }
@@ -553,9 +787,20 @@ impl CloneResource {
 
     /// Brings the live capacity to the planned allocation: launches what is missing (one
     /// idempotent launch per line and generation) and terminates what is no longer planned.
-    async fn provision(&self, ctx: &Configured, id: &str, plan: &Value, generation: u64, diags: &mut Diagnostics) {
+    async fn provision(
+        &self,
+        ctx: &Configured,
+        id: &str,
+        plan: &Value,
+        generation: u64,
+        diags: &mut Diagnostics,
+    ) {
         let Some(owner) = owner_of(id) else {
-            diags.attr_error(AttrPath::root("name"), "Invalid name", format!("{id:?} is not a valid owner label"));
+            diags.attr_error(
+                AttrPath::root("name"),
+                "Invalid name",
+                format!("{id:?} is not a valid owner label"),
+            );
             return;
         };
         let want: Vec<(String, String, u32)> = plan
@@ -563,24 +808,47 @@ impl CloneResource {
             .as_elements()
             .unwrap_or_default()
             .iter()
-            .map(|a| (a.get("instance_type").as_str().unwrap_or_default().to_string(), a.get("region").as_str().unwrap_or_default().to_string(), a.get("count").as_i64().unwrap_or(0).max(0) as u32))
+            .map(|a| {
+                (
+                    a.get("instance_type")
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    a.get("region").as_str().unwrap_or_default().to_string(),
+                    a.get("count").as_i64().unwrap_or(0).max(0) as u32,
+                )
+            })
             .collect();
         let existing = match ctx.cloud.list_instances(&owner).await {
-            Ok(l) => l.into_iter().filter(|i| i.state.is_live()).collect::<Vec<_>>(),
+            Ok(l) => l
+                .into_iter()
+                .filter(|i| i.state.is_live())
+                .collect::<Vec<_>>(),
             Err(e) => {
-                diags.error("Could not observe capacity", format!("listing instances of {id} on {}: {}", ctx.cloud.name(), error_chain(&e)));
+                diags.error(
+                    "Could not observe capacity",
+                    format!(
+                        "listing instances of {id} on {}: {}",
+                        ctx.cloud.name(),
+                        error_chain(&e)
+                    ),
+                );
                 return;
             }
         };
         let mut by_key: BTreeMap<(String, String), Vec<InstanceId>> = BTreeMap::new();
         for i in existing {
-            by_key.entry((i.instance_type.as_str().to_string(), i.location.clone())).or_default().push(i.id);
+            by_key
+                .entry((i.instance_type.as_str().to_string(), i.location.clone()))
+                .or_default()
+                .push(i.id);
         }
         let mut surplus: Vec<InstanceId> = Vec::new();
-        let planned: BTreeMap<(String, String), u32> = want.iter().fold(BTreeMap::new(), |mut m, (t, r, n)| {
-            *m.entry((t.clone(), r.clone())).or_insert(0) += n;
-            m
-        });
+        let planned: BTreeMap<(String, String), u32> =
+            want.iter().fold(BTreeMap::new(), |mut m, (t, r, n)| {
+                *m.entry((t.clone(), r.clone())).or_insert(0) += n;
+                m
+            });
         for (key, ids) in &mut by_key {
             let keep = planned.get(key).copied().unwrap_or(0) as usize;
             if ids.len() > keep {
@@ -589,11 +857,22 @@ impl CloneResource {
             }
         }
         for (n, ((itype, region), count)) in planned.iter().enumerate() {
-            let have = by_key.get(&(itype.clone(), region.clone())).map_or(0, Vec::len) as u32;
+            let have = by_key
+                .get(&(itype.clone(), region.clone()))
+                .map_or(0, Vec::len) as u32;
             if *count <= have {
                 continue;
             }
-            let token = match IdempotencyToken::new(format!("{id}-g{generation}-{n}").chars().rev().take(64).collect::<Vec<_>>().into_iter().rev().collect::<String>()) {
+            let token = match IdempotencyToken::new(
+                format!("{id}-g{generation}-{n}")
+                    .chars()
+                    .rev()
+                    .take(64)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>(),
+            ) {
                 Ok(t) => t,
                 Err(e) => {
                     diags.error("Could not launch capacity", error_chain(&e));
@@ -604,7 +883,15 @@ impl CloneResource {
             req.location = Some(region.clone());
             req.tags.insert("predictive-clone".into(), id.to_string());
             if let Err(e) = ctx.cloud.launch(&req).await {
-                diags.error("Could not pre-provision capacity", format!("launching {} x {itype} in {region} on {}: {}", count - have, ctx.cloud.name(), error_chain(&e)));
+                diags.error(
+                    "Could not pre-provision capacity",
+                    format!(
+                        "launching {} x {itype} in {region} on {}: {}",
+                        count - have,
+                        ctx.cloud.name(),
+                        error_chain(&e)
+                    ),
+                );
                 ctx.save_cloud(diags);
                 return;
             }
@@ -612,7 +899,15 @@ impl CloneResource {
         for inst in surplus {
             if let Err(e) = ctx.cloud.terminate_instance(&inst).await {
                 if !e.is_not_found() {
-                    diags.error("Could not release capacity", format!("terminating {} on {}: {}", inst.as_str(), ctx.cloud.name(), error_chain(&e)));
+                    diags.error(
+                        "Could not release capacity",
+                        format!(
+                            "terminating {} on {}: {}",
+                            inst.as_str(),
+                            ctx.cloud.name(),
+                            error_chain(&e)
+                        ),
+                    );
                 }
             }
         }
@@ -620,22 +915,37 @@ impl CloneResource {
     }
 
     /// Records the observed capacity in the new state and registers the clone.
-    async fn finish(&self, ctx: &Configured, id: &str, mut state: Value, plan: &Value, generation: u64, diags: &mut Diagnostics) -> Value {
+    async fn finish(
+        &self,
+        ctx: &Configured,
+        id: &str,
+        mut state: Value,
+        plan: &Value,
+        generation: u64,
+        diags: &mut Diagnostics,
+    ) -> Value {
         if let Some(l) = self.live(ctx, id, diags).await {
             state.set("provisioned_count", Value::number(l.len() as f64));
-            state.set("instance_ids", Value::strings(l.iter().map(|i| i.as_str().to_string())));
+            state.set(
+                "instance_ids",
+                Value::strings(l.iter().map(|i| i.as_str().to_string())),
+            );
         }
         if state.get("instance_ids").is_unknown() {
             state.set("instance_ids", Value::List(vec![]));
         }
         let mut d = Diagnostics::default();
-        let params = compute(ctx, plan, &mut d).map(|c| c.params).unwrap_or_default();
+        let params = compute(ctx, plan, &mut d)
+            .map(|c| c.params)
+            .unwrap_or_default();
         let budget_id = plan.get("budget_id").as_str().map(String::from);
         let priority = budget_id
             .as_deref()
             .and_then(|b| super::budget::load(ctx, b, &mut d))
             .and_then(|b| match b.get("priorities") {
-                Value::Map(m) => m.get(plan.get("user_role").as_str().unwrap_or("normal")).and_then(Value::as_f64),
+                Value::Map(m) => m
+                    .get(plan.get("user_role").as_str().unwrap_or("normal"))
+                    .and_then(Value::as_f64),
                 _ => None,
             })
             .unwrap_or(1.0);
@@ -651,7 +961,12 @@ impl CloneResource {
         };
         match serde_json::to_string(&reg) {
             Ok(body) => {
-                if let Err(e) = ctx.store.put(Kind::Clone, id, plan.get("name").as_str().unwrap_or_default(), &body) {
+                if let Err(e) = ctx.store.put(
+                    Kind::Clone,
+                    id,
+                    plan.get("name").as_str().unwrap_or_default(),
+                    &body,
+                ) {
                     diags.error("Could not register the clone", error_chain(&e));
                 }
             }
@@ -667,7 +982,15 @@ mod tests {
 
     #[test]
     fn horizons_should_parse_hours_and_days() {
-        let cases = [("24h", Some(24.0)), ("7d", Some(168.0)), ("1.5h", Some(1.5)), ("0h", None), ("24", None), ("x d", None), ("400d", None)];
+        let cases = [
+            ("24h", Some(24.0)),
+            ("7d", Some(168.0)),
+            ("1.5h", Some(1.5)),
+            ("0h", None),
+            ("24", None),
+            ("x d", None),
+            ("400d", None),
+        ];
         for (s, want) in cases {
             assert_eq!(parse_horizon(s), want, "{s}");
         }

@@ -7,13 +7,13 @@ use crate::framework::{AttrPath, Diagnostics};
 use predictive_clouds::clock::{SystemClock, TokioSleep};
 use predictive_clouds::layer::retry::RetryPolicy;
 use predictive_clouds::layer::Stack;
-use std::time::Duration;
 use predictive_clouds::sim::{PriceTable, SimCloud, SimConfig, SimOffer, SimStoreError};
 use predictive_clouds::DynProvider;
 use predictive_engine::cost::{Catalog, Purchase};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How the cloud's state is kept between runs.
 #[derive(Debug)]
@@ -60,7 +60,12 @@ impl PriceTable for CatalogPrices<'_> {
             .into_iter()
             .filter_map(|(i, price)| {
                 let t = types.get(i as usize)?;
-                Some(SimOffer::new(&t.name, t.vcpu.ceil() as u32, (t.mem_gib * 1024.0).round() as u64, price))
+                Some(SimOffer::new(
+                    &t.name,
+                    t.vcpu.ceil() as u32,
+                    (t.mem_gib * 1024.0).round() as u64,
+                    price,
+                ))
             })
             .collect()
     }
@@ -89,16 +94,27 @@ fn layers() -> Stack {
 }
 
 /// The cloud named in the configuration.
-pub fn open(config: &ProviderConfig, catalog: &Catalog, diags: &mut Diagnostics) -> Option<(DynProvider, Persistence)> {
+pub fn open(
+    config: &ProviderConfig,
+    catalog: &Catalog,
+    diags: &mut Diagnostics,
+) -> Option<(DynProvider, Persistence)> {
     match config.cloud.as_str() {
         "sim" => {
             let mut path = config.state_path.clone().into_os_string();
             path.push(".sim.json");
             let path = PathBuf::from(path);
             match SimCloud::load_or_new(&path, sim_config(catalog), Arc::new(SystemClock)) {
-                Ok(cloud) => Some((layers().apply(Arc::new(cloud.clone())), Persistence::Sim { cloud, path })),
+                Ok(cloud) => Some((
+                    layers().apply(Arc::new(cloud.clone())),
+                    Persistence::Sim { cloud, path },
+                )),
                 Err(e) => {
-                    diags.attr_error(AttrPath::root("state_path"), "Cannot load the sim cloud's state", error_chain(&e));
+                    diags.attr_error(
+                        AttrPath::root("state_path"),
+                        "Cannot load the sim cloud's state",
+                        error_chain(&e),
+                    );
                     None
                 }
             }

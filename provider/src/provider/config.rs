@@ -11,7 +11,8 @@ pub const CLOUDS: &[&str] = &["sim", "aws", "azure", "gcp"];
 
 /// The provider block schema.
 pub fn schema() -> Schema {
-    let cloud_block = |name: &str, what: &str, extra: Vec<Attribute>| NestedBlock {
+    let cloud_block = |name: &str, what: &str, extra: Vec<Attribute>| {
+        NestedBlock {
         name: name.into(),
         nesting: Nesting::List,
         min_items: 0,
@@ -28,6 +29,7 @@ pub fn schema() -> Schema {
             .concat(),
             blocks: vec![],
         },
+    }
     };
     Schema {
         version: 0,
@@ -124,7 +126,11 @@ pub struct ProviderConfig {
 }
 
 /// Reads the provider block; problems become diagnostics naming the attribute.
-pub fn parse(v: &Value, env_state_path: Option<String>, diags: &mut Diagnostics) -> Option<ProviderConfig> {
+pub fn parse(
+    v: &Value,
+    env_state_path: Option<String>,
+    diags: &mut Diagnostics,
+) -> Option<ProviderConfig> {
     let state_path = v
         .get("state_path")
         .as_str()
@@ -135,7 +141,10 @@ pub fn parse(v: &Value, env_state_path: Option<String>, diags: &mut Diagnostics)
     let history = match v.get("history").as_elements().and_then(|e| e.first()) {
         None => HistorySource::None,
         Some(h) => {
-            let set: Vec<&str> = ["file", "prometheus_url", "controller_url"].into_iter().filter(|k| !h.get(k).is_null()).collect();
+            let set: Vec<&str> = ["file", "prometheus_url", "controller_url"]
+                .into_iter()
+                .filter(|k| !h.get(k).is_null())
+                .collect();
             if set.len() != 1 {
                 diags.attr_error(
                     AttrPath::root("history").index(0),
@@ -145,16 +154,32 @@ pub fn parse(v: &Value, env_state_path: Option<String>, diags: &mut Diagnostics)
                 return None;
             }
             match set[0] {
-                "file" => HistorySource::File(PathBuf::from(h.get("file").as_str().unwrap_or_default())),
-                "prometheus_url" => HistorySource::Prometheus(h.get("prometheus_url").as_str().unwrap_or_default().to_string()),
-                _ => HistorySource::Controller(h.get("controller_url").as_str().unwrap_or_default().to_string()),
+                "file" => {
+                    HistorySource::File(PathBuf::from(h.get("file").as_str().unwrap_or_default()))
+                }
+                "prometheus_url" => HistorySource::Prometheus(
+                    h.get("prometheus_url")
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+                _ => HistorySource::Controller(
+                    h.get("controller_url")
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
             }
         }
     };
     let mut clouds = std::collections::BTreeMap::new();
     for name in ["aws", "azure", "gcp"] {
         if let Some(b) = v.get(name).as_elements().and_then(|e| e.first()) {
-            let mut s = CloudSettings { region: b.get("region").as_str().map(String::from), endpoint: b.get("endpoint").as_str().map(String::from), ..Default::default() };
+            let mut s = CloudSettings {
+                region: b.get("region").as_str().map(String::from),
+                endpoint: b.get("endpoint").as_str().map(String::from),
+                ..Default::default()
+            };
             if let Value::Object(m) = b {
                 for (k, val) in m {
                     if let (Some(x), false) = (val.as_str(), k == "region" || k == "endpoint") {
@@ -165,7 +190,13 @@ pub fn parse(v: &Value, env_state_path: Option<String>, diags: &mut Diagnostics)
             clouds.insert(name.to_string(), s);
         }
     }
-    Some(ProviderConfig { state_path, catalog_path: v.get("catalog_path").as_str().map(PathBuf::from), cloud, history, clouds })
+    Some(ProviderConfig {
+        state_path,
+        catalog_path: v.get("catalog_path").as_str().map(PathBuf::from),
+        cloud,
+        history,
+        clouds,
+    })
 }
 
 #[cfg(test)]
@@ -174,7 +205,11 @@ mod tests {
 
     fn cfg(pairs: Vec<(&str, Value)>) -> Value {
         let ty = schema().block.value_type();
-        let mut v = crate::value::msgpack::decode(&crate::value::msgpack::encode(&Value::object(Vec::<(String, Value)>::new()), &ty), &ty).unwrap();
+        let mut v = crate::value::msgpack::decode(
+            &crate::value::msgpack::encode(&Value::object(Vec::<(String, Value)>::new()), &ty),
+            &ty,
+        )
+        .unwrap();
         for (k, x) in pairs {
             v.set(k, x);
         }
@@ -194,7 +229,11 @@ mod tests {
 
     #[test]
     fn a_history_block_with_two_sources_should_name_the_block() {
-        let h = Value::List(vec![Value::object([("file", Value::string("a.csv")), ("prometheus_url", Value::string("http://p")), ("controller_url", Value::Null)])]);
+        let h = Value::List(vec![Value::object([
+            ("file", Value::string("a.csv")),
+            ("prometheus_url", Value::string("http://p")),
+            ("controller_url", Value::Null),
+        ])]);
         let mut d = Diagnostics::default();
         assert!(parse(&cfg(vec![("history", h)]), None, &mut d).is_none());
         assert_eq!(d.0[0].path, Some(AttrPath::root("history").index(0)));
@@ -212,7 +251,10 @@ mod tests {
         let mut d = Diagnostics::default();
         let c = parse(&cfg(vec![("aws", aws)]), None, &mut d).unwrap();
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("s3cr3t-value") && !dbg.contains("AKIDEXAMPLE"), "{dbg}");
+        assert!(
+            !dbg.contains("s3cr3t-value") && !dbg.contains("AKIDEXAMPLE"),
+            "{dbg}"
+        );
         assert_eq!(c.clouds["aws"].values["secret_key"], "s3cr3t-value");
     }
 }

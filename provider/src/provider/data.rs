@@ -13,7 +13,13 @@ use predictive_engine::cost::{self, Cloud, Demand, Purchase, SizingParams};
 use predictive_engine::forecast::{self, ForecastParams, ModelKind};
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_elements().map(|e| e.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+    v.as_elements()
+        .map(|e| {
+            e.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn round(x: f64) -> f64 {
@@ -50,37 +56,93 @@ impl DataSource<Configured> for ForecastData {
     }
     async fn read(&self, ctx: &Configured, config: &Value, diags: &mut Diagnostics) -> Value {
         let mut out = config.clone();
-        let usage = match (config.get("workload").as_str(), config.get("cpu").as_elements()) {
+        let usage = match (
+            config.get("workload").as_str(),
+            config.get("cpu").as_elements(),
+        ) {
             (Some(w), None) => Usage::Workload(w.to_string()),
-            (None, Some(c)) => Usage::Inline { cpu: c.iter().filter_map(Value::as_f64).collect(), mem_gib: None, step_seconds: config.get("step_seconds").as_i64().unwrap_or(3600) },
+            (None, Some(c)) => Usage::Inline {
+                cpu: c.iter().filter_map(Value::as_f64).collect(),
+                mem_gib: None,
+                step_seconds: config.get("step_seconds").as_i64().unwrap_or(3600),
+            },
             _ => {
-                diags.attr_error(AttrPath::root("workload"), "Invalid source", "set exactly one of workload and cpu");
+                diags.attr_error(
+                    AttrPath::root("workload"),
+                    "Invalid source",
+                    "set exactly one of workload and cpu",
+                );
                 return out;
             }
         };
         let h = config.get("horizon").as_str().unwrap_or("24h");
         let Some(hours) = parse_horizon(h) else {
-            diags.attr_error(AttrPath::root("horizon"), "Invalid horizon", format!("horizon: {h:?} is not like \"24h\" or \"7d\""));
+            diags.attr_error(
+                AttrPath::root("horizon"),
+                "Invalid horizon",
+                format!("horizon: {h:?} is not like \"24h\" or \"7d\""),
+            );
             return out;
         };
         let series = match sizing::load_series(&ctx.config.history, &usage) {
             Ok((s, _)) => s,
             Err(e) => {
-                diags.attr_error(AttrPath::root("workload"), "Cannot read the usage history", error_chain(&e));
+                diags.attr_error(
+                    AttrPath::root("workload"),
+                    "Cannot read the usage history",
+                    error_chain(&e),
+                );
                 return out;
             }
         };
         let steps = ((hours * 3600.0) / series.step() as f64).ceil().max(1.0) as usize;
-        let f = ForecastParams::new(steps).model(ModelKind::Auto).check(series.step()).and_then(|p| forecast::forecast(&series, &p));
+        let f = ForecastParams::new(steps)
+            .model(ModelKind::Auto)
+            .check(series.step())
+            .and_then(|p| forecast::forecast(&series, &p));
         match f {
             Ok(f) => {
                 out.set("model", Value::string(f.model().name()));
                 out.set("step", Value::number(f.step() as f64));
                 let levels = f.levels().as_slice().to_vec();
-                out.set("quantiles", Value::Map(levels.iter().zip(f.values()).map(|(l, v)| (format!("{l}"), Value::List(v.iter().map(|x| Value::number(round(*x))).collect()))).collect()));
-                out.set("peaks", Value::Map(levels.iter().zip(f.values()).map(|(l, v)| (format!("{l}"), Value::number(round(v.iter().copied().fold(0.0, f64::max))))).collect()));
+                out.set(
+                    "quantiles",
+                    Value::Map(
+                        levels
+                            .iter()
+                            .zip(f.values())
+                            .map(|(l, v)| {
+                                (
+                                    format!("{l}"),
+                                    Value::List(
+                                        v.iter().map(|x| Value::number(round(*x))).collect(),
+                                    ),
+                                )
+                            })
+                            .collect(),
+                    ),
+                );
+                out.set(
+                    "peaks",
+                    Value::Map(
+                        levels
+                            .iter()
+                            .zip(f.values())
+                            .map(|(l, v)| {
+                                (
+                                    format!("{l}"),
+                                    Value::number(round(v.iter().copied().fold(0.0, f64::max))),
+                                )
+                            })
+                            .collect(),
+                    ),
+                );
             }
-            Err(e) => diags.attr_error(AttrPath::root("workload"), "Forecast failed", error_chain(&e)),
+            Err(e) => diags.attr_error(
+                AttrPath::root("workload"),
+                "Forecast failed",
+                error_chain(&e),
+            ),
         }
         out
     }
@@ -91,7 +153,14 @@ impl DataSource<Configured> for ForecastData {
 pub struct SizingData;
 
 fn allocation_type() -> Type {
-    Type::object([("cloud", Type::String), ("region", Type::String), ("instance_type", Type::String), ("count", Type::Number), ("purchase", Type::String), ("hourly_cost", Type::Number)])
+    Type::object([
+        ("cloud", Type::String),
+        ("region", Type::String),
+        ("instance_type", Type::String),
+        ("count", Type::Number),
+        ("purchase", Type::String),
+        ("hourly_cost", Type::Number),
+    ])
 }
 
 #[async_trait]
@@ -124,11 +193,19 @@ impl DataSource<Configured> for SizingData {
     }
     async fn read(&self, ctx: &Configured, config: &Value, diags: &mut Diagnostics) -> Value {
         let mut out = config.clone();
-        let mut p = SizingParams::new(Demand::new(config.get("cpu").as_f64().unwrap_or(0.0), config.get("mem_gib").as_f64().unwrap_or(0.0)).with_gpu(config.get("gpu").as_f64().unwrap_or(0.0)));
+        let mut p = SizingParams::new(
+            Demand::new(
+                config.get("cpu").as_f64().unwrap_or(0.0),
+                config.get("mem_gib").as_f64().unwrap_or(0.0),
+            )
+            .with_gpu(config.get("gpu").as_f64().unwrap_or(0.0)),
+        );
         for c in strings(config.get("clouds")) {
             match c.parse::<Cloud>() {
                 Ok(c) => p.clouds.push(c),
-                Err(e) => diags.attr_error(AttrPath::root("clouds"), "Invalid cloud", error_chain(&e)),
+                Err(e) => {
+                    diags.attr_error(AttrPath::root("clouds"), "Invalid cloud", error_chain(&e))
+                }
             }
         }
         p.regions = strings(config.get("regions"));
@@ -137,7 +214,11 @@ impl DataSource<Configured> for SizingData {
         if !purchases.is_empty() {
             match Purchase::parse_list(&purchases.join(",")) {
                 Ok(l) => p.purchase = l,
-                Err(e) => diags.attr_error(AttrPath::root("purchase_options"), "Invalid purchase option", error_chain(&e)),
+                Err(e) => diags.attr_error(
+                    AttrPath::root("purchase_options"),
+                    "Invalid purchase option",
+                    error_chain(&e),
+                ),
             }
         }
         if let Some(m) = config.get("max_count").as_i64() {
@@ -146,14 +227,26 @@ impl DataSource<Configured> for SizingData {
         if diags.has_error() {
             return out;
         }
-        match p.check(&ctx.catalog).and_then(|v| cost::size(&ctx.catalog, &v)) {
+        match p
+            .check(&ctx.catalog)
+            .and_then(|v| cost::size(&ctx.catalog, &v))
+        {
             Ok(s) => {
                 out.set(
                     "allocation",
                     Value::List(
                         s.allocation
                             .iter()
-                            .map(|a| Value::object([("cloud", Value::string(a.cloud.as_str())), ("region", Value::string(&a.region)), ("instance_type", Value::string(&a.instance_type)), ("count", Value::number(f64::from(a.count))), ("purchase", Value::string(a.purchase.as_str())), ("hourly_cost", Value::number(round(a.hourly_cost)))]))
+                            .map(|a| {
+                                Value::object([
+                                    ("cloud", Value::string(a.cloud.as_str())),
+                                    ("region", Value::string(&a.region)),
+                                    ("instance_type", Value::string(&a.instance_type)),
+                                    ("count", Value::number(f64::from(a.count))),
+                                    ("purchase", Value::string(a.purchase.as_str())),
+                                    ("hourly_cost", Value::number(round(a.hourly_cost))),
+                                ])
+                            })
                             .collect(),
                     ),
                 );
@@ -163,7 +256,13 @@ impl DataSource<Configured> for SizingData {
             }
             Err(e) => {
                 let text = error_chain(&e);
-                let attr = if text.contains("region") { "regions" } else if text.contains("famil") { "families" } else { "cpu" };
+                let attr = if text.contains("region") {
+                    "regions"
+                } else if text.contains("famil") {
+                    "families"
+                } else {
+                    "cpu"
+                };
                 diags.attr_error(AttrPath::root(attr), "Sizing failed", text);
             }
         }
@@ -186,14 +285,40 @@ impl DataSource<Configured> for InstanceTypesData {
             block: Block {
                 description: "Instance types of the price catalog, filtered.".into(),
                 attributes: vec![
-                    Attribute::required("cloud", Type::String, "Cloud whose types to list.").validate(OneOf(TARGET_CLOUDS)),
-                    Attribute::optional("families", Type::list(Type::String), "Only these families."),
-                    Attribute::optional("min_vcpu", Type::Number, "Only types with at least this many vCPUs.").validate(AtLeast(0.0)),
-                    Attribute::optional("min_mem_gib", Type::Number, "Only types with at least this much memory, GiB.").validate(AtLeast(0.0)),
-                    Attribute::optional("include_burstable", Type::Bool, "Include burstable and shared-core types (default false)."),
+                    Attribute::required("cloud", Type::String, "Cloud whose types to list.")
+                        .validate(OneOf(TARGET_CLOUDS)),
+                    Attribute::optional(
+                        "families",
+                        Type::list(Type::String),
+                        "Only these families.",
+                    ),
+                    Attribute::optional(
+                        "min_vcpu",
+                        Type::Number,
+                        "Only types with at least this many vCPUs.",
+                    )
+                    .validate(AtLeast(0.0)),
+                    Attribute::optional(
+                        "min_mem_gib",
+                        Type::Number,
+                        "Only types with at least this much memory, GiB.",
+                    )
+                    .validate(AtLeast(0.0)),
+                    Attribute::optional(
+                        "include_burstable",
+                        Type::Bool,
+                        "Include burstable and shared-core types (default false).",
+                    ),
                     Attribute::computed(
                         "instance_types",
-                        Type::list(Type::object([("name", Type::String), ("family", Type::String), ("arch", Type::String), ("vcpu", Type::Number), ("mem_gib", Type::Number), ("gpu", Type::Number)])),
+                        Type::list(Type::object([
+                            ("name", Type::String),
+                            ("family", Type::String),
+                            ("arch", Type::String),
+                            ("vcpu", Type::Number),
+                            ("mem_gib", Type::Number),
+                            ("gpu", Type::Number),
+                        ])),
                         "Matching types, by name.",
                     ),
                 ],
@@ -203,7 +328,12 @@ impl DataSource<Configured> for InstanceTypesData {
     }
     async fn read(&self, ctx: &Configured, config: &Value, diags: &mut Diagnostics) -> Value {
         let mut out = config.clone();
-        let cloud = match config.get("cloud").as_str().unwrap_or_default().parse::<Cloud>() {
+        let cloud = match config
+            .get("cloud")
+            .as_str()
+            .unwrap_or_default()
+            .parse::<Cloud>()
+        {
             Ok(c) => c,
             Err(e) => {
                 diags.attr_error(AttrPath::root("cloud"), "Invalid cloud", error_chain(&e));
@@ -218,13 +348,35 @@ impl DataSource<Configured> for InstanceTypesData {
             .catalog
             .types()
             .iter()
-            .filter(|t| t.cloud == cloud && t.vcpu >= min_vcpu && t.mem_gib >= min_mem && (burst || !t.burstable) && !t.promo)
-            .filter(|t| families.is_empty() || families.iter().any(|f| f.eq_ignore_ascii_case(&t.family)))
+            .filter(|t| {
+                t.cloud == cloud
+                    && t.vcpu >= min_vcpu
+                    && t.mem_gib >= min_mem
+                    && (burst || !t.burstable)
+                    && !t.promo
+            })
+            .filter(|t| {
+                families.is_empty() || families.iter().any(|f| f.eq_ignore_ascii_case(&t.family))
+            })
             .collect();
         types.sort_by(|a, b| a.name.cmp(&b.name));
         out.set(
             "instance_types",
-            Value::List(types.iter().map(|t| Value::object([("name", Value::string(&t.name)), ("family", Value::string(&t.family)), ("arch", Value::string(t.arch.as_str())), ("vcpu", Value::number(t.vcpu)), ("mem_gib", Value::number(t.mem_gib)), ("gpu", Value::number(t.gpu))])).collect()),
+            Value::List(
+                types
+                    .iter()
+                    .map(|t| {
+                        Value::object([
+                            ("name", Value::string(&t.name)),
+                            ("family", Value::string(&t.family)),
+                            ("arch", Value::string(t.arch.as_str())),
+                            ("vcpu", Value::number(t.vcpu)),
+                            ("mem_gib", Value::number(t.mem_gib)),
+                            ("gpu", Value::number(t.gpu)),
+                        ])
+                    })
+                    .collect(),
+            ),
         );
         out
     }

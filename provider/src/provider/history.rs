@@ -50,7 +50,9 @@ pub fn find(root: &Path, workload: &str) -> Result<PathBuf, Error> {
     let mut stack = vec![root.to_path_buf()];
     let mut found = Vec::new();
     while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -61,7 +63,13 @@ pub fn find(root: &Path, workload: &str) -> Result<PathBuf, Error> {
         }
     }
     found.sort();
-    found.into_iter().next().ok_or_else(|| Error::WorkloadNotFound { workload: workload.into(), root: root.to_path_buf() })
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::WorkloadNotFound {
+            workload: workload.into(),
+            root: root.to_path_buf(),
+        })
 }
 
 /// Reads `(unix seconds, value)` samples from a canonical CSV file.
@@ -72,12 +80,22 @@ pub fn read_samples(path: &Path) -> Result<Vec<(i64, f64)>, Error> {
     let raw = std::fs::read(path).map_err(|e| Error::ReadFailed(path.to_path_buf(), e))?;
     let text = if path.extension().is_some_and(|e| e == "gz") {
         let mut s = String::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut s).map_err(|e| Error::ReadFailed(path.to_path_buf(), e))?;
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_string(&mut s)
+            .map_err(|e| Error::ReadFailed(path.to_path_buf(), e))?;
         s
     } else {
-        String::from_utf8(raw).map_err(|_| Error::BadLine { path: path.to_path_buf(), line: 1, reason: "not UTF-8 text".into() })?
+        String::from_utf8(raw).map_err(|_| Error::BadLine {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: "not UTF-8 text".into(),
+        })?
     };
-    parse(&text).map_err(|(line, reason)| Error::BadLine { path: path.to_path_buf(), line, reason })
+    parse(&text).map_err(|(line, reason)| Error::BadLine {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    })
 }
 
 /// Parses canonical CSV text; errors carry the 1-based line number.
@@ -88,9 +106,14 @@ pub fn parse(text: &str) -> Result<Vec<(i64, f64)>, (usize, String)> {
         if line.is_empty() || (i == 0 && line.to_ascii_lowercase().starts_with("timestamp")) {
             continue;
         }
-        let (ts, val) = line.split_once(',').ok_or((i + 1, "expected `timestamp,value`".to_string()))?;
+        let (ts, val) = line
+            .split_once(',')
+            .ok_or((i + 1, "expected `timestamp,value`".to_string()))?;
         let t = parse_time(ts.trim()).ok_or((i + 1, format!("bad timestamp {:?}", ts.trim())))?;
-        let v: f64 = val.trim().parse().map_err(|_| (i + 1, format!("bad value {:?}", val.trim())))?;
+        let v: f64 = val
+            .trim()
+            .parse()
+            .map_err(|_| (i + 1, format!("bad value {:?}", val.trim())))?;
         if !v.is_finite() {
             return Err((i + 1, format!("value {v} is not finite")));
         }
@@ -107,8 +130,15 @@ fn parse_time(s: &str) -> Option<i64> {
         return Some(t);
     }
     let (date, time) = s.split_once(' ').or_else(|| s.split_once('T'))?;
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let t: Vec<i64> = time.trim_end_matches('Z').split(':').map(|x| x.parse::<f64>().ok().map(|f| f as i64)).collect::<Option<_>>()?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let t: Vec<i64> = time
+        .trim_end_matches('Z')
+        .split(':')
+        .map(|x| x.parse::<f64>().ok().map(|f| f as i64))
+        .collect::<Option<_>>()?;
     if d.len() != 3 || t.len() < 2 {
         return None;
     }

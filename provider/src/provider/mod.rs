@@ -87,28 +87,54 @@ impl ProviderDef for PredictiveProvider {
         let store = match store::Store::open(&config.state_path) {
             Ok(s) => s,
             Err(e) => {
-                diags.attr_error(AttrPath::root("state_path"), "Cannot open the state store", error_chain(&e));
+                diags.attr_error(
+                    AttrPath::root("state_path"),
+                    "Cannot open the state store",
+                    error_chain(&e),
+                );
                 return None;
             }
         };
         let catalog = match &config.catalog_path {
             None => CatalogRef::Embedded(Catalog::embedded()),
-            Some(p) => match std::fs::read_to_string(p).map_err(|e| e.to_string()).and_then(|t| Catalog::from_text(&t).map_err(|e| error_chain(&e))) {
+            Some(p) => match std::fs::read_to_string(p)
+                .map_err(|e| e.to_string())
+                .and_then(|t| Catalog::from_text(&t).map_err(|e| error_chain(&e)))
+            {
                 Ok(c) => CatalogRef::File(Box::new(c)),
                 Err(e) => {
-                    diags.attr_error(AttrPath::root("catalog_path"), "Cannot read the price catalog", format!("{}: {e}", p.display()));
+                    diags.attr_error(
+                        AttrPath::root("catalog_path"),
+                        "Cannot read the price catalog",
+                        format!("{}: {e}", p.display()),
+                    );
                     return None;
                 }
             },
         };
         let (cloud, cloud_state) = cloud::open(&config, &catalog, diags)?;
-        Some(Configured { config, store, catalog, cloud, cloud_state, forecasts: sizing::ForecastCache::default(), sizings: sizing::SizingCache::default() })
+        Some(Configured {
+            config,
+            store,
+            catalog,
+            cloud,
+            cloud_state,
+            forecasts: sizing::ForecastCache::default(),
+            sizings: sizing::SizingCache::default(),
+        })
     }
     fn resources(&self) -> Vec<Arc<dyn Resource<Configured>>> {
-        vec![Arc::new(clone::CloneResource), Arc::new(budget::BudgetResource)]
+        vec![
+            Arc::new(clone::CloneResource),
+            Arc::new(budget::BudgetResource),
+        ]
     }
     fn data_sources(&self) -> Vec<Arc<dyn DataSource<Configured>>> {
-        vec![Arc::new(data::ForecastData), Arc::new(data::SizingData), Arc::new(data::InstanceTypesData)]
+        vec![
+            Arc::new(data::ForecastData),
+            Arc::new(data::SizingData),
+            Arc::new(data::InstanceTypesData),
+        ]
     }
 }
 
@@ -116,11 +142,24 @@ impl ProviderDef for PredictiveProvider {
 fn example(name: &str) -> String {
     match name {
         "provider" => include_str!("../../../examples/provider/provider.tf").to_string(),
-        "predictive_clone" => include_str!("../../../examples/resources/predictive_clone/resource.tf").to_string(),
-        "predictive_budget" => include_str!("../../../examples/resources/predictive_budget/resource.tf").to_string(),
-        "predictive_forecast" => include_str!("../../../examples/data-sources/predictive_forecast/data-source.tf").to_string(),
-        "predictive_sizing" => include_str!("../../../examples/data-sources/predictive_sizing/data-source.tf").to_string(),
-        "predictive_instance_types" => include_str!("../../../examples/data-sources/predictive_instance_types/data-source.tf").to_string(),
+        "predictive_clone" => {
+            include_str!("../../../examples/resources/predictive_clone/resource.tf").to_string()
+        }
+        "predictive_budget" => {
+            include_str!("../../../examples/resources/predictive_budget/resource.tf").to_string()
+        }
+        "predictive_forecast" => {
+            include_str!("../../../examples/data-sources/predictive_forecast/data-source.tf")
+                .to_string()
+        }
+        "predictive_sizing" => {
+            include_str!("../../../examples/data-sources/predictive_sizing/data-source.tf")
+                .to_string()
+        }
+        "predictive_instance_types" => {
+            include_str!("../../../examples/data-sources/predictive_instance_types/data-source.tf")
+                .to_string()
+        }
         _ => String::new(),
     }
 }
@@ -133,8 +172,26 @@ pub fn docs() -> BTreeMap<String, String> {
         provider: "predictive",
         description: DESCRIPTION,
         provider_schema: &schema,
-        resources: p.resources().iter().map(|r| (r.type_name().to_string(), (r.schema(), example(r.type_name())))).collect(),
-        data_sources: p.data_sources().iter().map(|r| (r.type_name().to_string(), (r.schema(), example(r.type_name())))).collect(),
+        resources: p
+            .resources()
+            .iter()
+            .map(|r| {
+                (
+                    r.type_name().to_string(),
+                    (r.schema(), example(r.type_name())),
+                )
+            })
+            .collect(),
+        data_sources: p
+            .data_sources()
+            .iter()
+            .map(|r| {
+                (
+                    r.type_name().to_string(),
+                    (r.schema(), example(r.type_name())),
+                )
+            })
+            .collect(),
         provider_example: example("provider"),
     };
     crate::docs::render(&input)

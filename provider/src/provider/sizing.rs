@@ -22,7 +22,9 @@ pub enum Error {
     #[error("workload {0:?} needs a history source: set the provider's history block, or give an inline profile")]
     NoHistorySource(String),
     /// The configured source type is not available in this build.
-    #[error("the {0} history source is not available in this build; use a file or an inline profile")]
+    #[error(
+        "the {0} history source is not available in this build; use a file or an inline profile"
+    )]
     SourceUnavailable(&'static str),
     /// The samples do not make a series.
     #[error("the usage history is not a usable series")]
@@ -80,12 +82,21 @@ pub struct ForecastCache {
 ///
 /// # Errors
 /// See [`Error`].
-pub fn load_series(source: &HistorySource, usage: &Usage) -> Result<(Series, Option<Series>), Error> {
+pub fn load_series(
+    source: &HistorySource,
+    usage: &Usage,
+) -> Result<(Series, Option<Series>), Error> {
     match usage {
-        Usage::Inline { cpu, mem_gib, step_seconds } => {
+        Usage::Inline {
+            cpu,
+            mem_gib,
+            step_seconds,
+        } => {
             let cpu_s = Series::new(0, *step_seconds, cpu.clone()).map_err(Error::SeriesFailed)?;
             let mem_s = match mem_gib {
-                Some(m) => Some(Series::new(0, *step_seconds, m.clone()).map_err(Error::SeriesFailed)?),
+                Some(m) => {
+                    Some(Series::new(0, *step_seconds, m.clone()).map_err(Error::SeriesFailed)?)
+                }
                 None => None,
             };
             Ok((cpu_s, mem_s))
@@ -94,12 +105,19 @@ pub fn load_series(source: &HistorySource, usage: &Usage) -> Result<(Series, Opt
             let root: PathBuf = match source {
                 HistorySource::File(p) => p.clone(),
                 HistorySource::None => return Err(Error::NoHistorySource(name.clone())),
-                HistorySource::Prometheus(_) => return Err(Error::SourceUnavailable("prometheus_url")),
-                HistorySource::Controller(_) => return Err(Error::SourceUnavailable("controller_url")),
+                HistorySource::Prometheus(_) => {
+                    return Err(Error::SourceUnavailable("prometheus_url"))
+                }
+                HistorySource::Controller(_) => {
+                    return Err(Error::SourceUnavailable("controller_url"))
+                }
             };
-            let path = history::find(&root, name).map_err(|e| Error::HistoryFailed(name.clone(), e))?;
-            let samples = history::read_samples(&path).map_err(|e| Error::HistoryFailed(name.clone(), e))?;
-            let (s, _) = Series::from_samples(samples, 3600, Aggregation::Mean).map_err(Error::SeriesFailed)?;
+            let path =
+                history::find(&root, name).map_err(|e| Error::HistoryFailed(name.clone(), e))?;
+            let samples =
+                history::read_samples(&path).map_err(|e| Error::HistoryFailed(name.clone(), e))?;
+            let (s, _) = Series::from_samples(samples, 3600, Aggregation::Mean)
+                .map_err(Error::SeriesFailed)?;
             Ok((s, None))
         }
     }
@@ -109,20 +127,45 @@ pub fn load_series(source: &HistorySource, usage: &Usage) -> Result<(Series, Opt
 ///
 /// # Errors
 /// [`Error::ForecastFailed`].
-pub fn peaks(cache: &ForecastCache, key: &str, series: &Series, horizon_hours: f64) -> Result<Arc<Peaks>, Error> {
-    let steps = ((horizon_hours * 3600.0) / series.step() as f64).ceil().max(1.0) as usize;
+pub fn peaks(
+    cache: &ForecastCache,
+    key: &str,
+    series: &Series,
+    horizon_hours: f64,
+) -> Result<Arc<Peaks>, Error> {
+    let steps = ((horizon_hours * 3600.0) / series.step() as f64)
+        .ceil()
+        .max(1.0) as usize;
     let full_key = format!("{key}|{steps}|{}", fingerprint(series));
-    if let Some(p) = cache.map.lock().unwrap_or_else(|p| p.into_inner()).get(&full_key) {
+    if let Some(p) = cache
+        .map
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&full_key)
+    {
         return Ok(p.clone());
     }
-    let params = ForecastParams::new(steps).model(ModelKind::Auto).check(series.step()).map_err(Error::ForecastFailed)?;
+    let params = ForecastParams::new(steps)
+        .model(ModelKind::Auto)
+        .check(series.step())
+        .map_err(Error::ForecastFailed)?;
     let f = forecast::forecast(series, &params).map_err(Error::ForecastFailed)?;
     let levels = PROVISIONING_LEVELS
         .iter()
-        .filter_map(|l| f.quantile(*l).map(|v| (*l, v.iter().copied().fold(0.0_f64, f64::max))))
+        .filter_map(|l| {
+            f.quantile(*l)
+                .map(|v| (*l, v.iter().copied().fold(0.0_f64, f64::max)))
+        })
         .collect();
-    let p = Arc::new(Peaks { model: f.model().name().to_string(), levels });
-    cache.map.lock().unwrap_or_else(|p| p.into_inner()).insert(full_key, p.clone());
+    let p = Arc::new(Peaks {
+        model: f.model().name().to_string(),
+        levels,
+    });
+    cache
+        .map
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(full_key, p.clone());
     Ok(p)
 }
 
@@ -139,7 +182,12 @@ fn fingerprint(s: &Series) -> u64 {
 
 /// The quantile demand of a clone: CPU peaks, memory peaks (forecast, or CPU × `mem_gib_per_cpu`),
 /// constant GPUs.
-pub fn demand_forecast(cpu: &Peaks, mem: Option<&Peaks>, mem_gib_per_cpu: f64, gpu: f64) -> DemandForecast {
+pub fn demand_forecast(
+    cpu: &Peaks,
+    mem: Option<&Peaks>,
+    mem_gib_per_cpu: f64,
+    gpu: f64,
+) -> DemandForecast {
     let levels = cpu
         .levels
         .iter()
@@ -150,7 +198,10 @@ pub fn demand_forecast(cpu: &Peaks, mem: Option<&Peaks>, mem_gib_per_cpu: f64, g
             (*l, Demand::new(*c, m).with_gpu(gpu))
         })
         .collect();
-    DemandForecast { model: cpu.model.clone(), levels }
+    DemandForecast {
+        model: cpu.model.clone(),
+        levels,
+    }
 }
 
 /// Caches sizings within one provider process: clones with identical parameters (a module with
@@ -164,7 +215,14 @@ pub struct SizingCache {
 ///
 /// # Errors
 /// [`Error::SizingFailed`] with the engine's reason (unknown region, nothing fits, ...).
-pub fn size(cache: &SizingCache, catalog: &Catalog, demand: &DemandForecast, quantile: f64, safety_margin: f64, constraints: &SizingParams) -> Result<Arc<Sizing>, Error> {
+pub fn size(
+    cache: &SizingCache,
+    catalog: &Catalog,
+    demand: &DemandForecast,
+    quantile: f64,
+    safety_margin: f64,
+    constraints: &SizingParams,
+) -> Result<Arc<Sizing>, Error> {
     let params = sizing_params(demand, quantile, safety_margin, constraints);
     let key = serde_json::to_string(&params).ok();
     if let Some(k) = &key {
@@ -175,16 +233,29 @@ pub fn size(cache: &SizingCache, catalog: &Catalog, demand: &DemandForecast, qua
     let valid = params.check(catalog).map_err(Error::SizingFailed)?;
     let s = Arc::new(cost::size(catalog, &valid).map_err(Error::SizingFailed)?);
     if let Some(k) = key {
-        cache.map.lock().unwrap_or_else(|p| p.into_inner()).insert(k, s.clone());
+        cache
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(k, s.clone());
     }
     Ok(s)
 }
 
 /// The engine's sizing parameters for a clone.
-pub fn sizing_params(demand: &DemandForecast, quantile: f64, safety_margin: f64, constraints: &SizingParams) -> SizingParams {
+pub fn sizing_params(
+    demand: &DemandForecast,
+    quantile: f64,
+    safety_margin: f64,
+    constraints: &SizingParams,
+) -> SizingParams {
     let mut params = constraints.clone();
     params.quantiles = Some(QuantileDemand {
-        levels: demand.levels.iter().map(|(l, d)| (*l, d.scaled(1.0 + safety_margin))).collect(),
+        levels: demand
+            .levels
+            .iter()
+            .map(|(l, d)| (*l, d.scaled(1.0 + safety_margin)))
+            .collect(),
         provision_at: quantile,
     });
     params

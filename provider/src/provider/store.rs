@@ -54,7 +54,8 @@ impl Store {
     /// When the file or its directory cannot be created or opened.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::CreateDirFailed(dir.to_path_buf(), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::CreateDirFailed(dir.to_path_buf(), e))?;
         }
         let conn = Connection::open(path).map_err(|e| Error::OpenFailed(path.to_path_buf(), e))?;
         conn.execute_batch(
@@ -64,7 +65,10 @@ impl Store {
                PRIMARY KEY (kind, id));",
         )
         .map_err(|e| Error::OpenFailed(path.to_path_buf(), e))?;
-        Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf() })
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
     }
 
     /// Where the store lives.
@@ -96,7 +100,11 @@ impl Store {
     pub fn get(&self, kind: Kind, id: &str) -> Result<Option<String>> {
         Ok(self
             .conn()
-            .query_row("SELECT body FROM objects WHERE kind = ?1 AND id = ?2", params![kind.as_str(), id], |r| r.get(0))
+            .query_row(
+                "SELECT body FROM objects WHERE kind = ?1 AND id = ?2",
+                params![kind.as_str(), id],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
@@ -105,7 +113,10 @@ impl Store {
     /// # Errors
     /// When the write fails.
     pub fn delete(&self, kind: Kind, id: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM objects WHERE kind = ?1 AND id = ?2", params![kind.as_str(), id])?;
+        self.conn().execute(
+            "DELETE FROM objects WHERE kind = ?1 AND id = ?2",
+            params![kind.as_str(), id],
+        )?;
         Ok(())
     }
 
@@ -115,8 +126,11 @@ impl Store {
     /// When the read fails.
     pub fn list(&self, kind: Kind) -> Result<Vec<(String, String, String)>> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT id, name, body FROM objects WHERE kind = ?1 ORDER BY id")?;
-        let rows = st.query_map(params![kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let mut st =
+            conn.prepare("SELECT id, name, body FROM objects WHERE kind = ?1 ORDER BY id")?;
+        let rows = st.query_map(params![kind.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }
@@ -135,7 +149,10 @@ mod tests {
         s.put(Kind::Budget, "b1", "team", "{}").unwrap();
         drop(s);
         let s = Store::open(&path).unwrap();
-        assert_eq!(s.get(Kind::Clone, "c1").unwrap().as_deref(), Some("{\"a\":2}"));
+        assert_eq!(
+            s.get(Kind::Clone, "c1").unwrap().as_deref(),
+            Some("{\"a\":2}")
+        );
         assert_eq!(s.list(Kind::Budget).unwrap().len(), 1);
         s.delete(Kind::Clone, "c1").unwrap();
         s.delete(Kind::Clone, "c1").unwrap();

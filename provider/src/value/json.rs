@@ -58,13 +58,21 @@ pub fn from_json(j: &Json, ty: &Type, path: &mut String) -> Result<Value> {
     let mismatch = |path: &String| Error::TypeMismatch {
         expected: ty.friendly_name(),
         found: describe(j),
-        path: if path.is_empty() { "the root".into() } else { path.clone() },
+        path: if path.is_empty() {
+            "the root".into()
+        } else {
+            path.clone()
+        },
     };
     Ok(match (j, ty) {
         (Json::Null, _) => Value::Null,
         (Json::Bool(b), Type::Bool) => Value::Bool(*b),
-        (Json::Number(n), Type::Number) => Value::Number(Number::parse(n).ok_or_else(|| mismatch(path))?),
-        (Json::String(s), Type::Number) => Value::Number(Number::parse(s).ok_or_else(|| mismatch(path))?),
+        (Json::Number(n), Type::Number) => {
+            Value::Number(Number::parse(n).ok_or_else(|| mismatch(path))?)
+        }
+        (Json::String(s), Type::Number) => {
+            Value::Number(Number::parse(s).ok_or_else(|| mismatch(path))?)
+        }
         (Json::String(s), Type::String) => Value::String(s.clone()),
         (Json::Number(n), Type::String) => Value::String(n.clone()),
         (Json::Bool(b), Type::String) => Value::String(b.to_string()),
@@ -76,7 +84,11 @@ pub fn from_json(j: &Json, ty: &Type, path: &mut String) -> Result<Value> {
                 out.push(from_json(item, e, path)?);
                 path.truncate(before);
             }
-            if matches!(ty, Type::List(_)) { Value::List(out) } else { Value::Set(out) }
+            if matches!(ty, Type::List(_)) {
+                Value::List(out)
+            } else {
+                Value::Set(out)
+            }
         }
         (Json::Object(m), Type::Map(e)) => {
             let mut out = BTreeMap::new();
@@ -94,14 +106,21 @@ pub fn from_json(j: &Json, ty: &Type, path: &mut String) -> Result<Value> {
                 let before = path.len();
                 path.push('.');
                 path.push_str(k);
-                out.insert(k.clone(), from_json(m.get(k).unwrap_or(&Json::Null), at, path)?);
+                out.insert(
+                    k.clone(),
+                    from_json(m.get(k).unwrap_or(&Json::Null), at, path)?,
+                );
                 path.truncate(before);
             }
             if let Some(extra) = m.keys().find(|k| !attrs.contains_key(*k)) {
                 return Err(Error::TypeMismatch {
                     expected: "a known attribute".into(),
                     found: format!("attribute {extra:?}"),
-                    path: if path.is_empty() { "the root".into() } else { path.clone() },
+                    path: if path.is_empty() {
+                        "the root".into()
+                    } else {
+                        path.clone()
+                    },
                 });
             }
             Value::Object(out)
@@ -185,7 +204,10 @@ impl Parser<'_> {
     }
     fn peek(&mut self) -> Result<u8> {
         self.ws();
-        self.b.get(self.pos).copied().ok_or(Error::UnexpectedEnd(self.pos))
+        self.b
+            .get(self.pos)
+            .copied()
+            .ok_or(Error::UnexpectedEnd(self.pos))
     }
     fn expect(&mut self, lit: &str) -> Result<()> {
         if self.b[self.pos..].starts_with(lit.as_bytes()) {
@@ -250,14 +272,25 @@ impl Parser<'_> {
             }
             b'-' | b'0'..=b'9' => {
                 let start = self.pos;
-                while self.pos < self.b.len() && matches!(self.b[self.pos], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                while self.pos < self.b.len()
+                    && matches!(
+                        self.b[self.pos],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
                     self.pos += 1;
                 }
-                let text = std::str::from_utf8(&self.b[start..self.pos]).unwrap_or_default().to_string();
-                Number::parse(&text).ok_or_else(|| Error::Malformed(start, format!("bad number {text}")))?;
+                let text = std::str::from_utf8(&self.b[start..self.pos])
+                    .unwrap_or_default()
+                    .to_string();
+                Number::parse(&text)
+                    .ok_or_else(|| Error::Malformed(start, format!("bad number {text}")))?;
                 Ok(Json::Number(text))
             }
-            c => Err(Error::Malformed(self.pos, format!("unexpected character {:?}", c as char))),
+            c => Err(Error::Malformed(
+                self.pos,
+                format!("unexpected character {:?}", c as char),
+            )),
         }
     }
     fn string(&mut self) -> Result<String> {
@@ -287,7 +320,10 @@ mod tests {
     fn decimals_should_keep_their_text_through_json() {
         let ty = Type::object([("cost", Type::Number), ("tags", Type::list(Type::String))]);
         let v = decode(br#"{"cost": 3.072, "tags": ["a", "b\"c"]}"#, &ty).unwrap();
-        assert_eq!(v.get("cost"), &Value::Number(Number::Decimal("3.072".into())));
+        assert_eq!(
+            v.get("cost"),
+            &Value::Number(Number::Decimal("3.072".into()))
+        );
         assert_eq!(encode(&v, &ty), r#"{"cost":3.072,"tags":["a","b\"c"]}"#);
     }
 
@@ -295,7 +331,9 @@ mod tests {
     fn missing_attributes_should_read_as_null_and_unknown_ones_should_fail() {
         let ty = Type::object([("a", Type::String), ("b", Type::Bool)]);
         assert_eq!(decode(br#"{"a":"x"}"#, &ty).unwrap().get("b"), &Value::Null);
-        let err = decode(br#"{"a":"x","zzz":1}"#, &ty).unwrap_err().to_string();
+        let err = decode(br#"{"a":"x","zzz":1}"#, &ty)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("zzz"), "{err}");
         let err = decode(br#"{"a":[1]}"#, &ty).unwrap_err().to_string();
         assert!(err.contains(".a"), "{err}");

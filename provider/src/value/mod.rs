@@ -57,8 +57,10 @@ impl Type {
             Type::Set(e) => format!("[\"set\",{}]", e.to_json()),
             Type::Map(e) => format!("[\"map\",{}]", e.to_json()),
             Type::Object(attrs) => {
-                let inner: Vec<String> =
-                    attrs.iter().map(|(k, t)| format!("{}:{}", json::quote(k), t.to_json())).collect();
+                let inner: Vec<String> = attrs
+                    .iter()
+                    .map(|(k, t)| format!("{}:{}", json::quote(k), t.to_json()))
+                    .collect();
                 format!("[\"object\",{{{}}}]", inner.join(","))
             }
         }

@@ -126,20 +126,31 @@ impl Reader<'_> {
         Ok(v)
     }
     fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.b.len()).ok_or(Error::UnexpectedEnd(self.pos))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or(Error::UnexpectedEnd(self.pos))?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
     }
     fn uint(&mut self, n: usize) -> Result<u64> {
-        Ok(self.take(n)?.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     }
 
     fn mismatch(&self, ty: &Type, code: u8, path: &str) -> Error {
         Error::TypeMismatch {
             expected: ty.friendly_name(),
             found: format!("msgpack code 0x{code:02x}"),
-            path: if path.is_empty() { "the root".into() } else { path.to_string() },
+            path: if path.is_empty() {
+                "the root".into()
+            } else {
+                path.to_string()
+            },
         }
     }
 
@@ -171,7 +182,11 @@ impl Reader<'_> {
                     items.push(self.value(e, path)?);
                     path.truncate(before);
                 }
-                Ok(if matches!(ty, Type::List(_)) { Value::List(items) } else { Value::Set(items) })
+                Ok(if matches!(ty, Type::List(_)) {
+                    Value::List(items)
+                } else {
+                    Value::Set(items)
+                })
             }
             Type::Map(e) => {
                 let n = self.map_len(ty, path)?;
@@ -195,7 +210,11 @@ impl Reader<'_> {
                         return Err(Error::TypeMismatch {
                             expected: "a known attribute".into(),
                             found: format!("attribute {k:?}"),
-                            path: if path.is_empty() { "the root".into() } else { path.clone() },
+                            path: if path.is_empty() {
+                                "the root".into()
+                            } else {
+                                path.clone()
+                            },
                         });
                     };
                     let before = path.len();
@@ -247,7 +266,9 @@ impl Reader<'_> {
             0xce => Number::Int(self.uint(4)? as i64),
             0xcf => {
                 let u = self.uint(8)?;
-                i64::try_from(u).map(Number::Int).unwrap_or_else(|_| Number::Decimal(u.to_string()))
+                i64::try_from(u)
+                    .map(Number::Int)
+                    .unwrap_or_else(|_| Number::Decimal(u.to_string()))
             }
             0xd0 => Number::Int(i64::from(self.uint(1)? as u8 as i8)),
             0xd1 => Number::Int(i64::from(self.uint(2)? as u16 as i16)),
@@ -261,7 +282,11 @@ impl Reader<'_> {
                 Number::parse(&s).ok_or_else(|| Error::TypeMismatch {
                     expected: "number".into(),
                     found: format!("the string {s:?}"),
-                    path: if path.is_empty() { "the root".into() } else { path.to_string() },
+                    path: if path.is_empty() {
+                        "the root".into()
+                    } else {
+                        path.to_string()
+                    },
                 })?
             }
             c => return Err(self.mismatch(&Type::Number, c, path)),
@@ -279,7 +304,8 @@ impl Reader<'_> {
             c => return Err(self.mismatch(ty, c, path)),
         };
         let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| Error::Malformed(start, "string is not UTF-8".into()))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::Malformed(start, "string is not UTF-8".into()))
     }
 
     fn array_len(&mut self, ty: &Type, path: &str) -> Result<usize> {
@@ -322,22 +348,37 @@ mod tests {
     #[test]
     fn values_should_round_trip_with_unknowns_and_nulls() {
         let cases = [
-            ("all known", Value::object([
-                ("name", Value::string("web")),
-                ("cost", Value::Number(Number::Decimal("3.072".into()))),
-                ("on", Value::Bool(true)),
-                ("tags", Value::Map([("a".to_string(), Value::string("b"))].into())),
-                ("regions", Value::Set(vec![Value::string("us-east-1")])),
-                ("items", Value::List(vec![Value::object([("n", Value::Number(Number::Int(-40000)))])])),
-            ])),
-            ("unknowns and nulls", Value::object([
-                ("name", Value::Unknown),
-                ("cost", Value::Null),
-                ("on", Value::Unknown),
-                ("tags", Value::Null),
-                ("regions", Value::Set(vec![Value::Unknown])),
-                ("items", Value::Unknown),
-            ])),
+            (
+                "all known",
+                Value::object([
+                    ("name", Value::string("web")),
+                    ("cost", Value::Number(Number::Decimal("3.072".into()))),
+                    ("on", Value::Bool(true)),
+                    (
+                        "tags",
+                        Value::Map([("a".to_string(), Value::string("b"))].into()),
+                    ),
+                    ("regions", Value::Set(vec![Value::string("us-east-1")])),
+                    (
+                        "items",
+                        Value::List(vec![Value::object([(
+                            "n",
+                            Value::Number(Number::Int(-40000)),
+                        )])]),
+                    ),
+                ]),
+            ),
+            (
+                "unknowns and nulls",
+                Value::object([
+                    ("name", Value::Unknown),
+                    ("cost", Value::Null),
+                    ("on", Value::Unknown),
+                    ("tags", Value::Null),
+                    ("regions", Value::Set(vec![Value::Unknown])),
+                    ("items", Value::Unknown),
+                ]),
+            ),
         ];
         for (name, v) in cases {
             let bytes = encode(&v, &sample_type());
@@ -347,9 +388,18 @@ mod tests {
 
     #[test]
     fn a_decimal_should_travel_as_a_string_and_an_integer_as_an_integer() {
-        assert_eq!(encode(&Value::Number(Number::Decimal("3.072".into())), &Type::Number), b"\xa53.072");
+        assert_eq!(
+            encode(
+                &Value::Number(Number::Decimal("3.072".into())),
+                &Type::Number
+            ),
+            b"\xa53.072"
+        );
         assert_eq!(encode(&Value::number(7.0), &Type::Number), [7]);
-        assert_eq!(encode(&Value::Number(Number::Decimal("1e3".into())), &Type::Number)[0], 0xd3);
+        assert_eq!(
+            encode(&Value::Number(Number::Decimal("1e3".into())), &Type::Number)[0],
+            0xd3
+        );
         // Terraform sends numbers as strings when they have no exact float64 form.
         let v = decode(b"\xa53.072", &Type::Number).unwrap();
         assert_eq!(v, Value::Number(Number::Decimal("3.072".into())));
@@ -365,7 +415,10 @@ mod tests {
     #[test]
     fn a_type_mismatch_should_name_the_path() {
         let ty = Type::object([("count", Type::Number)]);
-        let bytes = encode(&Value::object([("count", Value::string("x"))]), &Type::object([("count", Type::String)]));
+        let bytes = encode(
+            &Value::object([("count", Value::string("x"))]),
+            &Type::object([("count", Type::String)]),
+        );
         let err = decode(&bytes, &ty).unwrap_err().to_string();
         assert!(err.contains(".count"), "{err}");
     }

@@ -144,7 +144,11 @@ mod tests {
             ("-1", "1", false),
         ];
         for (a, b, eq) in cases {
-            assert_eq!(Number::parse(a).unwrap() == Number::parse(b).unwrap(), eq, "{a} vs {b}");
+            assert_eq!(
+                Number::parse(a).unwrap() == Number::parse(b).unwrap(),
+                eq,
+                "{a} vs {b}"
+            );
         }
     }
 
@@ -153,7 +157,10 @@ mod tests {
         assert_eq!(Number::from_f64(3.072).to_string(), "3.072");
         assert_eq!(Number::from_f64(2.0).to_string(), "2");
         assert!(matches!(Number::from_f64(2.0), Number::Int(2)));
-        assert_eq!(Number::from_f64(0.1 + 0.2).to_string(), "0.30000000000000004");
+        assert_eq!(
+            Number::from_f64(0.1 + 0.2).to_string(),
+            "0.30000000000000004"
+        );
     }
 
     #[test]
