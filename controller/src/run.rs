@@ -21,6 +21,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use predictive_clouds::{CloudError, DynProvider, GroupId, Owner};
+use predictive_engine::anomaly::{Detector, DetectorParams, Verdict, ALERT_THRESHOLD};
 use predictive_engine::policy::{Allocator, AllocatorSettings, Plan, PolicyParams, ALLOCATOR_LEVELS};
 
 use crate::clock::{Clock, Sleep, Timestamp};
@@ -121,6 +122,10 @@ struct State {
     last_tick: Option<Timestamp>,
     last_plan: Option<Plan>,
     price: Option<f64>,
+    /// Online usage anomaly detector (the engine's), fed every observation.
+    detector: Detector,
+    /// The latest verdict.
+    verdict: Option<Verdict>,
 }
 
 /// A managed workload: its checked config, its source, its cloud and its state.
@@ -331,6 +336,21 @@ impl Controller {
             last_tick: None,
             last_plan: None,
             price: w.params.price_per_hour,
+            detector: {
+                // One week of memory at the tick's step keeps the detector small (≤ 2016 samples).
+                let day = (86_400 / self.interval).max(1) as usize;
+                let params = DetectorParams {
+                    memory: (7 * day).min(2016),
+                    season: day,
+                    ..DetectorParams::default()
+                };
+                Detector::new(
+                    params
+                        .check()
+                        .unwrap_or_else(|_| DetectorParams::default().check().expect("default detector params are valid")),
+                )
+            },
+            verdict: None,
         }
     }
 
@@ -358,6 +378,7 @@ impl Controller {
             st.recent.pop_front();
         }
         st.last_plan = Some(st.allocator.step(usage));
+        st.verdict = Some(st.detector.observe(usage));
         if let Some(f) = st.allocator.forecast() {
             let qi = ALLOCATOR_LEVELS
                 .iter()
@@ -502,6 +523,22 @@ impl Controller {
         out.samples.push((name.to_string(), Sample { ts: now, value: usage }));
         if let Some((err, _)) = self.learn(&mut st, &w.cfg, now, usage) {
             self.metrics.set(metrics::FORECAST_ERROR, name, err);
+        }
+        if let Some(v) = st.verdict.filter(|v| v.score >= ALERT_THRESHOLD) {
+            // Remediation policy: alert (audit log + metric); the loop never grows capacity for
+            // an anomaly it cannot explain beyond what the policy plans.
+            self.metrics.add(metrics::ANOMALIES, name, 1.0);
+            let kind = v.kind.map(|k| format!("{k:?}").to_lowercase()).unwrap_or_else(|| "unknown".into());
+            let detail = format!("usage {usage:.3} scored {:.3} as {kind}", v.score);
+            tracing::warn!(workload = %name, %detail, "usage anomaly");
+            self.store
+                .audit(&crate::store::AuditEvent {
+                    ts: now,
+                    workload: name.into(),
+                    action: "alert".into(),
+                    detail,
+                })
+                .await?;
         }
         let cov = coverage(&st.hits);
         self.metrics.set(metrics::COVERAGE, name, cov);
@@ -900,5 +937,51 @@ mod recovery_tests {
         // Recovery is idempotent.
         assert!(ctl.recover().await.unwrap().is_empty());
         assert_eq!(sim_cloud.describe_group(&GroupId::new("web-asg")).await.unwrap().desired, 5);
+    }
+}
+
+#[cfg(test)]
+mod anomaly_tests {
+    use super::*;
+    use crate::clock::VirtualClock;
+    use crate::config::ConfigParams;
+    use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn a_usage_burst_is_alerted_in_the_audit_log_and_metrics() {
+        let text = "owner = \"an\"\n[[workloads]]\nname = \"web\"\ngroup = \"web-asg\"\ninstance_type = \"m6i.large\"\ncapacity_per_instance = 25\nmax = 40\nmetrics = { kind = \"push\" }\n";
+        let cfg: ConfigParams = toml::from_str(text).unwrap();
+        let cfg = cfg.check("<t>", std::path::Path::new(".")).unwrap();
+        let start = 1_400_000_100;
+        let clock = VirtualClock::new(start);
+        let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+        let sim = crate::embedded::sim(clock_arc.clone(), None).unwrap();
+        crate::embedded::ensure_groups(&sim, "an", &cfg.workloads).unwrap();
+        // A steady daily wave, then a burst far outside anything seen.
+        let mut values: Vec<f64> = (0..700)
+            .map(|i| 100.0 + 20.0 * ((i as f64) * std::f64::consts::TAU / 288.0).sin())
+            .collect();
+        values.extend([900.0, 950.0, 980.0]);
+        let n = values.len();
+        let replay = Arc::new(crate::source::Replay::from_values(start + 300, 300, values));
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let cloud: DynProvider = Arc::new(sim);
+        let mut clouds = BTreeMap::new();
+        clouds.insert("sim".to_string(), cloud.clone());
+        let ctl = Arc::new(Controller::new(&cfg, store.clone(), clouds, clock_arc, "an"));
+        ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud).await.unwrap();
+        for _ in 0..n {
+            clock.advance(300);
+            let r = ctl.tick().await.unwrap();
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+        }
+        let log = store.audit_log("web").await.unwrap();
+        let burst_from = start + 300 * (n as i64 - 2);
+        assert!(
+            log.iter().any(|e| e.action == "alert" && e.ts >= burst_from),
+            "the burst is alerted: {log:?}"
+        );
+        assert!(log.len() < 10, "the steady wave is mostly quiet: {log:?}");
+        assert!(ctl.metrics().get(metrics::ANOMALIES, "web").unwrap() >= 1.0);
     }
 }
