@@ -15,7 +15,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use predictive_engine::cost::{Catalog, Cloud, Purchase};
 use predictive_engine::policy::{AllocatorSettings, PolicyParams};
 use predictive_engine::series::Aggregation;
-use predictive_engine::shadow::ValidShadow;
 use predictive_engine::simulate::replay::{simulate_with_progress, SimParams, SimPoint, SimReport};
 use predictive_traces::{discover, parse_duration, Metric, SeriesStream};
 use serde::Serialize;
