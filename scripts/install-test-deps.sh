@@ -38,3 +38,6 @@ fi
 # Controller: a real Prometheus (the tests load recorded data with promtool and start it on a
 # loopback port) and a real PostgreSQL (the tests run initdb/pg_ctl on a temp dir) from Debian.
 apt_install prometheus postgresql
+
+# cli `simulate --plot`: plotters' ttf text rendering links fontconfig and freetype, and needs a font.
+apt_install pkg-config libfontconfig1-dev libfreetype6-dev fonts-dejavu-core
