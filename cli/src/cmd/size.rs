@@ -191,13 +191,13 @@ impl SizeSpec {
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// vCPUs to cover.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     cpu: f64,
     /// Memory to cover, GiB.
-    #[arg(long = "mem-gib")]
+    #[arg(long = "mem-gib", allow_negative_numbers = true)]
     mem_gib: f64,
     /// GPUs to cover.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     gpu: f64,
     /// Network bandwidth to cover, Gbit/s (only types with a known bandwidth count).
     #[arg(long = "network-gbps", default_value_t = 0.0)]
