@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine (Rust, python3/pip, gcc and git are assumed).
 # Idempotent: every step checks first. Each area adds its own block below.
+# PREDICTIVE_INSTALL_SET=demo installs only what the demo needs (protoc, the plot fonts, Terraform).
 set -euo pipefail
+set_="${PREDICTIVE_INSTALL_SET:-all}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
 tools="${PREDICTIVE_TOOLS:-$HOME/.cache/predictive-tools}"
 mkdir -p "$tools"
@@ -31,13 +33,13 @@ fi
 
 # moto's server (EC2 + Auto Scaling emulator) for the AWS adapter tests (clouds/tests/aws_moto.rs);
 # the tests start it themselves on a free loopback port.
-if ! command -v moto_server >/dev/null 2>&1 && ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+if [ "$set_" = all ] && ! command -v moto_server >/dev/null 2>&1 && ! python3 -c 'import moto.server' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]'
 fi
 
 # Controller: a real Prometheus (the tests load recorded data with promtool and start it on a
 # loopback port) and a real PostgreSQL (the tests run initdb/pg_ctl on a temp dir) from Debian.
-apt_install prometheus postgresql
+if [ "$set_" = all ]; then apt_install prometheus postgresql; fi
 
 # cli `simulate --plot`: plotters' ttf text rendering links fontconfig and freetype, and needs a font.
 apt_install pkg-config libfontconfig1-dev libfreetype6-dev fonts-dejavu-core
