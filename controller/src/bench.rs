@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use predictive_clouds::sim::GroupSpec;
 use predictive_clouds::DynProvider;
 
 use crate::clock::{Clock, VirtualClock};
@@ -47,6 +46,76 @@ pub enum Error {
     Tick(#[from] crate::run::Error),
 }
 
+/// A cloud whose calls cost O(1): groups are counters. The sim settles its whole state on every
+/// call (O(instances)), which would measure the sim rather than the controller at 10,000 groups;
+/// real clouds are remote calls bounded by the loop's concurrency and timeouts.
+#[derive(Debug, Default)]
+struct CounterCloud {
+    groups: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+impl CounterCloud {
+    fn group(&self, id: &predictive_clouds::GroupId, desired: Option<u32>) -> predictive_clouds::Result<predictive_clouds::Group> {
+        let mut g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let d = g.get_mut(id.as_str()).ok_or_else(|| predictive_clouds::CloudError::not_found(predictive_clouds::Operation::DescribeGroup, id.as_str()))?;
+        if let Some(x) = desired {
+            *d = x;
+        }
+        Ok(predictive_clouds::Group {
+            id: id.clone(),
+            location: "bench".into(),
+            instance_type: predictive_clouds::InstanceType::new("m6i.large"),
+            min: 0,
+            max: 40,
+            desired: *d,
+            instances: Vec::new(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl predictive_clouds::CloudProvider for CounterCloud {
+    fn name(&self) -> &str {
+        "bench"
+    }
+    async fn describe_group(&self, g: &predictive_clouds::GroupId) -> predictive_clouds::Result<predictive_clouds::Group> {
+        self.group(g, None)
+    }
+    async fn scale_group(&self, g: &predictive_clouds::GroupId, d: u32) -> predictive_clouds::Result<predictive_clouds::Group> {
+        self.group(g, Some(d))
+    }
+    async fn resize_group(&self, g: &predictive_clouds::GroupId, _t: &predictive_clouds::InstanceType) -> predictive_clouds::Result<predictive_clouds::Group> {
+        self.group(g, None)
+    }
+    async fn launch(&self, _r: &predictive_clouds::LaunchRequest) -> predictive_clouds::Result<Vec<predictive_clouds::Instance>> {
+        Ok(Vec::new())
+    }
+    async fn describe_instance(&self, id: &predictive_clouds::InstanceId) -> predictive_clouds::Result<predictive_clouds::Instance> {
+        Err(predictive_clouds::CloudError::not_found(predictive_clouds::Operation::DescribeInstance, id.as_str()))
+    }
+    async fn stop_instance(&self, id: &predictive_clouds::InstanceId, _m: predictive_clouds::StopMode) -> predictive_clouds::Result<predictive_clouds::Instance> {
+        self.describe_instance(id).await
+    }
+    async fn start_instance(&self, id: &predictive_clouds::InstanceId) -> predictive_clouds::Result<predictive_clouds::Instance> {
+        self.describe_instance(id).await
+    }
+    async fn resize_instance(&self, id: &predictive_clouds::InstanceId, _t: &predictive_clouds::InstanceType) -> predictive_clouds::Result<predictive_clouds::Instance> {
+        self.describe_instance(id).await
+    }
+    async fn terminate_instance(&self, id: &predictive_clouds::InstanceId) -> predictive_clouds::Result<predictive_clouds::Instance> {
+        self.describe_instance(id).await
+    }
+    async fn list_instances(&self, _o: &predictive_clouds::Owner) -> predictive_clouds::Result<Vec<predictive_clouds::Instance>> {
+        Ok(Vec::new())
+    }
+    async fn instance_types(&self) -> predictive_clouds::Result<Vec<predictive_clouds::InstanceTypeInfo>> {
+        Ok(Vec::new())
+    }
+    async fn prices(&self) -> predictive_clouds::Result<Vec<predictive_clouds::Price>> {
+        Ok(Vec::new())
+    }
+}
+
 fn rss_bytes() -> f64 {
     // Linux: resident pages from /proc/self/statm; 0 elsewhere.
     std::fs::read_to_string("/proc/self/statm")
@@ -57,7 +126,7 @@ fn rss_bytes() -> f64 {
 }
 
 /// Runs `workloads` workloads (phase-shifted copies of the bundled real trace, each on its own
-/// sim group, SQLite store in `dir` or in memory) for `warmup + ticks` ticks on a single-threaded
+/// group of an O(1) counter cloud, SQLite store in `dir` or in memory) for `warmup + ticks` ticks on a single-threaded
 /// runtime and times the last `ticks`.
 ///
 /// # Errors
@@ -81,7 +150,7 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Resul
     let start = base.start() - base.start().rem_euclid(300) + 86_400;
     let clock = VirtualClock::new(start);
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
-    let sim = crate::embedded::sim(clock_arc.clone(), None).map_err(|e| setup(&e))?;
+    let bench_cloud = CounterCloud::default();
     let params = |i: usize| WorkloadParams {
         name: format!("w{i:05}"),
         cloud: "sim".into(),
@@ -112,11 +181,9 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Resul
     .check("<bench>", Path::new("."))
     .map_err(|e| setup(&e))?;
     for i in 0..n {
-        let mut g = GroupSpec::new(&format!("g{i:05}"), "m6i.large", 0, 40);
-        g.desired = 1;
-        sim.cloud.create_group(g).map_err(|e| setup(&e))?;
+        bench_cloud.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(format!("g{i:05}"), 1);
     }
-    let cloud: DynProvider = Arc::new(sim);
+    let cloud: DynProvider = Arc::new(bench_cloud);
     let mut clouds = BTreeMap::new();
     clouds.insert("sim".to_string(), cloud.clone());
     let ctl = Arc::new(Controller::new(&cfg, store, clouds, clock_arc, "bench"));
