@@ -8,4 +8,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/predictive-target}"
 export PREDICTIVE_TOOLS="${PREDICTIVE_TOOLS:-$HOME/.cache/predictive-tools}"
 [ "${PREDICTIVE_SKIP_INSTALL:-0}" = 1 ] || bash scripts/install-test-deps.sh
 cargo build --workspace --release --all-features --bins
-cargo test --workspace --release --all-features
+cargo test --workspace --release --all-features --no-fail-fast

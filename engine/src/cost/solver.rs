@@ -376,15 +376,68 @@ pub fn solve(p: &Problem) -> Result<Solution> {
             .then_with(|| x.spot.cmp(&y.spot))
             .then_with(|| x.orig.cmp(&y.orig))
     });
+    let covers = |f: &Item, it: &Item| f.cost <= it.cost && dims.iter().all(|&k| f.a[k] >= it.a[k]);
     let mut front: Vec<Item> = Vec::new();
-    for it in items {
-        let dominated = front.iter().any(|f| {
-            f.cost <= it.cost
-                && (!split_classes || !f.spot || it.spot)
-                && dims.iter().all(|&k| f.a[k] >= it.a[k])
+    let distinct_types = items
+        .iter()
+        .map(|it| it.ty)
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if split_classes && (p.max_types as usize) < distinct_types {
+        // Under a limit on the number of types, an offer of one type may only be dropped for
+        // another type's when the whole type is dominated: every class it offers is covered by
+        // the other type (a non-spot offer may stand in for a spot one). Otherwise a type that
+        // is only cheap as an on-demand + spot pair would be lost.
+        let mut by_type: HashMap<u32, (Option<Item>, Option<Item>)> = HashMap::new();
+        for it in items {
+            let e = by_type.entry(it.ty).or_default();
+            if it.spot {
+                e.1 = Some(it);
+            } else {
+                e.0 = Some(it);
+            }
+        }
+        let mut types: Vec<(Option<Item>, Option<Item>)> = by_type.into_values().collect();
+        let key = |t: &(Option<Item>, Option<Item>)| {
+            let c = |o: &Option<Item>| o.map_or(f64::INFINITY, |i| i.cost);
+            let first = t.0.or(t.1).map_or(usize::MAX, |i| i.orig);
+            (c(&t.0).min(c(&t.1)), first)
+        };
+        types.sort_by(|x, y| {
+            let (cx, ox) = key(x);
+            let (cy, oy) = key(y);
+            cx.total_cmp(&cy).then(ox.cmp(&oy))
         });
-        if !dominated {
-            front.push(it);
+        let class_covered =
+            |f: &(Option<Item>, Option<Item>), it: &Option<Item>, spot: bool| match it {
+                None => true,
+                Some(it) => {
+                    let by_same = if spot { f.1 } else { f.0 };
+                    by_same.is_some_and(|g| covers(&g, it))
+                        || (spot && f.0.is_some_and(|g| covers(&g, it)))
+                }
+            };
+        let mut kept: Vec<(Option<Item>, Option<Item>)> = Vec::new();
+        for t in types {
+            let dominated = kept
+                .iter()
+                .any(|f| class_covered(f, &t.0, false) && class_covered(f, &t.1, true));
+            if !dominated {
+                kept.push(t);
+            }
+        }
+        front = kept
+            .into_iter()
+            .flat_map(|(a, b)| a.into_iter().chain(b))
+            .collect();
+    } else {
+        for it in items {
+            let dominated = front
+                .iter()
+                .any(|f| covers(f, &it) && (!split_classes || !f.spot || it.spot));
+            if !dominated {
+                front.push(it);
+            }
         }
     }
     let pareto = front.len();
@@ -834,6 +887,40 @@ mod tests {
         p.max_count = 10;
         let e = solve(&p).unwrap_err();
         assert!(e.to_string().contains("`max_count`"), "{e}");
+    }
+
+    /// Regression (found by `size_should_match_brute_force`): with one type allowed and a spot
+    /// share cap, the cheapest answer is one type's on-demand + spot pair; an equal on-demand offer
+    /// of another type must not push that type out of the search.
+    #[test]
+    fn type_limit_should_keep_a_type_whose_pair_is_cheapest() {
+        let mut p = problem(
+            vec![
+                Candidate {
+                    type_index: 0,
+                    ..cand(0, 0.25, 12.0, 24.0, false)
+                },
+                Candidate {
+                    type_index: 0,
+                    ..cand(1, 0.19, 12.0, 24.0, true)
+                },
+                Candidate {
+                    type_index: 1,
+                    ..cand(2, 0.25, 12.0, 24.0, false)
+                },
+                Candidate {
+                    type_index: 1,
+                    ..cand(3, 0.025, 12.0, 24.0, true)
+                },
+            ],
+            1.0,
+            25.0,
+        );
+        p.max_types = 1;
+        p.max_count = 2;
+        p.spot_cap = 0.25;
+        let s = solve(&p).unwrap();
+        assert!((s.cost - 0.275).abs() < 1e-9, "cost {}", s.cost);
     }
 
     #[test]
