@@ -203,6 +203,22 @@ pub struct ApiParams {
     /// Environment variable holding the bearer token clients must present.
     #[serde(default = "default_token_env")]
     pub token_env: String,
+    /// TLS (and mTLS with `client_ca`) for the API; plaintext when absent.
+    #[serde(default)]
+    pub tls: Option<ApiTlsParams>,
+}
+
+/// TLS of the API server; paths are relative to the config file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTlsParams {
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+    /// CA (PEM) that client certificates must chain to; when set, clients without one are refused.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 fn default_token_env() -> String {
