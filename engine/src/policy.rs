@@ -22,6 +22,7 @@
 //! [`Allocator`] drives the policy online over a usage stream with the cheap
 //! [`online::OnlineForecaster`]; it is what the benchmark and the simulator replay.
 
+pub mod budget;
 pub mod clone;
 pub mod online;
 

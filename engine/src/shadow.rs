@@ -113,6 +113,8 @@ pub fn retention_score(age: f64, half_life: f64) -> f64 {
 /// One ready unit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ShadowUnit {
+    /// Key of the unit, unique within its pool: lets a shell map units to cloud instances.
+    pub key: u64,
     /// Step at which its score was last reset to 1.
     pub refreshed_at: u64,
     /// Step at which it entered the pool.
@@ -138,6 +140,7 @@ pub struct ShadowPool {
     params: ValidShadow,
     units: Vec<ShadowUnit>,
     stats: PoolStats,
+    next_key: u64,
 }
 
 impl ShadowPool {
@@ -147,7 +150,13 @@ impl ShadowPool {
             params,
             units: Vec::new(),
             stats: PoolStats::default(),
+            next_key: 0,
         }
+    }
+
+    /// The pool's parameters.
+    pub fn params(&self) -> &ValidShadow {
+        &self.params
     }
 
     /// Units ready now.
@@ -181,28 +190,55 @@ impl ShadowPool {
 
     /// Adds up to `n` units at step `now` (capped by `max_units`); returns how many entered.
     pub fn admit(&mut self, n: usize, now: u64) -> usize {
+        self.admit_keys(n, now).len()
+    }
+
+    /// Adds up to `n` units at step `now` (capped by `max_units`) and returns their keys, so a
+    /// shell can remember which cloud instance each one is. Keys are never reused.
+    pub fn admit_keys(&mut self, n: usize, now: u64) -> Vec<u64> {
         let room = self
             .params
             .params()
             .max_units
             .saturating_sub(self.units.len());
         let k = n.min(room);
-        self.units.extend((0..k).map(|_| ShadowUnit {
-            refreshed_at: now,
-            since: now,
-        }));
+        let first = self.next_key;
+        self.next_key += k as u64;
+        self.units
+            .extend((first..first + k as u64).map(|key| ShadowUnit {
+                key,
+                refreshed_at: now,
+                since: now,
+            }));
         self.stats.admitted += k as u64;
-        k
+        (first..first + k as u64).collect()
     }
 
     /// Takes up to `n` units out of the pool to become active (the freshest first, since they
     /// were kept for exactly this); returns how many were promoted.
     pub fn promote(&mut self, n: usize) -> usize {
+        self.promote_keys(n).len()
+    }
+
+    /// [`promote`](Self::promote), returning the keys of the promoted units.
+    pub fn promote_keys(&mut self, n: usize) -> Vec<u64> {
         let k = n.min(self.units.len());
-        self.units.sort_by_key(|u| u.refreshed_at);
+        self.units.sort_by_key(|u| (u.refreshed_at, u.key));
+        let keys = self.units[self.units.len() - k..]
+            .iter()
+            .map(|u| u.key)
+            .collect();
         self.units.truncate(self.units.len() - k);
         self.stats.promoted += k as u64;
-        k
+        keys
+    }
+
+    /// Takes the unit `key` out of the pool without counting a promotion or a release (its
+    /// instance was lost, for example). Returns whether it was there.
+    pub fn remove(&mut self, key: u64) -> bool {
+        let before = self.units.len();
+        self.units.retain(|u| u.key != key);
+        self.units.len() != before
     }
 
     /// Resets the score of up to `n` units to 1 (a forecast says they will be needed soon).
@@ -217,14 +253,24 @@ impl ShadowPool {
     /// Ends step `now`: charges one ready step per unit, then releases every unit whose score
     /// fell below the threshold. Returns how many were released.
     pub fn tick(&mut self, now: u64) -> usize {
+        self.tick_released(now).len()
+    }
+
+    /// [`tick`](Self::tick), returning the keys of the released units (the shell terminates
+    /// their instances).
+    pub fn tick_released(&mut self, now: u64) -> Vec<u64> {
         self.stats.ready_unit_steps += self.units.len() as u64;
         let p = self.params.params();
         let (hl, thr) = (p.half_life, p.release_threshold);
-        let before = self.units.len();
-        self.units
-            .retain(|u| retention_score(now.saturating_sub(u.refreshed_at) as f64, hl) >= thr);
-        let released = before - self.units.len();
-        self.stats.released += released as u64;
+        let mut released = Vec::new();
+        self.units.retain(|u| {
+            let keep = retention_score(now.saturating_sub(u.refreshed_at) as f64, hl) >= thr;
+            if !keep {
+                released.push(u.key);
+            }
+            keep
+        });
+        self.stats.released += released.len() as u64;
         released
     }
 }
@@ -286,6 +332,32 @@ mod tests {
         assert_eq!(pool.promote(2), 2);
         assert_eq!(pool.promote(2), 1);
         assert_eq!(pool.stats().promoted, 3);
+    }
+
+    #[test]
+    fn keys_should_follow_units_through_admit_promote_and_release() {
+        let params = ShadowParams {
+            half_life: 1.0,
+            release_threshold: 0.5,
+            max_units: 4,
+        }
+        .check()
+        .unwrap();
+        let mut pool = ShadowPool::new(params);
+        assert_eq!(pool.admit_keys(2, 0), vec![0, 1]);
+        assert_eq!(pool.admit_keys(5, 1), vec![2, 3]); // capped at 4 units
+                                                       // The freshest units (admitted at step 1) are promoted first.
+        let mut promoted = pool.promote_keys(2);
+        promoted.sort();
+        assert_eq!(promoted, vec![2, 3]);
+        assert!(pool.remove(1));
+        assert!(!pool.remove(1));
+        // Unit 0 is 2 steps old at step 2: score 0.25 < 0.5, released.
+        assert_eq!(pool.tick_released(2), vec![0]);
+        assert!(pool.is_empty());
+        assert_eq!(pool.admit_keys(1, 3), vec![4], "keys are never reused");
+        assert_eq!(pool.stats().released, 1);
+        assert_eq!(pool.stats().promoted, 2);
     }
 
     #[test]
