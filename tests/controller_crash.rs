@@ -121,6 +121,8 @@ fn config(dir: &Path) -> predictive_controller::config::ValidConfig {
             lead: "10m".into(),
             accuracy_objective: 0.8,
             metrics: MetricsParams::Replay { path: trace() },
+            shadow: Default::default(),
+            remediation: Default::default(),
         }],
     }
     .check("<crash-test>", dir)

@@ -144,6 +144,8 @@ fn workload(name: &str) -> WorkloadParams {
         lead: "10m".into(),
         accuracy_objective: 0.8,
         metrics: MetricsParams::Replay { path: trace() },
+        shadow: Default::default(),
+        remediation: Default::default(),
     }
 }
 

@@ -167,6 +167,8 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Resul
         lead: "10m".into(),
         accuracy_objective: 0.8,
         metrics: MetricsParams::Push,
+        shadow: Default::default(),
+        remediation: Default::default(),
     };
     let cfg = ConfigParams {
         interval: "5m".into(),

@@ -167,6 +167,59 @@ pub struct WorkloadParams {
     pub accuracy_objective: f64,
     /// Where usage comes from.
     pub metrics: MetricsParams,
+    /// Shadow pool of ready (stopped) instances kept ahead of predicted peaks (off by default).
+    #[serde(default)]
+    pub shadow: ShadowSettings,
+    /// What the loop does about usage anomalies (alert only by default).
+    #[serde(default)]
+    pub remediation: RemediationSettings,
+}
+
+/// A workload's shadow pool, as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShadowSettings {
+    /// Most ready instances kept (0: no shadow pool).
+    pub max_units: u32,
+    /// Time after which an idle ready instance's retention score has halved, e.g. `1h`.
+    pub half_life: String,
+    /// Retention score below which a ready instance is terminated, in (0, 1).
+    pub release_threshold: f64,
+    /// How far ahead predicted peaks are prepared for, e.g. `1h`.
+    pub horizon: String,
+    /// Hibernate ready instances where the cloud allows it (else plain stop).
+    pub hibernate: bool,
+}
+
+impl Default for ShadowSettings {
+    fn default() -> Self {
+        Self {
+            max_units: 0,
+            half_life: "1h".into(),
+            release_threshold: 0.25,
+            horizon: "1h".into(),
+            hibernate: false,
+        }
+    }
+}
+
+/// A workload's anomaly remediation, as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemediationSettings {
+    /// `alert-only` (default), `isolate`, `stop` or `terminate`.
+    pub policy: String,
+    /// Decide and audit, but never act on the cloud.
+    pub dry_run: bool,
+}
+
+impl Default for RemediationSettings {
+    fn default() -> Self {
+        Self {
+            policy: "alert-only".into(),
+            dry_run: false,
+        }
+    }
 }
 
 fn default_cloud() -> String {
@@ -378,6 +431,24 @@ pub fn check_workload(file: &str, w: &WorkloadParams, base: &Path) -> Result<Val
         ));
     }
     let lead_secs = parse_duration(&w.lead).map_err(|r| bad("lead", r))?;
+    for (field, v) in [("shadow.half_life", &w.shadow.half_life), ("shadow.horizon", &w.shadow.horizon)] {
+        if parse_duration(v).map_err(|r| bad(field, r))? <= 0 {
+            return Err(bad(field, "must be positive".into()));
+        }
+    }
+    if !(w.shadow.release_threshold > 0.0 && w.shadow.release_threshold < 1.0) {
+        return Err(bad(
+            "shadow.release_threshold",
+            format!("must be in (0, 1), got {}", w.shadow.release_threshold),
+        ));
+    }
+    if w.shadow.max_units > w.max {
+        return Err(bad("shadow.max_units", format!("{} is above max ({})", w.shadow.max_units, w.max)));
+    }
+    w.remediation
+        .policy
+        .parse::<predictive_engine::anomaly::RemediationPolicy>()
+        .map_err(|r| bad("remediation.policy", r))?;
     let mut params = w.clone();
     match &mut params.metrics {
         MetricsParams::Replay { path } => {

@@ -224,6 +224,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
             lead: "10m".into(),
             accuracy_objective: 0.8,
             metrics: MetricsParams::Push,
+            shadow: Default::default(),
+            remediation: Default::default(),
         }],
     };
     let cfg = params.check("<demo>", &out)?;
