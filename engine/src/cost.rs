@@ -25,6 +25,7 @@
 pub mod budget;
 pub mod build;
 pub mod catalog;
+mod lp;
 pub mod sizing;
 pub mod solver;
 

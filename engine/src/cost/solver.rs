@@ -31,6 +31,7 @@
 use std::collections::HashMap;
 
 use super::catalog::Purchase;
+use super::lp::{Lp, MAX_ROWS};
 use super::{Error, Result};
 
 /// Node limit of one solve; beyond it the best allocation found so far is returned, flagged
@@ -132,6 +133,34 @@ struct Search<'a> {
     aborted: bool,
     gap: f64,
     node_limit: u64,
+    /// Rows of the node LP (see [`Row`]).
+    rows: Vec<Row>,
+    lp: Lp,
+    cols: Vec<(f64, [f64; MAX_ROWS])>,
+    colmap: Vec<usize>,
+    primal: Vec<f64>,
+    /// Smallest bound of a node pruned so far (with the final incumbent, a proven lower bound).
+    min_pruned: f64,
+    /// LPs solved.
+    lps: u64,
+    /// Normalised demand (1) and non-spot demand (`1 − s`, or 0).
+    need_all: f64,
+    need_ns: f64,
+    /// Most instances of each item some optimum takes (see the exchange argument in `solve`).
+    caps: Vec<u32>,
+}
+
+/// One row of the covering LP solved at the nodes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Row {
+    /// Coverage of a demanded resource.
+    Cover(usize),
+    /// Non-spot coverage of a demanded resource (spot share cap).
+    NonSpot(usize),
+    /// At most the remaining instance count.
+    MaxCount,
+    /// At least the remaining minimum count.
+    MinCount,
 }
 
 impl Search<'_> {
@@ -199,7 +228,153 @@ impl Search<'_> {
         self.dims.iter().all(|&k| rem[k] <= EPS && rns[k] <= EPS)
     }
 
-    fn dfs(&mut self, i: usize, rem: [f64; 4], rns: [f64; 4], cost: f64, count: u32) {
+    /// Right-hand side of the node LP.
+    fn rhs(&self, rem: &[f64; 4], rns: &[f64; 4], count: u32) -> [f64; MAX_ROWS] {
+        let mut b = [0.0; MAX_ROWS];
+        for (r, row) in self.rows.iter().enumerate() {
+            b[r] = match *row {
+                Row::Cover(k) => rem[k],
+                Row::NonSpot(k) => rns[k],
+                Row::MaxCount => -f64::from(self.max_count - count),
+                Row::MinCount => f64::from(self.min_count.saturating_sub(count)),
+            };
+        }
+        b
+    }
+
+    /// The LP relaxation of the rest of the problem at a node: items `i..` (only the types in
+    /// use once the type limit is reached), coefficients tightened to the remaining demand
+    /// (`min(a_jk, rem_k)`: valid for integer counts, and much tighter for small covers).
+    fn node_lp(
+        &mut self,
+        i: usize,
+        rem: &[f64; 4],
+        rns: &[f64; 4],
+        count: u32,
+    ) -> (f64, [f64; MAX_ROWS]) {
+        let restrict = self.used_types.len() as u32 >= self.max_types;
+        self.cols.clear();
+        self.colmap.clear();
+        for j in i..self.items.len() {
+            let it = &self.items[j];
+            if restrict && !self.used_types.contains(&it.ty) {
+                continue;
+            }
+            let mut g = [0.0; MAX_ROWS];
+            let mut useful = false;
+            for (r, row) in self.rows.iter().enumerate() {
+                g[r] = match *row {
+                    Row::Cover(k) => it.a[k].min(rem[k]),
+                    Row::NonSpot(k) => {
+                        if it.spot {
+                            0.0
+                        } else {
+                            it.a[k].min(rns[k])
+                        }
+                    }
+                    Row::MaxCount => -1.0,
+                    Row::MinCount => 1.0,
+                };
+                if g[r] > 0.0 {
+                    useful = true;
+                }
+            }
+            if useful {
+                self.cols.push((it.cost, g));
+                self.colmap.push(j);
+            }
+        }
+        let b = self.rhs(rem, rns, count);
+        let m = self.rows.len();
+        let mut primal = std::mem::take(&mut self.primal);
+        let sol = self.lp.solve_dual(m, &b, &self.cols, Some(&mut primal));
+        self.lps += 1;
+        self.primal = primal;
+        (sol.bound, sol.y)
+    }
+
+    /// Rounds the LP solution of the node up to whole instances: a feasible cover when the count
+    /// and type limits allow it.
+    fn round_up(&mut self, cost: f64, count: u32) {
+        if self.primal.is_empty() {
+            return;
+        }
+        let mut add = 0u32;
+        let mut c = cost;
+        let mut new_types: Vec<u32> = Vec::new();
+        for (ci, &x) in self.primal.iter().enumerate() {
+            if x > 1e-9 {
+                let k = (x - 1e-9).ceil();
+                let it = &self.items[self.colmap[ci]];
+                add += k as u32;
+                c += k * it.cost;
+                if !self.used_types.contains(&it.ty) && !new_types.contains(&it.ty) {
+                    new_types.push(it.ty);
+                }
+            }
+        }
+        if c < self.best_cost
+            && self.rounded_covers()
+            && count + add <= self.max_count
+            && count + add >= self.min_count
+            && (self.used_types.len() + new_types.len()) as u32 <= self.max_types
+        {
+            self.best_cost = c;
+            self.best.clone_from(&self.cur);
+            for (ci, &x) in self.primal.iter().enumerate() {
+                if x > 1e-9 {
+                    self.best[self.colmap[ci]] += (x - 1e-9).ceil() as u32;
+                }
+            }
+        }
+    }
+
+    /// Whether the current counts plus the rounded-up LP solution cover the whole demand.
+    fn rounded_covers(&self) -> bool {
+        let mut tot = [0.0f64; 4];
+        let mut tns = [0.0f64; 4];
+        let mut add = |j: usize, k: f64| {
+            let it = &self.items[j];
+            for &d in self.dims {
+                tot[d] += k * it.a[d];
+                if !it.spot {
+                    tns[d] += k * it.a[d];
+                }
+            }
+        };
+        for (j, &k) in self.cur.iter().enumerate() {
+            if k > 0 {
+                add(j, f64::from(k));
+            }
+        }
+        for (ci, &x) in self.primal.iter().enumerate() {
+            if x > 1e-9 {
+                add(self.colmap[ci], (x - 1e-9).ceil());
+            }
+        }
+        self.dims
+            .iter()
+            .all(|&d| tot[d] >= self.need_all - EPS && tns[d] >= self.need_ns - EPS)
+    }
+
+    fn prune(&mut self, bound: f64) -> bool {
+        if bound >= self.best_cost * (1.0 - self.gap) - EPS {
+            self.min_pruned = self.min_pruned.min(bound);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn dfs(
+        &mut self,
+        i: usize,
+        rem: [f64; 4],
+        rns: [f64; 4],
+        cost: f64,
+        count: u32,
+        parent_y: &[f64; MAX_ROWS],
+    ) {
         self.nodes += 1;
         if self.nodes > self.node_limit {
             self.aborted = true;
@@ -216,10 +391,6 @@ impl Search<'_> {
         if i >= self.n() {
             return;
         }
-        let bound = cost + self.lb(i, &rem, &rns, self.max_count - count);
-        if bound >= self.best_cost * (1.0 - self.gap) - EPS {
-            return;
-        }
         let left = self.max_count - count;
         // Cut: the remaining count cannot cover what is left with the largest remaining items.
         for &k in self.dims {
@@ -229,6 +400,24 @@ impl Search<'_> {
             if rns[k] > EPS && self.smax_ns[i * 4 + k] * left as f64 + EPS < rns[k] {
                 return;
             }
+        }
+        // Bounds, cheapest first: the parent's dual (still feasible here), the direction grid,
+        // then the node LP.
+        let b = self.rhs(&rem, &rns, count);
+        let inherited: f64 = (0..self.rows.len()).map(|r| b[r] * parent_y[r]).sum();
+        if self.prune(cost + inherited) {
+            return;
+        }
+        if self.prune(cost + self.lb(i, &rem, &rns, left)) {
+            return;
+        }
+        let (lpb, y) = self.node_lp(i, &rem, &rns, count);
+        if self.prune(cost + lpb) {
+            return;
+        }
+        self.round_up(cost, count);
+        if self.prune(cost + lpb) {
+            return;
         }
         let it = self.items[i];
         let type_known = self.used_types.contains(&it.ty);
@@ -246,7 +435,10 @@ impl Search<'_> {
                 }
             }
             let mut kmax = ((need - 1e-9).ceil().max(0.0)) as u32;
-            kmax = kmax.max(self.min_count.saturating_sub(count)).min(left);
+            kmax = kmax
+                .max(self.min_count.saturating_sub(count))
+                .min(left)
+                .min(self.caps[i]);
             if kmax > 0 && !type_known {
                 self.used_types.push(it.ty);
             }
@@ -265,7 +457,7 @@ impl Search<'_> {
                     }
                 }
                 self.cur[i] = kk;
-                self.dfs(i + 1, r2, n2, ncost, count + kk);
+                self.dfs(i + 1, r2, n2, ncost, count + kk, &y);
                 self.cur[i] = 0;
                 if self.aborted {
                     break;
@@ -278,10 +470,7 @@ impl Search<'_> {
                 return;
             }
         }
-        if covered {
-            // Only the minimum count is missing: still try later items.
-        }
-        self.dfs(i + 1, rem, rns, cost, count);
+        self.dfs(i + 1, rem, rns, cost, count, &y);
     }
 }
 
@@ -520,6 +709,31 @@ pub fn solve(p: &Problem) -> Result<Solution> {
     });
     let n = front.len();
     let n1 = n + 1;
+    // Count caps by exchange: when one offer `j` has at least `m` times the resources of offer
+    // `i` (raw, every demanded resource) for at most `m` times its cost, `m` of `i` can be
+    // replaced by one `j`, no dearer and with fewer instances; so some optimum (the one with the
+    // fewest instances) takes at most `m − 1` of `i`. Valid without a minimum count or a type
+    // limit (the exchange may bring in a new type); `j` must be non-spot where `i` is.
+    let mut caps = vec![u32::MAX; n];
+    if p.min_count == 0 && p.max_types == u32::MAX {
+        for (i, fi) in front.iter().enumerate() {
+            let ri = &p.cands[fi.orig].res;
+            for (j, fj) in front.iter().enumerate() {
+                if i == j || (fj.spot && !fi.spot && ns_need > 0.0) {
+                    continue;
+                }
+                let rj = &p.cands[fj.orig].res;
+                let fit = dims
+                    .iter()
+                    .map(|&k| (rj[k] / ri[k] * (1.0 + 1e-12)).floor())
+                    .fold(f64::INFINITY, f64::min);
+                let m = (fj.cost / fi.cost * (1.0 - 1e-12)).ceil().max(2.0);
+                if m <= fit && m < f64::from(caps[i]) {
+                    caps[i] = m as u32 - 1;
+                }
+            }
+        }
+    }
     let tables = |mus: &[f64]| {
         let nd = dirs.len();
         let mut m_all = vec![f64::INFINITY; mus.len() * nd * n1];
@@ -572,6 +786,14 @@ pub fn solve(p: &Problem) -> Result<Solution> {
         }
         r
     };
+    let mut rows: Vec<Row> = dims.iter().map(|&k| Row::Cover(k)).collect();
+    if ns_need > 0.0 {
+        rows.extend(dims.iter().map(|&k| Row::NonSpot(k)));
+    }
+    rows.push(Row::MaxCount);
+    if p.min_count > 0 {
+        rows.push(Row::MinCount);
+    }
     let mut s = Search {
         items: &front,
         dims: &dims,
@@ -592,6 +814,16 @@ pub fn solve(p: &Problem) -> Result<Solution> {
         aborted: false,
         gap: p.gap.clamp(0.0, 0.5).max(1e-12),
         node_limit: NODE_LIMIT,
+        rows,
+        lp: Lp::default(),
+        cols: Vec::new(),
+        colmap: Vec::new(),
+        primal: Vec::new(),
+        min_pruned: f64::INFINITY,
+        lps: 0,
+        need_all: 1.0,
+        need_ns: ns_need,
+        caps,
     };
     // Incumbent: best single-type solution, then a greedy cover.
     for (i, it) in front.iter().enumerate() {
@@ -640,8 +872,11 @@ pub fn solve(p: &Problem) -> Result<Solution> {
     }
     greedy(&mut s, rem0, rns0);
     pairs(&mut s, rem0, rns0);
-    let root_lb = s.lb(0, &rem0, &rns0, p.max_count);
-    s.dfs(0, rem0, rns0, 0.0, 0);
+    let root_grid = s.lb(0, &rem0, &rns0, p.max_count);
+    let (root_lp, _) = s.node_lp(0, &rem0, &rns0, 0);
+    s.round_up(0.0, 0);
+    let root_lb = root_grid.max(root_lp);
+    s.dfs(0, rem0, rns0, 0.0, 0, &[0.0; MAX_ROWS]);
     if !s.best_cost.is_finite() {
         return Err(diagnose(p));
     }
@@ -662,7 +897,8 @@ pub fn solve(p: &Problem) -> Result<Solution> {
         lower_bound: if s.aborted {
             root_lb.min(cost)
         } else {
-            (cost * (1.0 - s.gap)).max(root_lb.min(cost))
+            // Every node was pruned by a valid bound or led to a cover no cheaper than the answer.
+            s.min_pruned.min(cost).max(root_lb.min(cost))
         },
         optimal: !s.aborted,
         nodes: s.nodes,

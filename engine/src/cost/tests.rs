@@ -380,3 +380,77 @@ fn budget_by_priority_should_beat_proportional_on_weighted_unmet() {
         Err(Error::BudgetBelowFloors { .. })
     ));
 }
+
+/// Reads the committed benchmark cases (`tests/data/sizing/cases.jsonl`) into sizing parameters.
+fn committed_cases() -> Vec<(String, SizingParams)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/sizing/cases.jsonl"
+    );
+    let text = std::fs::read_to_string(path).expect("committed cases");
+    let list = |v: &serde_json::Value| -> Vec<String> {
+        v.as_str()
+            .map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
+            .unwrap_or_default()
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json case");
+            let f = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+            let mut p = SizingParams::new(
+                Demand::new(f("cpu").unwrap(), f("mem_gib").unwrap())
+                    .with_gpu(f("gpu").unwrap_or(0.0)),
+            );
+            if let Some(c) = v.get("clouds") {
+                p.clouds = list(c).iter().map(|s| s.parse().unwrap()).collect();
+            }
+            if let Some(c) = v.get("arch") {
+                p.arch = list(c).iter().map(|s| s.parse().unwrap()).collect();
+            }
+            if let Some(c) = v.get("regions") {
+                p.regions = list(c);
+            }
+            if let Some(c) = v.get("purchase").and_then(serde_json::Value::as_str) {
+                p.purchase = Purchase::parse_list(c).unwrap();
+            }
+            if let Some(x) = f("spot_share") {
+                p.spot_share_cap = x;
+            }
+            if let Some(x) = f("horizon_hours") {
+                p.horizon_hours = x;
+            }
+            if let Some(x) = f("max_types") {
+                p.max_types = Some(x as u32);
+            }
+            p.explain_alternative = false;
+            (v["name"].as_str().unwrap().to_string(), p)
+        })
+        .collect()
+}
+
+/// Every committed benchmark case over the embedded catalog is solved with a proven gap of at
+/// most 1 % (the search completes, and the lower bound it proves is within 1 % of the answer).
+#[test]
+fn committed_cases_should_be_proven_within_one_percent() {
+    let cat = Catalog::embedded();
+    let mut worst = (0.0f64, String::new());
+    let mut unproven = Vec::new();
+    for (name, p) in committed_cases() {
+        let v = p.check(cat).unwrap();
+        let s = size(cat, &v).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let gap = s.effective_hourly_cost / s.explanation.lower_bound - 1.0;
+        if !(s.explanation.optimal && gap <= 0.01 + 1e-9) {
+            unproven.push(format!(
+                "{name} gap {:.2} % nodes {}",
+                gap * 100.0,
+                s.explanation.nodes
+            ));
+        }
+        if gap > worst.0 {
+            worst = (gap, name);
+        }
+    }
+    assert!(unproven.is_empty(), "not proven within 1 %: {unproven:?}");
+    assert!(worst.0 <= 0.01, "worst proven gap {worst:?}");
+}
