@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module under `cmd/`; this file only dispatches.
 
 mod cmd;
+mod replay;
 
 use clap::{Parser, Subcommand};
 

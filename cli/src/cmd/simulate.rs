@@ -1,23 +1,34 @@
 //! `simulate`: replay traces through the whole loop in virtual time.
 //!
-//! Each trace is resampled to `--step` by mean and replayed through the predictive policy, a
-//! unit-based model of the sim cloud (cold boots take `--boot-delay` steps, promotions from the
-//! shadow pool `--promote-delay`), catalog prices and the shadow pool. The report gives dollars,
-//! slack, shortfall minutes, time to capacity, the pool's cost and what it saved (the same
-//! replay without the pool is run for comparison), and churn. `--plot` draws usage, forecast
-//! band, active capacity and shadow pool of the first trace.
+//! Two paths:
+//! - `--model port` (default): the traces drive the real `sim` cloud through the
+//!   `CloudProvider` port ([`crate::replay`]): launches, stops, starts and terminations of a
+//!   catalog instance type, boot delays, the shadow pool's stopped instances, billing from the
+//!   sim's prices. Every policy can run, several traces can share a budget (`--budget`).
+//! - `--model engine`: the engine's unit model of the cloud
+//!   ([`predictive_engine::simulate::replay`]), predictive policy only, faster.
+//!
+//! Each run is made with and without the shadow pool (unless `--no-shadow`) so the report says
+//! what the pool cost and what it saved. `--plot` draws usage, forecast band, active capacity
+//! and shadow pool of the first trace.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use predictive_engine::cost::{Catalog, Cloud, Purchase};
+use predictive_clouds::sim::SimOffer;
+use predictive_engine::cost::{size, Catalog, Cloud, Demand, Purchase, SizingParams};
+use predictive_engine::policy::budget::{BudgetShare, UnitBudget};
 use predictive_engine::policy::{AllocatorSettings, PolicyParams};
 use predictive_engine::series::Aggregation;
-use predictive_engine::simulate::replay::{simulate_with_progress, SimParams, SimPoint, SimReport};
+use predictive_engine::shadow::ShadowParams;
+use predictive_engine::simulate::replay::{simulate_with_progress, SimParams, SimPoint};
 use predictive_traces::{discover, parse_duration, Metric, SeriesStream};
 use serde::Serialize;
+
+use crate::replay::{replay, LaneReport, PolicyKind, ReplayConfig, ReplayReport, Workload};
 
 /// Arguments of this subcommand.
 #[derive(Debug, clap::Args)]
@@ -25,21 +36,32 @@ pub(crate) struct Args {
     /// Trace files or directories (searched recursively).
     #[arg(required = true)]
     traces: Vec<PathBuf>,
-    /// Allocation policy (only `predictive` drives the full loop).
+    /// Policies, comma-separated: predictive, vpa, window-max, reactive, peak-static, or `all`.
     #[arg(long, default_value = "predictive")]
     policy: String,
-    /// Cloud model (`sim`: the in-process cloud with boot delays).
+    /// Cloud (`sim`: the in-process cloud with boot delays, in virtual time).
     #[arg(long, default_value = "sim")]
     cloud: String,
+    /// Cloud model: `port` drives the sim cloud through the CloudProvider port; `engine` uses
+    /// the engine's faster unit model (predictive policy only, no budget).
+    #[arg(long, default_value = "port")]
+    model: String,
     /// Price catalog file (default: the embedded catalog).
     #[arg(long)]
     catalog: Option<PathBuf>,
-    /// Cloud whose prices are used.
+    /// Cloud whose catalog types and prices are used.
     #[arg(long, default_value = "aws")]
     price_cloud: String,
-    /// Instance type of one unit.
-    #[arg(long, default_value = "m5.large")]
-    instance_type: String,
+    /// Instance type of one unit (default: the cheapest type the cost engine finds for
+    /// `--unit-vcpus` and `--unit-mem-gib`).
+    #[arg(long)]
+    instance_type: Option<String>,
+    /// vCPUs of one unit, when the cost engine picks the type.
+    #[arg(long, default_value_t = 2.0)]
+    unit_vcpus: f64,
+    /// Memory (GiB) of one unit, when the cost engine picks the type.
+    #[arg(long, default_value_t = 8.0)]
+    unit_mem_gib: f64,
     /// Region of the price.
     #[arg(long, default_value = "us-east-1")]
     region: String,
@@ -49,13 +71,20 @@ pub(crate) struct Args {
     /// Usage one unit serves, in the trace's unit (default: an eighth of the warm-up peak).
     #[arg(long)]
     unit_capacity: Option<f64>,
+    /// Fewest active units per trace.
+    #[arg(long, default_value_t = 1)]
+    min_units: u32,
+    /// Most active units per trace.
+    #[arg(long, default_value_t = 1000)]
+    max_units: u32,
     /// Decision step.
     #[arg(long, default_value = "5min")]
     step: String,
     /// Steps from launching a unit to it serving (also the policy's lead).
     #[arg(long, default_value_t = 3)]
     boot_delay: usize,
-    /// Steps from promoting a ready unit to it serving.
+    /// Steps from promoting a ready unit to it serving (`--model engine` only; the sim resumes
+    /// within a step).
     #[arg(long, default_value_t = 0)]
     promote_delay: usize,
     /// Warm-up, not scored.
@@ -64,50 +93,78 @@ pub(crate) struct Args {
     /// Metric of multi-metric traces.
     #[arg(long, default_value = "cpu")]
     metric: String,
-    /// Disable the shadow pool.
+    /// Disable the shadow pool (one run per policy instead of two).
     #[arg(long)]
     no_shadow: bool,
     /// Shadow pool half-life in steps.
     #[arg(long, default_value_t = 12.0)]
     half_life: f64,
+    /// Hourly budget (USD) shared by all traces: capacity is cut by priority, never below floors.
+    #[arg(long)]
+    budget: Option<f64>,
+    /// Priority weights, comma-separated, one per trace in order (or one for all). Default 1.
+    #[arg(long)]
+    priorities: Option<String>,
+    /// Floors (shares of desired capacity always kept, 0..=1), comma-separated, one per trace
+    /// in order (or one for all). Default 0.
+    #[arg(long)]
+    floors: Option<String>,
+    /// Seed of the sim cloud.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Write a PNG plot of the first trace here.
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Print one JSON object per trace.
+    /// Print one JSON object per trace and policy.
     #[arg(long)]
     json: bool,
 }
 
+/// The instance type of one unit and its on-demand price.
+struct Unit {
+    offer: SimOffer,
+    cloud: Cloud,
+    price: f64,
+    catalog: Catalog,
+}
+
 #[derive(Debug, Serialize)]
 struct Line<'a> {
-    series: &'a str,
-    unit_capacity: f64,
-    hourly_price: f64,
-    dollars: f64,
-    shadow_dollars: f64,
-    slack: f64,
-    shortfall_minutes: f64,
-    shortfall_volume: f64,
-    mean_time_to_capacity_minutes: f64,
-    changes_per_day: f64,
-    promoted: u64,
-    released: u64,
-    cold_boots: u64,
-    shortfall_minutes_avoided: f64,
-    time_to_capacity_saved_minutes: f64,
-    dollars_vs_no_pool: f64,
+    model: &'static str,
+    instance_type: &'a str,
+    #[serde(flatten)]
+    lane: &'a LaneReport,
+    /// Shortfall minutes without the pool minus with it.
+    shortfall_minutes_avoided: Option<f64>,
+    /// Mean time to capacity without the pool minus with it.
+    time_to_capacity_saved_minutes: Option<f64>,
+    /// Dollars with the pool minus without it.
+    dollars_vs_no_pool: Option<f64>,
+    instances_requested: u64,
+    sim_launches: u64,
+    orphans: usize,
+    budget_cap: Option<f64>,
+    peak_hourly_bill: f64,
+    budget_exceeded_steps: u64,
+    replay_seconds: f64,
 }
 
 /// Runs the subcommand.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    if args.policy != "predictive" {
-        bail!("--policy: `{}` is not supported here; the full loop runs `predictive` (compare baselines with `bench allocate`)", args.policy);
-    }
     if args.cloud != "sim" {
         bail!(
             "--cloud: `{}` is not supported; only `sim` replays in virtual time",
             args.cloud
         );
+    }
+    let policies = parse_policies(&args.policy)?;
+    let engine_model = match args.model.as_str() {
+        "port" => false,
+        "engine" => true,
+        other => bail!("--model: `{other}` is not a model (expected `port` or `engine`)"),
+    };
+    if engine_model && (policies != [PolicyKind::Predictive] || args.budget.is_some()) {
+        bail!("--model engine: runs the predictive policy only and takes no --budget; use --model port");
     }
     let step = parse_duration(&args.step)
         .with_context(|| format!("--step: cannot read `{}` as a duration", args.step))?;
@@ -120,9 +177,29 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             args.ready_fraction
         );
     }
-    let hourly_price = price(&args)?;
+    if args.boot_delay == 0 {
+        bail!("--boot-delay: must be at least 1 step");
+    }
+    if args.min_units > args.max_units {
+        bail!(
+            "--min-units: {} is above --max-units {}",
+            args.min_units,
+            args.max_units
+        );
+    }
+    if let Some(u) = args.unit_capacity {
+        if !(u > 0.0 && u.is_finite()) {
+            bail!("--unit-capacity: must be a positive number, got {u}");
+        }
+    }
+    if let Some(b) = args.budget {
+        if !(b > 0.0 && b.is_finite()) {
+            bail!("--budget: must be a positive amount per hour, got {b}");
+        }
+    }
+    let unit = unit(&args)?;
     let policy = PolicyParams::default()
-        .lead(args.boot_delay.max(1))
+        .lead(args.boot_delay)
         .check()
         .context("policy")?;
     let settings = AllocatorSettings::for_step(step as u64);
@@ -130,7 +207,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         None
     } else {
         Some(
-            predictive_engine::shadow::ShadowParams {
+            ShadowParams {
                 half_life: args.half_life,
                 ..Default::default()
             }
@@ -143,10 +220,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         bail!("no trace files (*.csv, *.csv.gz) under the given paths");
     }
     let warmup_steps = usize::try_from(warmup / step).unwrap_or(0);
-    let mut plotted = false;
+    let mut workloads = Vec::new();
     for item in SeriesStream::new(entries, metric, step, Aggregation::Mean) {
         let (id, series, _) = item?;
-        let usage = series.values();
+        let usage = series.values().to_vec();
         if usage.len() <= warmup_steps {
             eprintln!(
                 "skipping {id}: {} steps, not longer than the warm-up",
@@ -154,12 +231,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             );
             continue;
         }
-        let unit = match args.unit_capacity {
+        let unit_capacity = match args.unit_capacity {
             Some(u) => u,
             None => {
                 let peak = usage[..warmup_steps.max(1)]
                     .iter()
                     .copied()
+                    .filter(|v| v.is_finite())
                     .fold(0.0, f64::max);
                 if peak > 0.0 {
                     peak / 8.0
@@ -168,101 +246,259 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
         };
-        let sim = SimParams {
-            step_seconds: step as u64,
-            boot_delay: args.boot_delay,
-            promote_delay: args.promote_delay,
-            unit_capacity: unit,
-            hourly_price,
-            ready_hourly_price: hourly_price * args.ready_fraction,
-            min_units: 1,
-            max_units: 10_000,
-            warmup: warmup_steps,
-        }
-        .check()
-        .context("simulation parameters")?;
-        let bar = progress_bar(
-            usage.len() as u64 * if shadow.is_some() { 2 } else { 1 },
-            &id,
+        workloads.push(Workload {
+            name: id,
+            usage,
+            unit_capacity,
+            min_units: args.min_units,
+            max_units: args.max_units,
+        });
+    }
+    if workloads.is_empty() {
+        bail!(
+            "no trace is longer than the warm-up (--warmup {})",
+            args.warmup
         );
-        let mut done = 0u64;
-        let base = simulate_with_progress(usage, &policy, settings, &sim, None, &mut |n| {
-            bar.set_position(n as u64)
-        })?;
-        done += usage.len() as u64;
-        let with = match &shadow {
-            Some(s) => Some(simulate_with_progress(
-                usage,
-                &policy,
-                settings,
-                &sim,
-                Some(s),
-                &mut |n| bar.set_position(done + n as u64),
-            )?),
-            None => None,
+    }
+    let budget = match args.budget {
+        Some(cap) => Some(budget(&args, &unit, cap, &workloads)?),
+        None => None,
+    };
+    if engine_model {
+        return run_engine(&args, &unit, &workloads, step as u64, warmup_steps, shadow);
+    }
+    let total: u64 = workloads.iter().map(|w| w.usage.len() as u64).sum::<u64>()
+        * policies.len() as u64
+        * if shadow.is_some() { 2 } else { 1 };
+    let bar = progress_bar(total, "simulate");
+    let mut done = 0u64;
+    let mut plotted = false;
+    let mut summary = Vec::new();
+    for &kind in &policies {
+        let cfg = ReplayConfig {
+            policy: kind,
+            params: policy.clone(),
+            settings,
+            step_seconds: step as u64,
+            boot_steps: args.boot_delay,
+            warmup: warmup_steps,
+            offer: unit.offer.clone(),
+            ready_fraction: args.ready_fraction,
+            shadow: None,
+            seed: args.seed,
         };
-        bar.finish_and_clear();
-        let r = with.as_ref().unwrap_or(&base);
-        let line = Line {
-            series: &id,
-            unit_capacity: unit,
-            hourly_price,
-            dollars: r.dollars,
-            shadow_dollars: r.shadow_dollars,
-            slack: r.slack,
-            shortfall_minutes: r.shortfall_minutes,
-            shortfall_volume: r.shortfall_volume,
-            mean_time_to_capacity_minutes: r.mean_time_to_capacity_minutes,
-            changes_per_day: r.changes_per_day,
-            promoted: r.pool.promoted,
-            released: r.pool.released,
-            cold_boots: r.cold_boots,
-            shortfall_minutes_avoided: base.shortfall_minutes - r.shortfall_minutes,
-            time_to_capacity_saved_minutes: base.mean_time_to_capacity_minutes
-                - r.mean_time_to_capacity_minutes,
-            dollars_vs_no_pool: r.dollars - base.dollars,
-        };
-        if args.json {
-            println!("{}", serde_json::to_string(&line)?);
+        // Under a budget all traces run together on one cloud; otherwise one at a time.
+        let groups: Vec<&[Workload]> = if budget.is_some() {
+            vec![&workloads[..]]
         } else {
-            print_report(&line, r);
-        }
-        if let (Some(path), false) = (&args.plot, plotted) {
-            plot(path, &id, &r.points, warmup_steps)
-                .with_context(|| format!("writing the plot {}", path.display()))?;
-            plotted = true;
-            if !args.json {
-                println!("  plot written to {}", path.display());
+            workloads.chunks(1).collect()
+        };
+        for group in groups {
+            let mut run_once = |cfg: &ReplayConfig| -> anyhow::Result<(ReplayReport, f64)> {
+                let t0 = Instant::now();
+                let len = group.iter().map(|w| w.usage.len()).max().unwrap_or(0) as u64;
+                let base = done;
+                let r = replay(group, cfg, budget.as_ref(), &mut |n| {
+                    bar.set_position(base + n as u64 * group.len() as u64)
+                })
+                .with_context(|| format!("replaying {} on the sim cloud", names(group)))?;
+                done += len * group.len() as u64;
+                Ok((r, t0.elapsed().as_secs_f64()))
+            };
+            let (without, t_without) = run_once(&cfg)?;
+            let with = match &shadow {
+                Some(s) => {
+                    let cfg = ReplayConfig {
+                        shadow: Some(s.clone()),
+                        ..cfg.clone()
+                    };
+                    Some(run_once(&cfg)?)
+                }
+                None => None,
+            };
+            let (main, secs) = with
+                .as_ref()
+                .map_or((&without, t_without), |(r, t)| (r, *t));
+            for (i, lane) in main.lanes.iter().enumerate() {
+                let base = with.as_ref().map(|_| &without.lanes[i]);
+                let line = Line {
+                    model: "port",
+                    instance_type: unit.offer.info.name.as_str(),
+                    lane,
+                    shortfall_minutes_avoided: base
+                        .map(|b| b.shortfall_minutes - lane.shortfall_minutes),
+                    time_to_capacity_saved_minutes: base.map(|b| {
+                        b.mean_time_to_capacity_minutes - lane.mean_time_to_capacity_minutes
+                    }),
+                    dollars_vs_no_pool: base.map(|b| lane.dollars - b.dollars),
+                    instances_requested: main.instances_requested,
+                    sim_launches: main.sim_launches,
+                    orphans: main.orphans,
+                    budget_cap: main.budget_cap,
+                    peak_hourly_bill: main.peak_hourly_bill,
+                    budget_exceeded_steps: main.budget_exceeded_steps,
+                    replay_seconds: secs / main.lanes.len() as f64,
+                };
+                bar.suspend(|| -> anyhow::Result<()> {
+                    if args.json {
+                        println!("{}", serde_json::to_string(&line)?);
+                    } else {
+                        print_report(&line);
+                    }
+                    Ok(())
+                })?;
+                summary.push((
+                    kind.name(),
+                    lane.clone(),
+                    base.map_or(0.0, |b| b.shortfall_minutes - lane.shortfall_minutes),
+                ));
+            }
+            if let (Some(path), false) = (&args.plot, plotted) {
+                if kind == PolicyKind::Predictive || policies.len() == 1 {
+                    let lane = &main.lanes[0];
+                    plot(path, &lane.series, &lane.points, warmup_steps)
+                        .with_context(|| format!("--plot: writing {}", path.display()))?;
+                    plotted = true;
+                    if !args.json {
+                        bar.suspend(|| println!("  plot written to {}", path.display()));
+                    }
+                }
             }
         }
+    }
+    bar.finish_and_clear();
+    if !args.json && (policies.len() > 1 || workloads.len() > 1) {
+        print_summary(&policies, &summary);
     }
     Ok(())
 }
 
-fn price(args: &Args) -> anyhow::Result<f64> {
-    let owned;
+fn names(ws: &[Workload]) -> String {
+    let mut s: Vec<&str> = ws.iter().take(3).map(|w| w.name.as_str()).collect();
+    if ws.len() > 3 {
+        s.push("…");
+    }
+    s.join(", ")
+}
+
+fn parse_policies(s: &str) -> anyhow::Result<Vec<PolicyKind>> {
+    if s == "all" {
+        return Ok(PolicyKind::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for name in s.split(',').map(str::trim) {
+        let p = PolicyKind::parse(name).with_context(|| {
+            format!(
+                "--policy: unknown policy `{name}` (expected {} or all)",
+                PolicyKind::ALL.map(PolicyKind::name).join(", ")
+            )
+        })?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Values of a comma-separated per-trace flag: one per trace, or one for all.
+fn per_trace(flag: &str, text: Option<&str>, n: usize, default: f64) -> anyhow::Result<Vec<f64>> {
+    let Some(text) = text else {
+        return Ok(vec![default; n]);
+    };
+    let vals = text
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .with_context(|| format!("{flag}: `{}` is not a number", v.trim()))
+        })
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    match vals.len() {
+        1 => Ok(vec![vals[0]; n]),
+        k if k == n => Ok(vals),
+        k => bail!(
+            "{flag}: {k} values for {n} traces (give one per trace, in order, or one for all)"
+        ),
+    }
+}
+
+fn budget(args: &Args, unit: &Unit, cap: f64, ws: &[Workload]) -> anyhow::Result<UnitBudget> {
+    let prio = per_trace("--priorities", args.priorities.as_deref(), ws.len(), 1.0)?;
+    let floors = per_trace("--floors", args.floors.as_deref(), ws.len(), 0.0)?;
+    let shares = ws
+        .iter()
+        .zip(prio)
+        .zip(floors)
+        .map(|((w, priority), floor)| BudgetShare {
+            name: w.name.clone(),
+            priority,
+            floor,
+            min_units: w.min_units,
+            max_units: w.max_units,
+        })
+        .collect();
+    let b = UnitBudget::new(
+        &unit.catalog,
+        unit.cloud,
+        unit.offer.info.name.as_str(),
+        &args.region,
+        cap,
+        shares,
+    )
+    .context("--budget")?;
+    let mins: f64 = ws.iter().map(|w| w.min_units as f64).sum::<f64>() * unit.price;
+    if mins > cap {
+        bail!("--budget: {cap} $/h is below the minimum units of all traces ({mins:.4} $/h at --min-units {})", args.min_units);
+    }
+    Ok(b)
+}
+
+/// The unit's instance type: `--instance-type`, or the cheapest type the cost engine sizes for
+/// one unit of `--unit-vcpus` and `--unit-mem-gib` (one instance).
+fn unit(args: &Args) -> anyhow::Result<Unit> {
     let catalog = match &args.catalog {
         Some(p) => {
             let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading the catalog {}", p.display()))?;
-            owned = Catalog::from_text(&text)
-                .with_context(|| format!("parsing the catalog {}", p.display()))?;
-            &owned
+                .with_context(|| format!("--catalog: reading {}", p.display()))?;
+            Catalog::from_text(&text)
+                .with_context(|| format!("--catalog: parsing {}", p.display()))?
         }
-        None => Catalog::embedded(),
+        None => Catalog::embedded().clone(),
     };
     let cloud: Cloud = args.price_cloud.parse().context("--price-cloud")?;
+    let name = match &args.instance_type {
+        Some(t) => t.clone(),
+        None => {
+            let mut p = SizingParams::new(Demand::new(args.unit_vcpus, args.unit_mem_gib));
+            p.clouds = vec![cloud];
+            p.regions = vec![args.region.clone()];
+            p.max_count = 1;
+            p.explain_alternative = false;
+            let v = p
+                .check(&catalog)
+                .context("--unit-vcpus/--unit-mem-gib: sizing one unit")?;
+            let s = size(&catalog, &v).context("--unit-vcpus/--unit-mem-gib: sizing one unit")?;
+            s.allocation
+                .first()
+                .map(|l| l.instance_type.clone())
+                .context("the cost engine returned no instance type for one unit")?
+        }
+    };
+    let t = catalog
+        .find_type(cloud, &name)
+        .with_context(|| {
+            format!(
+                "--instance-type: `{name}` is not in the {} catalog",
+                args.price_cloud
+            )
+        })?
+        .clone();
     let ti = catalog
         .types()
         .iter()
-        .position(|t| t.cloud == cloud && t.name == args.instance_type)
-        .with_context(|| {
-            format!(
-                "--instance-type: `{}` is not in the {} catalog",
-                args.instance_type, args.price_cloud
-            )
-        })?;
-    let offer = catalog
+        .position(|x| x.cloud == cloud && x.name == name)
+        .expect("found above");
+    let price = catalog
         .offers()
         .iter()
         .find(|o| {
@@ -272,18 +508,125 @@ fn price(args: &Args) -> anyhow::Result<f64> {
                     .get(o.region_index as usize)
                     .is_some_and(|r| r.cloud == cloud && r.name == args.region)
         })
+        .and_then(|o| o.price(Purchase::OnDemand))
         .with_context(|| {
             format!(
-                "--region: no price for `{}` in `{}`",
-                args.instance_type, args.region
+                "--region: no on-demand price for `{name}` in `{}`",
+                args.region
             )
         })?;
-    offer.price(Purchase::OnDemand).with_context(|| {
-        format!(
-            "no on-demand price for `{}` in `{}`",
-            args.instance_type, args.region
-        )
+    let offer = SimOffer::new(
+        &name,
+        t.vcpu.round().max(1.0) as u32,
+        (t.mem_gib * 1024.0).round() as u64,
+        price,
+    );
+    Ok(Unit {
+        offer,
+        cloud,
+        price,
+        catalog,
     })
+}
+
+/// The engine's unit model: predictive only, with and without the pool.
+fn run_engine(
+    args: &Args,
+    unit: &Unit,
+    workloads: &[Workload],
+    step: u64,
+    warmup: usize,
+    shadow: Option<predictive_engine::shadow::ValidShadow>,
+) -> anyhow::Result<()> {
+    let policy = PolicyParams::default()
+        .lead(args.boot_delay)
+        .check()
+        .context("policy")?;
+    let settings = AllocatorSettings::for_step(step);
+    let mut plotted = false;
+    for w in workloads {
+        let sim = SimParams {
+            step_seconds: step,
+            boot_delay: args.boot_delay,
+            promote_delay: args.promote_delay,
+            unit_capacity: w.unit_capacity,
+            hourly_price: unit.price,
+            ready_hourly_price: unit.price * args.ready_fraction,
+            min_units: w.min_units as usize,
+            max_units: w.max_units as usize,
+            warmup,
+        }
+        .check()
+        .context("simulation parameters")?;
+        let t0 = Instant::now();
+        let base = simulate_with_progress(&w.usage, &policy, settings, &sim, None, &mut |_| {})?;
+        let with = match &shadow {
+            Some(s) => Some(simulate_with_progress(
+                &w.usage,
+                &policy,
+                settings,
+                &sim,
+                Some(s),
+                &mut |_| {},
+            )?),
+            None => None,
+        };
+        let secs = t0.elapsed().as_secs_f64();
+        let r = with.as_ref().unwrap_or(&base);
+        let lane = LaneReport {
+            series: w.name.clone(),
+            policy: "predictive",
+            shadow_pool: with.is_some(),
+            steps: r.steps,
+            unit_capacity: w.unit_capacity,
+            hourly_price: unit.price,
+            dollars: r.dollars,
+            active_dollars: r.running_dollars,
+            shadow_dollars: r.shadow_dollars,
+            slack: r.slack,
+            shortfall_minutes: r.shortfall_minutes,
+            shortfall_volume: r.shortfall_volume,
+            mean_time_to_capacity_minutes: r.mean_time_to_capacity_minutes,
+            changes_per_day: r.changes_per_day,
+            launches: r.cold_boots,
+            pool_launches: 0,
+            starts: r.pool.promoted,
+            stops: 0,
+            terminations: r.pool.released,
+            pool: r.pool,
+            budget_cut_steps: 0,
+            points: Vec::new(),
+        };
+        let has_pool = with.is_some();
+        let line = Line {
+            model: "engine",
+            instance_type: unit.offer.info.name.as_str(),
+            lane: &lane,
+            shortfall_minutes_avoided: has_pool
+                .then(|| base.shortfall_minutes - r.shortfall_minutes),
+            time_to_capacity_saved_minutes: has_pool
+                .then(|| base.mean_time_to_capacity_minutes - r.mean_time_to_capacity_minutes),
+            dollars_vs_no_pool: has_pool.then(|| r.dollars - base.dollars),
+            instances_requested: 0,
+            sim_launches: 0,
+            orphans: 0,
+            budget_cap: None,
+            peak_hourly_bill: 0.0,
+            budget_exceeded_steps: 0,
+            replay_seconds: secs,
+        };
+        if args.json {
+            println!("{}", serde_json::to_string(&line)?);
+        } else {
+            print_report(&line);
+        }
+        if let (Some(path), false) = (&args.plot, plotted) {
+            plot(path, &w.name, &r.points, warmup)
+                .with_context(|| format!("--plot: writing {}", path.display()))?;
+            plotted = true;
+        }
+    }
+    Ok(())
 }
 
 fn progress_bar(len: u64, id: &str) -> ProgressBar {
@@ -298,33 +641,96 @@ fn progress_bar(len: u64, id: &str) -> ProgressBar {
     bar
 }
 
-fn print_report(l: &Line<'_>, r: &SimReport) {
+fn print_report(l: &Line<'_>) {
+    let r = l.lane;
     println!(
-        "{} ({} scored steps, unit = {:.4} at ${:.4}/h)",
-        l.series, r.steps, l.unit_capacity, l.hourly_price
+        "{} · {}{} ({} scored steps, {} model, unit = {:.4} on {} at ${:.4}/h)",
+        r.series,
+        r.policy,
+        if r.shadow_pool { " + shadow pool" } else { "" },
+        r.steps,
+        l.model,
+        r.unit_capacity,
+        l.instance_type,
+        r.hourly_price
+    );
+    let opt = |v: Option<f64>, unit: &str, what: &str| {
+        v.map_or(String::new(), |v| format!("  ({v:+.2}{unit} {what})"))
+    };
+    println!(
+        "  dollars            {:>12.2}  (shadow pool {:.2}){}",
+        r.dollars,
+        r.shadow_dollars,
+        opt(l.dollars_vs_no_pool, "", "vs no pool")
+    );
+    println!("  slack              {:>12.4}", r.slack);
+    println!(
+        "  shortfall minutes  {:>12.0}{}",
+        r.shortfall_minutes,
+        opt(l.shortfall_minutes_avoided, "", "avoided by the pool")
+    );
+    println!("  shortfall volume   {:>12.4}", r.shortfall_volume);
+    println!(
+        "  time to capacity   {:>12.2} min{}",
+        r.mean_time_to_capacity_minutes,
+        opt(
+            l.time_to_capacity_saved_minutes,
+            " min",
+            "saved by the pool"
+        )
     );
     println!(
-        "  dollars            {:>12.2}  (shadow pool {:.2}, {:+.2} vs no pool)",
-        l.dollars, l.shadow_dollars, l.dollars_vs_no_pool
+        "  churn              {:>12.2} changes/day, {} launches, {} starts, {} stops, {} terminations",
+        r.changes_per_day, r.launches + r.pool_launches, r.starts, r.stops, r.terminations
     );
-    println!("  slack              {:>12.4}", l.slack);
+    if l.model == "port" {
+        println!(
+            "  cloud              {:>12} instances requested, {} created by the sim, {} orphans",
+            l.instances_requested, l.sim_launches, l.orphans
+        );
+    }
+    if let Some(cap) = l.budget_cap {
+        println!(
+            "  budget             {:>12.4} $/h cap, peak bill {:.4} $/h, cut in {} steps, exceeded in {}",
+            cap, l.peak_hourly_bill, r.budget_cut_steps, l.budget_exceeded_steps
+        );
+    }
+}
+
+fn print_summary(policies: &[PolicyKind], rows: &[(&'static str, LaneReport, f64)]) {
+    println!();
     println!(
-        "  shortfall minutes  {:>12.0}  ({:.0} avoided by the pool)",
-        l.shortfall_minutes, l.shortfall_minutes_avoided
+        "{:<12} {:>8} {:>12} {:>8} {:>12} {:>10} {:>12} {:>10} {:>10}",
+        "policy",
+        "traces",
+        "dollars",
+        "slack",
+        "short min",
+        "ttc min",
+        "pool $",
+        "avoided",
+        "chg/day"
     );
-    println!("  shortfall volume   {:>12.4}", l.shortfall_volume);
-    println!(
-        "  time to capacity   {:>12.2} min  ({:.2} min saved by the pool)",
-        l.mean_time_to_capacity_minutes, l.time_to_capacity_saved_minutes
-    );
-    println!(
-        "  pool               {:>12} promoted, {} released, {} cold boots",
-        l.promoted, l.released, l.cold_boots
-    );
-    println!(
-        "  churn              {:>12.2} changes/day",
-        l.changes_per_day
-    );
+    for p in policies {
+        let sel: Vec<&(&str, LaneReport, f64)> = rows.iter().filter(|r| r.0 == p.name()).collect();
+        if sel.is_empty() {
+            continue;
+        }
+        let n = sel.len() as f64;
+        let sum = |f: &dyn Fn(&LaneReport) -> f64| sel.iter().map(|r| f(&r.1)).sum::<f64>();
+        println!(
+            "{:<12} {:>8} {:>12.2} {:>8.4} {:>12.0} {:>10.2} {:>12.2} {:>10.0} {:>10.2}",
+            p.name(),
+            sel.len(),
+            sum(&|r| r.dollars),
+            sum(&|r| r.slack) / n,
+            sum(&|r| r.shortfall_minutes),
+            sum(&|r| r.mean_time_to_capacity_minutes) / n,
+            sum(&|r| r.shadow_dollars),
+            sel.iter().map(|r| r.2).sum::<f64>(),
+            sum(&|r| r.changes_per_day) / n,
+        );
+    }
 }
 
 fn plot(

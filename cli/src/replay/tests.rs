@@ -1,0 +1,237 @@
+use std::sync::Arc;
+
+use predictive_clouds::fake::{FakeCloud, FaultConfig};
+use predictive_clouds::sim::{SimCloud, SimOffer};
+use predictive_clouds::DynProvider;
+use predictive_engine::cost::{Catalog, Cloud};
+use predictive_engine::policy::budget::{BudgetShare, UnitBudget};
+use predictive_engine::policy::{AllocatorSettings, PolicyParams};
+use predictive_engine::shadow::ValidShadow;
+use predictive_engine::simulate::baselines::Baseline;
+
+use super::*;
+
+/// 10 days of a real RDS CPU trace at 5 minutes (NAB; see tests/data/allocate/SOURCE.md).
+fn real_excerpt() -> Vec<f64> {
+    include_str!("../../../tests/data/allocate/nab_rds_cpu_utilization_e47b3b_10d.csv")
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// A daily pattern with sharp recurring peaks: 20 at night, a 2-hour burst to 90 that starts
+/// at a slightly different time each day, 40 the rest of the day; 288 steps a day.
+fn recurring_peaks(days: usize) -> Vec<f64> {
+    (0..days * 288)
+        .map(|i| {
+            let (d, m) = (i / 288, i % 288);
+            let onset = 108 + (d * 7) % 5;
+            if m >= onset && m < onset + 24 {
+                90.0
+            } else if (96..200).contains(&m) {
+                40.0
+            } else {
+                20.0
+            }
+        })
+        .collect()
+}
+
+/// 30-minute bursts to 80 every 2 hours over a base of 20: the bursts recur within the pool's
+/// two-hour lifetime, so even a policy without a forecast finds stopped instances to start.
+fn hourly_bursts(days: usize) -> Vec<f64> {
+    (0..days * 288)
+        .map(|i| if i % 24 < 6 { 80.0 } else { 20.0 })
+        .collect()
+}
+
+fn workload(name: &str, usage: Vec<f64>, unit: f64) -> Workload {
+    Workload {
+        name: name.into(),
+        usage,
+        unit_capacity: unit,
+        min_units: 1,
+        max_units: 100,
+    }
+}
+
+fn config(policy: PolicyKind, warmup: usize, shadow: bool) -> ReplayConfig {
+    ReplayConfig {
+        policy,
+        params: PolicyParams::default().lead(3).check().unwrap(),
+        settings: AllocatorSettings::for_step(300),
+        step_seconds: 300,
+        boot_steps: 3,
+        warmup,
+        offer: SimOffer::new("m5.large", 2, 8192, 0.096),
+        ready_fraction: 0.05,
+        shadow: shadow.then(ValidShadow::default),
+        seed: 7,
+    }
+}
+
+#[test]
+fn port_replay_should_launch_nothing_twice_and_leave_no_orphans() {
+    let w = [workload("rds", real_excerpt(), 2.0)];
+    let r = replay(
+        &w,
+        &config(PolicyKind::Predictive, 3 * 288, true),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let lane = &r.lanes[0];
+    assert!(
+        lane.launches > 0 && lane.starts > 0 && lane.stops > 0,
+        "{lane:?}"
+    );
+    assert_eq!(r.sim_launches, r.instances_requested);
+    assert_eq!(r.instances_requested, lane.launches + lane.pool_launches);
+    assert_eq!(r.orphans, 0);
+    assert!(lane.shortfall_volume < 0.05, "{lane:?}");
+    assert!(lane.slack > 0.0 && lane.slack < 0.6, "{lane:?}");
+    // Billing adds up, and the pool costs something.
+    assert!((lane.dollars - lane.active_dollars - lane.shadow_dollars).abs() < 1e-9);
+    assert!(lane.shadow_dollars > 0.0);
+    assert_eq!(lane.points.len(), w[0].usage.len());
+}
+
+#[test]
+fn port_replay_should_survive_faults_without_duplicates_or_orphans() {
+    let cfg = config(PolicyKind::Baseline(Baseline::Reactive), 288, true);
+    let (sim, clock) = SimCloud::with_manual_clock(cfg.sim_config());
+    let fake = FakeCloud::wrap(Arc::new(sim.clone()));
+    fake.set_faults(FaultConfig::uniform(0.2, 11));
+    let provider: DynProvider = Arc::new(fake.clone());
+    let usage: Vec<f64> = recurring_peaks(3);
+    let w = [workload("peaks", usage, 10.0)];
+    let r = replay_on(provider, &sim, &clock, &w, &cfg, None, &mut |_| {}).unwrap();
+    assert!(fake.injected() > 10, "{} faults", fake.injected());
+    assert!(r.retries > 0);
+    // Dropped launch answers were resent with the same token: the sim created each once.
+    assert_eq!(r.sim_launches, r.instances_requested);
+    assert_eq!(r.orphans, 0);
+    let live = sim
+        .all_instances()
+        .iter()
+        .filter(|i| i.state.is_live())
+        .count();
+    assert_eq!(live, 0);
+}
+
+#[test]
+fn shadow_pool_should_reduce_shortfall_on_recurring_peaks() {
+    let cases = [
+        // Daily peaks: the predictive policy tops the pool up ahead of them.
+        (PolicyKind::Predictive, recurring_peaks(10)),
+        // Bursts every 2 hours: the reactive baseline starts the instances its last scale-down
+        // stopped instead of booting new ones.
+        (PolicyKind::Baseline(Baseline::Reactive), hourly_bursts(6)),
+    ];
+    for (policy, usage) in cases {
+        let w = [workload("peaks", usage, 10.0)];
+        let run = |pool| {
+            replay(&w, &config(policy, 3 * 288, pool), None, &mut |_| {})
+                .unwrap()
+                .lanes
+                .remove(0)
+        };
+        let (without, with) = (run(false), run(true));
+        let name = policy.name();
+        assert!(with.starts > 0, "{name}: {:?}", with.pool);
+        assert!(
+            with.shortfall_minutes < without.shortfall_minutes,
+            "{name}: with {} without {}",
+            with.shortfall_minutes,
+            without.shortfall_minutes
+        );
+        assert!(
+            with.mean_time_to_capacity_minutes < without.mean_time_to_capacity_minutes,
+            "{name}: with {} without {}",
+            with.mean_time_to_capacity_minutes,
+            without.mean_time_to_capacity_minutes
+        );
+        assert!(with.shadow_dollars > 0.0 && without.shadow_dollars == 0.0);
+    }
+}
+
+#[test]
+fn shared_budget_should_never_be_exceeded_and_cut_low_priority_first() {
+    let usage = recurring_peaks(4);
+    let w = [
+        workload("critical", usage.clone(), 10.0),
+        workload("batch", usage, 10.0),
+    ];
+    let price = 0.096; // m5.large, us-east-1, in the embedded catalog
+    let shares = vec![
+        BudgetShare {
+            name: "critical".into(),
+            priority: 10.0,
+            floor: 0.0,
+            min_units: 1,
+            max_units: 100,
+        },
+        BudgetShare {
+            name: "batch".into(),
+            priority: 1.0,
+            floor: 0.25,
+            min_units: 1,
+            max_units: 100,
+        },
+    ];
+    // Room for 14 instances: both peaks together want about 20.
+    let b = UnitBudget::new(
+        Catalog::embedded(),
+        Cloud::Aws,
+        "m5.large",
+        "us-east-1",
+        14.0 * price,
+        shares,
+    )
+    .unwrap();
+    assert!(
+        (b.unit_price() - price).abs() < 1e-9,
+        "catalog price {}",
+        b.unit_price()
+    );
+    for shadow in [false, true] {
+        let r = replay(
+            &w,
+            &config(PolicyKind::Predictive, 288, shadow),
+            Some(&b),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(r.budget_exceeded_steps, 0, "{r:?}");
+        assert!(
+            r.peak_hourly_bill <= b.cap() + 1e-9,
+            "{} > {}",
+            r.peak_hourly_bill,
+            b.cap()
+        );
+        let (crit, batch) = (&r.lanes[0], &r.lanes[1]);
+        assert!(batch.budget_cut_steps > 0, "{batch:?}");
+        assert!(crit.budget_cut_steps < batch.budget_cut_steps);
+        assert!(crit.shortfall_minutes < batch.shortfall_minutes);
+        assert_eq!(r.sim_launches, r.instances_requested);
+        assert_eq!(r.orphans, 0);
+    }
+}
+
+#[test]
+fn every_policy_should_run_through_the_port() {
+    let w = [workload("rds", real_excerpt()[..288 * 4].to_vec(), 2.0)];
+    for p in PolicyKind::ALL {
+        let r = replay(&w, &config(p, 288, true), None, &mut |_| {}).unwrap();
+        let lane = &r.lanes[0];
+        assert_eq!(lane.policy, p.name());
+        assert_eq!(r.orphans, 0, "{}", p.name());
+        assert!(lane.dollars > 0.0, "{}", p.name());
+    }
+    assert_eq!(
+        PolicyKind::parse("window-max"),
+        Some(PolicyKind::Baseline(Baseline::WindowMax))
+    );
+    assert_eq!(PolicyKind::parse("oracle"), None);
+}
