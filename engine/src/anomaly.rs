@@ -7,12 +7,15 @@
 //!   default, isolate, stop, terminate), honouring dry-run, and never growing a leaking workload.
 //! - [`nab`]: the Numenta Anomaly Benchmark scoring method (windows, scaled sigmoid, three
 //!   profiles, threshold optimisation, normalisation against the null and perfect detectors).
+//! - [`synth`]: anomalies of known kinds injected into real background traces, with NAB-style
+//!   windows, to measure detection per kind.
 //!
 //! Everything here is pure and deterministic: time never enters, samples arrive in order.
 
 mod detector;
 pub mod nab;
 mod remediation;
+pub mod synth;
 mod window;
 mod workload;
 
@@ -21,9 +24,9 @@ pub use detector::{
     RECORD_MARGIN,
 };
 pub use remediation::{
-    decide, Decision, RemediationAction, RemediationContext, RemediationPolicy, LEAK_HOLD_TREND,
+    decide, AuditRecord, Decision, RemediationAction, RemediationContext, RemediationPolicy, LEAK_HOLD_TREND,
 };
-pub use workload::{WorkloadDetector, WorkloadSample, WorkloadVerdict};
+pub use workload::{WorkloadDetector, WorkloadSample, WorkloadVerdict, JOINT_LAG};
 
 /// Errors of anomaly detection and scoring.
 #[derive(Debug, thiserror::Error, PartialEq)]

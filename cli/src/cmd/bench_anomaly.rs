@@ -1,15 +1,29 @@
 //! `predictive bench anomaly`: online anomaly scores in NAB's results format, scored the NAB way
 //! (PROTOCOL.md §3).
 //!
-//! For every `timestamp,value` CSV under the given directories, the engine's online detector
-//! scores each sample using only the samples before it, and the scores are written to
-//! `OUTDIR/<dataset>/<file>` as `timestamp,value,anomaly_score`. When labels are available
+//! For every trace under the given directories (found and read by `predictive-traces`: canonical
+//! `timestamp,value` CSV or Bitbrains, `.csv` or `.csv.gz`), the engine's online detector scores
+//! each sample using only the samples before it, and the scores are written to
+//! `OUTDIR/<dataset>/<file>.csv` as `timestamp,value,anomaly_score`. When labels are available
 //! (`--labels`, or `labels/combined_windows.json` found beside the data), the corpus is scored
 //! under NAB's three profiles and one line per profile is printed.
+//!
+//! Two further modes measure generalisation:
+//! - `--cross-validate`: a 2-fold split of the files (by a hash of the file name, stratified by
+//!   dataset directory). On each half the detector settings are chosen from a small grid, then
+//!   scored on the other half, with the threshold NAB would optimise there and with the one
+//!   chosen on the training half.
+//! - `--inject`: the inputs are backgrounds (for example Bitbrains VMs); one anomaly of a known
+//!   kind is injected into each (leak, burst, drop, level shift, flatline in turn), the
+//!   synthetic corpus is written in NAB's layout (`OUTDIR/data/synthetic/*.csv`,
+//!   `OUTDIR/labels/combined_windows.json`, scores under `OUTDIR/results/synthetic/`), and
+//!   detection is reported per kind at the detector's alert threshold.
 
 use anyhow::{bail, Context as _};
-use predictive_engine::anomaly::nab::{self, ScoredSeries};
-use predictive_engine::anomaly::{Detector, DetectorParams};
+use predictive_engine::anomaly::nab::{self, ProfileScore, ScoredSeries};
+use predictive_engine::anomaly::synth::{self, Injected};
+use predictive_engine::anomaly::{Detector, DetectorParams, ALERT_THRESHOLD};
+use predictive_traces::{discover, read_samples, read_windows, Metric, Windows};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,7 +31,7 @@ use std::path::{Path, PathBuf};
 /// Arguments of this subcommand.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Directories (searched recursively) or files holding `timestamp,value` CSVs.
+    /// Directories (searched recursively) or files holding traces (`.csv`, `.csv.gz`).
     #[arg(required = true)]
     dirs: Vec<PathBuf>,
     /// Where to write `<dataset>/<file>` score CSVs.
@@ -27,21 +41,30 @@ pub(crate) struct Args {
     /// DIR or one of its two parents.
     #[arg(long)]
     labels: Option<PathBuf>,
-    /// Print one JSON object per profile instead of text.
+    /// Column of multi-metric traces (Bitbrains): cpu, mem, net-in, net-out, disk-read, disk-write.
+    #[arg(long, default_value = "cpu")]
+    metric: String,
+    /// Also run the 2-fold split: choose settings on one half of the files, score the other.
+    #[arg(long, conflicts_with = "inject")]
+    cross_validate: bool,
+    /// Treat the inputs as backgrounds: inject one known anomaly per series and report detection
+    /// per kind (the first `--inject-len` samples of each series are used).
+    #[arg(long)]
+    inject: bool,
+    /// Samples of each background used by `--inject` (default: 14 days at 5 minutes).
+    #[arg(long, default_value_t = 4032)]
+    inject_len: usize,
+    /// Print JSON lines instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// One input series.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Input {
-    /// `<dataset>/<file>`, the key into the labels and the output path.
+    /// `<dataset>/<file>.csv`, the key into the labels and the output path.
     pub(crate) key: String,
-    /// Source file.
-    pub(crate) path: PathBuf,
-    /// Timestamps as written in the file.
-    pub(crate) raw_timestamps: Vec<String>,
-    /// Timestamps in unix seconds.
+    /// Timestamps in unix seconds, never decreasing.
     pub(crate) timestamps: Vec<i64>,
     /// Values.
     pub(crate) values: Vec<f64>,
@@ -49,19 +72,23 @@ pub(crate) struct Input {
 
 /// Runs the subcommand.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let inputs = load_inputs(&args.dirs)?;
+    let metric: Metric = args.metric.parse().context("--metric")?;
+    let inputs = load_inputs(&args.dirs, metric)?;
+    if args.inject {
+        return run_injected(&args, inputs);
+    }
     let labels_path = match &args.labels {
         Some(p) => Some(p.clone()),
         None => find_labels(&args.dirs),
     };
     let params = DetectorParams::default();
-    let mut corpus = Vec::with_capacity(inputs.len());
+    let started = std::time::Instant::now();
+    let mut all_scores = Vec::with_capacity(inputs.len());
     for input in &inputs {
         let scores = score_series(&input.values, &input.timestamps, &params)
-            .with_context(|| input.path.display().to_string())?;
+            .with_context(|| input.key.clone())?;
         write_scores(&args.out, input, &scores)?;
-        corpus.push((input, scores));
+        all_scores.push(scores);
     }
     let seconds = started.elapsed().as_secs_f64();
     let Some(labels_path) = labels_path else {
@@ -72,42 +99,58 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     };
-    let windows = read_windows(&labels_path)?;
-    let scored = attach_windows(corpus, &windows, &labels_path)?;
+    let windows = read_windows(&labels_path)
+        .with_context(|| format!("reading labels {}", labels_path.display()))?;
+    let scored = attach_windows(&inputs, all_scores, &windows, &labels_path)?;
     let results = nab::score_all_profiles(&scored).context("NAB scoring")?;
     for r in &results {
-        if args.json {
-            let line = serde_json::json!({
-                "detector": "predictive",
-                "profile": r.profile,
-                "score": r.normalized,
-                "threshold": r.threshold,
-                "raw": r.raw,
-                "null": r.null,
-                "perfect": r.perfect,
-                "windows": r.windows,
-                "detected_windows": r.detected_windows,
-                "false_positives": r.false_positives,
-                "series": scored.len(),
-                "seconds": seconds,
-            });
-            println!("{line}");
-        } else {
-            println!(
-                "{:<20} score {:>6.1}  (threshold {:.4}, {}/{} windows, {} false positives, raw {:.2}, null {:.2}, perfect {:.2})",
-                r.profile,
-                r.normalized,
-                r.threshold,
-                r.detected_windows,
-                r.windows,
-                r.false_positives,
-                r.raw,
-                r.null,
-                r.perfect
-            );
-        }
+        print_profile(r, "all", scored.len(), Some(seconds), args.json);
+    }
+    // The same corpus at the detector's own alert threshold, fixed before seeing any label.
+    for profile in nab::CostProfile::all() {
+        let r = nab::score_corpus_at(&scored, &profile, ALERT_THRESHOLD)?;
+        print_profile(&r, "all@alert", scored.len(), None, args.json);
+    }
+    if args.cross_validate {
+        cross_validate(&inputs, &scored, args.json)?;
     }
     Ok(())
+}
+
+fn print_profile(r: &ProfileScore, set: &str, series: usize, seconds: Option<f64>, json: bool) {
+    if json {
+        let mut line = serde_json::json!({
+            "detector": "predictive",
+            "set": set,
+            "profile": r.profile,
+            "score": r.normalized,
+            "threshold": r.threshold,
+            "raw": r.raw,
+            "null": r.null,
+            "perfect": r.perfect,
+            "windows": r.windows,
+            "detected_windows": r.detected_windows,
+            "false_positives": r.false_positives,
+            "series": series,
+        });
+        if let Some(s) = seconds {
+            line["seconds"] = s.into();
+        }
+        println!("{line}");
+    } else {
+        println!(
+            "{set:<24} {:<20} score {:>6.1}  (threshold {:.4}, {}/{} windows, {} false positives, raw {:.2}, null {:.2}, perfect {:.2})",
+            r.profile,
+            r.normalized,
+            r.threshold,
+            r.detected_windows,
+            r.windows,
+            r.false_positives,
+            r.raw,
+            r.null,
+            r.perfect
+        );
+    }
 }
 
 /// Scores a series online with a fresh detector whose season is one day of samples.
@@ -144,14 +187,16 @@ pub(crate) fn daily_season(timestamps: &[i64]) -> usize {
     }
 }
 
-/// Pairs each scored input with its windows.
+/// Pairs each input's scores with its windows.
 pub(crate) fn attach_windows(
-    corpus: Vec<(&Input, Vec<f64>)>,
-    windows: &BTreeMap<String, Vec<(i64, i64)>>,
+    inputs: &[Input],
+    scores: Vec<Vec<f64>>,
+    windows: &Windows,
     labels_path: &Path,
 ) -> anyhow::Result<Vec<ScoredSeries>> {
-    corpus
-        .into_iter()
+    inputs
+        .iter()
+        .zip(scores)
         .map(|(input, scores)| {
             let w = windows.get(&input.key).with_context(|| {
                 format!("{} has no entry `{}`", labels_path.display(), input.key)
@@ -166,7 +211,7 @@ pub(crate) fn attach_windows(
         .collect()
 }
 
-pub(crate) fn write_scores(out: &Path, input: &Input, scores: &[f64]) -> anyhow::Result<()> {
+fn write_scores(out: &Path, input: &Input, scores: &[f64]) -> anyhow::Result<()> {
     let path = out.join(&input.key);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -175,8 +220,8 @@ pub(crate) fn write_scores(out: &Path, input: &Input, scores: &[f64]) -> anyhow:
         std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
     writeln!(w, "timestamp,value,anomaly_score")?;
-    for ((t, v), s) in input.raw_timestamps.iter().zip(&input.values).zip(scores) {
-        writeln!(w, "{t},{v},{s}")?;
+    for ((t, v), s) in input.timestamps.iter().zip(&input.values).zip(scores) {
+        writeln!(w, "{},{v},{s}", format_timestamp(*t))?;
     }
     w.flush()
         .with_context(|| format!("writing {}", path.display()))?;
@@ -193,209 +238,461 @@ pub(crate) fn find_labels(dirs: &[PathBuf]) -> Option<PathBuf> {
     })
 }
 
-/// Reads NAB's windows file: `{"<dataset>/<file>": [["start", "end"], ...], ...}`.
-pub(crate) fn read_windows(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<(i64, i64)>>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let raw: BTreeMap<String, Vec<Vec<String>>> =
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{}: expected an object of [[start, end], ...] lists",
-                path.display()
-            )
-        })?;
-    let mut out = BTreeMap::new();
-    for (key, list) in raw {
-        let mut windows = Vec::with_capacity(list.len());
-        for (k, pair) in list.iter().enumerate() {
-            let [start, end] = pair.as_slice() else {
-                bail!(
-                    "{}: `{key}` window {k} does not have exactly two timestamps",
-                    path.display()
-                );
-            };
-            let parse = |s: &str| {
-                parse_timestamp(s).with_context(|| {
-                    format!(
-                        "{}: `{key}` window {k}: bad timestamp `{s}`",
-                        path.display()
-                    )
-                })
-            };
-            windows.push((parse(start)?, parse(end)?));
-        }
-        out.insert(key, windows);
+/// The NAB key of a series: `<parent directory>/<file stem>.csv`.
+fn nab_key(file: &Path) -> String {
+    let name = file
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name
+        .strip_suffix(".csv.gz")
+        .or_else(|| name.strip_suffix(".csv"))
+        .unwrap_or(&name);
+    match file
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+    {
+        Some(dataset) if !dataset.is_empty() => format!("{dataset}/{stem}.csv"),
+        _ => format!("{stem}.csv"),
     }
-    Ok(out)
 }
 
-/// Every `.csv` under the arguments (recursively), sorted by key.
-pub(crate) fn load_inputs(dirs: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
-    let mut files = Vec::new();
-    for d in dirs {
-        if d.is_file() {
-            files.push(d.clone());
-        } else if d.is_dir() {
-            collect_csvs(d, &mut files)?;
-        } else {
-            bail!("{}: no such file or directory", d.display());
-        }
-    }
-    files.sort();
-    files.dedup();
-    let mut inputs = Vec::with_capacity(files.len());
-    for path in files {
-        let dataset = path
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let file = path
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let key = if dataset.is_empty() {
-            file
-        } else {
-            format!("{dataset}/{file}")
+/// Every trace under the arguments, read with `predictive-traces`, sorted by key. Files that
+/// `predictive-traces` groups into one series (a Bitbrains VM's months) are joined in time order.
+pub(crate) fn load_inputs(dirs: &[PathBuf], metric: Metric) -> anyhow::Result<Vec<Input>> {
+    let entries = discover(dirs).context("finding traces")?;
+    let mut inputs = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Some(first) = entry.files.first() else {
+            continue;
         };
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let (raw_timestamps, timestamps, values) =
-            parse_csv(&text).with_context(|| format!("{}", path.display()))?;
+        let mut samples = Vec::new();
+        for f in &entry.files {
+            samples.extend(read_samples(f, metric)?);
+        }
+        if entry.files.len() > 1 {
+            samples.sort_by_key(|s| s.timestamp);
+        } else if let Some(w) = samples.windows(2).find(|w| w[1].timestamp < w[0].timestamp) {
+            // Repeated timestamps occur at daylight-saving changes; going back in time is an error.
+            bail!(
+                "{}:{}: timestamp earlier than the previous line's",
+                first.display(),
+                w[1].line
+            );
+        }
         inputs.push(Input {
-            key,
-            path,
-            raw_timestamps,
-            timestamps,
-            values,
+            key: nab_key(first),
+            timestamps: samples.iter().map(|s| s.timestamp).collect(),
+            values: samples.iter().map(|s| s.value).collect(),
         });
     }
     if inputs.is_empty() {
-        bail!("no .csv file found under the given directories");
+        bail!("no .csv or .csv.gz trace found under the given paths");
     }
+    inputs.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(inputs)
 }
 
-fn collect_csvs(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
-    for e in entries {
-        let p = e
-            .with_context(|| format!("listing {}", dir.display()))?
-            .path();
-        if p.is_dir() {
-            collect_csvs(&p, out)?;
-        } else if p.extension().is_some_and(|x| x == "csv") {
-            out.push(p);
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of unix seconds, as NAB writes timestamps.
+pub(crate) fn format_timestamp(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2-fold split
+
+/// FNV-1a of a file name: a fixed, documented hash (not `std`'s, which may change).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Fold (0 or 1) of every key: within each dataset directory, files sorted by the hash of their
+/// file name alternate between the folds, so every category is split in halves.
+pub(crate) fn folds(keys: &[String]) -> Vec<usize> {
+    let mut by_dataset: BTreeMap<&str, Vec<(u64, usize)>> = BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        let (dataset, file) = k.rsplit_once('/').unwrap_or(("", k));
+        by_dataset
+            .entry(dataset)
+            .or_default()
+            .push((fnv1a(file), i));
+    }
+    let mut out = vec![0; keys.len()];
+    // Alternate the starting fold across datasets so odd-sized ones do not all favour fold 0.
+    let mut start = 0;
+    for (_, mut files) in by_dataset {
+        files.sort_unstable();
+        for (rank, (_, i)) in files.iter().enumerate() {
+            out[*i] = (rank + start) % 2;
         }
+        start += files.len() % 2;
+    }
+    out
+}
+
+/// The grid the settings are chosen from: the knobs the defaults were once set by hand.
+fn candidates() -> Vec<DetectorParams> {
+    let mut out = Vec::new();
+    for short_window in [12, 24, 36] {
+        for long_window in [0, 72, 144] {
+            for peak_decay in [0.99, 0.995, 0.998] {
+                out.push(DetectorParams {
+                    short_window,
+                    long_window,
+                    peak_decay,
+                    ..DetectorParams::default()
+                });
+            }
+        }
+    }
+    out
+}
+
+fn subset(scored: &[ScoredSeries], fold: &[usize], which: usize) -> Vec<ScoredSeries> {
+    scored
+        .iter()
+        .zip(fold)
+        .filter(|(_, f)| **f == which)
+        .map(|(s, _)| s.clone())
+        .collect()
+}
+
+fn cross_validate(inputs: &[Input], scored: &[ScoredSeries], json: bool) -> anyhow::Result<()> {
+    let keys: Vec<String> = inputs.iter().map(|i| i.key.clone()).collect();
+    let fold = folds(&keys);
+    let grid = candidates();
+    // Score every candidate once on every file, two threads at a time.
+    let per_candidate: Vec<Vec<ScoredSeries>> = std::thread::scope(|scope| {
+        let chunks: Vec<_> = grid
+            .chunks(grid.len().div_ceil(2))
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|p| {
+                            inputs
+                                .iter()
+                                .zip(scored)
+                                .map(|(input, s)| {
+                                    Ok(ScoredSeries {
+                                        scores: score_series(&input.values, &input.timestamps, p)?,
+                                        ..s.clone()
+                                    })
+                                })
+                                .collect::<anyhow::Result<Vec<_>>>()
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        chunks
+            .into_iter()
+            .map(|h| h.join().expect("scoring thread panicked"))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map(|v| v.into_iter().flatten().collect())
+    })?;
+    for train in 0..2 {
+        let test = 1 - train;
+        let mut best: Option<(usize, ProfileScore)> = None;
+        for (c, series) in per_candidate.iter().enumerate() {
+            let r = nab::score_corpus(&subset(series, &fold, train), &nab::CostProfile::STANDARD)?;
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| r.normalized > b.normalized)
+            {
+                best = Some((c, r));
+            }
+        }
+        let (c, train_std) = best.context("empty settings grid")?;
+        let p = &grid[c];
+        let train_set = subset(&per_candidate[c], &fold, train);
+        let test_set = subset(&per_candidate[c], &fold, test);
+        for profile in nab::CostProfile::all() {
+            let tr = nab::score_corpus(&train_set, &profile)?;
+            let own = nab::score_corpus(&test_set, &profile)?;
+            let fixed = nab::score_corpus_at(&test_set, &profile, tr.threshold)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "detector": "predictive",
+                        "set": format!("fold{train}->fold{test}"),
+                        "profile": profile.name,
+                        "train_series": train_set.len(),
+                        "test_series": test_set.len(),
+                        "chosen": {"short_window": p.short_window, "long_window": p.long_window, "peak_decay": p.peak_decay},
+                        "train_score": tr.normalized,
+                        "train_threshold": tr.threshold,
+                        "test_score": own.normalized,
+                        "test_threshold": own.threshold,
+                        "test_score_at_train_threshold": fixed.normalized,
+                        "test_windows": own.windows,
+                        "test_detected_windows": fixed.detected_windows,
+                        "test_false_positives": fixed.false_positives,
+                    })
+                );
+            } else {
+                println!(
+                    "fold{train}->fold{test} {:<20} chosen short {} long {} decay {}: train {:>5.1}, held-out {:>5.1} (own threshold {:.4}), {:>5.1} at the training threshold {:.4} ({}/{} windows, {} false positives)",
+                    profile.name,
+                    p.short_window,
+                    p.long_window,
+                    p.peak_decay,
+                    tr.normalized,
+                    own.normalized,
+                    own.threshold,
+                    fixed.normalized,
+                    tr.threshold,
+                    fixed.detected_windows,
+                    own.windows,
+                    fixed.false_positives,
+                );
+            }
+        }
+        debug_assert!(train_std.normalized.is_finite());
     }
     Ok(())
 }
 
-type Parsed = (Vec<String>, Vec<i64>, Vec<f64>);
+// ---------------------------------------------------------------------------------------------
+// Injected anomalies
 
-/// Parses a canonical `timestamp,value` CSV.
-fn parse_csv(text: &str) -> anyhow::Result<Parsed> {
-    let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, h)) if h.trim().eq_ignore_ascii_case("timestamp,value") => {}
-        Some((_, h)) => bail!("line 1: expected header `timestamp,value`, found `{h}`"),
-        None => bail!("empty file"),
-    }
-    let (mut raw, mut ts, mut vs) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, line) in lines {
-        let line = line.trim();
-        if line.is_empty() {
+/// Per-kind detection counts.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct KindReport {
+    series: usize,
+    /// Windows with an alert (score ≥ ALERT_THRESHOLD) inside.
+    detected: usize,
+    /// Series where an alert within two days of the onset named the kind right.
+    kind_right: usize,
+    /// Delays (samples from the onset) of the first alert at or after the onset.
+    delays: Vec<usize>,
+    /// Alerts outside the window, after the probationary period.
+    false_alerts: usize,
+}
+
+fn run_injected(args: &Args, inputs: Vec<Input>) -> anyhow::Result<()> {
+    let mut corpus = Vec::new();
+    let mut labels: BTreeMap<String, Vec<[String; 2]>> = BTreeMap::new();
+    let mut reports: BTreeMap<Injected, KindReport> = BTreeMap::new();
+    let mut k = 0usize;
+    for input in &inputs {
+        let n = input.values.len().min(args.inject_len);
+        let kind = Injected::ALL[k % Injected::ALL.len()];
+        // The onset falls between 55 % and 85 % of the series, from the hash of its name.
+        let onset = n * 55 / 100 + (fnv1a(&input.key) as usize) % (n * 30 / 100).max(1);
+        let Some(s) = synth::inject(&input.values[..n], kind, onset) else {
             continue;
+        };
+        k += 1;
+        let stem = input.key.trim_end_matches(".csv").replace('/', "_");
+        let key = format!("synthetic/{}_{stem}.csv", kind.name());
+        let ts = input.timestamps[..n].to_vec();
+        let series_in = Input {
+            key: key.clone(),
+            timestamps: ts.clone(),
+            values: s.values.clone(),
+        };
+        let p_season = daily_season(&ts);
+        let p = DetectorParams {
+            season: p_season,
+            ..DetectorParams::default()
+        };
+        let mut d = Detector::new(p.check().context("detector settings")?);
+        let verdicts: Vec<_> = s.values.iter().map(|&x| d.observe(x)).collect();
+        let scores: Vec<f64> = verdicts.iter().map(|v| v.score).collect();
+        write_scores(&args.out.join("results"), &series_in, &scores)?;
+        write_series(&args.out.join("data"), &series_in)?;
+        let (l, r) = s.window;
+        let rep = reports.entry(kind).or_default();
+        rep.series += 1;
+        if (l..=r).any(|i| verdicts[i].score >= ALERT_THRESHOLD) {
+            rep.detected += 1;
         }
-        let lineno = i + 1;
-        let (t, v) = line
-            .split_once(',')
-            .with_context(|| format!("line {lineno}: expected `timestamp,value`"))?;
-        let secs = parse_timestamp(t.trim())
-            .with_context(|| format!("line {lineno}: bad timestamp `{t}`"))?;
-        let value: f64 = v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|x: &f64| x.is_finite())
-            .with_context(|| format!("line {lineno}: bad value `{v}`"))?;
-        // Repeated timestamps occur at daylight-saving changes; going back in time is an error.
-        if ts.last().is_some_and(|&prev| secs < prev) {
-            bail!("line {lineno}: timestamp `{t}` is earlier than the previous one");
+        // The kind is named right when an alert within two days of the onset names it (with a
+        // season a leak needs a day of climbing before it can be told from a daily ramp).
+        let day = p_season.max(1);
+        if verdicts[s.onset..(s.onset + 2 * day).min(n)]
+            .iter()
+            .any(|v| v.score >= ALERT_THRESHOLD && v.kind.is_some_and(|kd| kind.accepts(kd)))
+        {
+            rep.kind_right += 1;
         }
-        raw.push(t.trim().to_owned());
-        ts.push(secs);
-        vs.push(value);
+        if let Some(i) = (s.onset..=r).find(|&i| verdicts[i].score >= ALERT_THRESHOLD) {
+            rep.delays.push(i - s.onset);
+        }
+        let probation = nab::probation_len(n);
+        rep.false_alerts += (probation..n)
+            .filter(|&i| (i < l || i > r) && verdicts[i].score >= ALERT_THRESHOLD)
+            .count();
+        labels.insert(
+            key.clone(),
+            vec![[format_timestamp(ts[l]), format_timestamp(ts[r])]],
+        );
+        corpus.push(ScoredSeries {
+            name: key,
+            timestamps: ts.clone(),
+            scores,
+            windows: vec![(ts[l], ts[r])],
+        });
     }
-    Ok((raw, ts, vs))
+    if corpus.is_empty() {
+        bail!("no background long enough (and varying) to inject into");
+    }
+    let labels_path = args.out.join("labels").join("combined_windows.json");
+    std::fs::create_dir_all(labels_path.parent().unwrap_or(&args.out))?;
+    std::fs::write(&labels_path, serde_json::to_string_pretty(&labels)?)
+        .with_context(|| format!("writing {}", labels_path.display()))?;
+    for (kind, rep) in &reports {
+        let mut delays = rep.delays.clone();
+        delays.sort_unstable();
+        let median_delay = delays.get(delays.len() / 2).copied();
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "detector": "predictive",
+                    "set": "injected",
+                    "kind": kind.name(),
+                    "series": rep.series,
+                    "detected": rep.detected,
+                    "kind_right": rep.kind_right,
+                    "median_delay_samples": median_delay,
+                    "false_alerts": rep.false_alerts,
+                    "threshold": ALERT_THRESHOLD,
+                })
+            );
+        } else {
+            println!(
+                "{:<12} {}/{} windows detected at threshold {:.4}, kind right in {}, median delay {} samples, {} alerts outside the windows",
+                kind.name(),
+                rep.detected,
+                rep.series,
+                ALERT_THRESHOLD,
+                rep.kind_right,
+                median_delay.map_or("-".to_owned(), |d| d.to_string()),
+                rep.false_alerts
+            );
+        }
+    }
+    for r in nab::score_all_profiles(&corpus).context("NAB scoring")? {
+        print_profile(&r, "injected", corpus.len(), None, args.json);
+    }
+    for profile in nab::CostProfile::all() {
+        let r = nab::score_corpus_at(&corpus, &profile, ALERT_THRESHOLD)?;
+        print_profile(&r, "injected@alert", corpus.len(), None, args.json);
+    }
+    Ok(())
 }
 
-/// `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC) or unix seconds, to unix seconds.
-pub(crate) fn parse_timestamp(s: &str) -> anyhow::Result<i64> {
-    if let Ok(n) = s.parse::<i64>() {
-        return Ok(n);
+/// Writes a series as a canonical `timestamp,value` CSV at `root/<key>`.
+fn write_series(root: &Path, input: &Input) -> anyhow::Result<()> {
+    let path = root.join(&input.key);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let s = s.split('.').next().unwrap_or(s);
-    let (date, time) = s
-        .split_once([' ', 'T'])
-        .context("expected `YYYY-MM-DD HH:MM:SS` or unix seconds")?;
-    let num = |p: Option<&str>, what: &str| -> anyhow::Result<i64> {
-        p.and_then(|x| x.parse().ok())
-            .with_context(|| format!("bad {what}"))
-    };
-    let mut d = date.split('-');
-    let (y, mo, da) = (
-        num(d.next(), "year")?,
-        num(d.next(), "month")?,
-        num(d.next(), "day")?,
-    );
-    let mut t = time.split(':');
-    let (h, mi, se) = (
-        num(t.next(), "hour")?,
-        num(t.next(), "minute")?,
-        num(t.next(), "second")?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
-        bail!("date or time field out of range");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "timestamp,value")?;
+    for (t, v) in input.timestamps.iter().zip(&input.values) {
+        writeln!(w, "{},{v}", format_timestamp(*t))?;
     }
-    Ok(days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + se)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn timestamps_should_parse_nab_and_unix_forms() {
-        assert_eq!(parse_timestamp("1970-01-01 00:00:00").unwrap(), 0);
-        assert_eq!(
-            parse_timestamp("2014-02-19 10:50:00.000000").unwrap(),
-            1_392_807_000
-        );
-        assert_eq!(parse_timestamp("1392807000").unwrap(), 1_392_807_000);
-        assert!(parse_timestamp("2014-13-01 00:00:00").is_err());
-        assert!(parse_timestamp("yesterday").is_err());
+    fn args(dirs: Vec<PathBuf>, out: PathBuf) -> Args {
+        Args {
+            dirs,
+            out,
+            labels: None,
+            metric: "cpu".into(),
+            cross_validate: false,
+            inject: false,
+            inject_len: 4032,
+            json: true,
+        }
     }
 
     #[test]
-    fn csv_errors_should_name_the_line() {
-        let e = parse_csv("timestamp,value\n2014-01-01 00:00:00,1\n2014-01-01 00:05:00,x\n")
-            .unwrap_err();
-        assert!(format!("{e:#}").contains("line 3"), "{e:#}");
-        let e = parse_csv("time,v\n").unwrap_err();
-        assert!(format!("{e:#}").contains("line 1"), "{e:#}");
+    fn timestamps_should_format_as_nab_writes_them() {
+        for s in [
+            "1970-01-01 00:00:00",
+            "2014-02-19 10:50:00",
+            "2000-02-29 23:59:59",
+            "2024-12-31 12:00:00",
+        ] {
+            let t = predictive_traces::parse_datetime(s).unwrap();
+            assert_eq!(format_timestamp(t), s);
+        }
+    }
+
+    #[test]
+    fn keys_should_be_dataset_and_file_as_in_nab_labels() {
+        assert_eq!(
+            nab_key(Path::new("/x/nab/data/realTweets/Twitter_volume_AAPL.csv")),
+            "realTweets/Twitter_volume_AAPL.csv"
+        );
+        assert_eq!(nab_key(Path::new("d/a.csv.gz")), "d/a.csv");
+    }
+
+    #[test]
+    fn folds_should_split_every_dataset_in_halves() {
+        let keys: Vec<String> = (0..7)
+            .map(|i| format!("a/f{i}.csv"))
+            .chain((0..4).map(|i| format!("b/g{i}.csv")))
+            .collect();
+        let f = folds(&keys);
+        let count = |ds: &str, which: usize| {
+            keys.iter()
+                .zip(&f)
+                .filter(|(k, x)| k.starts_with(ds) && **x == which)
+                .count()
+        };
+        assert_eq!(count("a/", 0) + count("a/", 1), 7);
+        assert!(count("a/", 0).abs_diff(count("a/", 1)) == 1);
+        assert_eq!(count("b/", 0), 2);
+        // Deterministic: the same names give the same folds.
+        assert_eq!(folds(&keys), f);
+    }
+
+    fn wave_csv(n: i64, spike: Option<i64>) -> (String, i64) {
+        let t0 = predictive_traces::parse_datetime("2024-01-01 00:00:00").unwrap();
+        let mut csv = String::from("timestamp,value\n");
+        for i in 0..n {
+            let v = if Some(i) == spike {
+                500.0
+            } else {
+                50.0 + 10.0 * ((i as f64) / 20.0).sin()
+            };
+            csv.push_str(&format!("{},{v}\n", format_timestamp(t0 + 300 * i)));
+        }
+        (csv, t0)
     }
 
     #[test]
@@ -404,57 +701,34 @@ mod tests {
         let data = root.path().join("data").join("synthetic");
         std::fs::create_dir_all(&data).unwrap();
         // 1000 five-minute samples of a slow wave with one spike at row 700.
-        let mut csv = String::from("timestamp,value\n");
-        let t0 = parse_timestamp("2024-01-01 00:00:00").unwrap();
-        let fmt = |t: i64| {
-            let (d, s) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-            format!(
-                "2024-01-{:02} {:02}:{:02}:00",
-                d - t0 / 86_400 + 1,
-                s / 3600,
-                s % 3600 / 60
-            )
-        };
-        for i in 0..1000i64 {
-            let v = if i == 700 {
-                500.0
-            } else {
-                50.0 + 10.0 * ((i as f64) / 20.0).sin()
-            };
-            csv.push_str(&format!("{},{v}\n", fmt(t0 + 300 * i)));
-        }
+        let (csv, t0) = wave_csv(1000, Some(700));
         std::fs::write(data.join("wave.csv"), csv).unwrap();
         let labels = root.path().join("labels");
         std::fs::create_dir_all(&labels).unwrap();
         let window = format!(
             r#"{{"synthetic/wave.csv": [["{}.000000", "{}.000000"]]}}"#,
-            fmt(t0 + 300 * 650),
-            fmt(t0 + 300 * 750)
+            format_timestamp(t0 + 300 * 650),
+            format_timestamp(t0 + 300 * 750)
         );
         std::fs::write(labels.join("combined_windows.json"), window).unwrap();
         let out = root.path().join("out");
-        run(Args {
-            dirs: vec![root.path().join("data")],
-            out: out.clone(),
-            labels: None,
-            json: true,
-        })
-        .unwrap();
+        run(args(vec![root.path().join("data")], out.clone())).unwrap();
         let written = std::fs::read_to_string(out.join("synthetic").join("wave.csv")).unwrap();
         let mut lines = written.lines();
         assert_eq!(lines.next(), Some("timestamp,value,anomaly_score"));
-        let scores: Vec<f64> = lines
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), 1000);
+        assert!(
+            rows[0].starts_with("2024-01-01 00:00:00,50,"),
+            "{}",
+            rows[0]
+        );
+        let scores: Vec<f64> = rows
+            .iter()
             .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
             .collect();
-        assert_eq!(scores.len(), 1000);
         assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
         assert!(scores[700] > 0.9, "spike scored {}", scores[700]);
-        // The windows file is read and keyed like NAB's.
-        let w = read_windows(&labels.join("combined_windows.json")).unwrap();
-        assert_eq!(
-            w["synthetic/wave.csv"],
-            vec![(t0 + 300 * 650, t0 + 300 * 750)]
-        );
         assert_eq!(
             find_labels(&[root.path().join("data")]),
             Some(labels.join("combined_windows.json"))
@@ -469,13 +743,67 @@ mod tests {
         std::fs::write(data.join("a.csv"), "timestamp,value\n1,1\n2,2\n").unwrap();
         let labels = root.path().join("w.json");
         std::fs::write(&labels, "{}").unwrap();
-        let e = run(Args {
-            dirs: vec![data],
-            out: root.path().join("o"),
-            labels: Some(labels),
-            json: false,
-        })
-        .unwrap_err();
+        let mut a = args(vec![data], root.path().join("o"));
+        a.labels = Some(labels);
+        let e = run(a).unwrap_err();
         assert!(format!("{e:#}").contains("d/a.csv"), "{e:#}");
+    }
+
+    #[test]
+    fn a_bad_value_should_name_the_file_and_line() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("d");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("a.csv"), "timestamp,value\n1,1\n2,x\n").unwrap();
+        let e = run(args(vec![data], root.path().join("o"))).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("a.csv:3"), "{msg}");
+    }
+
+    #[test]
+    fn injected_mode_should_write_a_labelled_corpus_and_detect_bursts() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("bg");
+        std::fs::create_dir_all(&data).unwrap();
+        // Six noisy backgrounds of 2000 samples: kinds leak, burst, drop, level shift,
+        // flatline, leak in turn.
+        let mut seed = 99u64;
+        for k in 0..6 {
+            let t0 = predictive_traces::parse_datetime("2024-01-01 00:00:00").unwrap();
+            let mut csv = String::from("timestamp,value\n");
+            for i in 0..2000i64 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let noise = (seed >> 11) as f64 / (1u64 << 53) as f64;
+                let v = 50.0 + 10.0 * ((i as f64) / 40.0).sin() + 5.0 * noise;
+                csv.push_str(&format!("{},{v}\n", format_timestamp(t0 + 300 * i)));
+            }
+            std::fs::write(data.join(format!("vm{k}.csv")), csv).unwrap();
+        }
+        let out = root.path().join("out");
+        let mut a = args(vec![data], out.clone());
+        a.inject = true;
+        run(a).unwrap();
+        let labels = read_windows(&out.join("labels").join("combined_windows.json")).unwrap();
+        assert_eq!(labels.len(), 6);
+        assert!(labels.keys().any(|k| k.starts_with("synthetic/burst_")));
+        // The written corpus reads back through predictive-traces and its labels match.
+        let back = load_inputs(&[out.join("data")], Metric::Cpu).unwrap();
+        assert_eq!(back.len(), 6);
+        assert!(out.join("results").join(&back[0].key).is_file());
+        let burst = back
+            .iter()
+            .find(|i| i.key.starts_with("synthetic/burst_"))
+            .unwrap();
+        let (l, r) = labels[&burst.key][0];
+        let scores =
+            score_series(&burst.values, &burst.timestamps, &DetectorParams::default()).unwrap();
+        let hit = burst
+            .timestamps
+            .iter()
+            .zip(&scores)
+            .any(|(t, s)| *t >= l && *t <= r && *s >= ALERT_THRESHOLD);
+        assert!(hit, "the injected burst was not detected");
     }
 }

@@ -13,7 +13,8 @@
 //! 3. **Seasonal** — with a `season`, the recent mean minus the median of the same phase over the
 //!    last three seasons, among past such deviations: a missing daily peak.
 //! 4. **Trend** — a Mann–Kendall statistic over 12 block means of `trend_block` samples: a steady
-//!    climb past the band is a leak.
+//!    climb past the band is a leak. With a season, a seasonal sign test instead (each of the 12
+//!    blocks against the same block one season earlier), so a daily ramp is never a leak.
 //! 5. **Flatline** — a run of identical values twice as long as any before.
 //! 6. **Forecast residual** — the residual of an exponentially smoothed level, ranked among past
 //!    residuals. Reported as evidence (expected value, tail probability) but kept out of the
@@ -167,7 +168,7 @@ impl DetectorParams {
 }
 
 /// Why a sample scored what it did.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Evidence {
     /// The observed value.
     pub value: f64,
@@ -183,7 +184,9 @@ pub struct Evidence {
     pub excess: f64,
     /// Mean of the last `short_window` values.
     pub recent_mean: f64,
-    /// Trend statistic over the last 12 blocks, in `[-1, 1]` (1 = every block above all earlier ones).
+    /// Climb statistic over the last 12 blocks, in `[-1, 1]`. Without a season, Mann–Kendall
+    /// (1 = every block above all earlier ones); with one, the seasonal sign test (1 = every
+    /// block above the same block one season earlier), so a daily ramp does not count.
     pub trend: f64,
     /// Number of consecutive identical values up to this one.
     pub flat_run: usize,
@@ -216,7 +219,110 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// One sentence naming the kind and the numbers behind it, for alerts and audit logs.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use predictive_engine::anomaly::{Detector, DetectorParams};
+    /// let mut d = Detector::new(DetectorParams::default().check().unwrap());
+    /// let v = d.observe(1.0);
+    /// println!("{}", v.explain()); // "no anomaly (score 0.000)"
+    /// ```
+    pub fn explain(&self) -> String {
+        let e = &self.evidence;
+        let band = format!("[{}, {}]", num(e.lower), num(e.upper));
+        let Some(kind) = self.kind else {
+            return format!("no anomaly (score {:.3})", self.score);
+        };
+        let detail = match kind {
+            AnomalyKind::Leak => format!(
+                "value {} above the band {band} and climbing: trend {:.2} over the last {TREND_BLOCKS} blocks, recent mean {}",
+                num(e.value),
+                e.trend,
+                num(e.recent_mean)
+            ),
+            AnomalyKind::Burst | AnomalyKind::MalwareLike => format!(
+                "value {} above the band {band} (expected {}), {:.2} ranges beyond everything seen, tail probability {:.2e}",
+                num(e.value),
+                num(e.expected),
+                e.excess,
+                e.tail_probability
+            ),
+            AnomalyKind::Drop => format!(
+                "value {} below the band {band} (expected {}), recent mean {}, {:.2} ranges beyond everything seen",
+                num(e.value),
+                num(e.expected),
+                num(e.recent_mean),
+                e.excess
+            ),
+            AnomalyKind::Flatline => format!(
+                "value {} repeated {} times in a row, while the band {band} used to vary",
+                num(e.value),
+                e.flat_run + 1
+            ),
+            AnomalyKind::LevelShift => format!(
+                "recent mean {} moved from the expected {} (value {}, band {band}), tail probability {:.2e}",
+                num(e.recent_mean),
+                num(e.expected),
+                num(e.value),
+                e.tail_probability
+            ),
+        };
+        format!("{kind}: {detail}; score {:.3}", self.score)
+    }
+}
+
+/// A number with four significant digits, without noise such as `59.99999999`.
+pub(super) fn num(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (3 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    format!("{x:.digits$}")
+}
+
 const TREND_BLOCKS: usize = 12;
+
+/// Mann–Kendall statistic in `[-1, 1]` over the last [`TREND_BLOCKS`] block means: the finished
+/// `blocks` plus the current partial block (`partial_sum / partial_len`, where `partial_len`
+/// counts the sample being assessed). 0 until enough blocks exist.
+fn mann_kendall(
+    blocks: &std::collections::VecDeque<f64>,
+    partial_sum: f64,
+    partial_len: usize,
+) -> f64 {
+    let mut b: Vec<f64> = blocks.iter().copied().collect();
+    if partial_len > 1 || b.is_empty() {
+        b.push(partial_sum / partial_len as f64);
+    }
+    if b.len() > TREND_BLOCKS {
+        b.drain(..b.len() - TREND_BLOCKS);
+    }
+    if b.len() < TREND_BLOCKS {
+        return 0.0;
+    }
+    kendall(&b)
+}
+
+/// Mann–Kendall statistic of a sequence, in `[-1, 1]` (0 for fewer than two values).
+fn kendall(b: &[f64]) -> f64 {
+    if b.len() < 2 {
+        return 0.0;
+    }
+    let mut s = 0i32;
+    for i in 0..b.len() {
+        for j in i + 1..b.len() {
+            s += match b[j].total_cmp(&b[i]) {
+                std::cmp::Ordering::Greater => 1,
+                std::cmp::Ordering::Less => -1,
+                std::cmp::Ordering::Equal => 0,
+            };
+        }
+    }
+    let pairs = (b.len() * (b.len() - 1) / 2) as f64;
+    f64::from(s) / pairs
+}
 
 /// Maps a surprise in `[0, ∞]` to a score in `[0, 1]`: `s / (1 + s)`, so a surprise of 1 (a
 /// record over the memory) scores 0.5. NaN maps to 0, infinity to 1.
@@ -333,6 +439,9 @@ pub struct Detector {
     mean_hist: std::collections::VecDeque<f64>,
     /// Past absolute seasonal deviations.
     seasonal: SortedWindow,
+    /// Block means of the last season plus [`TREND_BLOCKS`] blocks, for the seasonal trend
+    /// (empty without a season).
+    block_hist: std::collections::VecDeque<f64>,
 }
 
 impl Detector {
@@ -358,6 +467,7 @@ impl Detector {
             long: (p.long_window > 0).then(|| MeanTest::new(p.long_window, p.memory)),
             mean_hist: std::collections::VecDeque::new(),
             seasonal: SortedWindow::new(p.memory),
+            block_hist: std::collections::VecDeque::new(),
             p,
         }
     }
@@ -440,9 +550,7 @@ impl Detector {
             }
             _ => (0.0, true),
         };
-
-        // 4. Trend over block means, including the current partial block.
-        let trend = self.trend(x);
+        let (trend, growing) = self.trend(x);
 
         // 5. Flatline: identical values in a row while the past varied.
         let flat_run = if self.last == Some(x) {
@@ -454,7 +562,7 @@ impl Detector {
         let surprise = |p: f64| surprise(p, m);
         let s_band = surprise(p_up.min(p_down)) + excess;
         let s_mean = surprise(p_mean_up.min(p_mean_down));
-        let s_trend = if trend > 0.9 && x > upper {
+        let s_trend = if trend > 0.9 && growing && x > upper {
             trend - 0.9
         } else {
             0.0
@@ -555,29 +663,61 @@ impl Detector {
         Some(mean - past[1])
     }
 
-    fn trend(&self, x: f64) -> f64 {
-        let mut b: Vec<f64> = self.blocks.iter().copied().collect();
-        if self.block_len > 0 || b.is_empty() {
-            b.push((self.block_sum + x) / (self.block_len + 1) as f64);
+    /// The climb statistic in `[-1, 1]`, and whether the climb is still steepening against the
+    /// past season (always true without a season).
+    ///
+    /// Without a season: Mann–Kendall over the last 12 block means. With one: a seasonal sign
+    /// test (after Hirsch's seasonal Kendall test): each of the last 12 block means (the current
+    /// partial one included) against the block one season earlier, `(#higher − #lower) / 12`.
+    /// A daily ramp climbs within each day but is not higher than the day before, so it scores
+    /// about 0; a leak lifts every block above the one a day earlier and scores 1 for as long as
+    /// it goes on. A level shift does too, for one season: what tells a leak from it is that the
+    /// season-over-season differences themselves keep growing (their Mann–Kendall statistic is
+    /// above 0.5), while after a step they are flat.
+    fn trend(&self, x: f64) -> (f64, bool) {
+        if self.p.season == 0 {
+            return (
+                mann_kendall(&self.blocks, self.block_sum + x, self.block_len + 1),
+                true,
+            );
         }
-        if b.len() > TREND_BLOCKS {
-            b.drain(..b.len() - TREND_BLOCKS);
+        let sb = self.season_blocks();
+        let h = &self.block_hist;
+        if h.len() < sb + TREND_BLOCKS {
+            return (0.0, false);
         }
-        if b.len() < TREND_BLOCKS {
-            return 0.0;
+        // With a partial block, it is compared with the block one season before it, and the
+        // oldest of the 12 finished ones drops out.
+        let partial =
+            (self.block_len > 0).then(|| (self.block_sum + x) / (self.block_len + 1) as f64);
+        let n = h.len();
+        let finished = if partial.is_some() {
+            TREND_BLOCKS - 1
+        } else {
+            TREND_BLOCKS
+        };
+        let mut diffs: Vec<f64> = (n - finished..n).map(|k| h[k] - h[k - sb]).collect();
+        if let Some(p) = partial {
+            diffs.push(p - h[n - sb]);
         }
-        let mut s = 0i32;
-        for i in 0..b.len() {
-            for j in i + 1..b.len() {
-                s += match b[j].total_cmp(&b[i]) {
-                    std::cmp::Ordering::Greater => 1,
-                    std::cmp::Ordering::Less => -1,
-                    std::cmp::Ordering::Equal => 0,
-                };
-            }
-        }
-        let pairs = (b.len() * (b.len() - 1) / 2) as f64;
-        f64::from(s) / pairs
+        let signs: f64 = diffs
+            .iter()
+            .map(|d| {
+                if *d > 0.0 {
+                    1.0
+                } else if *d < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            })
+            .sum();
+        (signs / diffs.len() as f64, kendall(&diffs) > 0.5)
+    }
+
+    /// Blocks per season (at least 1).
+    fn season_blocks(&self) -> usize {
+        ((self.p.season + self.p.trend_block / 2) / self.p.trend_block).max(1)
     }
 
     fn learn(&mut self, x: f64) {
@@ -623,6 +763,13 @@ impl Detector {
             }
             self.block_sum = 0.0;
             self.block_len = 0;
+            if self.p.season > 0 {
+                self.block_hist
+                    .push_back(self.blocks.back().copied().unwrap_or(0.0));
+                if self.block_hist.len() > self.season_blocks() + TREND_BLOCKS {
+                    self.block_hist.pop_front();
+                }
+            }
         }
         if self.last == Some(x) {
             self.flat_run += 1;
@@ -768,6 +915,100 @@ mod tests {
             matches!(v.kind, Some(AnomalyKind::LevelShift | AnomalyKind::Drop)),
             "{v:?}"
         );
+    }
+
+    fn seasonal_detector(season: usize) -> Detector {
+        Detector::new(
+            DetectorParams {
+                season,
+                ..DetectorParams::default()
+            }
+            .check()
+            .unwrap(),
+        )
+    }
+
+    /// A daily sawtooth: the value climbs from 10 to 90 through each day, then falls back. Within
+    /// a day it is as steady a climb as a leak, but it is the pattern.
+    #[test]
+    fn a_daily_ramp_should_never_be_called_a_leak() {
+        for seed in [41, 43, 47] {
+            let season = 288; // one day of 5-minute samples
+            let mut d = seasonal_detector(season);
+            let mut n = Noise(seed);
+            let mut leaks = 0;
+            for i in 0..season * 21 {
+                let phase = (i % season) as f64 / season as f64;
+                let v = d.observe(10.0 + 80.0 * phase + 4.0 * n.next());
+                if v.kind == Some(AnomalyKind::Leak) {
+                    leaks += 1;
+                }
+            }
+            assert_eq!(leaks, 0, "seed {seed}: a daily ramp was called a leak");
+        }
+    }
+
+    /// The same kind of background with a real leak on top: the level climbs day after day.
+    #[test]
+    fn a_leak_on_a_daily_pattern_should_be_called_a_leak() {
+        let season = 288;
+        let mut d = seasonal_detector(season);
+        let mut n = Noise(53);
+        let day = |i: usize, n: &mut Noise| {
+            let phase = (i % season) as f64 / season as f64;
+            50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 4.0 * n.next()
+        };
+        for i in 0..season * 14 {
+            d.observe(day(i, &mut n));
+        }
+        // 20 % of the daily swing per day.
+        let start = season * 14;
+        let vs: Vec<Verdict> = (start..start + season * 3)
+            .map(|i| d.observe(day(i, &mut n) + 8.0 * (i - start) as f64 / season as f64))
+            .collect();
+        let leak = vs
+            .iter()
+            .find(|v| v.score >= ALERT_THRESHOLD && v.kind == Some(AnomalyKind::Leak))
+            .expect("no leak verdict on a climbing daily pattern");
+        assert!(leak.evidence.trend > 0.9, "{leak:?}");
+        assert!(leak.evidence.value > leak.evidence.upper, "{leak:?}");
+        let text = leak.explain();
+        assert!(text.starts_with("leak: value "), "{text}");
+        assert!(text.contains(&num(leak.evidence.value)), "{text}");
+        assert!(text.contains(&num(leak.evidence.upper)), "{text}");
+        assert!(text.contains("trend"), "{text}");
+    }
+
+    #[test]
+    fn explanations_should_name_the_numbers() {
+        let mut d = detector();
+        let mut n = Noise(59);
+        warmed(&mut d, &mut n, 2000);
+        let v = d.observe(200.0);
+        let text = v.explain();
+        assert!(
+            text.starts_with("burst: value 200.0 above the band ["),
+            "{text}"
+        );
+        assert!(text.contains(&num(v.evidence.lower)), "{text}");
+        assert!(
+            text.contains(&num(v.evidence.excess).chars().take(3).collect::<String>()),
+            "{text}"
+        );
+        assert!(text.contains(&format!("score {:.3}", v.score)), "{text}");
+        let mut d = detector();
+        warmed(&mut d, &mut n, 2000);
+        let flat: Vec<Verdict> = (0..200).map(|_| d.observe(50.0)).collect();
+        let v = first_alert(&flat).unwrap();
+        let text = v.explain();
+        assert!(
+            text.contains(&format!("repeated {} times", v.evidence.flat_run + 1)),
+            "{text}"
+        );
+        assert_eq!(num(59.999_999_9), "60.00");
+        assert_eq!(num(0.000_123_45), "0.0001234");
+        assert_eq!(num(123_456.7), "123457");
+        assert!(detector().observe(1.0).explain().starts_with("no anomaly"));
     }
 
     #[test]

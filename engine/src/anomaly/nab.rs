@@ -317,11 +317,52 @@ pub fn score_all_profiles(corpus: &[ScoredSeries]) -> Result<Vec<ProfileScore>> 
         .collect()
 }
 
+/// Scores a corpus under one profile at a *given* threshold instead of the optimised one, still
+/// normalised against the null and perfect detectors.
+///
+/// This is how a threshold chosen on one corpus is judged on another (held-out) corpus: NAB's
+/// own procedure optimises the threshold on the data it scores, which flatters the detector.
+///
+/// # Errors
+/// As [`score_corpus`].
+pub fn score_corpus_at(
+    corpus: &[ScoredSeries],
+    profile: &CostProfile,
+    threshold: f64,
+) -> Result<ProfileScore> {
+    let lay = layout(corpus)?;
+    score_layout_at(&lay, profile, Some(threshold))
+}
+
 fn score_layout(lay: &Layout, profile: &CostProfile) -> Result<ProfileScore> {
+    score_layout_at(lay, profile, None)
+}
+
+/// Raw score of the detections at or above `threshold`.
+fn raw_at(lay: &Layout, profile: &CostProfile, threshold: f64) -> f64 {
+    let mut best = vec![-profile.fn_weight; lay.windows];
+    let mut fp = 0.0;
+    for p in lay.points.iter().filter(|p| p.score >= threshold) {
+        match p.window {
+            Some(w) => best[w] = best[w].max(p.unweighted * profile.tp_weight),
+            None => fp += p.unweighted * profile.fp_weight,
+        }
+    }
+    best.iter().sum::<f64>() + fp
+}
+
+fn score_layout_at(
+    lay: &Layout,
+    profile: &CostProfile,
+    fixed: Option<f64>,
+) -> Result<ProfileScore> {
     if lay.windows == 0 {
         return Err(Error::NoWindows);
     }
-    let (threshold, raw) = best_of(&sweep(lay, profile));
+    let (threshold, raw) = match fixed {
+        Some(t) => (t, raw_at(lay, profile, t)),
+        None => best_of(&sweep(lay, profile)),
+    };
     let null_layout = Layout {
         points: lay
             .points
@@ -482,6 +523,76 @@ mod tests {
         // Under reward-low-FN the null detector loses 2 per window.
         let r = score_corpus(&corpus, &CostProfile::REWARD_LOW_FN).unwrap();
         assert_relative_eq!(r.null, -4.0);
+    }
+
+    /// A case small enough to score by hand (numbers worked out with NAB's formulas on paper):
+    /// 20 samples (probation ⌊0.15 × 20⌋ = 3), windows over samples 5..=8 (width 4) and
+    /// 14..=15 (width 2).
+    /// - sample 1 scores 0.9 but lies in the probationary period: ignored;
+    /// - sample 7 scores 0.8, in window 1 at p = −(8 − 7 + 1)/4 = −0.5:
+    ///   σ(−0.5)/σ(−1) = 0.848283/0.986614 = 0.859793;
+    /// - sample 10 scores 0.6, 2 samples past window 1: p = 2/(4 − 1), σ(2/3) = −0.931110,
+    ///   so it costs 0.11 × 0.931110 = 0.102422 under the standard profile;
+    /// - sample 15 scores 0.7, in window 2 at p = −(15 − 15 + 1)/2 = −0.5: 0.859793 again.
+    ///
+    /// Thresholds: above 0.8 both windows are missed (−2); at 0.8 → 0.859793 − 1 = −0.140207;
+    /// at 0.7 → 1.719585; at 0.6 → 1.617163; at 0 every zero is a false positive. The optimum
+    /// is 0.7 with raw 1.719585.
+    ///
+    /// The null detector (the same score everywhere) either detects nothing (−2) or everything:
+    /// both windows at their left edge (p = −1, weight 1 each) and 11 false positives: samples
+    /// 3 and 4 before the first window (−1 each), samples 9..=13 at 1..5 samples past window 1
+    /// (σ(d/3): −0.682262, −0.931110, −0.986614, −0.997458, −0.999519) and 16..=19 past window
+    /// 2 (σ(d/1): −0.986614, −0.999909, −0.999999, −1), summing to −10.583486. So the null
+    /// detector scores 2 − 0.11 × 10.583486 = 0.835817, better than −2, and the normalised
+    /// score is 100 × (1.719585 − 0.835817) / (2 − 0.835817) = 75.913.
+    #[test]
+    fn a_hand_computed_case_should_score_as_worked_out() {
+        let mut scores = vec![0.0; 20];
+        scores[1] = 0.9;
+        scores[7] = 0.8;
+        scores[10] = 0.6;
+        scores[15] = 0.7;
+        let s = ScoredSeries {
+            name: "hand".into(),
+            timestamps: (0..20).collect(),
+            scores,
+            windows: vec![(5, 8), (14, 15)],
+        };
+        let r = score_corpus(std::slice::from_ref(&s), &CostProfile::STANDARD).unwrap();
+        assert_eq!(r.threshold, 0.7);
+        assert_relative_eq!(r.raw, 1.719585, epsilon = 1e-6);
+        assert_relative_eq!(r.null, 0.835817, epsilon = 1e-6);
+        assert_relative_eq!(r.perfect, 2.0);
+        assert_relative_eq!(r.normalized, 75.9132, epsilon = 1e-4);
+        assert_eq!((r.detected_windows, r.false_positives), (2, 0));
+        // At the fixed threshold 0.6 the false positive after window 1 counts.
+        let r = score_corpus_at(std::slice::from_ref(&s), &CostProfile::STANDARD, 0.6).unwrap();
+        assert_relative_eq!(r.raw, 1.617163, epsilon = 1e-6);
+        assert_relative_eq!(r.normalized, 67.1154, epsilon = 1e-4);
+        assert_eq!((r.detected_windows, r.false_positives), (2, 1));
+        // At 0.8 only window 1 is found.
+        let r = score_corpus_at(std::slice::from_ref(&s), &CostProfile::STANDARD, 0.8).unwrap();
+        assert_relative_eq!(r.raw, -0.140207, epsilon = 1e-6);
+        // Reward-low-FP doubles the cost of the false positive: 1.719585 − 0.204844.
+        let r =
+            score_corpus_at(std::slice::from_ref(&s), &CostProfile::REWARD_LOW_FP, 0.6).unwrap();
+        assert_relative_eq!(r.raw, 1.514741, epsilon = 1e-6);
+    }
+
+    #[test]
+    fn the_fixed_threshold_score_should_equal_the_sweep_at_the_optimum() {
+        let mut a = vec![0.0; 100];
+        a[40] = 0.8;
+        a[95] = 0.9;
+        a[60] = 0.75;
+        let corpus = [series(a)];
+        for p in CostProfile::all() {
+            let best = score_corpus(&corpus, &p).unwrap();
+            let at = score_corpus_at(&corpus, &p, best.threshold).unwrap();
+            assert_relative_eq!(best.raw, at.raw, epsilon = 1e-12);
+            assert_relative_eq!(best.normalized, at.normalized, epsilon = 1e-9);
+        }
     }
 
     #[test]

@@ -10,9 +10,12 @@
 //! [`RemediationContext::held_cap`]) for as long as the usage keeps climbing — even on steps where
 //! the detector, having announced the incident once, scores low. So a steady climb cannot drive
 //! the scaling loop into a runaway. An isolation holds until the controller drops `held_cap`
-//! (an operator's release).
+//! (an operator's release). While held, the cap follows the allocation down and never back up
+//! (a property test checks that a leak under `isolate` never grows the allocation).
+//!
+//! [`AuditRecord`] is the audit-log entry of a decision, for the controller to store.
 
-use super::{AnomalyKind, Verdict};
+use super::{AnomalyKind, Evidence, Verdict};
 
 /// Remediation chosen for a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -63,7 +66,7 @@ pub struct RemediationContext {
 pub const LEAK_HOLD_TREND: f64 = 0.5;
 
 /// An action on a workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RemediationAction {
     /// Nothing to do.
@@ -114,6 +117,88 @@ impl Decision {
     }
 }
 
+/// One entry of the remediation audit log: what was decided, why, on which numbers, and whether
+/// it was executed. The controller stores it as it is (it is `serde` both ways, for example as
+/// one JSON object per line or per row).
+///
+/// # Example
+/// ```no_run
+/// use predictive_engine::anomaly::*;
+/// let mut det = Detector::new(DetectorParams::default().check().unwrap());
+/// let verdict = det.observe(42.0);
+/// let ctx = RemediationContext { threshold: ALERT_THRESHOLD, current_allocation: 4.0, dry_run: true, held_cap: None };
+/// let decision = decide(RemediationPolicy::Isolate, &verdict, &ctx);
+/// let record = AuditRecord::new("web", 1_700_000_000, RemediationPolicy::Isolate, &ctx, &verdict, &decision);
+/// let line = serde_json::to_string(&record).unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    /// When the decision was taken (unix seconds, from the caller's clock).
+    pub at: i64,
+    /// The workload.
+    pub workload: String,
+    /// The policy in force.
+    pub policy: RemediationPolicy,
+    /// The action decided.
+    pub action: RemediationAction,
+    /// True when the action was only recorded (dry run).
+    pub dry_run: bool,
+    /// True when the action is carried out: not a dry run and not [`RemediationAction::None`].
+    pub executed: bool,
+    /// The anomaly kind, if the verdict was flagged.
+    pub kind: Option<AnomalyKind>,
+    /// The verdict's score.
+    pub score: f64,
+    /// The threshold it was compared with.
+    pub threshold: f64,
+    /// The allocation in place when deciding.
+    pub allocation: f64,
+    /// The allocation cap that holds after the decision, if any.
+    pub allocation_cap: Option<f64>,
+    /// The decision's one-line reason.
+    pub reason: String,
+    /// The verdict's explanation, naming the numbers ([`Verdict::explain`]).
+    pub explanation: String,
+    /// The numbers themselves.
+    pub evidence: Evidence,
+}
+
+impl AuditRecord {
+    /// The audit record of `decision`, taken at `at` for `workload` under `policy` and `ctx`
+    /// about `verdict`.
+    pub fn new(
+        workload: &str,
+        at: i64,
+        policy: RemediationPolicy,
+        ctx: &RemediationContext,
+        verdict: &Verdict,
+        decision: &Decision,
+    ) -> Self {
+        Self {
+            at,
+            workload: workload.to_owned(),
+            policy,
+            action: decision.action,
+            dry_run: decision.dry_run,
+            executed: decision.effective_action() != RemediationAction::None,
+            kind: decision.kind,
+            score: decision.score,
+            threshold: ctx.threshold,
+            allocation: ctx.current_allocation,
+            allocation_cap: decision.allocation_cap,
+            reason: decision.reason.clone(),
+            explanation: verdict.explain(),
+            evidence: verdict.evidence,
+        }
+    }
+
+    /// True when the record is worth keeping in an audit log: an action was decided or an
+    /// allocation is held.
+    pub fn is_notable(&self) -> bool {
+        self.action != RemediationAction::None || self.allocation_cap.is_some()
+    }
+}
+
 /// Decides the remediation of one verdict under a policy.
 ///
 /// # Guarantees
@@ -147,7 +232,13 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
         return Decision {
             action: RemediationAction::None,
             dry_run: ctx.dry_run,
-            allocation_cap: if keep { held } else { None },
+            // The cap follows the allocation down and never back up: a held workload that
+            // shrank (a restart, an operator) is not grown again to the older cap.
+            allocation_cap: if keep {
+                held.map(|h| h.min(ctx.current_allocation))
+            } else {
+                None
+            },
             kind: None,
             score,
             reason,
@@ -188,7 +279,7 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anomaly::Evidence;
+    use proptest::prelude::*;
 
     fn verdict(score: f64, kind: Option<AnomalyKind>) -> Verdict {
         Verdict {
@@ -315,6 +406,123 @@ mod tests {
         let leak = verdict(0.99, Some(AnomalyKind::Leak));
         let d = decide(RemediationPolicy::AlertOnly, &leak, &c);
         assert_eq!(d.allocation_cap, Some(4.0));
+    }
+
+    #[test]
+    fn audit_records_should_round_trip_and_say_what_was_executed() {
+        let mut v = verdict(0.95, Some(AnomalyKind::Burst));
+        v.evidence.value = 95.0;
+        v.evidence.upper = 60.0;
+        for (dry, executed) in [(false, true), (true, false)] {
+            let c = ctx(dry);
+            let d = decide(RemediationPolicy::Stop, &v, &c);
+            let r = AuditRecord::new("web", 1_700_000_000, RemediationPolicy::Stop, &c, &v, &d);
+            assert_eq!(r.action, RemediationAction::Stop);
+            assert_eq!(r.executed, executed);
+            assert_eq!(r.dry_run, dry);
+            assert!(r.is_notable());
+            assert!(r.explanation.contains("95.00"), "{}", r.explanation);
+            let json = serde_json::to_string(&r).unwrap();
+            assert!(json.contains(r#""action":"stop""#), "{json}");
+            let back: AuditRecord = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, r);
+        }
+        let quiet = verdict(0.1, None);
+        let c = ctx(false);
+        let d = decide(RemediationPolicy::Stop, &quiet, &c);
+        let r = AuditRecord::new("web", 0, RemediationPolicy::Stop, &c, &quiet, &d);
+        assert!(!r.is_notable() && !r.executed);
+    }
+
+    fn kind_strategy() -> impl Strategy<Value = Option<AnomalyKind>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(AnomalyKind::Leak)),
+            Just(Some(AnomalyKind::Burst)),
+            Just(Some(AnomalyKind::MalwareLike)),
+            Just(Some(AnomalyKind::Drop)),
+            Just(Some(AnomalyKind::Flatline)),
+            Just(Some(AnomalyKind::LevelShift)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Under `isolate`, once a leak is flagged the allocation never grows again, whatever
+        /// the later verdicts (quiet, other kinds, more leaks, trend gone) and whatever the
+        /// scaler proposes.
+        #[test]
+        fn a_leak_under_isolate_should_never_grow_the_allocation(
+            start in 0.5f64..100.0,
+            steps in prop::collection::vec(
+                (0.0f64..1.0, kind_strategy(), -1.0f64..1.0, 0.0f64..500.0),
+                1..120,
+            ),
+        ) {
+            let mut allocation = start;
+            let mut held: Option<f64> = None;
+            let mut cap_at_leak: Option<f64> = None;
+            for (score, kind, trend, proposed) in steps {
+                let mut v = verdict(score, kind);
+                v.evidence.trend = trend;
+                let c = RemediationContext {
+                    threshold: 0.5,
+                    current_allocation: allocation,
+                    dry_run: false,
+                    held_cap: held,
+                };
+                let d = decide(RemediationPolicy::Isolate, &v, &c);
+                if d.kind == Some(AnomalyKind::Leak) && cap_at_leak.is_none() {
+                    cap_at_leak = Some(allocation);
+                }
+                held = d.allocation_cap;
+                let next = d.clamp_allocation(proposed);
+                if let Some(cap) = cap_at_leak {
+                    prop_assert!(held.is_some(), "the hold was released");
+                    prop_assert!(next <= allocation + 1e-12, "grew from {allocation} to {next}");
+                    prop_assert!(next <= cap + 1e-12, "{next} above the cap {cap}");
+                }
+                allocation = next;
+            }
+        }
+
+        /// Whatever the policy, a flagged leak is never fed past the allocation at the flag
+        /// while the usage keeps climbing (trend above the hold level), and a dry run never
+        /// clamps anything.
+        #[test]
+        fn a_climbing_leak_should_never_be_fed_under_any_policy(
+            policy in prop_oneof![
+                Just(RemediationPolicy::AlertOnly),
+                Just(RemediationPolicy::Isolate),
+                Just(RemediationPolicy::Stop),
+                Just(RemediationPolicy::Terminate),
+            ],
+            dry_run in any::<bool>(),
+            start in 0.5f64..100.0,
+            proposals in prop::collection::vec(0.0f64..500.0, 1..60),
+        ) {
+            let mut leak = verdict(0.99, Some(AnomalyKind::Leak));
+            leak.evidence.trend = 1.0;
+            let c = RemediationContext { threshold: 0.5, current_allocation: start, dry_run, held_cap: None };
+            let first = decide(policy, &leak, &c);
+            prop_assert_eq!(first.allocation_cap, Some(start));
+            let mut held = first.allocation_cap;
+            let mut allocation = start;
+            for proposed in proposals {
+                let mut quiet = verdict(0.1, None);
+                quiet.evidence.trend = 0.8;
+                let c = RemediationContext { threshold: 0.5, current_allocation: allocation, dry_run, held_cap: held };
+                let d = decide(policy, &quiet, &c);
+                held = d.allocation_cap;
+                allocation = d.clamp_allocation(proposed);
+                if dry_run {
+                    prop_assert_eq!(allocation, proposed);
+                } else {
+                    prop_assert!(allocation <= start + 1e-12);
+                }
+            }
+        }
     }
 
     /// The runaway guard end to end: a memory leak fed to the detector, a naive scaler that

@@ -1,9 +1,17 @@
 //! Several metrics of one workload watched together: CPU, memory and network.
 //!
 //! Each metric has its own [`Detector`]. The workload verdict is the most anomalous metric's,
-//! except that CPU and network surging together (both bursts or level shifts upwards at the same
-//! step) is reported as [`AnomalyKind::MalwareLike`], and a memory climb as [`AnomalyKind::Leak`].
+//! except that CPU and network surging together (both bursts or level shifts upwards within
+//! [`JOINT_LAG`] steps of each other) is reported as [`AnomalyKind::MalwareLike`], and a memory
+//! climb as [`AnomalyKind::Leak`].
+//!
+//! "Off-pattern" comes from each metric's own detector: a surge only counts when the metric's
+//! raw score (before event suppression) reaches the joint threshold, that is when the value is
+//! unusual against the metric's own history and, with a season, against the same hour of past
+//! days. CPU and network that rise together every day at the same time are the pattern, not
+//! malware.
 
+use super::detector::num;
 use super::{AnomalyKind, Detector, ValidDetectorParams, Verdict};
 
 /// One step of a workload's metrics; absent metrics are `None`.
@@ -54,6 +62,10 @@ impl WorkloadVerdict {
     }
 }
 
+/// Steps by which a CPU surge and a network surge may be apart and still count as together
+/// (metrics are often scraped a step apart).
+pub const JOINT_LAG: usize = 2;
+
 /// Detectors for the metrics of one workload.
 #[derive(Debug, Clone)]
 pub struct WorkloadDetector {
@@ -62,6 +74,31 @@ pub struct WorkloadDetector {
     network: Detector,
     /// Score from which two metrics moving together count as moving together.
     joint_threshold: f64,
+    /// Steps since the last CPU surge and the last network surge (`usize::MAX`: never).
+    since_cpu_surge: usize,
+    since_net_surge: usize,
+}
+
+impl WorkloadVerdict {
+    /// One sentence naming the kind and the numbers behind it, for alerts and audit logs. A
+    /// malware-like verdict names both the CPU and the network numbers.
+    pub fn explain(&self) -> String {
+        match (self.kind, self.cpu, self.network) {
+            (Some(AnomalyKind::MalwareLike), Some(c), Some(n)) => format!(
+                "malware_like: cpu {} and network {} up together, above their bands [{}, {}] and [{}, {}] (expected {} and {}); score {:.3}",
+                num(c.evidence.value),
+                num(n.evidence.value),
+                num(c.evidence.lower),
+                num(c.evidence.upper),
+                num(n.evidence.lower),
+                num(n.evidence.upper),
+                num(c.evidence.expected),
+                num(n.evidence.expected),
+                self.score
+            ),
+            _ => self.as_verdict().explain(),
+        }
+    }
 }
 
 impl WorkloadDetector {
@@ -73,6 +110,8 @@ impl WorkloadDetector {
             memory: Detector::new(params.clone()),
             network: Detector::new(params),
             joint_threshold: joint_threshold.clamp(0.0, 1.0),
+            since_cpu_surge: usize::MAX,
+            since_net_surge: usize::MAX,
         }
     }
 
@@ -81,16 +120,23 @@ impl WorkloadDetector {
         let cpu = s.cpu.map(|x| self.cpu.observe(x));
         let memory = s.memory.map(|x| self.memory.observe(x));
         let network = s.network.map(|x| self.network.observe(x));
+        let joint_threshold = self.joint_threshold;
         let surging = |v: &Option<Verdict>| {
             v.is_some_and(|v| {
-                v.evidence.raw_score >= self.joint_threshold
+                v.evidence.raw_score >= joint_threshold
                     && v.evidence.value > v.evidence.expected
                     && matches!(v.kind, Some(AnomalyKind::Burst | AnomalyKind::LevelShift))
             })
         };
         let all = [cpu, memory, network];
         let score = all.iter().flatten().map(|v| v.score).fold(0.0, f64::max);
-        let kind = if surging(&cpu) && surging(&network) {
+        let step = |since: usize, now: bool| if now { 0 } else { since.saturating_add(1) };
+        self.since_cpu_surge = step(self.since_cpu_surge, surging(&cpu));
+        self.since_net_surge = step(self.since_net_surge, surging(&network));
+        let joint = (self.since_cpu_surge == 0 || self.since_net_surge == 0)
+            && self.since_cpu_surge <= JOINT_LAG
+            && self.since_net_surge <= JOINT_LAG;
+        let kind = if joint {
             Some(AnomalyKind::MalwareLike)
         } else if memory.is_some_and(|v| v.kind == Some(AnomalyKind::Leak)) {
             Some(AnomalyKind::Leak)
@@ -113,7 +159,7 @@ impl WorkloadDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anomaly::{DetectorParams, ALERT_THRESHOLD};
+    use crate::anomaly::{DetectorParams, ALERT_THRESHOLD, JOINT_LAG};
 
     fn noise(seed: &mut u64) -> f64 {
         *seed ^= *seed << 13;
@@ -147,6 +193,88 @@ mod tests {
         assert_eq!(v.kind, Some(AnomalyKind::MalwareLike));
         assert!(v.score >= ALERT_THRESHOLD);
         assert_eq!(v.as_verdict().kind, Some(AnomalyKind::MalwareLike));
+    }
+
+    #[test]
+    fn a_surge_a_step_apart_should_still_look_like_malware() {
+        let mut seed = 4;
+        let mut d = warmed(&mut seed);
+        let v = d.observe(WorkloadSample {
+            cpu: Some(95.0),
+            memory: Some(4.5),
+            network: Some(110.0),
+        });
+        assert_eq!(v.kind, Some(AnomalyKind::Burst));
+        // The network surges one step after the CPU did.
+        let v = d.observe(WorkloadSample {
+            cpu: Some(35.0),
+            memory: Some(4.5),
+            network: Some(900.0),
+        });
+        assert_eq!(v.kind, Some(AnomalyKind::MalwareLike));
+        let text = v.explain();
+        assert!(
+            text.starts_with("malware_like: cpu 35.00 and network 900.0 up together"),
+            "{text}"
+        );
+        // Apart by more than the lag: not together.
+        let mut d = warmed(&mut seed);
+        d.observe(WorkloadSample {
+            cpu: Some(95.0),
+            ..Default::default()
+        });
+        for _ in 0..JOINT_LAG + 2 {
+            d.observe(WorkloadSample {
+                cpu: Some(35.0),
+                network: Some(110.0),
+                ..Default::default()
+            });
+        }
+        let v = d.observe(WorkloadSample {
+            cpu: Some(35.0),
+            network: Some(950.0),
+            ..Default::default()
+        });
+        assert_ne!(v.kind, Some(AnomalyKind::MalwareLike));
+    }
+
+    /// CPU and network that peak together every day (a batch job with uploads) are the pattern:
+    /// once a few days are learnt, the daily joint peak is never called malware-like.
+    #[test]
+    fn a_daily_joint_peak_should_not_look_like_malware() {
+        let season = 48;
+        let params = DetectorParams {
+            season,
+            ..DetectorParams::default()
+        };
+        let mut d = WorkloadDetector::new(params.check().unwrap(), ALERT_THRESHOLD);
+        let mut seed = 77;
+        let mut malware = Vec::new();
+        for i in 0..season * 40 {
+            let busy = (i % season) >= 30 && (i % season) < 36;
+            let cpu = if busy { 80.0 } else { 20.0 } + 10.0 * noise(&mut seed);
+            let net = if busy { 600.0 } else { 100.0 } + 50.0 * noise(&mut seed);
+            let v = d.observe(WorkloadSample {
+                cpu: Some(cpu),
+                memory: Some(4.0 + noise(&mut seed)),
+                network: Some(net),
+            });
+            if i >= season * 3 && v.kind == Some(AnomalyKind::MalwareLike) {
+                malware.push(i);
+            }
+        }
+        assert!(
+            malware.is_empty(),
+            "daily peaks called malware-like at {malware:?}"
+        );
+        // The same surge off-pattern (at night, far above the daily peak) is malware-like.
+        let v = d.observe(WorkloadSample {
+            cpu: Some(140.0),
+            memory: Some(4.5),
+            network: Some(2000.0),
+        });
+        assert_eq!(v.kind, Some(AnomalyKind::MalwareLike));
+        assert!(v.score >= ALERT_THRESHOLD);
     }
 
     #[test]
