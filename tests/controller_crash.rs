@@ -2,8 +2,9 @@
 //! a SQLite store and kills itself with `kill -9` at a chosen point (before or after the n-th
 //! mutating cloud call); it is restarted until the run completes. The outcome must match an
 //! uninterrupted run: the same desired capacities, the same number of instances ever launched
-//! (nothing launched twice), no owned instance outside the managed group (nothing orphaned), and
-//! the budget never exceeded.
+//! (nothing launched twice), no owned instance outside the managed group and the stored shadow
+//! pool (nothing orphaned), and the budget never exceeded. The workload keeps a shadow pool, so
+//! kills also land between its launches, stops, starts and releases.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,10 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use predictive_clouds::{
-    CloudProvider, DynProvider, Group, GroupId, Instance, InstanceId, InstanceType, InstanceTypeInfo, LaunchRequest, Owner, Price, StopMode,
+    CloudProvider, DynProvider, Group, GroupId, Instance, InstanceId, InstanceType,
+    InstanceTypeInfo, LaunchRequest, Owner, Price, StopMode,
 };
 use predictive_controller::clock::{Clock, VirtualClock};
-use predictive_controller::config::{ConfigParams, MetricsParams, Mode, WorkloadParams};
+use predictive_controller::config::{
+    ConfigParams, MetricsParams, Mode, ShadowSettings, WorkloadParams,
+};
 use predictive_controller::run::Controller;
 use predictive_controller::store::{sqlite::SqliteStore, Store};
 
@@ -40,11 +44,16 @@ struct KillSwitch {
 impl KillSwitch {
     fn maybe_die(&self, phase_after: bool, n: u64) {
         if n == self.at && phase_after == self.after {
-            let _ = Command::new("kill").args(["-9", &std::process::id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-9", &std::process::id().to_string()])
+                .status();
             std::thread::sleep(std::time::Duration::from_secs(5)); // never reached
         }
     }
-    async fn mutate<T>(&self, f: impl std::future::Future<Output = predictive_clouds::Result<T>>) -> predictive_clouds::Result<T> {
+    async fn mutate<T>(
+        &self,
+        f: impl std::future::Future<Output = predictive_clouds::Result<T>>,
+    ) -> predictive_clouds::Result<T> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         self.maybe_die(false, n);
         let r = f.await;
@@ -64,7 +73,11 @@ impl CloudProvider for KillSwitch {
     async fn scale_group(&self, g: &GroupId, d: u32) -> predictive_clouds::Result<Group> {
         self.mutate(self.inner.scale_group(g, d)).await
     }
-    async fn resize_group(&self, g: &GroupId, t: &InstanceType) -> predictive_clouds::Result<Group> {
+    async fn resize_group(
+        &self,
+        g: &GroupId,
+        t: &InstanceType,
+    ) -> predictive_clouds::Result<Group> {
         self.mutate(self.inner.resize_group(g, t)).await
     }
     async fn launch(&self, r: &LaunchRequest) -> predictive_clouds::Result<Vec<Instance>> {
@@ -73,13 +86,21 @@ impl CloudProvider for KillSwitch {
     async fn describe_instance(&self, id: &InstanceId) -> predictive_clouds::Result<Instance> {
         self.inner.describe_instance(id).await
     }
-    async fn stop_instance(&self, id: &InstanceId, m: StopMode) -> predictive_clouds::Result<Instance> {
+    async fn stop_instance(
+        &self,
+        id: &InstanceId,
+        m: StopMode,
+    ) -> predictive_clouds::Result<Instance> {
         self.mutate(self.inner.stop_instance(id, m)).await
     }
     async fn start_instance(&self, id: &InstanceId) -> predictive_clouds::Result<Instance> {
         self.mutate(self.inner.start_instance(id)).await
     }
-    async fn resize_instance(&self, id: &InstanceId, t: &InstanceType) -> predictive_clouds::Result<Instance> {
+    async fn resize_instance(
+        &self,
+        id: &InstanceId,
+        t: &InstanceType,
+    ) -> predictive_clouds::Result<Instance> {
         self.mutate(self.inner.resize_instance(id, t)).await
     }
     async fn terminate_instance(&self, id: &InstanceId) -> predictive_clouds::Result<Instance> {
@@ -121,7 +142,10 @@ fn config(dir: &Path) -> predictive_controller::config::ValidConfig {
             lead: "10m".into(),
             accuracy_objective: 0.8,
             metrics: MetricsParams::Replay { path: trace() },
-            shadow: Default::default(),
+            shadow: ShadowSettings {
+                max_units: 3,
+                ..ShadowSettings::default()
+            },
             remediation: Default::default(),
         }],
     }
@@ -133,10 +157,17 @@ fn config(dir: &Path) -> predictive_controller::config::ValidConfig {
 async fn child(dir: &Path, kill: Option<(u64, bool)>) {
     let cfg = config(dir);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
-    let start = store.decisions(Some("web"), 1).await.unwrap().first().map(|d| d.ts).unwrap_or(T0);
+    let start = store
+        .decisions(Some("web"), 1)
+        .await
+        .unwrap()
+        .first()
+        .map(|d| d.ts)
+        .unwrap_or(T0);
     let clock = VirtualClock::new(start);
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
-    let sim = predictive_controller::embedded::sim(clock_arc.clone(), Some(dir.join("sim.json"))).unwrap();
+    let sim = predictive_controller::embedded::sim(clock_arc.clone(), Some(dir.join("sim.json")))
+        .unwrap();
     predictive_controller::embedded::ensure_groups(&sim, &cfg.owner, &cfg.workloads).unwrap();
     let (at, after) = kill.unwrap_or((u64::MAX, false));
     let cloud: DynProvider = Arc::new(KillSwitch {
@@ -147,7 +178,13 @@ async fn child(dir: &Path, kill: Option<(u64, bool)>) {
     });
     let mut clouds = BTreeMap::new();
     clouds.insert("sim".to_string(), cloud);
-    let ctl = Arc::new(Controller::new(&cfg, store.clone(), clouds, clock_arc, "crash-test"));
+    let ctl = Arc::new(Controller::new(
+        &cfg,
+        store.clone(),
+        clouds,
+        clock_arc,
+        "crash-test",
+    ));
     ctl.upsert(cfg.workloads[0].clone()).await.unwrap();
     let problems = ctl.recover().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
@@ -178,10 +215,19 @@ fn crash_child_entry() {
 /// Runs the child once; `true` when it completed, `false` when it was killed.
 fn spawn_child(dir: &Path, kill: Option<(u64, bool)>) -> bool {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "crash_child_entry", "--test-threads", "1", "--nocapture"])
-        .env("PREDICTIVE_CRASH_CHILD_DIR", dir);
+    c.args([
+        "--exact",
+        "crash_child_entry",
+        "--test-threads",
+        "1",
+        "--nocapture",
+    ])
+    .env("PREDICTIVE_CRASH_CHILD_DIR", dir);
     if let Some((n, after)) = kill {
-        c.env("PREDICTIVE_CRASH_KILL", format!("{n}:{}", if after { "after" } else { "before" }));
+        c.env(
+            "PREDICTIVE_CRASH_KILL",
+            format!("{n}:{}", if after { "after" } else { "before" }),
+        );
     }
     let out = c.output().unwrap();
     if out.status.success() {
@@ -203,10 +249,14 @@ struct Outcome {
     launches: u64,
     group_desired: u32,
     orphans: usize,
+    shadow: predictive_controller::shadow::Pool,
 }
 
 fn outcome(dir: &Path) -> Outcome {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let store = SqliteStore::open(&dir.join("state.db")).unwrap();
         let mut d: Vec<(i64, u32)> = store
@@ -219,14 +269,34 @@ fn outcome(dir: &Path) -> Outcome {
         d.sort();
         let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new(T0 + TICKS * 300 + 600));
         let sim = predictive_controller::embedded::sim(clock, Some(dir.join("sim.json"))).unwrap();
-        let g = sim.cloud.describe_group(&GroupId::new("web-asg")).await.unwrap();
-        let owned = sim.cloud.list_instances(&Owner::new("crash-test").unwrap()).await.unwrap();
-        let orphans = owned.iter().filter(|i| i.state.is_live() && i.group.is_none()).count();
+        let g = sim
+            .cloud
+            .describe_group(&GroupId::new("web-asg"))
+            .await
+            .unwrap();
+        let owned = sim
+            .cloud
+            .list_instances(&Owner::new("crash-test").unwrap())
+            .await
+            .unwrap();
+        let shadow = predictive_controller::shadow::Pool::decode(
+            store
+                .loop_state("web", predictive_controller::shadow::STATE_KIND)
+                .await
+                .unwrap()
+                .as_deref(),
+        )
+        .unwrap();
+        let orphans = owned
+            .iter()
+            .filter(|i| i.state.is_live() && i.group.is_none() && !shadow.contains(i.id.as_str()))
+            .count();
         Outcome {
             desired: d,
             launches: sim.cloud.launches(),
             group_desired: g.desired,
             orphans,
+            shadow,
         }
     })
 }
@@ -238,12 +308,32 @@ fn controller_survives_kill_9_at_many_points() {
     let want = outcome(reference.path());
     assert_eq!(want.desired.len(), TICKS as usize);
     let changes = want.desired.windows(2).filter(|w| w[0].1 != w[1].1).count();
-    assert!(changes >= 4, "the reference run should scale several times, got {changes}");
-    assert!(want.desired.iter().all(|d| d.1 as f64 * PRICE <= BUDGET + 1e-9));
     assert!(
-        want.desired.iter().any(|d| d.1 as f64 * PRICE > BUDGET - PRICE - 1e-9),
+        changes >= 4,
+        "the reference run should scale several times, got {changes}"
+    );
+    assert!(want
+        .desired
+        .iter()
+        .all(|d| d.1 as f64 * PRICE <= BUDGET + 1e-9));
+    assert!(
+        want.desired
+            .iter()
+            .any(|d| d.1 as f64 * PRICE > BUDGET - PRICE - 1e-9),
         "the budget should bind at the peaks"
     );
+
+    assert!(
+        want.shadow.launched > 0,
+        "the reference run should use its shadow pool: {:?}",
+        want.shadow
+    );
+    assert!(
+        want.shadow.promoted > 0,
+        "ready units should be promoted: {:?}",
+        want.shadow
+    );
+    assert_eq!(want.orphans, 0);
 
     // Deterministic kill schedule: several runs, each killed at several points.
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -268,10 +358,24 @@ fn controller_survives_kill_9_at_many_points() {
         }
         assert!(done, "run {run} never completed");
         let got = outcome(dir.path());
-        assert_eq!(got.desired, want.desired, "run {run}: decisions differ from the uninterrupted run");
-        assert_eq!(got.launches, want.launches, "run {run}: instances launched twice (or lost)");
+        assert_eq!(
+            got.desired, want.desired,
+            "run {run}: decisions differ from the uninterrupted run"
+        );
+        assert_eq!(
+            got.launches, want.launches,
+            "run {run}: instances launched twice (or lost)"
+        );
         assert_eq!(got.group_desired, want.group_desired, "run {run}");
         assert_eq!(got.orphans, 0, "run {run}: orphaned instances");
+        assert_eq!(
+            (got.shadow.launched, got.shadow.units.len()),
+            (want.shadow.launched, want.shadow.units.len()),
+            "run {run}: shadow pool differs"
+        );
     }
-    assert!(kills >= 10, "the schedule should kill the child many times, killed {kills}");
+    assert!(
+        kills >= 10,
+        "the schedule should kill the child many times, killed {kills}"
+    );
 }

@@ -16,8 +16,12 @@ pub mod daemon;
 pub mod demo;
 pub mod embedded;
 pub mod inspect;
+#[cfg(test)]
+mod loop_tests;
 pub mod metrics;
 pub mod png;
+pub mod remediate;
 pub mod run;
+pub mod shadow;
 pub mod source;
 pub mod store;

@@ -96,6 +96,42 @@ pub const ANOMALIES: Family = Family {
     help: "Usage anomalies detected.",
     kind: "counter",
 };
+/// Remediations decided, labelled by `action` (`dry-run` ones included, labelled `dry_run="true"`).
+pub const REMEDIATIONS: Family = Family {
+    name: "predictive_remediations_total",
+    help: "Anomaly remediations decided, by action.",
+    kind: "counter",
+};
+/// Hourly cost of shadow instances left running (stopped ones cost storage only).
+pub const SHADOW_COST: Family = Family {
+    name: "predictive_shadow_pool_cost_per_hour_dollars",
+    help: "Hourly compute cost of shadow pool instances that could not be stopped, in USD.",
+    kind: "gauge",
+};
+/// Shadow units promoted to serving.
+pub const SHADOW_PROMOTIONS: Family = Family {
+    name: "predictive_shadow_promotions_total",
+    help: "Ready instances started to serve demand instead of booting new ones.",
+    kind: "counter",
+};
+/// Shadow units launched ahead of a predicted peak.
+pub const SHADOW_LAUNCHES: Family = Family {
+    name: "predictive_shadow_launches_total",
+    help: "Instances launched into the shadow pool ahead of predicted peaks.",
+    kind: "counter",
+};
+/// Shadow units released by the decay rule.
+pub const SHADOW_RELEASES: Family = Family {
+    name: "predictive_shadow_releases_total",
+    help: "Ready instances terminated by the decay rule.",
+    kind: "counter",
+};
+/// Scheduled refits.
+pub const REFITS: Family = Family {
+    name: "predictive_refits_total",
+    help: "Scheduled model refits (rolling-origin cross-validation), by chosen model.",
+    kind: "counter",
+};
 /// Completed ticks.
 pub const TICKS: Family = Family {
     name: "predictive_ticks_total",
@@ -103,7 +139,7 @@ pub const TICKS: Family = Family {
     kind: "counter",
 };
 
-const ALL: [Family; 14] = [
+const ALL: [Family; 20] = [
     FORECAST_ERROR,
     COVERAGE,
     SLACK,
@@ -117,8 +153,17 @@ const ALL: [Family; 14] = [
     COST,
     FALLBACK,
     ANOMALIES,
+    REMEDIATIONS,
+    SHADOW_COST,
+    SHADOW_PROMOTIONS,
+    SHADOW_LAUNCHES,
+    SHADOW_RELEASES,
+    REFITS,
     TICKS,
 ];
+
+/// Separates a workload from an extra label inside a registry key.
+const SEP: char = '\u{1f}';
 
 /// The registry; cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
@@ -143,7 +188,10 @@ impl Metrics {
 
     /// Adds to a counter for a workload.
     pub fn add(&self, f: Family, workload: &str, v: f64) {
-        *self.lock().entry((f.name, workload.to_string())).or_insert(0.0) += v;
+        *self
+            .lock()
+            .entry((f.name, workload.to_string()))
+            .or_insert(0.0) += v;
     }
 
     /// The current value.
@@ -151,9 +199,22 @@ impl Metrics {
         self.lock().get(&(f.name, workload.to_string())).copied()
     }
 
+    /// Adds to a counter for a workload with one more label (`kind="leak"`, `action="isolate"`).
+    pub fn add_labelled(&self, f: Family, workload: &str, label: (&str, &str), v: f64) {
+        let key = format!("{workload}{SEP}{}={}", label.0, label.1);
+        *self.lock().entry((f.name, key)).or_insert(0.0) += v;
+    }
+
+    /// The current value of a series with one more label.
+    pub fn get_labelled(&self, f: Family, workload: &str, label: (&str, &str)) -> Option<f64> {
+        let key = format!("{workload}{SEP}{}={}", label.0, label.1);
+        self.lock().get(&(f.name, key)).copied()
+    }
+
     /// Forgets a workload's series (after it is deleted).
     pub fn forget(&self, workload: &str) {
-        self.lock().retain(|(_, w), _| w != workload);
+        self.lock()
+            .retain(|(_, w), _| w.split(SEP).next() != Some(workload));
     }
 
     /// Renders every family in the Prometheus text exposition format (version 0.0.4).
@@ -167,8 +228,25 @@ impl Metrics {
                 if *name != f.name {
                     break;
                 }
-                let esc = w.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-                let _ = writeln!(out, "{}{{workload=\"{}\"}} {}", f.name, esc, fmt_value(*v));
+                let esc = |x: &str| {
+                    x.replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n")
+                };
+                let mut parts = w.splitn(2, SEP);
+                let workload = parts.next().unwrap_or_default();
+                let extra = parts
+                    .next()
+                    .and_then(|l| l.split_once('='))
+                    .map(|(k, v)| format!(",{k}=\"{}\"", esc(v)))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{}{{workload=\"{}\"{extra}}} {}",
+                    f.name,
+                    esc(workload),
+                    fmt_value(*v)
+                );
             }
         }
         out
@@ -221,8 +299,25 @@ mod tests {
             text.contains("# TYPE predictive_actions_total counter\npredictive_actions_total{workload=\"web\"} 3\n"),
             "{text}"
         );
-        assert!(text.contains("predictive_forecast_coverage{workload=\"web\"} 0.9\n"), "{text}");
-        assert!(text.contains("predictive_slack{workload=\"we\\\"b\"} 1.5"), "{text}");
+        assert!(
+            text.contains("predictive_forecast_coverage{workload=\"web\"} 0.9\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("predictive_slack{workload=\"we\\\"b\"} 1.5"),
+            "{text}"
+        );
+        m.add_labelled(ANOMALIES, "web", ("kind", "leak"), 1.0);
+        assert!(
+            m.render()
+                .contains("predictive_anomalies_total{workload=\"web\",kind=\"leak\"} 1\n"),
+            "{}",
+            m.render()
+        );
+        assert_eq!(
+            m.get_labelled(ANOMALIES, "web", ("kind", "leak")),
+            Some(1.0)
+        );
         m.forget("web");
         assert!(!m.render().contains("workload=\"web\""));
     }
@@ -234,8 +329,16 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let server = tokio::spawn(serve(l, m));
-        let body = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-        assert!(body.contains("predictive_desired_instances{workload=\"api\"} 4"), "{body}");
+        let body = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            body.contains("predictive_desired_instances{workload=\"api\"} 4"),
+            "{body}"
+        );
         server.abort();
     }
 }

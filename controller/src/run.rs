@@ -21,12 +21,19 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use predictive_clouds::{CloudError, DynProvider, GroupId, Owner};
-use predictive_engine::anomaly::{Detector, DetectorParams, Verdict, ALERT_THRESHOLD};
-use predictive_engine::policy::{Allocator, AllocatorSettings, Plan, PolicyParams, ALLOCATOR_LEVELS};
+use predictive_engine::anomaly::{
+    self, Detector, DetectorParams, RemediationAction, RemediationContext, RemediationPolicy,
+    Verdict, ALERT_THRESHOLD,
+};
+use predictive_engine::policy::{
+    Allocator, AllocatorSettings, Plan, PolicyParams, ALLOCATOR_LEVELS,
+};
 
 use crate::clock::{Clock, Sleep, Timestamp};
 use crate::config::{MetricsParams, Mode, ValidConfig, ValidWorkload};
 use crate::metrics::{self, Metrics};
+use crate::remediate::{self, Held};
+use crate::shadow::{self, Pool, UnitState};
 use crate::source::{MetricsSource, Prometheus, Pushed, Replay};
 use crate::store::{Decision, ForecastRecord, Intent, Sample, Store};
 
@@ -126,6 +133,10 @@ struct State {
     detector: Detector,
     /// The latest verdict.
     verdict: Option<Verdict>,
+    /// Remediation hold or halt (stored).
+    held: Held,
+    /// Shadow pool (stored).
+    pool: Pool,
 }
 
 /// A managed workload: its checked config, its source, its cloud and its state.
@@ -261,16 +272,24 @@ impl Controller {
     /// [`Error::UnknownCloud`], [`Error::SourceInvalid`] or a store error, naming the workload.
     pub async fn upsert(&self, w: ValidWorkload) -> Result<()> {
         let name = w.name().to_string();
-        let cloud = self.clouds.get(&w.params.cloud).cloned().ok_or_else(|| Error::UnknownCloud {
-            workload: name.clone(),
-            cloud: w.params.cloud.clone(),
-        })?;
+        let cloud =
+            self.clouds
+                .get(&w.params.cloud)
+                .cloned()
+                .ok_or_else(|| Error::UnknownCloud {
+                    workload: name.clone(),
+                    cloud: w.params.cloud.clone(),
+                })?;
         let source: Arc<dyn MetricsSource> = match &w.params.metrics {
-            MetricsParams::Replay { path } => Arc::new(Replay::from_csv(path).map_err(|source| Error::SourceInvalid {
-                workload: name.clone(),
-                source,
-            })?),
-            MetricsParams::Prometheus { url, query } => Arc::new(Prometheus::new(url, query, self.call_timeout)),
+            MetricsParams::Replay { path } => Arc::new(Replay::from_csv(path).map_err(
+                |source| Error::SourceInvalid {
+                    workload: name.clone(),
+                    source,
+                },
+            )?),
+            MetricsParams::Prometheus { url, query } => {
+                Arc::new(Prometheus::new(url, query, self.call_timeout))
+            }
             MetricsParams::Push => Arc::new(Pushed::new(&name, self.store.clone())),
         };
         self.upsert_with_source(w, source, cloud).await
@@ -280,7 +299,12 @@ impl Controller {
     ///
     /// # Errors
     /// A store error.
-    pub async fn upsert_with_source(&self, w: ValidWorkload, source: Arc<dyn MetricsSource>, cloud: DynProvider) -> Result<()> {
+    pub async fn upsert_with_source(
+        &self,
+        w: ValidWorkload,
+        source: Arc<dyn MetricsSource>,
+        cloud: DynProvider,
+    ) -> Result<()> {
         let name = w.name().to_string();
         let spec = serde_json::to_string(&w.params).unwrap_or_default();
         let now = self.clock.now();
@@ -297,6 +321,21 @@ impl Controller {
         for s in &history {
             self.learn(&mut state, &w, s.ts, s.value);
         }
+        let corrupt = |what| move |source| crate::store::Error::Corrupt { what, source };
+        state.held = Held::decode(
+            self.store
+                .loop_state(&name, remediate::STATE_KIND)
+                .await?
+                .as_deref(),
+        )
+        .map_err(corrupt("remediation state"))?;
+        state.pool = Pool::decode(
+            self.store
+                .loop_state(&name, shadow::STATE_KIND)
+                .await?
+                .as_deref(),
+        )
+        .map_err(corrupt("shadow pool"))?;
         let wl = Arc::new(Workload {
             cfg: w,
             source,
@@ -304,7 +343,10 @@ impl Controller {
             lead_steps,
             state: tokio::sync::Mutex::new(state),
         });
-        self.workloads.write().unwrap_or_else(|p| p.into_inner()).insert(name, wl);
+        self.workloads
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, wl);
         Ok(())
     }
 
@@ -313,7 +355,12 @@ impl Controller {
     /// # Errors
     /// A store error.
     pub async fn remove(&self, name: &str) -> Result<bool> {
-        let had = self.workloads.write().unwrap_or_else(|p| p.into_inner()).remove(name).is_some();
+        let had = self
+            .workloads
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .is_some();
         let stored = self.store.delete_workload(name).await?;
         self.metrics.forget(name);
         Ok(had || stored)
@@ -344,19 +391,27 @@ impl Controller {
                     season: day,
                     ..DetectorParams::default()
                 };
-                Detector::new(
-                    params
+                Detector::new(params.check().unwrap_or_else(|_| {
+                    DetectorParams::default()
                         .check()
-                        .unwrap_or_else(|_| DetectorParams::default().check().expect("default detector params are valid")),
-                )
+                        .expect("default detector params are valid")
+                }))
             },
             verdict: None,
+            held: Held::default(),
+            pool: Pool::default(),
         }
     }
 
     /// Feeds one observation: feedback against the forecast made for it, then the online update.
     /// Returns (median error, hit) when a forecast covered `ts`.
-    fn learn(&self, st: &mut State, w: &ValidWorkload, ts: Timestamp, usage: f64) -> Option<(f64, bool)> {
+    fn learn(
+        &self,
+        st: &mut State,
+        w: &ValidWorkload,
+        ts: Timestamp,
+        usage: f64,
+    ) -> Option<(f64, bool)> {
         let mut feedback = None;
         while let Some(&(target, p50, upper)) = st.pending.front() {
             if target > ts {
@@ -384,9 +439,16 @@ impl Controller {
                 .iter()
                 .position(|&l| l >= w.params.quantile - 1e-12)
                 .unwrap_or(ALLOCATOR_LEVELS.len() - 1);
-            let mi = ALLOCATOR_LEVELS.iter().position(|&l| (l - 0.5).abs() < 1e-12).unwrap_or(0);
+            let mi = ALLOCATOR_LEVELS
+                .iter()
+                .position(|&l| (l - 0.5).abs() < 1e-12)
+                .unwrap_or(0);
             if let Some(row) = f.values.last() {
-                st.pending.push_back((ts + f.values.len() as i64 * self.interval, row[mi], row[qi]));
+                st.pending.push_back((
+                    ts + f.values.len() as i64 * self.interval,
+                    row[mi],
+                    row[qi],
+                ));
             }
         }
         // The accuracy objective is judged once a few hours of feedback exist.
@@ -412,7 +474,10 @@ impl Controller {
         let sem = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
         let mut set = tokio::task::JoinSet::new();
         for w in workloads {
-            let leader = self.store.acquire_lease(w.cfg.name(), &self.holder, now, 3 * self.interval).await?;
+            let leader = self
+                .store
+                .acquire_lease(w.cfg.name(), &self.holder, now, 3 * self.interval)
+                .await?;
             if !leader {
                 report.not_leader += 1;
                 continue;
@@ -443,7 +508,9 @@ impl Controller {
             }
         }
         report.errors.sort();
-        self.store.record_tick(&out.samples, &out.forecasts, &out.decisions).await?;
+        self.store
+            .record_tick(&out.samples, &out.forecasts, &out.decisions)
+            .await?;
         self.metrics.add(metrics::TICKS, "", 1.0);
         Ok(report)
     }
@@ -482,7 +549,9 @@ impl Controller {
             return Ok(p);
         }
         let name = w.cfg.name();
-        let prices = self.timed(name, "prices", &w.cloud, w.cloud.prices()).await?;
+        let prices = self
+            .timed(name, "prices", &w.cloud, w.cloud.prices())
+            .await?;
         let p = prices
             .iter()
             .find(|p| p.instance_type.as_str() == w.cfg.params.instance_type)
@@ -498,53 +567,51 @@ impl Controller {
     async fn tick_workload(&self, w: &Workload, now: Timestamp) -> Result<Output> {
         let name = w.cfg.name();
         let p = &w.cfg.params;
-        let usage = match tokio::time::timeout(self.call_timeout, w.source.observe(now, self.interval)).await {
-            Ok(Ok(u)) => u,
-            Ok(Err(source)) => {
-                self.metrics.add(metrics::SOURCE_ERRORS, name, 1.0);
-                return Err(Error::MetricsUnavailable {
-                    workload: name.into(),
-                    source,
-                });
-            }
-            Err(_) => {
-                self.metrics.add(metrics::SOURCE_ERRORS, name, 1.0);
-                return Err(Error::MetricsUnavailable {
-                    workload: name.into(),
-                    source: crate::source::Error::TimedOut(self.call_timeout),
-                });
-            }
-        };
+        let usage =
+            match tokio::time::timeout(self.call_timeout, w.source.observe(now, self.interval))
+                .await
+            {
+                Ok(Ok(u)) => u,
+                Ok(Err(source)) => {
+                    self.metrics.add(metrics::SOURCE_ERRORS, name, 1.0);
+                    return Err(Error::MetricsUnavailable {
+                        workload: name.into(),
+                        source,
+                    });
+                }
+                Err(_) => {
+                    self.metrics.add(metrics::SOURCE_ERRORS, name, 1.0);
+                    return Err(Error::MetricsUnavailable {
+                        workload: name.into(),
+                        source: crate::source::Error::TimedOut(self.call_timeout),
+                    });
+                }
+            };
         let mut st = w.state.lock().await;
         let mut out = Output::default();
         if st.last_tick.is_some_and(|t| t >= now) {
             return Ok(out); // this tick was already applied (replayed after a restart)
         }
-        out.samples.push((name.to_string(), Sample { ts: now, value: usage }));
+        out.samples.push((
+            name.to_string(),
+            Sample {
+                ts: now,
+                value: usage,
+            },
+        ));
         if let Some((err, _)) = self.learn(&mut st, &w.cfg, now, usage) {
             self.metrics.set(metrics::FORECAST_ERROR, name, err);
         }
-        if let Some(v) = st.verdict.filter(|v| v.score >= ALERT_THRESHOLD) {
-            // Remediation policy: alert (audit log + metric); the loop never grows capacity for
-            // an anomaly it cannot explain beyond what the policy plans.
-            self.metrics.add(metrics::ANOMALIES, name, 1.0);
-            let kind = v.kind.map(|k| format!("{k:?}").to_lowercase()).unwrap_or_else(|| "unknown".into());
-            let detail = format!("usage {usage:.3} scored {:.3} as {kind}", v.score);
-            tracing::warn!(workload = %name, %detail, "usage anomaly");
-            self.store
-                .audit(&crate::store::AuditEvent {
-                    ts: now,
-                    workload: name.into(),
-                    action: "alert".into(),
-                    detail,
-                })
-                .await?;
-        }
         let cov = coverage(&st.hits);
         self.metrics.set(metrics::COVERAGE, name, cov);
-        self.metrics.set(metrics::FALLBACK, name, if st.fallback { 1.0 } else { 0.0 });
+        self.metrics
+            .set(metrics::FALLBACK, name, if st.fallback { 1.0 } else { 0.0 });
         let forecast = st.allocator.forecast();
-        let (p50, upper) = st.pending.back().map(|x| (x.1, x.2)).unwrap_or((usage, usage));
+        let (p50, upper) = st
+            .pending
+            .back()
+            .map(|x| (x.1, x.2))
+            .unwrap_or((usage, usage));
         let target = now + w.lead_steps as i64 * self.interval;
         out.forecasts.push(ForecastRecord {
             workload: name.into(),
@@ -553,7 +620,10 @@ impl Controller {
             p50,
             upper,
             quantile: p.quantile,
-            model: forecast.as_ref().map(|f| f.model.clone()).unwrap_or_default(),
+            model: forecast
+                .as_ref()
+                .map(|f| f.model.clone())
+                .unwrap_or_default(),
         });
         if self.mode == Mode::ForecastOnly {
             out.decisions.push(Decision {
@@ -591,47 +661,177 @@ impl Controller {
             );
         }
         let gid = GroupId::new(p.group.clone());
-        let group = self.timed(name, "describe_group", &w.cloud, w.cloud.describe_group(&gid)).await?;
-        let current = group.desired;
+        let group = self
+            .timed(
+                name,
+                "describe_group",
+                &w.cloud,
+                w.cloud.describe_group(&gid),
+            )
+            .await?;
+        let active = st.pool.count(UnitState::Active);
+        let current = group.desired + active;
         let price = self.price(w, &mut st).await?;
-        let budget = self.store.budget(name).await?;
-        let d = decide(
-            capacity,
-            p.capacity_per_instance,
-            p.min.max(group.min),
-            p.max.min(group.max),
-            price,
-            budget,
-        );
-        let live = group.live() as f64 * p.capacity_per_instance;
-        self.metrics.set(metrics::SLACK, name, (live - usage).max(0.0));
-        self.metrics.set(metrics::SHORTFALL, name, (usage - live).max(0.0));
+        let gmin = p.min.max(group.min);
+        let gmax = p.max.min(group.max);
+        // Shadow units the cloud would not stop are billed: they count against the budget.
+        let idle_running = st.pool.count(UnitState::ReadyRunning);
+        let budget = self
+            .store
+            .budget(name)
+            .await?
+            .map(|b| (b - idle_running as f64 * price).max(0.0));
+        let mut d = decide(capacity, p.capacity_per_instance, gmin, gmax, price, budget);
+        let live = (group.live() as u32 + active) as f64 * p.capacity_per_instance;
+        self.metrics
+            .set(metrics::SLACK, name, (live - usage).max(0.0));
+        self.metrics
+            .set(metrics::SHORTFALL, name, (usage - live).max(0.0));
         if usage > live + 1e-9 {
             self.metrics.add(metrics::SHORTFALL_TICKS, name, 1.0);
         }
-        let shadow = self.store.shadow(name).await?;
-        self.metrics.set(metrics::SHADOW_POOL, name, shadow as f64);
+
+        // Anomaly remediation: the engine decides, the loop audits, holds and executes.
+        let dry = p.remediation.dry_run || self.mode == Mode::DryRun;
+        let policy: RemediationPolicy = p.remediation.policy.parse().unwrap_or_default();
+        let mut remedy = RemediationAction::None;
+        let mut remedy_note = String::new();
+        if let Some(v) = st.verdict {
+            let ctx = RemediationContext {
+                threshold: ALERT_THRESHOLD,
+                current_allocation: current as f64,
+                dry_run: dry,
+                held_cap: st.held.cap,
+            };
+            let r = anomaly::decide(policy, &v, &ctx);
+            if let Some(kind) = r.kind {
+                self.metrics.add_labelled(
+                    metrics::ANOMALIES,
+                    name,
+                    ("kind", &kind.to_string()),
+                    1.0,
+                );
+            }
+            if let Some(action) = remediate::action_name(r.action, dry) {
+                self.metrics
+                    .add_labelled(metrics::REMEDIATIONS, name, ("action", &action), 1.0);
+                let detail = format!("usage {usage:.3}: {}", r.reason);
+                tracing::warn!(workload = %name, %action, %detail, "usage anomaly");
+                self.store
+                    .audit(&crate::store::AuditEvent {
+                        ts: now,
+                        workload: name.into(),
+                        action: action.clone(),
+                        detail: detail.clone(),
+                    })
+                    .await?;
+                remedy_note = format!("; anomaly: {action}: {}", r.reason);
+            }
+            if r.allocation_cap != st.held.cap {
+                st.held.cap = r.allocation_cap;
+                st.held.since = r.allocation_cap.map(|_| now);
+                self.store
+                    .put_loop_state(name, remediate::STATE_KIND, &st.held.encode(), now)
+                    .await?;
+            }
+            remedy = r.effective_action();
+        }
+        if let (Some(cap), false) = (st.held.cap, dry) {
+            let c = remediate::cap_instances(cap, gmin).min(d.desired.max(gmin));
+            if d.desired > c {
+                d.desired = c;
+                d.note.push_str(&format!(
+                    ", held at {c} instances by the anomaly remediation"
+                ));
+            }
+        }
+        if matches!(
+            remedy,
+            RemediationAction::Stop | RemediationAction::Terminate
+        ) && self.mode == Mode::Act
+            && st.held.halted.is_none()
+        {
+            let halted = self.halt(w, &mut st, &group, remedy, now).await?;
+            out.decisions.push(Decision {
+                workload: name.into(),
+                ts: now,
+                mode: self.mode.as_str().into(),
+                observed: usage,
+                predicted: capacity,
+                current,
+                desired: 0,
+                action: halted.clone(),
+                cost_per_hour: 0.0,
+                explanation: format!("remediation: {halted}{remedy_note}"),
+            });
+            return Ok(out);
+        }
+        if let Some(h) = st.held.halted.clone() {
+            out.decisions.push(Decision {
+                workload: name.into(),
+                ts: now,
+                mode: self.mode.as_str().into(),
+                observed: usage,
+                predicted: capacity,
+                current,
+                desired: current,
+                action: "hold".into(),
+                cost_per_hour: current as f64 * price,
+                explanation: format!(
+                    "halted ({h}) by the anomaly remediation since {}: not scaled until re-registered{remedy_note}",
+                    st.held.since.unwrap_or(now)
+                ),
+            });
+            return Ok(out);
+        }
+
+        // Shadow pool: promote ready units before the group grows, demote before it shrinks,
+        // prepare for the peak ahead, release by decay.
+        let mut group_target = d.desired.saturating_sub(active).max(gmin);
+        let mut shadow_note = String::new();
+        if let Some(ss) = shadow::Settings::new(&p.shadow, self.interval) {
+            let peak = self.peak_ahead(&st, &ss, capacity, usage);
+            let peak_n = decide(peak, p.capacity_per_instance, gmin, gmax, price, budget).desired;
+            let (g, note) = self
+                .shadow_step(w, &mut st, &ss, &group, d.desired, gmin, gmax, peak_n, now)
+                .await?;
+            group_target = g;
+            shadow_note = note;
+        } else {
+            self.metrics
+                .set(metrics::SHADOW_POOL, name, st.pool.size() as f64);
+        }
         self.metrics.set(metrics::DESIRED, name, d.desired as f64);
-        self.metrics.set(metrics::COST, name, d.desired as f64 * price);
+        self.metrics
+            .set(metrics::COST, name, d.desired as f64 * price);
         let action = match d.desired.cmp(&current) {
             std::cmp::Ordering::Greater => format!("launch {}", d.desired - current),
             std::cmp::Ordering::Less => format!("terminate {}", current - d.desired),
             std::cmp::Ordering::Equal => "hold".to_string(),
         };
-        if d.desired != current && self.mode == Mode::Act {
+        if group_target != group.desired && self.mode == Mode::Act {
             let mut intent = Intent {
                 token: format!("{name}@{now}"),
                 workload: name.into(),
                 ts: now,
                 kind: "scale".into(),
-                count: d.desired,
+                count: group_target,
                 state: "pending".into(),
             };
             self.store.put_intent(&intent).await?;
             let res = self
-                .timed(name, "scale_group", &w.cloud, w.cloud.scale_group(&gid, d.desired))
+                .timed(
+                    name,
+                    "scale_group",
+                    &w.cloud,
+                    w.cloud.scale_group(&gid, group_target),
+                )
                 .await;
-            intent.state = if res.is_ok() { "done".into() } else { "failed".into() };
+            intent.state = if res.is_ok() {
+                "done".into()
+            } else {
+                "failed".into()
+            };
             self.store.put_intent(&intent).await?;
             res?;
             self.metrics.add(metrics::ACTIONS, name, 1.0);
@@ -650,9 +850,9 @@ impl Controller {
             current,
             desired: d.desired,
             action: format!("{verb}{action}"),
-            cost_per_hour: d.desired as f64 * price,
+            cost_per_hour: (d.desired + idle_running) as f64 * price,
             explanation: format!(
-                "{why}; {capacity:.3} {} / {} per instance = {} instances{}; {} at ${price:.4}/h = ${:.4}/h",
+                "{why}; {capacity:.3} {} / {} per instance = {} instances{}; {} at ${price:.4}/h = ${:.4}/h{shadow_note}{remedy_note}",
                 p.resource,
                 p.capacity_per_instance,
                 d.raw,
@@ -662,6 +862,381 @@ impl Controller {
             ),
         });
         Ok(out)
+    }
+
+    /// Capacity predicted within the shadow horizon: the larger of the same hours yesterday and
+    /// the trailing horizon's peak, plus the plan's current margin over usage, and at least the
+    /// plan itself.
+    fn peak_ahead(&self, st: &State, ss: &shadow::Settings, capacity: f64, usage: f64) -> f64 {
+        let day = (86_400 / self.interval).max(1) as usize;
+        let n = st.recent.len();
+        let trailing = st
+            .recent
+            .iter()
+            .rev()
+            .take(ss.horizon)
+            .copied()
+            .fold(0.0_f64, f64::max);
+        // recent[j] is the usage (n - 1 - j) steps ago; a day ago plus h steps is j = n - 1 - day + h.
+        let yesterday = if n >= day {
+            (1..=ss.horizon.min(day))
+                .filter_map(|h| st.recent.get(n - 1 - day + h))
+                .copied()
+                .fold(0.0_f64, f64::max)
+        } else {
+            0.0
+        };
+        let margin = (capacity - usage).max(0.0);
+        (trailing.max(yesterday) + margin).max(capacity)
+    }
+
+    /// Applies one shadow pool step; returns the group's new desired count and a note for the
+    /// explanation.
+    #[allow(clippy::too_many_arguments)]
+    async fn shadow_step(
+        &self,
+        w: &Workload,
+        st: &mut State,
+        ss: &shadow::Settings,
+        group: &predictive_clouds::Group,
+        desired: u32,
+        gmin: u32,
+        gmax: u32,
+        peak: u32,
+        now: Timestamp,
+    ) -> Result<(u32, String)> {
+        let name = w.cfg.name();
+        let act = self.mode == Mode::Act;
+        let before = st.pool.clone();
+        let stop_mode = if ss.hibernate {
+            predictive_clouds::StopMode::Hibernate
+        } else {
+            predictive_clouds::StopMode::Stop
+        };
+        // Warming units that finished booting are stopped into the ready state.
+        if act {
+            let mut keep = Vec::with_capacity(st.pool.units.len());
+            for mut u in std::mem::take(&mut st.pool.units) {
+                if u.state == UnitState::Warming {
+                    let id = predictive_clouds::InstanceId::new(u.id.clone());
+                    match w.cloud.describe_instance(&id).await {
+                        Err(e) if e.is_not_found() => continue,
+                        Err(_) => {}
+                        Ok(i) if i.state == predictive_clouds::InstanceState::Terminated => {
+                            continue
+                        }
+                        Ok(i) if i.state == predictive_clouds::InstanceState::Running => {
+                            u.state = self.park(w, &id, stop_mode).await;
+                        }
+                        Ok(i)
+                            if matches!(
+                                i.state,
+                                predictive_clouds::InstanceState::Stopping
+                                    | predictive_clouds::InstanceState::Stopped
+                            ) =>
+                        {
+                            u.state = UnitState::Ready;
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                keep.push(u);
+            }
+            st.pool.units = keep;
+        }
+        let step = shadow::plan(
+            &st.pool,
+            ss,
+            desired,
+            group.desired,
+            gmin,
+            peak,
+            gmax,
+            now,
+            self.interval,
+        );
+        let mut notes = Vec::new();
+        if act {
+            let mut promoted = 0;
+            for id in &step.promote {
+                let iid = predictive_clouds::InstanceId::new(id.clone());
+                match self
+                    .timed(
+                        name,
+                        "start_instance",
+                        &w.cloud,
+                        w.cloud.start_instance(&iid),
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        if let Some(u) = st.pool.units.iter_mut().find(|u| &u.id == id) {
+                            u.state = UnitState::Active;
+                        }
+                        promoted += 1;
+                    }
+                    Err(Error::CloudFailed { source, .. }) if source.is_not_found() => {
+                        st.pool.units.retain(|u| &u.id != id);
+                    }
+                    Err(_) => {} // still stopping or no room: the group covers it
+                }
+            }
+            for id in &step.demote {
+                let iid = predictive_clouds::InstanceId::new(id.clone());
+                let state = self.park(w, &iid, stop_mode).await;
+                if let Some(u) = st.pool.units.iter_mut().find(|u| &u.id == id) {
+                    u.state = state;
+                    u.refreshed_at = now;
+                }
+            }
+            for u in st
+                .pool
+                .units
+                .iter_mut()
+                .filter(|u| step.refresh.contains(&u.id))
+            {
+                u.refreshed_at = now;
+            }
+            let mut released = 0;
+            for id in &step.release {
+                let iid = predictive_clouds::InstanceId::new(id.clone());
+                match self
+                    .timed(
+                        name,
+                        "terminate_instance",
+                        &w.cloud,
+                        w.cloud.terminate_instance(&iid),
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(Error::CloudFailed { source, .. }) if source.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+                st.pool.units.retain(|u| &u.id != id);
+                released += 1;
+            }
+            if step.launch > 0 {
+                let owner = Owner::new(self.owner.clone()).map_err(Error::OwnerInvalid)?;
+                let token =
+                    predictive_clouds::IdempotencyToken::new(shadow::launch_token(name, now))
+                        .map_err(Error::OwnerInvalid)?;
+                let mut req = predictive_clouds::LaunchRequest::new(
+                    token,
+                    owner,
+                    w.cfg.params.instance_type.as_str(),
+                    step.launch,
+                );
+                req.location = Some(group.location.clone());
+                req.tags.insert(WORKLOAD_TAG.into(), name.into());
+                req.tags
+                    .insert(shadow::ROLE_TAG.into(), shadow::ROLE_SHADOW.into());
+                let got = self
+                    .timed(name, "launch", &w.cloud, w.cloud.launch(&req))
+                    .await?;
+                for i in got {
+                    if !st.pool.contains(i.id.as_str()) {
+                        st.pool.units.push(shadow::Unit {
+                            id: i.id.as_str().to_string(),
+                            state: UnitState::Warming,
+                            since: now,
+                            refreshed_at: now,
+                        });
+                        st.pool.launched += 1;
+                    }
+                }
+                self.metrics
+                    .add(metrics::SHADOW_LAUNCHES, name, step.launch as f64);
+                notes.push(format!(
+                    "launched {} ahead of a predicted peak of {peak}",
+                    step.launch
+                ));
+            }
+            if promoted > 0 {
+                st.pool.promoted += promoted;
+                self.metrics
+                    .add(metrics::SHADOW_PROMOTIONS, name, promoted as f64);
+                notes.push(format!("promoted {promoted}"));
+            }
+            if !step.demote.is_empty() {
+                notes.push(format!("kept {} at scale-down", step.demote.len()));
+            }
+            if released > 0 {
+                st.pool.released += released;
+                self.metrics
+                    .add(metrics::SHADOW_RELEASES, name, released as f64);
+                notes.push(format!("released {released} by decay"));
+            }
+            if st.pool != before {
+                self.store
+                    .put_loop_state(name, shadow::STATE_KIND, &st.pool.encode(), now)
+                    .await?;
+                self.store.put_shadow(name, st.pool.size(), now).await?;
+            }
+        } else {
+            let mut would = Vec::new();
+            if !step.promote.is_empty() {
+                would.push(format!("promote {}", step.promote.len()));
+            }
+            if !step.demote.is_empty() {
+                would.push(format!("keep {} at scale-down", step.demote.len()));
+            }
+            if step.launch > 0 {
+                would.push(format!(
+                    "launch {} ahead of a predicted peak of {peak}",
+                    step.launch
+                ));
+            }
+            if !step.release.is_empty() {
+                would.push(format!("release {} by decay", step.release.len()));
+            }
+            if !would.is_empty() {
+                notes.push(format!("would {}", would.join(", ")));
+            }
+        }
+        let price = st.price.unwrap_or(0.0);
+        let ready = st.pool.count(UnitState::Ready);
+        let running = st.pool.count(UnitState::ReadyRunning);
+        self.metrics
+            .set(metrics::SHADOW_POOL, name, st.pool.size() as f64);
+        self.metrics
+            .set(metrics::SHADOW_COST, name, running as f64 * price);
+        let active = st.pool.count(UnitState::Active);
+        let group_target = if act {
+            desired.saturating_sub(active).max(gmin)
+        } else {
+            desired
+                .saturating_sub(before.count(UnitState::Active))
+                .max(gmin)
+        };
+        let mut note = format!(
+            "; shadow pool: {ready} ready, {running} ready-running, {} warming, {active} serving",
+            st.pool.count(UnitState::Warming)
+        );
+        if !notes.is_empty() {
+            note.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        Ok((group_target, note))
+    }
+
+    /// Stops (or hibernates) a shadow unit; the state it is left in.
+    async fn park(
+        &self,
+        w: &Workload,
+        id: &predictive_clouds::InstanceId,
+        mode: predictive_clouds::StopMode,
+    ) -> UnitState {
+        let name = w.cfg.name();
+        let r = self
+            .timed(
+                name,
+                "stop_instance",
+                &w.cloud,
+                w.cloud.stop_instance(id, mode),
+            )
+            .await;
+        let r = match r {
+            Err(Error::CloudFailed { source, .. })
+                if source.is_invalid_request()
+                    && mode == predictive_clouds::StopMode::Hibernate =>
+            {
+                self.timed(
+                    name,
+                    "stop_instance",
+                    &w.cloud,
+                    w.cloud.stop_instance(id, predictive_clouds::StopMode::Stop),
+                )
+                .await
+            }
+            r => r,
+        };
+        match r {
+            Ok(_) => UnitState::Ready,
+            Err(Error::CloudFailed { source, .. })
+                if source.is_invalid_request()
+                    || source.kind() == predictive_clouds::ErrorKind::Unsupported =>
+            {
+                UnitState::ReadyRunning
+            }
+            Err(_) => UnitState::Warming, // still booting or a transient error: retried next tick
+        }
+    }
+
+    /// Executes a `stop` or `terminate` remediation: every running member of the group (and
+    /// every shadow unit) is stopped or terminated, and the workload is halted.
+    async fn halt(
+        &self,
+        w: &Workload,
+        st: &mut State,
+        group: &predictive_clouds::Group,
+        action: RemediationAction,
+        now: Timestamp,
+    ) -> Result<String> {
+        let name = w.cfg.name();
+        let terminate = action == RemediationAction::Terminate;
+        let mut ids: Vec<predictive_clouds::InstanceId> = group
+            .instances
+            .iter()
+            .filter(|i| {
+                if terminate {
+                    i.state.is_live()
+                } else {
+                    i.state.is_active()
+                }
+            })
+            .map(|i| i.id.clone())
+            .collect();
+        ids.extend(
+            st.pool
+                .units
+                .iter()
+                .map(|u| predictive_clouds::InstanceId::new(u.id.clone())),
+        );
+        let mut done = 0;
+        for id in &ids {
+            let r = if terminate {
+                self.timed(
+                    name,
+                    "terminate_instance",
+                    &w.cloud,
+                    w.cloud.terminate_instance(id),
+                )
+                .await
+            } else {
+                self.timed(
+                    name,
+                    "stop_instance",
+                    &w.cloud,
+                    w.cloud.stop_instance(id, predictive_clouds::StopMode::Stop),
+                )
+                .await
+            };
+            match r {
+                Ok(_) => done += 1,
+                Err(Error::CloudFailed { source, .. })
+                    if source.is_not_found() || source.is_incorrect_state() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let what = if terminate { "terminated" } else { "stopped" };
+        if terminate {
+            st.pool.units.clear();
+            self.store
+                .put_loop_state(name, shadow::STATE_KIND, &st.pool.encode(), now)
+                .await?;
+            self.store.put_shadow(name, 0, now).await?;
+        } else {
+            for u in &mut st.pool.units {
+                u.state = UnitState::Ready;
+            }
+        }
+        st.held.halted = Some(what.into());
+        st.held.since = Some(now);
+        self.store
+            .put_loop_state(name, remediate::STATE_KIND, &st.held.encode(), now)
+            .await?;
+        self.metrics.add(metrics::ACTIONS, name, 1.0);
+        Ok(format!("{what} {done} instances"))
     }
 
     /// Recovers after a restart (or a crash at any point): re-applies intents left pending,
@@ -690,9 +1265,19 @@ impl Controller {
                 };
                 drop(st);
                 let budget = self.store.budget(name).await?;
-                let cap = budget.map(|b| (b / price + 1e-9).floor() as u32).unwrap_or(u32::MAX);
+                let cap = budget
+                    .map(|b| (b / price + 1e-9).floor() as u32)
+                    .unwrap_or(u32::MAX);
                 let target = intent.count.min(cap);
-                match self.timed(name, "scale_group", &w.cloud, w.cloud.scale_group(&gid, target)).await {
+                match self
+                    .timed(
+                        name,
+                        "scale_group",
+                        &w.cloud,
+                        w.cloud.scale_group(&gid, target),
+                    )
+                    .await
+                {
                     Ok(_) => {
                         intent.state = "done".into();
                         self.store.put_intent(&intent).await?;
@@ -711,22 +1296,83 @@ impl Controller {
             .map(|c| c.name)
             .chain(workloads.iter().map(|w| w.cfg.name().to_string()))
             .collect();
-        let groups: std::collections::HashSet<String> = workloads.iter().map(|w| w.cfg.params.group.clone()).collect();
+        let groups: std::collections::HashSet<String> = workloads
+            .iter()
+            .map(|w| w.cfg.params.group.clone())
+            .collect();
         for (cname, cloud) in &self.clouds {
-            let list = match self.timed("", "list_instances", cloud, cloud.list_instances(&owner)).await {
+            let list = match self
+                .timed("", "list_instances", cloud, cloud.list_instances(&owner))
+                .await
+            {
                 Ok(l) => l,
                 Err(e) => {
                     problems.push(format!("cloud `{cname}`: {}", chain(&e)));
                     continue;
                 }
             };
+            // Shadow units launched by a tick whose pool was not stored before a crash are
+            // adopted (their tick comes from the launch token), not swept.
+            for w in workloads.iter().filter(|w| {
+                self.clouds
+                    .get(&w.cfg.params.cloud)
+                    .is_some_and(|c| Arc::ptr_eq(c, cloud))
+            }) {
+                let name = w.cfg.name();
+                let mut st = w.state.lock().await;
+                let before = st.pool.clone();
+                for i in list.iter().filter(|i| {
+                    i.state.is_live()
+                        && i.group.is_none()
+                        && i.tags.get(WORKLOAD_TAG).is_some_and(|t| t == name)
+                        && i.tags
+                            .get(shadow::ROLE_TAG)
+                            .is_some_and(|r| r == shadow::ROLE_SHADOW)
+                }) {
+                    if st.pool.contains(i.id.as_str()) {
+                        continue;
+                    }
+                    let ts = i
+                        .tags
+                        .get(predictive_clouds::TOKEN_TAG)
+                        .and_then(|t| t.strip_suffix("-shadow"))
+                        .and_then(|t| t.rsplit('-').next())
+                        .and_then(|t| t.parse::<Timestamp>().ok())
+                        .unwrap_or_else(|| self.clock.now());
+                    st.pool.units.push(shadow::Unit {
+                        id: i.id.as_str().to_string(),
+                        state: UnitState::Warming,
+                        since: ts,
+                        refreshed_at: ts,
+                    });
+                    st.pool.launched += 1;
+                }
+                if st.pool != before {
+                    let now = self.clock.now();
+                    self.store
+                        .put_loop_state(name, shadow::STATE_KIND, &st.pool.encode(), now)
+                        .await?;
+                    self.store.put_shadow(name, st.pool.size(), now).await?;
+                }
+            }
             for i in list.into_iter().filter(|i| i.state.is_live()) {
-                let in_group = i.group.as_ref().is_some_and(|g| groups.contains(g.as_str()));
+                let in_group = i
+                    .group
+                    .as_ref()
+                    .is_some_and(|g| groups.contains(g.as_str()));
                 let tagged = i.tags.get(WORKLOAD_TAG).is_some_and(|w| known.contains(w));
                 if in_group || tagged || i.group.is_some() {
                     continue;
                 }
-                if let Err(e) = self.timed("", "terminate_instance", cloud, cloud.terminate_instance(&i.id)).await {
+                if let Err(e) = self
+                    .timed(
+                        "",
+                        "terminate_instance",
+                        cloud,
+                        cloud.terminate_instance(&i.id),
+                    )
+                    .await
+                {
                     if !matches!(&e, Error::CloudFailed { source, .. } if source.is_not_found()) {
                         problems.push(chain(&e));
                     }
@@ -740,7 +1386,11 @@ impl Controller {
     ///
     /// # Errors
     /// A store failure stops the loop.
-    pub async fn run(self: &Arc<Self>, sleep: &dyn Sleep, ticks: Option<u64>) -> Result<Vec<TickReport>> {
+    pub async fn run(
+        self: &Arc<Self>,
+        sleep: &dyn Sleep,
+        ticks: Option<u64>,
+    ) -> Result<Vec<TickReport>> {
         let mut reports = Vec::new();
         let mut n = 0;
         loop {
@@ -748,12 +1398,19 @@ impl Controller {
                 return Ok(reports);
             }
             let r = self.tick().await?;
-            tracing::info!(ts = r.ts, ok = r.ok, errors = r.errors.len(), not_leader = r.not_leader, "tick");
+            tracing::info!(
+                ts = r.ts,
+                ok = r.ok,
+                errors = r.errors.len(),
+                not_leader = r.not_leader,
+                "tick"
+            );
             if ticks.is_some() {
                 reports.push(r);
             }
             n += 1;
-            let next = self.clock.now() - self.clock.now().rem_euclid(self.interval) + self.interval;
+            let next =
+                self.clock.now() - self.clock.now().rem_euclid(self.interval) + self.interval;
             sleep.sleep_until(next).await;
         }
     }
@@ -784,7 +1441,14 @@ pub struct Sizing {
 /// # Guarantees
 /// `desired * price <= budget` whenever a budget is given (even below `min`);
 /// otherwise `min <= desired <= max`.
-pub fn decide(capacity: f64, per_instance: f64, min: u32, max: u32, price: f64, budget: Option<f64>) -> Sizing {
+pub fn decide(
+    capacity: f64,
+    per_instance: f64,
+    min: u32,
+    max: u32,
+    price: f64,
+    budget: Option<f64>,
+) -> Sizing {
     let raw_f = if capacity.is_finite() {
         (capacity / per_instance - 1e-9).ceil().max(0.0)
     } else {
@@ -811,8 +1475,13 @@ pub fn decide(capacity: f64, per_instance: f64, min: u32, max: u32, price: f64, 
 }
 
 /// Hash map helper so callers can build the clouds map from pairs.
-pub fn clouds<I: IntoIterator<Item = (String, DynProvider)>>(it: I) -> BTreeMap<String, DynProvider> {
-    it.into_iter().collect::<HashMap<_, _>>().into_iter().collect()
+pub fn clouds<I: IntoIterator<Item = (String, DynProvider)>>(
+    it: I,
+) -> BTreeMap<String, DynProvider> {
+    it.into_iter()
+        .collect::<HashMap<_, _>>()
+        .into_iter()
+        .collect()
 }
 
 #[cfg(test)]
@@ -845,7 +1514,10 @@ mod tests {
     fn sizing_explains_bounds_and_budget() {
         let s = decide(10.0, 2.0, 1, 3, 1.0, Some(2.5));
         assert_eq!((s.raw, s.desired), (5, 2));
-        assert_eq!(s.note, ", bounded to [1, 3], capped at 2 by the $2.50/h budget");
+        assert_eq!(
+            s.note,
+            ", bounded to [1, 3], capped at 2 by the $2.50/h budget"
+        );
     }
 }
 
@@ -859,7 +1531,8 @@ mod recovery_tests {
 
     #[tokio::test]
     async fn recovery_terminates_orphans_keeps_clones_and_reapplies_intents_within_budget() {
-        let trace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/nab_elb_request_count_8c0756.csv");
+        let trace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/data/nab_elb_request_count_8c0756.csv");
         let text = format!(
             "owner = \"rec\"\n[[workloads]]\nname = \"web\"\ngroup = \"web-asg\"\ninstance_type = \"m6i.large\"\ncapacity_per_instance = 25\nmax = 20\nbudget_per_hour = 0.5\nmetrics = {{ kind = \"replay\", path = \"{}\" }}\n",
             trace.display()
@@ -871,10 +1544,20 @@ mod recovery_tests {
         let sim = crate::embedded::sim(clock_arc.clone(), None).unwrap();
         crate::embedded::ensure_groups(&sim, "rec", &cfg.workloads).unwrap();
         let owner = Owner::new("rec").unwrap();
-        let mut orphan = LaunchRequest::new(IdempotencyToken::new("t-orphan").unwrap(), owner.clone(), "m6i.large", 2);
+        let mut orphan = LaunchRequest::new(
+            IdempotencyToken::new("t-orphan").unwrap(),
+            owner.clone(),
+            "m6i.large",
+            2,
+        );
         orphan.tags.insert(WORKLOAD_TAG.into(), "gone".into());
         let orphans = sim.cloud.launch(&orphan).await.unwrap();
-        let mut kept = LaunchRequest::new(IdempotencyToken::new("t-clone").unwrap(), owner.clone(), "m6i.large", 1);
+        let mut kept = LaunchRequest::new(
+            IdempotencyToken::new("t-clone").unwrap(),
+            owner.clone(),
+            "m6i.large",
+            1,
+        );
         kept.tags.insert(WORKLOAD_TAG.into(), "web-clone".into());
         let kept = sim.cloud.launch(&kept).await.unwrap();
         let foreign = sim
@@ -918,25 +1601,53 @@ mod recovery_tests {
         clock.advance(60);
         for i in &orphans {
             assert!(
-                !sim_cloud.describe_instance(&i.id).await.unwrap().state.is_live(),
+                !sim_cloud
+                    .describe_instance(&i.id)
+                    .await
+                    .unwrap()
+                    .state
+                    .is_live(),
                 "orphan {} survived",
                 i.id
             );
         }
         assert!(
-            sim_cloud.describe_instance(&kept[0].id).await.unwrap().state.is_live(),
+            sim_cloud
+                .describe_instance(&kept[0].id)
+                .await
+                .unwrap()
+                .state
+                .is_live(),
             "a clone's instance was terminated"
         );
         assert!(
-            sim_cloud.describe_instance(&foreign[0].id).await.unwrap().state.is_live(),
+            sim_cloud
+                .describe_instance(&foreign[0].id)
+                .await
+                .unwrap()
+                .state
+                .is_live(),
             "another owner's instance was touched"
         );
-        let g = sim_cloud.describe_group(&GroupId::new("web-asg")).await.unwrap();
-        assert_eq!(g.desired, 5, "the pending intent is re-applied, capped by the budget");
+        let g = sim_cloud
+            .describe_group(&GroupId::new("web-asg"))
+            .await
+            .unwrap();
+        assert_eq!(
+            g.desired, 5,
+            "the pending intent is re-applied, capped by the budget"
+        );
         assert!(store.pending_intents("web").await.unwrap().is_empty());
         // Recovery is idempotent.
         assert!(ctl.recover().await.unwrap().is_empty());
-        assert_eq!(sim_cloud.describe_group(&GroupId::new("web-asg")).await.unwrap().desired, 5);
+        assert_eq!(
+            sim_cloud
+                .describe_group(&GroupId::new("web-asg"))
+                .await
+                .unwrap()
+                .desired,
+            5
+        );
     }
 }
 
@@ -968,8 +1679,16 @@ mod anomaly_tests {
         let cloud: DynProvider = Arc::new(sim);
         let mut clouds = BTreeMap::new();
         clouds.insert("sim".to_string(), cloud.clone());
-        let ctl = Arc::new(Controller::new(&cfg, store.clone(), clouds, clock_arc, "an"));
-        ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud).await.unwrap();
+        let ctl = Arc::new(Controller::new(
+            &cfg,
+            store.clone(),
+            clouds,
+            clock_arc,
+            "an",
+        ));
+        ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
+            .await
+            .unwrap();
         for _ in 0..n {
             clock.advance(300);
             let r = ctl.tick().await.unwrap();
@@ -978,10 +1697,16 @@ mod anomaly_tests {
         let log = store.audit_log("web").await.unwrap();
         let burst_from = start + 300 * (n as i64 - 2);
         assert!(
-            log.iter().any(|e| e.action == "alert" && e.ts >= burst_from),
+            log.iter()
+                .any(|e| e.action == "alert" && e.ts >= burst_from),
             "the burst is alerted: {log:?}"
         );
         assert!(log.len() < 10, "the steady wave is mostly quiet: {log:?}");
-        assert!(ctl.metrics().get(metrics::ANOMALIES, "web").unwrap() >= 1.0);
+        assert!(
+            ctl.metrics()
+                .render()
+                .contains("predictive_anomalies_total{workload=\"web\",kind="),
+            "anomalies are counted by kind"
+        );
     }
 }

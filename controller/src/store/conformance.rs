@@ -29,7 +29,10 @@ pub async fn run(s: &dyn Store) {
     s.put_workload("api", "{}", 2).await.unwrap();
     assert_eq!(
         s.workloads().await.unwrap(),
-        vec![("api".into(), "{}".into()), ("web".into(), "{\"v\":2}".into())]
+        vec![
+            ("api".into(), "{}".into()),
+            ("web".into(), "{\"v\":2}".into())
+        ]
     );
 
     // samples: idempotent on (workload, ts), ordered, pruned
@@ -41,7 +44,15 @@ pub async fn run(s: &dyn Store) {
         .collect();
     s.put_samples("web", &xs).await.unwrap();
     s.put_samples("web", &xs[3..]).await.unwrap();
-    s.put_samples("web", &[Sample { ts: 100, value: 9.0 }]).await.unwrap();
+    s.put_samples(
+        "web",
+        &[Sample {
+            ts: 100,
+            value: 9.0,
+        }],
+    )
+    .await
+    .unwrap();
     let got = s.samples("web", 0).await.unwrap();
     assert_eq!(got.len(), 5);
     assert_eq!(got[0].value, 9.0);
@@ -72,17 +83,40 @@ pub async fn run(s: &dyn Store) {
     assert_eq!(s.shadow("web").await.unwrap(), 0);
     s.put_shadow("web", 3, 1).await.unwrap();
     assert_eq!(s.shadow("web").await.unwrap(), 3);
+    // loop state: replaced on its key, kinds apart
+    assert_eq!(s.loop_state("web", "shadow").await.unwrap(), None);
+    s.put_loop_state("web", "shadow", "[1]", 1).await.unwrap();
+    s.put_loop_state("web", "shadow", "[2]", 2).await.unwrap();
+    s.put_loop_state("web", "remediation", "{}", 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.loop_state("web", "shadow").await.unwrap().as_deref(),
+        Some("[2]")
+    );
+    assert_eq!(
+        s.loop_state("web", "remediation").await.unwrap().as_deref(),
+        Some("{}")
+    );
+    assert_eq!(s.loop_state("api", "shadow").await.unwrap(), None);
     assert_eq!(s.budget("web").await.unwrap(), None);
     s.put_budget("web", 4.5).await.unwrap();
     assert_eq!(s.budget("web").await.unwrap(), Some(4.5));
 
     // decisions: newest first, idempotent on (workload, ts)
-    s.put_decisions(&[decision("web", 1, 1), decision("web", 2, 2), decision("api", 2, 5)])
-        .await
-        .unwrap();
+    s.put_decisions(&[
+        decision("web", 1, 1),
+        decision("web", 2, 2),
+        decision("api", 2, 5),
+    ])
+    .await
+    .unwrap();
     s.put_decisions(&[decision("web", 2, 3)]).await.unwrap();
     let d = s.decisions(Some("web"), 10).await.unwrap();
-    assert_eq!(d.iter().map(|x| (x.ts, x.desired)).collect::<Vec<_>>(), vec![(2, 3), (1, 1)]);
+    assert_eq!(
+        d.iter().map(|x| (x.ts, x.desired)).collect::<Vec<_>>(),
+        vec![(2, 3), (1, 1)]
+    );
     assert_eq!(d[0].explanation, "because 2");
     assert_eq!(s.decisions(None, 2).await.unwrap().len(), 2);
 

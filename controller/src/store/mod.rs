@@ -196,16 +196,39 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn audit(&self, e: &AuditEvent) -> Result<()>;
     /// The audit log of a workload, oldest first.
     async fn audit_log(&self, workload: &str) -> Result<Vec<AuditEvent>>;
+    /// Saves one piece of a workload's loop state (JSON) under `kind` (`shadow`, `remediation`,
+    /// `refit`); a later write replaces it.
+    async fn put_loop_state(
+        &self,
+        workload: &str,
+        kind: &str,
+        state: &str,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// A piece of a workload's loop state.
+    async fn loop_state(&self, workload: &str, kind: &str) -> Result<Option<String>>;
     /// Takes or renews the lease on `workload` for `holder` until `now + ttl`.
     ///
     /// Returns `true` when `holder` holds the lease afterwards: it was free, expired or already
     /// `holder`'s. Only the holder runs the loop for that workload.
-    async fn acquire_lease(&self, workload: &str, holder: &str, now: Timestamp, ttl: i64) -> Result<bool>;
+    async fn acquire_lease(
+        &self,
+        workload: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: i64,
+    ) -> Result<bool>;
 
     /// Writes one tick's samples, forecasts and decisions (one transaction where the backend
     /// allows it).
-    async fn record_tick(&self, samples: &[(String, Sample)], forecasts: &[ForecastRecord], decisions: &[Decision]) -> Result<()> {
-        let mut by: std::collections::BTreeMap<&str, Vec<Sample>> = std::collections::BTreeMap::new();
+    async fn record_tick(
+        &self,
+        samples: &[(String, Sample)],
+        forecasts: &[ForecastRecord],
+        decisions: &[Decision],
+    ) -> Result<()> {
+        let mut by: std::collections::BTreeMap<&str, Vec<Sample>> =
+            std::collections::BTreeMap::new();
         for (w, s) in samples {
             by.entry(w.as_str()).or_default().push(*s);
         }
@@ -217,8 +240,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     }
 }
 
-pub(crate) fn query_err<E: std::error::Error + Send + Sync + 'static>(what: &'static str) -> impl FnOnce(E) -> Error {
-    move |e| Error::QueryFailed { what, source: Box::new(e) }
+pub(crate) fn query_err<E: std::error::Error + Send + Sync + 'static>(
+    what: &'static str,
+) -> impl FnOnce(E) -> Error {
+    move |e| Error::QueryFailed {
+        what,
+        source: Box::new(e),
+    }
 }
 
 /// The schema, one migration per entry; both backends run them in order (SQL common to both).
@@ -240,4 +268,6 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      CREATE TABLE leases (workload TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)",
     "CREATE TABLE audit (workload TEXT NOT NULL, ts BIGINT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL,
         PRIMARY KEY (workload, ts, action))",
+    "CREATE TABLE loop_state (workload TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL, updated_at BIGINT NOT NULL,
+        PRIMARY KEY (workload, kind))",
 ];

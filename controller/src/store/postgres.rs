@@ -6,7 +6,10 @@
 
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::{query_err, AuditEvent, CloneRecord, Decision, Error, ForecastRecord, Intent, Result, Sample, Store, MIGRATIONS};
+use super::{
+    query_err, AuditEvent, CloneRecord, Decision, Error, ForecastRecord, Intent, Result, Sample,
+    Store, MIGRATIONS,
+};
 use crate::clock::Timestamp;
 
 /// Advisory lock key that serialises migrations ("predictiv" in ASCII, truncated).
@@ -21,7 +24,13 @@ pub struct PostgresStore {
 /// The connection string with any password removed, for error messages.
 fn redact(url: &str) -> String {
     url.split_whitespace()
-        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
         .split('@')
@@ -60,9 +69,12 @@ impl PostgresStore {
             .get(0);
         for (i, m) in MIGRATIONS.iter().enumerate().skip(have as usize) {
             tx.batch_execute(m).await.map_err(open)?;
-            tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&(i as i64 + 1)])
-                .await
-                .map_err(open)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&(i as i64 + 1)],
+            )
+            .await
+            .map_err(open)?;
         }
         tx.commit().await.map_err(open)?;
         Ok(Self { client })
@@ -104,7 +116,14 @@ impl Store for PostgresStore {
             .execute("DELETE FROM workloads WHERE name = $1", &[&name])
             .await
             .map_err(query_err("delete_workload"))?;
-        for t in ["samples", "models", "forecasts", "shadow_pool", "budgets"] {
+        for t in [
+            "samples",
+            "models",
+            "forecasts",
+            "shadow_pool",
+            "budgets",
+            "loop_state",
+        ] {
             self.client
                 .execute(&format!("DELETE FROM {t} WHERE workload = $1"), &[&name])
                 .await
@@ -232,10 +251,43 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn put_loop_state(
+        &self,
+        workload: &str,
+        kind: &str,
+        state: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO loop_state (workload, kind, state, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (workload, kind) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                &[&workload, &kind, &state, &now],
+            )
+            .await
+            .map_err(query_err("put_loop_state"))?;
+        Ok(())
+    }
+
+    async fn loop_state(&self, workload: &str, kind: &str) -> Result<Option<String>> {
+        let r = self
+            .client
+            .query_opt(
+                "SELECT state FROM loop_state WHERE workload = $1 AND kind = $2",
+                &[&workload, &kind],
+            )
+            .await
+            .map_err(query_err("loop_state"))?;
+        Ok(r.map(|r| r.get(0)))
+    }
+
     async fn shadow(&self, workload: &str) -> Result<u32> {
         let r = self
             .client
-            .query_opt("SELECT size FROM shadow_pool WHERE workload = $1", &[&workload])
+            .query_opt(
+                "SELECT size FROM shadow_pool WHERE workload = $1",
+                &[&workload],
+            )
             .await
             .map_err(query_err("shadow"))?;
         Ok(r.map(|r| r.get::<_, i64>(0) as u32).unwrap_or(0))
@@ -308,7 +360,10 @@ impl Store for PostgresStore {
     async fn budget(&self, workload: &str) -> Result<Option<f64>> {
         let r = self
             .client
-            .query_opt("SELECT per_hour FROM budgets WHERE workload = $1", &[&workload])
+            .query_opt(
+                "SELECT per_hour FROM budgets WHERE workload = $1",
+                &[&workload],
+            )
             .await
             .map_err(query_err("budget"))?;
         Ok(r.map(|r| r.get(0)))
@@ -417,7 +472,13 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn acquire_lease(&self, workload: &str, holder: &str, now: Timestamp, ttl: i64) -> Result<bool> {
+    async fn acquire_lease(
+        &self,
+        workload: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: i64,
+    ) -> Result<bool> {
         let n = self
             .client
             .execute(

@@ -5,7 +5,10 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{query_err, AuditEvent, CloneRecord, Decision, Error, ForecastRecord, Intent, Result, Sample, Store, MIGRATIONS};
+use super::{
+    query_err, AuditEvent, CloneRecord, Decision, Error, ForecastRecord, Intent, Result, Sample,
+    Store, MIGRATIONS,
+};
 use crate::clock::Timestamp;
 
 /// A [`Store`] in one SQLite file (WAL, `synchronous=NORMAL`), or in memory.
@@ -25,9 +28,12 @@ impl SqliteStore {
             source: Box::new(e),
         };
         let conn = Connection::open(path).map_err(open)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open)?;
         Self::migrate(conn, &path.display().to_string())
     }
 
@@ -52,15 +58,24 @@ impl SqliteStore {
         tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
             .map_err(open)?;
         let have: i64 = tx
-            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
             .map_err(open)?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(have as usize) {
             tx.execute_batch(m).map_err(open)?;
-            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [i as i64 + 1])
-                .map_err(open)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [i as i64 + 1],
+            )
+            .map_err(open)?;
         }
         tx.commit().map_err(open)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     /// The schema version after migrations.
@@ -113,7 +128,14 @@ impl Store for SqliteStore {
         let n = tx
             .execute("DELETE FROM workloads WHERE name = ?1", [name])
             .map_err(query_err("delete_workload"))?;
-        for t in ["samples", "models", "forecasts", "shadow_pool", "budgets"] {
+        for t in [
+            "samples",
+            "models",
+            "forecasts",
+            "shadow_pool",
+            "budgets",
+            "loop_state",
+        ] {
             tx.execute(&format!("DELETE FROM {t} WHERE workload = ?1"), [name])
                 .map_err(query_err("delete_workload"))?;
         }
@@ -126,8 +148,11 @@ impl Store for SqliteStore {
         let mut st = c
             .prepare("SELECT name, spec FROM workloads ORDER BY name")
             .map_err(query_err("workloads"))?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(query_err("workloads"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(query_err("workloads"))
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(query_err("workloads"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(query_err("workloads"))
     }
 
     async fn put_samples(&self, workload: &str, samples: &[Sample]) -> Result<()> {
@@ -135,10 +160,13 @@ impl Store for SqliteStore {
         let tx = c.transaction().map_err(query_err("put_samples"))?;
         {
             let mut st = tx
-                .prepare_cached("INSERT OR REPLACE INTO samples (workload, ts, value) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO samples (workload, ts, value) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(query_err("put_samples"))?;
             for s in samples {
-                st.execute(params![workload, s.ts, s.value]).map_err(query_err("put_samples"))?;
+                st.execute(params![workload, s.ts, s.value])
+                    .map_err(query_err("put_samples"))?;
             }
         }
         tx.commit().map_err(query_err("put_samples"))
@@ -147,7 +175,9 @@ impl Store for SqliteStore {
     async fn samples(&self, workload: &str, since: Timestamp) -> Result<Vec<Sample>> {
         let c = self.lock();
         let mut st = c
-            .prepare_cached("SELECT ts, value FROM samples WHERE workload = ?1 AND ts >= ?2 ORDER BY ts")
+            .prepare_cached(
+                "SELECT ts, value FROM samples WHERE workload = ?1 AND ts >= ?2 ORDER BY ts",
+            )
             .map_err(query_err("samples"))?;
         let rows = st
             .query_map(params![workload, since], |r| {
@@ -157,7 +187,8 @@ impl Store for SqliteStore {
                 })
             })
             .map_err(query_err("samples"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(query_err("samples"))
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(query_err("samples"))
     }
 
     async fn prune_samples(&self, before: Timestamp) -> Result<u64> {
@@ -180,7 +211,11 @@ impl Store for SqliteStore {
 
     async fn model(&self, workload: &str) -> Result<Option<String>> {
         self.lock()
-            .query_row("SELECT state FROM models WHERE workload = ?1", [workload], |r| r.get(0))
+            .query_row(
+                "SELECT state FROM models WHERE workload = ?1",
+                [workload],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(query_err("model"))
     }
@@ -195,8 +230,10 @@ impl Store for SqliteStore {
                 )
                 .map_err(query_err("put_forecasts"))?;
             for r in f {
-                st.execute(params![r.workload, r.ts, r.target, r.p50, r.upper, r.quantile, r.model])
-                    .map_err(query_err("put_forecasts"))?;
+                st.execute(params![
+                    r.workload, r.ts, r.target, r.p50, r.upper, r.quantile, r.model
+                ])
+                .map_err(query_err("put_forecasts"))?;
             }
         }
         tx.commit().map_err(query_err("put_forecasts"))
@@ -222,7 +259,8 @@ impl Store for SqliteStore {
                 })
             })
             .map_err(query_err("forecasts"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(query_err("forecasts"))
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(query_err("forecasts"))
     }
 
     async fn put_shadow(&self, workload: &str, size: u32, now: Timestamp) -> Result<()> {
@@ -235,10 +273,41 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn put_loop_state(
+        &self,
+        workload: &str,
+        kind: &str,
+        state: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.lock()
+            .execute(
+                "INSERT OR REPLACE INTO loop_state (workload, kind, state, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![workload, kind, state, now],
+            )
+            .map_err(query_err("put_loop_state"))?;
+        Ok(())
+    }
+
+    async fn loop_state(&self, workload: &str, kind: &str) -> Result<Option<String>> {
+        self.lock()
+            .query_row(
+                "SELECT state FROM loop_state WHERE workload = ?1 AND kind = ?2",
+                [workload, kind],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(query_err("loop_state"))
+    }
+
     async fn shadow(&self, workload: &str) -> Result<u32> {
         let v: Option<i64> = self
             .lock()
-            .query_row("SELECT size FROM shadow_pool WHERE workload = ?1", [workload], |r| r.get(0))
+            .query_row(
+                "SELECT size FROM shadow_pool WHERE workload = ?1",
+                [workload],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(query_err("shadow"))?;
         Ok(v.unwrap_or(0) as u32)
@@ -283,14 +352,20 @@ impl Store for SqliteStore {
                         "SELECT {cols} FROM decisions WHERE workload = ?1 ORDER BY ts DESC LIMIT ?2"
                     ))
                     .map_err(query_err("decisions"))?;
-                let r = st.query_map(params![w, limit], decision_row).map_err(query_err("decisions"))?;
+                let r = st
+                    .query_map(params![w, limit], decision_row)
+                    .map_err(query_err("decisions"))?;
                 r.collect::<rusqlite::Result<Vec<_>>>()
             }
             None => {
                 let mut st = c
-                    .prepare_cached(&format!("SELECT {cols} FROM decisions ORDER BY ts DESC, workload LIMIT ?1"))
+                    .prepare_cached(&format!(
+                        "SELECT {cols} FROM decisions ORDER BY ts DESC, workload LIMIT ?1"
+                    ))
                     .map_err(query_err("decisions"))?;
-                let r = st.query_map(params![limit], decision_row).map_err(query_err("decisions"))?;
+                let r = st
+                    .query_map(params![limit], decision_row)
+                    .map_err(query_err("decisions"))?;
                 r.collect::<rusqlite::Result<Vec<_>>>()
             }
         };
@@ -309,7 +384,11 @@ impl Store for SqliteStore {
 
     async fn budget(&self, workload: &str) -> Result<Option<f64>> {
         self.lock()
-            .query_row("SELECT per_hour FROM budgets WHERE workload = ?1", [workload], |r| r.get(0))
+            .query_row(
+                "SELECT per_hour FROM budgets WHERE workload = ?1",
+                [workload],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(query_err("budget"))
     }
@@ -344,7 +423,8 @@ impl Store for SqliteStore {
                 })
             })
             .map_err(query_err("pending_intents"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(query_err("pending_intents"))
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(query_err("pending_intents"))
     }
 
     async fn put_clone(&self, c: &CloneRecord) -> Result<()> {
@@ -379,7 +459,8 @@ impl Store for SqliteStore {
                 })
             })
             .map_err(query_err("clones"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(query_err("clones"))
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(query_err("clones"))
     }
 
     async fn audit(&self, e: &AuditEvent) -> Result<()> {
@@ -407,18 +488,27 @@ impl Store for SqliteStore {
                 })
             })
             .map_err(query_err("audit_log"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(query_err("audit_log"))
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(query_err("audit_log"))
     }
 
-    async fn record_tick(&self, samples: &[(String, Sample)], forecasts: &[ForecastRecord], decisions: &[Decision]) -> Result<()> {
+    async fn record_tick(
+        &self,
+        samples: &[(String, Sample)],
+        forecasts: &[ForecastRecord],
+        decisions: &[Decision],
+    ) -> Result<()> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(query_err("record_tick"))?;
         {
             let mut st = tx
-                .prepare_cached("INSERT OR REPLACE INTO samples (workload, ts, value) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO samples (workload, ts, value) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(query_err("record_tick"))?;
             for (w, s) in samples {
-                st.execute(params![w, s.ts, s.value]).map_err(query_err("record_tick"))?;
+                st.execute(params![w, s.ts, s.value])
+                    .map_err(query_err("record_tick"))?;
             }
             let mut st = tx
                 .prepare_cached(
@@ -426,8 +516,10 @@ impl Store for SqliteStore {
                 )
                 .map_err(query_err("record_tick"))?;
             for r in forecasts {
-                st.execute(params![r.workload, r.ts, r.target, r.p50, r.upper, r.quantile, r.model])
-                    .map_err(query_err("record_tick"))?;
+                st.execute(params![
+                    r.workload, r.ts, r.target, r.p50, r.upper, r.quantile, r.model
+                ])
+                .map_err(query_err("record_tick"))?;
             }
             let mut st = tx
                 .prepare_cached(
@@ -454,7 +546,13 @@ impl Store for SqliteStore {
         tx.commit().map_err(query_err("record_tick"))
     }
 
-    async fn acquire_lease(&self, workload: &str, holder: &str, now: Timestamp, ttl: i64) -> Result<bool> {
+    async fn acquire_lease(
+        &self,
+        workload: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: i64,
+    ) -> Result<bool> {
         let n = self
             .lock()
             .execute(
@@ -489,8 +587,14 @@ mod tests {
         }
         let s = SqliteStore::open(&p).unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        assert_eq!(s.workloads().await.unwrap(), vec![("web".to_string(), "{}".to_string())]);
-        let mode: String = s.lock().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(
+            s.workloads().await.unwrap(),
+            vec![("web".to_string(), "{}".to_string())]
+        );
+        let mode: String = s
+            .lock()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
     }
 }

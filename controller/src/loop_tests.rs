@@ -1,0 +1,327 @@
+//! Loop tests on the sim cloud in virtual time: anomaly remediation (isolate, terminate in
+//! dry-run and for real, alert only) and the shadow pool (launch ahead, promote, release,
+//! stored and reloaded).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use predictive_clouds::{CloudProvider, DynProvider, GroupId, InstanceState, Owner};
+
+use crate::clock::{Clock, VirtualClock};
+use crate::config::{ConfigParams, ValidConfig};
+use crate::metrics;
+use crate::run::Controller;
+use crate::shadow::{self, Pool, UnitState};
+use crate::source::Replay;
+use crate::store::{sqlite::SqliteStore, Decision, Store};
+
+const START: i64 = 1_400_000_100;
+
+fn config(extra: &str, budget: &str) -> ValidConfig {
+    let text = format!(
+        "owner = \"lt\"\n[[workloads]]\nname = \"web\"\ngroup = \"web-asg\"\ninstance_type = \"m6i.large\"\ncapacity_per_instance = 25\nmin = 1\nmax = 40\n{budget}metrics = {{ kind = \"push\" }}\n{extra}"
+    );
+    let cfg: ConfigParams = toml::from_str(&text).unwrap();
+    cfg.check("<t>", std::path::Path::new(".")).unwrap()
+}
+
+struct Run {
+    store: Arc<dyn Store>,
+    ctl: Arc<Controller>,
+    sim: predictive_clouds::sim::SimCloud,
+    decisions: Vec<Decision>,
+}
+
+fn wave(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| 100.0 + 20.0 * ((i as f64) * std::f64::consts::TAU / 288.0).sin())
+        .collect()
+}
+
+async fn run(cfg: &ValidConfig, values: Vec<f64>) -> Run {
+    let clock = VirtualClock::new(START);
+    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+    let sim = crate::embedded::sim(clock_arc.clone(), None).unwrap();
+    crate::embedded::ensure_groups(&sim, "lt", &cfg.workloads).unwrap();
+    let sim_cloud = sim.cloud.clone();
+    let n = values.len();
+    let replay = Arc::new(Replay::from_values(START + 300, 300, values));
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let cloud: DynProvider = Arc::new(sim);
+    let mut clouds = BTreeMap::new();
+    clouds.insert("sim".to_string(), cloud.clone());
+    let ctl = Arc::new(Controller::new(cfg, store.clone(), clouds, clock_arc, "lt"));
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
+        .await
+        .unwrap();
+    for _ in 0..n {
+        clock.advance(300);
+        let r = ctl.tick().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+    let mut decisions = store.decisions(Some("web"), 100_000).await.unwrap();
+    decisions.reverse();
+    Run {
+        store,
+        ctl,
+        sim: sim_cloud,
+        decisions,
+    }
+}
+
+/// A daily wave, then a steady climb (a leak) far past anything seen.
+fn leak() -> (Vec<f64>, usize) {
+    let mut v = wave(600);
+    let base = *v.last().unwrap();
+    v.extend((1..=200).map(|i| base + 4.0 * i as f64));
+    (v, 600)
+}
+
+/// A daily wave, then a burst.
+fn burst() -> Vec<f64> {
+    let mut v = wave(600);
+    v.extend([900.0, 950.0, 980.0, 990.0]);
+    v
+}
+
+#[tokio::test]
+async fn a_leak_under_isolate_never_grows_the_allocation_past_the_hold() {
+    let (values, from) = leak();
+    let cfg = config("remediation = { policy = \"isolate\" }\n", "");
+    let r = run(&cfg, values).await;
+    let log = r.store.audit_log("web").await.unwrap();
+    let first = log
+        .iter()
+        .find(|e| e.action == "isolate" && e.ts >= START + 300 * from as i64)
+        .unwrap_or_else(|| panic!("the leak is isolated: {log:?}"));
+    let hold = r
+        .decisions
+        .iter()
+        .find(|d| d.ts == first.ts)
+        .unwrap()
+        .current;
+    let after: Vec<&Decision> = r.decisions.iter().filter(|d| d.ts > first.ts).collect();
+    assert!(after.len() > 100);
+    for d in &after {
+        assert!(
+            d.desired <= hold,
+            "allocation grew past the hold {hold}: {d:?}"
+        );
+    }
+    assert!(
+        after.iter().any(|d| d.explanation.contains("held at")),
+        "the hold is explained"
+    );
+    // Without the hold the climb (usage 4x the start) would have asked for far more.
+    let last = after.last().unwrap();
+    assert!(last.predicted / 25.0 > hold as f64 + 3.0, "{last:?}");
+    let g = r
+        .sim
+        .describe_group(&GroupId::new("web-asg"))
+        .await
+        .unwrap();
+    assert!(g.desired <= hold);
+    assert!(
+        r.ctl
+            .metrics()
+            .get_labelled(metrics::REMEDIATIONS, "web", ("action", "isolate"))
+            .unwrap()
+            >= 1.0
+    );
+    // The hold is stored: a restarted controller keeps it.
+    let held = crate::remediate::Held::decode(
+        r.store
+            .loop_state("web", crate::remediate::STATE_KIND)
+            .await
+            .unwrap()
+            .as_deref(),
+    )
+    .unwrap();
+    assert!(held.cap.is_some_and(|c| c <= hold as f64), "{held:?}");
+}
+
+async fn cloud_view(
+    sim: &predictive_clouds::sim::SimCloud,
+) -> Vec<(String, InstanceState, Option<String>)> {
+    let mut v: Vec<_> = sim
+        .list_instances(&Owner::new("lt").unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| {
+            (
+                i.id.as_str().to_string(),
+                i.state,
+                i.group.map(|g| g.as_str().to_string()),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[tokio::test]
+async fn terminate_in_dry_run_and_alert_only_change_nothing_but_are_audited() {
+    let alert = run(&config("", ""), burst()).await;
+    let dry = run(
+        &config(
+            "remediation = { policy = \"terminate\", dry_run = true }\n",
+            "",
+        ),
+        burst(),
+    )
+    .await;
+    let alert_log = alert.store.audit_log("web").await.unwrap();
+    assert!(
+        alert_log.iter().any(|e| e.action == "alert"),
+        "{alert_log:?}"
+    );
+    assert!(
+        alert_log.iter().all(|e| e.action == "alert"),
+        "alert-only does nothing else: {alert_log:?}"
+    );
+    let dry_log = dry.store.audit_log("web").await.unwrap();
+    assert!(
+        dry_log
+            .iter()
+            .any(|e| e.action == "would terminate" && e.detail.contains("dry run")),
+        "{dry_log:?}"
+    );
+    // The same decisions and the same cloud as alert-only: nothing was terminated or held.
+    let desired = |r: &Run| {
+        r.decisions
+            .iter()
+            .map(|d| (d.ts, d.desired))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(desired(&alert), desired(&dry));
+    assert_eq!(cloud_view(&alert.sim).await, cloud_view(&dry.sim).await);
+    assert!(alert
+        .decisions
+        .iter()
+        .all(|d| !d.explanation.contains("held at") && d.action != "hold"
+            || !d.explanation.contains("halted")));
+    let g = dry
+        .sim
+        .describe_group(&GroupId::new("web-asg"))
+        .await
+        .unwrap();
+    assert!(g.live() >= 1);
+    assert!(
+        dry.ctl
+            .metrics()
+            .get_labelled(metrics::REMEDIATIONS, "web", ("action", "would terminate"))
+            .unwrap()
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn terminate_for_real_terminates_the_group_and_halts_the_workload() {
+    let r = run(
+        &config("remediation = { policy = \"terminate\" }\n", ""),
+        burst(),
+    )
+    .await;
+    let log = r.store.audit_log("web").await.unwrap();
+    let t = log
+        .iter()
+        .find(|e| e.action == "terminate")
+        .unwrap_or_else(|| panic!("{log:?}"));
+    let d = r.decisions.iter().find(|d| d.ts == t.ts).unwrap();
+    assert!(d.action.starts_with("terminated"), "{d:?}");
+    for d in r.decisions.iter().filter(|d| d.ts > t.ts) {
+        assert!(d.explanation.contains("halted (terminated)"), "{d:?}");
+    }
+    let live = r
+        .sim
+        .list_instances(&Owner::new("lt").unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| {
+            i.state.is_active()
+                && i.launched_at.is_some_and(|l| {
+                    l <= std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.ts as u64)
+                })
+        })
+        .count();
+    assert_eq!(
+        live, 0,
+        "every instance running at the termination was terminated"
+    );
+}
+
+#[tokio::test]
+async fn the_shadow_pool_launches_ahead_promotes_releases_and_is_stored() {
+    // Two days of a strong daily wave: the second day's rises are predicted from the first.
+    let values: Vec<f64> = (0..576)
+        .map(|i| 150.0 + 120.0 * ((i as f64) * std::f64::consts::TAU / 288.0).sin())
+        .collect();
+    let cfg = config("shadow = { max_units = 4, half_life = \"30m\" }\n", "");
+    let r = run(&cfg, values).await;
+    let pool = Pool::decode(
+        r.store
+            .loop_state("web", shadow::STATE_KIND)
+            .await
+            .unwrap()
+            .as_deref(),
+    )
+    .unwrap();
+    assert!(
+        pool.launched > 0 && pool.promoted > 0 && pool.released > 0,
+        "{pool:?}"
+    );
+    assert!(pool.size() <= 4);
+    assert_eq!(r.store.shadow("web").await.unwrap(), pool.size());
+    // Serving capacity (group plus promoted units) is what each decision asked for.
+    let g = r
+        .sim
+        .describe_group(&GroupId::new("web-asg"))
+        .await
+        .unwrap();
+    let last = r.decisions.last().unwrap();
+    assert_eq!(
+        g.desired + pool.count(UnitState::Active),
+        last.desired.max(g.min),
+        "{last:?}"
+    );
+    assert!(r
+        .decisions
+        .iter()
+        .any(|d| d.explanation.contains("promoted")));
+    assert!(r
+        .decisions
+        .iter()
+        .any(|d| d.explanation.contains("released")));
+    // Every owned standalone instance alive is in the pool, ready ones are stopped.
+    for i in r
+        .sim
+        .list_instances(&Owner::new("lt").unwrap())
+        .await
+        .unwrap()
+    {
+        if i.group.is_none() && i.state.is_live() {
+            let u = pool
+                .units
+                .iter()
+                .find(|u| u.id == i.id.as_str())
+                .unwrap_or_else(|| panic!("orphan {i:?}"));
+            if u.state == UnitState::Ready {
+                assert!(
+                    matches!(i.state, InstanceState::Stopped | InstanceState::Stopping),
+                    "{i:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        r.ctl.metrics().get(metrics::SHADOW_PROMOTIONS, "web"),
+        Some(pool.promoted as f64)
+    );
+    assert!(r
+        .ctl
+        .metrics()
+        .render()
+        .contains("predictive_shadow_pool_instances{workload=\"web\"}"));
+}

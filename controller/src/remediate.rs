@@ -1,0 +1,107 @@
+//! Anomaly remediation applied by the loop: the engine decides
+//! ([`predictive_engine::anomaly::decide`]), the loop executes, holds and audits.
+//!
+//! Per workload, `remediation.policy` is `alert-only` (the default), `isolate` (hold the
+//! allocation where it is and stop growing it), `stop` (stop the group's running members) or
+//! `terminate` (terminate its members and its shadow units). `remediation.dry_run` (or the loop's
+//! dry-run mode) records and audits every decision but changes nothing in the cloud.
+//!
+//! - A flagged leak caps the allocation whatever the policy (the engine's rule): a leak is never
+//!   fed capacity forever. The cap (in instances) is stored (loop state `remediation`) and
+//!   passed back to the engine every tick, so it survives restarts and holds while the usage
+//!   keeps climbing.
+//! - After `stop` or `terminate` the workload is **halted**: the loop observes and forecasts it
+//!   but no longer scales it. Deleting the workload (API or config) and registering it again
+//!   releases a hold or a halt.
+//! - Every decided action is appended to the audit log (`alert`, `isolate`, `stop`,
+//!   `terminate`, or `would stop` / `would terminate` / ... under dry-run) and counted in
+//!   `predictive_remediations_total{action=...}`; anomalies are counted by kind in
+//!   `predictive_anomalies_total{kind=...}`. The decision's explanation carries the reason.
+
+use serde::{Deserialize, Serialize};
+
+use predictive_engine::anomaly::RemediationAction;
+
+use crate::clock::Timestamp;
+
+/// Loop state kind under which a workload's remediation state is stored.
+pub const STATE_KIND: &str = "remediation";
+
+/// A workload's remediation state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    /// Most instances the loop may ask for (a leak or an isolation), if any.
+    pub cap: Option<f64>,
+    /// `stopped` or `terminated` once such an action was executed.
+    pub halted: Option<String>,
+    /// When the current hold or halt began.
+    pub since: Option<Timestamp>,
+}
+
+impl Held {
+    /// Decodes a stored state (nothing held when nothing is stored).
+    ///
+    /// # Errors
+    /// The JSON error of a corrupt record.
+    pub fn decode(text: Option<&str>) -> Result<Self, serde_json::Error> {
+        text.map_or(Ok(Self::default()), serde_json::from_str)
+    }
+
+    /// Encodes the state for the store.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The audit log's name of an action (`None` for no action), prefixed with `would ` in dry-run.
+pub fn action_name(a: RemediationAction, dry_run: bool) -> Option<String> {
+    let base = match a {
+        RemediationAction::None => return None,
+        RemediationAction::Alert => "alert",
+        RemediationAction::Isolate => "isolate",
+        RemediationAction::Stop => "stop",
+        RemediationAction::Terminate => "terminate",
+    };
+    Some(if dry_run && a != RemediationAction::Alert {
+        format!("would {base}")
+    } else {
+        base.to_string()
+    })
+}
+
+/// The cap in instances: `floor(cap)`, never below `floor` (the group's minimum).
+pub fn cap_instances(cap: f64, floor: u32) -> u32 {
+    if cap.is_finite() && cap >= 0.0 {
+        (cap + 1e-9).floor().min(u32::MAX as f64) as u32
+    } else {
+        u32::MAX
+    }
+    .max(floor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_caps() {
+        assert_eq!(
+            action_name(RemediationAction::Terminate, true).as_deref(),
+            Some("would terminate")
+        );
+        assert_eq!(
+            action_name(RemediationAction::Alert, true).as_deref(),
+            Some("alert")
+        );
+        assert_eq!(action_name(RemediationAction::None, false), None);
+        assert_eq!(cap_instances(4.0, 1), 4);
+        assert_eq!(cap_instances(0.0, 2), 2);
+        let h = Held {
+            cap: Some(3.0),
+            halted: None,
+            since: Some(5),
+        };
+        assert_eq!(Held::decode(Some(&h.encode())).unwrap(), h);
+        assert_eq!(Held::decode(None).unwrap(), Held::default());
+    }
+}
