@@ -785,7 +785,89 @@ mod tests {
         assert!(b[503] > a[503]);
     }
 
+    /// 12 days of a real Bitbrains VM's CPU usage in MHz (tests/data/allocate/SOURCE.md).
+    fn bitbrains_excerpt() -> Vec<f64> {
+        include_str!("../../tests/data/allocate/bitbrains_rnd_72_cpu_12d.csv")
+            .lines()
+            .skip(1)
+            .enumerate()
+            .map(|(i, l)| {
+                let v = l.split(';').nth(1).map(str::trim);
+                v.and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("excerpt line {}: no usage value in `{l}`", i + 2))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn predictive_should_beat_vpa_on_a_real_excerpt() {
+        use crate::simulate::baselines::{allocate, Baseline, Geometry};
+        use crate::simulate::metrics::AllocationMetrics;
+        let usage = bitbrains_excerpt();
+        assert_eq!(usage.len(), 12 * 288);
+        // The benchmark's geometry with a two-day warm-up: 10 days are scored.
+        let g = Geometry {
+            lead: 3,
+            warmup: 2 * 288,
+            day: 288,
+        };
+        let score = |a: &[f64]| AllocationMetrics::score(&usage, a, g.warmup, 288.0).unwrap();
+        let policy = PolicyParams::default().lead(g.lead).check().unwrap();
+        let ours = score(&replay(&usage, &policy, AllocatorSettings::for_step(300)));
+        let vpa = score(&allocate(Baseline::Vpa, &usage, g));
+        let window_max = score(&allocate(Baseline::WindowMax, &usage, g));
+        assert!(
+            ours.slack < vpa.slack,
+            "slack {} vs vpa {}",
+            ours.slack,
+            vpa.slack
+        );
+        assert!(
+            ours.shortfall_steps <= vpa.shortfall_steps,
+            "shortfall steps {} vs vpa {}",
+            ours.shortfall_steps,
+            vpa.shortfall_steps
+        );
+        assert!(ours.cost_vs_oracle < vpa.cost_vs_oracle);
+        assert!(ours.slack < window_max.slack);
+    }
+
     proptest! {
+        #[test]
+        fn allocator_should_stay_within_bounds_and_be_deterministic(
+            usage in proptest::collection::vec(
+                prop_oneof![
+                    8 => 0.0f64..1e4,
+                    1 => -1e3f64..0.0,
+                    1 => proptest::sample::select(vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e12]),
+                ],
+                1..400,
+            ),
+            min in 0.0f64..100.0,
+            span in 0.0f64..1e4,
+            lead in 1usize..5,
+        ) {
+            let policy = PolicyParams::default().lead(lead).bounds(min, min + span).check().unwrap();
+            let settings = AllocatorSettings { day: 24, window: 64 };
+            let mut allocator = Allocator::new(policy.clone(), settings);
+            for &u in &usage {
+                let plan = allocator.step(u);
+                prop_assert!(plan.capacity >= min && plan.capacity <= min + span, "{}", plan.capacity);
+                for d in &plan.desired {
+                    prop_assert!(*d >= min && *d <= min + span, "desired {d}");
+                }
+            }
+            let a = replay(&usage, &policy, settings);
+            let b = replay(&usage, &policy, settings);
+            prop_assert_eq!(a.len(), usage.len());
+            // Deterministic: the same input gives bit-identical allocations.
+            prop_assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+            // Every planned step (after the first lead steps) lies within the bounds.
+            for x in a.iter().skip(lead) {
+                prop_assert!(*x >= min && *x <= min + span, "replayed {x}");
+            }
+        }
+
         #[test]
         fn plan_should_never_leave_the_bounds(
             rows in proptest::collection::vec((-1e6f64..1e6, 0.0f64..1e6, 0.0f64..1e6), 1..6),
