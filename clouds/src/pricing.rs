@@ -657,5 +657,31 @@ pub async fn fetch_gcp(
     })
 }
 
+/// Runs a fetch to completion on a current-thread runtime, for synchronous callers (the CLI).
+///
+/// # Errors
+/// The fetch's errors, or [`PricingError::RequestFailed`] when the runtime or the HTTP client
+/// cannot be built.
+pub fn block_on_fetch<F, Fut>(endpoint: &str, fetch: F) -> Result<Fetched>
+where
+    F: FnOnce(reqwest::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<Fetched>>,
+{
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| PricingError::RequestFailed {
+        endpoint: strip_query(endpoint),
+        source: e,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(Box::new(e)))?;
+    let client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| failed(Box::new(e.without_url())))?;
+    rt.block_on(fetch(client))
+}
+
+pub mod sigv4;
+
 #[cfg(test)]
 mod tests;

@@ -251,6 +251,7 @@ impl Search<'_> {
         rem: &[f64; 4],
         rns: &[f64; 4],
         count: u32,
+        parent_y: &[f64; MAX_ROWS],
     ) -> (f64, [f64; MAX_ROWS]) {
         let restrict = self.used_types.len() as u32 >= self.max_types;
         self.cols.clear();
@@ -286,9 +287,69 @@ impl Search<'_> {
         }
         let b = self.rhs(rem, rns, count);
         let m = self.rows.len();
-        let mut primal = std::mem::take(&mut self.primal);
-        let sol = self.lp.solve_dual(m, &b, &self.cols, Some(&mut primal));
         self.lps += 1;
+        let mut primal = std::mem::take(&mut self.primal);
+        let warm = parent_y.iter().any(|&v| v > 0.0);
+        if warm && self.cols.len() > 4 * m + 8 {
+            // Sifting: solve over the columns priced near zero by the parent's dual, then add
+            // the columns the answer violates; when none is left the answer is the exact LP
+            // optimum, else (after a few rounds) it is scaled into feasibility: still a bound.
+            let dot = |g: &[f64; MAX_ROWS], y: &[f64; MAX_ROWS]| -> f64 {
+                (0..m).map(|r| g[r] * y[r]).sum()
+            };
+            let mut rc: Vec<(f64, usize)> = self
+                .cols
+                .iter()
+                .enumerate()
+                .map(|(c, (cost, g))| ((cost - dot(g, parent_y)) / cost, c))
+                .collect();
+            let mut inw = vec![false; self.cols.len()];
+            let mut w: Vec<usize> = rc.iter().filter(|x| x.0 <= 0.02).map(|x| x.1).collect();
+            if w.len() < 2 * m + 2 {
+                rc.sort_by(|x, y| x.0.total_cmp(&y.0));
+                w = rc.iter().take(2 * m + 2).map(|x| x.1).collect();
+            }
+            for &c in &w {
+                inw[c] = true;
+            }
+            let mut wcols: Vec<(f64, [f64; MAX_ROWS])> = Vec::new();
+            for round in 0..4 {
+                wcols.clear();
+                wcols.extend(w.iter().map(|&c| self.cols[c]));
+                let sol = self.lp.solve_dual(m, &b, &wcols, Some(&mut primal));
+                if !sol.bound.is_finite() {
+                    break;
+                }
+                let mut viol: Vec<(f64, usize)> = Vec::new();
+                let mut scale = 1.0f64;
+                for (c, (cost, g)) in self.cols.iter().enumerate() {
+                    let gy = dot(g, &sol.y);
+                    if gy > *cost * (1.0 + 1e-9) {
+                        scale = scale.min(cost / gy);
+                        if !inw[c] {
+                            viol.push((cost / gy, c));
+                        }
+                    }
+                }
+                if viol.is_empty() || round == 3 {
+                    let mut y = sol.y;
+                    for v in y.iter_mut().take(m) {
+                        *v *= scale;
+                    }
+                    let bound = (0..m).map(|r| b[r] * y[r]).sum();
+                    let map: Vec<usize> = w.iter().map(|&c| self.colmap[c]).collect();
+                    self.colmap = map;
+                    self.primal = primal;
+                    return (bound, y);
+                }
+                viol.sort_by(|x, y| x.0.total_cmp(&y.0));
+                for &(_, c) in viol.iter().take(2 * m + 2) {
+                    inw[c] = true;
+                    w.push(c);
+                }
+            }
+        }
+        let sol = self.lp.solve_dual(m, &b, &self.cols, Some(&mut primal));
         self.primal = primal;
         (sol.bound, sol.y)
     }
@@ -411,7 +472,7 @@ impl Search<'_> {
         if self.prune(cost + self.lb(i, &rem, &rns, left)) {
             return;
         }
-        let (lpb, y) = self.node_lp(i, &rem, &rns, count);
+        let (lpb, y) = self.node_lp(i, &rem, &rns, count, parent_y);
         if self.prune(cost + lpb) {
             return;
         }
@@ -696,197 +757,231 @@ pub fn solve(p: &Problem) -> Result<Solution> {
             }
         }
     }
-    front.sort_by(|x, y| {
-        let ex = x.cost / dot(&best_dir, &x.a).max(1e-300);
-        let ey = y.cost / dot(&best_dir, &y.a).max(1e-300);
-        // With a spot share cap, decide the non-spot part first: once the non-spot requirement
-        // is met, the rest is a plain cover whose bound is tight.
-        let kx = ns_need > 0.0 && x.spot;
-        let ky = ns_need > 0.0 && y.spot;
-        kx.cmp(&ky)
-            .then(ex.total_cmp(&ey))
-            .then_with(|| x.orig.cmp(&y.orig))
-    });
-    let n = front.len();
-    let n1 = n + 1;
-    // Count caps by exchange: when one offer `j` has at least `m` times the resources of offer
-    // `i` (raw, every demanded resource) for at most `m` times its cost, `m` of `i` can be
-    // replaced by one `j`, no dearer and with fewer instances; so some optimum (the one with the
-    // fewest instances) takes at most `m − 1` of `i`. Valid without a minimum count or a type
-    // limit (the exchange may bring in a new type); `j` must be non-spot where `i` is.
-    let mut caps = vec![u32::MAX; n];
-    if p.min_count == 0 && p.max_types == u32::MAX {
-        for (i, fi) in front.iter().enumerate() {
-            let ri = &p.cands[fi.orig].res;
-            for (j, fj) in front.iter().enumerate() {
-                if i == j || (fj.spot && !fi.spot && ns_need > 0.0) {
-                    continue;
-                }
-                let rj = &p.cands[fj.orig].res;
-                let fit = dims
-                    .iter()
-                    .map(|&k| (rj[k] / ri[k] * (1.0 + 1e-12)).floor())
-                    .fold(f64::INFINITY, f64::min);
-                let m = (fj.cost / fi.cost * (1.0 - 1e-12)).ceil().max(2.0);
-                if m <= fit && m < f64::from(caps[i]) {
-                    caps[i] = m as u32 - 1;
+    // Passes: under a spot share cap the search runs first with all offers in one order, then
+    // (if the node limit stopped it) with the non-spot offers first, sharing the incumbent.
+    let passes: &[bool] = if ns_need > 0.0 {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    let node_limit = NODE_LIMIT / passes.len() as u64;
+    let mut inc_cost = f64::INFINITY;
+    let mut inc: Vec<(usize, u32)> = Vec::new();
+    let mut total_nodes = 0u64;
+    let mut proven: Option<f64> = None;
+    let mut root_lb = 0.0f64;
+    for &ns_first in passes {
+        front.sort_by(|x, y| {
+            let ex = x.cost / dot(&best_dir, &x.a).max(1e-300);
+            let ey = y.cost / dot(&best_dir, &y.a).max(1e-300);
+            // Second pass under a spot share cap: decide the non-spot part first (once the
+            // non-spot requirement is met, the rest is a plain cover whose bound is tight).
+            let kx = ns_first && x.spot;
+            let ky = ns_first && y.spot;
+            kx.cmp(&ky)
+                .then(ex.total_cmp(&ey))
+                .then_with(|| x.orig.cmp(&y.orig))
+        });
+        let n = front.len();
+        let n1 = n + 1;
+        // Count caps by exchange: when one offer `j` has at least `m` times the resources of offer
+        // `i` (raw, every demanded resource) for at most `m` times its cost, `m` of `i` can be
+        // replaced by one `j`, no dearer and with fewer instances; so some optimum (the one with the
+        // fewest instances) takes at most `m − 1` of `i`. Valid without a minimum count or a type
+        // limit (the exchange may bring in a new type); `j` must be non-spot where `i` is.
+        let mut caps = vec![u32::MAX; n];
+        if p.min_count == 0 && p.max_types == u32::MAX {
+            for (i, fi) in front.iter().enumerate() {
+                let ri = &p.cands[fi.orig].res;
+                for (j, fj) in front.iter().enumerate() {
+                    if i == j || (fj.spot && !fi.spot && ns_need > 0.0) {
+                        continue;
+                    }
+                    let rj = &p.cands[fj.orig].res;
+                    let fit = dims
+                        .iter()
+                        .map(|&k| (rj[k] / ri[k] * (1.0 + 1e-12)).floor())
+                        .fold(f64::INFINITY, f64::min);
+                    let m = (fj.cost / fi.cost * (1.0 - 1e-12)).ceil().max(2.0);
+                    if m <= fit && m < f64::from(caps[i]) {
+                        caps[i] = m as u32 - 1;
+                    }
                 }
             }
         }
-    }
-    let tables = |mus: &[f64]| {
-        let nd = dirs.len();
-        let mut m_all = vec![f64::INFINITY; mus.len() * nd * n1];
-        let mut m_ns = vec![f64::INFINITY; mus.len() * nd * n1];
-        for (mi, mu) in mus.iter().enumerate() {
-            for (d, y) in dirs.iter().enumerate() {
-                let b = (mi * nd + d) * n1;
-                for i in (0..n).rev() {
-                    let ya = dot(y, &front[i].a);
-                    let r = if ya > 0.0 {
-                        (front[i].cost + mu) / ya
+        let tables = |mus: &[f64]| {
+            let nd = dirs.len();
+            let mut m_all = vec![f64::INFINITY; mus.len() * nd * n1];
+            let mut m_ns = vec![f64::INFINITY; mus.len() * nd * n1];
+            for (mi, mu) in mus.iter().enumerate() {
+                for (d, y) in dirs.iter().enumerate() {
+                    let b = (mi * nd + d) * n1;
+                    for i in (0..n).rev() {
+                        let ya = dot(y, &front[i].a);
+                        let r = if ya > 0.0 {
+                            (front[i].cost + mu) / ya
+                        } else {
+                            f64::INFINITY
+                        };
+                        m_all[b + i] = m_all[b + i + 1].min(r);
+                        m_ns[b + i] = if front[i].spot {
+                            m_ns[b + i + 1]
+                        } else {
+                            m_ns[b + i + 1].min(r)
+                        };
+                    }
+                }
+            }
+            (m_all, m_ns)
+        };
+        let (m_all, m_ns) = tables(&[0.0]);
+        let mut smax = vec![0.0; n1 * 4];
+        let mut smax_ns = vec![0.0; n1 * 4];
+        for i in (0..n).rev() {
+            for k in 0..4 {
+                smax[i * 4 + k] = f64::max(smax[(i + 1) * 4 + k], front[i].a[k]);
+                smax_ns[i * 4 + k] = if front[i].spot {
+                    smax_ns[(i + 1) * 4 + k]
+                } else {
+                    f64::max(smax_ns[(i + 1) * 4 + k], front[i].a[k])
+                };
+            }
+        }
+        let rem0 = {
+            let mut r = [0.0; 4];
+            for &k in &dims {
+                r[k] = 1.0;
+            }
+            r
+        };
+        let rns0 = {
+            let mut r = [0.0; 4];
+            for &k in &dims {
+                r[k] = ns_need;
+            }
+            r
+        };
+        let mut rows: Vec<Row> = dims.iter().map(|&k| Row::Cover(k)).collect();
+        if ns_need > 0.0 {
+            rows.extend(dims.iter().map(|&k| Row::NonSpot(k)));
+        }
+        rows.push(Row::MaxCount);
+        if p.min_count > 0 {
+            rows.push(Row::MinCount);
+        }
+        let mut s = Search {
+            items: &front,
+            dims: &dims,
+            dirs: &dirs,
+            m_all,
+            m_ns,
+            mus: vec![0.0],
+            smax,
+            smax_ns,
+            min_count: p.min_count,
+            max_count: p.max_count,
+            max_types: p.max_types.max(1),
+            best_cost: f64::INFINITY,
+            best: vec![0; n],
+            cur: vec![0; n],
+            used_types: Vec::new(),
+            nodes: 0,
+            aborted: false,
+            gap: p.gap.clamp(0.0, 0.5).max(1e-12),
+            node_limit,
+            rows,
+            lp: Lp::default(),
+            cols: Vec::new(),
+            colmap: Vec::new(),
+            primal: Vec::new(),
+            min_pruned: f64::INFINITY,
+            lps: 0,
+            need_all: 1.0,
+            need_ns: ns_need,
+            caps,
+        };
+        // Incumbent: best single-type solution, then a greedy cover.
+        for (i, it) in front.iter().enumerate() {
+            if it.spot && ns_need > 0.0 {
+                continue;
+            }
+            let need = dims
+                .iter()
+                .map(|&k| {
+                    if it.a[k] > 0.0 {
+                        1.0 / it.a[k]
                     } else {
                         f64::INFINITY
-                    };
-                    m_all[b + i] = m_all[b + i + 1].min(r);
-                    m_ns[b + i] = if front[i].spot {
-                        m_ns[b + i + 1]
-                    } else {
-                        m_ns[b + i + 1].min(r)
-                    };
+                    }
+                })
+                .fold(0.0, f64::max);
+            if !need.is_finite() {
+                continue;
+            }
+            let k = ((need - 1e-9).ceil() as u32).max(p.min_count).max(1);
+            if k <= p.max_count && (k as f64) * it.cost < s.best_cost {
+                s.best_cost = k as f64 * it.cost;
+                s.best = vec![0; n];
+                s.best[i] = k;
+            }
+        }
+        // Count multipliers, kept only when they raise the root bound (the count limit binds).
+        let root0 = s.lb(0, &rem0, &rns0, p.max_count);
+        if root0.is_finite() && root0 > 0.0 {
+            let unit = root0 / p.max_count.max(1) as f64;
+            let mus: Vec<f64> = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+                .iter()
+                .map(|f| f * unit)
+                .collect();
+            let (ma, mn) = tables(&mus);
+            let (old_a, old_n, old_mu) = (
+                std::mem::replace(&mut s.m_all, ma),
+                std::mem::replace(&mut s.m_ns, mn),
+                std::mem::replace(&mut s.mus, mus),
+            );
+            if s.lb(0, &rem0, &rns0, p.max_count) <= root0 * (1.0 + 1e-4) {
+                s.m_all = old_a;
+                s.m_ns = old_n;
+                s.mus = old_mu;
+            }
+        }
+        // The incumbent of the previous pass, in this pass's order.
+        if inc_cost < s.best_cost {
+            s.best_cost = inc_cost;
+            s.best = vec![0; n];
+            for &(o, k) in &inc {
+                if let Some(i) = front.iter().position(|f| f.orig == o) {
+                    s.best[i] = k;
                 }
             }
         }
-        (m_all, m_ns)
-    };
-    let (m_all, m_ns) = tables(&[0.0]);
-    let mut smax = vec![0.0; n1 * 4];
-    let mut smax_ns = vec![0.0; n1 * 4];
-    for i in (0..n).rev() {
-        for k in 0..4 {
-            smax[i * 4 + k] = f64::max(smax[(i + 1) * 4 + k], front[i].a[k]);
-            smax_ns[i * 4 + k] = if front[i].spot {
-                smax_ns[(i + 1) * 4 + k]
-            } else {
-                f64::max(smax_ns[(i + 1) * 4 + k], front[i].a[k])
-            };
+        greedy(&mut s, rem0, rns0);
+        pairs(&mut s, rem0, rns0);
+        let root_grid = s.lb(0, &rem0, &rns0, p.max_count);
+        let (root_lp, _) = s.node_lp(0, &rem0, &rns0, 0, &[0.0; MAX_ROWS]);
+        s.round_up(0.0, 0);
+        root_lb = root_lb.max(root_grid.max(root_lp));
+        s.dfs(0, rem0, rns0, 0.0, 0, &[0.0; MAX_ROWS]);
+        total_nodes += s.nodes;
+        if s.best_cost < inc_cost {
+            inc_cost = s.best_cost;
+            inc = s
+                .best
+                .iter()
+                .enumerate()
+                .filter(|(_, &k)| k > 0)
+                .map(|(i, &k)| (front[i].orig, k))
+                .collect();
+        }
+        if !s.aborted {
+            proven = Some(s.min_pruned);
+            break;
         }
     }
-    let rem0 = {
-        let mut r = [0.0; 4];
-        for &k in &dims {
-            r[k] = 1.0;
-        }
-        r
-    };
-    let rns0 = {
-        let mut r = [0.0; 4];
-        for &k in &dims {
-            r[k] = ns_need;
-        }
-        r
-    };
-    let mut rows: Vec<Row> = dims.iter().map(|&k| Row::Cover(k)).collect();
-    if ns_need > 0.0 {
-        rows.extend(dims.iter().map(|&k| Row::NonSpot(k)));
-    }
-    rows.push(Row::MaxCount);
-    if p.min_count > 0 {
-        rows.push(Row::MinCount);
-    }
-    let mut s = Search {
-        items: &front,
-        dims: &dims,
-        dirs: &dirs,
-        m_all,
-        m_ns,
-        mus: vec![0.0],
-        smax,
-        smax_ns,
-        min_count: p.min_count,
-        max_count: p.max_count,
-        max_types: p.max_types.max(1),
-        best_cost: f64::INFINITY,
-        best: vec![0; n],
-        cur: vec![0; n],
-        used_types: Vec::new(),
-        nodes: 0,
-        aborted: false,
-        gap: p.gap.clamp(0.0, 0.5).max(1e-12),
-        node_limit: NODE_LIMIT,
-        rows,
-        lp: Lp::default(),
-        cols: Vec::new(),
-        colmap: Vec::new(),
-        primal: Vec::new(),
-        min_pruned: f64::INFINITY,
-        lps: 0,
-        need_all: 1.0,
-        need_ns: ns_need,
-        caps,
-    };
-    // Incumbent: best single-type solution, then a greedy cover.
-    for (i, it) in front.iter().enumerate() {
-        if it.spot && ns_need > 0.0 {
-            continue;
-        }
-        let need = dims
-            .iter()
-            .map(|&k| {
-                if it.a[k] > 0.0 {
-                    1.0 / it.a[k]
-                } else {
-                    f64::INFINITY
-                }
-            })
-            .fold(0.0, f64::max);
-        if !need.is_finite() {
-            continue;
-        }
-        let k = ((need - 1e-9).ceil() as u32).max(p.min_count).max(1);
-        if k <= p.max_count && (k as f64) * it.cost < s.best_cost {
-            s.best_cost = k as f64 * it.cost;
-            s.best = vec![0; n];
-            s.best[i] = k;
-        }
-    }
-    // Count multipliers, kept only when they raise the root bound (the count limit binds).
-    let root0 = s.lb(0, &rem0, &rns0, p.max_count);
-    if root0.is_finite() && root0 > 0.0 {
-        let unit = root0 / p.max_count.max(1) as f64;
-        let mus: Vec<f64> = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
-            .iter()
-            .map(|f| f * unit)
-            .collect();
-        let (ma, mn) = tables(&mus);
-        let (old_a, old_n, old_mu) = (
-            std::mem::replace(&mut s.m_all, ma),
-            std::mem::replace(&mut s.m_ns, mn),
-            std::mem::replace(&mut s.mus, mus),
-        );
-        if s.lb(0, &rem0, &rns0, p.max_count) <= root0 * (1.0 + 1e-4) {
-            s.m_all = old_a;
-            s.m_ns = old_n;
-            s.mus = old_mu;
-        }
-    }
-    greedy(&mut s, rem0, rns0);
-    pairs(&mut s, rem0, rns0);
-    let root_grid = s.lb(0, &rem0, &rns0, p.max_count);
-    let (root_lp, _) = s.node_lp(0, &rem0, &rns0, 0);
-    s.round_up(0.0, 0);
-    let root_lb = root_grid.max(root_lp);
-    s.dfs(0, rem0, rns0, 0.0, 0, &[0.0; MAX_ROWS]);
-    if !s.best_cost.is_finite() {
+    if !inc_cost.is_finite() {
         return Err(diagnose(p));
     }
-    let counts: Vec<(usize, u32)> = s
-        .best
-        .iter()
-        .enumerate()
-        .filter(|(_, &k)| k > 0)
-        .map(|(i, &k)| (front[i].orig, k))
-        .collect();
+    let counts = inc;
     let cost: f64 = counts
         .iter()
         .map(|&(i, k)| p.cands[i].cost * k as f64)
@@ -894,14 +989,13 @@ pub fn solve(p: &Problem) -> Result<Solution> {
     Ok(Solution {
         counts,
         cost,
-        lower_bound: if s.aborted {
-            root_lb.min(cost)
-        } else {
+        lower_bound: match proven {
             // Every node was pruned by a valid bound or led to a cover no cheaper than the answer.
-            s.min_pruned.min(cost).max(root_lb.min(cost))
+            Some(min_pruned) => min_pruned.min(cost).max(root_lb.min(cost)),
+            None => root_lb.min(cost),
         },
-        optimal: !s.aborted,
-        nodes: s.nodes,
+        optimal: proven.is_some(),
+        nodes: total_nodes,
         pareto,
     })
 }
