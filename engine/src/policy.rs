@@ -495,6 +495,13 @@ pub const ALLOCATOR_LEVELS: [f64; 16] = [
     0.1, 0.5, 0.7, 0.8, 0.85, 0.875, 0.9, 0.925, 0.95, 0.96, 0.97, 0.975, 0.98, 0.985, 0.99, 0.995,
 ];
 
+/// Quantile level at which the [`Allocator`]'s forecaster ranks its predictors (by smoothed
+/// pinball loss). The shortfall price makes the policy use levels between about 0.9 and the
+/// confidence threshold; ranking in the middle of that range picks predictors whose bands are
+/// right where the decision is taken (0.95 left less slack at fewer shortfall steps than ranking
+/// at 0.99 on Bitbrains CPU and memory and on NAB; see docs/policy.md).
+pub const RANK_LEVEL: f64 = 0.95;
+
 /// Settings of an [`Allocator`] beyond the policy itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AllocatorSettings {
@@ -537,7 +544,7 @@ impl Allocator {
             horizon: p.lead,
             day: settings.day,
             window: settings.window,
-            rank_level: p.confidence,
+            rank_level: RANK_LEVEL,
             rank_smoothing: 0.02,
         });
         Self {
