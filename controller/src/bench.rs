@@ -28,6 +28,8 @@ pub struct BenchResult {
     pub seconds_per_tick_mean: f64,
     /// Slowest timed tick.
     pub seconds_per_tick_max: f64,
+    /// Mean CPU time of the loop's thread per tick (wall time inflates on a loaded machine).
+    pub cpu_seconds_per_tick_mean: f64,
     /// Resident memory added by the workloads (controller state, store cache, sim), per workload.
     pub rss_bytes_per_workload: f64,
     /// Worker threads of the runtime (1: one core).
@@ -116,6 +118,22 @@ impl predictive_clouds::CloudProvider for CounterCloud {
     }
 }
 
+/// CPU time (user + system) of the calling thread, from `/proc/thread-self/stat` (Linux; 0
+/// elsewhere), in seconds at the usual 100 ticks per second.
+fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at the last ')'.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn rss_bytes() -> f64 {
     // Linux: resident pages from /proc/self/statm; 0 elsewhere.
     std::fs::read_to_string("/proc/self/statm")
@@ -132,14 +150,30 @@ fn rss_bytes() -> f64 {
 /// # Errors
 /// [`Error`].
 pub fn run_blocking(workloads: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Result<BenchResult, Error> {
+    run_blocking_with_history(workloads, warmup, ticks, dir, 0)
+}
+
+/// Like [`run_blocking`], after storing `history_days` days of 5-minute history per workload
+/// first, so the models are rebuilt at their steady-state size (memory per workload is then
+/// the figure that matters for a long-running daemon).
+///
+/// # Errors
+/// [`Error`].
+pub fn run_blocking_with_history(
+    workloads: usize,
+    warmup: usize,
+    ticks: usize,
+    dir: Option<&Path>,
+    history_days: usize,
+) -> Result<BenchResult, Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Setup(e.to_string()))?;
-    rt.block_on(run(workloads, warmup, ticks, dir))
+    rt.block_on(run(workloads, warmup, ticks, dir, history_days))
 }
 
-async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Result<BenchResult, Error> {
+async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>, history_days: usize) -> Result<BenchResult, Error> {
     let setup = |e: &dyn std::fmt::Display| Error::Setup(e.to_string());
     let base = Replay::from_csv_text(crate::demo::TRACE, Path::new(crate::demo::TRACE_NAME)).map_err(|e| setup(&e))?;
     let rss0 = rss_bytes();
@@ -147,7 +181,7 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Resul
         Some(d) => Arc::new(SqliteStore::open(&d.join("bench.db")).map_err(|e| setup(&e))?),
         None => Arc::new(SqliteStore::in_memory().map_err(|e| setup(&e))?),
     };
-    let start = base.start() - base.start().rem_euclid(300) + 86_400;
+    let start = base.start() - base.start().rem_euclid(300) + 86_400 * (1 + history_days as i64);
     let clock = VirtualClock::new(start);
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
     let bench_cloud = CounterCloud::default();
@@ -189,16 +223,34 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Resul
     let mut clouds = BTreeMap::new();
     clouds.insert("sim".to_string(), cloud.clone());
     let ctl = Arc::new(Controller::new(&cfg, store, clouds, clock_arc, "bench"));
+    // Stored history first (the store's memory is not the controller's): the models are
+    // rebuilt from it at registration, at their steady-state size.
+    for i in 0..n.min(if history_days > 0 { n } else { 0 }) {
+        let shifted = base.shifted((i as i64 % 288) * 300);
+        let mut hist = Vec::with_capacity(history_days * 288);
+        for k in 0..(history_days * 288) as i64 {
+            let ts = start - (history_days as i64 * 288 - k) * 300;
+            if let Ok(v) = shifted.observe(ts, 300).await {
+                hist.push(crate::store::Sample { ts, value: v });
+            }
+        }
+        ctl.store().put_samples(&format!("w{i:05}"), &hist).await.map_err(|e| setup(&e))?;
+    }
+    let rss0 = if history_days > 0 { rss_bytes() } else { rss0 };
     for i in 0..n {
         let w = crate::config::check_workload("<bench>", &params(i), Path::new(".")).map_err(|e| setup(&e))?;
-        let src: Arc<dyn MetricsSource> = Arc::new(base.shifted((i as i64 % 288) * 300));
+        let shifted = base.shifted((i as i64 % 288) * 300);
+        let src: Arc<dyn MetricsSource> = Arc::new(shifted);
         ctl.upsert_with_source(w, src, cloud.clone()).await?;
     }
     let mut times = Vec::with_capacity(ticks);
+    let mut cpu = 0.0;
     for k in 0..warmup + ticks {
         clock.advance(300);
         let t = Instant::now();
+        let c = thread_cpu_seconds();
         let r = ctl.tick().await?;
+        let c = thread_cpu_seconds() - c;
         if !r.errors.is_empty() {
             return Err(Error::Setup(format!(
                 "{} workloads failed, first: {:?}",
@@ -208,6 +260,7 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Resul
         }
         if k >= warmup {
             times.push(t.elapsed().as_secs_f64());
+            cpu += c;
         }
     }
     let rss = (rss_bytes() - rss0).max(0.0);
@@ -218,7 +271,22 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Resul
         ticks,
         seconds_per_tick_mean: times.iter().sum::<f64>() / times.len().max(1) as f64,
         seconds_per_tick_max: times.iter().copied().fold(0.0, f64::max),
+        cpu_seconds_per_tick_mean: cpu / times.len().max(1) as f64,
         rss_bytes_per_workload: rss / n.max(1) as f64,
         threads: 1,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The steady-state measurement (a week of history per workload):
+    /// `PREDICTIVE_BENCH_WORKLOADS=1000 cargo test --release -p predictive-controller steady_state -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a benchmark: run by hand"]
+    fn steady_state() {
+        let n = std::env::var("PREDICTIVE_BENCH_WORKLOADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+        let days = std::env::var("PREDICTIVE_BENCH_HISTORY_DAYS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+        let r = super::run_blocking_with_history(n, 3, 3, None, days).unwrap();
+        println!("{}", serde_json::to_string(&r).unwrap());
+    }
 }

@@ -112,6 +112,11 @@ pub enum Error {
 /// Result of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Most samples the online models keep per window (one day at a 5-minute step): each window
+/// costs 16 bytes per sample (ring and sorted copy), and the forecaster keeps five, the detector
+/// four.
+pub const MODEL_WINDOW: usize = 288;
+
 /// Tag that names the workload on instances the controller launches.
 pub const WORKLOAD_TAG: &str = "predictive-workload";
 
@@ -375,7 +380,15 @@ impl Controller {
             .check()
             .unwrap_or_default();
         State {
-            allocator: Allocator::new(policy, AllocatorSettings::for_step(self.interval as u64)),
+            allocator: Allocator::new(policy, {
+                // The calibration window is one day (not the engine's default week): the
+                // steady-state memory per workload is what bounds a 10,000-workload daemon.
+                let s = AllocatorSettings::for_step(self.interval as u64);
+                AllocatorSettings {
+                    window: s.day.clamp(64, MODEL_WINDOW),
+                    ..s
+                }
+            }),
             pending: VecDeque::new(),
             hits: VecDeque::new(),
             recent: VecDeque::new(),
@@ -384,10 +397,10 @@ impl Controller {
             last_plan: None,
             price: w.params.price_per_hour,
             detector: {
-                // One week of memory at the tick's step keeps the detector small (≤ 2016 samples).
+                // One day of memory at the tick's step keeps the detector small.
                 let day = (86_400 / self.interval).max(1) as usize;
                 let params = DetectorParams {
-                    memory: (7 * day).min(2016),
+                    memory: day.min(MODEL_WINDOW),
                     season: day,
                     ..DetectorParams::default()
                 };
