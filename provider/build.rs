@@ -1,4 +1,5 @@
-//! Compiles the plugin protocol definitions in `proto/` into tonic server code.
+//! Compiles the plugin protocol definitions in `proto/` into tonic server code, and the
+//! controller's API (`controller/proto/controller.proto`) into a client.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
@@ -13,5 +14,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_protos(&protos, &["proto"])?;
+    // A client of the controller's API (clone registration, forecasts as a history source).
+    let controller = "../controller/proto/controller.proto";
+    println!("cargo:rerun-if-changed={controller}");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .compile_protos(&[controller], &["../controller/proto"])?;
     Ok(())
 }

@@ -33,3 +33,9 @@ pub mod plugin_pb {
         tonic::include_proto!("grpc.health.v1");
     }
 }
+
+/// Generated client of the `predictive` controller's API (`controller/proto/controller.proto`).
+#[allow(missing_docs, unreachable_pub, missing_debug_implementations, clippy::all)]
+pub mod controller_pb {
+    tonic::include_proto!("predictive.controller.v1");
+}

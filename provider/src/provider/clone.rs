@@ -271,7 +271,7 @@ struct Computed {
 }
 
 /// Runs the sizing of a clone whose inputs are known; `None` with diagnostics on failure.
-fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option<Computed> {
+async fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option<Computed> {
     let horizon_s = v.get("horizon").as_str().unwrap_or("24h");
     let Some(horizon) = parse_horizon(horizon_s) else {
         diags.attr_error(
@@ -286,8 +286,8 @@ fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option<Compu
     let report = |e: sizing::Error, diags: &mut Diagnostics| {
         diags.attr_error(sizing_error_path(&e), "Sizing failed", error_chain(&e))
     };
-    let (cpu_s, mem_s) = match sizing::load_series(&ctx.config.history, &usage) {
-        Ok(s) => s,
+    let hist = match sizing::load(&ctx.histories, ctx.sources(), &usage, horizon).await {
+        Ok(h) => h,
         Err(e) => {
             diags.attr_error(
                 AttrPath::root("source").index(0),
@@ -298,30 +298,36 @@ fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option<Compu
         }
     };
     let key = format!("{usage:?}");
-    let cpu = match sizing::peaks(&ctx.forecasts, &format!("cpu|{key}"), &cpu_s, horizon) {
-        Ok(p) => p,
-        Err(e) => {
-            diags.attr_error(
-                AttrPath::root("source").index(0),
-                "Forecast failed",
-                error_chain(&e),
-            );
-            return None;
+    let (cpu, mem) = match &*hist {
+        sizing::History::Forecast(p) => (std::sync::Arc::new(p.clone()), None),
+        sizing::History::Series { cpu: cpu_s, mem: mem_s } => {
+            let cpu = match sizing::peaks(&ctx.forecasts, &format!("cpu|{key}"), cpu_s, horizon) {
+                Ok(p) => p,
+                Err(e) => {
+                    diags.attr_error(
+                        AttrPath::root("source").index(0),
+                        "Forecast failed",
+                        error_chain(&e),
+                    );
+                    return None;
+                }
+            };
+            let mem = match mem_s {
+                Some(m) => match sizing::peaks(&ctx.forecasts, &format!("mem|{key}"), m, horizon) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        diags.attr_error(
+                            AttrPath::root("source").index(0).attr("mem_gib"),
+                            "Forecast failed",
+                            error_chain(&e),
+                        );
+                        return None;
+                    }
+                },
+                None => None,
+            };
+            (cpu, mem)
         }
-    };
-    let mem = match &mem_s {
-        Some(m) => match sizing::peaks(&ctx.forecasts, &format!("mem|{key}"), m, horizon) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                diags.attr_error(
-                    AttrPath::root("source").index(0).attr("mem_gib"),
-                    "Forecast failed",
-                    error_chain(&e),
-                );
-                return None;
-            }
-        },
-        None => None,
     };
     let demand = sizing::demand_forecast(&cpu, mem.as_deref(), per_cpu, gpu);
     let quantile = v.get("quantile").as_f64().unwrap_or(0.95);
@@ -523,13 +529,37 @@ fn set_computed(plan: &mut Value, c: &Computed) {
     );
 }
 
+/// A real cloud's adapter acts in one cloud and one region: every allocation line must be
+/// there (the sim hosts every cloud and region). `false` with a diagnostic otherwise.
+fn check_placement(ctx: &Configured, plan: &Value, diags: &mut Diagnostics) -> bool {
+    let Some(region) = super::cloud::adapter_region(&ctx.config) else {
+        return true;
+    };
+    let cloud_name = &ctx.config.cloud;
+    for a in plan.get("allocation").as_elements().unwrap_or_default() {
+        let (c, r) = (
+            a.get("cloud").as_str().unwrap_or_default(),
+            a.get("region").as_str().unwrap_or_default(),
+        );
+        if c != cloud_name || r != region {
+            diags.attr_error(
+                AttrPath::root("regions"),
+                "Allocation outside the provider's cloud",
+                format!("the plan places capacity in {c} {r}, but the provider acts on {cloud_name} {region}; restrict `clouds` to [\"{cloud_name}\"] and `regions` to [\"{region}\"]"),
+            );
+            return false;
+        }
+    }
+    true
+}
+
 /// The plan with its sizing filled in: a plan whose inputs were unknown at plan time (e.g. a
 /// budget created in the same run) is sized now, at apply.
-fn sized(ctx: &Configured, plan: &Value, diags: &mut Diagnostics) -> Option<Value> {
+async fn sized(ctx: &Configured, plan: &Value, diags: &mut Diagnostics) -> Option<Value> {
     if !plan.get("allocation").is_unknown() {
         return Some(plan.clone());
     }
-    let c = compute(ctx, plan, diags)?;
+    let c = compute(ctx, plan, diags).await?;
     let mut p = plan.clone();
     set_computed(&mut p, &c);
     Some(p)
@@ -600,11 +630,12 @@ impl Resource<Configured> for CloneResource {
             }
         }
         // Sizing needs every input; with unknown inputs the computed values stay unknown.
+        let schema = schema();
         let inputs_known = match plan {
             Value::Object(m) => m
                 .iter()
                 .filter(|(k, _)| {
-                    schema()
+                    schema
                         .block
                         .attribute(k)
                         .is_none_or(|a| !a.computed || a.optional)
@@ -615,10 +646,13 @@ impl Resource<Configured> for CloneResource {
         if !inputs_known {
             return;
         }
-        let Some(c) = compute(ctx, plan, diags) else {
+        let Some(c) = compute(ctx, plan, diags).await else {
             return;
         };
         set_computed(plan, &c);
+        if !check_placement(ctx, plan, diags) {
+            return;
+        }
         match prior {
             // Same allocation and capacity as in state: keep the observed instance ids.
             Some(p)
@@ -633,7 +667,7 @@ impl Resource<Configured> for CloneResource {
 
     async fn create(&self, ctx: &Configured, plan: &Value, diags: &mut Diagnostics) -> Value {
         let id = format!("clone-{}", plan.get("name").as_str().unwrap_or_default());
-        let Some(plan) = sized(ctx, plan, diags) else {
+        let Some(plan) = sized(ctx, plan, diags).await else {
             return Value::Null;
         };
         let mut state = plan.clone();
@@ -682,7 +716,7 @@ impl Resource<Configured> for CloneResource {
             .registration(ctx, &id)
             .map(|r| r.generation + 1)
             .unwrap_or(1);
-        let Some(plan) = sized(ctx, plan, diags) else {
+        let Some(plan) = sized(ctx, plan, diags).await else {
             return prior.clone();
         };
         let mut state = plan.clone();
@@ -712,6 +746,20 @@ impl Resource<Configured> for CloneResource {
         }
         ctx.save_cloud(diags);
         if !diags.has_error() {
+            if let Some(c) = &ctx.config.controller {
+                let name = prior.get("name").as_str().unwrap_or_default();
+                let r = match super::controller::Client::connect(&c.endpoint, &c.token).await {
+                    Ok(client) => client.delete_clone(name).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = r {
+                    diags.error(
+                        "Could not unregister the clone from the controller",
+                        error_chain(&e),
+                    );
+                    return;
+                }
+            }
             if let Err(e) = ctx.store.delete(Kind::Clone, &id) {
                 diags.error("Could not unregister the clone", error_chain(&e));
             }
@@ -803,10 +851,8 @@ impl CloneResource {
             );
             return;
         };
-        let want: Vec<(String, String, u32)> = plan
-            .get("allocation")
-            .as_elements()
-            .unwrap_or_default()
+        let lines = plan.get("allocation").as_elements().unwrap_or_default();
+        let want: Vec<(String, String, u32)> = lines
             .iter()
             .map(|a| {
                 (
@@ -819,6 +865,11 @@ impl CloneResource {
                 )
             })
             .collect();
+        let cloud_name = ctx.config.cloud.clone();
+        let adapter_region = super::cloud::adapter_region(&ctx.config);
+        if !check_placement(ctx, plan, diags) {
+            return;
+        }
         let existing = match ctx.cloud.list_instances(&owner).await {
             Ok(l) => l
                 .into_iter()
@@ -839,7 +890,10 @@ impl CloneResource {
         let mut by_key: BTreeMap<(String, String), Vec<InstanceId>> = BTreeMap::new();
         for i in existing {
             by_key
-                .entry((i.instance_type.as_str().to_string(), i.location.clone()))
+                .entry((
+                    i.instance_type.as_str().to_string(),
+                    super::cloud::region_of(&cloud_name, &i.location),
+                ))
                 .or_default()
                 .push(i.id);
         }
@@ -880,8 +934,15 @@ impl CloneResource {
                 }
             };
             let mut req = LaunchRequest::new(token, owner.clone(), itype.as_str(), count - have);
-            req.location = Some(region.clone());
+            // The sim hosts every region; a real adapter places in its own region.
+            if adapter_region.is_none() {
+                req.location = Some(region.clone());
+            }
             req.tags.insert("predictive-clone".into(), id.to_string());
+            // The controller's orphan sweep keeps instances tagged with a registered name.
+            if let Some(name) = plan.get("name").as_str() {
+                req.tags.insert("predictive-workload".into(), name.to_string());
+            }
             if let Err(e) = ctx.cloud.launch(&req).await {
                 diags.error(
                     "Could not pre-provision capacity",
@@ -936,6 +997,7 @@ impl CloneResource {
         }
         let mut d = Diagnostics::default();
         let params = compute(ctx, plan, &mut d)
+            .await
             .map(|c| c.params)
             .unwrap_or_default();
         let budget_id = plan.get("budget_id").as_str().map(String::from);
@@ -971,6 +1033,37 @@ impl CloneResource {
                 }
             }
             Err(e) => diags.error("Could not register the clone", e.to_string()),
+        }
+        if let Some(c) = &ctx.config.controller {
+            let source = plan
+                .get("source")
+                .as_elements()
+                .and_then(|e| e.first().cloned())
+                .and_then(|s| s.get("workload").as_str().map(String::from))
+                .unwrap_or_else(|| "inline".to_string());
+            let spec = serde_json::json!({
+                "id": id,
+                "cloud": reg.cloud,
+                "app_type": reg.app_type,
+                "budget_id": reg.budget_id,
+                "priority": reg.priority,
+                "floor": reg.floor,
+                "hourly_cost": state.get("hourly_cost").as_f64(),
+                "instance_ids": state.get("instance_ids").as_elements().unwrap_or_default().iter().filter_map(|v| v.as_str().map(String::from)).collect::<Vec<_>>(),
+                "sizing": reg.sizing,
+            });
+            let name = plan.get("name").as_str().unwrap_or_default();
+            let r = match super::controller::Client::connect(&c.endpoint, &c.token).await {
+                Ok(client) => client.put_clone(name, &source, &spec.to_string()).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                diags.attr_error(
+                    AttrPath::root("name"),
+                    "Could not register the clone with the controller",
+                    error_chain(&e),
+                );
+            }
         }
         state
     }

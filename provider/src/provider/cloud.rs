@@ -94,7 +94,7 @@ fn layers() -> Stack {
 }
 
 /// The cloud named in the configuration.
-pub fn open(
+pub async fn open(
     config: &ProviderConfig,
     catalog: &Catalog,
     diags: &mut Diagnostics,
@@ -119,13 +119,105 @@ pub fn open(
                 }
             }
         }
+        #[cfg(feature = "aws")]
+        "aws" => open_aws(config, diags)
+            .await
+            .map(|c| (layers().apply(c), Persistence::None)),
         other => {
             diags.attr_error(
                 AttrPath::root("cloud"),
                 "Cloud not available",
-                format!("cloud: {other:?} has no adapter in this build of the provider yet; use \"sim\""),
+                format!("cloud: {other:?} has no adapter in this build of the provider (built without the `{other}` feature); use \"sim\""),
             );
             None
+        }
+    }
+}
+
+/// The region a cloud's instance location belongs to: EC2 reports availability zones
+/// (`us-east-1a`), the catalog and the allocation speak of regions (`us-east-1`).
+pub fn region_of(cloud: &str, location: &str) -> String {
+    let b = location.as_bytes();
+    if cloud == "aws"
+        && b.len() > 1
+        && b[b.len() - 1].is_ascii_lowercase()
+        && b[b.len() - 2].is_ascii_digit()
+    {
+        location[..location.len() - 1].to_string()
+    } else {
+        location.to_string()
+    }
+}
+
+/// The region a real cloud's adapter acts in (`None` for the sim, which hosts every region).
+pub fn adapter_region(config: &ProviderConfig) -> Option<String> {
+    match config.cloud.as_str() {
+        "sim" => None,
+        c => Some(
+            config
+                .clouds
+                .get(c)
+                .and_then(|s| s.region.clone())
+                .unwrap_or_else(|| default_region(c).to_string()),
+        ),
+    }
+}
+
+fn default_region(cloud: &str) -> &'static str {
+    match cloud {
+        "aws" => "us-east-1",
+        "azure" => "eastus",
+        _ => "us-central1",
+    }
+}
+
+/// The EC2 adapter from the `aws` block: its region, endpoint override and credentials (the
+/// block's pair, else the SDK's environment chain).
+#[cfg(feature = "aws")]
+async fn open_aws(config: &ProviderConfig, diags: &mut Diagnostics) -> Option<DynProvider> {
+    use predictive_clouds::aws::{AwsCredentials, AwsParams, AwsProvider};
+    let settings = config.clouds.get("aws").cloned().unwrap_or_default();
+    let mut params = AwsParams::new(adapter_region(config).unwrap_or_default());
+    params.endpoint_url = settings.endpoint.clone();
+    params.image_id = settings.values.get("image_id").cloned();
+    params.subnet_id = settings.values.get("subnet_id").cloned();
+    if let (Some(k), Some(s)) = (
+        settings.values.get("access_key"),
+        settings.values.get("secret_key"),
+    ) {
+        params.credentials = AwsCredentials::Static {
+            access_key_id: k.clone(),
+            secret_access_key: s.clone(),
+        };
+    }
+    match params.check() {
+        Ok(valid) => Some(Arc::new(AwsProvider::connect(valid).await)),
+        Err(e) => {
+            // The adapter's errors name the field, never a credential's value.
+            diags.attr_error(
+                AttrPath::root("aws").index(0),
+                "Invalid aws block",
+                format!("aws: {}", error_chain(&e)),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_should_map_to_their_region_on_aws_only() {
+        let cases = [
+            ("aws", "us-east-1a", "us-east-1"),
+            ("aws", "us-east-1", "us-east-1"),
+            ("aws", "eu-west-3c", "eu-west-3"),
+            ("sim", "us-east-1a", "us-east-1a"),
+        ];
+        for (cloud, loc, want) in cases {
+            assert_eq!(region_of(cloud, loc), want, "{cloud} {loc}");
         }
     }
 }

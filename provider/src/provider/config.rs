@@ -6,6 +6,10 @@ use crate::framework::{AttrPath, Attribute, Block, Diagnostics, NestedBlock, Nes
 use crate::value::{Type, Value};
 use std::path::PathBuf;
 
+/// The default PromQL query of a workload's CPU usage in cores.
+pub const DEFAULT_PROM_QUERY: &str =
+    "sum(rate(container_cpu_usage_seconds_total{workload=\"{workload}\"}[5m]))";
+
 /// Clouds the provider can act on.
 pub const CLOUDS: &[&str] = &["sim", "aws", "azure", "gcp"];
 
@@ -50,16 +54,33 @@ pub fn schema() -> Schema {
                         description: "Where the usage history of named workloads comes from. Set one of the attributes.".into(),
                         attributes: vec![
                             Attribute::optional("file", Type::String, "A trace or metrics file (canonical `timestamp,value` CSV of CPU cores, optionally gzipped) or a directory of them; the workload name is the file stem.").validate(NotEmpty),
-                            Attribute::optional("prometheus_url", Type::String, "Base URL of a Prometheus server to query for usage.").validate(NotEmpty),
-                            Attribute::optional("controller_url", Type::String, "Base URL of the `predictive` controller's API.").validate(NotEmpty),
+                            Attribute::optional("prometheus_url", Type::String, "Base URL of a Prometheus server (`http://HOST:9090`); a workload's history is the `query_range` of `prometheus_query` over `lookback` at a 1 h step.").validate(NotEmpty),
+                            Attribute::optional("controller_url", Type::String, "Base URL of the `predictive` controller's gRPC API (`http://HOST:PORT`); a workload's demand is the controller's latest forecasts for it (median and its configured upper quantile). The bearer token is the `controller` block's `token`, else `$PREDICTIVE_CONTROLLER_TOKEN`.").validate(NotEmpty),
+                            Attribute::with_default("prometheus_query", Type::String, Value::string(DEFAULT_PROM_QUERY), "PromQL query giving a workload's CPU usage in cores; `{workload}` is replaced by the workload name.").validate(NotEmpty),
+                            Attribute::with_default("lookback", Type::String, Value::string("14d"), "How much Prometheus history to read, like `14d` or `36h`."),
+                        ],
+                        blocks: vec![],
+                    },
+                },
+                NestedBlock {
+                    name: "controller".into(),
+                    nesting: Nesting::List,
+                    min_items: 0,
+                    max_items: 1,
+                    block: Block {
+                        description: "The `predictive` controller's gRPC API. When set, apply registers each clone with the controller (and destroy unregisters it) instead of only in the local state store.".into(),
+                        attributes: vec![
+                            Attribute::required("endpoint", Type::String, "API address, `http://HOST:PORT`.").validate(NotEmpty),
+                            Attribute::optional("token", Type::String, "Bearer token of the API; defaults to `$PREDICTIVE_CONTROLLER_TOKEN`.").sensitive(),
                         ],
                         blocks: vec![],
                     },
                 },
                 cloud_block("aws", "AWS", vec![
-                    Attribute::optional("access_key", Type::String, "Access key id.").sensitive(),
+                    Attribute::optional("access_key", Type::String, "Access key id; set with `secret_key`, or leave both unset for the SDK's chain (`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`, web identity, instance metadata).").sensitive(),
                     Attribute::optional("secret_key", Type::String, "Secret access key.").sensitive(),
-                    Attribute::optional("profile", Type::String, "Shared config profile."),
+                    Attribute::optional("image_id", Type::String, "AMI that pre-provisioned instances boot."),
+                    Attribute::optional("subnet_id", Type::String, "Subnet of pre-provisioned instances (the default VPC when unset)."),
                 ]),
                 cloud_block("azure", "Azure", vec![
                     Attribute::optional("subscription_id", Type::String, "Subscription id."),
@@ -105,9 +126,44 @@ pub enum HistorySource {
     /// A file or a directory of files.
     File(PathBuf),
     /// A Prometheus server.
-    Prometheus(String),
-    /// The controller's API.
+    Prometheus {
+        /// Base URL.
+        url: String,
+        /// Query template (`{workload}` is replaced).
+        query: String,
+        /// Seconds of history to read.
+        lookback_secs: i64,
+    },
+    /// The controller's API (token in [`ProviderConfig::controller`] or the environment).
     Controller(String),
+}
+
+/// A secret whose `Debug` output is `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The controller's API endpoint and token. `Debug` never prints the token.
+#[derive(Clone, PartialEq)]
+pub struct ControllerSettings {
+    /// `http://HOST:PORT`.
+    pub endpoint: String,
+    /// Bearer token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for ControllerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerSettings")
+            .field("endpoint", &self.endpoint)
+            .field("token", &"***")
+            .finish()
+    }
 }
 
 /// The checked provider configuration.
@@ -123,12 +179,24 @@ pub struct ProviderConfig {
     pub history: HistorySource,
     /// Per-cloud settings.
     pub clouds: std::collections::BTreeMap<String, CloudSettings>,
+    /// Where clones are registered for the controller (`None`: the local state store only).
+    pub controller: Option<ControllerSettings>,
 }
 
 /// Reads the provider block; problems become diagnostics naming the attribute.
 pub fn parse(
     v: &Value,
     env_state_path: Option<String>,
+    diags: &mut Diagnostics,
+) -> Option<ProviderConfig> {
+    parse_with_env(v, env_state_path, None, diags)
+}
+
+/// [`parse`] with the controller token from the environment (`$PREDICTIVE_CONTROLLER_TOKEN`).
+pub fn parse_with_env(
+    v: &Value,
+    env_state_path: Option<String>,
+    env_controller_token: Option<String>,
     diags: &mut Diagnostics,
 ) -> Option<ProviderConfig> {
     let state_path = v
@@ -157,12 +225,31 @@ pub fn parse(
                 "file" => {
                     HistorySource::File(PathBuf::from(h.get("file").as_str().unwrap_or_default()))
                 }
-                "prometheus_url" => HistorySource::Prometheus(
-                    h.get("prometheus_url")
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                ),
+                "prometheus_url" => {
+                    let lookback = h.get("lookback").as_str().unwrap_or("14d");
+                    let Some(lookback_secs) = predictive_traces::parse_duration(lookback) else {
+                        diags.attr_error(
+                            AttrPath::root("history").index(0).attr("lookback"),
+                            "Invalid lookback",
+                            format!("history.lookback: {lookback:?} is not a duration like \"14d\" or \"36h\""),
+                        );
+                        return None;
+                    };
+                    HistorySource::Prometheus {
+                        url: h
+                            .get("prometheus_url")
+                            .as_str()
+                            .unwrap_or_default()
+                            .trim_end_matches('/')
+                            .to_string(),
+                        query: h
+                            .get("prometheus_query")
+                            .as_str()
+                            .unwrap_or(DEFAULT_PROM_QUERY)
+                            .to_string(),
+                        lookback_secs,
+                    }
+                }
                 _ => HistorySource::Controller(
                     h.get("controller_url")
                         .as_str()
@@ -190,7 +277,50 @@ pub fn parse(
             clouds.insert(name.to_string(), s);
         }
     }
+    let controller = match v.get("controller").as_elements().and_then(|e| e.first()) {
+        None => None,
+        Some(c) => {
+            let token = c
+                .get("token")
+                .as_str()
+                .map(String::from)
+                .or(env_controller_token.clone());
+            let Some(token) = token.filter(|t| !t.is_empty()) else {
+                diags.attr_error(
+                    AttrPath::root("controller").index(0).attr("token"),
+                    "Missing controller token",
+                    "controller.token: set it or $PREDICTIVE_CONTROLLER_TOKEN",
+                );
+                return None;
+            };
+            Some(ControllerSettings {
+                endpoint: c.get("endpoint").as_str().unwrap_or_default().to_string(),
+                token,
+            })
+        }
+    };
+    if let HistorySource::Controller(_) = &history {
+        if controller.is_none() && env_controller_token.as_deref().unwrap_or("").is_empty() {
+            diags.attr_error(
+                AttrPath::root("history").index(0).attr("controller_url"),
+                "Missing controller token",
+                "history.controller_url: the API needs a bearer token: set the controller block's token or $PREDICTIVE_CONTROLLER_TOKEN",
+            );
+            return None;
+        }
+    }
+    if let Some(aws) = clouds.get("aws") {
+        if aws.values.contains_key("access_key") != aws.values.contains_key("secret_key") {
+            diags.attr_error(
+                AttrPath::root("aws").index(0).attr("secret_key"),
+                "Incomplete AWS credentials",
+                "aws: set both access_key and secret_key, or neither (the SDK's environment chain)",
+            );
+            return None;
+        }
+    }
     Some(ProviderConfig {
+        controller,
         state_path,
         catalog_path: v.get("catalog_path").as_str().map(PathBuf::from),
         cloud,
@@ -233,6 +363,8 @@ mod tests {
             ("file", Value::string("a.csv")),
             ("prometheus_url", Value::string("http://p")),
             ("controller_url", Value::Null),
+            ("prometheus_query", Value::Null),
+            ("lookback", Value::Null),
         ])]);
         let mut d = Diagnostics::default();
         assert!(parse(&cfg(vec![("history", h)]), None, &mut d).is_none());
@@ -246,7 +378,8 @@ mod tests {
             ("endpoint", Value::Null),
             ("access_key", Value::string("AKIDEXAMPLE")),
             ("secret_key", Value::string("s3cr3t-value")),
-            ("profile", Value::Null),
+            ("image_id", Value::Null),
+            ("subnet_id", Value::Null),
         ])]);
         let mut d = Diagnostics::default();
         let c = parse(&cfg(vec![("aws", aws)]), None, &mut d).unwrap();

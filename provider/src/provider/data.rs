@@ -84,8 +84,18 @@ impl DataSource<Configured> for ForecastData {
             );
             return out;
         };
-        let series = match sizing::load_series(&ctx.config.history, &usage) {
-            Ok((s, _)) => s,
+        let series = match sizing::load(&ctx.histories, ctx.sources(), &usage, hours).await {
+            Ok(h) => match &*h {
+                sizing::History::Series { cpu, .. } => cpu.clone(),
+                sizing::History::Forecast(_) => {
+                    diags.attr_error(
+                        AttrPath::root("workload"),
+                        "No usage history",
+                        "workload: the controller source gives the controller's forecasts, not usage samples; predictive_forecast needs a file or Prometheus source (predictive_clone can size from the controller's forecast)",
+                    );
+                    return out;
+                }
+            },
             Err(e) => {
                 diags.attr_error(
                     AttrPath::root("workload"),

@@ -1,11 +1,17 @@
-//! Workload history from a file source: canonical `timestamp,value` CSV (optionally gzipped), one
-//! file per workload, found by its stem under the configured path.
+//! Workload history from the configured source:
+//! - a file or directory: trace files read by `predictive-traces` (canonical `timestamp,value`
+//!   CSV or Bitbrains, optionally gzipped), one series per workload found by its file stem;
+//! - Prometheus: the HTTP `query_range` API over a lookback window at an hourly step.
 //!
-//! A small reader kept here so the provider does not wait on the traces crate; timestamps are unix
-//! seconds or `YYYY-MM-DD HH:MM:SS` (UTC).
+//! (The controller's forecasts are the third source; see [`super::controller`].)
 
-use std::io::Read as _;
+use predictive_engine::series::{Aggregation, Series};
+use predictive_traces::{Entry, Metric};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Step of the series the provider forecasts (seconds).
+pub const STEP: i64 = 3600;
 
 /// Errors of reading history.
 #[derive(Debug, thiserror::Error)]
@@ -19,142 +25,190 @@ pub enum Error {
         /// Where it was looked for.
         root: PathBuf,
     },
-    /// The file could not be read.
-    #[error("could not read {}", .0.display())]
-    ReadFailed(PathBuf, #[source] std::io::Error),
-    /// A line is malformed.
-    #[error("{}:{line}: {reason}", .path.display())]
-    BadLine {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
+    /// A trace file could not be read or parsed (the cause names the file and line).
+    #[error("could not read the history file")]
+    ReadFailed(#[source] predictive_traces::Error),
+    /// Prometheus could not be reached.
+    #[error("cannot query prometheus at {url}")]
+    PrometheusUnreachable {
+        /// The base URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Prometheus answered with an error.
+    #[error("prometheus at {url} answered {status}: {message}")]
+    PrometheusFailed {
+        /// The base URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Prometheus's error text.
+        message: String,
+    },
+    /// Prometheus's answer is not the documented `query_range` JSON.
+    #[error("prometheus at {url}: unexpected answer: {reason}")]
+    PrometheusBadAnswer {
+        /// The base URL.
+        url: String,
         /// What is wrong.
         reason: String,
     },
+    /// The query selects no data or several series.
+    #[error("prometheus query {query:?} returned {series} series over the lookback (expected exactly one; aggregate it with sum(...))")]
+    PrometheusSeriesCount {
+        /// The query sent.
+        query: String,
+        /// How many series came back.
+        series: usize,
+    },
 }
 
-/// Finds the file of `workload` (file stem) under `root` (a file or a directory, searched
-/// recursively).
+/// Finds the file of `workload` (file stem) under `root` (a file is taken as it is, a
+/// directory is searched recursively).
 ///
 /// # Errors
-/// [`Error::WorkloadNotFound`] when there is none.
-pub fn find(root: &Path, workload: &str) -> Result<PathBuf, Error> {
-    let stem_matches = |p: &Path| {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        name == format!("{workload}.csv") || name == format!("{workload}.csv.gz")
-    };
+/// [`Error::WorkloadNotFound`] when there is none; [`Error::ReadFailed`] for unreadable paths.
+pub fn find(root: &Path, workload: &str) -> Result<Entry, Error> {
+    let entries = predictive_traces::discover(&[root]).map_err(Error::ReadFailed)?;
     if root.is_file() {
-        return Ok(root.to_path_buf());
+        return entries.into_iter().next().ok_or(Error::WorkloadNotFound {
+            workload: workload.into(),
+            root: root.to_path_buf(),
+        });
     }
-    let mut stack = vec![root.to_path_buf()];
-    let mut found = Vec::new();
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if stem_matches(&p) {
-                found.push(p);
-            }
-        }
-    }
-    found.sort();
-    found
+    entries
         .into_iter()
-        .next()
+        .find(|e| e.id.rsplit('/').next() == Some(workload))
         .ok_or_else(|| Error::WorkloadNotFound {
             workload: workload.into(),
             root: root.to_path_buf(),
         })
 }
 
-/// Reads `(unix seconds, value)` samples from a canonical CSV file.
+/// Reads a workload's CPU usage from its trace file(s), hourly (mean).
 ///
 /// # Errors
-/// When the file cannot be read or a line is malformed (the error names file and line).
-pub fn read_samples(path: &Path) -> Result<Vec<(i64, f64)>, Error> {
-    let raw = std::fs::read(path).map_err(|e| Error::ReadFailed(path.to_path_buf(), e))?;
-    let text = if path.extension().is_some_and(|e| e == "gz") {
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_string(&mut s)
-            .map_err(|e| Error::ReadFailed(path.to_path_buf(), e))?;
-        s
-    } else {
-        String::from_utf8(raw).map_err(|_| Error::BadLine {
-            path: path.to_path_buf(),
-            line: 1,
-            reason: "not UTF-8 text".into(),
-        })?
-    };
-    parse(&text).map_err(|(line, reason)| Error::BadLine {
-        path: path.to_path_buf(),
-        line,
-        reason,
-    })
+/// See [`find`]; [`Error::ReadFailed`] naming the file and line of bad content.
+pub fn read_file(root: &Path, workload: &str) -> Result<Series, Error> {
+    let entry = find(root, workload)?;
+    predictive_traces::load(&entry, Metric::Cpu, STEP, Aggregation::Mean)
+        .map(|(s, _)| s)
+        .map_err(Error::ReadFailed)
 }
 
-/// Parses canonical CSV text; errors carry the 1-based line number.
-pub fn parse(text: &str) -> Result<Vec<(i64, f64)>, (usize, String)> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || (i == 0 && line.to_ascii_lowercase().starts_with("timestamp")) {
-            continue;
+/// The Prometheus query of a workload: `{workload}` in the template replaced by its name.
+pub fn prometheus_query(template: &str, workload: &str) -> String {
+    template.replace("{workload}", workload)
+}
+
+/// Reads `query` from Prometheus over `[end - lookback, end]` at an hourly step.
+///
+/// # Errors
+/// [`Error::PrometheusUnreachable`], [`Error::PrometheusFailed`],
+/// [`Error::PrometheusBadAnswer`], [`Error::PrometheusSeriesCount`].
+pub async fn read_prometheus(
+    url: &str,
+    query: &str,
+    end: i64,
+    lookback_secs: i64,
+) -> Result<Series, Error> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|source| Error::PrometheusUnreachable {
+            url: url.into(),
+            source,
+        })?;
+    let start = end - lookback_secs;
+    let resp = client
+        .get(format!("{url}/api/v1/query_range"))
+        .query(&[
+            ("query", query.to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", STEP.to_string()),
+        ])
+        .send()
+        .await
+        .map_err(|source| Error::PrometheusUnreachable {
+            url: url.into(),
+            source,
+        })?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .text()
+        .await
+        .map_err(|source| Error::PrometheusUnreachable {
+            url: url.into(),
+            source,
+        })?;
+    let samples = parse_query_range(&body).map_err(|(reason, message)| match message {
+        Some(message) => Error::PrometheusFailed {
+            url: url.into(),
+            status,
+            message,
+        },
+        None => Error::PrometheusBadAnswer {
+            url: url.into(),
+            reason,
+        },
+    })?;
+    let n = samples.len();
+    let mut it = samples.into_iter();
+    match (it.next(), n) {
+        (Some(s), 1) if !s.is_empty() => {
+            Series::from_samples(s, STEP, Aggregation::Mean)
+                .map(|(s, _)| s)
+                .map_err(|e| Error::PrometheusBadAnswer {
+                    url: url.into(),
+                    reason: format!("the samples do not form a series: {e}"),
+                })
         }
-        let (ts, val) = line
-            .split_once(',')
-            .ok_or((i + 1, "expected `timestamp,value`".to_string()))?;
-        let t = parse_time(ts.trim()).ok_or((i + 1, format!("bad timestamp {:?}", ts.trim())))?;
-        let v: f64 = val
-            .trim()
-            .parse()
-            .map_err(|_| (i + 1, format!("bad value {:?}", val.trim())))?;
-        if !v.is_finite() {
-            return Err((i + 1, format!("value {v} is not finite")));
-        }
-        out.push((t, v));
+        _ => Err(Error::PrometheusSeriesCount {
+            query: query.into(),
+            series: n,
+        }),
     }
-    if out.is_empty() {
-        return Err((1, "no samples".into()));
+}
+
+/// Parses a `query_range` answer (`{"status":"success","data":{"resultType":"matrix","result":
+/// [{"metric":{..},"values":[[ts,"v"],..]}]}}`) into one sample list per series (non-finite
+/// values dropped). Errors are `(what is wrong, Prometheus's own error text if it sent one)`.
+pub fn parse_query_range(body: &str) -> Result<Vec<Vec<(i64, f64)>>, (String, Option<String>)> {
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| (format!("not JSON ({e})"), None))?;
+    if v["status"] != "success" {
+        let msg = v["error"].as_str().unwrap_or("no error text").to_string();
+        return Err((msg.clone(), Some(msg)));
+    }
+    if v["data"]["resultType"] != "matrix" {
+        return Err((
+            format!("resultType is {} (expected \"matrix\")", v["data"]["resultType"]),
+            None,
+        ));
+    }
+    let result = v["data"]["result"]
+        .as_array()
+        .ok_or(("data.result is not an array".to_string(), None))?;
+    let mut out = Vec::new();
+    for (i, s) in result.iter().enumerate() {
+        let values = s["values"]
+            .as_array()
+            .ok_or((format!("data.result[{i}].values is not an array"), None))?;
+        let mut pts = Vec::with_capacity(values.len());
+        for (j, p) in values.iter().enumerate() {
+            let bad = || (format!("data.result[{i}].values[{j}] is not [time, \"value\"]"), None);
+            let t = p[0].as_f64().ok_or_else(bad)?;
+            let x: f64 = p[1].as_str().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+            if x.is_finite() {
+                pts.push((t.round() as i64, x));
+            }
+        }
+        out.push(pts);
     }
     Ok(out)
-}
-
-fn parse_time(s: &str) -> Option<i64> {
-    if let Ok(t) = s.parse::<i64>() {
-        return Some(t);
-    }
-    let (date, time) = s.split_once(' ').or_else(|| s.split_once('T'))?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let t: Vec<i64> = time
-        .trim_end_matches('Z')
-        .split(':')
-        .map(|x| x.parse::<f64>().ok().map(|f| f as i64))
-        .collect::<Option<_>>()?;
-    if d.len() != 3 || t.len() < 2 {
-        return None;
-    }
-    let days = days_from_civil(d[0], d[1], d[2]);
-    Some(days * 86_400 + t[0] * 3600 + t[1] * 60 + t.get(2).copied().unwrap_or(0))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -162,14 +216,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_timestamp_forms_should_parse() {
-        let s = parse("timestamp,value\n2014-02-14 14:30:00,2.5\n1392388260,3\n").unwrap();
-        assert_eq!(s, vec![(1_392_388_200, 2.5), (1_392_388_260, 3.0)]);
+    fn a_matrix_answer_should_parse_and_drop_non_finite_values() {
+        let body = r#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"job":"web"},"values":[[1700000000,"2.5"],[1700003600.0,"NaN"],[1700007200,"3"]]}]}}"#;
+        assert_eq!(
+            parse_query_range(body).unwrap(),
+            vec![vec![(1_700_000_000, 2.5), (1_700_007_200, 3.0)]]
+        );
     }
 
     #[test]
-    fn a_bad_line_should_be_named() {
-        assert_eq!(parse("timestamp,value\n1,2\n2,x\n").unwrap_err().0, 3);
-        assert_eq!(parse("timestamp,value\n1;2\n").unwrap_err().0, 2);
+    fn errors_should_say_what_is_wrong() {
+        let cases = [
+            (r#"{"status":"error","errorType":"bad_data","error":"parse error at char 4"}"#, "parse error at char 4"),
+            (r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#, "resultType"),
+            (r#"{"status":"success","data":{"resultType":"matrix","result":[{"values":[[1,2]]}]}}"#, "values[0]"),
+            ("<html>", "not JSON"),
+        ];
+        for (body, want) in cases {
+            let (what, _) = parse_query_range(body).unwrap_err();
+            assert!(what.contains(want), "{body}: {what}");
+        }
+    }
+
+    #[test]
+    fn the_query_template_should_name_the_workload() {
+        assert_eq!(
+            prometheus_query("sum(cpu{app=\"{workload}\"})", "web"),
+            "sum(cpu{app=\"web\"})"
+        );
+    }
+
+    #[test]
+    fn a_workload_should_be_found_by_its_file_stem() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::write(
+            dir.path().join("a/web.csv"),
+            "timestamp,value\n2014-02-14 14:00:00,2.5\n2014-02-14 15:00:00,3\n",
+        )
+        .unwrap();
+        let s = read_file(dir.path(), "web").unwrap();
+        assert_eq!(s.values(), &[2.5, 3.0]);
+        assert!(matches!(
+            read_file(dir.path(), "db"),
+            Err(Error::WorkloadNotFound { .. })
+        ));
+        std::fs::write(dir.path().join("a/db.csv"), "timestamp,value\n1,2\n2,x\n").unwrap();
+        let e = read_file(dir.path(), "db").unwrap_err();
+        let chain = crate::framework::diag::error_chain(&e);
+        assert!(chain.contains("db.csv:3"), "{chain}");
     }
 }

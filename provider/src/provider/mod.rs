@@ -7,6 +7,7 @@ pub mod budget;
 pub mod clone;
 pub mod cloud;
 pub mod config;
+pub mod controller;
 pub mod data;
 pub mod history;
 pub mod sizing;
@@ -23,7 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The provider's description for the docs.
-pub const DESCRIPTION: &str = "The `predictive` provider sizes capacity at plan time from a workload's forecast demand and the three-cloud price catalog, and pre-provisions it on apply.\n\nEvery number in a plan (demand quantiles, allocation, cost) comes from the `predictive` engine; apply acts through the clouds port (`sim` by default, an in-process cloud whose capacity persists beside the state store).";
+pub const DESCRIPTION: &str = "The `predictive` provider sizes capacity at plan time from a workload's forecast demand and the three-cloud price catalog, and pre-provisions it on apply.\n\nEvery number in a plan (demand quantiles, allocation, cost) comes from the `predictive` engine; apply acts through the clouds port (`sim` by default, an in-process cloud whose capacity persists beside the state store; `aws` acts on EC2 in the `aws` block's region, in builds with the `aws` feature).\n\nWorkload history comes from trace files, a Prometheus server or the `predictive` controller's forecasts (the `history` block). With a `controller` block, apply also registers each clone with the controller and destroy unregisters it. Secrets (`aws.secret_key`, `controller.token`, ...) are sensitive: they never reach the state, logs or diagnostics; left unset, they come from the environment.";
 
 /// The price catalog in use.
 #[derive(Debug)]
@@ -57,6 +58,12 @@ pub struct Configured {
     pub cloud: predictive_clouds::DynProvider,
     /// Persists the cloud's state where it has any (the `sim` cloud).
     pub cloud_state: cloud::Persistence,
+    /// History shared by the resources of this run.
+    pub histories: sizing::HistoryCache,
+    /// The clock (history windows end at its hour).
+    pub clock: Arc<dyn predictive_clouds::clock::Clock>,
+    /// The controller token from `$PREDICTIVE_CONTROLLER_TOKEN`.
+    pub env_controller_token: Option<config::Secret>,
     /// Forecasts shared by the resources of this run.
     pub forecasts: sizing::ForecastCache,
     /// Sizings shared by the resources of this run.
@@ -64,6 +71,21 @@ pub struct Configured {
 }
 
 impl Configured {
+    /// Where history is loaded from.
+    pub fn sources(&self) -> sizing::Sources<'_> {
+        sizing::Sources {
+            history: &self.config.history,
+            controller: self.config.controller.as_ref(),
+            env_token: self.env_controller_token.as_ref().map(|s| s.0.as_str()),
+            catalog: &self.catalog,
+            now: self
+                .clock
+                .now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        }
+    }
+
     /// Saves the cloud's state (a no-op for real clouds); failures become diagnostics.
     pub fn save_cloud(&self, diags: &mut Diagnostics) {
         if let Err(e) = self.cloud_state.save() {
@@ -83,7 +105,12 @@ impl ProviderDef for PredictiveProvider {
         config::schema()
     }
     async fn configure(&self, v: &Value, diags: &mut Diagnostics) -> Option<Configured> {
-        let config = config::parse(v, std::env::var("PREDICTIVE_STATE_PATH").ok(), diags)?;
+        let config = config::parse_with_env(
+            v,
+            std::env::var("PREDICTIVE_STATE_PATH").ok(),
+            std::env::var("PREDICTIVE_CONTROLLER_TOKEN").ok(),
+            diags,
+        )?;
         let store = match store::Store::open(&config.state_path) {
             Ok(s) => s,
             Err(e) => {
@@ -112,13 +139,18 @@ impl ProviderDef for PredictiveProvider {
                 }
             },
         };
-        let (cloud, cloud_state) = cloud::open(&config, &catalog, diags)?;
+        let (cloud, cloud_state) = cloud::open(&config, &catalog, diags).await?;
         Some(Configured {
             config,
             store,
             catalog,
             cloud,
             cloud_state,
+            histories: sizing::HistoryCache::default(),
+            clock: Arc::new(predictive_clouds::clock::SystemClock),
+            env_controller_token: std::env::var("PREDICTIVE_CONTROLLER_TOKEN")
+                .ok()
+                .map(config::Secret),
             forecasts: sizing::ForecastCache::default(),
             sizings: sizing::SizingCache::default(),
         })

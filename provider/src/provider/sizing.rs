@@ -2,13 +2,12 @@
 //! (engine), optionally under a shared budget (engine). The provider only gathers inputs and maps
 //! them; every number comes from `predictive_engine`.
 
-use super::config::HistorySource;
-use super::history;
+use super::config::{ControllerSettings, HistorySource};
+use super::{controller, history};
 use predictive_engine::cost::{self, Catalog, Demand, QuantileDemand, Sizing, SizingParams};
 use predictive_engine::forecast::{self, ForecastParams, ModelKind, PROVISIONING_LEVELS};
-use predictive_engine::series::{Aggregation, Series};
+use predictive_engine::series::Series;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Errors of sizing, each naming the input it is about.
@@ -21,11 +20,12 @@ pub enum Error {
     /// No history source is configured for a named workload.
     #[error("workload {0:?} needs a history source: set the provider's history block, or give an inline profile")]
     NoHistorySource(String),
-    /// The configured source type is not available in this build.
-    #[error(
-        "the {0} history source is not available in this build; use a file or an inline profile"
-    )]
-    SourceUnavailable(&'static str),
+    /// The controller could not give the workload's forecast.
+    #[error("could not get the controller's forecast of workload {0:?}")]
+    ControllerFailed(String, #[source] controller::Error),
+    /// The controller has not forecast the workload yet.
+    #[error("the controller has no forecast of workload {0:?} yet (it forecasts at every tick once it has samples)")]
+    NoControllerForecast(String),
     /// The samples do not make a series.
     #[error("the usage history is not a usable series")]
     SeriesFailed(#[source] predictive_engine::series::Error),
@@ -78,15 +78,64 @@ pub struct ForecastCache {
     map: Mutex<HashMap<String, Arc<Peaks>>>,
 }
 
-/// Loads a series of usage at `step_seconds` (hourly for files).
+/// Usage history as a source gives it.
+#[derive(Debug, Clone)]
+pub enum History {
+    /// Samples for the engine to forecast.
+    Series {
+        /// CPU usage (vCPU).
+        cpu: Series,
+        /// Memory usage (GiB), when known.
+        mem: Option<Series>,
+    },
+    /// A forecast the controller already made (its latest tick).
+    Forecast(Peaks),
+}
+
+/// Caches loaded history within one provider process: many resources of one workload read the
+/// source once (one file read, one Prometheus query, one controller call per plan).
+#[derive(Debug, Default)]
+pub struct HistoryCache {
+    map: tokio::sync::Mutex<HashMap<String, Arc<History>>>,
+}
+
+/// Where [`load`] finds history. `Debug` never prints the token.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    /// The provider's history source.
+    pub history: &'a HistorySource,
+    /// The controller's API settings, if configured.
+    pub controller: Option<&'a ControllerSettings>,
+    /// The controller token from the environment.
+    pub env_token: Option<&'a str>,
+    /// The catalog (instance sizes, to turn controller units into vCPU).
+    pub catalog: &'a Catalog,
+    /// Unix seconds now.
+    pub now: i64,
+}
+
+impl std::fmt::Debug for Sources<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources")
+            .field("history", self.history)
+            .field("controller", &self.controller)
+            .field("env_token", &self.env_token.map(|_| "***"))
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the usage history of `usage` (cached per source and workload).
 ///
 /// # Errors
 /// See [`Error`].
-pub fn load_series(
-    source: &HistorySource,
+pub async fn load(
+    cache: &HistoryCache,
+    src: Sources<'_>,
     usage: &Usage,
-) -> Result<(Series, Option<Series>), Error> {
-    match usage {
+    horizon_hours: f64,
+) -> Result<Arc<History>, Error> {
+    let name = match usage {
         Usage::Inline {
             cpu,
             mem_gib,
@@ -99,27 +148,89 @@ pub fn load_series(
                 }
                 None => None,
             };
-            Ok((cpu_s, mem_s))
+            return Ok(Arc::new(History::Series {
+                cpu: cpu_s,
+                mem: mem_s,
+            }));
         }
-        Usage::Workload(name) => {
-            let root: PathBuf = match source {
-                HistorySource::File(p) => p.clone(),
-                HistorySource::None => return Err(Error::NoHistorySource(name.clone())),
-                HistorySource::Prometheus(_) => {
-                    return Err(Error::SourceUnavailable("prometheus_url"))
-                }
-                HistorySource::Controller(_) => {
-                    return Err(Error::SourceUnavailable("controller_url"))
-                }
-            };
-            let path =
-                history::find(&root, name).map_err(|e| Error::HistoryFailed(name.clone(), e))?;
-            let samples =
-                history::read_samples(&path).map_err(|e| Error::HistoryFailed(name.clone(), e))?;
-            let (s, _) = Series::from_samples(samples, 3600, Aggregation::Mean)
-                .map_err(Error::SeriesFailed)?;
-            Ok((s, None))
+        Usage::Workload(name) => name,
+    };
+    let horizon_secs = (horizon_hours * 3600.0).round() as i64;
+    let key = match src.history {
+        HistorySource::Controller(_) => format!("{name}|{horizon_secs}"),
+        _ => name.clone(),
+    };
+    let mut map = cache.map.lock().await;
+    if let Some(h) = map.get(&key) {
+        return Ok(h.clone());
+    }
+    let hist_err = |e| Error::HistoryFailed(name.clone(), e);
+    let h = match src.history {
+        HistorySource::None => return Err(Error::NoHistorySource(name.clone())),
+        HistorySource::File(root) => History::Series {
+            cpu: history::read_file(root, name).map_err(hist_err)?,
+            mem: None,
+        },
+        HistorySource::Prometheus {
+            url,
+            query,
+            lookback_secs,
+        } => {
+            // The window ends at the last full hour, so plan and apply within an hour see the
+            // same samples.
+            let end = src.now - src.now.rem_euclid(history::STEP);
+            let q = history::prometheus_query(query, name);
+            History::Series {
+                cpu: history::read_prometheus(url, &q, end, *lookback_secs)
+                    .await
+                    .map_err(hist_err)?,
+                mem: None,
+            }
         }
+        HistorySource::Controller(url) => {
+            let token = src
+                .controller
+                .map(|c| c.token.as_str())
+                .or(src.env_token)
+                .unwrap_or_default();
+            let client = controller::Client::connect(url, token)
+                .await
+                .map_err(|e| Error::ControllerFailed(name.clone(), e))?;
+            let f = client
+                .latest_forecast(name, horizon_secs)
+                .await
+                .map_err(|e| Error::ControllerFailed(name.clone(), e))?
+                .ok_or_else(|| Error::NoControllerForecast(name.clone()))?;
+            History::Forecast(controller_peaks(&f, src.catalog))
+        }
+    };
+    let h = Arc::new(h);
+    map.insert(key, h.clone());
+    Ok(h)
+}
+
+/// The controller's forecast as demand peaks in vCPU: its units are turned into instances by
+/// the workload's `capacity_per_instance` and into vCPU by its `instance_type`'s size in the
+/// catalog (taken as vCPU already when the spec has neither).
+pub fn controller_peaks(f: &controller::LatestForecast, catalog: &Catalog) -> Peaks {
+    let spec: serde_json::Value = serde_json::from_str(&f.spec_json).unwrap_or_default();
+    let per_instance = spec["capacity_per_instance"].as_f64().filter(|c| *c > 0.0);
+    let vcpu = spec["instance_type"]
+        .as_str()
+        .and_then(|t| catalog.types().iter().find(|x| x.name == t))
+        .map(|t| t.vcpu);
+    let factor = match (per_instance, vcpu) {
+        (Some(c), Some(v)) => v / c,
+        _ => 1.0,
+    };
+    let mut levels = vec![(0.5, f.p50 * factor)];
+    if f.quantile > 0.0 && f.quantile < 1.0 && f.quantile != 0.5 {
+        levels.push((f.quantile, f.upper * factor));
+    }
+    levels.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Peaks {
+        model: format!("controller/{}", f.model),
+        levels,
     }
 }
 
