@@ -825,3 +825,91 @@ fn plot(
     root.present()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn excerpt() -> String {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/allocate/nab_rds_cpu_utilization_e47b3b_10d.csv")
+            .display()
+            .to_string()
+    }
+
+    fn run_with(argv: &[&str]) -> anyhow::Result<()> {
+        let cmd = Cmd::try_parse_from(std::iter::once("simulate").chain(argv.iter().copied()))?;
+        run(cmd.args)
+    }
+
+    #[test]
+    fn errors_should_name_the_flag_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("broken_trace.csv");
+        std::fs::write(&bad, "timestamp,value\n2014-04-10 00:02:00,1\nnot a line\n").unwrap();
+        let bad = bad.display().to_string();
+        let x = excerpt();
+        let cases: [(&[&str], &str); 11] = [
+            (&["no_such_trace.csv"], "no_such_trace.csv"),
+            (&[&bad, "--warmup", "1min"], "broken_trace.csv"),
+            (&[&x, "--policy", "predictive,oracle"], "--policy"),
+            (&[&x, "--budget=-1"], "--budget"),
+            (&[&x, "--model", "fast"], "--model"),
+            (&[&x, "--cloud", "aws"], "--cloud"),
+            (&[&x, "--instance-type", "no.such"], "--instance-type"),
+            (
+                &[&x, "--catalog", "no_such_catalog.txt"],
+                "no_such_catalog.txt",
+            ),
+            (
+                &[&x, "--budget", "1", "--priorities", "1,2"],
+                "--priorities",
+            ),
+            (&[&x, "--warmup", "30d"], "--warmup"),
+            (
+                &[&x, "--model", "engine", "--policy", "vpa"],
+                "--model engine",
+            ),
+        ];
+        for (argv, needle) in cases {
+            let e = format!("{:#}", run_with(argv).unwrap_err());
+            assert!(e.contains(needle), "{argv:?}: `{e}` does not name {needle}");
+        }
+    }
+
+    #[test]
+    fn simulate_should_compare_policies_and_draw_a_png_on_a_real_excerpt() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("sim.png");
+        let p = png.display().to_string();
+        let x = excerpt();
+        run_with(&[
+            &x,
+            "--policy",
+            "predictive,vpa",
+            "--warmup",
+            "3d",
+            "--unit-capacity",
+            "2",
+            "--json",
+            "--plot",
+            &p,
+        ])
+        .unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+        assert!(bytes.len() > 1000);
+        // The cost engine picks the unit's type when none is given.
+        let cmd = Cmd::try_parse_from(["simulate", &x]).unwrap();
+        let unit = unit(&cmd.args).unwrap();
+        assert!(unit.price > 0.0);
+        assert!(unit.offer.info.vcpus >= 2 && unit.offer.info.memory_mib >= 8 * 1024);
+    }
+}
