@@ -603,10 +603,10 @@ fn run_engine(
             instance_type: unit.offer.info.name.as_str(),
             lane: &lane,
             shortfall_minutes_avoided: has_pool
-                .then(|| base.shortfall_minutes - r.shortfall_minutes),
+                .then_some(base.shortfall_minutes - r.shortfall_minutes),
             time_to_capacity_saved_minutes: has_pool
-                .then(|| base.mean_time_to_capacity_minutes - r.mean_time_to_capacity_minutes),
-            dollars_vs_no_pool: has_pool.then(|| r.dollars - base.dollars),
+                .then_some(base.mean_time_to_capacity_minutes - r.mean_time_to_capacity_minutes),
+            dollars_vs_no_pool: has_pool.then_some(r.dollars - base.dollars),
             instances_requested: 0,
             sim_launches: 0,
             orphans: 0,

@@ -290,7 +290,7 @@ impl CloneParams {
         if !(self.min >= 0.0 && self.min.is_finite()) {
             return bad("min", "must be a finite number at least 0");
         }
-        if !(self.max >= self.min) {
+        if self.max.is_nan() || self.max < self.min {
             return bad("max", "must be at least min");
         }
         Ok(ValidClone(self))
