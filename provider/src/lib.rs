@@ -35,7 +35,12 @@ pub mod plugin_pb {
 }
 
 /// Generated client of the `predictive` controller's API (`controller/proto/controller.proto`).
-#[allow(missing_docs, unreachable_pub, missing_debug_implementations, clippy::all)]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::all
+)]
 pub mod controller_pb {
     tonic::include_proto!("predictive.controller.v1");
 }

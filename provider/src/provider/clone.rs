@@ -300,7 +300,10 @@ async fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option
     let key = format!("{usage:?}");
     let (cpu, mem) = match &*hist {
         sizing::History::Forecast(p) => (std::sync::Arc::new(p.clone()), None),
-        sizing::History::Series { cpu: cpu_s, mem: mem_s } => {
+        sizing::History::Series {
+            cpu: cpu_s,
+            mem: mem_s,
+        } => {
             let cpu = match sizing::peaks(&ctx.forecasts, &format!("cpu|{key}"), cpu_s, horizon) {
                 Ok(p) => p,
                 Err(e) => {
@@ -941,7 +944,8 @@ impl CloneResource {
             req.tags.insert("predictive-clone".into(), id.to_string());
             // The controller's orphan sweep keeps instances tagged with a registered name.
             if let Some(name) = plan.get("name").as_str() {
-                req.tags.insert("predictive-workload".into(), name.to_string());
+                req.tags
+                    .insert("predictive-workload".into(), name.to_string());
             }
             if let Err(e) = ctx.cloud.launch(&req).await {
                 diags.error(

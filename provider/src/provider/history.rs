@@ -158,14 +158,12 @@ pub async fn read_prometheus(
     let n = samples.len();
     let mut it = samples.into_iter();
     match (it.next(), n) {
-        (Some(s), 1) if !s.is_empty() => {
-            Series::from_samples(s, STEP, Aggregation::Mean)
-                .map(|(s, _)| s)
-                .map_err(|e| Error::PrometheusBadAnswer {
-                    url: url.into(),
-                    reason: format!("the samples do not form a series: {e}"),
-                })
-        }
+        (Some(s), 1) if !s.is_empty() => Series::from_samples(s, STEP, Aggregation::Mean)
+            .map(|(s, _)| s)
+            .map_err(|e| Error::PrometheusBadAnswer {
+                url: url.into(),
+                reason: format!("the samples do not form a series: {e}"),
+            }),
         _ => Err(Error::PrometheusSeriesCount {
             query: query.into(),
             series: n,
@@ -185,7 +183,10 @@ pub fn parse_query_range(body: &str) -> Result<Vec<Vec<(i64, f64)>>, (String, Op
     }
     if v["data"]["resultType"] != "matrix" {
         return Err((
-            format!("resultType is {} (expected \"matrix\")", v["data"]["resultType"]),
+            format!(
+                "resultType is {} (expected \"matrix\")",
+                v["data"]["resultType"]
+            ),
             None,
         ));
     }
@@ -199,7 +200,12 @@ pub fn parse_query_range(body: &str) -> Result<Vec<Vec<(i64, f64)>>, (String, Op
             .ok_or((format!("data.result[{i}].values is not an array"), None))?;
         let mut pts = Vec::with_capacity(values.len());
         for (j, p) in values.iter().enumerate() {
-            let bad = || (format!("data.result[{i}].values[{j}] is not [time, \"value\"]"), None);
+            let bad = || {
+                (
+                    format!("data.result[{i}].values[{j}] is not [time, \"value\"]"),
+                    None,
+                )
+            };
             let t = p[0].as_f64().ok_or_else(bad)?;
             let x: f64 = p[1].as_str().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
             if x.is_finite() {
@@ -228,9 +234,18 @@ mod tests {
     #[test]
     fn errors_should_say_what_is_wrong() {
         let cases = [
-            (r#"{"status":"error","errorType":"bad_data","error":"parse error at char 4"}"#, "parse error at char 4"),
-            (r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#, "resultType"),
-            (r#"{"status":"success","data":{"resultType":"matrix","result":[{"values":[[1,2]]}]}}"#, "values[0]"),
+            (
+                r#"{"status":"error","errorType":"bad_data","error":"parse error at char 4"}"#,
+                "parse error at char 4",
+            ),
+            (
+                r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+                "resultType",
+            ),
+            (
+                r#"{"status":"success","data":{"resultType":"matrix","result":[{"values":[[1,2]]}]}}"#,
+                "values[0]",
+            ),
             ("<html>", "not JSON"),
         ];
         for (body, want) in cases {
