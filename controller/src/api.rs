@@ -1,4 +1,4 @@
-//! The gRPC API (tonic), authenticated with a bearer token.
+//! The gRPC API (tonic), authenticated with a bearer token, over TLS or mTLS when configured.
 
 use std::sync::Arc;
 
@@ -64,15 +64,201 @@ pub fn service(ctl: Arc<Controller>, token: &str) -> tonic::service::interceptor
     ControllerServer::with_interceptor(Api { ctl }, BearerAuth::new(token))
 }
 
-/// Serves the API on `listener` until the future is dropped.
+/// Serves the API on `listener` (plaintext) until the future is dropped.
 ///
 /// # Errors
 /// The transport error that stopped the server.
 pub async fn serve(listener: tokio::net::TcpListener, ctl: Arc<Controller>, token: &str) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .add_service(service(ctl, token))
+    serve_with(listener, ctl, token, None).await
+}
+
+/// Serves the API on `listener`, over TLS when `tls` is given (mTLS when it holds a client CA),
+/// until the future is dropped. The bearer token is checked either way.
+///
+/// # Errors
+/// The transport error that stopped the server (or refused the TLS material).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    ctl: Arc<Controller>,
+    token: &str,
+    tls: Option<&ServerTls>,
+) -> Result<(), tonic::transport::Error> {
+    let mut b = tonic::transport::Server::builder();
+    if let Some(t) = tls {
+        b = b.tls_config(t.config())?;
+    }
+    b.add_service(service(ctl, token))
         .serve_with_incoming(tokio_stream_from(listener))
         .await
+}
+
+/// Errors of reading TLS material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A PEM file could not be read.
+    #[error("field `{field}`: cannot read {path}")]
+    ReadFailed {
+        /// The config field or CLI option naming the file.
+        field: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate or key was refused (not a certificate, key not matching, unsupported).
+    #[error("field `api.tls`: the certificate or key is invalid")]
+    Invalid(#[source] tonic::transport::Error),
+    /// A PEM file holds no PEM block.
+    #[error("field `{field}`: {path} holds no PEM data")]
+    NotPem {
+        /// The config field or CLI option naming the file.
+        field: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+    },
+}
+
+fn read_pem(field: &'static str, base: &std::path::Path, p: &std::path::Path) -> Result<Vec<u8>, TlsError> {
+    let path = if p.is_relative() { base.join(p) } else { p.to_path_buf() };
+    let bytes = std::fs::read(&path).map_err(|source| TlsError::ReadFailed {
+        field,
+        path: path.clone(),
+        source,
+    })?;
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(TlsError::NotPem { field, path });
+    }
+    Ok(bytes)
+}
+
+/// Installs aws-lc-rs as the process' rustls crypto provider unless one is installed already
+/// (several rustls backends are linked, so rustls cannot pick one by itself).
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+}
+
+/// TLS material of the API server (certificate chain, key, optional client CA), read once.
+#[derive(Clone)]
+pub struct ServerTls {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("mtls", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Reads the files of `api.tls`, relative to `base` (the config file's directory).
+    ///
+    /// # Errors
+    /// [`TlsError`] naming the field and file (never the key's content).
+    pub fn read(p: &crate::config::ApiTlsParams, base: &std::path::Path) -> Result<Self, TlsError> {
+        let s = Self {
+            cert: read_pem("api.tls.cert", base, &p.cert)?,
+            key: read_pem("api.tls.key", base, &p.key)?,
+            client_ca: p.client_ca.as_ref().map(|c| read_pem("api.tls.client_ca", base, c)).transpose()?,
+        };
+        tonic::transport::Server::builder().tls_config(s.config()).map_err(TlsError::Invalid)?;
+        Ok(s)
+    }
+
+    /// From PEM bytes (tests, embedding).
+    pub fn from_pem(cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>, client_ca: Option<Vec<u8>>) -> Self {
+        Self {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca,
+        }
+    }
+
+    /// Whether clients must present a certificate signed by the client CA.
+    pub fn is_mtls(&self) -> bool {
+        self.client_ca.is_some()
+    }
+
+    fn config(&self) -> tonic::transport::ServerTlsConfig {
+        ensure_crypto_provider();
+        let mut c = tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(&self.cert, &self.key));
+        if let Some(ca) = &self.client_ca {
+            c = c
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                .client_auth_optional(false);
+        }
+        c
+    }
+}
+
+/// TLS material of a client: the CA the server's certificate must chain to, and the client's
+/// own certificate and key for mTLS.
+#[derive(Clone, Default)]
+pub struct ClientTls {
+    ca: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    domain: Option<String>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("ca", &self.ca.is_some())
+            .field("identity", &self.identity.is_some())
+            .field("domain", &self.domain)
+            .finish()
+    }
+}
+
+impl ClientTls {
+    /// Reads the CA file and, for mTLS, the client's certificate and key (CLI options
+    /// `--ca-file`, `--cert-file`, `--key-file`).
+    ///
+    /// # Errors
+    /// [`TlsError`] naming the option and file.
+    pub fn read(ca: Option<&std::path::Path>, cert: Option<&std::path::Path>, key: Option<&std::path::Path>) -> Result<Self, TlsError> {
+        let here = std::path::Path::new(".");
+        let ca = ca.map(|p| read_pem("--ca-file", here, p)).transpose()?;
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => Some((read_pem("--cert-file", here, c)?, read_pem("--key-file", here, k)?)),
+            _ => None,
+        };
+        Ok(Self { ca, identity, domain: None })
+    }
+
+    /// From PEM bytes (tests).
+    pub fn from_pem(ca: Option<Vec<u8>>, identity: Option<(Vec<u8>, Vec<u8>)>) -> Self {
+        Self { ca, identity, domain: None }
+    }
+
+    /// Checks the server's certificate against `domain` instead of the address' host.
+    pub fn with_domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    fn config(&self) -> tonic::transport::ClientTlsConfig {
+        ensure_crypto_provider();
+        let mut c = tonic::transport::ClientTlsConfig::new();
+        match &self.ca {
+            Some(ca) => c = c.ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+            None => c = c.with_enabled_roots(),
+        }
+        if let Some((cert, key)) = &self.identity {
+            c = c.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        if let Some(d) = &self.domain {
+            c = c.domain_name(d.clone());
+        }
+        c
+    }
 }
 
 fn tokio_stream_from(l: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
@@ -254,11 +440,18 @@ impl tonic::service::Interceptor for ClientAuth {
 #[non_exhaustive]
 pub enum ConnectError {
     /// The address is not a URI.
-    #[error("`{0}` is not a valid address (expected http://HOST:PORT)")]
+    #[error("`{0}` is not a valid address (expected http://HOST:PORT or https://HOST:PORT)")]
     BadAddress(String),
     /// The token holds characters a header cannot carry.
     #[error("the token holds characters that cannot be sent in a header")]
     BadToken,
+    /// The TLS settings were refused.
+    #[error("the TLS settings are invalid")]
+    Tls {
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
     /// The server could not be reached.
     #[error("cannot reach the controller at {addr}")]
     Unreachable {
@@ -275,8 +468,30 @@ pub enum ConnectError {
 /// # Errors
 /// [`ConnectError`].
 pub async fn connect(addr: &str, token: &str) -> Result<Client, ConnectError> {
+    connect_with(addr, token, None).await
+}
+
+/// Connects to the API at `addr` with `token`, over TLS when `tls` is given or `addr` is
+/// `https://` (then with the system's roots unless `tls` names a CA).
+///
+/// # Errors
+/// [`ConnectError`]; a server refusing the client's certificate shows as
+/// [`ConnectError::Unreachable`] here or as an error status on the first call.
+pub async fn connect_with(addr: &str, token: &str, tls: Option<&ClientTls>) -> Result<Client, ConnectError> {
     let header = format!("Bearer {token}").parse().map_err(|_| ConnectError::BadToken)?;
-    let ep = tonic::transport::Endpoint::from_shared(addr.to_string()).map_err(|_| ConnectError::BadAddress(addr.into()))?;
+    let mut ep = tonic::transport::Endpoint::from_shared(addr.to_string()).map_err(|_| ConnectError::BadAddress(addr.into()))?;
+    let default_tls = ClientTls::default();
+    let tls = match tls {
+        Some(t) => Some(t),
+        None if addr.starts_with("https://") => Some(&default_tls),
+        None => None,
+    };
+    if let Some(t) = tls {
+        if addr.starts_with("http://") {
+            return Err(ConnectError::BadAddress(format!("{addr} (TLS options need an https:// address)")));
+        }
+        ep = ep.tls_config(t.config()).map_err(|source| ConnectError::Tls { source })?;
+    }
     let ch = ep
         .connect()
         .await
@@ -427,5 +642,120 @@ mod tests {
             .workloads
             .is_empty());
         server.abort();
+    }
+
+    /// A CA that signs server (`localhost`) and client certificates.
+    struct Pki {
+        ca_pem: String,
+        issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    }
+
+    impl Pki {
+        fn new(name: &str) -> Self {
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.distinguished_name.push(rcgen::DnType::CommonName, name);
+            let issuer = rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap()).unwrap();
+            Self {
+                ca_pem: issuer.pem(),
+                issuer,
+            }
+        }
+
+        fn leaf(&self, names: &[&str], client: bool) -> (Vec<u8>, Vec<u8>) {
+            let mut p = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+            p.extended_key_usages = vec![if client {
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth
+            } else {
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth
+            }];
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &*self.issuer).unwrap();
+            (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+        }
+    }
+
+    async fn controller() -> Arc<Controller> {
+        let cfg = ConfigParams {
+            interval: "5m".into(),
+            mode: crate::config::Mode::Act,
+            concurrency: 1,
+            owner: "tls-test".into(),
+            store: None,
+            api: None,
+            metrics_listen: None,
+            workloads: vec![],
+        }
+        .check("<t>", std::path::Path::new("."))
+        .unwrap();
+        let clock_arc: Arc<dyn Clock> = Arc::new(VirtualClock::new(1_000_200));
+        Arc::new(Controller::new(&cfg, Arc::new(SqliteStore::in_memory().unwrap()), BTreeMap::new(), clock_arc, "t"))
+    }
+
+    async fn list(addr: &str, token: &str, tls: Option<&super::ClientTls>) -> Result<usize, String> {
+        let mut c = super::connect_with(addr, token, tls).await.map_err(|e| crate::run::chain(&e))?;
+        c.list_workloads(pb::ListWorkloadsRequest {})
+            .await
+            .map(|r| r.into_inner().workloads.len())
+            .map_err(|e| format!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn tls_api_accepts_clients_trusting_its_ca_and_mtls_refuses_clients_without_a_valid_cert() {
+        let pki = Pki::new("predictive test CA");
+        let rogue = Pki::new("rogue CA");
+        let (cert, key) = pki.leaf(&["localhost", "127.0.0.1"], false);
+
+        // TLS: the bearer token is still required; clients must trust the server's CA.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("https://127.0.0.1:{}", l.local_addr().unwrap().port());
+        let tls = super::ServerTls::from_pem(cert.clone(), key.clone(), None);
+        let server = tokio::spawn({
+            let ctl = controller().await;
+            async move { super::serve_with(l, ctl, "s3cret", Some(&tls)).await }
+        });
+        let trusting = super::ClientTls::from_pem(Some(pki.ca_pem.clone().into_bytes()), None);
+        assert_eq!(list(&addr, "s3cret", Some(&trusting)).await, Ok(0));
+        let e = list(&addr, "wrong", Some(&trusting)).await.unwrap_err();
+        assert!(e.contains("bearer token"), "{e}");
+        assert!(!e.contains("s3cret") && !e.contains("wrong"), "{e}");
+        let other = super::ClientTls::from_pem(Some(rogue.ca_pem.clone().into_bytes()), None);
+        assert!(list(&addr, "s3cret", Some(&other)).await.is_err(), "a client trusting another CA must fail");
+        let plain = format!("http://127.0.0.1:{}", addr.rsplit(':').next().unwrap());
+        assert!(list(&plain, "s3cret", None).await.is_err(), "plaintext is refused by a TLS server");
+        server.abort();
+
+        // mTLS: a client certificate signed by the client CA is required.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("https://127.0.0.1:{}", l.local_addr().unwrap().port());
+        let tls = super::ServerTls::from_pem(cert, key, Some(pki.ca_pem.clone().into_bytes()));
+        assert!(tls.is_mtls());
+        let server = tokio::spawn({
+            let ctl = controller().await;
+            async move { super::serve_with(l, ctl, "s3cret", Some(&tls)).await }
+        });
+        let ca = Some(pki.ca_pem.clone().into_bytes());
+        let good = super::ClientTls::from_pem(ca.clone(), Some(pki.leaf(&["cli"], true)));
+        assert_eq!(list(&addr, "s3cret", Some(&good)).await, Ok(0));
+        let none = super::ClientTls::from_pem(ca.clone(), None);
+        assert!(list(&addr, "s3cret", Some(&none)).await.is_err(), "a client without a certificate is refused");
+        let forged = super::ClientTls::from_pem(ca, Some(rogue.leaf(&["cli"], true)));
+        assert!(list(&addr, "s3cret", Some(&forged)).await.is_err(), "a certificate from another CA is refused");
+        let dbg = format!("{good:?} {:?}", super::ServerTls::from_pem("c", "PRIVATE KEY BYTES", None));
+        assert!(!dbg.contains("PRIVATE KEY BYTES") && !dbg.contains("BEGIN"), "{dbg}");
+        server.abort();
+    }
+
+    #[test]
+    fn tls_files_are_named_in_errors() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("cert.pem"), "not pem").unwrap();
+        let p = crate::config::ApiTlsParams {
+            cert: "cert.pem".into(),
+            key: "missing.pem".into(),
+            client_ca: None,
+        };
+        let e = super::ServerTls::read(&p, d.path()).unwrap_err().to_string();
+        assert!(e.contains("field `api.tls.cert`") && e.contains("holds no PEM data"), "{e}");
     }
 }

@@ -18,6 +18,12 @@ pub enum Error {
     /// The config is invalid.
     #[error("invalid configuration")]
     Config(#[from] crate::config::Error),
+    /// The config or its `clouds` sections are invalid.
+    #[error("invalid configuration")]
+    Clouds(#[from] crate::adapters::Error),
+    /// The API's TLS material cannot be read.
+    #[error("invalid configuration")]
+    Tls(#[from] crate::api::TlsError),
     /// The store could not be opened.
     #[error("cannot open the store")]
     Store(#[from] crate::store::Error),
@@ -124,10 +130,16 @@ pub fn run_blocking(opts: RunOptions) -> Result<(), Error> {
 /// # Errors
 /// As [`run_blocking`].
 pub async fn run(opts: RunOptions) -> Result<(), Error> {
-    let mut cfg: ValidConfig = crate::config::load(&opts.config)?;
+    let daemon_cfg = crate::adapters::load(&opts.config)?;
+    let mut cfg: ValidConfig = daemon_cfg.config.clone();
     if let Some(m) = opts.mode {
         cfg.mode = m;
     }
+    let base = opts.config.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+    let api_tls = match cfg.api.as_ref().and_then(|a| a.tls.as_ref()) {
+        Some(t) => Some(crate::api::ServerTls::read(t, &base)?),
+        None => None,
+    };
     let (clock, sleep): (Arc<dyn Clock>, Arc<dyn Sleep>) = match opts.virtual_start {
         Some(t) => {
             let c = VirtualClock::new(t);
@@ -138,17 +150,38 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
     let store = open_store(&cfg.store).await?;
     let sim = crate::embedded::sim(clock.clone(), opts.sim_state.clone()).map_err(|e| Error::Sim(Box::new(e)))?;
     crate::embedded::ensure_groups(&sim, &cfg.owner, &cfg.workloads).map_err(|e| Error::Sim(Box::new(e)))?;
-    let mut clouds: BTreeMap<String, DynProvider> = BTreeMap::new();
+    // The cloud adapters the workloads use, in the production layer stack. A cloud that is not
+    // built or cannot be set up stops its workloads only.
+    let stack = crate::adapters::production_stack(Default::default());
+    let (adapters, failed) = crate::adapters::build_all(&daemon_cfg, &stack).await;
+    let mut clouds: BTreeMap<String, DynProvider> = adapters;
     clouds.insert("sim".into(), Arc::new(sim));
     let replica = opts
         .replica
         .clone()
         .unwrap_or_else(|| format!("{}-{}", cfg.owner, std::process::id()));
-    let ctl = Arc::new(Controller::new(&cfg, store, clouds, clock, &replica));
+    let ctl = Arc::new(Controller::new(&cfg, store, clouds.clone(), clock, &replica));
     for w in &cfg.workloads {
+        if let Err(e) = crate::adapters::check_workload(w, &daemon_cfg.clouds) {
+            tracing::error!(workload = %w.name(), error = %chain(&e), "workload not started");
+            continue;
+        }
+        if let Some((_, why)) = failed.iter().find(|(n, _)| n == w.name()) {
+            tracing::error!(workload = %w.name(), error = %why, "workload not started");
+            continue;
+        }
         if let Err(e) = ctl.upsert(w.clone()).await {
             // A workload that cannot be set up is reported; the others still run.
             tracing::error!(workload = %w.name(), error = %chain(&e), "workload not started");
+            continue;
+        }
+        if let (true, Some(cloud)) = (w.params.cloud != "sim", clouds.get(&w.params.cloud)) {
+            let at = crate::adapters::endpoint(&w.params.cloud, &daemon_cfg.clouds);
+            match crate::adapters::probe(w, cloud, at, std::time::Duration::from_secs(20)).await {
+                Ok(()) => tracing::info!(workload = %w.name(), cloud = %w.params.cloud, group = %w.params.group, "cloud reachable"),
+                // Kept registered: the loop retries every tick and reports each failure.
+                Err(why) => tracing::error!(workload = %w.name(), error = %why, "cloud check failed"),
+            }
         }
     }
     for p in ctl.recover().await.map_err(Error::Loop)? {
@@ -179,8 +212,11 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
         })?;
         tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "api listening");
         let c = ctl.clone();
+        if let Some(t) = &api_tls {
+            tracing::info!(mtls = t.is_mtls(), "api uses tls");
+        }
         servers.push(tokio::spawn(async move {
-            if let Err(e) = crate::api::serve(l, c, &token).await {
+            if let Err(e) = crate::api::serve_with(l, c, &token, api_tls.as_ref()).await {
                 tracing::error!(error = %chain(&e), "api stopped");
             }
         }));

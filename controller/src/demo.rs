@@ -115,6 +115,8 @@ pub struct DemoReport {
     pub scores: Vec<Score>,
     /// What terraform did (or why it was skipped).
     pub terraform: String,
+    /// Whether `terraform apply` of the quickstart succeeded.
+    pub terraform_applied: bool,
     /// The report text.
     pub text: String,
 }
@@ -280,6 +282,12 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
     }
     // The plot: usage (black), predictive capacity (blue), reactive (orange), peak-static (grey).
     let cap = |inst: &[u32]| inst.iter().map(|&n| n as f64 * PER_INSTANCE).collect::<Vec<f64>>();
+    let trace_label = |o: &DemoOptions| {
+        o.trace
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| TRACE_NAME.into())
+    };
     let reactive: Vec<u32> = allocate(Baseline::Reactive, &full, g)[warm..]
         .iter()
         .map(|&x| to_instances(x))
@@ -288,24 +296,30 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
         .iter()
         .map(|&x| to_instances(x))
         .collect();
-    let mut canvas = crate::png::Canvas::new(1400, 500);
     let (pc, rc, kc) = (cap(&served), cap(&reactive), cap(&peak));
-    canvas.plot(&[
-        (&kc, [170, 170, 170]),
-        (&rc, [230, 140, 20]),
-        (&usage, [0, 0, 0]),
-        (&pc, [30, 90, 220]),
-    ]);
     let plot = out.join("demo.png");
-    std::fs::write(&plot, canvas.to_png()).map_err(|source| Error::Write {
-        path: plot.clone(),
-        source,
-    })?;
+    let series = [
+        ("peak-static capacity", &kc, [150, 150, 150], 1),
+        ("reactive capacity", &rc, [230, 140, 20], 1),
+        ("usage (ELB requests per 5 min)", &usage, [0, 0, 0], 1),
+        ("predictive capacity", &pc, [30, 90, 220], 2),
+    ];
+    let caption = format!("predictive demo: {} simulated days of {}", opts.days, trace_label(&opts));
+    if let Err(e) = draw_plot(&plot, &caption, &series) {
+        // No usable font (plotters draws text with fontconfig/freetype): the same lines, no text.
+        tracing::warn!(error = %e, "plot without text");
+        let mut canvas = crate::png::Canvas::new(1400, 500);
+        canvas.plot(&series.iter().map(|(_, v, c, _)| (v.as_slice(), *c)).collect::<Vec<_>>());
+        std::fs::write(&plot, canvas.to_png()).map_err(|source| Error::Write {
+            path: plot.clone(),
+            source,
+        })?;
+    }
 
-    let terraform = if opts.terraform {
+    let (terraform_applied, terraform) = if opts.terraform {
         run_terraform(&out)
     } else {
-        "skipped (--no-terraform)".into()
+        (false, "skipped (--no-terraform)".into())
     };
 
     let mut text = String::new();
@@ -337,6 +351,25 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
             s.shortfall_volume * 100.0
         );
     }
+    let ours = &scores[0];
+    for other in scores.iter().skip(1).filter(|s| s.policy != "oracle") {
+        let saved = if other.dollars > 0.0 {
+            (1.0 - ours.dollars / other.dollars) * 100.0
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            text,
+            "predictive vs {:<11} {:>+7.1}% dollars ({}), slack {:.1}% vs {:.1}%, shortfall steps {:.2}% vs {:.2}%",
+            format!("{}:", other.policy),
+            -saved,
+            if saved >= 0.0 { "cheaper" } else { "dearer" },
+            ours.slack * 100.0,
+            other.slack * 100.0,
+            ours.shortfall_steps * 100.0,
+            other.shortfall_steps * 100.0
+        );
+    }
     let _ = writeln!(
         text,
         "tick errors: {errors}; decisions with explanations: predictive explain web --db {}",
@@ -353,7 +386,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
     let _ = writeln!(text, "terraform: {terraform}");
     let _ = writeln!(
         text,
-        "plot: {} (black usage, blue predictive capacity, orange reactive, grey peak-static)",
+        "plot: {} (usage in black, predictive capacity in blue, reactive in orange, peak-static in grey)",
         plot.display()
     );
     let _ = writeln!(text, "store: {}", db.display());
@@ -368,8 +401,69 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
         errors,
         scores,
         terraform,
+        terraform_applied,
         text,
     })
+}
+
+/// Draws the run: one line per series on time (days) against requests per 5 minutes, with
+/// axes, their labels, a caption and a legend.
+///
+/// # Errors
+/// The drawing error as text (no usable font, for example).
+fn draw_plot(path: &Path, caption: &str, series: &[(&str, &Vec<f64>, [u8; 3], u32)]) -> Result<(), String> {
+    use plotters::prelude::*;
+    let n = series.iter().map(|s| s.1.len()).max().unwrap_or(0);
+    if n < 2 {
+        return Err("nothing to plot".into());
+    }
+    let ymax = series
+        .iter()
+        .flat_map(|s| s.1.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        * 1.08;
+    let days = |i: usize| i as f64 * STEP as f64 / 86_400.0;
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let root = BitMapBackend::new(path, (1400, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..days(n - 1), 0.0..ymax.max(1.0))
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc("simulated time (days)")
+        .y_desc("requests per 5 min (capacity: 25 per instance)")
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(|x| e(&x))?;
+    for (label, values, [r, g, b], width) in series {
+        let color = RGBColor(*r, *g, *b);
+        chart
+            .draw_series(LineSeries::new(
+                values.iter().enumerate().map(|(i, v)| (days(i), *v)),
+                color.stroke_width(*width),
+            ))
+            .map_err(|x| e(&x))?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
 }
 
 async fn sim_cloud_running(sim: &predictive_clouds::sim::SimCloud, group: &str) -> u32 {
@@ -392,23 +486,39 @@ pub fn find_terraform() -> Option<PathBuf> {
     dirs.into_iter().map(|d| d.join("terraform")).find(|p| p.is_file())
 }
 
-/// Applies `examples/quickstart` (copied into `out`) with the provider binary found beside the
-/// running executable, through a dev override; returns what happened in one line.
-fn run_terraform(out: &Path) -> String {
-    let Some(tf) = find_terraform() else {
-        return "skipped: terraform not found (scripts/install-test-deps.sh installs it)".into();
-    };
+/// Finds the directory of the `terraform-provider-predictive` binary: `PREDICTIVE_PROVIDER_DIR`,
+/// else beside the running executable, else one level up (a test binary in `target/*/deps`).
+pub fn find_provider_dir() -> Option<PathBuf> {
     let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
-    let Some(provider_dir) = exe_dir.filter(|d| d.join("terraform-provider-predictive").is_file()) else {
-        return "skipped: terraform-provider-predictive is not built beside this binary (cargo build --release --bins)".into();
+    std::env::var_os("PREDICTIVE_PROVIDER_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(exe_dir.clone())
+        .chain(exe_dir.and_then(|d| d.parent().map(Path::to_path_buf)))
+        .find(|d| d.join("terraform-provider-predictive").is_file())
+}
+
+/// Applies `examples/quickstart` (copied into `out`) with the provider binary found by
+/// [`find_provider_dir`], through a dev override; returns whether it applied and what happened
+/// in one line.
+fn run_terraform(out: &Path) -> (bool, String) {
+    let Some(tf) = find_terraform() else {
+        return (false, "skipped: terraform not found (scripts/install-test-deps.sh installs it)".into());
+    };
+    let Some(provider_dir) = find_provider_dir() else {
+        return (
+            false,
+            "skipped: terraform-provider-predictive is not built beside this binary (cargo build --release --bins)".into(),
+        );
     };
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
     if !src.join("main.tf").is_file() {
-        return format!("skipped: {} not found", src.display());
+        return (false, format!("skipped: {} not found", src.display()));
     }
     let dst = out.join("quickstart");
+    let _ = std::fs::remove_dir_all(&dst);
     if let Err(e) = copy_dir(&src, &dst) {
-        return format!("skipped: cannot copy the quickstart: {e}");
+        return (false, format!("skipped: cannot copy the quickstart: {e}"));
     }
     let rc = out.join("terraformrc");
     let conf = format!(
@@ -416,7 +526,7 @@ fn run_terraform(out: &Path) -> String {
         provider_dir.display()
     );
     if let Err(e) = std::fs::write(&rc, conf) {
-        return format!("skipped: cannot write {}: {e}", rc.display());
+        return (false, format!("skipped: cannot write {}: {e}", rc.display()));
     }
     let res = std::process::Command::new(&tf)
         .args(["apply", "-auto-approve", "-no-color", "-input=false"])
@@ -432,17 +542,20 @@ fn run_terraform(out: &Path) -> String {
                 .filter(|l| l.contains("Apply complete") || l.starts_with("hourly_cost"))
                 .collect::<Vec<_>>()
                 .join("; ");
-            format!("applied {} with predictive_clone.web: {summary}", dst.display())
+            (true, format!("applied {} with predictive_clone.web: {summary}", dst.display()))
         }
         Ok(o) => {
             let err = String::from_utf8_lossy(&o.stderr);
-            format!(
-                "terraform apply failed in {}: {}",
-                dst.display(),
-                err.lines().filter(|l| !l.trim().is_empty()).take(6).collect::<Vec<_>>().join(" | ")
+            (
+                false,
+                format!(
+                    "terraform apply failed in {}: {}",
+                    dst.display(),
+                    err.lines().filter(|l| !l.trim().is_empty()).take(6).collect::<Vec<_>>().join(" | ")
+                ),
             )
         }
-        Err(e) => format!("cannot run {}: {e}", tf.display()),
+        Err(e) => (false, format!("cannot run {}: {e}", tf.display())),
     }
 }
 

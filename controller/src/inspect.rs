@@ -29,17 +29,33 @@ pub enum Error {
 }
 
 /// Where to read from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Target {
     /// The gRPC API.
     Api {
-        /// `http://HOST:PORT`.
+        /// `http://HOST:PORT` or `https://HOST:PORT`.
         addr: String,
         /// Bearer token.
         token: String,
+        /// TLS settings (CA, client certificate), when any.
+        tls: Option<crate::api::ClientTls>,
     },
     /// A local SQLite store file.
     Db(PathBuf),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Api { addr, tls, .. } => f
+                .debug_struct("Api")
+                .field("addr", addr)
+                .field("token", &"***")
+                .field("tls", tls)
+                .finish(),
+            Target::Db(p) => f.debug_tuple("Db").field(p).finish(),
+        }
+    }
 }
 
 /// One workload and its latest decision.
@@ -70,8 +86,8 @@ fn from_pb(d: pb::Decision) -> Decision {
 
 async fn rows(t: &Target) -> Result<Vec<Row>, Error> {
     match t {
-        Target::Api { addr, token } => {
-            let mut c = crate::api::connect(addr, token).await?;
+        Target::Api { addr, token, tls } => {
+            let mut c = crate::api::connect_with(addr, token, tls.as_ref()).await?;
             let r = c.list_workloads(pb::ListWorkloadsRequest {}).await?.into_inner();
             Ok(r.workloads
                 .into_iter()
@@ -97,8 +113,8 @@ async fn rows(t: &Target) -> Result<Vec<Row>, Error> {
 
 async fn decisions(t: &Target, workload: &str, limit: u32) -> Result<Vec<Decision>, Error> {
     match t {
-        Target::Api { addr, token } => {
-            let mut c = crate::api::connect(addr, token).await?;
+        Target::Api { addr, token, tls } => {
+            let mut c = crate::api::connect_with(addr, token, tls.as_ref()).await?;
             let r = c
                 .list_decisions(pb::ListDecisionsRequest {
                     workload: workload.into(),

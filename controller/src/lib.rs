@@ -8,6 +8,7 @@
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`clock`]: injected time (virtual in the demo and tests).
 
+pub mod adapters;
 pub mod api;
 pub mod bench;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod inspect;
 mod loop_tests;
 pub mod metrics;
 pub mod png;
+pub mod refit;
 pub mod remediate;
 pub mod run;
 pub mod shadow;
