@@ -91,7 +91,11 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check { config } => {
-            let c = predictive_controller::config::load(&config)?;
+            let d = predictive_controller::adapters::load(&config)?;
+            for w in &d.config.workloads {
+                predictive_controller::adapters::check_workload(w, &d.clouds)?;
+            }
+            let c = d.config;
             println!(
                 "{}: ok, interval {}s, mode {}, {} workload(s)",
                 config.display(),
