@@ -73,6 +73,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut times = Vec::new();
     let mut failed = 0usize;
+    let mut proven = 0usize;
+    let mut gaps: Vec<f64> = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let name = case
             .name
@@ -105,6 +107,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         match last.expect("at least one run") {
             Ok(s) => {
                 times.push(ms);
+                // Proven gap: the answer over the lower bound the search proved.
+                let lb = s.explanation.lower_bound;
+                let gap = if lb > 0.0 {
+                    (s.effective_hourly_cost / lb - 1.0).max(0.0)
+                } else {
+                    0.0
+                };
+                if s.explanation.optimal && gap <= 0.01 + 1e-9 {
+                    proven += 1;
+                }
+                gaps.push(gap);
                 println!(
                     "{}",
                     serde_json::json!({
@@ -117,6 +130,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                         "pareto": s.explanation.pareto,
                         "nodes": s.explanation.nodes,
                         "optimal": s.explanation.optimal,
+                        "lower_bound": lb,
+                        "proven_gap": gap,
                         "solve_ms": ms,
                         "allocation": s.allocation,
                     })
@@ -132,6 +147,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     times.sort_by(f64::total_cmp);
+    gaps.sort_by(f64::total_cmp);
     println!(
         "{}",
         serde_json::json!({
@@ -143,6 +159,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             "p90_ms": percentile(&times, 0.9),
             "p99_ms": percentile(&times, 0.99),
             "max_ms": times.last().copied().unwrap_or(0.0),
+            "proven_within_1pct": proven,
+            "gap_p50": percentile(&gaps, 0.5),
+            "gap_p90": percentile(&gaps, 0.9),
+            "gap_max": gaps.last().copied().unwrap_or(0.0),
             "threads": 1,
         })
     );
