@@ -325,3 +325,123 @@ async fn the_shadow_pool_launches_ahead_promotes_releases_and_is_stored() {
         .render()
         .contains("predictive_shadow_pool_instances{workload=\"web\"}"));
 }
+
+/// Controller over `n` workloads (`w0`, `w1`, ...) whose stored history is `days` of a daily
+/// wave, at START + days.
+async fn seeded(store: Arc<dyn Store>, n: usize, days: usize) -> (Arc<Controller>, VirtualClock) {
+    let mut text = "owner = \"lt\"\nmode = \"forecast-only\"\n".to_string();
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[workloads]]\nname = \"w{i}\"\ngroup = \"w{i}-asg\"\ninstance_type = \"m6i.large\"\ncapacity_per_instance = 25\nmin = 1\nmax = 40\nmetrics = {{ kind = \"push\" }}\n"
+        ));
+    }
+    let cfg: ConfigParams = toml::from_str(&text).unwrap();
+    let cfg = cfg.check("<t>", std::path::Path::new(".")).unwrap();
+    let len = days * 288;
+    let clock = VirtualClock::new(START + 300 * len as i64);
+    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+    let sim = crate::embedded::sim(clock_arc.clone(), None).unwrap();
+    crate::embedded::ensure_groups(&sim, "lt", &cfg.workloads).unwrap();
+    let cloud: DynProvider = Arc::new(sim);
+    let mut clouds = BTreeMap::new();
+    clouds.insert("sim".to_string(), cloud.clone());
+    let ctl = Arc::new(Controller::new(
+        &cfg,
+        store.clone(),
+        clouds,
+        clock_arc,
+        "lt",
+    ));
+    let values = wave(len + 10);
+    for w in &cfg.workloads {
+        if store.samples(w.name(), 0).await.unwrap().is_empty() {
+            let samples: Vec<crate::store::Sample> = (0..len)
+                .map(|i| crate::store::Sample {
+                    ts: START + 300 * i as i64,
+                    value: values[i],
+                })
+                .collect();
+            store.put_samples(w.name(), &samples).await.unwrap();
+        }
+        let replay = Arc::new(Replay::from_values(
+            START + 300 * len as i64,
+            300,
+            values[len..].to_vec(),
+        ));
+        ctl.upsert_with_source(w.clone(), replay, cloud.clone())
+            .await
+            .unwrap();
+    }
+    (ctl, clock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refits_choose_a_seasonal_model_are_spread_and_survive_a_restart() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let (ctl, clock) = seeded(store.clone(), 3, 3).await;
+    ctl.set_refits_per_tick(1);
+    let mut refitted = 0;
+    for _ in 0..4 {
+        clock.advance(300);
+        let r = ctl.tick().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert!(r.refits <= 1, "at most one refit per tick: {}", r.refits);
+        ctl.refits_settled().await;
+        refitted += r.refits;
+    }
+    // Three workloads, one per tick: all refitted, and none twice within the day.
+    assert_eq!(refitted, 3);
+    let mut total = 0.0;
+    for name in ["w0", "w1", "w2"] {
+        let stored = store
+            .loop_state(name, crate::refit::STATE_KIND)
+            .await
+            .unwrap()
+            .expect("the choice is stored");
+        let c = crate::refit::Choice::decode(Some(&stored))
+            .unwrap()
+            .unwrap();
+        assert_ne!(
+            c.model, "vpa-hist",
+            "a daily wave needs a seasonal model: {:?}",
+            c.scores
+        );
+        total += ctl
+            .metrics()
+            .get_labelled(metrics::REFITS, name, ("model", &c.model))
+            .unwrap_or(0.0);
+    }
+    assert_eq!(total, 3.0);
+    // The next tick's forecast and explanation come from the chosen model.
+    clock.advance(300);
+    ctl.tick().await.unwrap();
+    let d = store.decisions(Some("w0"), 1).await.unwrap();
+    assert!(
+        d[0].explanation.contains("refit model"),
+        "{}",
+        d[0].explanation
+    );
+    let chosen = store
+        .loop_state("w0", crate::refit::STATE_KIND)
+        .await
+        .unwrap();
+    let chosen = crate::refit::Choice::decode(chosen.as_deref())
+        .unwrap()
+        .unwrap();
+    let f = store.forecasts("w0", 0).await.unwrap();
+    assert_eq!(f.last().unwrap().model, chosen.model);
+    drop(ctl);
+
+    // A restart keeps the choice: no refit is due, and the explanation still names the model.
+    let (ctl, clock) = seeded(store.clone(), 3, 3).await;
+    clock.advance(300 * 6);
+    let r = ctl.tick().await.unwrap();
+    assert_eq!(r.refits, 0, "a restart does not refit again within the day");
+    let d = store.decisions(Some("w0"), 1).await.unwrap();
+    assert!(
+        d[0].explanation
+            .contains(&format!("refit model {}", chosen.model)),
+        "{}",
+        d[0].explanation
+    );
+}

@@ -17,6 +17,7 @@
 //!   24 h maximum) until it recovers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use predictive_engine::policy::{
 use crate::clock::{Clock, Sleep, Timestamp};
 use crate::config::{MetricsParams, Mode, ValidConfig, ValidWorkload};
 use crate::metrics::{self, Metrics};
+use crate::refit;
 use crate::remediate::{self, Held};
 use crate::shadow::{self, Pool, UnitState};
 use crate::source::{MetricsSource, Prometheus, Pushed, Replay};
@@ -142,6 +144,8 @@ struct State {
     held: Held,
     /// Shadow pool (stored).
     pool: Pool,
+    /// The latest scheduled refit: chosen model and its forecast (stored).
+    refit: Option<refit::Choice>,
 }
 
 /// A managed workload: its checked config, its source, its cloud and its state.
@@ -151,6 +155,8 @@ pub struct Workload {
     source: Arc<dyn MetricsSource>,
     cloud: DynProvider,
     lead_steps: usize,
+    /// Time of the latest refit attempt (`i64::MIN`: never), read by the scheduler without locking.
+    refit_at: AtomicI64,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -180,6 +186,8 @@ pub struct TickReport {
     pub not_leader: usize,
     /// Workloads that failed, with the full error text (naming the workload).
     pub errors: Vec<(String, String)>,
+    /// Refits started off the loop after this tick.
+    pub refits: usize,
 }
 
 /// The controller: workloads, store, clouds, metrics and time.
@@ -196,6 +204,10 @@ pub struct Controller {
     clock: Arc<dyn Clock>,
     call_timeout: Duration,
     workloads: RwLock<BTreeMap<String, Arc<Workload>>>,
+    /// Most refits started per tick (0: enough to refit every workload once a day).
+    refits_per_tick: AtomicUsize,
+    /// The running batch of refits, if any.
+    refit_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Full error chain on one line, for reports and logs.
@@ -233,7 +245,112 @@ impl Controller {
             clock,
             call_timeout: Duration::from_secs(30),
             workloads: RwLock::new(BTreeMap::new()),
+            refits_per_tick: AtomicUsize::new(0),
+            refit_task: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Caps the refits started per tick (0: enough to refit every workload once a day).
+    pub fn set_refits_per_tick(&self, n: usize) {
+        self.refits_per_tick.store(n, Ordering::Relaxed);
+    }
+
+    /// Waits for the running batch of refits, if any (tests, shutdown).
+    pub async fn refits_settled(&self) {
+        let task = self
+            .refit_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+
+    /// Starts, off the loop, the refits due at `now` among `led` (a bounded number, oldest
+    /// refit first), unless the previous batch is still running. Returns how many started.
+    fn schedule_refits(self: &Arc<Self>, now: Timestamp, led: &[Arc<Workload>]) -> usize {
+        let mut slot = self.refit_task.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|t| !t.is_finished()) {
+            return 0;
+        }
+        let day_ticks = (refit::EVERY / self.interval).max(1) as usize;
+        let cap = match self.refits_per_tick.load(Ordering::Relaxed) {
+            0 => led.len().div_ceil(day_ticks).max(1),
+            n => n,
+        };
+        let mut due: Vec<&Arc<Workload>> = led
+            .iter()
+            .filter(|w| {
+                let at = w.refit_at.load(Ordering::Relaxed);
+                at == i64::MIN || now - at >= refit::EVERY
+            })
+            .collect();
+        due.sort_by_key(|w| (w.refit_at.load(Ordering::Relaxed), w.cfg.name().to_string()));
+        due.truncate(cap);
+        if due.is_empty() {
+            return 0;
+        }
+        let batch: Vec<Arc<Workload>> = due.into_iter().cloned().collect();
+        for w in &batch {
+            w.refit_at.store(now, Ordering::Relaxed);
+        }
+        let n = batch.len();
+        let me = self.clone();
+        *slot = Some(tokio::spawn(async move {
+            for w in batch {
+                if let Err(e) = me.refit(&w, now).await {
+                    tracing::warn!(workload = %w.cfg.name(), error = %chain(&e), "refit failed");
+                }
+            }
+        }));
+        n
+    }
+
+    /// Refits one workload: cross-validation over its stored week on a blocking thread, then
+    /// the choice is stored and used by the loop.
+    async fn refit(&self, w: &Workload, now: Timestamp) -> Result<()> {
+        let name = w.cfg.name();
+        let history = self.store.samples(name, now - 7 * 86_400).await?;
+        let step = self.interval;
+        // Regular grid on the tick's step; gaps are filled with the previous value.
+        let Some(first) = history.first() else {
+            return Ok(());
+        };
+        let start = first.ts - first.ts.rem_euclid(step);
+        let mut values: Vec<f64> = Vec::new();
+        for s in &history {
+            let i = ((s.ts - start) / step) as usize;
+            while values.len() < i {
+                values.push(values.last().copied().unwrap_or(s.value));
+            }
+            if values.len() == i {
+                values.push(s.value);
+            }
+        }
+        let season = (86_400 / step).max(1) as usize;
+        let horizon = w.lead_steps.max(season / 12);
+        let quantile = w.cfg.params.quantile;
+        let choice = tokio::task::spawn_blocking(move || {
+            let series = predictive_engine::series::Series::new(start, step, values).ok()?;
+            refit::choose(&series, season, horizon, quantile, now)
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(choice) = choice else {
+            // Not enough history yet: try again in a quarter of a day.
+            w.refit_at
+                .store(now - refit::EVERY + refit::EVERY / 4, Ordering::Relaxed);
+            return Ok(());
+        };
+        self.store
+            .put_loop_state(name, refit::STATE_KIND, &choice.encode(), now)
+            .await?;
+        self.metrics
+            .add_labelled(metrics::REFITS, name, ("model", &choice.model), 1.0);
+        w.state.lock().await.refit = Some(choice);
+        Ok(())
     }
 
     /// The metrics registry.
@@ -341,11 +458,19 @@ impl Controller {
                 .as_deref(),
         )
         .map_err(corrupt("shadow pool"))?;
+        state.refit = refit::Choice::decode(
+            self.store
+                .loop_state(&name, refit::STATE_KIND)
+                .await?
+                .as_deref(),
+        )
+        .map_err(corrupt("refit"))?;
         let wl = Arc::new(Workload {
             cfg: w,
             source,
             cloud,
             lead_steps,
+            refit_at: AtomicI64::new(state.refit.as_ref().map_or(i64::MIN, |c| c.at)),
             state: tokio::sync::Mutex::new(state),
         });
         self.workloads
@@ -413,6 +538,7 @@ impl Controller {
             verdict: None,
             held: Held::default(),
             pool: Pool::default(),
+            refit: None,
         }
     }
 
@@ -486,6 +612,7 @@ impl Controller {
         };
         let sem = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
         let mut set = tokio::task::JoinSet::new();
+        let mut led = Vec::with_capacity(workloads.len());
         for w in workloads {
             let leader = self
                 .store
@@ -495,6 +622,7 @@ impl Controller {
                 report.not_leader += 1;
                 continue;
             }
+            led.push(w.clone());
             let me = self.clone();
             let sem = sem.clone();
             set.spawn(async move {
@@ -525,6 +653,7 @@ impl Controller {
             .record_tick(&out.samples, &out.forecasts, &out.decisions)
             .await?;
         self.metrics.add(metrics::TICKS, "", 1.0);
+        report.refits = self.schedule_refits(now, &led);
         Ok(report)
     }
 
@@ -626,6 +755,30 @@ impl Controller {
             .map(|x| (x.1, x.2))
             .unwrap_or((usage, usage));
         let target = now + w.lead_steps as i64 * self.interval;
+        // The scheduled refit's chosen model, when its forecast covers the target, is the
+        // recorded forecast; the online forecaster's otherwise.
+        let refitted = st
+            .refit
+            .as_ref()
+            .and_then(|c| c.at_time(target).map(|v| (c, v)));
+        let (p50, upper, model) = match refitted {
+            Some((c, (rp50, rup))) => (rp50, rup, c.model.clone()),
+            None => (
+                p50,
+                upper,
+                forecast
+                    .as_ref()
+                    .map(|f| f.model.clone())
+                    .unwrap_or_default(),
+            ),
+        };
+        let refit_note = refitted.map(|(c, _)| {
+            format!(
+                "; refit model {} (rolling-origin CV pinball {:.3}, refitted at {})",
+                c.model, c.score, c.at
+            )
+        });
+        let refit_note = refit_note.unwrap_or_default();
         out.forecasts.push(ForecastRecord {
             workload: name.into(),
             ts: now,
@@ -633,10 +786,7 @@ impl Controller {
             p50,
             upper,
             quantile: p.quantile,
-            model: forecast
-                .as_ref()
-                .map(|f| f.model.clone())
-                .unwrap_or_default(),
+            model,
         });
         if self.mode == Mode::ForecastOnly {
             out.decisions.push(Decision {
@@ -650,7 +800,7 @@ impl Controller {
                 action: "none".into(),
                 cost_per_hour: 0.0,
                 explanation: format!(
-                    "forecast-only: q{:.2} of usage at +{}s is {upper:.3} (median {p50:.3})",
+                    "forecast-only: q{:.2} of usage at +{}s is {upper:.3} (median {p50:.3}){refit_note}",
                     p.quantile,
                     target - now
                 ),
@@ -659,7 +809,10 @@ impl Controller {
         }
         // Plan: the engine's policy, or the conservative fallback when accuracy is missed.
         let (mut capacity, mut why) = match &st.last_plan {
-            Some(plan) => (plan.capacity, plan.explanation.reason.clone()),
+            Some(plan) => (
+                plan.capacity,
+                format!("{}{refit_note}", plan.explanation.reason),
+            ),
             None => (usage, "no plan yet: capacity follows usage".to_string()),
         };
         if st.fallback {

@@ -1,0 +1,209 @@
+//! Scheduled refits: each workload's stored history is cross-validated with rolling origins over
+//! the engine's batch models, the model with the lowest pinball loss is chosen, and its forecast
+//! of the next day is kept (and stored, so a restart keeps the choice).
+//!
+//! The work is CPU-bound and runs off the loop (`spawn_blocking`), a bounded number of workloads
+//! per tick, each workload about once a day.
+
+use predictive_engine::forecast::{self, ForecastParams, ModelKind};
+use predictive_engine::series::Series;
+use serde::{Deserialize, Serialize};
+
+/// Loop-state kind under which the choice is stored.
+pub const STATE_KIND: &str = "refit";
+
+/// Seconds between two refits of one workload.
+pub const EVERY: i64 = 86_400;
+
+/// Rolling origins of the cross-validation.
+pub const FOLDS: usize = 3;
+
+/// Models compared by the cross-validation.
+pub const CANDIDATES: [ModelKind; 4] = [
+    ModelKind::SeasonalNaive,
+    ModelKind::Ets,
+    ModelKind::VpaHist,
+    ModelKind::CalendarQr,
+];
+
+/// The outcome of one refit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    /// The chosen model's name (`snaive`, `ets`, `vpa-hist`, `calendar-qr`).
+    pub model: String,
+    /// Its mean pinball loss (median and planning quantile) over the folds.
+    pub score: f64,
+    /// Every candidate that could be fitted, with its score.
+    pub scores: Vec<(String, f64)>,
+    /// When the refit ran.
+    pub at: i64,
+    /// Time of the forecast's first value.
+    pub start: i64,
+    /// Step of the forecast.
+    pub step: i64,
+    /// Forecast median, one value per step.
+    pub p50: Vec<f32>,
+    /// Forecast planning quantile, one value per step.
+    pub upper: Vec<f32>,
+}
+
+impl Choice {
+    /// The forecast (median, planning quantile) at `ts`, when it covers it.
+    pub fn at_time(&self, ts: i64) -> Option<(f64, f64)> {
+        if ts < self.start || self.step <= 0 || (ts - self.start) % self.step != 0 {
+            return None;
+        }
+        let i = ((ts - self.start) / self.step) as usize;
+        Some((*self.p50.get(i)? as f64, *self.upper.get(i)? as f64))
+    }
+
+    /// JSON for the store.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a stored choice (`None` when nothing is stored).
+    ///
+    /// # Errors
+    /// The stored JSON is not a choice.
+    pub fn decode(text: Option<&str>) -> Result<Option<Self>, serde_json::Error> {
+        text.map(serde_json::from_str).transpose()
+    }
+}
+
+fn levels(quantile: f64) -> Vec<f64> {
+    if (quantile - 0.5).abs() < 1e-9 {
+        vec![0.5]
+    } else {
+        let mut l = vec![0.5, quantile];
+        l.sort_by(f64::total_cmp);
+        l
+    }
+}
+
+fn loss(f: &forecast::Forecast, quantile: f64, actual: &[f64]) -> Option<f64> {
+    let mut total = 0.0;
+    for q in levels(quantile) {
+        let pred = f.quantile(q)?;
+        for (y, p) in actual.iter().zip(pred) {
+            total += forecast::pinball(q, *y, *p);
+        }
+    }
+    Some(total)
+}
+
+/// Rolling-origin cross-validation of [`CANDIDATES`] on `series` (season in steps, horizon in
+/// steps, planning `quantile`), then the chosen model's forecast of one season ahead.
+///
+/// `None` when the history is too short: at least two seasons before the first origin.
+pub fn choose(
+    series: &Series,
+    season: usize,
+    horizon: usize,
+    quantile: f64,
+    now: i64,
+) -> Option<Choice> {
+    let n = series.len();
+    let horizon = horizon.max(1);
+    if season == 0 || n < 2 * season + FOLDS * horizon {
+        return None;
+    }
+    let mut scores = Vec::new();
+    for model in CANDIDATES {
+        let Ok(params) = ForecastParams::new(horizon)
+            .model(model)
+            .season(season)
+            .levels(levels(quantile))
+            .check(series.step())
+        else {
+            continue;
+        };
+        let mut total = 0.0;
+        let mut count = 0usize;
+        let mut ok = true;
+        for k in 1..=FOLDS {
+            let origin = n - k * horizon;
+            let (Some(train), actual) = (
+                series.head(origin),
+                &series.values()[origin..origin + horizon],
+            ) else {
+                ok = false;
+                break;
+            };
+            match forecast::forecast(&train, &params)
+                .ok()
+                .and_then(|f| loss(&f, quantile, actual))
+            {
+                Some(l) => {
+                    total += l;
+                    count += actual.len();
+                }
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok && count > 0 && total.is_finite() {
+            scores.push((model, total / count as f64));
+        }
+    }
+    let (best, score) = scores.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
+    let params = ForecastParams::new(season)
+        .model(best)
+        .season(season)
+        .levels(levels(quantile))
+        .check(series.step())
+        .ok()?;
+    let f = forecast::forecast(series, &params).ok()?;
+    let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    Some(Choice {
+        model: best.name().to_string(),
+        score,
+        scores: scores
+            .iter()
+            .map(|(m, s)| (m.name().to_string(), *s))
+            .collect(),
+        at: now,
+        start: f.start(),
+        step: f.step(),
+        p50: to32(f.median()?),
+        upper: to32(f.quantile(quantile)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(days: usize, f: impl Fn(usize) -> f64) -> Series {
+        Series::new(1_400_000_000, 300, (0..days * 288).map(f).collect()).unwrap()
+    }
+
+    #[test]
+    fn a_strongly_seasonal_series_gets_a_seasonal_model() {
+        // Daily wave plus a small deterministic jitter: a seasonal model must beat the histogram.
+        let s = series(4, |i| {
+            100.0
+                + 40.0 * (i as f64 * std::f64::consts::TAU / 288.0).sin()
+                + ((i * 7919) % 13) as f64 * 0.1
+        });
+        let c = choose(&s, 288, 24, 0.9, 0).expect("enough history");
+        assert_ne!(c.model, "vpa-hist", "{:?}", c.scores);
+        let vpa = c.scores.iter().find(|(m, _)| m == "vpa-hist").map(|x| x.1);
+        assert!(vpa.is_some_and(|v| v > c.score), "{:?}", c.scores);
+        assert_eq!(c.p50.len(), 288);
+        // The forecast covers the next day, starting one step after the history.
+        assert_eq!(c.start, s.end());
+        assert!(c.at_time(c.start).is_some());
+        assert!(c.at_time(c.start + 288 * 300).is_none());
+        let back = Choice::decode(Some(&c.encode())).unwrap().unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn short_history_is_not_refitted() {
+        let s = series(1, |i| i as f64);
+        assert!(choose(&s, 288, 24, 0.9, 0).is_none());
+    }
+}
