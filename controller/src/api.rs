@@ -716,9 +716,9 @@ mod tests {
         });
         let trusting = super::ClientTls::from_pem(Some(pki.ca_pem.clone().into_bytes()), None);
         assert_eq!(list(&addr, "s3cret", Some(&trusting)).await, Ok(0));
-        let e = list(&addr, "wrong", Some(&trusting)).await.unwrap_err();
+        let e = list(&addr, "forged-7f3a", Some(&trusting)).await.unwrap_err();
         assert!(e.contains("bearer token"), "{e}");
-        assert!(!e.contains("s3cret") && !e.contains("wrong"), "{e}");
+        assert!(!e.contains("s3cret") && !e.contains("forged-7f3a"), "{e}");
         let other = super::ClientTls::from_pem(Some(rogue.ca_pem.clone().into_bytes()), None);
         assert!(list(&addr, "s3cret", Some(&other)).await.is_err(), "a client trusting another CA must fail");
         let plain = format!("http://127.0.0.1:{}", addr.rsplit(':').next().unwrap());
