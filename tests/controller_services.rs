@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +16,7 @@ use predictive_controller::run::Controller;
 use predictive_controller::source::{MetricsSource, Prometheus, Replay};
 use predictive_controller::store::{conformance, postgres::PostgresStore, Store};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use predictive_test_support::{self as test_support, free_port};
 
 fn find_tool(name: &str, extra: &[&str]) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
@@ -212,77 +210,14 @@ async fn postgres_store_conforms_and_elects_one_leader_per_workload() {
     assert_eq!(r.ok, names.len(), "the survivor takes over every workload");
 }
 
-/// A Prometheus server on a loopback port over a TSDB made from an OpenMetrics file.
-struct PromServer {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for PromServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = &self.dir;
-    }
-}
-
-fn start_prometheus(samples: &[(i64, f64)]) -> (PromServer, String) {
-    let promtool = find_tool("promtool", &[]);
-    let prometheus = find_tool("prometheus", &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let mut om = String::from("# HELP web_requests Requests per 5 minutes.\n# TYPE web_requests gauge\n");
-    for (t, v) in samples {
-        om.push_str(&format!("web_requests{{job=\"web\"}} {v} {t}\n"));
-    }
-    om.push_str("# EOF\n");
-    let om_path = dir.path().join("data.om");
-    std::fs::write(&om_path, om).unwrap();
-    let tsdb = dir.path().join("tsdb");
-    let out = Command::new(&promtool)
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&om_path)
-        .arg(&tsdb)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "promtool failed: {}", String::from_utf8_lossy(&out.stderr));
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
-    let port = free_port();
-    let child = Command::new(&prometheus)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=100y")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (PromServer { child, dir }, format!("http://127.0.0.1:{port}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_source_reads_recorded_data_and_drives_the_loop() {
     let replay = Replay::from_csv(&trace()).unwrap();
     // Two days of the real trace, at its own (5-minute) timestamps.
     let samples: Vec<(i64, f64)> = (0..576).map(|i| (replay.start() + i * 300, replay.values()[i as usize])).collect();
-    let (_server, url) = start_prometheus(&samples);
-    // Wait for readiness (an external process; bounded).
-    let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..600 {
-        if client
-            .get(format!("{url}/-/ready"))
-            .send()
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "prometheus did not become ready");
+    let server = test_support::Prometheus::start("web_requests", "job=\"web\"", &samples)
+        .expect("promtool and prometheus are installed (scripts/install-test-deps.sh)");
+    let url = server.url().to_owned();
 
     let src = Prometheus::new(&url, "web_requests", Duration::from_secs(10));
     let t = samples[300].0;

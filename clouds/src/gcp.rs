@@ -610,13 +610,7 @@ fn time_from_rfc3339(t: &str) -> Option<SystemTime> {
             sign * (o.next().unwrap_or(0) * 3600 + o.next().unwrap_or(0) * 60)
         })
         .unwrap_or(0);
-    // days from civil (Howard Hinnant's algorithm)
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + dd - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = predictive_engine::civil::days_from_civil(y, m, dd);
     let secs = days * 86_400 + hh * 3600 + mi * 60 + ss - offset;
     u64::try_from(secs)
         .ok()

@@ -5,6 +5,7 @@
 //! randomness comes from seeded generators, and every decision is a pure function of its inputs.
 
 pub mod anomaly;
+pub mod civil;
 pub mod cost;
 pub mod forecast;
 pub mod policy;

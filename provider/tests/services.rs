@@ -9,116 +9,21 @@ use predictive_controller::config::ConfigParams;
 use predictive_controller::run::Controller;
 use predictive_controller::store::sqlite::SqliteStore;
 use predictive_engine::cost::Catalog;
+use predictive_test_support::Prometheus;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 use terraform_provider_predictive::provider::config::{ControllerSettings, HistorySource};
 use terraform_provider_predictive::provider::history;
 use terraform_provider_predictive::provider::sizing::{
     self, History, HistoryCache, Sources, Usage,
 };
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+mod common;
 
 fn trace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/nab_elb_request_count_8c0756.csv")
 }
-
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but {name} is missing: run scripts/install-test-deps.sh"
-        );
-        eprintln!("skipping: {name} is not installed (scripts/install-test-deps.sh)");
-    }
-    found
-}
-
-/// A Prometheus server over a TSDB made from an OpenMetrics file; killed on drop.
-struct Prom {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_prometheus(samples: &[(i64, f64)]) -> Option<Prom> {
-    let promtool = tool("promtool")?;
-    let prometheus = tool("prometheus")?;
-    let dir = tempfile::tempdir().unwrap();
-    let mut om = String::from("# HELP cpu_cores CPU cores in use.\n# TYPE cpu_cores gauge\n");
-    for (t, v) in samples {
-        om.push_str(&format!("cpu_cores{{workload=\"web\"}} {v} {t}\n"));
-    }
-    om.push_str("# EOF\n");
-    let om_path = dir.path().join("data.om");
-    std::fs::write(&om_path, om).unwrap();
-    let tsdb = dir.path().join("tsdb");
-    let out = Command::new(&promtool)
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&om_path)
-        .arg(&tsdb)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
-    let port = free_port();
-    let child = Command::new(&prometheus)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=100y")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let p = Prom {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    // Readiness of an external process, bounded.
-    let client = reqwest::Client::new();
-    for _ in 0..600 {
-        if client
-            .get(format!("{}/-/ready", p.url))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Some(p);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("prometheus did not become ready");
-}
-
-mod common;
 
 fn sources<'a>(h: &'a HistorySource, c: Option<&'a ControllerSettings>, now: i64) -> Sources<'a> {
     Sources {
@@ -138,14 +43,14 @@ async fn prometheus_history_should_be_the_recorded_samples_at_an_hourly_step() {
             .into_iter()
             .map(|s| (s.timestamp, s.value))
             .collect();
-    let Some(prom) = start_prometheus(&raw).await else {
+    let Some(prom) = Prometheus::start("cpu_cores", "workload=\"web\"", &raw) else {
         return;
     };
     let (first, last) = (raw[0].0, raw[raw.len() - 1].0);
     let end = last - last.rem_euclid(3600);
     let lookback = end - (first - first.rem_euclid(3600) + 3600);
     let src = HistorySource::Prometheus {
-        url: prom.url.clone(),
+        url: prom.url().to_owned(),
         query: "sum(cpu_cores{workload=\"{workload}\"})".into(),
         lookback_secs: lookback,
     };
@@ -191,7 +96,7 @@ async fn prometheus_history_should_be_the_recorded_samples_at_an_hourly_step() {
 
     // Errors name Prometheus's reason.
     let bad = HistorySource::Prometheus {
-        url: prom.url.clone(),
+        url: prom.url().to_owned(),
         query: "sum(cpu_cores{".into(),
         lookback_secs: lookback,
     };
@@ -209,7 +114,7 @@ async fn prometheus_history_should_be_the_recorded_samples_at_an_hourly_step() {
         "{text}"
     );
     let none = HistorySource::Prometheus {
-        url: prom.url.clone(),
+        url: prom.url().to_owned(),
         query: "cpu_cores{workload=\"{workload}\"}".into(),
         lookback_secs: lookback,
     };

@@ -242,18 +242,7 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     {
         return None;
     }
-    Some(days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + sec.floor() as i64)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    Some(predictive_engine::civil::days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + sec.floor() as i64)
 }
 
 /// Reads a whole (possibly gzip-compressed) file as text.

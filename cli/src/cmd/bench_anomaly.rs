@@ -296,23 +296,7 @@ pub(crate) fn load_inputs(dirs: &[PathBuf], metric: Metric) -> anyhow::Result<Ve
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of unix seconds, as NAB writes timestamps.
 pub(crate) fn format_timestamp(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    predictive_engine::civil::CivilTime::from_unix(t).to_sql()
 }
 
 // ---------------------------------------------------------------------------------------------
