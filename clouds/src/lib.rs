@@ -41,6 +41,6 @@ pub use error::{CloudError, ErrorKind, Result};
 pub use port::{CloudProvider, DynProvider};
 pub use types::{
     Group, GroupId, IdempotencyToken, Instance, InstanceId, InstanceState, InstanceType,
-    InstanceTypeInfo, InvalidLabel, LaunchRequest, Operation, Owner, Price, StopMode, Tags,
-    OWNER_TAG, TOKEN_TAG,
+    InstanceTypeInfo, InvalidLabel, LaunchRequest, Operation, Owner, Price, PurchaseOption,
+    StopMode, Tags, OWNER_TAG, TOKEN_TAG,
 };

@@ -398,6 +398,7 @@ impl SimState {
                 tags,
                 launched_at: Some(now),
                 hibernated: false,
+                purchase: Default::default(),
             },
             transition: Some((InstanceState::Running, now + boot)),
             terminated_at: None,
@@ -841,6 +842,10 @@ impl CloudProvider for SimCloud {
         let ids: Vec<InstanceId> = (0..request.count)
             .map(|_| s.create_instance(now, &request.instance_type, &location, None, tags.clone()))
             .collect();
+        // Launched as asked (group members are on-demand).
+        for id in &ids {
+            s.instances.get_mut(id).expect("just created").instance.purchase = request.purchase;
+        }
         s.tokens.insert(
             request.token.as_str().to_owned(),
             TokenRecord {

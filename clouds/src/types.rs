@@ -293,6 +293,11 @@ pub struct Instance {
     pub launched_at: Option<SystemTime>,
     /// Whether its last stop was a hibernation (meaningful when stopped).
     pub hibernated: bool,
+    /// What it was launched as: on-demand or spot (EC2 `InstanceLifecycle`, Azure `priority`,
+    /// GCP `scheduling.provisioningModel`). States persisted before this field existed load as
+    /// on-demand.
+    #[serde(default)]
+    pub purchase: PurchaseOption,
 }
 
 impl Instance {
@@ -359,6 +364,10 @@ pub struct LaunchRequest {
     pub template_group: Option<GroupId>,
     /// Extra tags. [`OWNER_TAG`] and [`TOKEN_TAG`] are set by the adapter and win over these.
     pub tags: Tags,
+    /// On-demand (the default) or spot. Part of the parameters the token is bound to: the same
+    /// token with another purchase option is `InvalidRequest`.
+    #[serde(default)]
+    pub purchase: PurchaseOption,
 }
 
 impl LaunchRequest {
@@ -378,7 +387,23 @@ impl LaunchRequest {
             location: None,
             template_group: None,
             tags: Tags::new(),
+            purchase: PurchaseOption::OnDemand,
         }
+    }
+
+    /// The same request with another purchase option.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use predictive_clouds::{IdempotencyToken, LaunchRequest, Owner, PurchaseOption};
+    /// let token = IdempotencyToken::new("shadow-web-7").unwrap();
+    /// let owner = Owner::new("team-a").unwrap();
+    /// let spot = LaunchRequest::new(token, owner, "m6i.large", 2).with_purchase(PurchaseOption::Spot);
+    /// assert!(spot.purchase.is_spot());
+    /// ```
+    pub fn with_purchase(mut self, purchase: PurchaseOption) -> Self {
+        self.purchase = purchase;
+        self
     }
 
     /// The tags to write on each instance: the extra tags plus owner and token.
@@ -387,6 +412,53 @@ impl LaunchRequest {
         tags.insert(OWNER_TAG.into(), self.owner.as_str().into());
         tags.insert(TOKEN_TAG.into(), self.token.as_str().into());
         tags
+    }
+}
+
+/// How an instance is bought: at the on-demand price, or as spot capacity (cheaper, and the
+/// cloud may reclaim it at short notice).
+///
+/// Adapters map it onto EC2 `InstanceMarketOptions` (`MarketType: spot`, one-time request,
+/// terminated on interruption), an Azure VM's `priority: Spot` with `evictionPolicy: Delete`,
+/// and a GCE instance's `scheduling.provisioningModel: SPOT` with
+/// `instanceTerminationAction: DELETE`. Spot instances are launched with no maximum price (they
+/// are paid the current spot price, capped at the on-demand price).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PurchaseOption {
+    /// Billed at the on-demand price; never reclaimed by the cloud.
+    #[default]
+    OnDemand,
+    /// Spot (AWS, Azure) / Spot VM (GCP) capacity: billed at the spot price, may be interrupted.
+    Spot,
+}
+
+impl PurchaseOption {
+    /// Both options.
+    pub const ALL: [PurchaseOption; 2] = [PurchaseOption::OnDemand, PurchaseOption::Spot];
+
+    /// Whether it is spot capacity.
+    pub fn is_spot(self) -> bool {
+        self == PurchaseOption::Spot
+    }
+
+    /// The option as a snake_case label (`on_demand`, `spot`), as in configs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PurchaseOption::OnDemand => "on_demand",
+            PurchaseOption::Spot => "spot",
+        }
+    }
+}
+
+impl fmt::Display for PurchaseOption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PurchaseOption::OnDemand => "on-demand",
+            PurchaseOption::Spot => "spot",
+        })
     }
 }
 
@@ -567,6 +639,28 @@ mod tests {
         assert_eq!(tags[OWNER_TAG], "me");
         assert_eq!(tags[TOKEN_TAG], "t1");
         assert_eq!(tags["env"], "test");
+    }
+
+    #[test]
+    fn launch_should_default_to_on_demand_and_load_old_json_as_on_demand() {
+        let req = LaunchRequest::new(
+            IdempotencyToken::new("t1").unwrap(),
+            Owner::new("me").unwrap(),
+            "m5.large",
+            1,
+        );
+        assert_eq!(req.purchase, PurchaseOption::OnDemand);
+        let spot = req.clone().with_purchase(PurchaseOption::Spot);
+        assert!(spot.purchase.is_spot());
+        assert_ne!(
+            spot, req,
+            "the purchase option is part of the token's parameters"
+        );
+        let mut json = serde_json::to_value(&spot).unwrap();
+        assert_eq!(json["purchase"], "spot");
+        json.as_object_mut().unwrap().remove("purchase");
+        let old: LaunchRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(old.purchase, PurchaseOption::OnDemand);
     }
 
     #[test]
