@@ -50,7 +50,7 @@ use crate::error::{CloudError, ErrorKind, Result};
 use crate::port::CloudProvider;
 use crate::types::{
     Group, GroupId, Instance, InstanceId, InstanceState, InstanceType, InstanceTypeInfo,
-    LaunchRequest, Operation, Owner, Price, StopMode, Tags, OWNER_TAG,
+    LaunchRequest, Operation, Owner, Price, PurchaseOption, StopMode, Tags, OWNER_TAG,
 };
 
 /// One catalog entry of the sim: an instance type and its hourly prices.
@@ -119,11 +119,16 @@ pub struct SimConfig {
     pub terminated_retention: Duration,
     /// Maximum vCPUs of pending and running instances, if any.
     pub vcpu_quota: Option<u32>,
+    /// How instances are billed in each state (see [`SimBilling`]). States persisted before
+    /// billing existed load with the defaults.
+    #[serde(default)]
+    pub billing: SimBilling,
 }
 
 impl Default for SimConfig {
     /// Seed 0, two zones `sim-1a`/`sim-1b`, the [`default_catalog`], boot 45 s, stop 30 s,
-    /// start 30 s, resume 10 s, 20 % jitter, one hour of retention, no quota.
+    /// start 30 s, resume 10 s, 20 % jitter, one hour of retention, no quota, EC2-style
+    /// billing ([`SimBilling::default`]).
     fn default() -> Self {
         SimConfig {
             seed: 0,
@@ -137,6 +142,7 @@ impl Default for SimConfig {
             jitter: 0.2,
             terminated_retention: Duration::from_secs(3600),
             vcpu_quota: None,
+            billing: SimBilling::default(),
         }
     }
 }
@@ -172,6 +178,231 @@ pub fn default_catalog() -> Vec<SimOffer> {
         SimOffer::new("m6i.2xlarge", 8, 32768, 0.384),
         SimOffer::new("r6i.large", 2, 16384, 0.126),
     ]
+}
+
+/// How the sim bills an instance in each state, shaped on EC2's rules (the instance lifecycle
+/// and per-second billing pages of the EC2 user guide):
+///
+/// | state | compute (catalog price) | storage (root volume) |
+/// |---|---|---|
+/// | pending | only with [`bill_pending`](Self::bill_pending) | yes |
+/// | running | yes, at least [`minimum_running_seconds`](Self::minimum_running_seconds) per start | yes |
+/// | stopping | only when hibernating (EC2 bills a hibernating instance until it is stopped) | yes |
+/// | stopped | no | yes, plus the RAM image when hibernated |
+/// | terminated | no | no |
+///
+/// Compute is the on-demand price, or the spot price for an instance launched as spot. Storage
+/// is `root_volume_gib × storage_per_gib_month / hours_per_month` per hour; a hibernated
+/// instance also keeps its memory on that volume, so it pays for `memory_mib / 1024` GiB more.
+///
+/// The defaults are EBS gp3 in us-east-1 ($0.08 per GiB-month, AWS EBS pricing page) on a
+/// 20 GiB root volume, 730 hours a month, pending not billed, a 60-second minimum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimBilling {
+    /// Size of every instance's root volume, GiB.
+    pub root_volume_gib: f64,
+    /// Block storage price, USD per GiB-month.
+    pub storage_per_gib_month: f64,
+    /// Hours in a billing month (the clouds' price pages use 730).
+    pub hours_per_month: f64,
+    /// Whether a pending (booting) instance pays compute. EC2, Azure and GCP do not; a
+    /// simulator whose boot delay stands for boot *and* application warm-up (time an instance
+    /// spends running but not yet serving) sets it.
+    pub bill_pending: bool,
+    /// Shortest billed running period, seconds (EC2 Linux and GCP: 60).
+    pub minimum_running_seconds: f64,
+}
+
+impl Default for SimBilling {
+    fn default() -> Self {
+        SimBilling {
+            root_volume_gib: 20.0,
+            storage_per_gib_month: 0.08,
+            hours_per_month: 730.0,
+            bill_pending: false,
+            minimum_running_seconds: 60.0,
+        }
+    }
+}
+
+impl SimBilling {
+    /// The hourly rates of an offer, bought as `purchase`.
+    pub fn rates(&self, offer: &SimOffer, purchase: PurchaseOption) -> BillingRates {
+        let per_gib_hour = self.storage_per_gib_month / self.hours_per_month;
+        let storage = self.root_volume_gib * per_gib_hour;
+        let compute = match purchase {
+            PurchaseOption::Spot => offer.spot_per_hour.unwrap_or(offer.on_demand_per_hour),
+            _ => offer.on_demand_per_hour,
+        };
+        BillingRates {
+            compute_per_hour: compute,
+            storage_per_hour: storage,
+            ram_image_per_hour: offer.info.memory_mib as f64 / 1024.0 * per_gib_hour,
+        }
+    }
+}
+
+/// Hourly rates of one instance type and purchase option (USD per hour).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BillingRates {
+    /// Compute, while running (and pending or hibernating, see [`SimBilling`]).
+    pub compute_per_hour: f64,
+    /// The root volume, in every state but terminated.
+    pub storage_per_hour: f64,
+    /// The RAM image of a hibernated instance, while it is stopped.
+    pub ram_image_per_hour: f64,
+}
+
+impl BillingRates {
+    /// What a running instance costs per hour (compute and storage).
+    pub fn running_per_hour(&self) -> f64 {
+        self.compute_per_hour + self.storage_per_hour
+    }
+
+    /// What a stopped instance costs per hour: storage, plus the RAM image when hibernated.
+    pub fn stopped_per_hour(&self, hibernated: bool) -> f64 {
+        self.storage_per_hour
+            + if hibernated {
+                self.ram_image_per_hour
+            } else {
+                0.0
+            }
+    }
+}
+
+/// Seconds an instance spent in each state (billed seconds for `running`: each running period
+/// counts at least [`SimBilling::minimum_running_seconds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct StateSeconds {
+    /// Booting or starting.
+    pub pending: f64,
+    /// Running (billed seconds).
+    pub running: f64,
+    /// Stopping (or hibernating).
+    pub stopping: f64,
+    /// Stopped after a plain stop.
+    pub stopped: f64,
+    /// Stopped after a hibernation.
+    pub hibernated: f64,
+}
+
+/// The bill of one instance: what the sim's ledger knows about it. Kept after the instance is
+/// terminated and forgotten by describe, so a whole run's bill can be read at its end.
+///
+/// Values returned by [`SimCloud::ledger`] and [`SimCloud::ledger_entry`] are as of the clock's
+/// current time: the state the instance is in counts up to now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The instance.
+    pub id: InstanceId,
+    /// Its type (the latest, if it was resized).
+    pub instance_type: InstanceType,
+    /// Its owner tag, if any.
+    pub owner: Option<String>,
+    /// How it was bought.
+    pub purchase: PurchaseOption,
+    /// When it was launched.
+    pub launched_at: SystemTime,
+    /// When it first became running (after the boot delay); `None` while it has never run.
+    pub ready_at: Option<SystemTime>,
+    /// When its current running period began; `None` when it is not running.
+    pub running_since: Option<SystemTime>,
+    /// When it was last asked to become running: the launch, or the latest start.
+    pub asked_at: SystemTime,
+    /// When it was terminated.
+    pub terminated_at: Option<SystemTime>,
+    /// Its state (as of the ledger's time).
+    pub state: InstanceState,
+    /// Whether its last stop was a hibernation.
+    pub hibernated: bool,
+    /// When it entered `state`.
+    pub state_since: SystemTime,
+    /// Seconds per state.
+    pub seconds: StateSeconds,
+    /// Dollars of compute.
+    pub compute_dollars: f64,
+    /// Dollars of storage (root volume and RAM image).
+    pub storage_dollars: f64,
+}
+
+impl LedgerEntry {
+    fn new(instance: &Instance, at: SystemTime) -> Self {
+        LedgerEntry {
+            id: instance.id.clone(),
+            instance_type: instance.instance_type.clone(),
+            owner: instance.owner().map(str::to_owned),
+            purchase: instance.purchase,
+            launched_at: instance.launched_at.unwrap_or(at),
+            ready_at: None,
+            running_since: None,
+            asked_at: at,
+            terminated_at: None,
+            state: instance.state,
+            hibernated: instance.hibernated,
+            state_since: at,
+            seconds: StateSeconds::default(),
+            compute_dollars: 0.0,
+            storage_dollars: 0.0,
+        }
+    }
+
+    /// Total dollars.
+    pub fn dollars(&self) -> f64 {
+        self.compute_dollars + self.storage_dollars
+    }
+
+    /// Charges the time from `state_since` to `at` in the current state, at `rates`.
+    fn close(&mut self, at: SystemTime, rates: &BillingRates, billing: &SimBilling) {
+        let secs = at
+            .duration_since(self.state_since)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let (compute, storage, bucket) = match self.state {
+            InstanceState::Pending => (
+                billing.bill_pending,
+                rates.storage_per_hour,
+                &mut self.seconds.pending,
+            ),
+            InstanceState::Running => (true, rates.storage_per_hour, &mut self.seconds.running),
+            InstanceState::Stopping => (
+                self.hibernated,
+                rates.storage_per_hour,
+                &mut self.seconds.stopping,
+            ),
+            InstanceState::Stopped if self.hibernated => (
+                false,
+                rates.stopped_per_hour(true),
+                &mut self.seconds.hibernated,
+            ),
+            InstanceState::Stopped => (
+                false,
+                rates.stopped_per_hour(false),
+                &mut self.seconds.stopped,
+            ),
+            InstanceState::Terminated => return,
+        };
+        let billed = if self.state == InstanceState::Running {
+            secs.max(billing.minimum_running_seconds)
+        } else {
+            secs
+        };
+        *bucket += billed;
+        if compute {
+            self.compute_dollars += billed / 3600.0 * rates.compute_per_hour;
+        }
+        self.storage_dollars += secs / 3600.0 * storage;
+        self.state_since = at;
+    }
+
+    /// The entry valued at `now`: the open period charged up to `now`.
+    fn as_of(&self, now: SystemTime, rates: Option<&BillingRates>, billing: &SimBilling) -> Self {
+        let mut e = self.clone();
+        if let Some(r) = rates {
+            e.close(now.max(e.state_since), r, billing);
+        }
+        e
+    }
 }
 
 /// What to create with [`SimCloud::create_group`].
@@ -255,6 +486,9 @@ pub struct SimState {
     groups: BTreeMap<GroupId, SimGroup>,
     tokens: BTreeMap<String, TokenRecord>,
     capacity: Vec<CapacityLimit>,
+    /// The bill of every instance ever created, kept after the instance is forgotten.
+    #[serde(default)]
+    ledger: BTreeMap<InstanceId, LedgerEntry>,
 }
 
 impl SimState {
@@ -268,6 +502,7 @@ impl SimState {
             groups: BTreeMap::new(),
             tokens: BTreeMap::new(),
             capacity: Vec::new(),
+            ledger: BTreeMap::new(),
         }
     }
 
@@ -307,6 +542,70 @@ impl SimState {
 
     fn offer(&self, t: &InstanceType) -> Option<&SimOffer> {
         self.config.catalog.iter().find(|o| &o.info.name == t)
+    }
+
+    /// The billing rates of an instance as it stands (its type and purchase option); `None`
+    /// for a type no longer in the catalog (it is then not billed).
+    fn rates_of(&self, i: &Instance) -> Option<BillingRates> {
+        self.offer(&i.instance_type)
+            .map(|o| self.config.billing.rates(o, i.purchase))
+    }
+
+    /// Records in the ledger that instance `id` enters `to` at `at` (hibernated or not): the
+    /// period in its previous state is charged first. Call it before changing the instance.
+    fn bill_transition(
+        &mut self,
+        id: &InstanceId,
+        at: SystemTime,
+        to: InstanceState,
+        hibernated: bool,
+    ) {
+        let Some(i) = self.instances.get(id).map(|i| i.instance.clone()) else {
+            return;
+        };
+        let rates = self.rates_of(&i);
+        let billing = &self.config.billing;
+        let e = self
+            .ledger
+            .entry(id.clone())
+            .or_insert_with(|| LedgerEntry::new(&i, at));
+        if let Some(r) = rates {
+            e.close(at.max(e.state_since), &r, billing);
+        }
+        e.state_since = at.max(e.state_since);
+        e.purchase = i.purchase;
+        e.instance_type = i.instance_type.clone();
+        match to {
+            InstanceState::Running => {
+                e.running_since = Some(at);
+                e.ready_at.get_or_insert(at);
+            }
+            InstanceState::Pending => {
+                e.asked_at = at;
+                e.running_since = None;
+            }
+            InstanceState::Terminated => {
+                e.running_since = None;
+                e.terminated_at = Some(at);
+            }
+            InstanceState::Stopping | InstanceState::Stopped => e.running_since = None,
+        }
+        e.state = to;
+        e.hibernated = hibernated;
+    }
+
+    /// The ledger entry of `id` valued at `now`.
+    fn ledger_as_of(&self, id: &InstanceId, now: SystemTime) -> Option<LedgerEntry> {
+        let e = self.ledger.get(id)?;
+        let rates = self
+            .instances
+            .get(id)
+            .and_then(|i| self.rates_of(&i.instance))
+            .or_else(|| {
+                self.offer(&e.instance_type)
+                    .map(|o| self.config.billing.rates(o, e.purchase))
+            });
+        Some(e.as_of(now, rates.as_ref(), &self.config.billing))
     }
 
     /// The requested location if the sim has it, the first one when none is requested.
@@ -403,12 +702,21 @@ impl SimState {
             transition: Some((InstanceState::Running, now + boot)),
             terminated_at: None,
         };
+        self.ledger
+            .insert(id.clone(), LedgerEntry::new(&inst.instance, now));
         self.instances.insert(id.clone(), inst);
         id
     }
 
     /// Marks an instance terminated now (idempotent); the retention clock starts here.
     fn terminate(&mut self, now: SystemTime, id: &InstanceId) {
+        if self
+            .instances
+            .get(id)
+            .is_some_and(|i| i.instance.state != InstanceState::Terminated)
+        {
+            self.bill_transition(id, now, InstanceState::Terminated, false);
+        }
         if let Some(i) = self.instances.get_mut(id) {
             if i.instance.state != InstanceState::Terminated {
                 i.instance.state = InstanceState::Terminated;
@@ -429,12 +737,22 @@ impl SimState {
     /// Applies every transition due by `now`, forgets long-terminated instances and refills
     /// groups that are below their desired capacity (as far as capacity allows).
     fn settle(&mut self, now: SystemTime) {
-        for i in self.instances.values_mut() {
-            if let Some((to, at)) = i.transition {
-                if at <= now {
-                    i.instance.state = to;
-                    i.transition = None;
+        let due: Vec<(InstanceId, InstanceState, SystemTime, bool)> = self
+            .instances
+            .values()
+            .filter_map(|i| match i.transition {
+                Some((to, at)) if at <= now => {
+                    Some((i.instance.id.clone(), to, at, i.instance.hibernated))
                 }
+                _ => None,
+            })
+            .collect();
+        for (id, to, at, hibernated) in due {
+            // Billed at the instant the transition happened, not when someone looked.
+            self.bill_transition(&id, at, to, hibernated);
+            if let Some(i) = self.instances.get_mut(&id) {
+                i.instance.state = to;
+                i.transition = None;
             }
         }
         let retention = self.config.terminated_retention;
@@ -672,6 +990,39 @@ impl SimCloud {
         let (s, _) = self.settled();
         s.instances.values().map(|i| i.instance.clone()).collect()
     }
+
+    /// The bill of every instance ever created, by id, as of now (see [`SimBilling`] for
+    /// what each state costs). Terminated instances stay in the ledger after describe has
+    /// forgotten them.
+    pub fn ledger(&self) -> Vec<LedgerEntry> {
+        let (s, now) = self.settled();
+        s.ledger
+            .keys()
+            .filter_map(|id| s.ledger_as_of(id, now))
+            .collect()
+    }
+
+    /// The bill of one instance as of now; `None` for an id the sim never created.
+    pub fn ledger_entry(&self, id: &InstanceId) -> Option<LedgerEntry> {
+        let (s, now) = self.settled();
+        s.ledger_as_of(id, now)
+    }
+
+    /// Total dollars of every instance ever created, as of now.
+    pub fn total_dollars(&self) -> f64 {
+        self.ledger().iter().map(LedgerEntry::dollars).sum()
+    }
+
+    /// The hourly rates of a catalog type bought as `purchase`; `None` for an unknown type.
+    pub fn billing_rates(
+        &self,
+        instance_type: &InstanceType,
+        purchase: PurchaseOption,
+    ) -> Option<BillingRates> {
+        let s = self.lock();
+        s.offer(instance_type)
+            .map(|o| s.config.billing.rates(o, purchase))
+    }
 }
 
 /// Failure to persist or restore a sim cloud's state.
@@ -844,7 +1195,11 @@ impl CloudProvider for SimCloud {
             .collect();
         // Launched as asked (group members are on-demand).
         for id in &ids {
-            s.instances.get_mut(id).expect("just created").instance.purchase = request.purchase;
+            s.instances
+                .get_mut(id)
+                .expect("just created")
+                .instance
+                .purchase = request.purchase;
         }
         s.tokens.insert(
             request.token.as_str().to_owned(),
@@ -876,6 +1231,15 @@ impl CloudProvider for SimCloud {
         let hibernation = s.offer(&t).is_some_and(|o| o.info.hibernation);
         let delay = s.config.stop_delay;
         let delay = s.jittered(delay);
+        let state = s.instance_mut(op, id)?.instance.state;
+        if state == InstanceState::Running && !(mode == StopMode::Hibernate && !hibernation) {
+            s.bill_transition(
+                id,
+                now,
+                InstanceState::Stopping,
+                mode == StopMode::Hibernate,
+            );
+        }
         let i = s.instance_mut(op, id)?;
         match i.instance.state {
             InstanceState::Running => {
@@ -915,6 +1279,7 @@ impl CloudProvider for SimCloud {
                     s.config.start_delay
                 };
                 let delay = s.jittered(base);
+                s.bill_transition(id, now, InstanceState::Pending, i.hibernated);
                 let i = s.instance_mut(op, id)?;
                 i.instance.state = InstanceState::Pending;
                 i.transition = Some((InstanceState::Running, now + delay));
@@ -937,7 +1302,7 @@ impl CloudProvider for SimCloud {
         instance_type: &InstanceType,
     ) -> Result<Instance> {
         let op = Operation::ResizeInstance;
-        let (mut s, _) = self.settled();
+        let (mut s, now) = self.settled();
         if s.offer(instance_type).is_none() {
             return Err(CloudError::invalid(
                 op,
@@ -956,8 +1321,16 @@ impl CloudProvider for SimCloud {
                 )),
             );
         }
+        // The stopped period so far is billed at the old type's rates.
+        let hibernated = i.instance.hibernated;
+        s.bill_transition(id, now, InstanceState::Stopped, hibernated);
+        let i = s.instance_mut(op, id)?;
         i.instance.instance_type = instance_type.clone();
-        Ok(i.instance.clone())
+        let out = i.instance.clone();
+        if let Some(e) = s.ledger.get_mut(id) {
+            e.instance_type = instance_type.clone();
+        }
+        Ok(out)
     }
 
     /// Terminates at once (there is no shutting-down phase in the sim). The instance stays
@@ -1236,6 +1609,159 @@ mod tests {
         assert_eq!(p.len(), 2, "one per location");
         assert_eq!(p[0].on_demand_per_hour, 0.5);
         assert_eq!(cloud.instance_types().await.unwrap()[0].name.as_str(), "x1");
+    }
+
+    /// A sim with one type, `x1` (2 vCPUs, 8 GiB, $0.36/h on demand, spot at 35 %: $0.126/h),
+    /// no jitter, boot 60 s, stop 30 s, start 30 s, resume 10 s, default billing.
+    fn billed_sim() -> (SimCloud, ManualClock) {
+        let config = SimConfig {
+            catalog: vec![SimOffer::new("x1", 2, 8192, 0.36)],
+            boot_delay: Duration::from_secs(60),
+            stop_delay: Duration::from_secs(30),
+            start_delay: Duration::from_secs(30),
+            resume_delay: Duration::from_secs(10),
+            jitter: 0.0,
+            ..SimConfig::default()
+        };
+        SimCloud::with_manual_clock(config)
+    }
+
+    fn x1(token: &str) -> LaunchRequest {
+        LaunchRequest::new(IdempotencyToken::new(token).unwrap(), owner(), "x1", 1)
+    }
+
+    #[tokio::test]
+    async fn ledger_should_bill_a_scripted_life_as_computed_by_hand() {
+        let (cloud, clock) = billed_sim();
+        let t0 = clock.now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let id = cloud.launch(&x1("life")).await.unwrap()[0].id.clone();
+        // t = 300: booted at 60, running since.
+        clock.set(at(300));
+        let e = cloud.ledger_entry(&id).unwrap();
+        assert_eq!(e.state, InstanceState::Running);
+        assert_eq!(
+            (e.launched_at, e.ready_at, e.running_since),
+            (t0, Some(at(60)), Some(at(60)))
+        );
+        // Storage: 20 GiB x $0.08 / 730 h = $0.002191781 per hour, in every live state.
+        let storage_h = 20.0 * 0.08 / 730.0;
+        let want = 240.0 / 3600.0 * 0.36 + 300.0 / 3600.0 * storage_h;
+        assert!(
+            (e.dollars() - want).abs() < 1e-12,
+            "{} vs {want}",
+            e.dollars()
+        );
+        // Stop at 600 (stopped at 630), start at 3630 (running at 3660), terminate at 3690.
+        clock.set(at(600));
+        cloud.stop_instance(&id, StopMode::Stop).await.unwrap();
+        clock.set(at(3630));
+        assert_eq!(
+            cloud.describe_instance(&id).await.unwrap().state,
+            InstanceState::Stopped
+        );
+        cloud.start_instance(&id).await.unwrap();
+        clock.set(at(3690));
+        cloud.terminate_instance(&id).await.unwrap();
+        // Long after: the instance is forgotten by describe, not by the ledger.
+        clock.set(at(3690 + 7200));
+        assert!(cloud
+            .describe_instance(&id)
+            .await
+            .unwrap_err()
+            .is_not_found());
+        let e = cloud.ledger_entry(&id).unwrap();
+        let s = e.seconds;
+        // Pending 60 + 30 (not billed), running 540 + 30 billed as the 60 s minimum, stopping
+        // 30, stopped 3000.
+        assert_eq!(
+            (s.pending, s.running, s.stopping, s.stopped, s.hibernated),
+            (90.0, 600.0, 30.0, 3000.0, 0.0)
+        );
+        assert_eq!(e.asked_at, at(3630));
+        assert_eq!(e.ready_at, Some(at(60)));
+        assert_eq!(e.running_since, None);
+        assert_eq!(e.terminated_at, Some(at(3690)));
+        // Compute: 600 billed running seconds at $0.36/h = $0.06. Storage: 3690 live seconds.
+        assert!(
+            (e.compute_dollars - 0.06).abs() < 1e-12,
+            "{}",
+            e.compute_dollars
+        );
+        let storage = 3690.0 / 3600.0 * storage_h;
+        assert!(
+            (e.storage_dollars - storage).abs() < 1e-12,
+            "{}",
+            e.storage_dollars
+        );
+        assert!((cloud.total_dollars() - (0.06 + storage)).abs() < 1e-12);
+        assert_eq!(cloud.ledger().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn ledger_should_bill_spot_and_the_ram_image_of_a_hibernated_instance() {
+        let (cloud, clock) = billed_sim();
+        let t0 = clock.now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let req = x1("spot").with_purchase(PurchaseOption::Spot);
+        let id = cloud.launch(&req).await.unwrap()[0].id.clone();
+        clock.set(at(660));
+        cloud.stop_instance(&id, StopMode::Hibernate).await.unwrap();
+        clock.set(at(4230));
+        cloud.start_instance(&id).await.unwrap();
+        assert_eq!(cloud.ledger_entry(&id).unwrap().seconds.hibernated, 3540.0);
+        clock.set(at(4240 + 3600));
+        cloud.terminate_instance(&id).await.unwrap();
+        let e = cloud.ledger_entry(&id).unwrap();
+        assert_eq!(e.purchase, PurchaseOption::Spot);
+        let s = e.seconds;
+        assert_eq!(
+            (s.pending, s.running, s.stopping, s.hibernated),
+            (70.0, 4200.0, 30.0, 3540.0)
+        );
+        // Spot compute ($0.126/h) while running and while hibernating (stopping):
+        // (600 + 3600 + 30) s.
+        let compute = (600.0 + 3600.0 + 30.0) / 3600.0 * 0.126;
+        assert!(
+            (e.compute_dollars - compute).abs() < 1e-12,
+            "{}",
+            e.compute_dollars
+        );
+        // Root volume over all 7840 live seconds, plus 8 GiB of RAM image while hibernated.
+        let gib_h = 0.08 / 730.0;
+        let storage = 7840.0 / 3600.0 * 20.0 * gib_h + 3540.0 / 3600.0 * 8.0 * gib_h;
+        assert!(
+            (e.storage_dollars - storage).abs() < 1e-12,
+            "{}",
+            e.storage_dollars
+        );
+        let r = cloud
+            .billing_rates(&InstanceType::new("x1"), PurchaseOption::Spot)
+            .unwrap();
+        assert!((r.stopped_per_hour(true) - 28.0 * gib_h).abs() < 1e-15);
+        assert_eq!(r.running_per_hour(), 0.126 + 20.0 * gib_h);
+    }
+
+    #[tokio::test]
+    async fn ledger_should_bill_pending_when_configured_and_survive_a_save() {
+        let config = SimConfig {
+            catalog: vec![SimOffer::new("x1", 2, 8192, 0.36)],
+            boot_delay: Duration::from_secs(600),
+            jitter: 0.0,
+            billing: SimBilling {
+                bill_pending: true,
+                root_volume_gib: 0.0,
+                ..SimBilling::default()
+            },
+            ..SimConfig::default()
+        };
+        let (cloud, clock) = SimCloud::with_manual_clock(config);
+        let id = cloud.launch(&x1("p")).await.unwrap()[0].id.clone();
+        clock.advance(Duration::from_secs(300));
+        let e = cloud.ledger_entry(&id).unwrap();
+        assert!((e.dollars() - 0.03).abs() < 1e-12, "{}", e.dollars());
+        let back = SimCloud::restore(cloud.snapshot(), Arc::new(clock.clone()));
+        assert_eq!(back.ledger(), cloud.ledger());
     }
 
     proptest! {
