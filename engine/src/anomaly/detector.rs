@@ -25,7 +25,7 @@
 //! and is damped otherwise. A sustained anomaly is announced once, at its onset, and a new,
 //! larger incident still gets through.
 
-use super::window::SortedWindow;
+use super::window::{to_f32, BlockWindow, Ring};
 use super::{Error, Result};
 
 /// Score at and above which a verdict deserves action: a value, mean, seasonal deviation or flat
@@ -346,13 +346,13 @@ fn surprise(p: f64, m: f64) -> f64 {
     }
 }
 
-/// The mean of the last `k` values, ranked among past such means.
+/// The mean of the last `k` values (read from the detector's shared ring of raw values), ranked
+/// among past such means.
 #[derive(Debug, Clone)]
 struct MeanTest {
     k: usize,
-    buf: std::collections::VecDeque<f64>,
     sum: f64,
-    past: SortedWindow,
+    past: BlockWindow,
     learnt: usize,
 }
 
@@ -360,27 +360,30 @@ impl MeanTest {
     fn new(k: usize, memory: usize) -> Self {
         Self {
             k,
-            buf: std::collections::VecDeque::with_capacity(k + 1),
             sum: 0.0,
-            past: SortedWindow::new(memory),
+            past: BlockWindow::new(memory),
             learnt: 0,
         }
     }
 
-    /// Surprise of the mean including `x` (0 until `k` past means exist), and that mean.
-    fn probe(&self, x: f64, spread: f64) -> (f64, f64) {
+    /// Mean of the last `k` values including `x` (the ring holds the values before `x`).
+    fn mean_with(&self, x: f64, raw: &Ring) -> f64 {
         let mut sum = self.sum + x;
-        if self.buf.len() == self.k {
-            sum -= self.buf.front().copied().unwrap_or(0.0);
+        if raw.len() >= self.k {
+            sum -= raw.back(self.k - 1).map_or(0.0, f64::from);
         }
-        let n = self.buf.len().min(self.k - 1) + 1;
-        let mean = sum / n as f64;
+        sum / (raw.len().min(self.k - 1) + 1) as f64
+    }
+
+    /// Surprise of the mean including `x` (0 until `k` past means exist), and that mean.
+    fn probe(&self, x: f64, spread: f64, raw: &Ring) -> (f64, f64) {
+        let mean = self.mean_with(x, raw);
         if self.past.len() < self.k {
             return (0.0, mean);
         }
         let m = self.past.len() as f64;
-        let p_up = (self.past.count_at_least(mean) as f64 + 1.0) / (m + 1.0);
-        let p_down = (self.past.count_at_most(mean) as f64 + 1.0) / (m + 1.0);
+        let p_up = (self.past.count_at_least(mean) + 1.0) / (m + 1.0);
+        let p_down = (self.past.count_at_most(mean) + 1.0) / (m + 1.0);
         let (lo, hi) = (
             self.past.min().unwrap_or(mean),
             self.past.max().unwrap_or(mean),
@@ -389,19 +392,30 @@ impl MeanTest {
         (surprise(p_up.min(p_down), m) + excess, mean)
     }
 
-    fn learn(&mut self, x: f64) {
-        self.buf.push_back(x);
+    /// Learns `x`, before it is pushed to the ring; returns the new mean once `k` values exist.
+    fn learn(&mut self, x: f64, raw: &Ring) -> Option<f64> {
         self.sum += x;
-        if self.buf.len() > self.k {
-            self.sum -= self.buf.pop_front().unwrap_or(0.0);
+        if raw.len() >= self.k {
+            self.sum -= raw.back(self.k - 1).map_or(0.0, f64::from);
         }
         self.learnt += 1;
-        if self.learnt & 1023 == 0 {
-            self.sum = self.buf.iter().sum();
+        if self.learnt % 1024 == 0 && raw.len() >= self.k {
+            // Recompute now and then to keep rounding from drifting.
+            self.sum = x
+                + (0..self.k - 1)
+                    .filter_map(|j| raw.back(j))
+                    .map(f64::from)
+                    .sum::<f64>();
         }
-        if self.buf.len() == self.k {
-            self.past.push(self.sum / self.k as f64);
-        }
+        (self.learnt >= self.k).then(|| {
+            let mean = self.sum / self.k as f64;
+            self.past.push(mean);
+            mean
+        })
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.past.heap_bytes()
     }
 }
 
@@ -420,12 +434,13 @@ impl MeanTest {
 pub struct Detector {
     p: DetectorParams,
     seen: usize,
-    values: SortedWindow,
-    residuals: SortedWindow,
-    means: SortedWindow,
+    values: BlockWindow,
+    residuals: BlockWindow,
+    /// The last `max(short_window, long_window)` raw values, shared by the mean tests.
+    raw: Ring,
+    /// The mean of the last `short_window` values among past such means.
+    short: MeanTest,
     level: Option<f64>,
-    short: std::collections::VecDeque<f64>,
-    short_sum: f64,
     block_sum: f64,
     block_len: usize,
     blocks: std::collections::VecDeque<f64>,
@@ -435,10 +450,10 @@ pub struct Detector {
     peak: f64,
     since_announce: usize,
     long: Option<MeanTest>,
-    /// Recent means in arrival order, for the seasonal comparison.
-    mean_hist: std::collections::VecDeque<f64>,
+    /// Recent means of the last three seasons in arrival order, for the seasonal comparison.
+    mean_hist: Ring,
     /// Past absolute seasonal deviations.
-    seasonal: SortedWindow,
+    seasonal: BlockWindow,
     /// Block means of the last season plus [`TREND_BLOCKS`] blocks, for the seasonal trend
     /// (empty without a season).
     block_hist: std::collections::VecDeque<f64>,
@@ -450,12 +465,11 @@ impl Detector {
         let p = params.0;
         Self {
             seen: 0,
-            values: SortedWindow::new(p.memory),
-            residuals: SortedWindow::new(p.memory),
-            means: SortedWindow::new(p.memory),
+            values: BlockWindow::new(p.memory),
+            residuals: BlockWindow::new(p.memory),
+            raw: Ring::new(p.short_window.max(p.long_window)),
+            short: MeanTest::new(p.short_window, p.memory),
             level: None,
-            short: std::collections::VecDeque::with_capacity(p.short_window + 1),
-            short_sum: 0.0,
             block_sum: 0.0,
             block_len: 0,
             blocks: std::collections::VecDeque::with_capacity(TREND_BLOCKS + 1),
@@ -465,9 +479,13 @@ impl Detector {
             peak: 0.0,
             since_announce: usize::MAX,
             long: (p.long_window > 0).then(|| MeanTest::new(p.long_window, p.memory)),
-            mean_hist: std::collections::VecDeque::new(),
-            seasonal: SortedWindow::new(p.memory),
-            block_hist: std::collections::VecDeque::new(),
+            mean_hist: Ring::new(3 * p.season),
+            seasonal: BlockWindow::new(p.memory),
+            block_hist: std::collections::VecDeque::with_capacity(if p.season > 0 {
+                ((p.season + p.trend_block / 2) / p.trend_block).max(1) + TREND_BLOCKS + 1
+            } else {
+                0
+            }),
             p,
         }
     }
@@ -475,6 +493,22 @@ impl Detector {
     /// Number of finite samples seen so far.
     pub fn seen(&self) -> usize {
         self.seen
+    }
+
+    /// Estimated bytes this detector holds on the heap once its windows are full (they reserve
+    /// their final size on first use and never grow beyond it). The value windows take at most
+    /// 65 blocks of 12 bytes each whatever `memory` is; the raw values of the mean tests and
+    /// the three seasons of recent means (with a season) are `f32`.
+    pub fn heap_bytes(&self) -> usize {
+        let f64s = std::mem::size_of::<f64>();
+        self.values.heap_bytes()
+            + self.residuals.heap_bytes()
+            + self.raw.heap_bytes()
+            + self.short.heap_bytes()
+            + self.long.as_ref().map_or(0, MeanTest::heap_bytes)
+            + self.mean_hist.heap_bytes()
+            + self.seasonal.heap_bytes()
+            + (self.blocks.capacity() + self.block_hist.capacity()) * f64s
     }
 
     /// Scores one sample, then learns from it.
@@ -487,6 +521,8 @@ impl Detector {
         if !x.is_finite() {
             return Verdict::quiet(x);
         }
+        // Values are kept as `f32`: judge the value as it will be remembered.
+        let x = f64::from(to_f32(x));
         let verdict = if self.seen >= self.p.warmup {
             self.assess(x)
         } else {
@@ -508,8 +544,8 @@ impl Detector {
         let spread = if range > 0.0 { range } else { x.abs().max(1.0) };
 
         // 1. Quantile band: rank of the value among recent values.
-        let p_up = (self.values.count_at_least(x) as f64 + 1.0) / (m + 1.0);
-        let p_down = (self.values.count_at_most(x) as f64 + 1.0) / (m + 1.0);
+        let p_up = (self.values.count_at_least(x) + 1.0) / (m + 1.0);
+        let p_down = (self.values.count_at_most(x) + 1.0) / (m + 1.0);
         let excess = ((x - hi).max(lo - x)).max(0.0) / spread;
 
         // 2. Forecast residual against the smoothed level.
@@ -517,21 +553,17 @@ impl Detector {
         let residual = x - expected;
         let r = residual.abs();
         let mr = self.residuals.len() as f64;
-        let p_res = (self.residuals.count_at_least(r) as f64 + 1.0) / (mr + 1.0);
+        let p_res = (self.residuals.count_at_least(r) + 1.0) / (mr + 1.0);
 
         // 3. Change of level: the recent mean (with this value) ranked among past recent means.
         let k = self.p.short_window;
-        let mut sum = self.short_sum + x;
-        if self.short.len() == k {
-            sum -= self.short.front().copied().unwrap_or(0.0);
-        }
-        let n_short = self.short.len().min(k - 1) + 1;
-        let recent_mean = sum / n_short as f64;
-        let mm = self.means.len() as f64;
-        let (p_mean_up, p_mean_down) = if self.means.len() >= k {
+        let recent_mean = self.short.mean_with(x, &self.raw);
+        let means = &self.short.past;
+        let mm = means.len() as f64;
+        let (p_mean_up, p_mean_down) = if means.len() >= k {
             (
-                (self.means.count_at_least(recent_mean) as f64 + 1.0) / (mm + 1.0),
-                (self.means.count_at_most(recent_mean) as f64 + 1.0) / (mm + 1.0),
+                (means.count_at_least(recent_mean) + 1.0) / (mm + 1.0),
+                (means.count_at_most(recent_mean) + 1.0) / (mm + 1.0),
             )
         } else {
             (1.0, 1.0)
@@ -543,7 +575,7 @@ impl Detector {
             Some(d) if self.seasonal.len() >= self.p.short_window => {
                 let ms = self.seasonal.len() as f64;
                 let a = d.abs();
-                let p = (self.seasonal.count_at_least(a) as f64 + 1.0) / (ms + 1.0);
+                let p = (self.seasonal.count_at_least(a) + 1.0) / (ms + 1.0);
                 let top = self.seasonal.max().unwrap_or(0.0);
                 let ex = if a > top { (a - top) / spread } else { 0.0 };
                 (surprise(p, ms) + ex, d > 0.0)
@@ -574,7 +606,10 @@ impl Detector {
         } else {
             0.0
         };
-        let s_long = self.long.as_ref().map_or(0.0, |t| t.probe(x, spread).0);
+        let s_long = self
+            .long
+            .as_ref()
+            .map_or(0.0, |t| t.probe(x, spread, &self.raw).0);
         // The residual's rank is evidence only (in `tail_probability`): on the NAB corpus adding
         // it to the score costs more false positives than it finds anomalies (docs/anomaly.md).
         let combined = [s_band, s_mean, s_season, s_long, s_trend, s_flat]
@@ -603,13 +638,14 @@ impl Detector {
         let score = squash(announced);
 
         let tail = p_up.min(p_down).min(p_res).min(p_mean_up.min(p_mean_down));
+        let top = combined;
         let kind = if combined <= 0.0 {
             None
-        } else if s_flat > 0.0 && s_flat >= combined {
+        } else if s_flat > 0.0 && s_flat >= top {
             Some(AnomalyKind::Flatline)
         } else if s_trend > 0.0 {
             Some(AnomalyKind::Leak)
-        } else if s_band >= combined {
+        } else if s_band >= top {
             // A single value outside the band: a surge or a fall.
             Some(if x >= expected {
                 AnomalyKind::Burst
@@ -617,8 +653,8 @@ impl Detector {
                 AnomalyKind::Drop
             })
         } else {
-            // The level moved (recent mean, long mean or seasonal comparison).
-            let up = if s_season >= combined {
+            // The level moved (recent mean, long mean, seasonal comparison or accumulated shift).
+            let up = if s_season >= top {
                 season_up
             } else {
                 recent_mean >= expected
@@ -653,12 +689,8 @@ impl Detector {
         if sn == 0 || self.mean_hist.len() < 3 * sn {
             return None;
         }
-        let n = self.mean_hist.len();
-        let mut past = [
-            self.mean_hist[n - sn],
-            self.mean_hist[n - 2 * sn],
-            self.mean_hist[n - 3 * sn],
-        ];
+        let at = |k: usize| self.mean_hist.back(k).map_or(0.0, f64::from);
+        let mut past = [at(sn - 1), at(2 * sn - 1), at(3 * sn - 1)];
         past.sort_by(f64::total_cmp);
         Some(mean - past[1])
     }
@@ -728,31 +760,18 @@ impl Detector {
         }
         self.level = Some(expected + self.p.level_alpha * (x - expected));
         self.values.push(x);
-        self.short.push_back(x);
-        self.short_sum += x;
-        if self.short.len() > self.p.short_window {
-            self.short_sum -= self.short.pop_front().unwrap_or(0.0);
-        }
-        if self.short.len() == self.p.short_window {
-            // Recompute now and then to keep rounding from drifting.
-            if self.seen & 1023 == 0 {
-                self.short_sum = self.short.iter().sum();
-            }
-            let mean = self.short_sum / self.p.short_window as f64;
-            self.means.push(mean);
+        if let Some(mean) = self.short.learn(x, &self.raw) {
             if self.p.season > 0 {
                 if let Some(d) = self.seasonal_deviation(mean) {
                     self.seasonal.push(d.abs());
                 }
-                self.mean_hist.push_back(mean);
-                if self.mean_hist.len() > 3 * self.p.season {
-                    self.mean_hist.pop_front();
-                }
+                self.mean_hist.push(to_f32(mean));
             }
         }
         if let Some(t) = self.long.as_mut() {
-            t.learn(x);
+            t.learn(x, &self.raw);
         }
+        self.raw.push(to_f32(x));
         self.block_sum += x;
         self.block_len += 1;
         if self.block_len == self.p.trend_block {
@@ -1038,6 +1057,63 @@ mod tests {
         }
         assert_eq!(d.seen(), seen);
         assert!(d.observe(50.0).score < ALERT_THRESHOLD);
+    }
+
+    /// Feeds `n` samples of a daily pattern with noise.
+    fn feed(d: &mut Detector, n: usize) {
+        let mut noise = Noise(61);
+        for i in 0..n {
+            let phase = (i % 288) as f64 / 288.0;
+            d.observe(50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 5.0 * noise.next());
+        }
+    }
+
+    #[test]
+    fn a_default_detector_should_stay_within_six_kib() {
+        let mut d = detector();
+        feed(&mut d, 20_000);
+        let full = d.heap_bytes();
+        assert!(full <= 6 * 1024, "{full} bytes");
+        // Its windows reserved their final size: more samples do not grow it.
+        feed(&mut d, 10_000);
+        assert_eq!(d.heap_bytes(), full);
+    }
+
+    #[test]
+    fn heap_bytes_should_follow_the_window_sizes() {
+        use super::super::window::BLOCKS;
+        let block = 12; // min, max, mean as f32
+        for (memory, season, long_window) in
+            [(6000, 0, 72), (288, 288, 72), (100_000, 288, 0), (50, 0, 0)]
+        {
+            let p = DetectorParams {
+                memory,
+                season,
+                long_window,
+                ..DetectorParams::default()
+            };
+            let mut d = Detector::new(p.clone().check().unwrap());
+            feed(&mut d, 4 * memory.min(20_000) + 4 * season);
+            // Value windows: values, residuals, short means, long means, seasonal deviations.
+            let windows = 3 + usize::from(long_window > 0) + usize::from(season > 0);
+            let blocks = (memory / memory.div_ceil(BLOCKS)).min(BLOCKS) + 1;
+            let sb = ((season + p.trend_block / 2) / p.trend_block).max(1);
+            let expected = windows * blocks * block
+                + 4 * p.short_window.max(long_window)
+                + 4 * 3 * season
+                + 8 * (TREND_BLOCKS + 1)
+                + if season > 0 {
+                    8 * (sb + TREND_BLOCKS + 1)
+                } else {
+                    0
+                };
+            let got = d.heap_bytes();
+            // VecDeque may round a reservation up a little; never down.
+            assert!(
+                got >= expected && got <= expected + expected / 8,
+                "{p:?}: {got} vs {expected}"
+            );
+        }
     }
 
     #[test]

@@ -1,105 +1,366 @@
-//! A bounded window of recent values kept both in arrival order and sorted, for rank queries.
+//! Compact windows of recent values for rank queries, and a small ring of raw values.
+//!
+//! [`BlockWindow`] keeps the last `cap` values as at most [`BLOCKS`] blocks of consecutive values,
+//! each summarised by its minimum, maximum and mean in `f32` (12 bytes per block, whatever
+//! `cap`). The extremes are exact, so "beyond everything remembered" (a record, what the
+//! detector alerts on) is decided exactly; ranks inside the range are estimated by a
+//! piecewise-linear distribution per block through `(min, 0)`, `(mean, ½)`, `(max, 1)`. Windows of
+//! up to [`BLOCKS`] values hold one value per block and are exact throughout. Whole blocks are
+//! evicted, so the window holds between `cap − block + 1` and `cap + block − 1` values.
 
 use std::collections::VecDeque;
 
-/// The last `cap` finite values, in arrival order and sorted.
-#[derive(Debug, Clone)]
-pub(crate) struct SortedWindow {
-    cap: usize,
-    ring: VecDeque<f64>,
-    sorted: Vec<f64>,
+/// Most closed blocks a [`BlockWindow`] keeps.
+pub(crate) const BLOCKS: usize = 64;
+
+/// A value as the windows store it: `f32`, finite (clamped to the `f32` range).
+pub(crate) fn to_f32(x: f64) -> f32 {
+    x.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32
 }
 
-impl SortedWindow {
-    /// An empty window holding at most `cap` (≥ 1) values.
+/// Summary of a closed block.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    min: f32,
+    max: f32,
+    mean: f32,
+}
+
+impl Block {
+    /// Estimated share of the block's values `<= x`, exact below the minimum and at or above
+    /// the maximum.
+    fn share_at_most(&self, x: f32) -> f64 {
+        if x < self.min {
+            return 0.0;
+        }
+        if x >= self.max {
+            return 1.0;
+        }
+        let (lo, hi, mid) = (
+            f64::from(self.min),
+            f64::from(self.max),
+            f64::from(self.mean).clamp(f64::from(self.min), f64::from(self.max)),
+        );
+        let x = f64::from(x);
+        if x < mid {
+            if mid > lo {
+                0.5 * (x - lo) / (mid - lo)
+            } else {
+                0.0
+            }
+        } else if hi > mid {
+            0.5 + 0.5 * (x - mid) / (hi - mid)
+        } else {
+            1.0
+        }
+    }
+}
+
+/// The last `cap` finite values, summarised by blocks (see the module documentation).
+#[derive(Debug, Clone)]
+pub(crate) struct BlockWindow {
+    cap: usize,
+    block: usize,
+    closed: VecDeque<Block>,
+    open_len: usize,
+    open_min: f32,
+    open_max: f32,
+    open_sum: f64,
+}
+
+impl BlockWindow {
+    /// An empty window holding about `cap` (≥ 1) values.
     pub(crate) fn new(cap: usize) -> Self {
         let cap = cap.max(1);
+        let block = cap.div_ceil(BLOCKS).max(1);
         Self {
             cap,
-            ring: VecDeque::with_capacity(cap + 1),
-            sorted: Vec::with_capacity(cap + 1),
+            block,
+            closed: VecDeque::new(),
+            open_len: 0,
+            open_min: 0.0,
+            open_max: 0.0,
+            open_sum: 0.0,
         }
     }
 
     /// Number of values held.
     pub(crate) fn len(&self) -> usize {
-        self.sorted.len()
+        self.closed.len() * self.block + self.open_len
     }
 
-    /// Adds a finite value, evicting the oldest when full. Non-finite values are ignored.
+    /// Bytes on the heap: the closed blocks at their final capacity (reserved on the first push).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.closed.capacity() * std::mem::size_of::<Block>()
+    }
+
+    /// Most closed blocks kept.
+    fn max_closed(&self) -> usize {
+        self.cap / self.block
+    }
+
+    /// Adds a value, evicting the oldest block when full. Non-finite values are ignored.
     pub(crate) fn push(&mut self, x: f64) {
         if !x.is_finite() {
             return;
         }
-        if self.ring.len() == self.cap {
-            if let Some(old) = self.ring.pop_front() {
-                let i = self.sorted.partition_point(|v| v.total_cmp(&old).is_lt());
-                if i < self.sorted.len() {
-                    self.sorted.remove(i);
+        if self.closed.capacity() == 0 {
+            self.closed.reserve_exact(self.max_closed() + 1);
+        }
+        let v = to_f32(x);
+        if self.open_len == 0 {
+            self.open_min = v;
+            self.open_max = v;
+            self.open_sum = 0.0;
+        } else {
+            self.open_min = self.open_min.min(v);
+            self.open_max = self.open_max.max(v);
+        }
+        self.open_sum += f64::from(v);
+        self.open_len += 1;
+        if self.open_len == self.block {
+            if self.closed.len() >= self.max_closed() {
+                self.closed.pop_front();
+            }
+            self.closed.push_back(Block {
+                min: self.open_min,
+                max: self.open_max,
+                mean: to_f32(self.open_sum / self.open_len as f64),
+            });
+            self.open_len = 0;
+        }
+    }
+
+    fn open(&self) -> Option<Block> {
+        (self.open_len > 0).then(|| Block {
+            min: self.open_min,
+            max: self.open_max,
+            mean: to_f32(self.open_sum / self.open_len as f64),
+        })
+    }
+
+    /// Blocks with their number of values.
+    fn parts(&self) -> impl Iterator<Item = (Block, f64)> + '_ {
+        let b = self.block as f64;
+        self.closed
+            .iter()
+            .map(move |k| (*k, b))
+            .chain(self.open().map(|k| (k, self.open_len as f64)))
+    }
+
+    /// Smallest value, if any (exact).
+    pub(crate) fn min(&self) -> Option<f64> {
+        self.parts()
+            .map(|(k, _)| k.min)
+            .reduce(f32::min)
+            .map(f64::from)
+    }
+
+    /// Largest value, if any (exact).
+    pub(crate) fn max(&self) -> Option<f64> {
+        self.parts()
+            .map(|(k, _)| k.max)
+            .reduce(f32::max)
+            .map(f64::from)
+    }
+
+    /// Estimated number of values `<= x`: 0 below the minimum, all at or above the maximum.
+    pub(crate) fn count_at_most(&self, x: f64) -> f64 {
+        let v = to_f32(x);
+        self.parts()
+            .map(|(k, n)| {
+                if v < k.min {
+                    0.0
+                } else {
+                    // A value at or above the minimum has at least the minimum below it.
+                    (n * k.share_at_most(v)).max(1.0)
                 }
+            })
+            .sum()
+    }
+
+    /// Estimated number of values `>= x`: 0 above the maximum (a record), all at or below the
+    /// minimum.
+    pub(crate) fn count_at_least(&self, x: f64) -> f64 {
+        let v = to_f32(x);
+        self.parts()
+            .map(|(k, n)| {
+                if v > k.max {
+                    0.0
+                } else if v <= k.min {
+                    n
+                } else {
+                    (n * (1.0 - k.share_at_most(v))).max(1.0)
+                }
+            })
+            .sum()
+    }
+
+    /// Estimated `q`-quantile, if any: the smallest value with an estimated share `q` at or below
+    /// it (the minimum for `q` = 0, the maximum for `q` = 1).
+    pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
+        let (lo, hi) = (self.min()?, self.max()?);
+        let target = q.clamp(0.0, 1.0) * self.len() as f64;
+        let (mut a, mut b) = (lo, hi);
+        for _ in 0..24 {
+            let mid = 0.5 * (a + b);
+            if self.count_at_most(mid) >= target {
+                b = mid;
+            } else {
+                a = mid;
             }
         }
-        self.ring.push_back(x);
-        let i = self.sorted.partition_point(|v| v.total_cmp(&x).is_lt());
-        self.sorted.insert(i, x);
+        Some(b)
+    }
+}
+
+/// A fixed-capacity ring of raw `f32` values, newest last.
+#[derive(Debug, Clone)]
+pub(crate) struct Ring {
+    buf: Vec<f32>,
+    cap: usize,
+    /// Index of the oldest value once full.
+    head: usize,
+}
+
+impl Ring {
+    /// An empty ring of `cap` values (0 keeps nothing).
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            cap,
+            head: 0,
+        }
     }
 
-    /// Smallest value, if any.
-    pub(crate) fn min(&self) -> Option<f64> {
-        self.sorted.first().copied()
+    /// Number of values held.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
     }
 
-    /// Largest value, if any.
-    pub(crate) fn max(&self) -> Option<f64> {
-        self.sorted.last().copied()
+    /// Bytes on the heap.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.buf.capacity() * std::mem::size_of::<f32>()
     }
 
-    /// Empirical `q`-quantile (nearest rank), if any.
-    pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
-        let n = self.sorted.len();
-        if n == 0 {
+    /// Adds a value, dropping the oldest when full.
+    pub(crate) fn push(&mut self, x: f32) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.buf.len() < self.cap {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(self.cap);
+            }
+            self.buf.push(x);
+        } else {
+            self.buf[self.head] = x;
+            self.head = (self.head + 1) % self.cap;
+        }
+    }
+
+    /// The value `k` steps back (0 = newest), if held.
+    pub(crate) fn back(&self, k: usize) -> Option<f32> {
+        let n = self.buf.len();
+        if k >= n {
             return None;
         }
-        let k = ((q.clamp(0.0, 1.0) * (n - 1) as f64).round() as usize).min(n - 1);
-        Some(self.sorted[k])
+        let newest = if n < self.cap {
+            n - 1
+        } else {
+            (self.head + self.cap - 1) % self.cap
+        };
+        Some(self.buf[(newest + self.cap - k) % self.cap.max(1)])
     }
 
-    /// Number of values `>= x`.
-    pub(crate) fn count_at_least(&self, x: f64) -> usize {
-        self.sorted.len() - self.sorted.partition_point(|v| *v < x)
-    }
-
-    /// Number of values `<= x`.
-    pub(crate) fn count_at_most(&self, x: f64) -> usize {
-        self.sorted.partition_point(|v| *v <= x)
-    }
-
+    /// Values oldest first.
     #[cfg(test)]
-    /// The most recent values, newest last.
-    pub(crate) fn recent(&self) -> &VecDeque<f64> {
-        &self.ring
+    pub(crate) fn iter(&self) -> impl Iterator<Item = f32> + '_ {
+        let n = self.buf.len();
+        (0..n).rev().filter_map(move |k| self.back(k))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
-    fn window_should_evict_oldest_and_stay_sorted() {
-        let mut w = SortedWindow::new(3);
+    fn a_small_window_should_be_exact_and_evict_the_oldest() {
+        let mut w = BlockWindow::new(3);
         for x in [5.0, 1.0, 3.0, 2.0, f64::NAN, 4.0] {
             w.push(x);
         }
         assert_eq!(w.len(), 3);
         assert_eq!(w.min(), Some(2.0));
         assert_eq!(w.max(), Some(4.0));
-        assert_eq!(w.count_at_least(3.0), 2);
-        assert_eq!(w.count_at_most(3.0), 2);
-        assert_eq!(w.quantile(0.5), Some(3.0));
-        assert_eq!(
-            w.recent().iter().copied().collect::<Vec<_>>(),
-            vec![3.0, 2.0, 4.0]
+        assert_eq!(w.count_at_least(3.0), 2.0);
+        assert_eq!(w.count_at_most(3.0), 2.0);
+        assert_eq!(w.count_at_least(4.5), 0.0);
+        assert_eq!(w.count_at_most(1.5), 0.0);
+    }
+
+    #[test]
+    fn a_large_window_should_stay_small_and_near_its_capacity() {
+        let mut w = BlockWindow::new(6000);
+        let mut s = 1u64;
+        for _ in 0..20_000 {
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            w.push((s >> 11) as f64 / (1u64 << 53) as f64);
+        }
+        assert!(
+            (6000 - w.block..6000 + w.block).contains(&w.len()),
+            "{}",
+            w.len()
         );
+        assert!(w.heap_bytes() <= (BLOCKS + 1) * 12, "{}", w.heap_bytes());
+        // Uniform values: estimated ranks within 3 % of the truth.
+        for q in [0.01, 0.1, 0.5, 0.9, 0.99] {
+            let est = w.count_at_most(q) / w.len() as f64;
+            assert!((est - q).abs() < 0.03, "share at most {q}: {est}");
+            assert!((w.quantile(q).unwrap() - q).abs() < 0.03, "{q}");
+        }
+    }
+
+    #[test]
+    fn the_ring_should_keep_the_newest_values() {
+        let mut r = Ring::new(3);
+        for x in 1..=5 {
+            r.push(x as f32);
+        }
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.back(0), Some(5.0));
+        assert_eq!(r.back(2), Some(3.0));
+        assert_eq!(r.back(3), None);
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![3.0, 4.0, 5.0]);
+        assert_eq!(r.heap_bytes(), 12);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Records are decided exactly: nothing counts at or above a value beyond the maximum of
+        /// the values held, and the extremes are those of the last values pushed.
+        #[test]
+        fn extremes_should_be_exact(
+            cap in 1usize..500,
+            xs in prop::collection::vec(-1e6f64..1e6, 1..2000),
+        ) {
+            let mut w = BlockWindow::new(cap);
+            for &x in &xs {
+                w.push(x);
+            }
+            let held: Vec<f32> = xs[xs.len() - w.len().min(xs.len())..].iter().map(|&x| to_f32(x)).collect();
+            prop_assert_eq!(held.len(), w.len());
+            let max = held.iter().copied().fold(f32::MIN, f32::max);
+            let min = held.iter().copied().fold(f32::MAX, f32::min);
+            prop_assert_eq!(w.max(), Some(f64::from(max)));
+            prop_assert_eq!(w.min(), Some(f64::from(min)));
+            prop_assert!(w.count_at_least(f64::from(max)) >= 1.0);
+            prop_assert_eq!(w.count_at_least(f64::from(max) * 1.001 + 1.0), 0.0);
+            prop_assert!(w.count_at_most(f64::from(min)) >= 1.0);
+            prop_assert!(w.len() < cap + w.block);
+        }
     }
 }
