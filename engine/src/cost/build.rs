@@ -907,11 +907,22 @@ impl Builder {
     }
 
     /// Assembles the catalog. Prices of types without specs are dropped (counted as rejected
-    /// against the source that gave them); spot above on-demand across sources is dropped.
+    /// against the source that gave them); spot above on-demand across sources is dropped; types
+    /// with no price in any region are left out (the catalog lists priced types only).
     ///
     /// # Errors
     /// [`Error::SourceInvalid`] when nothing usable was added.
-    pub fn finish(mut self, version: Option<&str>) -> Result<Catalog> {
+    pub fn finish(self, version: Option<&str>) -> Result<Catalog> {
+        self.finish_counted(version).map(|(c, _)| c)
+    }
+
+    /// [`Builder::finish`], also returning how many instance types with specs but no price were
+    /// left out (e.g. the embedded types seeded by [`Builder::add_catalog_types`] that a price
+    /// API did not price).
+    ///
+    /// # Errors
+    /// [`Error::SourceInvalid`] when nothing usable was added.
+    pub fn finish_counted(mut self, version: Option<&str>) -> Result<(Catalog, usize)> {
         let mut types = Vec::new();
         let mut tindex: HashMap<(Cloud, String), u32> = HashMap::new();
         for ((cloud, name), spec) in &self.types {
@@ -985,6 +996,28 @@ impl Builder {
                 reason: "no usable price row".into(),
             });
         }
+        // Only priced types: renumber the types that have at least one offer.
+        let mut new_index = vec![u32::MAX; types.len()];
+        for o in &offers {
+            new_index[o.type_index as usize] = 0;
+        }
+        let mut kept = 0u32;
+        for v in new_index.iter_mut() {
+            if *v == 0 {
+                *v = kept;
+                kept += 1;
+            }
+        }
+        let unpriced = types.len() - kept as usize;
+        let types: Vec<InstanceType> = types
+            .into_iter()
+            .zip(&new_index)
+            .filter(|(_, &i)| i != u32::MAX)
+            .map(|(t, _)| t)
+            .collect();
+        for o in &mut offers {
+            o.type_index = new_index[o.type_index as usize];
+        }
         let sources: Vec<SourceInfo> = self
             .sources
             .into_iter()
@@ -1004,7 +1037,10 @@ impl Builder {
         let version = version
             .map(str::to_string)
             .unwrap_or_else(|| format!("{newest}.1"));
-        Catalog::new(version, sources, regions, types, offers)
+        Ok((
+            Catalog::new(version, sources, regions, types, offers)?,
+            unpriced,
+        ))
     }
 }
 
@@ -1043,6 +1079,53 @@ mod tests {
         assert!(!is_promo_or_retired(Cloud::Azure, "Standard_A2m_v2"));
         assert!(is_promo_or_retired(Cloud::Azure, "Standard_D2_v2_Promo"));
         assert!(!is_burstable(Cloud::Aws, "trn1.2xlarge"));
+    }
+
+    #[test]
+    fn catalog_should_list_only_priced_types() {
+        // Seeded with every embedded type (as `catalog update --from-api` does), priced for two.
+        let mut b = Builder::new();
+        b.add_catalog_types(Catalog::embedded());
+        let src = b.begin_source("api", "2026-11-26", "test");
+        for (t, r, usd) in [
+            ("m5.large", "us-east-1", 0.096),
+            ("m5.xlarge", "us-east-1", 0.192),
+            ("m5.xlarge", "eu-west-1", 0.214),
+            ("no-such.type", "us-east-1", 1.0),
+        ] {
+            b.add_price(
+                src,
+                PriceRow {
+                    cloud: Cloud::Aws,
+                    instance_type: t.into(),
+                    region: r.into(),
+                    purchase: Purchase::OnDemand,
+                    usd_per_hour: usd,
+                },
+            );
+        }
+        let (c, unpriced) = b.finish_counted(Some("test")).unwrap();
+        let mut names: Vec<&str> = c.types().iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["m5.large", "m5.xlarge"]);
+        assert_eq!(unpriced, Catalog::embedded().types().len() - 2);
+        assert_eq!(c.offers().len(), 3);
+        for o in c.offers() {
+            let t = &c.types()[o.type_index as usize];
+            assert_eq!(
+                o.on_demand,
+                Some(if t.name == "m5.large" {
+                    0.096
+                } else if c.regions()[o.region_index as usize].name == "us-east-1" {
+                    0.192
+                } else {
+                    0.214
+                })
+            );
+        }
+        // The row of a type without specs is rejected, and counted.
+        let s = &c.sources()[0];
+        assert_eq!((s.rows, s.accepted, s.rejected), (4, 3, 1), "{s:?}");
     }
 
     #[test]

@@ -546,11 +546,25 @@ pub struct Sizing {
 }
 
 /// Builds the candidate offers that pass the constraints, naming the filter that emptied the list.
+///
+/// Only the cheapest region of each (instance type, purchase option) is kept (the first in
+/// catalog order among equals): the other regions offer the same resources for no less, so no
+/// optimum needs them.
+#[cfg(test)]
 pub(crate) fn candidates(
     catalog: &Catalog,
     v: &ValidSizing,
     exclude_types: &HashSet<u32>,
 ) -> Result<Vec<Candidate>> {
+    candidates_counted(catalog, v, exclude_types).map(|(c, _)| c)
+}
+
+/// [`candidates`] and the number of (offer, purchase option) pairs that passed the constraints.
+pub(crate) fn candidates_counted(
+    catalog: &Catalog,
+    v: &ValidSizing,
+    exclude_types: &HashSet<u32>,
+) -> Result<(Vec<Candidate>, usize)> {
     let p = &v.params;
     let d = v.demand;
     let clouds = allowed_clouds(p);
@@ -625,7 +639,11 @@ pub(crate) fn candidates(
             *x = false;
         }
     }
-    let mut out = Vec::new();
+    let mut out: Vec<Candidate> = Vec::new();
+    let np = p.purchase.len();
+    // Index in `out` of the cheapest candidate of each (type, purchase option).
+    let mut slot = vec![u32::MAX; catalog.types().len() * np];
+    let mut passed = 0usize;
     let mut any_region = false;
     let mut any_purchase_priced = false;
     for (oi, o) in catalog.offers().iter().enumerate() {
@@ -638,7 +656,7 @@ pub(crate) fn candidates(
         }
         any_region = true;
         let t = &catalog.types()[ti];
-        for &pu in &p.purchase {
+        for (pi, &pu) in p.purchase.iter().enumerate() {
             let Some(price) = o.price(pu) else { continue };
             any_purchase_priced = true;
             let effective = match pu {
@@ -650,7 +668,8 @@ pub(crate) fn candidates(
                     price * terms * term / p.horizon_hours / p.utilisation
                 }
             };
-            out.push(Candidate {
+            passed += 1;
+            let cand = Candidate {
                 offer: oi as u32,
                 type_index: o.type_index,
                 purchase: pu,
@@ -658,7 +677,14 @@ pub(crate) fn candidates(
                 cost: effective,
                 res: [t.vcpu, t.mem_gib, t.gpu, t.network_gbps.unwrap_or(0.0)],
                 spot: pu == Purchase::Spot,
-            });
+            };
+            let s = &mut slot[ti * np + pi];
+            if *s == u32::MAX {
+                *s = out.len() as u32;
+                out.push(cand);
+            } else if cand.cost < out[*s as usize].cost {
+                out[*s as usize] = cand;
+            }
         }
     }
     if !any_region {
@@ -674,7 +700,7 @@ pub(crate) fn candidates(
             detail: format!("no allowed type and region has a {} price", list.join("/")),
         });
     }
-    Ok(out)
+    Ok((out, passed))
 }
 
 /// Sizes the cheapest allocation that covers the demand of `valid` under its constraints.
@@ -689,59 +715,105 @@ pub(crate) fn candidates(
 /// allocations allowed by the constraints (proven by branch and bound; `explanation.optimal`
 /// says so, with the proven lower bound).
 pub fn size(catalog: &Catalog, valid: &ValidSizing) -> Result<Sizing> {
-    let cands = candidates(catalog, valid, &HashSet::new())?;
-    let n_cands = cands.len();
+    let (cands, n_cands) = candidates_counted(catalog, valid, &HashSet::new())?;
     let problem = problem_for(valid, cands);
-    let sol = solver::solve(&problem)?;
-    let mut sizing = to_sizing(catalog, valid, &problem, &sol, n_cands);
+    let mut sol = solver::solve(&problem)?;
+    // The alternative: the best allocation without the main line's instance type (any region,
+    // any purchase option). Both searches stop within the optimality gap, so the alternative can
+    // come out cheaper; it is then a better answer (the lower bound of the full problem still
+    // holds) and the alternative is searched again without its main type.
+    let mut alternative: Option<(u32, Problem, solver::Solution)> = None;
+    let mut no_alternative: Option<u32> = None;
     if valid.params.explain_alternative {
-        // The main line is the most expensive one; the alternative is the best allocation
-        // without its instance type (any region, any purchase option).
-        let main = sol
-            .counts
-            .iter()
-            .max_by(|a, b| {
-                let ca = problem.cands[a.0].cost * a.1 as f64;
-                let cb = problem.cands[b.0].cost * b.1 as f64;
-                ca.total_cmp(&cb)
-            })
-            .map(|&(ci, _)| problem.cands[ci].type_index);
-        if let Some(mt) = main {
+        for _ in 0..4 {
+            let Some(mt) = main_type(&problem, &sol) else {
+                break;
+            };
             let mut p2 = problem.clone();
             p2.cands.retain(|c| c.type_index != mt);
-            let main_name = catalog.types()[mt as usize].name.clone();
-            if let Ok(s) = solver::solve(&p2) {
-                let lines = lines_of(catalog, &p2, &s);
-                let total: f64 = lines.iter().map(|l| l.hourly_cost).sum();
-                let delta = if sol.cost > 0.0 {
-                    (s.cost / sol.cost - 1.0) * 100.0
-                } else {
-                    0.0
-                };
-                let description = format!(
-                    "without {main_name}: {} at {:.4} USD/h list, {:.4} USD/h effective (+{delta:.1} %)",
-                    describe(&lines),
-                    total,
-                    s.cost
-                );
-                sizing
-                    .explanation
-                    .summary
-                    .push_str(&format!(" Next best, {description}."));
-                sizing.explanation.next_best = Some(Alternative {
-                    description,
-                    allocation: lines,
-                    total_hourly_cost: round6(total),
-                    effective_hourly_cost: round6(s.cost),
-                });
-            } else {
-                sizing.explanation.summary.push_str(&format!(
-                    " No allocation without {main_name} meets the constraints."
-                ));
+            match solver::solve(&p2) {
+                Ok(s) if s.cost < sol.cost * (1.0 - 1e-12) => {
+                    let lower_bound = sol.lower_bound.min(s.cost);
+                    let optimal = sol.optimal;
+                    let nodes = sol.nodes + s.nodes;
+                    sol = solver::Solution {
+                        counts: s
+                            .counts
+                            .iter()
+                            .map(|&(i, k)| {
+                                let c = &p2.cands[i];
+                                let j = problem
+                                    .cands
+                                    .iter()
+                                    .position(|d| d.offer == c.offer && d.purchase == c.purchase)
+                                    .expect("a candidate of the restricted problem");
+                                (j, k)
+                            })
+                            .collect(),
+                        cost: s.cost,
+                        lower_bound,
+                        optimal,
+                        nodes,
+                        pareto: sol.pareto,
+                    };
+                    alternative = None;
+                }
+                Ok(s) => {
+                    alternative = Some((mt, p2, s));
+                    break;
+                }
+                Err(_) => {
+                    no_alternative = Some(mt);
+                    break;
+                }
             }
         }
     }
+    let mut sizing = to_sizing(catalog, valid, &problem, &sol, n_cands);
+    if let Some((mt, p2, s)) = alternative {
+        let main_name = catalog.types()[mt as usize].name.clone();
+        let lines = lines_of(catalog, &p2, &s);
+        let total: f64 = lines.iter().map(|l| l.hourly_cost).sum();
+        let delta = if sol.cost > 0.0 {
+            (s.cost / sol.cost - 1.0) * 100.0
+        } else {
+            0.0
+        };
+        let description = format!(
+            "without {main_name}: {} at {:.4} USD/h list, {:.4} USD/h effective (+{delta:.1} %)",
+            describe(&lines),
+            total,
+            s.cost
+        );
+        sizing
+            .explanation
+            .summary
+            .push_str(&format!(" Next best, {description}."));
+        sizing.explanation.next_best = Some(Alternative {
+            description,
+            allocation: lines,
+            total_hourly_cost: round6(total),
+            effective_hourly_cost: round6(s.cost),
+        });
+    } else if let Some(mt) = no_alternative {
+        let main_name = &catalog.types()[mt as usize].name;
+        sizing.explanation.summary.push_str(&format!(
+            " No allocation without {main_name} meets the constraints."
+        ));
+    }
     Ok(sizing)
+}
+
+/// The instance type of the most expensive line of `sol`.
+fn main_type(problem: &Problem, sol: &solver::Solution) -> Option<u32> {
+    sol.counts
+        .iter()
+        .max_by(|a, b| {
+            let ca = problem.cands[a.0].cost * a.1 as f64;
+            let cb = problem.cands[b.0].cost * b.1 as f64;
+            ca.total_cmp(&cb)
+        })
+        .map(|&(ci, _)| problem.cands[ci].type_index)
 }
 
 pub(crate) fn problem_for(valid: &ValidSizing, cands: Vec<Candidate>) -> Problem {

@@ -16,13 +16,14 @@
 //!    type (per spot/non-spot class) is kept, then every offer for which another one is at least
 //!    as large in every demanded resource, no more expensive, and not spot where it is not spot.
 //!    Replacing a dominated offer by its dominator keeps every solution feasible and no dearer.
-//! 3. Depth-first branch and bound over the remaining offers, sorted by cost per unit of the
-//!    root's best dual direction, branching on the count of one offer at a time (largest first).
-//!    The bound at a node is `max_y (y·r) · min_{j ≥ i} c_j / (y·a_j)` over a grid of directions
-//!    `y` on the simplex of demanded resources (each is a valid lower bound of the LP relaxation
-//!    of the rest), with the same bound on the non-spot remainder. Nodes that cannot be covered
-//!    by the remaining count are cut. The incumbent starts from the best single-type solution
-//!    and a greedy cover.
+//! 3. Depth-first branch and bound on the LP relaxation. At each node the LP of the rest of
+//!    the problem (coverage, non-spot coverage, remaining count; coefficients tightened to the
+//!    remaining demand) is solved by a small dense simplex on its dual ([`super::lp`]), after the
+//!    free bound of the parent's dual. A fractional `x_j = v` splits the node into `x_j ≥ ⌈v⌉`
+//!    and `x_j = s` for `s = ⌊v⌋ … 0`; an integral solution with too many types splits a new
+//!    type off (`x_j ≥ 1` / `x_j = 0`). Incumbents: best single type, a greedy cover, pairs of the
+//!    best offers, and at every node the LP solution rounded up and rounded down then completed
+//!    with the cheapest single offer.
 //!
 //! The search is exact: it stops only when every node is pruned by a valid bound, unless a node
 //! limit is hit, in which case [`Solution::optimal`] is false and [`Solution::lower_bound`]
@@ -112,16 +113,8 @@ struct Item {
 struct Search<'a> {
     items: &'a [Item],
     dims: &'a [usize],
-    dirs: &'a [[f64; 4]],
-    /// `m_all[d * (n + 1) + i]` = min over j ≥ i of cost_j / (y_d · a_j).
-    m_all: Vec<f64>,
-    /// The same over non-spot items.
-    m_ns: Vec<f64>,
-    /// Lagrange multipliers on the instance count (0 first).
-    mus: Vec<f64>,
-    /// `smax[i * 4 + k]` = max over j ≥ i of a_jk (all items), and over non-spot items.
-    smax: Vec<f64>,
-    smax_ns: Vec<f64>,
+    /// Items fixed at their current count (`x_j = cur_j`) by a branch.
+    removed: Vec<bool>,
     min_count: u32,
     max_count: u32,
     max_types: u32,
@@ -168,62 +161,6 @@ impl Search<'_> {
         self.items.len()
     }
 
-    fn lb(&self, i: usize, rem: &[f64; 4], rns: &[f64; 4], left: u32) -> f64 {
-        // For a direction y, every item costs at least ρ(y)·(y·a) with ρ the suffix minimum of
-        // c/(y·a) (ρ_ns over non-spot items). Non-spot items must supply y·rns and all items
-        // y·rem, so the cost is at least ρ_ns·(y·rns) + ρ_all·max(0, y·rem − y·rns).
-        // With a Lagrange multiplier μ ≥ 0 on the instance count (at most `left` more), the same
-        // bound over costs c + μ, minus μ·left, is valid too and sees the count limit.
-        let n1 = self.n() + 1;
-        let nd = self.dirs.len();
-        let mut best: f64 = 0.0;
-        let mut sy = [0.0f64; 64];
-        let mut sny = [0.0f64; 64];
-        let many = nd > 64;
-        for (d, y) in self.dirs.iter().enumerate().take(64) {
-            let mut s = 0.0;
-            let mut sn = 0.0;
-            for &k in self.dims {
-                s += y[k] * rem[k];
-                sn += y[k] * rns[k];
-            }
-            sy[d] = s;
-            sny[d] = sn;
-        }
-        for (mi, &mu) in self.mus.iter().enumerate() {
-            for (d, y) in self.dirs.iter().enumerate() {
-                let (s, sn) = if !many || d < 64 {
-                    (sy[d], sny[d])
-                } else {
-                    let mut s = 0.0;
-                    let mut sn = 0.0;
-                    for &k in self.dims {
-                        s += y[k] * rem[k];
-                        sn += y[k] * rns[k];
-                    }
-                    (s, sn)
-                };
-                let base = (mi * nd + d) * n1 + i;
-                let ra = self.m_all[base];
-                let v = if sn > EPS {
-                    let rn = self.m_ns[base];
-                    if !rn.is_finite() {
-                        return f64::INFINITY;
-                    }
-                    sn * rn + if s > sn { (s - sn) * ra } else { 0.0 }
-                } else if s > EPS {
-                    s * ra
-                } else {
-                    0.0
-                } - mu * left as f64;
-                if v > best {
-                    best = v;
-                }
-            }
-        }
-        best
-    }
-
     fn covered(&self, rem: &[f64; 4], rns: &[f64; 4]) -> bool {
         self.dims.iter().all(|&k| rem[k] <= EPS && rns[k] <= EPS)
     }
@@ -247,7 +184,6 @@ impl Search<'_> {
     /// (`min(a_jk, rem_k)`: valid for integer counts, and much tighter for small covers).
     fn node_lp(
         &mut self,
-        i: usize,
         rem: &[f64; 4],
         rns: &[f64; 4],
         count: u32,
@@ -256,9 +192,12 @@ impl Search<'_> {
         let restrict = self.used_types.len() as u32 >= self.max_types;
         self.cols.clear();
         self.colmap.clear();
-        for j in i..self.items.len() {
+        for j in 0..self.items.len() {
             let it = &self.items[j];
-            if restrict && !self.used_types.contains(&it.ty) {
+            if self.removed[j]
+                || self.cur[j] >= self.caps[j]
+                || (restrict && !self.used_types.contains(&it.ty))
+            {
                 continue;
             }
             let mut g = [0.0; MAX_ROWS];
@@ -427,9 +366,91 @@ impl Search<'_> {
         }
     }
 
+    /// Rounds the LP solution of the node down to whole instances and completes the cover with
+    /// the cheapest single offer: a feasible cover when the count and type limits allow it.
+    fn round_down_repair(&mut self, cost: f64, count: u32, rem: &[f64; 4], rns: &[f64; 4]) {
+        let mut r = *rem;
+        let mut rn = *rns;
+        let mut c = cost;
+        let mut n = count;
+        let mut types = self.used_types.clone();
+        let mut add: Vec<(usize, u32)> = Vec::new();
+        for (ci, &x) in self.primal.iter().enumerate() {
+            let k = (x + 1e-9).floor();
+            if k >= 1.0 {
+                let j = self.colmap[ci];
+                let it = &self.items[j];
+                add.push((j, k as u32));
+                n += k as u32;
+                c += k * it.cost;
+                if !types.contains(&it.ty) {
+                    types.push(it.ty);
+                }
+                for &d in self.dims {
+                    r[d] = (r[d] - k * it.a[d]).max(0.0);
+                    if !it.spot {
+                        rn[d] = (rn[d] - k * it.a[d]).max(0.0);
+                    }
+                }
+            }
+        }
+        if types.len() as u32 > self.max_types || n > self.max_count || c >= self.best_cost {
+            return;
+        }
+        let mut best: Option<(usize, u32, f64)> = None;
+        for (j, it) in self.items.iter().enumerate() {
+            if !types.contains(&it.ty) && types.len() as u32 >= self.max_types {
+                continue;
+            }
+            let mut k = 0.0f64;
+            let mut ok = true;
+            for &d in self.dims {
+                if r[d] > EPS {
+                    if it.a[d] <= 0.0 {
+                        ok = false;
+                        break;
+                    }
+                    k = k.max(r[d] / it.a[d]);
+                }
+                if rn[d] > EPS {
+                    if it.spot || it.a[d] <= 0.0 {
+                        ok = false;
+                        break;
+                    }
+                    k = k.max(rn[d] / it.a[d]);
+                }
+            }
+            if !ok {
+                continue;
+            }
+            let k = ((k - 1e-9).ceil().max(0.0) as u32).max(self.min_count.saturating_sub(n));
+            if n + k > self.max_count {
+                continue;
+            }
+            let total = c + f64::from(k) * it.cost;
+            if best.is_none_or(|b| total < b.2) {
+                best = Some((j, k, total));
+            }
+        }
+        if let Some((j, k, total)) = best {
+            if total < self.best_cost {
+                self.best_cost = total;
+                self.best.clone_from(&self.cur);
+                for &(i, m) in &add {
+                    self.best[i] += m;
+                }
+                self.best[j] += k;
+            }
+        }
+    }
+
+    /// Branch and bound on the LP solution: at each node the LP relaxation of the rest is solved;
+    /// a fractional `x_j = v` splits the node into `x_j ≥ ⌈v⌉` (the column stays, shifted) and
+    /// `x_j = s` for `s = ⌊v⌋ … 0` (the column is fixed and leaves the LP). An integral LP
+    /// solution that uses too many types splits on a new type's item into `x_j ≥ 1` and `x_j = 0`.
+    /// The children partition the integer points of the node, so the search is exact.
     fn dfs(
         &mut self,
-        i: usize,
         rem: [f64; 4],
         rns: [f64; 4],
         cost: f64,
@@ -441,97 +462,124 @@ impl Search<'_> {
             self.aborted = true;
             return;
         }
-        let covered = self.covered(&rem, &rns);
-        if covered && count >= self.min_count {
+        if self.covered(&rem, &rns) && count >= self.min_count {
             if cost < self.best_cost {
                 self.best_cost = cost;
                 self.best.clone_from(&self.cur);
             }
             return;
         }
-        if i >= self.n() {
+        if count >= self.max_count {
             return;
         }
-        let left = self.max_count - count;
-        // Cut: the remaining count cannot cover what is left with the largest remaining items.
-        for &k in self.dims {
-            if rem[k] > EPS && self.smax[i * 4 + k] * left as f64 + EPS < rem[k] {
-                return;
-            }
-            if rns[k] > EPS && self.smax_ns[i * 4 + k] * left as f64 + EPS < rns[k] {
-                return;
-            }
-        }
-        // Bounds, cheapest first: the parent's dual (still feasible here), the direction grid,
-        // then the node LP.
+        // Bounds, cheapest first: the parent's dual (still feasible here), then the node LP.
         let b = self.rhs(&rem, &rns, count);
         let inherited: f64 = (0..self.rows.len()).map(|r| b[r] * parent_y[r]).sum();
         if self.prune(cost + inherited) {
             return;
         }
-        if self.prune(cost + self.lb(i, &rem, &rns, left)) {
-            return;
-        }
-        let (lpb, y) = self.node_lp(i, &rem, &rns, count, parent_y);
+        let (lpb, y) = self.node_lp(&rem, &rns, count, parent_y);
         if self.prune(cost + lpb) {
             return;
         }
         self.round_up(cost, count);
+        self.round_down_repair(cost, count, &rem, &rns);
         if self.prune(cost + lpb) {
             return;
         }
-        let it = self.items[i];
-        let type_known = self.used_types.contains(&it.ty);
-        let may_take = type_known || (self.used_types.len() as u32) < self.max_types;
-        if may_take && left > 0 {
-            // The most of this item worth taking: enough to cover the rest alone (or to reach
-            // the minimum count).
-            let mut need = 0.0f64;
-            for &k in self.dims {
-                if it.a[k] > 0.0 {
-                    need = need.max(rem[k] / it.a[k]);
-                    if !it.spot {
-                        need = need.max(rns[k] / it.a[k]);
+        // Branching variable: the largest fractional cost (cost × distance to the nearest integer).
+        let mut pick: Option<(usize, u32, f64)> = None;
+        for (ci, &x) in self.primal.iter().enumerate() {
+            let f = x - x.floor();
+            if x > 1e-9 && f > 1e-6 && f < 1.0 - 1e-6 {
+                let j = self.colmap[ci];
+                let score = self.items[j].cost * f.min(1.0 - f);
+                if pick.is_none_or(|p| score > p.2) {
+                    pick = Some((j, x.ceil() as u32, score));
+                }
+            }
+        }
+        if pick.is_none() {
+            // Integral: too many types (split a new type off), or an inexact LP (split at x).
+            let new_types = self
+                .primal
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| x > 1e-9)
+                .map(|(ci, _)| self.items[self.colmap[ci]].ty)
+                .filter(|t| !self.used_types.contains(t))
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+            let too_many = self.used_types.len() + new_types > self.max_types as usize;
+            for (ci, &x) in self.primal.iter().enumerate() {
+                if x > 1e-9 {
+                    let j = self.colmap[ci];
+                    if too_many && self.used_types.contains(&self.items[j].ty) {
+                        continue;
+                    }
+                    let t = if too_many {
+                        1
+                    } else {
+                        (x + 1e-9).floor() as u32
+                    };
+                    let score = self.items[j].cost * x;
+                    if pick.is_none_or(|p| score > p.2) {
+                        pick = Some((j, t.max(1), score));
                     }
                 }
             }
-            let mut kmax = ((need - 1e-9).ceil().max(0.0)) as u32;
-            kmax = kmax
-                .max(self.min_count.saturating_sub(count))
-                .min(left)
-                .min(self.caps[i]);
-            if kmax > 0 && !type_known {
+        }
+        let Some((j, t, _)) = pick.or_else(|| {
+            (0..self.n())
+                .find(|&j| !self.removed[j] && self.cur[j] < self.caps[j])
+                .map(|j| (j, 1, 0.0))
+        }) else {
+            return;
+        };
+        let it = self.items[j];
+        let type_known = self.used_types.contains(&it.ty);
+        // Children: x_j ≥ t first, then x_j = t − 1, …, 0.
+        for child in 0..=t {
+            let (add, fix) = if child == 0 {
+                (t, false)
+            } else {
+                (t - child, true)
+            };
+            if add > 0 && !type_known && self.used_types.len() as u32 >= self.max_types {
+                continue;
+            }
+            if count + add > self.max_count || self.cur[j].saturating_add(add) > self.caps[j] {
+                continue;
+            }
+            let kf = f64::from(add);
+            let ncost = cost + kf * it.cost;
+            if self.prune(ncost) {
+                continue;
+            }
+            let mut r2 = rem;
+            let mut n2 = rns;
+            for &k in self.dims {
+                r2[k] = (r2[k] - kf * it.a[k]).max(0.0);
+                if !it.spot {
+                    n2[k] = (n2[k] - kf * it.a[k]).max(0.0);
+                }
+            }
+            self.cur[j] += add;
+            self.removed[j] = fix;
+            let pushed = add > 0 && !type_known;
+            if pushed {
                 self.used_types.push(it.ty);
             }
-            for kk in (1..=kmax).rev() {
-                let kf = kk as f64;
-                let ncost = cost + kf * it.cost;
-                if ncost >= self.best_cost * (1.0 - 1e-12) - EPS {
-                    continue;
-                }
-                let mut r2 = rem;
-                let mut n2 = rns;
-                for &k in self.dims {
-                    r2[k] = (r2[k] - kf * it.a[k]).max(0.0);
-                    if !it.spot {
-                        n2[k] = (n2[k] - kf * it.a[k]).max(0.0);
-                    }
-                }
-                self.cur[i] = kk;
-                self.dfs(i + 1, r2, n2, ncost, count + kk, &y);
-                self.cur[i] = 0;
-                if self.aborted {
-                    break;
-                }
-            }
-            if kmax > 0 && !type_known {
+            self.dfs(r2, n2, ncost, count + add, &y);
+            if pushed {
                 self.used_types.pop();
             }
+            self.removed[j] = false;
+            self.cur[j] -= add;
             if self.aborted {
                 return;
             }
         }
-        self.dfs(i + 1, rem, rns, cost, count, &y);
     }
 }
 
@@ -722,14 +770,13 @@ pub fn solve(p: &Problem) -> Result<Solution> {
             .fold(f64::INFINITY, f64::min);
         dot(y, &root) * m
     };
-    let (coarse, fine) = match dims.len() {
-        1 => (1, 1),
-        2 => (32, 1024),
-        3 => (8, 48),
-        _ => (4, 12),
+    let fine = match dims.len() {
+        1 => 1,
+        2 => 1024,
+        3 => 48,
+        _ => 12,
     };
-    let mut dirs = simplex_dirs(&dims, coarse);
-    let mut best_dir = dirs[0];
+    let mut best_dir = simplex_dirs(&dims, 1)[0];
     let mut best_val = -1.0;
     for y in simplex_dirs(&dims, fine) {
         let v = root_value(&y);
@@ -738,52 +785,21 @@ pub fn solve(p: &Problem) -> Result<Solution> {
             best_dir = y;
         }
     }
-    dirs.push(best_dir);
-    // Neighbours: move weight between each pair of demanded dimensions by small steps.
-    for &da in &dims {
-        for &db in &dims {
-            if da == db {
-                continue;
-            }
-            for step in [1.0f64 / 256.0, 1.0 / 64.0, 1.0 / 32.0] {
-                let mut y = best_dir;
-                let m = step.min(y[da]);
-                if m <= 0.0 {
-                    continue;
-                }
-                y[da] -= m;
-                y[db] += m;
-                dirs.push(y);
-            }
-        }
-    }
-    // Passes: under a spot share cap the search runs first with all offers in one order, then
-    // (if the node limit stopped it) with the non-spot offers first, sharing the incumbent.
-    let passes: &[bool] = if ns_need > 0.0 {
-        &[false, true]
-    } else {
-        &[false]
-    };
-    let node_limit = NODE_LIMIT / passes.len() as u64;
+    let node_limit = NODE_LIMIT;
     let mut inc_cost = f64::INFINITY;
     let mut inc: Vec<(usize, u32)> = Vec::new();
     let mut total_nodes = 0u64;
     let mut proven: Option<f64> = None;
     let mut root_lb = 0.0f64;
-    for &ns_first in passes {
+    {
+        // Order by cost per unit of the root's best direction (the incumbent heuristics take the
+        // first offers of each class).
         front.sort_by(|x, y| {
             let ex = x.cost / dot(&best_dir, &x.a).max(1e-300);
             let ey = y.cost / dot(&best_dir, &y.a).max(1e-300);
-            // Second pass under a spot share cap: decide the non-spot part first (once the
-            // non-spot requirement is met, the rest is a plain cover whose bound is tight).
-            let kx = ns_first && x.spot;
-            let ky = ns_first && y.spot;
-            kx.cmp(&ky)
-                .then(ex.total_cmp(&ey))
-                .then_with(|| x.orig.cmp(&y.orig))
+            ex.total_cmp(&ey).then_with(|| x.orig.cmp(&y.orig))
         });
         let n = front.len();
-        let n1 = n + 1;
         // Count caps by exchange: when one offer `j` has at least `m` times the resources of offer
         // `i` (raw, every demanded resource) for at most `m` times its cost, `m` of `i` can be
         // replaced by one `j`, no dearer and with fewer instances; so some optimum (the one with the
@@ -807,44 +823,6 @@ pub fn solve(p: &Problem) -> Result<Solution> {
                         caps[i] = m as u32 - 1;
                     }
                 }
-            }
-        }
-        let tables = |mus: &[f64]| {
-            let nd = dirs.len();
-            let mut m_all = vec![f64::INFINITY; mus.len() * nd * n1];
-            let mut m_ns = vec![f64::INFINITY; mus.len() * nd * n1];
-            for (mi, mu) in mus.iter().enumerate() {
-                for (d, y) in dirs.iter().enumerate() {
-                    let b = (mi * nd + d) * n1;
-                    for i in (0..n).rev() {
-                        let ya = dot(y, &front[i].a);
-                        let r = if ya > 0.0 {
-                            (front[i].cost + mu) / ya
-                        } else {
-                            f64::INFINITY
-                        };
-                        m_all[b + i] = m_all[b + i + 1].min(r);
-                        m_ns[b + i] = if front[i].spot {
-                            m_ns[b + i + 1]
-                        } else {
-                            m_ns[b + i + 1].min(r)
-                        };
-                    }
-                }
-            }
-            (m_all, m_ns)
-        };
-        let (m_all, m_ns) = tables(&[0.0]);
-        let mut smax = vec![0.0; n1 * 4];
-        let mut smax_ns = vec![0.0; n1 * 4];
-        for i in (0..n).rev() {
-            for k in 0..4 {
-                smax[i * 4 + k] = f64::max(smax[(i + 1) * 4 + k], front[i].a[k]);
-                smax_ns[i * 4 + k] = if front[i].spot {
-                    smax_ns[(i + 1) * 4 + k]
-                } else {
-                    f64::max(smax_ns[(i + 1) * 4 + k], front[i].a[k])
-                };
             }
         }
         let rem0 = {
@@ -872,12 +850,7 @@ pub fn solve(p: &Problem) -> Result<Solution> {
         let mut s = Search {
             items: &front,
             dims: &dims,
-            dirs: &dirs,
-            m_all,
-            m_ns,
-            mus: vec![0.0],
-            smax,
-            smax_ns,
+            removed: vec![false; n],
             min_count: p.min_count,
             max_count: p.max_count,
             max_types: p.max_types.max(1),
@@ -925,43 +898,12 @@ pub fn solve(p: &Problem) -> Result<Solution> {
                 s.best[i] = k;
             }
         }
-        // Count multipliers, kept only when they raise the root bound (the count limit binds).
-        let root0 = s.lb(0, &rem0, &rns0, p.max_count);
-        if root0.is_finite() && root0 > 0.0 {
-            let unit = root0 / p.max_count.max(1) as f64;
-            let mus: Vec<f64> = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
-                .iter()
-                .map(|f| f * unit)
-                .collect();
-            let (ma, mn) = tables(&mus);
-            let (old_a, old_n, old_mu) = (
-                std::mem::replace(&mut s.m_all, ma),
-                std::mem::replace(&mut s.m_ns, mn),
-                std::mem::replace(&mut s.mus, mus),
-            );
-            if s.lb(0, &rem0, &rns0, p.max_count) <= root0 * (1.0 + 1e-4) {
-                s.m_all = old_a;
-                s.m_ns = old_n;
-                s.mus = old_mu;
-            }
-        }
-        // The incumbent of the previous pass, in this pass's order.
-        if inc_cost < s.best_cost {
-            s.best_cost = inc_cost;
-            s.best = vec![0; n];
-            for &(o, k) in &inc {
-                if let Some(i) = front.iter().position(|f| f.orig == o) {
-                    s.best[i] = k;
-                }
-            }
-        }
         greedy(&mut s, rem0, rns0);
         pairs(&mut s, rem0, rns0);
-        let root_grid = s.lb(0, &rem0, &rns0, p.max_count);
-        let (root_lp, _) = s.node_lp(0, &rem0, &rns0, 0, &[0.0; MAX_ROWS]);
+        let (root_lp, _) = s.node_lp(&rem0, &rns0, 0, &[0.0; MAX_ROWS]);
         s.round_up(0.0, 0);
-        root_lb = root_lb.max(root_grid.max(root_lp));
-        s.dfs(0, rem0, rns0, 0.0, 0, &[0.0; MAX_ROWS]);
+        root_lb = root_lb.max(root_lp);
+        s.dfs(rem0, rns0, 0.0, 0, &[0.0; MAX_ROWS]);
         total_nodes += s.nodes;
         if s.best_cost < inc_cost {
             inc_cost = s.best_cost;
@@ -975,7 +917,6 @@ pub fn solve(p: &Problem) -> Result<Solution> {
         }
         if !s.aborted {
             proven = Some(s.min_pruned);
-            break;
         }
     }
     if !inc_cost.is_finite() {
