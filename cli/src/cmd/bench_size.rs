@@ -56,6 +56,14 @@ fn read_cases(path: &PathBuf) -> anyhow::Result<Vec<SizeSpec>> {
     Ok(out)
 }
 
+/// CPU time this thread has run, in ms (Linux `/proc/thread-self/schedstat`; None elsewhere).
+/// Reported next to the wall time so that a solve time can be judged on a loaded machine.
+fn thread_cpu_ms() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e6)
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -72,6 +80,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         return run_budget(&catalog, &cases, cap);
     }
     let mut times = Vec::new();
+    let mut cpu_times = Vec::new();
     let mut failed = 0usize;
     let mut proven = 0usize;
     let mut gaps: Vec<f64> = Vec::new();
@@ -95,15 +104,25 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let mut runs = Vec::new();
+        let mut cpu_runs = Vec::new();
         let mut last = None;
         for _ in 0..args.repeat.max(1) {
+            let c0 = thread_cpu_ms();
             let t0 = Instant::now();
             let r = size(&catalog, &valid);
             runs.push(t0.elapsed().as_secs_f64() * 1e3);
+            if let (Some(a), Some(b)) = (c0, thread_cpu_ms()) {
+                cpu_runs.push(b - a);
+            }
             last = Some(r);
         }
         runs.sort_by(f64::total_cmp);
+        cpu_runs.sort_by(f64::total_cmp);
         let ms = runs[runs.len() / 2];
+        let cpu_ms = cpu_runs.get(cpu_runs.len() / 2).copied();
+        if let Some(c) = cpu_ms {
+            cpu_times.push(c);
+        }
         match last.expect("at least one run") {
             Ok(s) => {
                 times.push(ms);
@@ -133,6 +152,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                         "lower_bound": lb,
                         "proven_gap": gap,
                         "solve_ms": ms,
+                        "cpu_ms": cpu_ms,
                         "allocation": s.allocation,
                     })
                 );
@@ -147,7 +167,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     times.sort_by(f64::total_cmp);
+    cpu_times.sort_by(f64::total_cmp);
     gaps.sort_by(f64::total_cmp);
+    let cpu = |q: f64| (!cpu_times.is_empty()).then(|| percentile(&cpu_times, q));
     println!(
         "{}",
         serde_json::json!({
@@ -159,6 +181,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             "p90_ms": percentile(&times, 0.9),
             "p99_ms": percentile(&times, 0.99),
             "max_ms": times.last().copied().unwrap_or(0.0),
+            "cpu_p50_ms": cpu(0.5),
+            "cpu_p99_ms": cpu(0.99),
+            "cpu_max_ms": cpu(1.0),
             "proven_within_1pct": proven,
             "gap_p50": percentile(&gaps, 0.5),
             "gap_p90": percentile(&gaps, 0.9),

@@ -209,10 +209,10 @@ fn update(a: UpdateArgs) -> anyhow::Result<()> {
             add_api(&mut b, api, a.endpoint.as_deref(), &a.region)?;
         }
     }
-    let catalog = b
-        .finish(a.version.as_deref())
+    let (catalog, unpriced) = b
+        .finish_counted(a.version.as_deref())
         .context("building the catalog")?;
-    write_catalog(&catalog, &a.out, a.json)
+    write_catalog(&catalog, &a.out, a.json, unpriced)
 }
 
 #[cfg(not(feature = "price-api"))]
@@ -380,16 +380,20 @@ fn read_source_set(from: &Path) -> anyhow::Result<SourceSet> {
     Ok(set)
 }
 
-fn write_catalog(catalog: &Catalog, out: &Path, json: bool) -> anyhow::Result<()> {
+/// Writes the catalog and prints its summary; `unpriced` is the number of instance types with
+/// specs but no price that were left out.
+fn write_catalog(catalog: &Catalog, out: &Path, json: bool, unpriced: usize) -> anyhow::Result<()> {
     let text = catalog.to_text();
     std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
     if json {
         let mut v = summary_json(catalog);
         v["out"] = serde_json::json!(out.display().to_string());
         v["bytes"] = serde_json::json!(text.len());
+        v["unpriced_types_left_out"] = serde_json::json!(unpriced);
         println!("{v}");
     } else {
         print_summary(catalog);
+        println!("instance types with specs but no price, left out: {unpriced}");
         println!("wrote {} ({} bytes)", out.display(), text.len());
     }
     Ok(())
@@ -493,6 +497,8 @@ mod api_tests {
         update(args("azure", format!("{url}/prices"), &out)).unwrap();
         let c = load(Some(&out)).unwrap();
         assert_eq!(c.offers().len(), 2);
+        // Only the priced types, not the embedded ones the builder was seeded with.
+        assert_eq!(c.types().len(), 2);
         let src = &c.sources()[0];
         assert_eq!(src.name, "azure_retail_api");
         assert_eq!(src.rows, 4, "{src:?}");
@@ -561,7 +567,125 @@ mod api_tests {
         update(args("aws", format!("{url}/"), &out)).unwrap();
         let c = load(Some(&out)).unwrap();
         assert_eq!(c.offers().len(), 1);
+        assert_eq!(c.types().len(), 1);
         assert_eq!(c.offers()[0].on_demand, Some(0.096));
         assert_eq!(c.sources()[0].name, "aws_pricing_api");
+    }
+
+    #[test]
+    fn update_from_gcp_api_should_price_machine_types_and_size_on_the_result() {
+        fn sku(desc: &str, usage: &str, unit: &str, nanos: i64) -> serde_json::Value {
+            serde_json::json!({"name": "services/6F81-5844-456A/skus/X", "skuId": "X",
+                "description": desc,
+                "category": {"serviceDisplayName": "Compute Engine", "resourceFamily": "Compute",
+                    "resourceGroup": "N1Standard", "usageType": usage},
+                "serviceRegions": ["us-central1"],
+                "pricingInfo": [{"pricingExpression": {"usageUnit": unit, "tieredRates": [
+                    {"startUsageAmount": 0,
+                     "unitPrice": {"currencyCode": "USD", "units": "0", "nanos": nanos}}]}}]})
+        }
+        let url = fake(2, move |method, path, _, _| {
+            assert_eq!(method, "GET");
+            assert!(
+                path.starts_with("/v1/services/6F81-5844-456A/skus?"),
+                "{path}"
+            );
+            assert!(path.contains("currencyCode=USD"), "{path}");
+            if path.contains("pageToken=t2") {
+                serde_json::json!({"nextPageToken": "", "skus": [
+                    sku("Spot Preemptible N2 Instance Core running in Americas", "Preemptible", "h", 7_000_000),
+                    sku("Spot Preemptible N2 Instance Ram running in Americas", "Preemptible", "GiBy.h", 1_000_000),
+                    // Unknown unit for a core price: rejected by the fetcher.
+                    sku("N2D AMD Instance Core running in Americas", "OnDemand", "GiBy.mo", 1),
+                ]})
+            } else {
+                serde_json::json!({"nextPageToken": "t2", "skus": [
+                    sku("N2 Instance Core running in Americas", "OnDemand", "h", 31_611_000),
+                    sku("N2 Instance Ram running in Americas", "OnDemand", "GiBy.h", 4_237_000),
+                    sku("Network Internet Egress", "OnDemand", "GiBy", 1_000),
+                ]})
+            }
+            .to_string()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("cat.tsv.txt");
+        update(args(
+            "gcp",
+            format!("{url}/v1/services/6F81-5844-456A/skus"),
+            &out,
+        ))
+        .unwrap();
+        let c = load(Some(&out)).unwrap();
+        // Only N2 machine types are priced, only in us-central1; no embedded type leaks in.
+        assert!(!c.types().is_empty());
+        assert!(
+            c.types()
+                .iter()
+                .all(|t| t.cloud == Cloud::Gcp && t.family == "n2"),
+            "{:?}",
+            c.types().iter().map(|t| &t.name).collect::<Vec<_>>()
+        );
+        assert!(c.regions().iter().all(|r| r.name == "us-central1"));
+        let n2 = c
+            .types()
+            .iter()
+            .filter(|t| !t.burstable && t.gpu == 0.0)
+            .count();
+        assert_eq!(c.offers().len(), n2);
+        for o in c.offers() {
+            let t = &c.types()[o.type_index as usize];
+            let od = t.vcpu * 0.031611 + t.mem_gib * 0.004237;
+            let spot = t.vcpu * 0.007 + t.mem_gib * 0.001;
+            assert!((o.on_demand.unwrap() - od).abs() < 1e-6, "{} {o:?}", t.name);
+            assert!((o.spot.unwrap() - spot).abs() < 1e-6, "{} {o:?}", t.name);
+        }
+        let src = &c.sources()[0];
+        assert_eq!(src.name, "gcp_billing_api");
+        assert_eq!(src.rows as usize, 2 * n2, "{src:?}");
+        assert!(src.note.contains("2 pages"), "{src:?}");
+        assert!(src.note.contains(" 1 rejected by the fetcher"), "{src:?}");
+        // `catalog info` on the result.
+        let info_json = summary_json(&c);
+        assert_eq!(info_json["offers"], serde_json::json!(n2));
+        info(InfoArgs {
+            catalog: Some(out.clone()),
+            json: true,
+        })
+        .unwrap();
+        // `size --catalog` on the result: the cheapest N2 cover of 16 vCPU / 64 GiB.
+        #[derive(clap::Parser)]
+        struct W {
+            #[command(flatten)]
+            a: super::super::size::Args,
+        }
+        let path = out.display().to_string();
+        let w = <W as clap::Parser>::try_parse_from([
+            "size",
+            "--cpu",
+            "16",
+            "--mem-gib",
+            "64",
+            "--catalog",
+            &path,
+            "--json",
+        ])
+        .unwrap();
+        super::super::size::run(w.a).unwrap();
+        let v = predictive_engine::cost::SizingParams::new(predictive_engine::cost::Demand::new(
+            16.0, 64.0,
+        ))
+        .check(&c)
+        .unwrap();
+        let s = predictive_engine::cost::size(&c, &v).unwrap();
+        assert!(s.capacity.cpu >= 16.0 && s.capacity.mem_gib >= 64.0);
+        for l in &s.allocation {
+            assert_eq!((l.cloud, l.region.as_str()), (Cloud::Gcp, "us-central1"));
+            assert!(l.instance_type.starts_with("n2-"), "{l:?}");
+        }
+        // n2-standard-16 (16 vCPU, 64 GiB) at 16 × 0.031611 + 64 × 0.004237 is the optimum.
+        assert!(
+            (s.total_hourly_cost - (16.0 * 0.031611 + 64.0 * 0.004237)).abs() < 1e-4,
+            "{s:?}"
+        );
     }
 }
