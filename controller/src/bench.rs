@@ -204,18 +204,12 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>, history_
         shadow: Default::default(),
         remediation: Default::default(),
     };
-    let cfg = ConfigParams {
-        interval: "5m".into(),
-        mode: Mode::Act,
-        concurrency: 64,
-        owner: "bench".into(),
-        store: None,
-        api: None,
-        metrics_listen: None,
-        workloads: Vec::new(),
-    }
-    .check("<bench>", Path::new("."))
-    .map_err(|e| setup(&e))?;
+    // From TOML, so fields added to the config keep their defaults here.
+    let mut cfg: ConfigParams = toml::from_str("owner = \"bench\"\n").map_err(|e| setup(&e))?;
+    cfg.interval = "5m".into();
+    cfg.mode = Mode::Act;
+    cfg.concurrency = 64;
+    let cfg = cfg.check("<bench>", Path::new(".")).map_err(|e| setup(&e))?;
     for i in 0..n {
         bench_cloud.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(format!("g{i:05}"), 1);
     }

@@ -445,3 +445,129 @@ async fn refits_choose_a_seasonal_model_are_spread_and_survive_a_restart() {
         d[0].explanation
     );
 }
+
+/// A strongly seasonal day: 50 at night, 400 from 08:00 to 16:00, with a small jitter.
+fn square(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let base = if (96..192).contains(&(i % 288)) {
+                400.0
+            } else {
+                50.0
+            };
+            base + ((i * 7919) % 13) as f64 * 0.5
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refit_model_drives_the_plan_and_the_online_forecaster_takes_over_when_it_misses() {
+    let cfg = config("", "");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let len = 3 * 288;
+    let values = square(len + 400);
+    let clock = VirtualClock::new(START + 300 * len as i64);
+    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+    let sim = crate::embedded::sim(clock_arc.clone(), None).unwrap();
+    crate::embedded::ensure_groups(&sim, "lt", &cfg.workloads).unwrap();
+    let cloud: DynProvider = Arc::new(sim);
+    let mut clouds = BTreeMap::new();
+    clouds.insert("sim".to_string(), cloud.clone());
+    let ctl = Arc::new(Controller::new(
+        &cfg,
+        store.clone(),
+        clouds,
+        clock_arc,
+        "lt",
+    ));
+    let samples: Vec<crate::store::Sample> = (0..len)
+        .map(|i| crate::store::Sample {
+            ts: START + 300 * i as i64,
+            value: values[i],
+        })
+        .collect();
+    store.put_samples("web", &samples).await.unwrap();
+    let replay = Arc::new(Replay::from_values(
+        START + 300 * len as i64,
+        300,
+        values[len..].to_vec(),
+    ));
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay.clone(), cloud.clone())
+        .await
+        .unwrap();
+    // Tick k observes phase k of the day; the refit runs after the first tick.
+    let mut last = Vec::new();
+    for k in 1..=94 {
+        clock.advance(300);
+        let r = ctl.tick().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        ctl.refits_settled().await;
+        if k == 94 {
+            last = store.decisions(Some("web"), 1).await.unwrap();
+        }
+    }
+    let stored = store
+        .loop_state("web", crate::refit::STATE_KIND)
+        .await
+        .unwrap();
+    let choice = crate::refit::Choice::decode(stored.as_deref())
+        .unwrap()
+        .expect("refitted");
+    assert_ne!(choice.model, "vpa-hist", "{:?}", choice.scores);
+    // At phase 94 usage is at its night level, and the target (phase 96, two steps ahead) is the
+    // start of the day's plateau: the plan follows the seasonal model and is ready for it.
+    let d = &last[0];
+    assert!(d.observed < 100.0, "{d:?}");
+    let target = START + 300 * (len as i64 + 96);
+    let (_, upper) = choice
+        .at_time(target)
+        .expect("the choice covers the target");
+    assert!(
+        upper > 350.0,
+        "the seasonal forecast sees the plateau: {upper}"
+    );
+    assert!(
+        d.explanation
+            .contains(&format!("planned on refit model {}", choice.model)),
+        "{}",
+        d.explanation
+    );
+    assert!(
+        d.predicted >= upper * 0.95 && d.desired >= 15,
+        "the plan covers the refit's quantile {upper}: {d:?}"
+    );
+
+    // A chosen model whose forecast is wrong (flat at 1) misses the objective: after a dozen
+    // judged ticks planning falls back to the online forecaster.
+    let broken = crate::refit::Choice {
+        p50: vec![1.0; choice.p50.len()],
+        upper: vec![1.0; choice.upper.len()],
+        ..choice.clone()
+    };
+    store
+        .put_loop_state(
+            "web",
+            crate::refit::STATE_KIND,
+            &broken.encode(),
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
+        .await
+        .unwrap();
+    for _ in 0..(crate::refit::MIN_JUDGED + 2) {
+        clock.advance(300);
+        let r = ctl.tick().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+    let d = &store.decisions(Some("web"), 1).await.unwrap()[0];
+    assert!(
+        d.explanation
+            .contains("planning follows the online forecaster")
+            && !d.explanation.contains("planned on refit model"),
+        "{}",
+        d.explanation
+    );
+    assert!(d.predicted >= d.observed * 0.9, "{d:?}");
+}

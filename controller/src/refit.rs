@@ -5,7 +5,10 @@
 //! The work is CPU-bound and runs off the loop (`spawn_blocking`), a bounded number of workloads
 //! per tick, each workload about once a day.
 
+use std::collections::VecDeque;
+
 use predictive_engine::forecast::{self, ForecastParams, ModelKind};
+use predictive_engine::policy::QuantileForecast;
 use predictive_engine::series::Series;
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +71,130 @@ impl Choice {
     /// The stored JSON is not a choice.
     pub fn decode(text: Option<&str>) -> Result<Option<Self>, serde_json::Error> {
         text.map(serde_json::from_str).transpose()
+    }
+}
+
+/// Online calibration and accuracy of a [`Choice`]'s forecast, judged at every observation the
+/// forecast covers.
+///
+/// The planning quantile is calibrated by widening or narrowing the spread above the median
+/// (`upper - p50`) by a factor adapted after each observation (adaptive conformal style: up by
+/// `GAIN × level` after a miss, down by `GAIN × (1 − level)` after a hit), so its coverage tends
+/// to the level. The coverage of the last day of calibrated forecasts is the chosen model's recent
+/// accuracy; below the workload's objective, planning falls back to the online forecaster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracker {
+    /// Multiplier of the spread above the median.
+    widen: f64,
+    /// Whether the last observations fell at or below the calibrated planning quantile.
+    hits: VecDeque<bool>,
+    /// The calibrated planning quantile the forecast gave for the latest observation.
+    last_upper: Option<f64>,
+}
+
+/// Step of the calibration factor (in log space).
+const GAIN: f64 = 0.05;
+
+/// Observations before the chosen model's coverage is judged.
+pub const MIN_JUDGED: usize = 12;
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self {
+            widen: 1.0,
+            hits: VecDeque::new(),
+            last_upper: None,
+        }
+    }
+}
+
+impl Tracker {
+    /// The calibrated planning quantile for a forecast (median, planning quantile).
+    pub fn upper(&self, p50: f64, upper: f64) -> f64 {
+        p50 + self.widen * (upper - p50).max(0.0)
+    }
+
+    /// The spread multiplier in force.
+    pub fn widen(&self) -> f64 {
+        self.widen
+    }
+
+    /// Judges `usage` at `ts` against `choice` (when its forecast covers `ts`) and adapts the
+    /// calibration; keeps the outcomes of the last `window` judged observations.
+    pub fn observe(&mut self, choice: &Choice, ts: i64, usage: f64, level: f64, window: usize) {
+        self.last_upper = None;
+        let Some((p50, upper)) = choice.at_time(ts) else {
+            return;
+        };
+        if !usage.is_finite() {
+            return;
+        }
+        let cal = self.upper(p50, upper);
+        let hit = usage <= cal + 1e-9;
+        self.last_upper = Some(cal);
+        if self.hits.len() >= window.max(1) {
+            self.hits.pop_front();
+        }
+        if self.hits.capacity() == 0 {
+            self.hits.reserve_exact(window.max(1));
+        }
+        self.hits.push_back(hit);
+        let step = if hit {
+            -GAIN * (1.0 - level)
+        } else {
+            GAIN * level
+        };
+        self.widen = (self.widen * step.exp()).clamp(0.25, 8.0);
+    }
+
+    /// Coverage of the judged observations; `None` before [`MIN_JUDGED`] of them.
+    pub fn coverage(&self) -> Option<f64> {
+        (self.hits.len() >= MIN_JUDGED)
+            .then(|| self.hits.iter().filter(|h| **h).count() as f64 / self.hits.len() as f64)
+    }
+
+    /// The calibrated planning quantile given for the latest observation, when one covered it.
+    pub fn last_upper(&self) -> Option<f64> {
+        self.last_upper
+    }
+}
+
+impl Choice {
+    /// The calibrated forecast of steps `1..=lead` after `now` (median and planning quantile
+    /// `level`), for the engine's `plan`; `None` unless the choice covers every one of them.
+    pub fn quantile_forecast(
+        &self,
+        now: i64,
+        step: i64,
+        lead: usize,
+        level: f64,
+        tracker: &Tracker,
+    ) -> Option<QuantileForecast> {
+        let median_only = (level - 0.5).abs() < 1e-9;
+        let mut values = Vec::with_capacity(lead);
+        for h in 1..=lead.max(1) {
+            let (p50, upper) = self.at_time(now + h as i64 * step)?;
+            let cal = tracker.upper(p50, upper);
+            values.push(if median_only {
+                vec![p50]
+            } else if level < 0.5 {
+                vec![upper.min(p50), p50]
+            } else {
+                vec![p50, cal]
+            });
+        }
+        let levels = if median_only {
+            vec![0.5]
+        } else if level < 0.5 {
+            vec![level, 0.5]
+        } else {
+            vec![0.5, level]
+        };
+        Some(QuantileForecast {
+            levels,
+            values,
+            model: self.model.clone(),
+        })
     }
 }
 
@@ -199,6 +326,40 @@ mod tests {
         assert!(c.at_time(c.start + 288 * 300).is_none());
         let back = Choice::decode(Some(&c.encode())).unwrap().unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn the_tracker_calibrates_the_quantile_and_judges_coverage() {
+        let c = Choice {
+            model: "snaive".into(),
+            score: 0.0,
+            scores: Vec::new(),
+            at: 0,
+            start: 0,
+            step: 300,
+            p50: vec![100.0; 288],
+            upper: vec![110.0; 288],
+        };
+        let mut t = Tracker::default();
+        assert_eq!(t.coverage(), None);
+        // Usage always at 115: the raw q0.9 (110) misses, so the spread widens until it covers.
+        for i in 0..200 {
+            t.observe(&c, i * 300, 115.0, 0.9, 288);
+        }
+        assert!(t.widen() > 1.4, "{}", t.widen());
+        assert!(t.upper(100.0, 110.0) >= 115.0);
+        let cov = t.coverage().unwrap();
+        assert!(cov > 0.5 && cov < 1.0, "{cov}");
+        // Outside the forecast's day nothing is judged.
+        t.observe(&c, 288 * 300, 1e9, 0.9, 288);
+        assert_eq!(t.last_upper(), None);
+        // The forecast handed to the policy: median and calibrated quantile per lead step.
+        let f = c.quantile_forecast(0, 300, 2, 0.9, &t).unwrap();
+        assert_eq!(f.levels, vec![0.5, 0.9]);
+        assert_eq!(f.values.len(), 2);
+        assert_eq!(f.values[1][0], 100.0);
+        assert!((f.values[1][1] - t.upper(100.0, 110.0)).abs() < 1e-12);
+        assert!(c.quantile_forecast(287 * 300, 300, 2, 0.9, &t).is_none());
     }
 
     #[test]

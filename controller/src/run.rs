@@ -27,7 +27,7 @@ use predictive_engine::anomaly::{
     Verdict, ALERT_THRESHOLD,
 };
 use predictive_engine::policy::{
-    Allocator, AllocatorSettings, Plan, PolicyParams, ALLOCATOR_LEVELS,
+    self, Allocator, AllocatorSettings, Plan, PolicyParams, Snapshot, ALLOCATOR_LEVELS,
 };
 
 use crate::clock::{Clock, Sleep, Timestamp};
@@ -128,10 +128,11 @@ struct State {
     allocator: Allocator,
     /// (target time, median, planning quantile) of forecasts not yet compared with usage.
     pending: VecDeque<(Timestamp, f64, f64)>,
-    /// Whether the last observations fell at or below the planning quantile.
+    /// Whether the last observations fell at or below the planning quantile (one day, allocated
+    /// once at that size).
     hits: VecDeque<bool>,
-    /// Usage of the trailing 24 h (conservative policy).
-    recent: VecDeque<f64>,
+    /// Usage of the trailing 24 h (conservative policy, shadow peaks), as `f32`, allocated once.
+    recent: VecDeque<f32>,
     fallback: bool,
     last_tick: Option<Timestamp>,
     last_plan: Option<Plan>,
@@ -146,6 +147,12 @@ struct State {
     pool: Pool,
     /// The latest scheduled refit: chosen model and its forecast (stored).
     refit: Option<refit::Choice>,
+    /// Calibration and recent accuracy of the refit's forecast.
+    refit_track: refit::Tracker,
+    /// Capacity of the plan in force (whichever forecaster made it).
+    current: Option<f64>,
+    /// Desired capacities of the latest plans at the lead step (the stabilisation window).
+    desired: VecDeque<f64>,
 }
 
 /// A managed workload: its checked config, its source, its cloud and its state.
@@ -349,7 +356,9 @@ impl Controller {
             .await?;
         self.metrics
             .add_labelled(metrics::REFITS, name, ("model", &choice.model), 1.0);
-        w.state.lock().await.refit = Some(choice);
+        let mut st = w.state.lock().await;
+        st.refit = Some(choice);
+        st.refit_track = refit::Tracker::default();
         Ok(())
     }
 
@@ -517,6 +526,9 @@ impl Controller {
             pending: VecDeque::new(),
             hits: VecDeque::new(),
             recent: VecDeque::new(),
+            refit_track: refit::Tracker::default(),
+            current: None,
+            desired: VecDeque::new(),
             fallback: false,
             last_tick: None,
             last_plan: None,
@@ -559,6 +571,9 @@ impl Controller {
             st.pending.pop_front();
             if target == ts {
                 let hit = usage <= upper + 1e-9;
+                if st.hits.len() >= (86_400 / self.interval).max(1) as usize {
+                    st.hits.pop_front();
+                }
                 st.hits.push_back(hit);
                 feedback = Some(((usage - p50).abs(), hit));
             }
@@ -567,9 +582,18 @@ impl Controller {
         while st.hits.len() > day {
             st.hits.pop_front();
         }
-        st.recent.push_back(usage);
-        while st.recent.len() > day {
+        if st.hits.capacity() < day {
+            st.hits.reserve_exact(day - st.hits.len());
+        }
+        while st.recent.len() >= day {
             st.recent.pop_front();
+        }
+        if st.recent.capacity() < day {
+            st.recent.reserve_exact(day - st.recent.len());
+        }
+        st.recent.push_back(usage as f32);
+        if let Some(c) = st.refit.as_ref() {
+            st.refit_track.observe(c, ts, usage, w.params.quantile, day);
         }
         st.last_plan = Some(st.allocator.step(usage));
         st.verdict = Some(st.detector.observe(usage));
@@ -762,7 +786,7 @@ impl Controller {
             .as_ref()
             .and_then(|c| c.at_time(target).map(|v| (c, v)));
         let (p50, upper, model) = match refitted {
-            Some((c, (rp50, rup))) => (rp50, rup, c.model.clone()),
+            Some((c, (rp50, rup))) => (rp50, st.refit_track.upper(rp50, rup), c.model.clone()),
             None => (
                 p50,
                 upper,
@@ -807,16 +831,36 @@ impl Controller {
             });
             return Ok(out);
         }
-        // Plan: the engine's policy, or the conservative fallback when accuracy is missed.
-        let (mut capacity, mut why) = match &st.last_plan {
-            Some(plan) => (
+        // Plan: the engine's policy over the refit's chosen model (calibrated) while its recent
+        // accuracy meets the objective, over the online forecaster otherwise; the conservative
+        // fallback when even that misses the objective.
+        let (refit_plan, refit_why) = self.plan_refit(&st, w, now, usage);
+        let (mut capacity, mut why) = match (&refit_plan, &st.last_plan) {
+            (Some(plan), _) => (
                 plan.capacity,
-                format!("{}{refit_note}", plan.explanation.reason),
+                format!("{}{refit_why}", plan.explanation.reason),
             ),
-            None => (usage, "no plan yet: capacity follows usage".to_string()),
+            (None, Some(plan)) => (
+                plan.capacity,
+                format!("{}{refit_note}{refit_why}", plan.explanation.reason),
+            ),
+            (None, None) => (usage, "no plan yet: capacity follows usage".to_string()),
         };
+        if let Some(plan) = refit_plan.as_ref().or(st.last_plan.as_ref()) {
+            let (cap, at_lead) = (plan.capacity, plan.desired_at_lead);
+            let keep = st.allocator.policy().params().stabilisation.max(1);
+            st.current = Some(cap);
+            while st.desired.len() >= keep {
+                st.desired.pop_front();
+            }
+            st.desired.push_back(at_lead);
+        }
         if st.fallback {
-            let peak = st.recent.iter().copied().fold(0.0_f64, f64::max);
+            let peak = st
+                .recent
+                .iter()
+                .map(|&x| f64::from(x))
+                .fold(0.0_f64, f64::max);
             if peak > capacity {
                 capacity = peak;
             }
@@ -1030,6 +1074,72 @@ impl Controller {
         Ok(out)
     }
 
+    /// The plan over the refit's chosen model, when its forecast covers the lead steps and its
+    /// recent accuracy meets the workload's objective; and a note for the explanation.
+    fn plan_refit(
+        &self,
+        st: &State,
+        w: &Workload,
+        now: Timestamp,
+        usage: f64,
+    ) -> (Option<Plan>, String) {
+        let p = &w.cfg.params;
+        let Some(choice) = st.refit.as_ref() else {
+            return (None, String::new());
+        };
+        let Some(forecast) = choice.quantile_forecast(
+            now,
+            self.interval,
+            w.lead_steps,
+            p.quantile,
+            &st.refit_track,
+        ) else {
+            return (None, String::new());
+        };
+        if let Some(cov) = st
+            .refit_track
+            .coverage()
+            .filter(|c| *c < p.accuracy_objective)
+        {
+            return (
+                None,
+                format!(
+                    "; refit model {} covered {:.0}% of the last day, below the objective {:.0}%: planning follows the online forecaster",
+                    choice.model,
+                    cov * 100.0,
+                    p.accuracy_objective * 100.0
+                ),
+            );
+        }
+        let n = st.recent.len().max(1);
+        let typical = st.recent.iter().map(|&x| f64::from(x)).sum::<f64>() / n as f64;
+        let snapshot = Snapshot {
+            current: st.current.unwrap_or(usage),
+            latest_usage: usage,
+            predicted_latest: st.refit_track.last_upper(),
+            surprise: 1.0,
+            typical_usage: typical,
+            recent_desired: st.desired.iter().copied().collect(),
+        };
+        match policy::plan(&snapshot, &forecast, st.allocator.policy()) {
+            Ok(plan) => {
+                let note = format!(
+                    "; planned on refit model {} (rolling-origin CV pinball {:.3}, refitted at {}, spread x{:.2}{})",
+                    choice.model,
+                    choice.score,
+                    choice.at,
+                    st.refit_track.widen(),
+                    st.refit_track
+                        .coverage()
+                        .map(|c| format!(", coverage {:.0}%", c * 100.0))
+                        .unwrap_or_default()
+                );
+                (Some(plan), note)
+            }
+            Err(_) => (None, String::new()),
+        }
+    }
+
     /// Capacity predicted within the shadow horizon: the larger of the same hours yesterday and
     /// the trailing horizon's peak, plus the plan's current margin over usage, and at least the
     /// plan itself.
@@ -1041,13 +1151,13 @@ impl Controller {
             .iter()
             .rev()
             .take(ss.horizon)
-            .copied()
+            .map(|&x| f64::from(x))
             .fold(0.0_f64, f64::max);
         // recent[j] is the usage (n - 1 - j) steps ago; a day ago plus h steps is j = n - 1 - day + h.
         let yesterday = if n >= day {
             (1..=ss.horizon.min(day))
                 .filter_map(|h| st.recent.get(n - 1 - day + h))
-                .copied()
+                .map(|&x| f64::from(x))
                 .fold(0.0_f64, f64::max)
         } else {
             0.0

@@ -5,26 +5,147 @@
 //! short means, a short max, daily seasonal persistence) and turns each into quantiles with the
 //! empirical distribution of its own recent errors at that horizon (a split-conformal wrapper).
 //! The predictor with the lowest recent pinball loss at the policy's confidence wins, per horizon.
-//! Every update costs O(candidates × horizon × log window) plus a bounded memmove.
+//! Every update costs O(candidates × log window) plus a bounded memmove.
+//!
+//! # Memory
+//! A controller keeps one forecaster per workload, so the state is compact: values and errors
+//! are stored as `f32` (7 significant digits, far finer than any usage metric), the predictors'
+//! errors share one ring of rows (one row per step: the step is implicit in the row's position)
+//! beside one sorted copy per predictor for the quantile queries, the history is a fixed ring of
+//! `day + horizon + 16` values, and the predictions waiting for their target step sit in a ring of
+//! `horizon` rows indexed by the target step. Every buffer is allocated once at its exact size.
+//! [`OnlineForecaster::heap_bytes`] reports the total: about `8 × P × window + 4 × day` bytes with
+//! P = 5 predictors.
 
-use std::collections::VecDeque;
+/// Rounds to `f32`, the storage precision, saturating instead of overflowing to infinity.
+fn to_f32(x: f64) -> f32 {
+    if x.is_nan() {
+        f32::NAN
+    } else {
+        x.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32
+    }
+}
 
-/// A window of the most recent values that answers quantile queries.
+/// A fixed-capacity ring of `T`, allocated once at its exact capacity on the first push.
+#[derive(Debug, Clone)]
+struct Ring<T> {
+    buf: Vec<T>,
+    /// Index of the oldest value once the ring is full.
+    head: usize,
+    cap: usize,
+}
+
+impl<T: Copy> Ring<T> {
+    fn new(cap: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            head: 0,
+            cap: cap.max(1),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Appends `v`; returns the value it evicted when full.
+    fn push(&mut self, v: T) -> Option<T> {
+        if self.buf.len() < self.cap {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(self.cap);
+            }
+            self.buf.push(v);
+            return None;
+        }
+        let old = std::mem::replace(&mut self.buf[self.head], v);
+        self.head = (self.head + 1) % self.cap;
+        Some(old)
+    }
+
+    /// The value `k` steps before the newest (`k = 0`: the newest).
+    fn back(&self, k: usize) -> Option<T> {
+        let n = self.buf.len();
+        if k >= n {
+            return None;
+        }
+        // The newest value sits just before `head` (wrapping); before the ring fills, `head` is 0
+        // and the newest is the last element.
+        let newest = (self.head + n - 1) % n;
+        Some(self.buf[(newest + n - k) % n])
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.buf.capacity() * std::mem::size_of::<T>()
+    }
+}
+
+/// Sorted `f32` values (finite only), allocated once at `cap` on the first insert.
+#[derive(Debug, Clone)]
+struct Sorted {
+    v: Vec<f32>,
+    cap: usize,
+}
+
+impl Sorted {
+    fn new(cap: usize) -> Self {
+        Self {
+            v: Vec::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.v.len()
+    }
+
+    fn insert(&mut self, x: f32) {
+        if self.v.len() == self.v.capacity() {
+            // Exact growth: a clone holds only its values, and the window never outgrows `cap`.
+            self.v
+                .reserve_exact(self.cap.max(self.v.len() + 1) - self.v.len());
+        }
+        let i = self.v.partition_point(|y| *y < x);
+        self.v.insert(i, x);
+    }
+
+    fn remove(&mut self, x: f32) {
+        let i = self.v.partition_point(|y| *y < x);
+        if self.v.get(i) == Some(&x) {
+            self.v.remove(i);
+        }
+    }
+
+    /// Linear interpolation between order statistics; `None` when empty.
+    fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.v.len();
+        if n == 0 {
+            return None;
+        }
+        let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+        let lo = pos.floor() as usize;
+        let hi = (lo + 1).min(n - 1);
+        let frac = pos - lo as f64;
+        Some(f64::from(self.v[lo]) * (1.0 - frac) + f64::from(self.v[hi]) * frac)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.v.capacity() * std::mem::size_of::<f32>()
+    }
+}
+
+/// A window of the most recent values that answers quantile queries (stored as `f32`).
 #[derive(Debug, Clone)]
 pub struct RollingQuantile {
-    ring: VecDeque<f64>,
-    sorted: Vec<f64>,
-    capacity: usize,
+    ring: Ring<f32>,
+    sorted: Sorted,
 }
 
 impl RollingQuantile {
     /// An empty window holding at most `capacity` values (at least 1).
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
         Self {
-            ring: VecDeque::with_capacity(capacity),
-            sorted: Vec::with_capacity(capacity),
-            capacity,
+            ring: Ring::new(capacity),
+            sorted: Sorted::new(capacity),
         }
     }
 
@@ -33,15 +154,11 @@ impl RollingQuantile {
         if !v.is_finite() {
             return;
         }
-        if self.ring.len() == self.capacity {
-            if let Some(old) = self.ring.pop_front() {
-                let i = self.sorted.partition_point(|x| *x < old);
-                self.sorted.remove(i);
-            }
+        let v = to_f32(v);
+        if let Some(old) = self.ring.push(v) {
+            self.sorted.remove(old);
         }
-        self.ring.push_back(v);
-        let i = self.sorted.partition_point(|x| *x < v);
-        self.sorted.insert(i, v);
+        self.sorted.insert(v);
     }
 
     /// Number of values held.
@@ -51,20 +168,17 @@ impl RollingQuantile {
 
     /// Whether no value is held.
     pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
+        self.sorted.len() == 0
     }
 
     /// The `q`-quantile (linear interpolation between order statistics); `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let n = self.sorted.len();
-        if n == 0 {
-            return None;
-        }
-        let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
-        let lo = pos.floor() as usize;
-        let hi = (lo + 1).min(n - 1);
-        let frac = pos - lo as f64;
-        Some(self.sorted[lo] * (1.0 - frac) + self.sorted[hi] * frac)
+        self.sorted.quantile(q)
+    }
+
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.ring.heap_bytes() + self.sorted.heap_bytes()
     }
 }
 
@@ -83,9 +197,12 @@ pub enum Predictor {
     SeasonalDay,
 }
 
+/// Number of predictors.
+const P: usize = 5;
+
 impl Predictor {
     /// All predictors.
-    pub const ALL: [Predictor; 5] = [
+    pub const ALL: [Predictor; P] = [
         Predictor::Last,
         Predictor::Mean3,
         Predictor::Mean12,
@@ -113,7 +230,7 @@ pub struct OnlineSettings {
     pub horizon: usize,
     /// Steps in a day (for the seasonal predictor).
     pub day: usize,
-    /// Errors remembered per predictor and horizon.
+    /// Errors remembered per predictor and horizon (the last `window` steps that produced one).
     pub window: usize,
     /// Quantile level used to rank predictors by pinball loss.
     pub rank_level: f64,
@@ -132,29 +249,47 @@ pub struct StepForecast {
     pub predictor: Predictor,
 }
 
-#[derive(Debug, Clone)]
-struct Track {
-    errors: RollingQuantile,
-    /// Predictions waiting for their target step: (target index, point, scale, quantile at
-    /// rank level).
-    pending: VecDeque<(u64, f64, f64, f64)>,
-    loss: f64,
+/// The predictions made at one step for the step `horizon` later (NaN: none).
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// The error scale when they were made.
+    scale: f32,
+    /// The chosen forecast's point.
+    chosen: f32,
+    /// Each predictor's point.
+    point: [f32; P],
+    /// Each predictor's quantile at the rank level.
+    q: [f32; P],
+}
+
+impl Pending {
+    const NONE: Pending = Pending {
+        scale: f32::NAN,
+        chosen: f32::NAN,
+        point: [f32::NAN; P],
+        q: [f32::NAN; P],
+    };
 }
 
 /// Online multi-predictor conformal forecaster. Feed it one observation per step.
 #[derive(Debug, Clone)]
 pub struct OnlineForecaster {
     settings: OnlineSettings,
-    history: VecDeque<f64>,
-    capacity: usize,
+    /// The latest `day + horizon + 16` observations.
+    history: Ring<f32>,
     /// Index of the next observation.
     next: u64,
-    /// One error track per predictor, at the horizon.
-    tracks: Vec<Track>,
+    /// Each predictor's normalised errors at the horizon, one row per step (NaN: no error).
+    errors: Ring<[f32; P]>,
+    /// The same errors, sorted, per predictor.
+    sorted: [Sorted; P],
+    /// Smoothed pinball loss per predictor at the rank level.
+    loss: [f64; P],
+    /// Predictions waiting for their target step: the one for step `t` sits at `t % horizon`.
+    pending: Vec<Pending>,
     /// Recent absolute errors of the chosen predictor at the last horizon, short and long EWMA.
     surprise_short: f64,
     surprise_long: f64,
-    chosen_pending: VecDeque<(u64, f64)>,
     /// Long-run mean absolute value (a day-long EWMA): the floor of the error scale.
     typical_abs: f64,
 }
@@ -167,20 +302,17 @@ impl OnlineForecaster {
             horizon,
             ..settings
         };
-        let track = Track {
-            errors: RollingQuantile::new(settings.window),
-            pending: VecDeque::new(),
-            loss: 0.0,
-        };
+        let window = settings.window.max(1);
         Self {
             settings,
-            history: VecDeque::new(),
-            capacity: settings.day + horizon + 16,
+            history: Ring::new(settings.day + horizon + 16),
             next: 0,
-            tracks: vec![track; Predictor::ALL.len()],
+            errors: Ring::new(window),
+            sorted: std::array::from_fn(|_| Sorted::new(window)),
+            loss: [0.0; P],
+            pending: vec![Pending::NONE; horizon],
             surprise_short: 0.0,
             surprise_long: 0.0,
-            chosen_pending: VecDeque::new(),
             typical_abs: 0.0,
         }
     }
@@ -192,7 +324,15 @@ impl OnlineForecaster {
 
     /// The latest observation, if any.
     pub fn last(&self) -> Option<f64> {
-        self.history.back().copied()
+        self.history.back(0).map(f64::from)
+    }
+
+    /// Bytes this forecaster holds on the heap (its windows, history and pending predictions).
+    pub fn heap_bytes(&self) -> usize {
+        self.history.heap_bytes()
+            + self.errors.heap_bytes()
+            + self.sorted.iter().map(Sorted::heap_bytes).sum::<usize>()
+            + self.pending.capacity() * std::mem::size_of::<Pending>()
     }
 
     /// Recent surprise: short-term over long-term mean absolute error of the forecasts at the
@@ -205,6 +345,11 @@ impl OnlineForecaster {
         }
     }
 
+    /// The latest `k` observations, newest first.
+    fn recent(&self, k: usize) -> impl Iterator<Item = f64> + '_ {
+        (0..k.min(self.history.len())).filter_map(|j| self.history.back(j).map(f64::from))
+    }
+
     /// Local error scale: the mean absolute deviation of the last 12 values from their mean,
     /// floored at 5 % of the typical level. Errors are stored divided by it, so bursts widen the
     /// quantiles and quiet spells narrow them (volatility clusters).
@@ -214,44 +359,31 @@ impl OnlineForecaster {
         if k == 0 {
             return floor;
         }
-        let mean = self.history.iter().rev().take(k).sum::<f64>() / k as f64;
-        let mad = self
-            .history
-            .iter()
-            .rev()
-            .take(k)
-            .map(|x| (x - mean).abs())
-            .sum::<f64>()
-            / k as f64;
+        let mean = self.recent(k).sum::<f64>() / k as f64;
+        let mad = self.recent(k).map(|x| (x - mean).abs()).sum::<f64>() / k as f64;
         mad.max(floor)
     }
 
     fn point(&self, p: Predictor, h: usize) -> Option<f64> {
         let n = self.history.len();
-        let last = *self.history.back()?;
+        let last = self.last()?;
         let mean = |k: usize| {
             let k = k.min(n);
-            self.history.iter().rev().take(k).sum::<f64>() / k as f64
+            self.recent(k).sum::<f64>() / k as f64
         };
         Some(match p {
             Predictor::Last => last,
             Predictor::Mean3 => mean(3),
             Predictor::Mean12 => mean(12),
-            Predictor::Max6 => self
-                .history
-                .iter()
-                .rev()
-                .take(6)
-                .copied()
-                .fold(f64::MIN, f64::max),
+            Predictor::Max6 => self.recent(6).fold(f64::MIN, f64::max),
             Predictor::SeasonalDay => {
                 let day = self.settings.day;
                 // Target index = now + h; a day before it is now + h - day, i.e. day - h back.
                 if day <= h || n < day + 1 {
                     return None;
                 }
-                let then = self.history[n - 1 - (day - h)];
-                let base_then = self.history[n - 1 - day];
+                let then = f64::from(self.history.back(day - h)?);
+                let base_then = f64::from(self.history.back(day)?);
                 then + (last - base_then)
             }
         })
@@ -260,62 +392,72 @@ impl OnlineForecaster {
     /// Records observation `u` (the value of the step after the previous one).
     pub fn observe(&mut self, u: f64) {
         let t = self.next;
-        // Resolve predictions that targeted this step.
+        let h = self.settings.horizon;
+        let slot = (t % h as u64) as usize;
+        // Resolve the predictions made `horizon` steps ago for this step.
+        let due = std::mem::replace(&mut self.pending[slot], Pending::NONE);
         let level = self.settings.rank_level;
         let alpha = self.settings.rank_smoothing;
-        for track in self.tracks.iter_mut() {
-            while let Some(&(target, point, scale, q)) = track.pending.front() {
-                if target > t {
-                    break;
+        let mut row = [f32::NAN; P];
+        for i in 0..P {
+            let (point, q) = (f64::from(due.point[i]), f64::from(due.q[i]));
+            if point.is_nan() {
+                continue;
+            }
+            let e = (u - point) / f64::from(due.scale);
+            if e.is_finite() {
+                row[i] = to_f32(e);
+            }
+            let diff = u - q;
+            let loss = if diff >= 0.0 {
+                level * diff
+            } else {
+                (level - 1.0) * diff
+            };
+            self.loss[i] = (1.0 - alpha) * self.loss[i] + alpha * loss;
+        }
+        if row.iter().any(|e| !e.is_nan()) {
+            if let Some(old) = self.errors.push(row) {
+                for (s, e) in self.sorted.iter_mut().zip(old) {
+                    if !e.is_nan() {
+                        s.remove(e);
+                    }
                 }
-                track.pending.pop_front();
-                if target == t {
-                    track.errors.push((u - point) / scale);
-                    let diff = u - q;
-                    let loss = if diff >= 0.0 {
-                        level * diff
-                    } else {
-                        (level - 1.0) * diff
-                    };
-                    track.loss = (1.0 - alpha) * track.loss + alpha * loss;
+            }
+            for (s, e) in self.sorted.iter_mut().zip(row) {
+                if !e.is_nan() {
+                    s.insert(e);
                 }
             }
         }
-        while let Some(&(target, point)) = self.chosen_pending.front() {
-            if target > t {
-                break;
-            }
-            self.chosen_pending.pop_front();
-            if target == t {
-                let e = (u - point).abs();
-                self.surprise_short = 0.7 * self.surprise_short + 0.3 * e;
-                self.surprise_long = 0.995 * self.surprise_long + 0.005 * e;
-            }
+        if !due.chosen.is_nan() {
+            let e = (u - f64::from(due.chosen)).abs();
+            self.surprise_short = 0.7 * self.surprise_short + 0.3 * e;
+            self.surprise_long = 0.995 * self.surprise_long + 0.005 * e;
         }
-        self.history.push_back(u);
-        if self.history.len() > self.capacity {
-            self.history.pop_front();
-        }
+        self.history.push(to_f32(u));
         self.next += 1;
         let alpha = (1.0 / self.next as f64).max(1.0 / self.settings.day.max(1) as f64);
         self.typical_abs += alpha * (u.abs() - self.typical_abs);
         let scale = self.scale();
-        // Register this step's predictions of every predictor.
-        let h = self.settings.horizon;
+        // Register this step's predictions of every predictor for step `t + h` (same slot).
+        let mut made = Pending {
+            scale: to_f32(scale),
+            ..Pending::NONE
+        };
         for (i, p) in Predictor::ALL.iter().enumerate() {
             if let Some(point) = self.point(*p, h) {
-                let q = self.tracks[i]
-                    .errors
+                let q = self.sorted[i]
                     .quantile(level)
                     .map_or(point, |e| point + e * scale);
-                self.tracks[i]
-                    .pending
-                    .push_back((t + h as u64, point, scale, q));
+                made.point[i] = to_f32(point);
+                made.q[i] = to_f32(q);
             }
         }
         if let Some(f) = self.forecast_step(h, &[]) {
-            self.chosen_pending.push_back((t + h as u64, f.point));
+            made.chosen = to_f32(f.point);
         }
+        self.pending[slot] = made;
     }
 
     /// The forecast `h` steps after the latest observation, with quantiles at `levels`; `None`
@@ -333,12 +475,13 @@ impl OnlineForecaster {
         // to persistence while everything is new.
         let min_errors = 12;
         let mut best: Option<(usize, f64)> = None;
-        for (i, track) in self.tracks.iter().enumerate() {
-            if track.errors.len() < min_errors || self.point(Predictor::ALL[i], horizon).is_none() {
+        for i in 0..P {
+            if self.sorted[i].len() < min_errors || self.point(Predictor::ALL[i], horizon).is_none()
+            {
                 continue;
             }
-            if best.is_none_or(|(_, l)| track.loss < l) {
-                best = Some((i, track.loss));
+            if best.is_none_or(|(_, l)| self.loss[i] < l) {
+                best = Some((i, self.loss[i]));
             }
         }
         let i = best.map_or(0, |(i, _)| i);
@@ -346,7 +489,7 @@ impl OnlineForecaster {
         let point = self.point(predictor, horizon)?;
         let last = self.last()?;
         let w = h as f64 / horizon as f64;
-        let errors = &self.tracks[i].errors;
+        let errors = &self.sorted[i];
         let scale = self.scale();
         let quantiles = levels
             .iter()
@@ -363,6 +506,7 @@ impl OnlineForecaster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
 
     #[test]
     fn rolling_quantile_should_forget_the_oldest_values() {
