@@ -401,6 +401,41 @@ impl pb::controller_server::Controller for Api {
         }))
     }
 
+    async fn get_history(&self, req: Request<pb::GetHistoryRequest>) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let r = req.get_ref();
+        if self.ctl.workload(&r.workload).is_none() {
+            return Err(Status::not_found(format!("workload `{}` is not registered", r.workload)));
+        }
+        if r.step < 0 {
+            return Err(Status::invalid_argument("step: must be 0 (raw samples) or a positive number of seconds"));
+        }
+        if r.to != 0 && r.to <= r.from {
+            return Err(Status::invalid_argument(format!("to: {} must be after from ({}) or 0", r.to, r.from)));
+        }
+        let mut xs = self.ctl.store().samples(&r.workload, r.from).await.map_err(|e| internal(&e))?;
+        if r.to != 0 {
+            xs.retain(|s| s.ts < r.to);
+        }
+        let samples = if r.step == 0 {
+            xs.into_iter().map(|s| pb::Sample { ts: s.ts, value: s.value }).collect()
+        } else {
+            // One mean per step that holds samples, at the step's start (steps aligned on `from`).
+            let mut out: Vec<(i64, f64, u32)> = Vec::new();
+            for s in xs {
+                let start = r.from + (s.ts - r.from).div_euclid(r.step) * r.step;
+                match out.last_mut() {
+                    Some((t, sum, n)) if *t == start => {
+                        *sum += s.value;
+                        *n += 1;
+                    }
+                    _ => out.push((start, s.value, 1)),
+                }
+            }
+            out.into_iter().map(|(ts, sum, n)| pb::Sample { ts, value: sum / f64::from(n) }).collect()
+        };
+        Ok(Response::new(pb::GetHistoryResponse { samples }))
+    }
+
     async fn list_decisions(&self, req: Request<pb::ListDecisionsRequest>) -> Result<Response<pb::ListDecisionsResponse>, Status> {
         let r = req.get_ref();
         let limit = if r.limit == 0 { 20 } else { r.limit.min(10_000) };
@@ -590,6 +625,55 @@ mod tests {
             let r = ctl.tick().await.unwrap();
             assert!(r.errors.is_empty(), "{:?}", r.errors);
         }
+        // history: the observed samples, raw then averaged on a step; `to` exclusive
+        let raw = c
+            .get_history(pb::GetHistoryRequest { workload: "batch".into(), from: 0, to: 0, step: 0 })
+            .await
+            .unwrap()
+            .into_inner()
+            .samples;
+        assert!(raw.len() >= 3, "{raw:?}");
+        assert!(raw.windows(2).all(|w| w[0].ts < w[1].ts), "{raw:?}");
+        let (t0, t1) = (raw[0].ts, raw[1].ts);
+        let cut = c
+            .get_history(pb::GetHistoryRequest { workload: "batch".into(), from: t0, to: t1, step: 0 })
+            .await
+            .unwrap()
+            .into_inner()
+            .samples;
+        assert_eq!(cut, vec![raw[0].clone()]);
+        let stepped = c
+            .get_history(pb::GetHistoryRequest { workload: "batch".into(), from: t0, to: 0, step: 2 * (t1 - t0) })
+            .await
+            .unwrap()
+            .into_inner()
+            .samples;
+        let step = 2 * (t1 - t0);
+        let mut want: Vec<(i64, Vec<f64>)> = Vec::new();
+        for x in &raw {
+            let start = t0 + (x.ts - t0) / step * step;
+            match want.last_mut() {
+                Some((t, v)) if *t == start => v.push(x.value),
+                _ => want.push((start, vec![x.value])),
+            }
+        }
+        assert_eq!(stepped.len(), want.len(), "{stepped:?} {raw:?}");
+        assert!(stepped.len() < raw.len(), "steps merged samples: {stepped:?}");
+        for (got, (ts, vs)) in stepped.iter().zip(&want) {
+            assert_eq!(got.ts, *ts);
+            assert!((got.value - vs.iter().sum::<f64>() / vs.len() as f64).abs() < 1e-9, "{stepped:?} {raw:?}");
+        }
+        let e = c
+            .get_history(pb::GetHistoryRequest { workload: "nope".into(), from: 0, to: 0, step: 0 })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let e = c
+            .get_history(pb::GetHistoryRequest { workload: "batch".into(), from: 0, to: 0, step: -1 })
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("step"), "{}", e.message());
+
         let e = c
             .push_metrics(pb::PushMetricsRequest {
                 workload: "nope".into(),
