@@ -1,6 +1,8 @@
-//! History sources and clone registration against real servers: a Prometheus (started on a loopback port over a TSDB
-//! built by `promtool` from a real trace excerpt, `examples/data`) and an in-process
-//! `predictive` controller serving its gRPC API.
+//! History sources and clone registration against real servers: a Prometheus (started on a
+//! loopback port over a TSDB built by `promtool` from a real trace excerpt, `examples/data`) and
+//! an in-process `predictive` controller serving its gRPC API (its recorded usage seeded from
+//! the same excerpt). Terraform plans against both, and the plan's demand is checked against
+//! the engine's forecast of the history each source gives.
 //!
 //! Prometheus is skipped locally when it is not installed and FAILS when `CI` is set.
 
@@ -60,13 +62,10 @@ async fn prometheus_history_should_be_the_recorded_samples_at_an_hourly_step() {
         &cache,
         sources(&src, None, end + 1800),
         &Usage::Workload("web".into()),
-        24.0,
     )
     .await
     .unwrap();
-    let History::Series { cpu, mem } = &*h else {
-        panic!("prometheus gives samples")
-    };
+    let History::Series { cpu, mem } = &*h;
     assert!(mem.is_none());
     assert_eq!(cpu.step(), 3600);
     assert_eq!(cpu.start(), end - lookback);
@@ -104,7 +103,6 @@ async fn prometheus_history_should_be_the_recorded_samples_at_an_hourly_step() {
         &HistoryCache::default(),
         sources(&bad, None, end),
         &Usage::Workload("web".into()),
-        24.0,
     )
     .await
     .unwrap_err();
@@ -122,7 +120,6 @@ async fn prometheus_history_should_be_the_recorded_samples_at_an_hourly_step() {
         &HistoryCache::default(),
         sources(&none, None, end),
         &Usage::Workload("db".into()),
-        24.0,
     )
     .await
     .unwrap_err();
@@ -130,13 +127,154 @@ async fn prometheus_history_should_be_the_recorded_samples_at_an_hourly_step() {
     assert!(text.contains("returned 0 series"), "{text}");
 }
 
-/// An in-process controller with one `push` workload, forecasts made by a few ticks in
-/// virtual time, and its API on a loopback port.
+/// The trace excerpt shifted so that its last sample falls in the last full hour before now.
+fn trace_ending_now() -> (Vec<(i64, f64)>, i64) {
+    let raw: Vec<(i64, f64)> =
+        predictive_traces::read_samples(&trace(), predictive_traces::Metric::Cpu)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.timestamp, s.value))
+            .collect();
+    let now = unix_now();
+    let end = now - now.rem_euclid(3600);
+    let shift = end - 1 - raw[raw.len() - 1].0;
+    (raw.into_iter().map(|(t, v)| (t + shift, v)).collect(), now)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The demand the engine forecasts over `horizon_hours` from what `src` gives for `workload`
+/// at `now`: `(quantile, cpu)` rounded as the plan shows them.
+async fn expected_demand(
+    src: &HistorySource,
+    c: Option<&ControllerSettings>,
+    workload: &str,
+    now: i64,
+    horizon_hours: f64,
+) -> Vec<(f64, f64)> {
+    let h = sizing::load(
+        &HistoryCache::default(),
+        sources(src, c, now),
+        &Usage::Workload(workload.into()),
+    )
+    .await
+    .unwrap();
+    let History::Series { cpu, .. } = &*h;
+    let p = sizing::peaks(&sizing::ForecastCache::default(), "cpu", cpu, horizon_hours).unwrap();
+    p.levels
+        .iter()
+        .map(|(l, v)| (*l, (v * 1e6).round() / 1e6))
+        .collect()
+}
+
+/// `(quantile, cpu)` of the planned `demand`.
+fn planned_demand(planned: &serde_json::Value) -> Vec<(f64, f64)> {
+    planned["demand"]
+        .as_array()
+        .expect("demand computed at plan")
+        .iter()
+        .map(|d| (d["quantile"].as_f64().unwrap(), d["cpu"].as_f64().unwrap()))
+        .collect()
+}
+
+const PROVIDER_HEAD: &str = r#"
+terraform {
+  required_providers {
+    predictive = { source = "predictive/predictive" }
+  }
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terraform_should_size_a_clone_from_a_real_prometheus() {
+    let Some(bin) = common::terraform_bin() else {
+        return;
+    };
+    let (raw, now) = trace_ending_now();
+    let Some(prom) = Prometheus::start("cpu_cores", "workload=\"web\"", &raw) else {
+        return;
+    };
+    let query = "sum(cpu_cores{workload=\"{workload}\"})";
+    let tf = common::Tf::new(bin);
+    let state = tf.dir.join(".predictive/state.db");
+    tf.write(&format!(
+        r#"{PROVIDER_HEAD}
+provider "predictive" {{
+  state_path = "{state}"
+  history {{
+    prometheus_url   = "{url}"
+    prometheus_query = "{q}"
+    lookback         = "7d"
+  }}
+}}
+resource "predictive_clone" "web" {{
+  name = "web"
+  source {{
+    workload = "web"
+  }}
+  clouds    = ["aws"]
+  regions   = ["us-east-1"]
+  horizon   = "24h"
+  max_count = 50
+}}
+"#,
+        state = state.display(),
+        url = prom.url(),
+        q = query.replace('"', "\\\""),
+    ));
+    let (tf, planned) = tokio::task::spawn_blocking(move || {
+        tf.ok(&["init", "-input=false", "-no-color"]);
+        let plan = tf.plan_json();
+        let v = common::resource(
+            &plan["planned_values"]["root_module"],
+            "predictive_clone.web",
+        )["values"]
+            .clone();
+        (tf, v)
+    })
+    .await
+    .unwrap();
+    drop(tf);
+    let src = HistorySource::Prometheus {
+        url: prom.url().to_owned(),
+        query: query.into(),
+        lookback_secs: 7 * 86_400,
+    };
+    let got = planned_demand(&planned);
+    // The plan ran within the hour of `now` (or the next one, if an hour turned meanwhile).
+    let mut want = expected_demand(&src, None, "web", now, 24.0).await;
+    if got != want {
+        want = expected_demand(&src, None, "web", unix_now(), 24.0).await;
+    }
+    assert_eq!(
+        got, want,
+        "the plan's demand is the forecast of prometheus's series"
+    );
+    assert!(got.iter().all(|(_, c)| *c > 0.0), "{got:?}");
+    let alloc = planned["allocation"].as_array().expect("sized at plan");
+    assert!(
+        !alloc.is_empty() && planned["hourly_cost"].as_f64().unwrap() > 0.0,
+        "{planned}"
+    );
+}
+
+/// An in-process controller with one `push` workload (m6i.xlarge serving 2 units per instance:
+/// one unit is 2 vCPU), a few ticks in virtual time, its recorded usage seeded from the trace
+/// excerpt (shifted to end now), and its API on a loopback port.
 struct ControllerFixture {
     /// `http://127.0.0.1:PORT`.
     endpoint: String,
     /// The controller.
     ctl: Arc<Controller>,
+    /// The seeded usage, in the workload's units.
+    seeded: Vec<(i64, f64)>,
+    /// Unix seconds when it was seeded.
+    now: i64,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -149,7 +287,7 @@ impl Drop for ControllerFixture {
 /// The API token of the fixture.
 const TOKEN: &str = "ctl-token-8e2a41";
 
-/// Starts the fixture (the workload `batch`: m6i.xlarge, 4 units per instance).
+/// Starts the fixture (the workload `batch`).
 async fn controller() -> ControllerFixture {
     let cfg = ConfigParams {
         interval: "5m".into(),
@@ -159,6 +297,7 @@ async fn controller() -> ControllerFixture {
         store: None,
         api: None,
         metrics_listen: None,
+        clouds: Default::default(),
         workloads: vec![],
     }
     .check("<t>", Path::new("."))
@@ -198,13 +337,13 @@ async fn controller() -> ControllerFixture {
         .await
         .unwrap();
     use predictive_controller::api::pb;
-    let spec = r#"{"name":"batch","group":"batch-asg","instance_type":"m6i.xlarge","capacity_per_instance":4,"min":1,"max":10,"metrics":{"kind":"push"}}"#;
+    let spec = r#"{"name":"batch","group":"batch-asg","instance_type":"m6i.xlarge","capacity_per_instance":2,"min":1,"max":10,"metrics":{"kind":"push"}}"#;
     c.put_workload(pb::PutWorkloadRequest {
         spec_json: spec.into(),
     })
     .await
     .unwrap();
-    for k in 0..6i64 {
+    for k in 0..3i64 {
         let ts = 1_000_200 + k * 300;
         c.push_metrics(pb::PushMetricsRequest {
             workload: "batch".into(),
@@ -219,58 +358,81 @@ async fn controller() -> ControllerFixture {
         let r = ctl.tick().await.unwrap();
         assert!(r.errors.is_empty(), "{:?}", r.errors);
     }
+    // The usage the controller recorded, as its loop stores it (one row per timestamp).
+    let (seeded, now) = trace_ending_now();
+    let rows: Vec<predictive_controller::store::Sample> = seeded
+        .iter()
+        .map(|(ts, value)| predictive_controller::store::Sample {
+            ts: *ts,
+            value: *value,
+        })
+        .collect();
+    ctl.store().put_samples("batch", &rows).await.unwrap();
     ControllerFixture {
         endpoint,
         ctl,
+        seeded,
+        now,
         server,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn controller_history_should_be_its_latest_forecast_in_vcpu() {
+async fn controller_history_should_be_its_recorded_usage_in_hourly_vcpu() {
     let fx = controller().await;
-    let mut c = predictive_controller::api::connect(&fx.endpoint, TOKEN)
-        .await
-        .unwrap();
-    let fs = c
-        .get_forecasts(predictive_controller::api::pb::GetForecastsRequest {
-            workload: "batch".into(),
-            since: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .forecasts;
-    let latest = fs.iter().max_by_key(|f| f.ts).unwrap();
     let settings = ControllerSettings {
         endpoint: fx.endpoint.clone(),
         token: TOKEN.into(),
     };
-    let src = HistorySource::Controller(fx.endpoint.clone());
+    let lookback = 3 * 86_400;
+    let src = HistorySource::Controller {
+        url: fx.endpoint.clone(),
+        lookback_secs: lookback,
+    };
     let h = sizing::load(
         &HistoryCache::default(),
-        sources(&src, Some(&settings), 0),
+        sources(&src, Some(&settings), fx.now),
         &Usage::Workload("batch".into()),
-        0.1,
     )
     .await
     .unwrap();
-    let History::Forecast(p) = &*h else {
-        panic!("the controller gives a forecast")
-    };
-    // m6i.xlarge has 4 vCPU and serves 4 units: one unit is one vCPU.
+    let History::Series { cpu, mem } = &*h;
+    assert!(mem.is_none());
+    assert_eq!(cpu.step(), 3600);
+    // Expected from the seeded rows: hourly means over [end - lookback, end), in vCPU
+    // (m6i.xlarge has 4 vCPU and serves 2 units).
     let vcpu = Catalog::embedded()
         .types()
         .iter()
         .find(|t| t.name == "m6i.xlarge")
         .unwrap()
         .vcpu;
-    let f = vcpu / 4.0;
-    assert_eq!(
-        p.levels,
-        vec![(0.5, latest.p50 * f), (latest.quantile, latest.upper * f)]
+    let factor = vcpu / 2.0;
+    let end = fx.now - fx.now.rem_euclid(3600);
+    let from = end - lookback;
+    let mut want: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
+    for (ts, v) in fx.seeded.iter().filter(|(t, _)| *t >= from && *t < end) {
+        let e = want.entry(ts - (ts - from).rem_euclid(3600)).or_default();
+        e.0 += v;
+        e.1 += 1;
+    }
+    assert!(
+        want.len() >= 48,
+        "{} hours seeded in the window",
+        want.len()
     );
-    assert_eq!(p.model, format!("controller/{}", latest.model));
+    let (first, last) = (*want.keys().next().unwrap(), *want.keys().last().unwrap());
+    assert_eq!(cpu.start(), first);
+    assert_eq!(
+        cpu.start() + (cpu.len() as i64 - 1) * 3600,
+        last,
+        "the series spans the recorded hours"
+    );
+    for (ts, (sum, n)) in &want {
+        let got = cpu.values()[((ts - first) / 3600) as usize];
+        let w = sum / f64::from(*n) * factor;
+        assert!((got - w).abs() < 1e-9 * w.max(1.0), "{ts}: {got} vs {w}");
+    }
 
     // A wrong token is refused, and the error does not carry it.
     let wrong = ControllerSettings {
@@ -279,9 +441,8 @@ async fn controller_history_should_be_its_latest_forecast_in_vcpu() {
     };
     let e = sizing::load(
         &HistoryCache::default(),
-        sources(&src, Some(&wrong), 0),
+        sources(&src, Some(&wrong), fx.now),
         &Usage::Workload("batch".into()),
-        1.0,
     )
     .await
     .unwrap_err();
@@ -294,18 +455,27 @@ async fn controller_history_should_be_its_latest_forecast_in_vcpu() {
     // An unknown workload is named.
     let e = sizing::load(
         &HistoryCache::default(),
-        sources(&src, Some(&settings), 0),
+        sources(&src, Some(&settings), fx.now),
         &Usage::Workload("nope".into()),
-        1.0,
     )
     .await
     .unwrap_err();
     let text = terraform_provider_predictive::framework::diag::error_chain(&e);
     assert!(text.contains("\"nope\" is not registered"), "{text}");
+    // A window with nothing recorded says so.
+    let e = sizing::load(
+        &HistoryCache::default(),
+        sources(&src, Some(&settings), fx.now - 400 * 86_400),
+        &Usage::Workload("batch".into()),
+    )
+    .await
+    .unwrap_err();
+    let text = terraform_provider_predictive::framework::diag::error_chain(&e);
+    assert!(text.contains("recorded no usage"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn terraform_should_register_a_clone_with_the_controller_and_size_it_from_its_forecast() {
+async fn terraform_should_register_a_clone_with_the_controller_and_size_it_from_its_history() {
     let Some(bin) = common::terraform_bin() else {
         return;
     };
@@ -314,12 +484,7 @@ async fn terraform_should_register_a_clone_with_the_controller_and_size_it_from_
     tf.env = vec![("TF_VAR_controller_token".into(), TOKEN.into())];
     let state = tf.dir.join(".predictive/state.db");
     tf.write(&format!(
-        r#"
-terraform {{
-  required_providers {{
-    predictive = {{ source = "predictive/predictive" }}
-  }}
-}}
+        r#"{PROVIDER_HEAD}
 variable "controller_token" {{
   type      = string
   sensitive = true
@@ -332,6 +497,7 @@ provider "predictive" {{
   }}
   history {{
     controller_url = "{endpoint}"
+    lookback       = "7d"
   }}
 }}
 resource "predictive_clone" "copy" {{
@@ -340,7 +506,8 @@ resource "predictive_clone" "copy" {{
     workload = "batch"
   }}
   clouds    = ["aws"]
-  max_count = 20
+  horizon   = "24h"
+  max_count = 40
 }}
 "#,
         state = state.display(),
@@ -368,12 +535,24 @@ resource "predictive_clone" "copy" {{
     .await
     .unwrap();
     let (tf, planned) = tf;
-    assert!(
-        planned["model"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("controller/")),
-        "{planned}"
+    let settings = ControllerSettings {
+        endpoint: fx.endpoint.clone(),
+        token: TOKEN.into(),
+    };
+    let src = HistorySource::Controller {
+        url: fx.endpoint.clone(),
+        lookback_secs: 7 * 86_400,
+    };
+    let got = planned_demand(&planned);
+    let mut want = expected_demand(&src, Some(&settings), "batch", fx.now, 24.0).await;
+    if got != want {
+        want = expected_demand(&src, Some(&settings), "batch", unix_now(), 24.0).await;
+    }
+    assert_eq!(
+        got, want,
+        "the plan's demand is the forecast of the controller's history"
     );
+    assert!(got.iter().all(|(_, c)| *c > 0.0), "{got:?}");
     let clones = fx.ctl.store().clones().await.unwrap();
     assert_eq!(clones.len(), 1, "{clones:?}");
     assert_eq!(

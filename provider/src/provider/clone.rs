@@ -15,7 +15,7 @@ use crate::framework::server::Resource;
 use crate::framework::{AttrPath, Attribute, Block, Diagnostics, Schema};
 use crate::value::{json, Type, Value};
 use async_trait::async_trait;
-use predictive_clouds::{IdempotencyToken, InstanceId, LaunchRequest, Owner};
+use predictive_clouds::{IdempotencyToken, InstanceId, LaunchRequest, Owner, PurchaseOption};
 use predictive_engine::cost::{self, Cloud, Purchase, Sizing, SizingParams};
 use std::collections::BTreeMap;
 
@@ -286,7 +286,7 @@ async fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option
     let report = |e: sizing::Error, diags: &mut Diagnostics| {
         diags.attr_error(sizing_error_path(&e), "Sizing failed", error_chain(&e))
     };
-    let hist = match sizing::load(&ctx.histories, ctx.sources(), &usage, horizon).await {
+    let hist = match sizing::load(&ctx.histories, ctx.sources(), &usage).await {
         Ok(h) => h,
         Err(e) => {
             diags.attr_error(
@@ -298,39 +298,34 @@ async fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option
         }
     };
     let key = format!("{usage:?}");
-    let (cpu, mem) = match &*hist {
-        sizing::History::Forecast(p) => (std::sync::Arc::new(p.clone()), None),
-        sizing::History::Series {
-            cpu: cpu_s,
-            mem: mem_s,
-        } => {
-            let cpu = match sizing::peaks(&ctx.forecasts, &format!("cpu|{key}"), cpu_s, horizon) {
-                Ok(p) => p,
-                Err(e) => {
-                    diags.attr_error(
-                        AttrPath::root("source").index(0),
-                        "Forecast failed",
-                        error_chain(&e),
-                    );
-                    return None;
-                }
-            };
-            let mem = match mem_s {
-                Some(m) => match sizing::peaks(&ctx.forecasts, &format!("mem|{key}"), m, horizon) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        diags.attr_error(
-                            AttrPath::root("source").index(0).attr("mem_gib"),
-                            "Forecast failed",
-                            error_chain(&e),
-                        );
-                        return None;
-                    }
-                },
-                None => None,
-            };
-            (cpu, mem)
+    let sizing::History::Series {
+        cpu: cpu_s,
+        mem: mem_s,
+    } = &*hist;
+    let cpu = match sizing::peaks(&ctx.forecasts, &format!("cpu|{key}"), cpu_s, horizon) {
+        Ok(p) => p,
+        Err(e) => {
+            diags.attr_error(
+                AttrPath::root("source").index(0),
+                "Forecast failed",
+                error_chain(&e),
+            );
+            return None;
         }
+    };
+    let mem = match mem_s {
+        Some(m) => match sizing::peaks(&ctx.forecasts, &format!("mem|{key}"), m, horizon) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                diags.attr_error(
+                    AttrPath::root("source").index(0).attr("mem_gib"),
+                    "Forecast failed",
+                    error_chain(&e),
+                );
+                return None;
+            }
+        },
+        None => None,
     };
     let demand = sizing::demand_forecast(&cpu, mem.as_deref(), per_cpu, gpu);
     let quantile = v.get("quantile").as_f64().unwrap_or(0.95);
@@ -572,6 +567,15 @@ async fn sized(ctx: &Configured, plan: &Value, diags: &mut Diagnostics) -> Optio
 /// decimal text is what Terraform stores, so the same sizing always yields the same state.
 fn round(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+/// What an allocation line's purchase option launches as.
+fn launch_purchase(purchase: &str) -> PurchaseOption {
+    if purchase == "spot" {
+        PurchaseOption::Spot
+    } else {
+        PurchaseOption::OnDemand
+    }
 }
 
 fn owner_of(id: &str) -> Option<Owner> {
@@ -855,7 +859,9 @@ impl CloneResource {
             return;
         };
         let lines = plan.get("allocation").as_elements().unwrap_or_default();
-        let want: Vec<(String, String, u32)> = lines
+        // Spot lines launch spot capacity; on-demand and reserved lines launch on-demand
+        // instances (a reservation is a billing commitment, not a kind of instance).
+        let want: Vec<(String, String, PurchaseOption, u32)> = lines
             .iter()
             .map(|a| {
                 (
@@ -864,6 +870,7 @@ impl CloneResource {
                         .unwrap_or_default()
                         .to_string(),
                     a.get("region").as_str().unwrap_or_default().to_string(),
+                    launch_purchase(a.get("purchase").as_str().unwrap_or_default()),
                     a.get("count").as_i64().unwrap_or(0).max(0) as u32,
                 )
             })
@@ -890,20 +897,22 @@ impl CloneResource {
                 return;
             }
         };
-        let mut by_key: BTreeMap<(String, String), Vec<InstanceId>> = BTreeMap::new();
+        type Key = (String, String, PurchaseOption);
+        let mut by_key: BTreeMap<Key, Vec<InstanceId>> = BTreeMap::new();
         for i in existing {
             by_key
                 .entry((
                     i.instance_type.as_str().to_string(),
                     super::cloud::region_of(&cloud_name, &i.location),
+                    i.purchase,
                 ))
                 .or_default()
                 .push(i.id);
         }
         let mut surplus: Vec<InstanceId> = Vec::new();
-        let planned: BTreeMap<(String, String), u32> =
-            want.iter().fold(BTreeMap::new(), |mut m, (t, r, n)| {
-                *m.entry((t.clone(), r.clone())).or_insert(0) += n;
+        let planned: BTreeMap<Key, u32> =
+            want.iter().fold(BTreeMap::new(), |mut m, (t, r, p, n)| {
+                *m.entry((t.clone(), r.clone(), *p)).or_insert(0) += n;
                 m
             });
         for (key, ids) in &mut by_key {
@@ -913,9 +922,9 @@ impl CloneResource {
                 surplus.extend(ids.split_off(keep));
             }
         }
-        for (n, ((itype, region), count)) in planned.iter().enumerate() {
+        for (n, ((itype, region, purchase), count)) in planned.iter().enumerate() {
             let have = by_key
-                .get(&(itype.clone(), region.clone()))
+                .get(&(itype.clone(), region.clone(), *purchase))
                 .map_or(0, Vec::len) as u32;
             if *count <= have {
                 continue;
@@ -936,7 +945,8 @@ impl CloneResource {
                     return;
                 }
             };
-            let mut req = LaunchRequest::new(token, owner.clone(), itype.as_str(), count - have);
+            let mut req = LaunchRequest::new(token, owner.clone(), itype.as_str(), count - have)
+                .with_purchase(*purchase);
             // The sim hosts every region; a real adapter places in its own region.
             if adapter_region.is_none() {
                 req.location = Some(region.clone());
@@ -951,8 +961,9 @@ impl CloneResource {
                 diags.error(
                     "Could not pre-provision capacity",
                     format!(
-                        "launching {} x {itype} in {region} on {}: {}",
+                        "launching {} x {itype} ({}) in {region} on {}: {}",
                         count - have,
+                        purchase.as_str(),
                         ctx.cloud.name(),
                         error_chain(&e)
                     ),

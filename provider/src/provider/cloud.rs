@@ -123,6 +123,14 @@ pub async fn open(
         "aws" => open_aws(config, diags)
             .await
             .map(|c| (layers().apply(c), Persistence::None)),
+        #[cfg(feature = "azure")]
+        "azure" => open_azure(config, diags)
+            .await
+            .map(|c| (layers().apply(c), Persistence::None)),
+        #[cfg(feature = "gcp")]
+        "gcp" => open_gcp(config, diags)
+            .await
+            .map(|c| (layers().apply(c), Persistence::None)),
         other => {
             diags.attr_error(
                 AttrPath::root("cloud"),
@@ -137,6 +145,10 @@ pub async fn open(
 /// The region a cloud's instance location belongs to: EC2 reports availability zones
 /// (`us-east-1a`), the catalog and the allocation speak of regions (`us-east-1`).
 pub fn region_of(cloud: &str, location: &str) -> String {
+    if cloud == "gcp" {
+        // Compute Engine reports zones (`europe-west1-b`).
+        return super::config::gcp_region_of_zone(location);
+    }
     let b = location.as_bytes();
     if cloud == "aws"
         && b.len() > 1
@@ -153,6 +165,7 @@ pub fn region_of(cloud: &str, location: &str) -> String {
 pub fn adapter_region(config: &ProviderConfig) -> Option<String> {
     match config.cloud.as_str() {
         "sim" => None,
+        "gcp" => Some(super::config::gcp_region_of_zone(&gcp_zone(config))),
         c => Some(
             config
                 .clouds
@@ -168,6 +181,180 @@ fn default_region(cloud: &str) -> &'static str {
         "aws" => "us-east-1",
         "azure" => "eastus",
         _ => "us-central1",
+    }
+}
+
+/// The Compute Engine zone the gcp adapter acts in: the block's `zone`, else `<region>-b`.
+pub fn gcp_zone(config: &ProviderConfig) -> String {
+    let settings = config.clouds.get("gcp");
+    if let Some(z) = settings.and_then(|s| s.values.get("zone")) {
+        return z.clone();
+    }
+    let region = settings
+        .and_then(|s| s.region.clone())
+        .unwrap_or_else(|| default_region("gcp").to_string());
+    format!("{region}-b")
+}
+
+/// A setting from the block, else from the environment.
+#[cfg(any(feature = "azure", feature = "gcp"))]
+fn setting_or_env(settings: &super::config::CloudSettings, key: &str, env: &str) -> Option<String> {
+    settings
+        .values
+        .get(key)
+        .cloned()
+        .or_else(|| std::env::var(env).ok())
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// The Azure adapter from the `azure` block: subscription, resource group, location (`region`),
+/// endpoint override, VM template and credentials (`access_token`, else the service principal
+/// in the block exchanged for a token, else the SDK's environment chain).
+#[cfg(feature = "azure")]
+async fn open_azure(config: &ProviderConfig, diags: &mut Diagnostics) -> Option<DynProvider> {
+    use predictive_clouds::azure::{AzureCredentials, AzureParams, AzureProvider};
+    let settings = config.clouds.get("azure").cloned().unwrap_or_default();
+    let at = |attr: &str| AttrPath::root("azure").index(0).attr(attr);
+    let Some(subscription) = setting_or_env(&settings, "subscription_id", "AZURE_SUBSCRIPTION_ID")
+    else {
+        diags.attr_error(
+            at("subscription_id"),
+            "Missing Azure subscription",
+            "azure.subscription_id: set it or $AZURE_SUBSCRIPTION_ID",
+        );
+        return None;
+    };
+    let Some(resource_group) = settings.values.get("resource_group").cloned() else {
+        diags.attr_error(
+            at("resource_group"),
+            "Missing Azure resource group",
+            "azure.resource_group: the resource group of the VMs must be set",
+        );
+        return None;
+    };
+    let mut params = AzureParams::new(
+        subscription,
+        resource_group,
+        adapter_region(config).unwrap_or_default(),
+    );
+    params.endpoint = settings.endpoint.clone();
+    if let Some(t) = settings.values.get("vm_template") {
+        match serde_json::from_str::<serde_json::Value>(t) {
+            Ok(v) if v.is_object() => params.vm_template = Some(v),
+            Ok(_) => {
+                diags.attr_error(
+                    at("vm_template"),
+                    "Invalid VM template",
+                    "azure.vm_template: must be a JSON object (the VM's `properties`)",
+                );
+                return None;
+            }
+            Err(e) => {
+                diags.attr_error(
+                    at("vm_template"),
+                    "Invalid VM template",
+                    format!("azure.vm_template: not JSON: {e}"),
+                );
+                return None;
+            }
+        }
+    }
+    if let Some(token) = settings.values.get("access_token") {
+        params.credentials = AzureCredentials::FixedToken(token.clone());
+    } else if let (Some(client_id), Some(secret)) = (
+        settings.values.get("client_id"),
+        settings.values.get("client_secret"),
+    ) {
+        let Some(tenant) = setting_or_env(&settings, "tenant_id", "AZURE_TENANT_ID") else {
+            diags.attr_error(
+                at("tenant_id"),
+                "Missing Azure tenant",
+                "azure.tenant_id: a service principal needs its tenant; set it or $AZURE_TENANT_ID",
+            );
+            return None;
+        };
+        let authority = settings
+            .values
+            .get("authority_host")
+            .map_or("https://login.microsoftonline.com", String::as_str);
+        let resource = settings
+            .endpoint
+            .as_deref()
+            .unwrap_or("https://management.azure.com");
+        match super::azure_auth::client_credentials_token(
+            authority, &tenant, client_id, secret, resource,
+        )
+        .await
+        {
+            Ok(token) => params.credentials = AzureCredentials::FixedToken(token),
+            Err(e) => {
+                diags.attr_error(
+                    at("client_secret"),
+                    "Azure sign-in failed",
+                    format!("azure: {}", error_chain(&e)),
+                );
+                return None;
+            }
+        }
+    }
+    let built = params
+        .check()
+        .map_err(|e| error_chain(&e))
+        .and_then(|valid| AzureProvider::new(valid).map_err(|e| error_chain(&e)));
+    match built {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            // The adapter's errors name the field, never a credential's value.
+            diags.attr_error(
+                AttrPath::root("azure").index(0),
+                "Invalid azure block",
+                format!("azure: {e}"),
+            );
+            None
+        }
+    }
+}
+
+/// The Compute Engine adapter from the `gcp` block: project, zone, endpoint override, instance
+/// template and credentials (Application Default Credentials, or none for an emulator).
+#[cfg(feature = "gcp")]
+async fn open_gcp(config: &ProviderConfig, diags: &mut Diagnostics) -> Option<DynProvider> {
+    use predictive_clouds::gcp::{GcpCredentials, GcpParams, GcpProvider};
+    let settings = config.clouds.get("gcp").cloned().unwrap_or_default();
+    let Some(project) = setting_or_env(&settings, "project", "GOOGLE_CLOUD_PROJECT") else {
+        diags.attr_error(
+            AttrPath::root("gcp").index(0).attr("project"),
+            "Missing Google Cloud project",
+            "gcp.project: set it or $GOOGLE_CLOUD_PROJECT",
+        );
+        return None;
+    };
+    let mut params = GcpParams::new(project.clone(), gcp_zone(config));
+    params.endpoint = settings.endpoint.clone();
+    params.instance_template = settings.values.get("instance_template").map(|t| {
+        if t.contains('/') {
+            t.clone()
+        } else {
+            format!("projects/{project}/global/instanceTemplates/{t}")
+        }
+    });
+    if settings.values.get("anonymous").map(String::as_str) == Some("true") {
+        params.credentials = GcpCredentials::Anonymous;
+    }
+    let built = match params.check() {
+        Ok(valid) => GcpProvider::new(valid).await.map_err(|e| error_chain(&e)),
+        Err(e) => Err(error_chain(&e)),
+    };
+    match built {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            diags.attr_error(
+                AttrPath::root("gcp").index(0),
+                "Invalid gcp block",
+                format!("gcp: {e}"),
+            );
+            None
+        }
     }
 }
 

@@ -41,7 +41,7 @@ pub fn schema() -> Schema {
             description: "Configures where `predictive` keeps its state, which prices it uses, where workload history comes from and which cloud it provisions on.".into(),
             attributes: vec![
                 Attribute::optional("state_path", Type::String, "SQLite file holding clones and budgets, and the `sim` cloud's capacity beside it (`<state_path>.sim.json`). Defaults to `$PREDICTIVE_STATE_PATH`, else `.predictive/state.db` in the working directory.").validate(NotEmpty),
-                Attribute::optional("catalog_path", Type::String, "Price catalog JSON file replacing the embedded catalog.").validate(NotEmpty),
+                Attribute::optional("catalog_path", Type::String, "Price catalog file (the engine's catalog text format, as `predictive catalog update --out` writes it) replacing the embedded catalog.").validate(NotEmpty),
                 Attribute::optional("cloud", Type::String, "The cloud that apply provisions on. `sim` (the default) is an in-process cloud whose capacity persists next to the state store.").validate(OneOf(CLOUDS)),
             ],
             blocks: vec![
@@ -55,9 +55,9 @@ pub fn schema() -> Schema {
                         attributes: vec![
                             Attribute::optional("file", Type::String, "A trace or metrics file (canonical `timestamp,value` CSV of CPU cores, optionally gzipped) or a directory of them; the workload name is the file stem.").validate(NotEmpty),
                             Attribute::optional("prometheus_url", Type::String, "Base URL of a Prometheus server (`http://HOST:9090`); a workload's history is the `query_range` of `prometheus_query` over `lookback` at a 1 h step.").validate(NotEmpty),
-                            Attribute::optional("controller_url", Type::String, "Base URL of the `predictive` controller's gRPC API (`http://HOST:PORT`); a workload's demand is the controller's latest forecasts for it (median and its configured upper quantile). The bearer token is the `controller` block's `token`, else `$PREDICTIVE_CONTROLLER_TOKEN`.").validate(NotEmpty),
+                            Attribute::optional("controller_url", Type::String, "Base URL of the `predictive` controller's gRPC API (`http://HOST:PORT`); a workload's history is the usage the controller recorded for it over `lookback` (`GetHistory`, hourly means), turned into vCPU by the workload's `capacity_per_instance` and `instance_type`. The bearer token is the `controller` block's `token`, else `$PREDICTIVE_CONTROLLER_TOKEN`.").validate(NotEmpty),
                             Attribute::with_default("prometheus_query", Type::String, Value::string(DEFAULT_PROM_QUERY), "PromQL query giving a workload's CPU usage in cores; `{workload}` is replaced by the workload name.").validate(NotEmpty),
-                            Attribute::with_default("lookback", Type::String, Value::string("14d"), "How much Prometheus history to read, like `14d` or `36h`."),
+                            Attribute::with_default("lookback", Type::String, Value::string("14d"), "How much Prometheus or controller history to read, like `14d` or `36h`."),
                         ],
                         blocks: vec![],
                     },
@@ -83,14 +83,20 @@ pub fn schema() -> Schema {
                     Attribute::optional("subnet_id", Type::String, "Subnet of pre-provisioned instances (the default VPC when unset)."),
                 ]),
                 cloud_block("azure", "Azure", vec![
-                    Attribute::optional("subscription_id", Type::String, "Subscription id."),
-                    Attribute::optional("tenant_id", Type::String, "Tenant id."),
-                    Attribute::optional("client_id", Type::String, "Service principal client id."),
-                    Attribute::optional("client_secret", Type::String, "Service principal secret.").sensitive(),
+                    Attribute::optional("subscription_id", Type::String, "Subscription id; defaults to `$AZURE_SUBSCRIPTION_ID`.").validate(NotEmpty),
+                    Attribute::optional("resource_group", Type::String, "Resource group the VMs are created in.").validate(NotEmpty),
+                    Attribute::optional("vm_template", Type::String, "VM `properties` as JSON (storage, OS and network profiles) for pre-provisioned VMs; the VM size is set from the allocation. Required to launch VMs.").validate(NotEmpty),
+                    Attribute::optional("tenant_id", Type::String, "Tenant id of the service principal; defaults to `$AZURE_TENANT_ID`."),
+                    Attribute::optional("client_id", Type::String, "Service principal client id; set with `client_secret` and `tenant_id`, or leave unset for the SDK's chain (`AZURE_CLIENT_ID`/`AZURE_CLIENT_SECRET`/`AZURE_TENANT_ID`, workload identity, managed identity, Azure CLI)."),
+                    Attribute::optional("client_secret", Type::String, "Service principal secret, exchanged for a token at `authority_host` when the provider is configured.").sensitive(),
+                    Attribute::optional("authority_host", Type::String, "Microsoft Entra authority the service principal signs in at. Defaults to `https://login.microsoftonline.com`.").validate(NotEmpty),
+                    Attribute::optional("access_token", Type::String, "A bearer token for Azure Resource Manager, used as is instead of any other credential.").sensitive(),
                 ]),
                 cloud_block("gcp", "Google Cloud", vec![
-                    Attribute::optional("project", Type::String, "Project id."),
-                    Attribute::optional("credentials", Type::String, "Service account key JSON.").sensitive(),
+                    Attribute::optional("project", Type::String, "Project id; defaults to `$GOOGLE_CLOUD_PROJECT`.").validate(NotEmpty),
+                    Attribute::optional("zone", Type::String, "Zone of pre-provisioned instances, in `region` when both are set; defaults to `<region>-b`.").validate(NotEmpty),
+                    Attribute::optional("instance_template", Type::String, "Instance template (name or URL) that pre-provisioned instances are created from; the machine type is set from the allocation. Required to launch instances.").validate(NotEmpty),
+                    Attribute::optional("anonymous", Type::Bool, "Send no credentials (a local emulator). Otherwise credentials are Application Default Credentials from the environment (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud, the metadata server)."),
                 ]),
             ],
         },
@@ -134,8 +140,14 @@ pub enum HistorySource {
         /// Seconds of history to read.
         lookback_secs: i64,
     },
-    /// The controller's API (token in [`ProviderConfig::controller`] or the environment).
-    Controller(String),
+    /// The controller's recorded usage (`GetHistory`; token in [`ProviderConfig::controller`] or
+    /// the environment).
+    Controller {
+        /// Base URL of the API.
+        url: String,
+        /// Seconds of history to read.
+        lookback_secs: i64,
+    },
 }
 
 /// A secret whose `Debug` output is `***`.
@@ -221,41 +233,43 @@ pub fn parse_with_env(
                 );
                 return None;
             }
+            let lookback = h.get("lookback").as_str().unwrap_or("14d");
+            let Some(lookback_secs) = predictive_traces::parse_duration(lookback) else {
+                diags.attr_error(
+                    AttrPath::root("history").index(0).attr("lookback"),
+                    "Invalid lookback",
+                    format!(
+                        "history.lookback: {lookback:?} is not a duration like \"14d\" or \"36h\""
+                    ),
+                );
+                return None;
+            };
             match set[0] {
                 "file" => {
                     HistorySource::File(PathBuf::from(h.get("file").as_str().unwrap_or_default()))
                 }
-                "prometheus_url" => {
-                    let lookback = h.get("lookback").as_str().unwrap_or("14d");
-                    let Some(lookback_secs) = predictive_traces::parse_duration(lookback) else {
-                        diags.attr_error(
-                            AttrPath::root("history").index(0).attr("lookback"),
-                            "Invalid lookback",
-                            format!("history.lookback: {lookback:?} is not a duration like \"14d\" or \"36h\""),
-                        );
-                        return None;
-                    };
-                    HistorySource::Prometheus {
-                        url: h
-                            .get("prometheus_url")
-                            .as_str()
-                            .unwrap_or_default()
-                            .trim_end_matches('/')
-                            .to_string(),
-                        query: h
-                            .get("prometheus_query")
-                            .as_str()
-                            .unwrap_or(DEFAULT_PROM_QUERY)
-                            .to_string(),
-                        lookback_secs,
-                    }
-                }
-                _ => HistorySource::Controller(
-                    h.get("controller_url")
+                "prometheus_url" => HistorySource::Prometheus {
+                    url: h
+                        .get("prometheus_url")
+                        .as_str()
+                        .unwrap_or_default()
+                        .trim_end_matches('/')
+                        .to_string(),
+                    query: h
+                        .get("prometheus_query")
+                        .as_str()
+                        .unwrap_or(DEFAULT_PROM_QUERY)
+                        .to_string(),
+                    lookback_secs,
+                },
+                _ => HistorySource::Controller {
+                    url: h
+                        .get("controller_url")
                         .as_str()
                         .unwrap_or_default()
                         .to_string(),
-                ),
+                    lookback_secs,
+                },
             }
         }
     };
@@ -269,8 +283,13 @@ pub fn parse_with_env(
             };
             if let Value::Object(m) = b {
                 for (k, val) in m {
-                    if let (Some(x), false) = (val.as_str(), k == "region" || k == "endpoint") {
+                    if k == "region" || k == "endpoint" {
+                        continue;
+                    }
+                    if let Some(x) = val.as_str() {
                         s.values.insert(k.clone(), x.to_string());
+                    } else if let Some(b) = val.as_bool() {
+                        s.values.insert(k.clone(), b.to_string());
                     }
                 }
             }
@@ -299,7 +318,7 @@ pub fn parse_with_env(
             })
         }
     };
-    if let HistorySource::Controller(_) = &history {
+    if let HistorySource::Controller { .. } = &history {
         if controller.is_none() && env_controller_token.as_deref().unwrap_or("").is_empty() {
             diags.attr_error(
                 AttrPath::root("history").index(0).attr("controller_url"),
@@ -319,6 +338,37 @@ pub fn parse_with_env(
             return None;
         }
     }
+    if let Some(az) = clouds.get("azure") {
+        let (id, secret) = (
+            az.values.contains_key("client_id"),
+            az.values.contains_key("client_secret"),
+        );
+        if id != secret {
+            let (missing, other) = if id {
+                ("client_secret", "client_id")
+            } else {
+                ("client_id", "client_secret")
+            };
+            diags.attr_error(
+                AttrPath::root("azure").index(0).attr(missing),
+                "Incomplete Azure credentials",
+                format!("azure: {other} needs {missing}; set both, or neither (the SDK's environment chain)"),
+            );
+            return None;
+        }
+    }
+    if let Some(g) = clouds.get("gcp") {
+        if let (Some(region), Some(zone)) = (&g.region, g.values.get("zone")) {
+            if &gcp_region_of_zone(zone) != region {
+                diags.attr_error(
+                    AttrPath::root("gcp").index(0).attr("zone"),
+                    "Zone outside the region",
+                    format!("gcp.zone: {zone:?} is not in region {region:?}"),
+                );
+                return None;
+            }
+        }
+    }
     Some(ProviderConfig {
         controller,
         state_path,
@@ -327,6 +377,19 @@ pub fn parse_with_env(
         history,
         clouds,
     })
+}
+
+/// The region of a Compute Engine zone (`europe-west1-b` → `europe-west1`); a name without a
+/// zone suffix is returned as is.
+pub fn gcp_region_of_zone(zone: &str) -> String {
+    match zone.rsplit_once('-') {
+        Some((region, suffix))
+            if suffix.len() == 1 && suffix.bytes().all(|b| b.is_ascii_lowercase()) =>
+        {
+            region.to_string()
+        }
+        _ => zone.to_string(),
+    }
 }
 
 #[cfg(test)]

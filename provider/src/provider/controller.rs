@@ -1,5 +1,5 @@
 //! A client of the `predictive` controller's gRPC API: clone registration and the controller's
-//! forecasts as a history source. Every call carries `authorization: Bearer <token>`; the token
+//! recorded usage (`GetHistory`) as a history source. Every call carries `authorization: Bearer <token>`; the token
 //! never appears in `Debug` output, errors or diagnostics.
 
 use crate::controller_pb as pb;
@@ -67,18 +67,12 @@ pub struct Client {
     inner: pb::controller_client::ControllerClient<InterceptedService<Channel, Auth>>,
 }
 
-/// What the controller forecasts for one workload at its latest tick.
+/// A workload's recorded usage from the controller.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LatestForecast {
-    /// Model the controller used.
-    pub model: String,
-    /// Highest median over the forecast targets, in the workload's metric units.
-    pub p50: f64,
-    /// Highest upper bound, in the workload's metric units.
-    pub upper: f64,
-    /// The quantile of the upper bound.
-    pub quantile: f64,
-    /// The workload's spec as JSON (as registered).
+pub struct ControllerHistory {
+    /// `(unix seconds, value)` in the workload's own units, oldest first.
+    pub samples: Vec<(i64, f64)>,
+    /// The workload's spec (JSON), for `capacity_per_instance` and `instance_type`.
     pub spec_json: String,
 }
 
@@ -170,11 +164,39 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::CallFailed`] (`NotFound`-like answers included).
-    pub async fn latest_forecast(
+    /// A workload's usage as the controller recorded it over `[from, to)`, averaged on `step`
+    /// seconds (`GetHistory`), with the workload's spec (`ListWorkloads`) to convert its units.
+    ///
+    /// # Errors
+    /// [`Error::CallFailed`] (a workload the controller does not know is `NotFound`).
+    pub async fn history(
         &self,
         workload: &str,
-        horizon_secs: i64,
-    ) -> Result<Option<LatestForecast>, Error> {
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<ControllerHistory, Error> {
+        let spec_json = self.spec(workload).await?;
+        let samples = self
+            .inner
+            .clone()
+            .get_history(pb::GetHistoryRequest {
+                workload: workload.into(),
+                from,
+                to,
+                step,
+            })
+            .await
+            .map_err(|s| self.failed("GetHistory", s))?
+            .into_inner()
+            .samples
+            .into_iter()
+            .map(|s| (s.ts, s.value))
+            .collect();
+        Ok(ControllerHistory { samples, spec_json })
+    }
+
+    async fn spec(&self, workload: &str) -> Result<String, Error> {
         let workloads = self
             .inner
             .clone()
@@ -183,82 +205,22 @@ impl Client {
             .map_err(|s| self.failed("ListWorkloads", s))?
             .into_inner()
             .workloads;
-        let Some(w) = workloads.into_iter().find(|w| w.name == workload) else {
-            return Err(Error::CallFailed {
+        workloads
+            .into_iter()
+            .find(|w| w.name == workload)
+            .map(|w| w.spec_json)
+            .ok_or_else(|| Error::CallFailed {
                 endpoint: self.endpoint.clone(),
                 call: "ListWorkloads",
                 code: tonic::Code::NotFound,
                 message: format!("workload {workload:?} is not registered with the controller"),
-            });
-        };
-        let fs = self
-            .inner
-            .clone()
-            .get_forecasts(pb::GetForecastsRequest {
-                workload: workload.into(),
-                since: 0,
             })
-            .await
-            .map_err(|s| self.failed("GetForecasts", s))?
-            .into_inner()
-            .forecasts;
-        Ok(latest(&fs, horizon_secs).map(|mut f| {
-            f.spec_json = w.spec_json;
-            f
-        }))
     }
-}
-
-/// The forecasts made at the latest tick with targets within `horizon_secs`, folded into their
-/// peaks (at least the first target is kept however short the horizon).
-fn latest(fs: &[pb::Forecast], horizon_secs: i64) -> Option<LatestForecast> {
-    let ts = fs.iter().map(|f| f.ts).max()?;
-    let mut at: Vec<&pb::Forecast> = fs.iter().filter(|f| f.ts == ts).collect();
-    at.sort_by_key(|f| f.target);
-    let first = at.first()?.target;
-    let within: Vec<&&pb::Forecast> = at
-        .iter()
-        .filter(|f| f.target == first || f.target - ts <= horizon_secs)
-        .collect();
-    Some(LatestForecast {
-        model: within[0].model.clone(),
-        p50: within.iter().map(|f| f.p50).fold(f64::MIN, f64::max),
-        upper: within.iter().map(|f| f.upper).fold(f64::MIN, f64::max),
-        quantile: within[0].quantile,
-        spec_json: String::new(),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn f(ts: i64, target: i64, p50: f64, upper: f64) -> pb::Forecast {
-        pb::Forecast {
-            ts,
-            target,
-            p50,
-            upper,
-            quantile: 0.9,
-            model: "ets".into(),
-        }
-    }
-
-    #[test]
-    fn the_latest_tick_within_the_horizon_should_be_folded() {
-        let fs = [
-            f(100, 400, 50.0, 90.0),
-            f(400, 700, 5.0, 9.0),
-            f(400, 1000, 6.0, 8.0),
-            f(400, 99_999, 60.0, 80.0),
-        ];
-        let l = latest(&fs, 600).unwrap();
-        assert_eq!((l.p50, l.upper, l.quantile), (6.0, 9.0, 0.9));
-        // A horizon shorter than the first target still keeps it.
-        let l = latest(&fs, 10).unwrap();
-        assert_eq!((l.p50, l.upper), (5.0, 9.0));
-        assert_eq!(latest(&[], 600), None);
-    }
 
     #[test]
     fn the_token_should_not_show_in_debug_output() {

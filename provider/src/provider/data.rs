@@ -84,18 +84,11 @@ impl DataSource<Configured> for ForecastData {
             );
             return out;
         };
-        let series = match sizing::load(&ctx.histories, ctx.sources(), &usage, hours).await {
-            Ok(h) => match &*h {
-                sizing::History::Series { cpu, .. } => cpu.clone(),
-                sizing::History::Forecast(_) => {
-                    diags.attr_error(
-                        AttrPath::root("workload"),
-                        "No usage history",
-                        "workload: the controller source gives the controller's forecasts, not usage samples; predictive_forecast needs a file or Prometheus source (predictive_clone can size from the controller's forecast)",
-                    );
-                    return out;
-                }
-            },
+        let series = match sizing::load(&ctx.histories, ctx.sources(), &usage).await {
+            Ok(h) => {
+                let sizing::History::Series { cpu, .. } = &*h;
+                cpu.clone()
+            }
             Err(e) => {
                 diags.attr_error(
                     AttrPath::root("workload"),

@@ -3,7 +3,8 @@
 //!   CSV or Bitbrains, optionally gzipped), one series per workload found by its file stem;
 //! - Prometheus: the HTTP `query_range` API over a lookback window at an hourly step.
 //!
-//! (The controller's forecasts are the third source; see [`super::controller`].)
+//! (The controller's recorded usage is the third source; see [`super::controller`] and
+//! [`super::sizing::controller_series`].)
 
 use predictive_engine::series::{Aggregation, Series};
 use predictive_traces::{Entry, Metric};

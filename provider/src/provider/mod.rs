@@ -3,6 +3,8 @@
 //! The provider asks the engine (`predictive_engine`) for every number it shows and the clouds port
 //! (`predictive_clouds`) for every action; it holds no business rules of its own.
 
+#[cfg(feature = "azure")]
+pub mod azure_auth;
 pub mod budget;
 pub mod clone;
 pub mod cloud;
@@ -24,7 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The provider's description for the docs.
-pub const DESCRIPTION: &str = "The `predictive` provider sizes capacity at plan time from a workload's forecast demand and the three-cloud price catalog, and pre-provisions it on apply.\n\nEvery number in a plan (demand quantiles, allocation, cost) comes from the `predictive` engine; apply acts through the clouds port (`sim` by default, an in-process cloud whose capacity persists beside the state store; `aws` acts on EC2 in the `aws` block's region, in builds with the `aws` feature).\n\nWorkload history comes from trace files, a Prometheus server or the `predictive` controller's forecasts (the `history` block). With a `controller` block, apply also registers each clone with the controller and destroy unregisters it. Secrets (`aws.secret_key`, `controller.token`, ...) are sensitive: they never reach the state, logs or diagnostics; left unset, they come from the environment.";
+pub const DESCRIPTION: &str = "The `predictive` provider sizes capacity at plan time from a workload's forecast demand and the three-cloud price catalog, and pre-provisions it on apply.\n\nEvery number in a plan (demand quantiles, allocation, cost) comes from the `predictive` engine; apply acts through the clouds port (`sim` by default, an in-process cloud whose capacity persists beside the state store; `aws` acts on EC2 in the `aws` block's region, `azure` on virtual machines in the `azure` block's resource group and location, `gcp` on Compute Engine instances in the `gcp` block's project and zone, each in builds with the feature of that name). With a real cloud, every allocation line must be in that cloud and region: restrict the clone's `clouds` and `regions` to it.\n\nWorkload history comes from trace files, a Prometheus server or the usage the `predictive` controller recorded (the `history` block); every source is forecast by the same engine. With a `controller` block, apply also registers each clone with the controller and destroy unregisters it. Secrets (`aws.secret_key`, `azure.client_secret`, `azure.access_token`, `controller.token`) are sensitive: they never reach the state, logs or diagnostics; left unset, they come from the environment.";
 
 /// The price catalog in use.
 #[derive(Debug)]

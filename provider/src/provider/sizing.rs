@@ -20,12 +20,12 @@ pub enum Error {
     /// No history source is configured for a named workload.
     #[error("workload {0:?} needs a history source: set the provider's history block, or give an inline profile")]
     NoHistorySource(String),
-    /// The controller could not give the workload's forecast.
-    #[error("could not get the controller's forecast of workload {0:?}")]
+    /// The controller could not give the workload's history.
+    #[error("could not get the controller's history of workload {0:?}")]
     ControllerFailed(String, #[source] controller::Error),
-    /// The controller has not forecast the workload yet.
-    #[error("the controller has no forecast of workload {0:?} yet (it forecasts at every tick once it has samples)")]
-    NoControllerForecast(String),
+    /// The controller has no recorded usage of the workload over the lookback.
+    #[error("the controller has recorded no usage of workload {0:?} over the lookback (it records a sample at every tick)")]
+    NoControllerHistory(String),
     /// The samples do not make a series.
     #[error("the usage history is not a usable series")]
     SeriesFailed(#[source] predictive_engine::series::Error),
@@ -88,8 +88,6 @@ pub enum History {
         /// Memory usage (GiB), when known.
         mem: Option<Series>,
     },
-    /// A forecast the controller already made (its latest tick).
-    Forecast(Peaks),
 }
 
 /// Caches loaded history within one provider process: many resources of one workload read the
@@ -133,7 +131,6 @@ pub async fn load(
     cache: &HistoryCache,
     src: Sources<'_>,
     usage: &Usage,
-    horizon_hours: f64,
 ) -> Result<Arc<History>, Error> {
     let name = match usage {
         Usage::Inline {
@@ -155,11 +152,7 @@ pub async fn load(
         }
         Usage::Workload(name) => name,
     };
-    let horizon_secs = (horizon_hours * 3600.0).round() as i64;
-    let key = match src.history {
-        HistorySource::Controller(_) => format!("{name}|{horizon_secs}"),
-        _ => name.clone(),
-    };
+    let key = name.clone();
     let mut map = cache.map.lock().await;
     if let Some(h) = map.get(&key) {
         return Ok(h.clone());
@@ -187,7 +180,7 @@ pub async fn load(
                 mem: None,
             }
         }
-        HistorySource::Controller(url) => {
+        HistorySource::Controller { url, lookback_secs } => {
             let token = src
                 .controller
                 .map(|c| c.token.as_str())
@@ -196,12 +189,18 @@ pub async fn load(
             let client = controller::Client::connect(url, token)
                 .await
                 .map_err(|e| Error::ControllerFailed(name.clone(), e))?;
-            let f = client
-                .latest_forecast(name, horizon_secs)
+            // Like Prometheus: the window ends at the last full hour, hourly means.
+            let end = src.now - src.now.rem_euclid(history::STEP);
+            let h = client
+                .history(name, end - lookback_secs, end, history::STEP)
                 .await
-                .map_err(|e| Error::ControllerFailed(name.clone(), e))?
-                .ok_or_else(|| Error::NoControllerForecast(name.clone()))?;
-            History::Forecast(controller_peaks(&f, src.catalog))
+                .map_err(|e| Error::ControllerFailed(name.clone(), e))?;
+            History::Series {
+                cpu: controller_series(&h, src.catalog)
+                    .ok_or_else(|| Error::NoControllerHistory(name.clone()))?
+                    .map_err(Error::SeriesFailed)?,
+                mem: None,
+            }
         }
     };
     let h = Arc::new(h);
@@ -209,11 +208,17 @@ pub async fn load(
     Ok(h)
 }
 
-/// The controller's forecast as demand peaks in vCPU: its units are turned into instances by
-/// the workload's `capacity_per_instance` and into vCPU by its `instance_type`'s size in the
-/// catalog (taken as vCPU already when the spec has neither).
-pub fn controller_peaks(f: &controller::LatestForecast, catalog: &Catalog) -> Peaks {
-    let spec: serde_json::Value = serde_json::from_str(&f.spec_json).unwrap_or_default();
+/// The controller's recorded usage as hourly vCPU: its units are turned into instances by the
+/// workload's `capacity_per_instance` and into vCPU by its `instance_type`'s size in the catalog
+/// (taken as vCPU already when the spec has neither). `None` when there are no samples.
+pub fn controller_series(
+    h: &controller::ControllerHistory,
+    catalog: &Catalog,
+) -> Option<Result<Series, predictive_engine::series::Error>> {
+    if h.samples.is_empty() {
+        return None;
+    }
+    let spec: serde_json::Value = serde_json::from_str(&h.spec_json).unwrap_or_default();
     let per_instance = spec["capacity_per_instance"].as_f64().filter(|c| *c > 0.0);
     let vcpu = spec["instance_type"]
         .as_str()
@@ -223,15 +228,15 @@ pub fn controller_peaks(f: &controller::LatestForecast, catalog: &Catalog) -> Pe
         (Some(c), Some(v)) => v / c,
         _ => 1.0,
     };
-    let mut levels = vec![(0.5, f.p50 * factor)];
-    if f.quantile > 0.0 && f.quantile < 1.0 && f.quantile != 0.5 {
-        levels.push((f.quantile, f.upper * factor));
-    }
-    levels.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Peaks {
-        model: format!("controller/{}", f.model),
-        levels,
-    }
+    let samples: Vec<(i64, f64)> = h.samples.iter().map(|(t, v)| (*t, v * factor)).collect();
+    Some(
+        Series::from_samples(
+            samples,
+            history::STEP,
+            predictive_engine::series::Aggregation::Mean,
+        )
+        .map(|(s, _)| s),
+    )
 }
 
 /// Peaks of each provisioning quantile of the forecast of `series` over `horizon_hours`.
