@@ -289,19 +289,18 @@ const TOKEN: &str = "ctl-token-8e2a41";
 
 /// Starts the fixture (the workload `batch`).
 async fn controller() -> ControllerFixture {
-    let cfg = ConfigParams {
-        interval: "5m".into(),
-        mode: predictive_controller::config::Mode::Act,
-        concurrency: 2,
-        owner: "tf-test".into(),
-        store: None,
-        api: None,
-        metrics_listen: None,
-        clouds: Default::default(),
-        workloads: vec![],
-    }
-    .check("<t>", Path::new("."))
+    // Read as a config file is (fields left out take their defaults).
+    let cfg: ConfigParams = serde_json::from_value(serde_json::json!({
+        "interval": "5m",
+        "mode": "act",
+        "concurrency": 2,
+        "owner": "tf-test",
+        "store": null,
+        "api": null,
+        "metrics_listen": null,
+    }))
     .unwrap();
+    let cfg = cfg.check("<t>", Path::new(".")).unwrap();
     let clock = VirtualClock::new(1_000_200);
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
     let sim = predictive_controller::embedded::sim(clock_arc.clone(), None).unwrap();
