@@ -20,9 +20,23 @@
 //! version it uses; `resize_group` creates a new template version with the new type and points
 //! the group at it. Warm pool members are not counted in [`Group::instances`]; see
 //! [`AwsProvider::put_warm_pool`] and [`AwsProvider::warm_pool`].
+//!
+//! # Tagged groups
+//! A group id `tag:KEY=VALUE` names the standalone instances tagged `KEY=VALUE` instead of an
+//! Auto Scaling group, when [`AwsParams::tagged_groups`] configures it ([`TaggedGroup`]: type,
+//! bounds, owner, image). Its members are the tagged instances that are pending, running,
+//! stopping or stopped; `desired` is their number.
+//! - `scale_group` launches the missing members (tagged `KEY=VALUE`, with the owner and an
+//!   idempotency token derived from the group, the target and the current members, so a retried
+//!   scale sends the same token and creates nothing new), or terminates the newest extra ones.
+//! - `resize_group` changes the type of later launches (kept by this adapter; after a restart
+//!   the newest member's type, else the configured one).
+//! - Members carry the group in [`Instance::group`], so an orphan sweep spares them.
 
 mod error;
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -34,8 +48,9 @@ pub use self::error::Error;
 use crate::error::{CloudError, ErrorKind, Result};
 use crate::port::CloudProvider;
 use crate::types::{
-    Group, GroupId, Instance, InstanceId, InstanceState, InstanceType, InstanceTypeInfo,
-    LaunchRequest, Operation, Owner, Price, StopMode, Tags, OWNER_TAG, TOKEN_TAG,
+    Group, GroupId, IdempotencyToken, Instance, InstanceId, InstanceState, InstanceType,
+    InstanceTypeInfo, LaunchRequest, Operation, Owner, Price, PurchaseOption, StopMode, Tags,
+    OWNER_TAG, TOKEN_TAG,
 };
 
 /// Tag EC2 Auto Scaling puts on its members.
@@ -82,6 +97,55 @@ pub struct AwsParams {
     pub subnet_id: Option<String>,
     /// Timeout of one HTTP attempt (the shared timeout layer bounds the whole call).
     pub attempt_timeout: Duration,
+    /// Groups of tagged standalone instances, by id (`tag:KEY=VALUE`); see the module docs.
+    pub tagged_groups: BTreeMap<GroupId, TaggedGroup>,
+}
+
+/// Prefix of the id of a group of tagged standalone instances: `tag:KEY=VALUE`.
+pub const TAGGED_GROUP_PREFIX: &str = "tag:";
+
+/// A group of standalone instances defined by a tag (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaggedGroup {
+    /// Type of new members (until `resize_group`).
+    pub instance_type: InstanceType,
+    /// Smallest size `scale_group` accepts.
+    pub min: u32,
+    /// Largest size `scale_group` accepts.
+    pub max: u32,
+    /// Owner written on new members (the orphan sweep lists them by it).
+    pub owner: Owner,
+    /// AMI of new members (default: [`AwsParams::image_id`]).
+    pub image_id: Option<String>,
+    /// Subnet of new members (default: [`AwsParams::subnet_id`]).
+    pub subnet_id: Option<String>,
+    /// Availability zone of new members (default: EC2's choice).
+    pub location: Option<String>,
+}
+
+impl TaggedGroup {
+    /// New members of `instance_type` owned by `owner`, between `min` and `max`, with the
+    /// adapter's image and subnet.
+    pub fn new(instance_type: impl Into<InstanceType>, min: u32, max: u32, owner: Owner) -> Self {
+        TaggedGroup {
+            instance_type: instance_type.into(),
+            min,
+            max,
+            owner,
+            image_id: None,
+            subnet_id: None,
+            location: None,
+        }
+    }
+}
+
+/// The `(KEY, VALUE)` of a tagged group id `tag:KEY=VALUE`, if it is one.
+pub fn parse_tagged_group(id: &GroupId) -> Option<(&str, &str)> {
+    let (k, v) = id
+        .as_str()
+        .strip_prefix(TAGGED_GROUP_PREFIX)?
+        .split_once('=')?;
+    (!k.is_empty() && !v.is_empty()).then_some((k, v))
 }
 
 impl AwsParams {
@@ -94,6 +158,7 @@ impl AwsParams {
             image_id: None,
             subnet_id: None,
             attempt_timeout: Duration::from_secs(30),
+            tagged_groups: BTreeMap::new(),
         }
     }
 
@@ -121,6 +186,23 @@ impl AwsParams {
         {
             if access_key_id.is_empty() || secret_access_key.is_empty() {
                 return Err(Error::EmptyCredentials);
+            }
+        }
+        for (id, g) in &self.tagged_groups {
+            let bad = |reason: String| Error::BadTaggedGroup {
+                group: id.to_string(),
+                reason,
+            };
+            if parse_tagged_group(id).is_none() {
+                return Err(bad(format!(
+                    "the id must read {TAGGED_GROUP_PREFIX}KEY=VALUE"
+                )));
+            }
+            if g.min > g.max {
+                return Err(bad(format!("min {} is above max {}", g.min, g.max)));
+            }
+            if g.image_id.is_none() && self.image_id.is_none() {
+                return Err(bad("no image: set its image_id or the adapter's".into()));
             }
         }
         Ok(ValidAwsParams(self))
@@ -168,6 +250,8 @@ pub struct AwsProvider {
     ec2: ec2::Client,
     asg: asg::Client,
     params: ValidAwsParams,
+    /// Types set by `resize_group` on tagged groups.
+    tagged_types: Arc<Mutex<BTreeMap<GroupId, InstanceType>>>,
 }
 
 impl AwsProvider {
@@ -227,6 +311,7 @@ impl AwsProvider {
             ec2: ec2::Client::from_conf(e.build()),
             asg: asg::Client::from_conf(a.build()),
             params,
+            tagged_types: Arc::default(),
         }
     }
 
@@ -426,7 +511,11 @@ impl AwsProvider {
             }
             let page = call.send().await.map_err(|e| map_sdk(op, e))?;
             for r in page.reservations() {
-                out.extend(r.instances().iter().map(to_instance));
+                out.extend(
+                    r.instances()
+                        .iter()
+                        .map(|i| self.with_group(to_instance(i))),
+                );
             }
             match page.next_token() {
                 Some(t) if !t.is_empty() => next = Some(t.to_owned()),
@@ -447,6 +536,280 @@ impl AwsProvider {
             .ok_or_else(|| CloudError::not_found(op, format!("instance {id}")))
     }
 
+    /// Sets the tagged group of a standalone instance that carries a configured group's tag.
+    fn with_group(&self, mut i: Instance) -> Instance {
+        if i.group.is_none() {
+            i.group = self
+                .params
+                .get()
+                .tagged_groups
+                .keys()
+                .find(|g| {
+                    parse_tagged_group(g)
+                        .is_some_and(|(k, v)| i.tags.get(k).map(String::as_str) == Some(v))
+                })
+                .cloned();
+        }
+        i
+    }
+
+    /// The configured tagged group `group`, `None` when it is not a tagged group id, `NotFound`
+    /// when it is one that is not configured.
+    fn tagged<'a>(
+        &'a self,
+        op: Operation,
+        group: &'a GroupId,
+    ) -> Result<Option<(&'a TaggedGroup, &'a str, &'a str)>> {
+        let Some((k, v)) = parse_tagged_group(group) else {
+            return Ok(None);
+        };
+        match self.params.get().tagged_groups.get(group) {
+            Some(g) => Ok(Some((g, k, v))),
+            None => Err(CloudError::not_found(
+                op,
+                format!("tagged group {group} (not configured)"),
+            )),
+        }
+    }
+
+    /// The members of a tagged group: instances tagged `key=value` that are pending, running,
+    /// stopping or stopped, oldest first.
+    async fn tagged_members(&self, op: Operation, key: &str, value: &str) -> Result<Vec<Instance>> {
+        let states = ec2::types::Filter::builder()
+            .name("instance-state-name")
+            .values("pending")
+            .values("running")
+            .values("stopping")
+            .values("stopped")
+            .build();
+        let mut members = self
+            .describe_many(op, None, vec![filter(&format!("tag:{key}"), value), states])
+            .await?;
+        members.retain(|i| i.state.is_live());
+        members.sort_by(|a, b| (a.launched_at, &a.id).cmp(&(b.launched_at, &b.id)));
+        Ok(members)
+    }
+
+    async fn tagged_view(
+        &self,
+        op: Operation,
+        group: &GroupId,
+        g: &TaggedGroup,
+        key: &str,
+        value: &str,
+    ) -> Result<Group> {
+        let members = self.tagged_members(op, key, value).await?;
+        let resized = self
+            .tagged_types
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(group)
+            .cloned();
+        let instance_type = resized
+            .or_else(|| members.last().map(|i| i.instance_type.clone()))
+            .unwrap_or_else(|| g.instance_type.clone());
+        Ok(Group {
+            id: group.clone(),
+            location: g
+                .location
+                .clone()
+                .unwrap_or_else(|| self.params.get().region.clone()),
+            instance_type,
+            min: g.min,
+            max: g.max,
+            desired: members.len() as u32,
+            instances: members,
+        })
+    }
+
+    /// Scales a tagged group: launches the missing members or terminates the newest extra ones.
+    ///
+    /// # Guarantees
+    /// The launch token is derived from the group, the target and the current members: a retry
+    /// after a lost answer either sees the new members (and launches nothing) or sends the same
+    /// token (which creates nothing new). A token whose instances are all gone already (an
+    /// earlier scale up and down through the same state) is not reused: the next one is taken.
+    async fn scale_tagged(
+        &self,
+        group: &GroupId,
+        g: &TaggedGroup,
+        key: &str,
+        value: &str,
+        desired: u32,
+    ) -> Result<Group> {
+        let op = Operation::ScaleGroup;
+        if desired < g.min || desired > g.max {
+            return Err(CloudError::invalid(
+                op,
+                format!(
+                    "desired capacity {desired} is outside [{}, {}] of group {group}",
+                    g.min, g.max
+                ),
+            ));
+        }
+        let view = self.tagged_view(op, group, g, key, value).await?;
+        let have = view.instances.len() as u32;
+        if desired > have {
+            let mut seed = format!("{group}|{desired}");
+            for i in &view.instances {
+                seed.push('|');
+                seed.push_str(i.id.as_str());
+            }
+            let base = fnv64(&seed);
+            let mut token = None;
+            for attempt in 0..16 {
+                let t = IdempotencyToken::new(format!("grp-{base:016x}-{attempt}"))
+                    .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
+                let used = self
+                    .describe_many(
+                        op,
+                        None,
+                        vec![filter(&format!("tag:{TOKEN_TAG}"), t.as_str())],
+                    )
+                    .await?;
+                // A token is spent once none of its instances is a member any more (all of them
+                // terminated or shutting down); a member would have changed the seed.
+                if used.is_empty()
+                    || used
+                        .iter()
+                        .any(|i| i.state.is_active() || i.state == InstanceState::Stopped)
+                {
+                    token = Some(t);
+                    break;
+                }
+            }
+            let token = token.ok_or_else(|| {
+                CloudError::new(op, ErrorKind::Other)
+                    .with_detail(format!("no free launch token for group {group}"))
+            })?;
+            let mut req = LaunchRequest::new(
+                token,
+                g.owner.clone(),
+                view.instance_type.clone(),
+                desired - have,
+            );
+            req.location = g.location.clone();
+            req.template_group = Some(group.clone());
+            req.tags.insert(key.to_owned(), value.to_owned());
+            self.launch_as(op, &req).await?;
+        } else if desired < have {
+            let newest: Vec<String> = view
+                .instances
+                .iter()
+                .rev()
+                .take((have - desired) as usize)
+                .map(|i| i.id.as_str().to_owned())
+                .collect();
+            self.ec2
+                .terminate_instances()
+                .set_instance_ids(Some(newest))
+                .send()
+                .await
+                .map_err(|e| map_sdk(op, e))?;
+        }
+        self.tagged_view(op, group, g, key, value).await
+    }
+
+    /// Launches standalone instances (the port's `launch`, and a tagged group's scale-up under
+    /// `op`); see [`CloudProvider::launch`].
+    async fn launch_as(&self, op: Operation, request: &LaunchRequest) -> Result<Vec<Instance>> {
+        if request.count == 0 {
+            return Err(CloudError::invalid(op, "count must be at least 1"));
+        }
+        // A launch retried after a lost response: the instances carry the token already.
+        let existing = self
+            .describe_many(
+                op,
+                None,
+                vec![
+                    filter(&format!("tag:{TOKEN_TAG}"), request.token.as_str()),
+                    filter(&format!("tag:{OWNER_TAG}"), request.owner.as_str()),
+                ],
+            )
+            .await?;
+        if !existing.is_empty() {
+            let same = existing.len() == request.count as usize
+                && existing.iter().all(|i| {
+                    i.instance_type == request.instance_type && i.purchase == request.purchase
+                });
+            if !same {
+                return Err(CloudError::invalid(
+                    op,
+                    format!("token {} was used with other parameters", request.token),
+                ));
+            }
+            return Ok(existing);
+        }
+        let count = to_i32(op, request.count)?;
+        let tags = request.all_tags();
+        let mut call = self
+            .ec2
+            .run_instances()
+            .client_token(request.token.as_str())
+            .min_count(count)
+            .max_count(count)
+            .instance_type(ec2::types::InstanceType::from(
+                request.instance_type.as_str(),
+            ))
+            .tag_specifications(
+                ec2::types::TagSpecification::builder()
+                    .resource_type(ec2::types::ResourceType::Instance)
+                    .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()))
+                    .build(),
+            );
+        if request.purchase.is_spot() {
+            call = call.instance_market_options(spot_market());
+        }
+        if let Some(location) = &request.location {
+            call = call.placement(
+                ec2::types::Placement::builder()
+                    .availability_zone(location)
+                    .build(),
+            );
+        }
+        let tagged = match &request.template_group {
+            Some(group) => self.tagged(op, group)?.map(|(t, _, _)| t),
+            None => None,
+        };
+        if let Some(t) = tagged {
+            let p = self.params.get();
+            let image = t
+                .image_id
+                .as_deref()
+                .or(p.image_id.as_deref())
+                .ok_or_else(|| {
+                    CloudError::invalid(op, "no image: set image_id for the tagged group")
+                })?;
+            call = call
+                .image_id(image)
+                .set_subnet_id(t.subnet_id.clone().or_else(|| p.subnet_id.clone()));
+        } else if let Some(group) = &request.template_group {
+            let g = self.asg_group(op, group).await?;
+            let spec = Self::group_template(op, &g)?;
+            call = call.launch_template(
+                ec2::types::LaunchTemplateSpecification::builder()
+                    .set_launch_template_id(spec.launch_template_id().map(str::to_owned))
+                    .set_launch_template_name(spec.launch_template_name().map(str::to_owned))
+                    .set_version(spec.version().map(str::to_owned))
+                    .build(),
+            );
+        } else {
+            let p = self.params.get();
+            let image = p.image_id.as_deref().ok_or_else(|| {
+                CloudError::invalid(op, "no image: set image_id or pass a template_group")
+            })?;
+            call = call.image_id(image).set_subnet_id(p.subnet_id.clone());
+        }
+        let out = call.send().await.map_err(|e| map_sdk(op, e))?;
+        let mut launched: Vec<Instance> = out
+            .instances()
+            .iter()
+            .map(|i| self.with_group(to_instance(i)))
+            .collect();
+        launched.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(launched)
+    }
+
     /// Fails with `InvalidRequest` when EC2 does not offer `instance_type` here.
     async fn check_type(&self, op: Operation, instance_type: &InstanceType) -> Result<()> {
         let out = self
@@ -464,6 +827,16 @@ impl AwsProvider {
         }
         Ok(())
     }
+}
+
+/// FNV-1a 64 (stable across releases and platforms, unlike std's hasher).
+fn fnv64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 fn to_i32(op: Operation, n: u32) -> Result<i32> {
@@ -522,7 +895,26 @@ fn to_instance(i: &ec2::types::Instance) -> Instance {
         tags,
         launched_at: launched_at.filter(|t| *t > SystemTime::UNIX_EPOCH),
         hibernated: i.state_reason().and_then(|r| r.code()) == Some(HIBERNATE_REASON),
+        purchase: match i.instance_lifecycle() {
+            Some(ec2::types::InstanceLifecycleType::Spot) => PurchaseOption::Spot,
+            _ => PurchaseOption::OnDemand,
+        },
     }
+}
+
+/// `InstanceMarketOptions` of a spot launch: a one-time spot request (no persistent request
+/// that would relaunch behind the controller's back), terminated on interruption, at no maximum
+/// price (EC2 then caps it at the on-demand price).
+fn spot_market() -> ec2::types::InstanceMarketOptionsRequest {
+    ec2::types::InstanceMarketOptionsRequest::builder()
+        .market_type(ec2::types::MarketType::Spot)
+        .spot_options(
+            ec2::types::SpotMarketOptions::builder()
+                .spot_instance_type(ec2::types::SpotInstanceType::OneTime)
+                .instance_interruption_behavior(ec2::types::InstanceInterruptionBehavior::Terminate)
+                .build(),
+        )
+        .build()
 }
 
 #[async_trait]
@@ -533,12 +925,18 @@ impl CloudProvider for AwsProvider {
 
     async fn describe_group(&self, group: &GroupId) -> Result<Group> {
         let op = Operation::DescribeGroup;
+        if let Some((t, k, v)) = self.tagged(op, group)? {
+            return self.tagged_view(op, group, t, k, v).await;
+        }
         let g = self.asg_group(op, group).await?;
         self.group_view(op, &g).await
     }
 
     async fn scale_group(&self, group: &GroupId, desired: u32) -> Result<Group> {
         let op = Operation::ScaleGroup;
+        if let Some((t, k, v)) = self.tagged(op, group)? {
+            return self.scale_tagged(group, t, k, v, desired).await;
+        }
         let g = self.asg_group(op, group).await?;
         let (min, max) = (g.min_size().unwrap_or(0), g.max_size().unwrap_or(0));
         let want = to_i32(op, desired)?;
@@ -565,6 +963,17 @@ impl CloudProvider for AwsProvider {
 
     async fn resize_group(&self, group: &GroupId, instance_type: &InstanceType) -> Result<Group> {
         let op = Operation::ResizeGroup;
+        if let Some((t, k, v)) = self.tagged(op, group)? {
+            let current = self.tagged_view(op, group, t, k, v).await?;
+            if &current.instance_type != instance_type {
+                self.check_type(op, instance_type).await?;
+                self.tagged_types
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(group.clone(), instance_type.clone());
+            }
+            return self.tagged_view(op, group, t, k, v).await;
+        }
         let g = self.asg_group(op, group).await?;
         let spec = Self::group_template(op, &g)?;
         let current = self.template_version(op, &spec).await?;
@@ -620,79 +1029,7 @@ impl CloudProvider for AwsProvider {
     }
 
     async fn launch(&self, request: &LaunchRequest) -> Result<Vec<Instance>> {
-        let op = Operation::Launch;
-        if request.count == 0 {
-            return Err(CloudError::invalid(op, "count must be at least 1"));
-        }
-        // A launch retried after a lost response: the instances carry the token already.
-        let existing = self
-            .describe_many(
-                op,
-                None,
-                vec![
-                    filter(&format!("tag:{TOKEN_TAG}"), request.token.as_str()),
-                    filter(&format!("tag:{OWNER_TAG}"), request.owner.as_str()),
-                ],
-            )
-            .await?;
-        if !existing.is_empty() {
-            let same = existing.len() == request.count as usize
-                && existing
-                    .iter()
-                    .all(|i| i.instance_type == request.instance_type);
-            if !same {
-                return Err(CloudError::invalid(
-                    op,
-                    format!("token {} was used with other parameters", request.token),
-                ));
-            }
-            return Ok(existing);
-        }
-        let count = to_i32(op, request.count)?;
-        let tags = request.all_tags();
-        let mut call = self
-            .ec2
-            .run_instances()
-            .client_token(request.token.as_str())
-            .min_count(count)
-            .max_count(count)
-            .instance_type(ec2::types::InstanceType::from(
-                request.instance_type.as_str(),
-            ))
-            .tag_specifications(
-                ec2::types::TagSpecification::builder()
-                    .resource_type(ec2::types::ResourceType::Instance)
-                    .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()))
-                    .build(),
-            );
-        if let Some(location) = &request.location {
-            call = call.placement(
-                ec2::types::Placement::builder()
-                    .availability_zone(location)
-                    .build(),
-            );
-        }
-        if let Some(group) = &request.template_group {
-            let g = self.asg_group(op, group).await?;
-            let spec = Self::group_template(op, &g)?;
-            call = call.launch_template(
-                ec2::types::LaunchTemplateSpecification::builder()
-                    .set_launch_template_id(spec.launch_template_id().map(str::to_owned))
-                    .set_launch_template_name(spec.launch_template_name().map(str::to_owned))
-                    .set_version(spec.version().map(str::to_owned))
-                    .build(),
-            );
-        } else {
-            let p = self.params.get();
-            let image = p.image_id.as_deref().ok_or_else(|| {
-                CloudError::invalid(op, "no image: set image_id or pass a template_group")
-            })?;
-            call = call.image_id(image).set_subnet_id(p.subnet_id.clone());
-        }
-        let out = call.send().await.map_err(|e| map_sdk(op, e))?;
-        let mut launched: Vec<Instance> = out.instances().iter().map(to_instance).collect();
-        launched.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(launched)
+        self.launch_as(Operation::Launch, request).await
     }
 
     async fn describe_instance(&self, id: &InstanceId) -> Result<Instance> {

@@ -39,7 +39,7 @@ use crate::error::{CloudError, ErrorKind, Result};
 use crate::port::CloudProvider;
 use crate::types::{
     Group, GroupId, Instance, InstanceId, InstanceState, InstanceType, InstanceTypeInfo,
-    LaunchRequest, Operation, Owner, Price, StopMode, Tags, OWNER_TAG,
+    LaunchRequest, Operation, Owner, Price, PurchaseOption, StopMode, Tags, OWNER_TAG,
 };
 
 /// Errors raised while building the Azure adapter (before any call is made).
@@ -638,6 +638,24 @@ impl AzureProvider {
             return Err(CloudError::invalid(op, "vm template must be a JSON object"));
         }
         properties["hardwareProfile"] = json!({ "vmSize": request.instance_type.as_str() });
+        match request.purchase {
+            // Evicted Spot VMs are deleted (not deallocated and left behind), and the price is
+            // capped at the pay-as-you-go price (`maxPrice: -1`) so that price alone never
+            // evicts them.
+            PurchaseOption::Spot => {
+                properties["priority"] = json!("Spot");
+                properties["evictionPolicy"] = json!("Delete");
+                properties["billingProfile"] = json!({ "maxPrice": -1 });
+            }
+            // A template group's settings are copied, but a launch asked as on-demand is one.
+            PurchaseOption::OnDemand => {
+                if let Some(p) = properties.as_object_mut() {
+                    for key in ["priority", "evictionPolicy", "billingProfile"] {
+                        p.remove(key);
+                    }
+                }
+            }
+        }
         Ok(json!({
             "location": location,
             "tags": launch_tags(request),
@@ -762,6 +780,22 @@ fn to_instance(vm: &Value, group: Option<GroupId>) -> Instance {
         tags,
         launched_at,
         hibernated,
+        purchase: purchase_of(vm),
+    }
+}
+
+/// What a VM was launched as: its `priority` (`Spot`, or the older `Low` of scale sets) where
+/// it says, on-demand (`Regular` or absent) otherwise.
+fn purchase_of(vm: &Value) -> PurchaseOption {
+    let priority = vm
+        .pointer("/properties/priority")
+        .or_else(|| vm.pointer("/properties/virtualMachineProfile/priority"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if priority.eq_ignore_ascii_case("spot") || priority.eq_ignore_ascii_case("low") {
+        PurchaseOption::Spot
+    } else {
+        PurchaseOption::OnDemand
     }
 }
 
@@ -932,6 +966,7 @@ impl CloudProvider for AzureProvider {
             Ok(existing) => {
                 let count = request.count.to_string();
                 if existing.instance_type != request.instance_type
+                    || existing.purchase != request.purchase
                     || existing.tags.get(OWNER_TAG).map(String::as_str)
                         != Some(request.owner.as_str())
                     || existing.tags.get(COUNT_TAG) != Some(&count)

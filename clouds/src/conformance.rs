@@ -28,6 +28,9 @@
 //!   describe/scale of a missing group report `NotFound`.
 //! - [`Scenario::OrphanSweep`]: listing by ownership tag returns exactly the owner's instances;
 //!   terminating them leaves none live, and another owner's instance is untouched.
+//! - [`Scenario::SpotLaunch`]: an on-demand launch reports on-demand instances, a spot launch
+//!   reports spot ones (launch answer, describe and listing alike), a spot launch sent again
+//!   creates nothing, and its token with the on-demand option is refused.
 //!
 //! # Assumptions
 //! - The group named in the configuration exists, has room for two more members (or at least
@@ -54,7 +57,7 @@ use crate::error::{CloudError, ErrorKind};
 use crate::port::CloudProvider;
 use crate::types::{
     Group, GroupId, IdempotencyToken, Instance, InstanceId, InstanceState, InstanceType,
-    LaunchRequest, Owner, StopMode,
+    LaunchRequest, Owner, PurchaseOption, StopMode,
 };
 
 /// One scenario of the suite.
@@ -72,17 +75,20 @@ pub enum Scenario {
     NotFound,
     /// List by ownership tag and terminate the owner's instances.
     OrphanSweep,
+    /// Launch spot and on-demand instances; each reports what it was launched as.
+    SpotLaunch,
 }
 
 impl Scenario {
     /// Every scenario, in the order [`run_all`] runs them.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::ScaleUpDown,
         Scenario::Resize,
         Scenario::StopStart,
         Scenario::IdempotentLaunch,
         Scenario::NotFound,
         Scenario::OrphanSweep,
+        Scenario::SpotLaunch,
     ];
 
     /// The scenario as a kebab-case label (used in owners and tokens).
@@ -94,6 +100,7 @@ impl Scenario {
             Scenario::IdempotentLaunch => "idempotent",
             Scenario::NotFound => "not-found",
             Scenario::OrphanSweep => "sweep",
+            Scenario::SpotLaunch => "spot",
         }
     }
 }
@@ -255,6 +262,7 @@ pub async fn run_some(
             Scenario::IdempotentLaunch => suite.idempotent_launch().await,
             Scenario::NotFound => suite.not_found().await,
             Scenario::OrphanSweep => suite.orphan_sweep().await,
+            Scenario::SpotLaunch => suite.spot_launch().await,
         };
         if let Ok(o) = suite.owner(s, "") {
             owners.push(o);
@@ -735,6 +743,65 @@ impl Suite<'_> {
         self.cleanup(&all).await;
         result
     }
+
+    /// One on-demand and one spot launch: each reports its purchase option in the launch
+    /// answer, in `describe_instance` and in the owner's listing; the spot launch sent again
+    /// returns the same instance, and its token with the on-demand option is refused.
+    async fn spot_launch(&self) -> Check {
+        let owner = self.owner(Scenario::SpotLaunch, "")?;
+        let on_demand = self.request(Scenario::SpotLaunch, &owner, 1)?;
+        let spot = self
+            .request(Scenario::SpotLaunch, &owner, 1)?
+            .with_purchase(PurchaseOption::Spot);
+        let mut all = Vec::new();
+        let result = async {
+            let mut want = Vec::new();
+            for r in [&on_demand, &spot] {
+                let i = self.launch(r).await?.remove(0);
+                all.push(i.id.clone());
+                ensure(i.purchase == r.purchase, || {
+                    format!(
+                        "{} launch answered instance {} as {}",
+                        r.purchase, i.id, i.purchase
+                    )
+                })?;
+                let seen = step("describe instance", self.p.describe_instance(&i.id).await)?;
+                ensure(seen.purchase == r.purchase, || {
+                    format!(
+                        "instance {} launched {} shows {}",
+                        i.id, r.purchase, seen.purchase
+                    )
+                })?;
+                want.push((i.id, r.purchase));
+            }
+            let again = step(
+                "spot launch with the same token",
+                self.p.launch(&spot).await,
+            )?;
+            ensure(
+                again.len() == 1 && again[0].id == want[1].0 && again[0].purchase.is_spot(),
+                || format!("spot launch sent again returned {again:?}"),
+            )?;
+            expect_kind(
+                "spot token with the on-demand option",
+                self.p
+                    .launch(&spot.clone().with_purchase(PurchaseOption::OnDemand))
+                    .await,
+                ErrorKind::InvalidRequest,
+            )?;
+            let listed = step("list owner", self.p.list_instances(&owner).await)?;
+            for (id, purchase) in &want {
+                let found = listed.iter().find(|i| &i.id == id);
+                ensure(found.is_some_and(|i| i.purchase == *purchase), || {
+                    format!("owner lists {found:?} for {id} launched {purchase}")
+                })?;
+            }
+            Ok(())
+        }
+        .await;
+        self.cleanup(&all).await;
+        result
+    }
 }
 
 #[cfg(test)]
@@ -790,7 +857,7 @@ mod tests {
         let base = sim.launches();
         let report = run_all(&sim, &cfg).await;
         report.assert_passed();
-        assert_eq!(report.scenarios.len(), 6);
+        assert_eq!(report.scenarios.len(), 7);
         assert_no_duplicate_no_leak(&sim, &report, base).await;
     }
 
@@ -894,6 +961,66 @@ mod tests {
         assert!(!report.passed());
         let why = report.failures()[0].failure.clone().unwrap();
         assert!(why.contains("second launch"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn suite_should_catch_a_provider_that_launches_everything_on_demand() {
+        /// A cloud that ignores the purchase option.
+        #[derive(Debug)]
+        struct OnDemandOnly(SimCloud);
+        #[async_trait::async_trait]
+        impl CloudProvider for OnDemandOnly {
+            fn name(&self) -> &str {
+                "on-demand-only"
+            }
+            async fn describe_group(&self, g: &GroupId) -> crate::Result<Group> {
+                self.0.describe_group(g).await
+            }
+            async fn scale_group(&self, g: &GroupId, n: u32) -> crate::Result<Group> {
+                self.0.scale_group(g, n).await
+            }
+            async fn resize_group(&self, g: &GroupId, t: &InstanceType) -> crate::Result<Group> {
+                self.0.resize_group(g, t).await
+            }
+            async fn launch(&self, r: &LaunchRequest) -> crate::Result<Vec<Instance>> {
+                self.0
+                    .launch(&r.clone().with_purchase(PurchaseOption::OnDemand))
+                    .await
+            }
+            async fn describe_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
+                self.0.describe_instance(id).await
+            }
+            async fn stop_instance(&self, id: &InstanceId, m: StopMode) -> crate::Result<Instance> {
+                self.0.stop_instance(id, m).await
+            }
+            async fn start_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
+                self.0.start_instance(id).await
+            }
+            async fn resize_instance(
+                &self,
+                id: &InstanceId,
+                t: &InstanceType,
+            ) -> crate::Result<Instance> {
+                self.0.resize_instance(id, t).await
+            }
+            async fn terminate_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
+                self.0.terminate_instance(id).await
+            }
+            async fn list_instances(&self, o: &Owner) -> crate::Result<Vec<Instance>> {
+                self.0.list_instances(o).await
+            }
+            async fn instance_types(&self) -> crate::Result<Vec<crate::InstanceTypeInfo>> {
+                self.0.instance_types().await
+            }
+            async fn prices(&self) -> crate::Result<Vec<crate::Price>> {
+                self.0.prices().await
+            }
+        }
+        let (sim, _clock, cfg) = sim_setup(SimConfig::default());
+        let report = run_some(&OnDemandOnly(sim), &cfg, &[Scenario::SpotLaunch]).await;
+        let why = report.failures()[0].failure.clone().unwrap();
+        assert!(why.contains("spot launch answered instance"), "{why}");
+        assert!(why.ends_with("as on-demand"), "{why}");
     }
 
     #[tokio::test]

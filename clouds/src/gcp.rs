@@ -35,7 +35,7 @@ use crate::error::{CloudError, ErrorKind, Result};
 use crate::port::CloudProvider;
 use crate::types::{
     Group, GroupId, Instance, InstanceId, InstanceState, InstanceType, InstanceTypeInfo,
-    LaunchRequest, Operation, Owner, Price, StopMode, Tags, OWNER_TAG,
+    LaunchRequest, Operation, Owner, Price, PurchaseOption, StopMode, Tags, OWNER_TAG,
 };
 
 /// Errors raised while building the GCP adapter (before any call is made).
@@ -414,6 +414,8 @@ impl GcpProvider {
                     tags: Tags::new(),
                     launched_at: None,
                     hibernated: false,
+                    // The group's template decides; the member listing does not say.
+                    purchase: PurchaseOption::OnDemand,
                 });
             }
             match page.get("nextPageToken").and_then(Value::as_str) {
@@ -566,7 +568,38 @@ fn to_instance(v: &Value) -> Instance {
         tags,
         launched_at,
         hibernated: status == "SUSPENDED",
+        purchase: purchase_of(v),
     }
+}
+
+/// What an instance was launched as: `scheduling.provisioningModel: SPOT`, or the older
+/// `scheduling.preemptible: true`, is spot; anything else on-demand.
+fn purchase_of(v: &Value) -> PurchaseOption {
+    let model = v
+        .pointer("/scheduling/provisioningModel")
+        .and_then(Value::as_str);
+    let preemptible = v
+        .pointer("/scheduling/preemptible")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if model == Some("SPOT") || preemptible {
+        PurchaseOption::Spot
+    } else {
+        PurchaseOption::OnDemand
+    }
+}
+
+/// The `scheduling` of a spot insert: Spot VMs are deleted when preempted (nothing stopped is
+/// left behind) and, as Compute Engine requires, neither restart automatically nor migrate on
+/// host maintenance. An on-demand insert sends no `scheduling`, so the template's settings
+/// (such as `onHostMaintenance: TERMINATE` for GPUs) stay as they are.
+fn spot_scheduling() -> Value {
+    json!({
+        "provisioningModel": "SPOT",
+        "instanceTerminationAction": "DELETE",
+        "automaticRestart": false,
+        "onHostMaintenance": "TERMINATE",
+    })
 }
 
 /// The managed instance group that created an instance (its `created-by` metadata), if any.
@@ -884,6 +917,8 @@ impl CloudProvider for GcpProvider {
             match self.instance(op, &zone, &name).await {
                 Ok(existing) => {
                     let same = existing.instance_type == request.instance_type
+                        // A spot template makes spot instances of an on-demand launch.
+                        && (!request.purchase.is_spot() || existing.purchase.is_spot())
                         && existing.tags.get(OWNER_TAG).map(String::as_str)
                             == Some(request.owner.as_str())
                         && existing.tags.get(COUNT_TAG) == Some(&request.count.to_string());
@@ -899,12 +934,16 @@ impl CloudProvider for GcpProvider {
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
-            let body: model::Instance = serde_json::from_value(json!({
+            let mut body = json!({
                 "name": name,
                 "machineType": format!("zones/{zone}/machineTypes/{}", request.instance_type),
                 "labels": labels,
-            }))
-            .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
+            });
+            if request.purchase.is_spot() {
+                body["scheduling"] = spot_scheduling();
+            }
+            let body: model::Instance = serde_json::from_value(body)
+                .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
             let inserted = self
                 .instances
                 .insert()

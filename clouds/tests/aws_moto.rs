@@ -4,14 +4,15 @@
 
 mod fakes;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fakes::faults::{FaultPlan, Injector};
 use fakes::moto::{proxy, Moto};
-use predictive_clouds::aws::{AwsCredentials, AwsParams, AwsProvider, WarmPoolState};
+use predictive_clouds::aws::{AwsCredentials, AwsParams, AwsProvider, TaggedGroup, WarmPoolState};
 use predictive_clouds::{
     CloudProvider, ErrorKind, GroupId, IdempotencyToken, InstanceId, InstanceState, InstanceType,
-    LaunchRequest, Owner, StopMode, OWNER_TAG,
+    LaunchRequest, Owner, PurchaseOption, StopMode, OWNER_TAG, TOKEN_TAG,
 };
 
 const REGION: &str = "us-east-1";
@@ -34,6 +35,14 @@ struct Env {
 }
 
 async fn env(moto: &Moto, plan: FaultPlan) -> Env {
+    env_with(moto, plan, BTreeMap::new()).await
+}
+
+async fn env_with(
+    moto: &Moto,
+    plan: FaultPlan,
+    tagged_groups: BTreeMap<GroupId, TaggedGroup>,
+) -> Env {
     let (addr, faults) = proxy(moto, plan).await;
     let mut params = AwsParams::new(REGION);
     params.endpoint_url = Some(format!("http://{addr}"));
@@ -81,6 +90,7 @@ async fn env(moto: &Moto, plan: FaultPlan) -> Env {
         .expect("moto has an image")
         .to_owned();
     params.image_id = Some(image.clone());
+    params.tagged_groups = tagged_groups;
     let provider = AwsProvider::connect(params.check().unwrap()).await;
     faults.set_enabled(true);
     Env {
@@ -207,6 +217,48 @@ fn aws_adapter_should_follow_the_port_on_moto() {
         other.instance_type = InstanceType::new("t3.large");
         let err = p.launch(&other).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+
+        // spot: InstanceMarketOptions on RunInstances; EC2 (and moto) report the lifecycle
+        assert!(first.iter().all(|i| i.purchase == PurchaseOption::OnDemand));
+        let spot_req = LaunchRequest::new(token("spot-1"), owner(), "t3.small", 1)
+            .with_purchase(PurchaseOption::Spot);
+        let spot = p.launch(&spot_req).await.unwrap();
+        assert_eq!(spot[0].purchase, PurchaseOption::Spot);
+        let raw = env
+            .ec2
+            .describe_instances()
+            .instance_ids(spot[0].id.as_str())
+            .instance_ids(first[0].id.as_str())
+            .send()
+            .await
+            .unwrap();
+        let lifecycle = |id: &InstanceId| {
+            raw.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find(|i| i.instance_id() == Some(id.as_str()))
+                .map(|i| i.instance_lifecycle().cloned())
+                .expect("described")
+        };
+        assert_eq!(
+            lifecycle(&spot[0].id),
+            Some(aws_sdk_ec2::types::InstanceLifecycleType::Spot)
+        );
+        assert_eq!(lifecycle(&first[0].id), None, "on-demand has no lifecycle");
+        assert_eq!(
+            p.describe_instance(&spot[0].id).await.unwrap().purchase,
+            PurchaseOption::Spot
+        );
+        let err = p
+            .launch(&spot_req.clone().with_purchase(PurchaseOption::OnDemand))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::InvalidRequest,
+            "same token, other purchase: {err}"
+        );
+        p.terminate_instance(&spot[0].id).await.unwrap();
 
         // stop, resize only when stopped, start
         let id = first[0].id.clone();
@@ -391,4 +443,124 @@ fn aws_should_pass_the_conformance_suite_on_moto() {
 #[test]
 fn aws_should_converge_under_twenty_percent_faults_behind_retry() {
     conformance_run(FaultPlan::at(0.2, 3), 3);
+}
+
+fn tagged_web() -> BTreeMap<GroupId, TaggedGroup> {
+    let mut g = TaggedGroup::new("t3.micro", 0, 5, owner());
+    g.location = Some(ZONE.into());
+    [(GroupId::new("tag:app=web"), g)].into_iter().collect()
+}
+
+/// A group of standalone instances tagged `app=web` instead of an Auto Scaling group: scaled
+/// by launching and terminating tagged, owned instances, idempotently.
+#[test]
+fn aws_tagged_group_should_scale_tagged_standalone_instances_on_moto() {
+    let _one = one_moto();
+    let Some(moto) = Moto::start() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let env = env_with(&moto, FaultPlan::none(), tagged_web()).await;
+        let p = &env.provider;
+        let g = GroupId::new("tag:app=web");
+        let view = p.describe_group(&g).await.unwrap();
+        assert_eq!((view.desired, view.min, view.max), (0, 0, 5));
+        assert_eq!(view.instance_type, InstanceType::new("t3.micro"));
+
+        let up = p.scale_group(&g, 3).await.unwrap();
+        assert_eq!((up.desired, up.instances.len()), (3, 3));
+        for i in &up.instances {
+            assert_eq!(i.tags["app"], "web");
+            assert_eq!(i.owner(), Some("team-a"));
+            assert!(i.tags[TOKEN_TAG].starts_with("grp-"), "{:?}", i.tags);
+            assert_eq!(i.group.as_ref(), Some(&g), "members name their group");
+            assert_eq!(i.location, ZONE);
+        }
+        // Scaling to the same size (a retry after a lost answer) creates nothing.
+        let before = all_instances(&env).await;
+        let again = p.scale_group(&g, 3).await.unwrap();
+        let ids =
+            |v: &[predictive_clouds::Instance]| v.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&again.instances), ids(&up.instances));
+        assert_eq!(all_instances(&env).await, before);
+        let err = p.scale_group(&g, 6).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+
+        // Resize: later members get the new type.
+        let resized = p
+            .resize_group(&g, &InstanceType::new("t3.small"))
+            .await
+            .unwrap();
+        assert_eq!(resized.instance_type, InstanceType::new("t3.small"));
+        let four = p.scale_group(&g, 4).await.unwrap();
+        assert_eq!(
+            four.instances
+                .iter()
+                .filter(|i| i.instance_type == InstanceType::new("t3.small"))
+                .count(),
+            1
+        );
+
+        // Scale down terminates the newest (one member stays), and back up from one member
+        // launches anew each time (a spent token is not reused).
+        for _ in 0..2 {
+            let one = p.scale_group(&g, 1).await.unwrap();
+            assert_eq!(one.instances.len(), 1);
+            let before = all_instances(&env).await;
+            let three = p.scale_group(&g, 3).await.unwrap();
+            assert_eq!(three.instances.len(), 3);
+            assert!(three.instances.iter().all(|i| i.state.is_active()));
+            assert_eq!(all_instances(&env).await, before + 2);
+        }
+        // The orphan sweep's listing shows members with their group.
+        let listed = p.list_instances(&owner()).await.unwrap();
+        assert!(listed
+            .iter()
+            .filter(|i| i.state.is_active())
+            .all(|i| i.group.as_ref() == Some(&g)));
+        // An unconfigured tag group does not exist.
+        let err = p
+            .describe_group(&GroupId::new("tag:app=other"))
+            .await
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+    });
+}
+
+/// The scale and resize scenarios of the suite on the tagged group, at a 20 % fault rate behind
+/// the retry layer: no instance is created twice.
+#[test]
+fn aws_tagged_group_should_pass_the_scale_scenarios_under_faults() {
+    use predictive_clouds::conformance::{run_some, Scenario};
+    let _one = one_moto();
+    let Some(moto) = Moto::start() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let env = env_with(&moto, FaultPlan::at(0.2, 5), tagged_web()).await;
+        env.faults.set_enabled(false);
+        env.provider
+            .scale_group(&GroupId::new("tag:app=web"), 1)
+            .await
+            .unwrap();
+        env.faults.set_enabled(true);
+        let provider = fakes::retried(env.provider.clone(), 5);
+        let cfg = fakes::conformance("tag:app=web", "t3.micro", "t3.small", "awstag");
+        let base = all_instances(&env).await;
+        let report = run_some(
+            &provider,
+            &cfg,
+            &[
+                Scenario::ScaleUpDown,
+                Scenario::Resize,
+                Scenario::SpotLaunch,
+            ],
+        )
+        .await;
+        assert!(report.passed(), "{report}");
+        assert_eq!(
+            all_instances(&env).await - base,
+            report.expected_creations,
+            "created vs asked"
+        );
+        assert!(env.faults.total() > 0, "faults were injected");
+    });
 }

@@ -28,6 +28,14 @@ pub enum Error {
     /// Static credentials have an empty access key id or secret.
     #[error("aws static credentials need a non-empty access key id and secret")]
     EmptyCredentials,
+    /// A tagged group's id or settings are wrong.
+    #[error("aws tagged group {group:?}: {reason}")]
+    BadTaggedGroup {
+        /// The group id as given.
+        group: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The kind for an EC2 / Auto Scaling error code, falling back on the HTTP status.

@@ -47,6 +47,8 @@ struct Vm {
     tags: Value,
     instance_id: Option<String>,
     created: u64,
+    /// `priority`, `evictionPolicy` and `billingProfile` as sent (standalone VMs).
+    spot: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +158,13 @@ impl Vm {
                 "instanceView": {"statuses": statuses},
             },
         });
+        if let Some(spot) = &self.spot {
+            for key in ["priority", "evictionPolicy", "billingProfile"] {
+                if let Some(x) = spot.get(key) {
+                    v["properties"][key] = x.clone();
+                }
+            }
+        }
         if let Some(iid) = &self.instance_id {
             v["instanceId"] = json!(iid);
             v["sku"] = json!({"name": self.size});
@@ -219,6 +228,7 @@ impl ArmState {
                     tags: json!({}),
                     instance_id: Some(iid.to_string()),
                     created: tick,
+                    spot: None,
                 },
             );
             created += 1;
@@ -511,6 +521,16 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
                     return err(StatusCode::BAD_REQUEST, "InvalidParameter");
                 }
                 let tags = body.get("tags").cloned().unwrap_or(json!({}));
+                let priority = body.pointer("/properties/priority").and_then(Value::as_str);
+                let eviction = body.pointer("/properties/evictionPolicy");
+                // ARM: an eviction policy and a max price only go with Spot (or Low) priority.
+                let spot_like = matches!(priority, Some("Spot" | "Low"));
+                if !spot_like
+                    && (eviction.is_some() || body.pointer("/properties/billingProfile").is_some())
+                {
+                    return err(StatusCode::BAD_REQUEST, "InvalidParameter");
+                }
+                let spot = spot_like.then(|| body["properties"].clone());
                 let (status, creating) = match st.vms.get_mut(&name) {
                     Some(vm) => {
                         vm.tags = tags;
@@ -528,6 +548,7 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
                                 tags,
                                 instance_id: None,
                                 created: tick,
+                                spot,
                             },
                         );
                         (StatusCode::CREATED, true)

@@ -41,6 +41,8 @@ struct Vm {
     labels: Value,
     /// The group that created it (`created-by` metadata).
     created_by: Option<String>,
+    /// `scheduling` as inserted (`null` when the insert sent none).
+    scheduling: Value,
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +209,7 @@ impl ComputeState {
                     machine_type: mt.clone(),
                     status: "RUNNING".into(),
                     labels: json!({}),
+                    scheduling: Value::Null,
                     created_by: Some(format!(
                         "projects/{PROJECT}/{key_scope}/instanceGroupManagers/{}",
                         mig.name
@@ -337,7 +340,8 @@ impl Vm {
             "zone": format!("https://compute.googleapis.com/compute/v1/projects/{PROJECT}/zones/{}", self.zone),
             "machineType": format!("https://compute.googleapis.com/compute/v1/projects/{PROJECT}/zones/{}/machineTypes/{}", self.zone, self.machine_type),
             "status": self.status, "labels": self.labels,
-            "creationTimestamp": "2026-01-01T00:00:00.000-00:00"})
+            "creationTimestamp": "2026-01-01T00:00:00.000-00:00",
+            "scheduling": self.scheduling})
     }
 }
 
@@ -525,6 +529,15 @@ async fn handle(State(state): State<Arc<Mutex<ComputeState>>>, req: Request) -> 
             if !known_type(&mt) {
                 return err(StatusCode::BAD_REQUEST, "invalid");
             }
+            let scheduling = body.get("scheduling").cloned().unwrap_or(Value::Null);
+            // Compute Engine: a Spot VM neither restarts automatically nor migrates.
+            if scheduling.get("provisioningModel").and_then(Value::as_str) == Some("SPOT")
+                && (scheduling.get("automaticRestart").and_then(Value::as_bool) != Some(false)
+                    || scheduling.get("onHostMaintenance").and_then(Value::as_str)
+                        != Some("TERMINATE"))
+            {
+                return err(StatusCode::BAD_REQUEST, "invalid");
+            }
             let template = q.get("sourceInstanceTemplate").cloned().unwrap_or_default();
             if !st
                 .templates
@@ -559,6 +572,7 @@ async fn handle(State(state): State<Arc<Mutex<ComputeState>>>, req: Request) -> 
                         status: "PROVISIONING".into(),
                         labels,
                         created_by: None,
+                        scheduling,
                     },
                 );
             }
