@@ -126,6 +126,7 @@ fn config(dir: &Path) -> predictive_controller::config::ValidConfig {
         store: None,
         api: None,
         metrics_listen: None,
+        clouds: Default::default(),
         workloads: vec![WorkloadParams {
             name: "web".into(),
             cloud: "sim".into(),

@@ -168,6 +168,7 @@ async fn postgres_store_conforms_and_elects_one_leader_per_workload() {
         store: None,
         api: None,
         metrics_listen: None,
+        clouds: Default::default(),
         workloads: names.iter().map(|n| workload(n)).collect(),
     }
     .check("<pg-test>", Path::new("."))
@@ -245,6 +246,7 @@ async fn prometheus_source_reads_recorded_data_and_drives_the_loop() {
         store: None,
         api: None,
         metrics_listen: None,
+        clouds: Default::default(),
         workloads: vec![w, broken],
     }
     .check("<prom-test>", Path::new("."))

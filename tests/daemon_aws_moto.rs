@@ -191,11 +191,13 @@ region = "us-east-1"
 endpoint_url = "http://{}"
 access_key_id_env = "DAEMON_TEST_AWS_KEY_ID"
 secret_access_key_env = "DAEMON_TEST_AWS_SECRET"
-{}{}{}"#,
+image_id = "{image}"
+{}{}{}{}"#,
         moto.addr,
         workload("web", "aws", "web-asg"),
         workload("batch", "sim", "batch-group"),
         workload("vmss", "azure", "vmss-1"),
+        workload("tagged", "aws", "tag:app=tagged"),
     );
     std::fs::write(&config, text).unwrap();
 
@@ -218,6 +220,28 @@ secret_access_key_env = "DAEMON_TEST_AWS_SECRET"
     assert!(web.iter().any(|d| d.action != "hold"), "{web:?}");
     // The sim workload was served in the same ticks; the azure one (no [clouds.azure]) was not.
     assert_eq!(store.decisions(Some("batch"), 10).await.unwrap().len(), 6);
+    // The workload on standalone instances tagged app=tagged: as many live tagged instances as
+    // the last decision wants, each owned by the controller.
+    let tagged = store.decisions(Some("tagged"), 10).await.unwrap();
+    assert_eq!(tagged.len(), 6, "{tagged:?}");
+    let xml = call(
+        &moto,
+        "ec2",
+        &[
+            ("Action", "DescribeInstances"),
+            ("Version", "2016-11-15"),
+            ("Filter.1.Name", "tag:app"),
+            ("Filter.1.Value.1", "tagged"),
+            ("Filter.2.Name", "instance-state-name"),
+            ("Filter.2.Value.1", "pending"),
+            ("Filter.2.Value.2", "running"),
+        ],
+    )
+    .await;
+    let live = xml.matches("<instanceId>").count() as u32;
+    assert_eq!(live, tagged[0].desired, "{tagged:?}");
+    assert!(live > 1, "the loop scaled the tagged group up: {tagged:?}");
+    assert_eq!(xml.matches("<key>predictive-owner</key>").count() as u32, live);
     assert!(store.decisions(Some("vmss"), 10).await.unwrap().is_empty());
 }
 

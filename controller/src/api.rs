@@ -555,6 +555,7 @@ mod tests {
             store: None,
             api: None,
             metrics_listen: None,
+            clouds: Default::default(),
             workloads: vec![],
         }
         .check("<t>", std::path::Path::new("."))
@@ -768,6 +769,7 @@ mod tests {
             store: None,
             api: None,
             metrics_listen: None,
+            clouds: Default::default(),
             workloads: vec![],
         }
         .check("<t>", std::path::Path::new("."))

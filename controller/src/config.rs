@@ -303,6 +303,11 @@ pub struct ConfigParams {
     /// The managed workloads.
     #[serde(default)]
     pub workloads: Vec<WorkloadParams>,
+    /// The cloud accounts: `[clouds.aws]`, `[clouds.azure]`, `[clouds.gcp]`, each with optional
+    /// per-region accounts (`[clouds.aws.regions.eu-west-1]`). Absent: no cloud account (the
+    /// `sim` and `fake` clouds need none).
+    #[serde(default)]
+    pub clouds: crate::adapters::CloudSections,
 }
 
 fn default_owner() -> String {
@@ -344,6 +349,9 @@ pub struct ValidConfig {
     pub metrics_listen: Option<String>,
     /// The workloads, names unique.
     pub workloads: Vec<ValidWorkload>,
+    /// The cloud accounts, checked field by field (endpoints are URLs, credential variables
+    /// come in pairs, durations parse, required names are not empty).
+    pub clouds: crate::adapters::CloudSections,
 }
 
 /// Reads and checks a config file; `.yaml`/`.yml` is YAML, anything else TOML.
@@ -504,6 +512,7 @@ impl ConfigParams {
             }
             workloads.push(v);
         }
+        crate::adapters::check_sections(file, &self.clouds)?;
         let store = match self.store {
             Some(StoreParams::Sqlite { path }) => StoreParams::Sqlite {
                 path: if path.is_relative() { base.join(path) } else { path },
@@ -522,6 +531,7 @@ impl ConfigParams {
             api: self.api,
             metrics_listen: self.metrics_listen,
             workloads,
+            clouds: self.clouds,
         })
     }
 }
@@ -608,6 +618,21 @@ metrics = { kind = "push" }
         let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
         assert!(chain.contains("line 9"), "{chain}");
         assert!(chain.contains("max"), "{chain}");
+    }
+
+    #[test]
+    fn cloud_sections_are_a_checked_field_of_the_config() {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!("{GOOD}\n[clouds.aws]\nregion = \"us-east-1\"\n[clouds.aws.regions.eu-west-1]\nattempt_timeout = \"10s\"\n");
+        let c = load(&write(d.path(), "c.toml", &text)).unwrap();
+        let aws = c.clouds.aws.as_ref().unwrap();
+        assert_eq!(aws.region.as_deref(), Some("us-east-1"));
+        assert_eq!(aws.regions["eu-west-1"].attempt_timeout.as_deref(), Some("10s"));
+        let bad = text.replace("\"10s\"", "\"soon\"");
+        let err = load(&write(d.path(), "c.toml", &bad)).unwrap_err().to_string();
+        assert!(err.contains("c.toml: field `clouds.aws.regions.eu-west-1.attempt_timeout`"), "{err}");
+        // A config without clouds still loads, with no account.
+        assert_eq!(load(&write(d.path(), "c.toml", GOOD)).unwrap().clouds, Default::default());
     }
 
     #[test]

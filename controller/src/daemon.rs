@@ -176,8 +176,8 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
             continue;
         }
         if let (true, Some(cloud)) = (w.params.cloud != "sim", clouds.get(&w.params.cloud)) {
-            let at = crate::adapters::endpoint(&w.params.cloud, &daemon_cfg.clouds);
-            match crate::adapters::probe(w, cloud, at, std::time::Duration::from_secs(20)).await {
+            let at = crate::adapters::endpoint_for(&w.params.cloud, &w.params.region, &daemon_cfg.clouds);
+            match crate::adapters::probe(w, cloud, at.as_deref(), std::time::Duration::from_secs(20)).await {
                 Ok(()) => tracing::info!(workload = %w.name(), cloud = %w.params.cloud, group = %w.params.group, "cloud reachable"),
                 // Kept registered: the loop retries every tick and reports each failure.
                 Err(why) => tracing::error!(workload = %w.name(), error = %why, "cloud check failed"),

@@ -210,6 +210,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
         store: Some(StoreParams::Sqlite { path: db.clone() }),
         api: None,
         metrics_listen: None,
+        clouds: Default::default(),
         workloads: vec![WorkloadParams {
             name: "web".into(),
             cloud: "sim".into(),
