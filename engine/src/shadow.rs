@@ -102,6 +102,216 @@ impl Default for ValidShadow {
     }
 }
 
+/// What a ready unit costs and what it is worth: the inputs of the keep and top-up rules
+/// ([`ValidEconomics::keep_threshold`], [`ValidEconomics::top_up`]). Unchecked;
+/// [`EconomicsParams::check`] validates it.
+///
+/// A promoted unit spares the workload a cold boot: while demand exceeds the active capacity,
+/// it serves after a resume instead of after `minutes_saved` more minutes. The pool is worth it
+/// when the shortfall minutes it is expected to avoid, valued at `value_per_shortfall_minute`,
+/// exceed what its units are billed while they wait.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EconomicsParams {
+    /// Dollars one minute of shortfall (usage above running capacity) is worth avoiding.
+    pub value_per_shortfall_minute: f64,
+    /// Shortfall minutes a promotion avoids when the unit is needed: the cold boot minus the
+    /// resume.
+    pub minutes_saved: f64,
+    /// Dollars one unit is billed per step while ready (stopped or hibernated).
+    pub ready_cost_per_step: f64,
+    /// Dollars to bring one new unit into the pool by launching it (its boot, billed at the
+    /// running price, before it is stopped).
+    pub launch_cost: f64,
+    /// Most ready units as a share of the active allocation (at least one unit is allowed);
+    /// the pool's own `max_units` applies too.
+    pub max_share_of_active: f64,
+}
+
+impl EconomicsParams {
+    /// Validates the parameters.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the parameter out of range.
+    pub fn check(self) -> Result<ValidEconomics> {
+        let fields = [
+            (
+                "value_per_shortfall_minute",
+                self.value_per_shortfall_minute,
+            ),
+            ("minutes_saved", self.minutes_saved),
+            ("ready_cost_per_step", self.ready_cost_per_step),
+            ("launch_cost", self.launch_cost),
+            ("max_share_of_active", self.max_share_of_active),
+        ];
+        for (name, v) in fields {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(Error::InvalidParameter {
+                    name,
+                    reason: "must be a non-negative number",
+                });
+            }
+        }
+        Ok(ValidEconomics(self))
+    }
+}
+
+/// Checked [`EconomicsParams`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValidEconomics(EconomicsParams);
+
+impl ValidEconomics {
+    /// The checked parameters.
+    pub fn params(&self) -> &EconomicsParams {
+        &self.0
+    }
+
+    /// Dollars of shortfall one promotion avoids when the unit is needed.
+    pub fn value_of_promotion(&self) -> f64 {
+        self.0.value_per_shortfall_minute * self.0.minutes_saved
+    }
+
+    /// The retention score below which a unit no longer pays for itself.
+    ///
+    /// A unit's score is read as the chance it is promoted before the decay forgets it; kept,
+    /// it waits on average `half_life / ln 2` more steps (the mean life of the decay). It is
+    /// worth keeping while `score × value_of_promotion ≥ ready_cost_per_step × half_life / ln 2`,
+    /// so the threshold is the right-hand side over the value (1 when a promotion is worth
+    /// nothing: nothing is kept). The pool releases below the larger of this and its own
+    /// `release_threshold`.
+    pub fn keep_threshold(&self, half_life: f64) -> f64 {
+        let v = self.value_of_promotion();
+        let wait_cost = self.0.ready_cost_per_step * half_life / std::f64::consts::LN_2;
+        if v <= 0.0 {
+            1.0
+        } else {
+            (wait_cost / v).min(1.0)
+        }
+    }
+
+    /// Most ready units for an active allocation of `active` units: `max_share_of_active` of
+    /// it, at least one, at most the pool's `max_units`.
+    pub fn cap(&self, active: usize, max_units: usize) -> usize {
+        ((active as f64 * self.0.max_share_of_active).ceil() as usize)
+            .max(1)
+            .min(max_units)
+    }
+
+    /// How many ready units a forecast justifies above an active allocation: the `k`-th unit
+    /// counts when the chance that usage needs it, `P(usage > (active + k − 1) × unit)` read
+    /// off the forecast's quantiles ([`exceedance`]), times the value of a promotion covers
+    /// its cost: the wait (`ready_cost_per_step × half_life / ln 2`) for the `have` units
+    /// already ready or warming, plus `launch_cost` for each new one. Capped by
+    /// [`cap`](Self::cap).
+    ///
+    /// # Guarantees
+    /// At most `cap(active, max_units)`; 0 for non-finite or empty forecasts.
+    pub fn top_up(
+        &self,
+        levels: &[f64],
+        quantiles: &[f64],
+        active: usize,
+        unit_capacity: f64,
+        have: usize,
+        half_life: f64,
+        max_units: usize,
+    ) -> usize {
+        if !(unit_capacity > 0.0 && unit_capacity.is_finite()) {
+            return 0;
+        }
+        let v = self.value_of_promotion();
+        let wait = self.0.ready_cost_per_step * half_life / std::f64::consts::LN_2;
+        let cap = self.cap(active, max_units);
+        let mut k = 0;
+        while k < cap {
+            let x = (active + k) as f64 * unit_capacity;
+            let p = exceedance(levels, quantiles, x);
+            let cost = wait + if k < have { 0.0 } else { self.0.launch_cost };
+            if p * v < cost || p <= 0.0 {
+                break;
+            }
+            k += 1;
+        }
+        k
+    }
+}
+
+/// `P(X > x)` from a quantile forecast (`levels` increasing in (0, 1), `quantiles` their
+/// values): linear between quantiles, `1 − levels[0]` below the first, 0 above the last (the
+/// forecast says nothing beyond it, and the pool should not pay for it). Non-finite or
+/// mismatched inputs give 0.
+///
+/// # Guarantees
+/// In [0, 1] and non-increasing in `x`.
+pub fn exceedance(levels: &[f64], quantiles: &[f64], x: f64) -> f64 {
+    if levels.is_empty()
+        || levels.len() != quantiles.len()
+        || !x.is_finite()
+        || quantiles.iter().any(|q| !q.is_finite())
+    {
+        return 0.0;
+    }
+    if x < quantiles[0] {
+        return (1.0 - levels[0]).clamp(0.0, 1.0);
+    }
+    let n = quantiles.len();
+    if x >= quantiles[n - 1] {
+        return 0.0;
+    }
+    // The last quantile not above x (quantiles are sorted: a tie takes the highest level).
+    let j = quantiles.partition_point(|&q| q <= x) - 1;
+    let (q0, q1) = (quantiles[j], quantiles[j + 1]);
+    let (l0, l1) = (levels[j], levels[j + 1]);
+    let level = if q1 > q0 {
+        l0 + (l1 - l0) * (x - q0) / (q1 - q0)
+    } else {
+        l1
+    };
+    (1.0 - level).clamp(0.0, 1.0)
+}
+
+/// A decay half-life (in steps) from the spacing of a series' peaks: an idle unit should live
+/// about as long as the usual gap between two peaks, so a unit kept after one is still there
+/// for the next.
+///
+/// Peaks are the starts of episodes above the series' `level` quantile (episodes closer than
+/// `min_gap` steps merge); the spacing is the median gap between starts. The half-life is that
+/// spacing over `log2(1 / release_threshold)` (so the unit's lifetime equals it), clamped to
+/// `[min, max]`. `None` when the series has fewer than three peaks.
+pub fn half_life_from_peaks(
+    series: &[f64],
+    level: f64,
+    min_gap: usize,
+    release_threshold: f64,
+    min: f64,
+    max: f64,
+) -> Option<f64> {
+    let mut v: Vec<f64> = series.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.len() < 3 || !(release_threshold > 0.0 && release_threshold < 1.0) {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let idx = ((v.len() - 1) as f64 * level.clamp(0.0, 1.0)).round() as usize;
+    let thr = v[idx];
+    let mut starts: Vec<usize> = Vec::new();
+    let mut last_above: Option<usize> = None;
+    for (i, &x) in series.iter().enumerate() {
+        if x.is_finite() && x > thr {
+            if last_above.is_none_or(|l| i - l > min_gap) {
+                starts.push(i);
+            }
+            last_above = Some(i);
+        }
+    }
+    if starts.len() < 3 {
+        return None;
+    }
+    let mut gaps: Vec<usize> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_unstable();
+    let median = gaps[gaps.len() / 2] as f64;
+    let hl = median / (1.0 / release_threshold).log2();
+    Some(hl.clamp(min, max.max(min)))
+}
+
 /// Retention score of a unit unused for `age` steps: `0.5^(age / half_life)`.
 ///
 /// # Guarantees
@@ -241,6 +451,29 @@ impl ShadowPool {
         self.units.len() != before
     }
 
+    /// Releases the stalest units beyond `cap` (least recently refreshed first) and returns
+    /// their keys; counted as releases.
+    ///
+    /// # Guarantees
+    /// Afterwards the pool holds at most `cap` units.
+    pub fn release_over(&mut self, cap: usize) -> Vec<u64> {
+        if self.units.len() <= cap {
+            return Vec::new();
+        }
+        self.units
+            .sort_by_key(|u| (std::cmp::Reverse(u.refreshed_at), u.key));
+        let out: Vec<u64> = self.units[cap..].iter().map(|u| u.key).collect();
+        self.units.truncate(cap);
+        self.stats.released += out.len() as u64;
+        out
+    }
+
+    /// Replaces the parameters (a half-life learnt from the series, for example); the units
+    /// and their scores stay, and the new `max_units` applies from the next admission.
+    pub fn retune(&mut self, params: ValidShadow) {
+        self.params = params;
+    }
+
     /// Resets the score of up to `n` units to 1 (a forecast says they will be needed soon).
     pub fn refresh(&mut self, n: usize, now: u64) {
         self.units
@@ -259,9 +492,20 @@ impl ShadowPool {
     /// [`tick`](Self::tick), returning the keys of the released units (the shell terminates
     /// their instances).
     pub fn tick_released(&mut self, now: u64) -> Vec<u64> {
+        self.tick_released_below(now, 0.0)
+    }
+
+    /// [`tick_released`](Self::tick_released) with a release threshold of at least
+    /// `threshold` (for example [`ValidEconomics::keep_threshold`]: units that no longer pay
+    /// for themselves go too).
+    ///
+    /// # Guarantees
+    /// After it returns, every unit's score at `now` is at least
+    /// `max(threshold, release_threshold)`.
+    pub fn tick_released_below(&mut self, now: u64, threshold: f64) -> Vec<u64> {
         self.stats.ready_unit_steps += self.units.len() as u64;
         let p = self.params.params();
-        let (hl, thr) = (p.half_life, p.release_threshold);
+        let (hl, thr) = (p.half_life, p.release_threshold.max(threshold));
         let mut released = Vec::new();
         self.units.retain(|u| {
             let keep = retention_score(now.saturating_sub(u.refreshed_at) as f64, hl) >= thr;
@@ -381,7 +625,174 @@ mod tests {
         assert!(e.to_string().contains("release_threshold"));
     }
 
+    fn economics(value: f64) -> ValidEconomics {
+        EconomicsParams {
+            value_per_shortfall_minute: value,
+            minutes_saved: 15.0,
+            ready_cost_per_step: 0.001,
+            launch_cost: 0.02,
+            max_share_of_active: 0.5,
+        }
+        .check()
+        .unwrap()
+    }
+
+    #[test]
+    fn exceedance_should_read_the_quantiles() {
+        let levels = [0.5, 0.9, 0.99];
+        let q = [10.0, 20.0, 40.0];
+        let cases = [
+            ("below the first quantile", 5.0, 0.5),
+            ("at the median", 10.0, 0.5),
+            ("halfway to the 0.9 quantile", 15.0, 0.3),
+            ("at the 0.9 quantile", 20.0, 0.1),
+            ("halfway to the top", 30.0, 0.055),
+            ("beyond the top", 40.0, 0.0),
+        ];
+        for (name, x, want) in cases {
+            let p = exceedance(&levels, &q, x);
+            assert!((p - want).abs() < 1e-12, "{name}: {p} vs {want}");
+        }
+        assert_eq!(exceedance(&levels, &[1.0, f64::NAN, 2.0], 1.5), 0.0);
+        assert_eq!(exceedance(&[], &[], 1.0), 0.0);
+    }
+
+    #[test]
+    fn top_up_should_stop_where_a_unit_no_longer_pays() {
+        let levels = [0.5, 0.9, 0.99];
+        let q = [10.0, 20.0, 40.0];
+        // Units of 5, 2 active (10): unit k covers usage above 10 + 5(k-1).
+        // P = 0.5, 0.3, 0.1, 0.0775, 0.055, ... Value of a promotion: 15 min x $0.01 = $0.15.
+        // Waiting costs 0.001 x 12 / ln 2 = $0.0173; a new unit $0.02 more.
+        let e = economics(0.01);
+        // 0.5 x 0.15 = 0.075, 0.3 x 0.15 = 0.045 pass, 0.1 x 0.15 = 0.015 < 0.0373: 2 units;
+        // but the cap is ceil(2 x 0.5) = 1.
+        assert_eq!(e.top_up(&levels, &q, 2, 5.0, 0, 12.0, 64), 1);
+        assert_eq!(e.top_up(&levels, &q, 4, 2.5, 0, 12.0, 64), 2);
+        // 6 active of 2.5 (cap 3): P = 0.3, 0.2, 0.1. A new unit needs 0.0373 (one passes);
+        // units already ready only pay for their wait, 0.0173 (two pass).
+        assert_eq!(e.top_up(&levels, &q, 6, 2.5, 0, 12.0, 64), 1);
+        assert_eq!(e.top_up(&levels, &q, 6, 2.5, 3, 12.0, 64), 2);
+        assert_eq!(
+            e.top_up(&levels, &q, 8, 2.5, 3, 12.0, 64),
+            0,
+            "8 x 2.5 = 20: P(X > 20) = 0.1"
+        );
+        assert_eq!(economics(0.0).top_up(&levels, &q, 2, 5.0, 0, 12.0, 64), 0);
+        assert_eq!(e.top_up(&levels, &q, 2, 0.0, 0, 12.0, 64), 0);
+    }
+
+    #[test]
+    fn keep_threshold_should_weigh_the_wait_against_the_value() {
+        let e = economics(0.01);
+        // 0.001 x 12 / ln 2 / 0.15
+        let want = 0.001 * 12.0 / std::f64::consts::LN_2 / 0.15;
+        assert!((e.keep_threshold(12.0) - want).abs() < 1e-12);
+        assert_eq!(economics(0.0).keep_threshold(12.0), 1.0);
+        assert!(EconomicsParams {
+            launch_cost: -1.0,
+            ..e.params().clone()
+        }
+        .check()
+        .unwrap_err()
+        .to_string()
+        .contains("launch_cost"));
+    }
+
+    #[test]
+    fn half_life_should_follow_the_peak_spacing() {
+        // A peak of 3 steps every 48 steps: lifetime 48 steps, threshold 0.25 -> half-life 24.
+        let series: Vec<f64> = (0..480)
+            .map(|i| if i % 48 < 3 { 10.0 } else { 1.0 })
+            .collect();
+        let hl = half_life_from_peaks(&series, 0.9, 3, 0.25, 1.0, 1000.0).unwrap();
+        assert_eq!(hl, 24.0);
+        assert_eq!(
+            half_life_from_peaks(&series, 0.9, 3, 0.25, 1.0, 10.0),
+            Some(10.0)
+        );
+        assert_eq!(
+            half_life_from_peaks(&[1.0; 100], 0.9, 3, 0.25, 1.0, 100.0),
+            None
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Admit(usize),
+        Promote(usize),
+        Refresh(usize),
+        Tick(f64),
+        Cap(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0usize..6).prop_map(Op::Admit),
+            (0usize..6).prop_map(Op::Promote),
+            (0usize..6).prop_map(Op::Refresh),
+            (0.0f64..1.0).prop_map(Op::Tick),
+            (0usize..8).prop_map(Op::Cap),
+        ]
+    }
+
     proptest! {
+        /// Whatever happens, after each tick no unit is below the decay threshold, the pool
+        /// never holds more than its cap, and its counts never go negative.
+        #[test]
+        fn pool_should_respect_threshold_cap_and_counts(
+            half_life in 0.5f64..50.0,
+            threshold in 0.01f64..0.99,
+            max_units in 0usize..10,
+            ops in proptest::collection::vec(op(), 1..80),
+        ) {
+            let params = ShadowParams { half_life, release_threshold: threshold, max_units }
+                .check()
+                .unwrap();
+            let mut pool = ShadowPool::new(params);
+            let mut removed_by_cap = 0u64;
+            let mut cap = max_units;
+            for (now, op) in ops.into_iter().enumerate() {
+                let now = now as u64;
+                match op {
+                    Op::Admit(n) => { pool.admit_keys(n, now); }
+                    Op::Promote(n) => { pool.promote_keys(n); }
+                    Op::Refresh(n) => pool.refresh(n, now),
+                    Op::Tick(econ) => {
+                        pool.tick_released_below(now, econ);
+                        let floor = threshold.max(econ);
+                        for sc in pool.scores(now) {
+                            prop_assert!(sc >= floor, "score {} below {}", sc, floor);
+                        }
+                    }
+                    Op::Cap(c) => {
+                        cap = c.min(max_units);
+                        removed_by_cap += pool.release_over(cap).len() as u64;
+                    }
+                }
+                prop_assert!(pool.len() <= max_units);
+                prop_assert!(removed_by_cap <= pool.stats().released);
+                let st = pool.stats();
+                // admitted = promoted + released + held: nothing is lost or counted twice.
+                prop_assert_eq!(st.admitted, st.promoted + st.released + pool.len() as u64);
+                if let Op::Cap(_) = op { prop_assert!(pool.len() <= cap); }
+            }
+        }
+
+        #[test]
+        fn exceedance_should_be_a_probability_non_increasing_in_x(
+            mut q in proptest::collection::vec(-100.0f64..100.0, 1..8),
+            a in -200.0f64..200.0, b in -200.0f64..200.0,
+        ) {
+            q.sort_by(f64::total_cmp);
+            let n = q.len();
+            let levels: Vec<f64> = (1..=n).map(|i| i as f64 / (n + 1) as f64).collect();
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            let (pl, ph) = (exceedance(&levels, &q, lo), exceedance(&levels, &q, hi));
+            prop_assert!((0.0..=1.0).contains(&pl) && (0.0..=1.0).contains(&ph));
+            prop_assert!(ph <= pl + 1e-12);
+        }
+
         #[test]
         fn shadow_scores_should_decay_monotonically(half_life in 0.1f64..1000.0, a in 0.0f64..1e4, b in 0.0f64..1e4) {
             let (young, old) = if a <= b { (a, b) } else { (b, a) };

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use predictive_clouds::sim::SimOffer;
+use predictive_clouds::sim::{SimBilling, SimOffer};
 use predictive_engine::cost::{size, Catalog, Cloud, Demand, Purchase, SizingParams};
 use predictive_engine::policy::budget::{BudgetShare, UnitBudget};
 use predictive_engine::policy::{AllocatorSettings, PolicyParams};
@@ -65,9 +65,17 @@ pub(crate) struct Args {
     /// Region of the price.
     #[arg(long, default_value = "us-east-1")]
     region: String,
-    /// Price of a ready (stopped/hibernated) unit as a share of its running price.
+    /// `--model engine` only: price of a ready (stopped/hibernated) unit as a share of its
+    /// running price. The port model bills from the sim's ledger instead.
     #[arg(long, default_value_t = 0.05)]
     ready_fraction: f64,
+    /// Root volume of every instance, GiB: what a stopped instance still pays for (port model).
+    #[arg(long, default_value_t = 20.0)]
+    root_volume_gib: f64,
+    /// Block storage price, USD per GiB-month (default: EBS gp3, us-east-1): the root volume in
+    /// every state and a hibernated instance's RAM image (port model).
+    #[arg(long, default_value_t = 0.08)]
+    storage_gib_month: f64,
     /// Usage one unit serves, in the trace's unit (default: an eighth of the warm-up peak).
     #[arg(long)]
     unit_capacity: Option<f64>,
@@ -96,9 +104,17 @@ pub(crate) struct Args {
     /// Disable the shadow pool (one run per policy instead of two).
     #[arg(long)]
     no_shadow: bool,
-    /// Shadow pool half-life in steps.
-    #[arg(long, default_value_t = 12.0)]
-    half_life: f64,
+    /// Shadow pool half-life in steps (default: learnt from the spacing of the warm-up's peaks
+    /// with the port model, 12 with the engine model or when the warm-up has too few peaks).
+    #[arg(long)]
+    half_life: Option<f64>,
+    /// Dollars one shortfall minute is worth avoiding: the pool keeps and launches only units
+    /// whose expected avoided shortfall is worth more than their bill (port model).
+    #[arg(long, default_value_t = DEFAULT_SHORTFALL_VALUE)]
+    shortfall_value: f64,
+    /// Most ready instances as a share of the active ones (port model).
+    #[arg(long, default_value_t = DEFAULT_POOL_SHARE)]
+    pool_share: f64,
     /// Hourly budget (USD) shared by all traces: capacity is cut by priority, never below floors.
     #[arg(long)]
     budget: Option<f64>,
@@ -119,6 +135,12 @@ pub(crate) struct Args {
     #[arg(long)]
     json: bool,
 }
+
+/// Default value of a shortfall minute, USD (chosen on half of the NAB files, see
+/// docs/policy.md).
+const DEFAULT_SHORTFALL_VALUE: f64 = 0.02;
+/// Default cap of the pool as a share of the active instances.
+const DEFAULT_POOL_SHARE: f64 = 0.5;
 
 /// The instance type of one unit and its on-demand price.
 struct Unit {
@@ -143,6 +165,10 @@ struct Line<'a> {
     instances_requested: u64,
     sim_launches: u64,
     orphans: usize,
+    /// Attempts resent after a retryable error.
+    retries: u64,
+    /// Launch attempts that failed.
+    failed_launch_attempts: u64,
     budget_cap: Option<f64>,
     peak_hourly_bill: f64,
     budget_exceeded_steps: u64,
@@ -177,6 +203,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             args.ready_fraction
         );
     }
+    for (flag, v) in [
+        ("--root-volume-gib", args.root_volume_gib),
+        ("--storage-gib-month", args.storage_gib_month),
+        ("--shortfall-value", args.shortfall_value),
+        ("--pool-share", args.pool_share),
+    ] {
+        if !(v >= 0.0 && v.is_finite()) {
+            bail!("{flag}: must be a non-negative number, got {v}");
+        }
+    }
     if args.boot_delay == 0 {
         bail!("--boot-delay: must be at least 1 step");
     }
@@ -208,7 +244,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Some(
             ShadowParams {
-                half_life: args.half_life,
+                half_life: args.half_life.unwrap_or(ShadowParams::default().half_life),
                 ..Default::default()
             }
             .check()
@@ -283,8 +319,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             boot_steps: args.boot_delay,
             warmup: warmup_steps,
             offer: unit.offer.clone(),
-            ready_fraction: args.ready_fraction,
+            billing: SimBilling {
+                root_volume_gib: args.root_volume_gib,
+                storage_per_gib_month: args.storage_gib_month,
+                ..SimBilling::default()
+            },
             shadow: None,
+            learn_half_life: args.half_life.is_none(),
+            shortfall_value: args.shortfall_value,
+            pool_share: args.pool_share,
             seed: args.seed,
         };
         // Under a budget all traces run together on one cloud; otherwise one at a time.
@@ -334,6 +377,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                     instances_requested: main.instances_requested,
                     sim_launches: main.sim_launches,
                     orphans: main.orphans,
+                    retries: main.retries,
+                    failed_launch_attempts: main.failed_launch_attempts,
                     budget_cap: main.budget_cap,
                     peak_hourly_bill: main.peak_hourly_bill,
                     budget_exceeded_steps: main.budget_exceeded_steps,
@@ -580,6 +625,7 @@ fn run_engine(
             steps: r.steps,
             unit_capacity: w.unit_capacity,
             hourly_price: unit.price,
+            ready_hourly_price: unit.price * args.ready_fraction,
             dollars: r.dollars,
             active_dollars: r.running_dollars,
             shadow_dollars: r.shadow_dollars,
@@ -593,6 +639,7 @@ fn run_engine(
             starts: r.pool.promoted,
             stops: 0,
             terminations: r.pool.released,
+            refused_launches: 0,
             pool: r.pool,
             budget_cut_steps: 0,
             points: Vec::new(),
@@ -610,6 +657,8 @@ fn run_engine(
             instances_requested: 0,
             sim_launches: 0,
             orphans: 0,
+            retries: 0,
+            failed_launch_attempts: 0,
             budget_cap: None,
             peak_hourly_bill: 0.0,
             budget_exceeded_steps: 0,
@@ -663,6 +712,16 @@ fn print_report(l: &Line<'_>) {
         r.shadow_dollars,
         opt(l.dollars_vs_no_pool, "", "vs no pool")
     );
+    println!(
+        "  prices             {:>12.4} $/h running, {:.5} $/h ready{}",
+        r.hourly_price,
+        r.ready_hourly_price,
+        if l.model == "port" {
+            " (the sim's ledger: compute + root volume; hibernated: root volume + RAM image)"
+        } else {
+            " (--ready-fraction)"
+        }
+    );
     println!("  slack              {:>12.4}", r.slack);
     println!(
         "  shortfall minutes  {:>12.0}{}",
@@ -687,6 +746,10 @@ fn print_report(l: &Line<'_>) {
         println!(
             "  cloud              {:>12} instances requested, {} created by the sim, {} orphans",
             l.instances_requested, l.sim_launches, l.orphans
+        );
+        println!(
+            "  calls              {:>12} retries, {} failed launch attempts, {} launches refused (capacity or quota)",
+            l.retries, l.failed_launch_attempts, r.refused_launches
         );
     }
     if let Some(cap) = l.budget_cap {

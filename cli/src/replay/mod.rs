@@ -14,32 +14,55 @@
 //! 4. **Act through the `CloudProvider` port.** Scale-down: cancel the newest launches, then stop
 //!    (hibernate) running instances into the shadow pool, or terminate them without a pool.
 //!    Scale-up: start pool instances first (a resume takes seconds), launch the rest (a cold boot
-//!    takes the sim's boot delay). Ahead of a predicted peak (the forecast's top quantile above
-//!    the plan) the pool is topped up: instances are launched, and stopped once they have
-//!    booted. The pool's decay rule releases (terminates) idle instances.
-//! 5. **Bill** the step from the lane's instances and the sim's catalog prices: pending and
-//!    running at the on-demand price, stopping and stopped at `ready_fraction` of it (the sim
-//!    has no price for stopped instances; on EC2 it is the EBS volume).
+//!    takes the sim's boot delay). Ahead of a predicted peak the pool is topped up by as many
+//!    units as pay for themselves ([`ValidEconomics::top_up`](predictive_engine::shadow::ValidEconomics::top_up): the chance the forecast gives
+//!    that usage needs each unit above the active allocation, times the value of the
+//!    shortfall minutes a promotion avoids, against its launch and wait), capped at a share
+//!    of the active allocation: instances are launched, and stopped once they have booted.
+//!    The decay rule releases (terminates) idle instances whose score fell below the larger
+//!    of the pool's threshold and the score at which they stop paying for their wait
+//!    ([`ValidEconomics::keep_threshold`](predictive_engine::shadow::ValidEconomics::keep_threshold)), and any beyond the cap. The half-life is learnt
+//!    from the spacing of the warm-up's peaks ([`half_life_from_peaks`]) unless set.
 //!
-//! Launches carry idempotency tokens derived from the lane and step, and every call that fails
-//! with a retryable error is sent again unchanged, so a lost answer never launches twice. At the
-//! end every instance the lanes own is terminated and the owners are swept for orphans.
+//! **Billing** comes from the sim's own ledger ([`SimCloud::ledger_entry`]), which bills each
+//! instance per second in each state ([`SimBilling`]: compute while running, and here while
+//! booting, since the boot delay stands for boot and warm-up; the root volume in every state;
+//! the RAM image while hibernated). Each time an instance changes role (active, warming into
+//! the pool, ready in the pool) the ledger's dollars since its last change are added to the
+//! role it had, so the pool's cost is exactly what its instances were billed while they were
+//! the pool's. **Time to capacity** is the ledger's `running_since` minus the instant the
+//! replay asked for the instance (the step's decision time), to the second.
+//!
+//! The replay is async and runs on a tokio current-thread runtime in virtual time: the
+//! [`ManualClock`] moves to each step's instant, and every wait of the cloud side (injected
+//! latency of a [`FakeCloud`](predictive_clouds::fake::FakeCloud), backoff between retries)
+//! sleeps on a [`ManualSleep`] of that clock, which advances it instead of waiting. Calls go
+//! through the clouds crate's shared layers: retries of retryable errors (throttling, 5xx,
+//! timeouts, lost answers; launches carry idempotency tokens derived from the lane and step, so
+//! a resent launch never creates twice) and call metrics, from which the report counts failed
+//! attempts. A launch refused for capacity or quota is counted and asked again at the next
+//! step. At the end every instance the lanes own is terminated and the owners are swept for
+//! orphans.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
-use predictive_clouds::clock::{Clock, ManualClock};
-use predictive_clouds::sim::{SimCloud, SimConfig, SimOffer};
+use predictive_clouds::clock::{Clock, ManualClock, ManualSleep, SplitMix};
+use predictive_clouds::layer::metrics::MetricsRegistry;
+use predictive_clouds::layer::retry::RetryPolicy;
+use predictive_clouds::layer::Stack;
+use predictive_clouds::sim::{SimBilling, SimCloud, SimConfig, SimOffer};
 use predictive_clouds::{
-    CloudError, DynProvider, IdempotencyToken, InstanceId, InstanceState, LaunchRequest, Owner,
-    StopMode,
+    CloudError, DynProvider, IdempotencyToken, InstanceId, InstanceState, LaunchRequest, Operation,
+    Owner, PurchaseOption, StopMode,
 };
 use predictive_engine::policy::budget::UnitBudget;
 use predictive_engine::policy::{Allocator, AllocatorSettings, ValidPolicy};
-use predictive_engine::shadow::{PoolStats, ShadowPool, ValidShadow};
+use predictive_engine::shadow::{
+    half_life_from_peaks, EconomicsParams, PoolStats, ShadowParams, ShadowPool, ValidShadow,
+};
 use predictive_engine::simulate::baselines::{allocate, Baseline, Geometry};
 use predictive_engine::simulate::replay::SimPoint;
 use serde::Serialize;
@@ -59,9 +82,8 @@ pub(crate) enum ReplayError {
         /// The cloud's error.
         source: CloudError,
     },
-    /// A provider call did not complete at once: the replay only drives providers that answer
-    /// without waiting (the sim, the fake without injected latency).
-    Pending(String),
+    /// The async runtime could not be built.
+    Runtime(std::io::Error),
     /// The budget cut failed.
     Budget(predictive_engine::policy::budget::Error),
     /// A bad setting.
@@ -72,10 +94,7 @@ impl std::fmt::Display for ReplayError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReplayError::Cloud { what, step, .. } => write!(f, "{what} failed at step {step}"),
-            ReplayError::Pending(what) => write!(
-                f,
-                "{what}: the provider waited; the replay drives providers that answer at once"
-            ),
+            ReplayError::Runtime(_) => f.write_str("cannot start the replay's runtime"),
             ReplayError::Budget(_) => f.write_str("budget cut"),
             ReplayError::Invalid(m) => f.write_str(m),
         }
@@ -87,7 +106,8 @@ impl std::error::Error for ReplayError {
         match self {
             ReplayError::Cloud { source, .. } => Some(source),
             ReplayError::Budget(e) => Some(e),
-            ReplayError::Pending(_) | ReplayError::Invalid(_) => None,
+            ReplayError::Runtime(e) => Some(e),
+            ReplayError::Invalid(_) => None,
         }
     }
 }
@@ -99,17 +119,6 @@ impl From<predictive_engine::policy::budget::Error> for ReplayError {
 }
 
 type Result<T, E = ReplayError> = std::result::Result<T, E>;
-
-/// Runs a future that is expected to complete without waiting (the sim answers at once). No
-/// runtime is needed: the replay is synchronous and single-threaded.
-fn now_or_never<F: Future>(what: &str, f: F) -> Result<F::Output> {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    match f.as_mut().poll(&mut cx) {
-        Poll::Ready(v) => Ok(v),
-        Poll::Pending => Err(ReplayError::Pending(what.to_owned())),
-    }
-}
 
 /// The policy deciding each lane's capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,10 +185,17 @@ pub(crate) struct ReplayConfig {
     pub(crate) warmup: usize,
     /// The instance type every lane runs, with its price (becomes the sim's catalog).
     pub(crate) offer: SimOffer,
-    /// Price of a stopped instance as a share of its on-demand price.
-    pub(crate) ready_fraction: f64,
+    /// How the sim bills each state (pending is always billed here: the boot delay stands for
+    /// boot and warm-up).
+    pub(crate) billing: SimBilling,
     /// The shadow pool, if any.
     pub(crate) shadow: Option<ValidShadow>,
+    /// Learn the pool's half-life from the warm-up's peak spacing (instead of the one given).
+    pub(crate) learn_half_life: bool,
+    /// Dollars one shortfall minute is worth avoiding (the pool's keep and top-up rules).
+    pub(crate) shortfall_value: f64,
+    /// Most ready instances as a share of the active ones.
+    pub(crate) pool_share: f64,
     /// Seed of the sim.
     pub(crate) seed: u64,
 }
@@ -199,6 +215,10 @@ impl ReplayConfig {
             resume_delay: step.mul_f64(0.05).min(Duration::from_secs(10)),
             jitter: 0.1,
             terminated_retention: step,
+            billing: SimBilling {
+                bill_pending: true,
+                ..self.billing.clone()
+            },
             ..SimConfig::default()
         }
     }
@@ -217,14 +237,17 @@ pub(crate) struct LaneReport {
     pub(crate) steps: usize,
     /// Usage one instance serves.
     pub(crate) unit_capacity: f64,
-    /// On-demand price of one instance per hour (from the sim's `prices()`).
+    /// What one running instance costs per hour (compute at the sim's `prices()`, plus its
+    /// root volume).
     pub(crate) hourly_price: f64,
-    /// Total dollars over the scored steps.
+    /// What one hibernated instance costs per hour (root volume and RAM image).
+    pub(crate) ready_hourly_price: f64,
+    /// Total dollars over the scored steps, from the sim's ledger.
     pub(crate) dollars: f64,
-    /// Dollars of active instances (booting or running).
+    /// Dollars of active instances (booting or running), from the ledger.
     pub(crate) active_dollars: f64,
-    /// Dollars of the shadow pool: its stopped instances plus the boot of instances launched
-    /// into it ahead of peaks.
+    /// Dollars of the shadow pool, from the ledger: what its instances were billed while they
+    /// were the pool's (stopped, and booting when launched into it ahead of a peak).
     pub(crate) shadow_dollars: f64,
     /// `Σ max(capacity − usage, 0) / Σ capacity`.
     pub(crate) slack: f64,
@@ -232,7 +255,8 @@ pub(crate) struct LaneReport {
     pub(crate) shortfall_minutes: f64,
     /// `Σ max(usage − capacity, 0) / Σ usage`.
     pub(crate) shortfall_volume: f64,
-    /// Mean minutes from asking for an instance (launch or start) to seeing it run.
+    /// Mean minutes from asking for an active instance (launch or start) to it running, from
+    /// the ledger's `running_since`.
     pub(crate) mean_time_to_capacity_minutes: f64,
     /// Steps where the running instance count changed, per day.
     pub(crate) changes_per_day: f64,
@@ -246,6 +270,8 @@ pub(crate) struct LaneReport {
     pub(crate) stops: u64,
     /// Instances terminated (scale-down without pool room, cancelled boots, pool releases).
     pub(crate) terminations: u64,
+    /// Launches the cloud refused for capacity or quota (asked again at the next step).
+    pub(crate) refused_launches: u64,
     /// The pool's own counters (admitted, promoted, released, ready unit-steps).
     pub(crate) pool: PoolStats,
     /// Steps where a shared budget cut this lane below what its policy wanted.
@@ -267,10 +293,14 @@ pub(crate) struct ReplayReport {
     pub(crate) sim_launches: u64,
     /// Live instances the owners still had after the final cleanup (0 when nothing leaked).
     pub(crate) orphans: usize,
-    /// Calls sent again after a retryable error.
+    /// Attempts sent again after a retryable error (by the shared retry layer).
     pub(crate) retries: u64,
-    /// Calls through the port.
+    /// Calls through the port (each may take several attempts).
     pub(crate) calls: u64,
+    /// Launch attempts that failed (throttled, 5xx, timeout, lost answer, capacity, quota).
+    pub(crate) failed_launch_attempts: u64,
+    /// Dollars of every instance the replay created, warm-up included (the sim's ledger).
+    pub(crate) ledger_dollars: f64,
     /// The shared budget's cap, USD per hour.
     pub(crate) budget_cap: Option<f64>,
     /// The highest hourly bill of all lanes together in any step.
@@ -288,7 +318,7 @@ enum Driver {
 #[derive(Debug, Clone)]
 struct Active {
     id: InstanceId,
-    requested_at: usize,
+    requested_at: SystemTime,
     running: bool,
 }
 
@@ -309,12 +339,14 @@ struct Lane<'a> {
     short_steps: usize,
     changes: usize,
     prev_running: Option<usize>,
-    ttc_steps: u64,
+    ttc_seconds: f64,
     ttc_count: u64,
-    active_unit_steps: u64,
-    warming_unit_steps: u64,
-    ready_unit_steps: u64,
+    /// Ledger dollars of each held instance at its last role change.
+    paid: HashMap<InstanceId, f64>,
+    active_dollars: f64,
+    shadow_dollars: f64,
     launches: u64,
+    refused: u64,
     pool_launches: u64,
     starts: u64,
     stops: u64,
@@ -323,83 +355,82 @@ struct Lane<'a> {
     points: Vec<SimPoint>,
 }
 
-/// The cloud side of a replay: the port, plus the counters every call updates.
+/// The cloud side of a replay: the port (wrapped in the shared retry and metrics layers), the
+/// sim behind it (for its ledger), the virtual clock, and the counters every call updates.
 struct Port {
     provider: DynProvider,
+    sim: SimCloud,
+    clock: ManualClock,
     calls: u64,
-    retries: u64,
     requested: u64,
 }
 
-const ATTEMPTS: usize = 8;
-
 impl Port {
-    /// Sends a call, again (unchanged) while it fails with a retryable error.
-    fn call<T, Fut>(
+    /// One call through the layers (which retry retryable errors); a failure is final.
+    async fn call<T, Fut>(
         &mut self,
         what: impl Fn() -> String,
         step: usize,
-        mut f: impl FnMut(&DynProvider) -> Fut,
+        f: impl FnOnce(DynProvider) -> Fut,
     ) -> Result<T>
     where
         Fut: Future<Output = predictive_clouds::Result<T>>,
     {
-        let mut attempt = 0;
-        loop {
-            self.calls += 1;
-            match now_or_never(&what(), f(&self.provider))? {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_retryable() && attempt + 1 < ATTEMPTS => {
-                    attempt += 1;
-                    self.retries += 1;
-                }
-                Err(source) => {
-                    return Err(ReplayError::Cloud {
-                        what: what(),
-                        step,
-                        source,
-                    })
-                }
-            }
-        }
+        self.calls += 1;
+        f(self.provider.clone())
+            .await
+            .map_err(|source| ReplayError::Cloud {
+                what: what(),
+                step,
+                source,
+            })
     }
 
-    fn launch(
+    /// Launches `count` instances; an empty list when the cloud refuses for capacity or quota
+    /// (the caller asks again later).
+    async fn launch(
         &mut self,
         owner: &Owner,
         kind: &str,
         step: usize,
         count: usize,
         t: &str,
-    ) -> Result<Vec<InstanceId>> {
+    ) -> Result<Option<Vec<InstanceId>>> {
         if count == 0 {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         let token = IdempotencyToken::new(format!("{owner}-{step}-{kind}"))
             .map_err(|e| ReplayError::Invalid(e.to_string()))?;
         let req = LaunchRequest::new(token, owner.clone(), t, count as u32);
-        let out = self.call(
-            || format!("launching {count} {t} for {owner}"),
-            step,
-            |p| {
-                let p = p.clone();
-                let req = req.clone();
-                async move { p.launch(&req).await }
-            },
-        )?;
-        self.requested += count as u64;
-        Ok(out.into_iter().map(|i| i.id).collect())
+        let r = self
+            .call(
+                || format!("launching {count} {t} for {owner}"),
+                step,
+                |p| async move { p.launch(&req).await },
+            )
+            .await;
+        match r {
+            Ok(out) => {
+                self.requested += count as u64;
+                Ok(Some(out.into_iter().map(|i| i.id).collect()))
+            }
+            Err(ReplayError::Cloud { source, .. })
+                if source.is_insufficient_capacity() || source.is_quota() =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    fn terminate(&mut self, id: &InstanceId, step: usize) -> Result<()> {
-        let r = self.call(
-            || format!("terminating {id}"),
-            step,
-            |p| {
-                let (p, id) = (p.clone(), id.clone());
-                async move { p.terminate_instance(&id).await }
-            },
-        );
+    async fn terminate(&mut self, id: &InstanceId, step: usize) -> Result<()> {
+        let r = self
+            .call(
+                || format!("terminating {id}"),
+                step,
+                |p| async move { p.terminate_instance(id).await },
+            )
+            .await;
         match r {
             Err(ReplayError::Cloud { source, .. }) if source.is_not_found() => Ok(()),
             r => r.map(|_| ()),
@@ -407,22 +438,21 @@ impl Port {
     }
 
     /// Stops `id` (hibernating it); `Ok(false)` when the cloud refuses (not running yet).
-    fn stop(&mut self, id: &InstanceId, step: usize) -> Result<bool> {
-        let r = self.call(
-            || format!("stopping {id}"),
-            step,
-            |p| {
-                let (p, id) = (p.clone(), id.clone());
-                async move {
-                    match p.stop_instance(&id, StopMode::Hibernate).await {
+    async fn stop(&mut self, id: &InstanceId, step: usize) -> Result<bool> {
+        let r = self
+            .call(
+                || format!("stopping {id}"),
+                step,
+                |p| async move {
+                    match p.stop_instance(id, StopMode::Hibernate).await {
                         Err(e) if e.is_invalid_request() => {
-                            p.stop_instance(&id, StopMode::Stop).await
+                            p.stop_instance(id, StopMode::Stop).await
                         }
                         r => r,
                     }
-                }
-            },
-        );
+                },
+            )
+            .await;
         match r {
             Ok(_) => Ok(true),
             Err(ReplayError::Cloud { source, .. })
@@ -436,15 +466,14 @@ impl Port {
 
     /// Starts a stopped pool instance; `Ok(false)` when the cloud cannot (still stopping,
     /// gone, or no capacity).
-    fn start(&mut self, id: &InstanceId, step: usize) -> Result<bool> {
-        let r = self.call(
-            || format!("starting {id}"),
-            step,
-            |p| {
-                let (p, id) = (p.clone(), id.clone());
-                async move { p.start_instance(&id).await }
-            },
-        );
+    async fn start(&mut self, id: &InstanceId, step: usize) -> Result<bool> {
+        let r = self
+            .call(
+                || format!("starting {id}"),
+                step,
+                |p| async move { p.start_instance(id).await },
+            )
+            .await;
         match r {
             Ok(_) => Ok(true),
             Err(ReplayError::Cloud { source, .. })
@@ -458,16 +487,45 @@ impl Port {
         }
     }
 
-    fn states(&mut self, owner: &Owner, step: usize) -> Result<HashMap<InstanceId, InstanceState>> {
-        let list = self.call(
-            || format!("listing the instances of {owner}"),
-            step,
-            |p| {
-                let (p, o) = (p.clone(), owner.clone());
-                async move { p.list_instances(&o).await }
-            },
-        )?;
+    async fn states(
+        &mut self,
+        owner: &Owner,
+        step: usize,
+    ) -> Result<HashMap<InstanceId, InstanceState>> {
+        let list = self
+            .call(
+                || format!("listing the instances of {owner}"),
+                step,
+                |p| async move { p.list_instances(owner).await },
+            )
+            .await?;
         Ok(list.into_iter().map(|i| (i.id, i.state)).collect())
+    }
+
+    /// The ledger's dollars of `id` so far (0 for an id the sim does not know).
+    fn billed(&self, id: &InstanceId) -> f64 {
+        self.sim.ledger_entry(id).map_or(0.0, |e| e.dollars())
+    }
+}
+
+impl Lane<'_> {
+    /// Adds what `id` was billed since its last role change to the pool's dollars (`pool`) or
+    /// the active dollars, and starts its next role from here.
+    fn charge(&mut self, port: &Port, id: &InstanceId, pool: bool) {
+        let now = port.billed(id);
+        let before = self.paid.insert(id.clone(), now).unwrap_or(0.0);
+        let d = (now - before).max(0.0);
+        if pool {
+            self.shadow_dollars += d;
+        } else {
+            self.active_dollars += d;
+        }
+    }
+
+    /// [`charge`](Self::charge) for an instance the lane lets go of.
+    fn settle(&mut self, port: &Port, id: &InstanceId, pool: bool) {
+        self.charge(port, id, pool);
+        self.paid.remove(id);
     }
 }
 
@@ -487,8 +545,27 @@ pub(crate) fn replay(
 }
 
 /// [`replay`] through `provider`, which must end in `sim` (it may wrap it, for example in a
-/// fake that injects faults); `clock` is the sim's clock.
+/// fake that injects faults or latency; give such a fake a [`ManualSleep`] of `clock` so its
+/// waits take virtual time); `clock` is the sim's clock.
+///
+/// Runs on its own tokio current-thread runtime; must not be called from inside a runtime.
 pub(crate) fn replay_on(
+    provider: DynProvider,
+    sim: &SimCloud,
+    clock: &ManualClock,
+    workloads: &[Workload],
+    cfg: &ReplayConfig,
+    budget: Option<&UnitBudget>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<ReplayReport> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(ReplayError::Runtime)?;
+    rt.block_on(run(provider, sim, clock, workloads, cfg, budget, progress))
+}
+
+/// The replay itself (see the module docs).
+async fn run(
     provider: DynProvider,
     sim: &SimCloud,
     clock: &ManualClock,
@@ -506,26 +583,58 @@ pub(crate) fn replay_on(
             )));
         }
     }
+    // The shared layers, on virtual time: retries (backoff sleeps advance the clock) over call
+    // metrics (one sample per attempt, so failed attempts are counted).
+    let registry = MetricsRegistry::default();
+    let stack = Stack {
+        retry: Some(RetryPolicy::default()),
+        metrics: Some(registry.clone()),
+        rng: Arc::new(SplitMix::new(cfg.seed)),
+        ..Stack::none(
+            Arc::new(clock.clone()),
+            Arc::new(ManualSleep::new(clock.clone())),
+        )
+    };
     let mut port = Port {
-        provider,
+        provider: stack.apply(provider),
+        sim: sim.clone(),
+        clock: clock.clone(),
         calls: 0,
-        retries: 0,
         requested: 0,
     };
-    let prices = now_or_never("listing prices", port.provider.prices())?.map_err(|source| {
-        ReplayError::Cloud {
-            what: "listing prices".into(),
-            step: 0,
-            source,
-        }
-    })?;
+    let prices = port
+        .call(
+            || "listing prices".into(),
+            0,
+            |p| async move { p.prices().await },
+        )
+        .await?;
     let t = cfg.offer.info.name.clone();
-    let price = prices
-        .iter()
-        .find(|p| p.instance_type == t)
-        .map(|p| p.on_demand_per_hour)
-        .ok_or_else(|| ReplayError::Invalid(format!("the cloud has no price for {t}")))?;
-    let ready_price = price * cfg.ready_fraction;
+    if !prices.iter().any(|p| p.instance_type == t) {
+        return Err(ReplayError::Invalid(format!(
+            "the cloud has no price for {t}"
+        )));
+    }
+    let rates = sim
+        .billing_rates(&t, PurchaseOption::OnDemand)
+        .ok_or_else(|| ReplayError::Invalid(format!("the sim does not bill {t}")))?;
+    // What the budget reserves: a running instance, and a hibernated one in the pool.
+    let price = rates.running_per_hour();
+    let ready_price = rates.stopped_per_hour(true);
+    let hours = cfg.step_seconds as f64 / 3600.0;
+    // The pool's economics: a promotion spares the cold boot (minus the resume); a new pool
+    // unit pays its boot at the running price; a ready one the hibernated price.
+    let sim_cfg = sim.snapshot().config().clone();
+    let boot_minutes = sim_cfg.boot_delay.as_secs_f64() / 60.0;
+    let econ = EconomicsParams {
+        value_per_shortfall_minute: cfg.shortfall_value,
+        minutes_saved: (boot_minutes - sim_cfg.resume_delay.as_secs_f64() / 60.0).max(0.0),
+        ready_cost_per_step: ready_price * hours,
+        launch_cost: rates.running_per_hour() * boot_minutes / 60.0,
+        max_share_of_active: cfg.pool_share,
+    }
+    .check()
+    .map_err(|e| ReplayError::Invalid(e.to_string()))?;
     let lead = cfg.params.params().lead;
     let geometry = Geometry {
         lead,
@@ -569,12 +678,13 @@ pub(crate) fn replay_on(
             short_steps: 0,
             changes: 0,
             prev_running: None,
-            ttc_steps: 0,
+            ttc_seconds: 0.0,
             ttc_count: 0,
-            active_unit_steps: 0,
-            warming_unit_steps: 0,
-            ready_unit_steps: 0,
+            paid: HashMap::new(),
+            active_dollars: 0.0,
+            shadow_dollars: 0.0,
             launches: 0,
+            refused: 0,
             pool_launches: 0,
             starts: 0,
             stops: 0,
@@ -586,28 +696,46 @@ pub(crate) fn replay_on(
     let steps = workloads.iter().map(|w| w.usage.len()).max().unwrap_or(0);
     let start: SystemTime = clock.now();
     let step_len = Duration::from_secs(cfg.step_seconds);
-    let hours = cfg.step_seconds as f64 / 3600.0;
     let mut peak_bill = 0.0f64;
     let mut exceeded = 0u64;
+    if cfg.learn_half_life && cfg.warmup > 0 {
+        for lane in lanes.iter_mut() {
+            retune_half_life(lane, cfg)?;
+        }
+    }
     let type_name = t.as_str().to_owned();
     for s in 0..steps {
+        // Never backwards: waits of the previous step (latency, backoff) may have gone past.
         clock.set(start + step_len * s as u32);
+        if s == cfg.warmup {
+            // Scoring starts: what the instances were billed so far is not counted.
+            for lane in lanes.iter_mut() {
+                for (id, paid) in lane.paid.iter_mut() {
+                    *paid = port.billed(id);
+                }
+                lane.active_dollars = 0.0;
+                lane.shadow_dollars = 0.0;
+            }
+        }
+        let decided_at = start + step_len * s as u32;
         // 1-3. Observe, score and decide, lane by lane.
         let mut desired = Vec::with_capacity(lanes.len());
         let mut peaks = Vec::with_capacity(lanes.len());
         for lane in lanes.iter_mut() {
-            let (want, peak) = observe_and_decide(lane, &mut port, s, cfg)?;
+            let (want, peak) = observe_and_decide(lane, &mut port, s, cfg).await?;
             desired.push(want);
             peaks.push(peak);
         }
-        // The budget cut over all lanes, the pool's cost reserved.
+        // The budget cut over all lanes (at the catalog's compute price), the pool's cost and
+        // the root volumes of the units wanted reserved.
         let reserved: f64 = lanes
             .iter()
             .map(|l| {
                 l.warming.len() as f64 * price
                     + l.pool.as_ref().map_or(0, |p| p.len()) as f64 * ready_price
             })
-            .sum();
+            .sum::<f64>()
+            + desired.iter().sum::<u32>() as f64 * rates.storage_per_hour;
         let units = match budget {
             Some(b) => {
                 let cut = b.cut(&desired, reserved)?;
@@ -626,42 +754,54 @@ pub(crate) fn replay_on(
         let mut allowance = budget.map(|b| b.cap() - units_cost - reserved);
         for (lane, &u) in lanes.iter_mut().zip(&units) {
             if (u as usize) < lane.active.len() {
-                scale_down(lane, &mut port, s, u as usize, &mut allowance, ready_price)?;
+                scale_down(lane, &mut port, s, u as usize, &mut allowance, ready_price).await?;
             }
         }
         for (lane, &u) in lanes.iter_mut().zip(&units) {
             if (u as usize) > lane.active.len() {
-                scale_up(lane, &mut port, s, u as usize, &type_name)?;
+                scale_up(lane, &mut port, s, decided_at, u as usize, &type_name).await?;
             }
         }
         let mut bill = active_bill(&lanes, price, ready_price);
         for ((lane, &u), peak) in lanes.iter_mut().zip(&units).zip(&peaks) {
-            if let (Some(peak), true) = (peak, lane.pool.is_some()) {
-                let want = peak.saturating_sub(u as usize);
+            if let (Some((levels, row)), Some(pool)) = (peak, lane.pool.as_ref()) {
+                let p = pool.params().params();
+                let have = pool.len() + lane.warming.len();
+                let want = econ.top_up(
+                    levels,
+                    row,
+                    u as usize,
+                    lane.w.unit_capacity,
+                    have,
+                    p.half_life,
+                    p.max_units,
+                );
                 let room = budget.map(|b| ((b.cap() - bill) / price).floor().max(0.0) as usize);
-                top_up(lane, &mut port, s, want, room, &type_name, &mut bill, price)?;
+                top_up(lane, &mut port, s, want, room, &type_name, &mut bill, price).await?;
             }
-            // The decay rule releases idle pool instances.
+            // The decay rule releases idle pool instances, and those that no longer pay for
+            // their wait or exceed the cap.
             if let Some(pool) = lane.pool.as_mut() {
-                for key in pool.tick_released(s as u64) {
+                let p = pool.params().params();
+                let keep = econ.keep_threshold(p.half_life);
+                let cap = econ.cap(lane.active.len(), p.max_units);
+                let mut released = pool.tick_released_below(s as u64, keep);
+                released.extend(pool.release_over(cap));
+                for key in released {
                     if let Some(id) = lane.pool_ids.remove(&key) {
-                        port.terminate(&id, s)?;
+                        port.terminate(&id, s).await?;
+                        lane.settle(&port, &id, true);
                         lane.terminations += 1;
                     }
                 }
             }
         }
-        // 5. Bill the step as the lanes now stand.
+        // The hourly bill as the lanes now stand (for the budget's peak).
         let bill = active_bill(&lanes, price, ready_price);
         if s >= cfg.warmup {
             peak_bill = peak_bill.max(bill);
             if budget.is_some_and(|b| bill > b.cap() + 1e-9) {
                 exceeded += 1;
-            }
-            for lane in lanes.iter_mut() {
-                lane.active_unit_steps += lane.active.len() as u64;
-                lane.warming_unit_steps += lane.warming.len() as u64;
-                lane.ready_unit_steps += lane.pool.as_ref().map_or(0, |p| p.len()) as u64;
             }
         }
         if s % 1024 == 1023 {
@@ -673,23 +813,25 @@ pub(crate) fn replay_on(
     clock.set(start + step_len * steps as u32);
     let mut orphans = 0;
     for lane in lanes.iter_mut() {
-        let ids: Vec<InstanceId> = lane
+        let held: Vec<(InstanceId, bool)> = lane
             .active
             .drain(..)
-            .map(|a| a.id)
-            .chain(lane.warming.drain(..))
-            .chain(lane.pool_ids.drain().map(|(_, id)| id))
+            .map(|a| (a.id, false))
+            .chain(lane.warming.drain(..).map(|id| (id, true)))
+            .chain(lane.pool_ids.drain().map(|(_, id)| (id, true)))
             .collect();
-        for id in ids {
-            port.terminate(&id, steps)?;
+        for (id, pool) in held {
+            port.terminate(&id, steps).await?;
+            lane.settle(&port, &id, pool);
         }
-        for (id, state) in port.states(&lane.owner, steps)? {
+        for (id, state) in port.states(&lane.owner, steps).await? {
             if state.is_live() {
-                port.terminate(&id, steps)?;
+                port.terminate(&id, steps).await?;
             }
         }
         orphans += port
-            .states(&lane.owner, steps)?
+            .states(&lane.owner, steps)
+            .await?
             .values()
             .filter(|s| s.is_live())
             .count();
@@ -700,9 +842,6 @@ pub(crate) fn replay_on(
         .into_iter()
         .map(|l| {
             let scored = l.w.usage.len().saturating_sub(cfg.warmup);
-            let active_dollars = l.active_unit_steps as f64 * hours * price;
-            let shadow_dollars = l.warming_unit_steps as f64 * hours * price
-                + l.ready_unit_steps as f64 * hours * ready_price;
             LaneReport {
                 series: l.w.name.clone(),
                 policy: cfg.policy.name(),
@@ -710,33 +849,52 @@ pub(crate) fn replay_on(
                 steps: scored,
                 unit_capacity: l.w.unit_capacity,
                 hourly_price: price,
-                dollars: active_dollars + shadow_dollars,
-                active_dollars,
-                shadow_dollars,
+                ready_hourly_price: ready_price,
+                dollars: l.active_dollars + l.shadow_dollars,
+                active_dollars: l.active_dollars,
+                shadow_dollars: l.shadow_dollars,
                 slack: ratio(l.over, l.sum_cap),
                 shortfall_minutes: l.short_steps as f64 * minutes,
                 shortfall_volume: ratio(l.under, l.sum_u),
-                mean_time_to_capacity_minutes: ratio(l.ttc_steps as f64, l.ttc_count as f64)
-                    * minutes,
+                mean_time_to_capacity_minutes: ratio(l.ttc_seconds, l.ttc_count as f64) / 60.0,
                 changes_per_day: ratio(l.changes as f64, scored as f64 * hours / 24.0),
                 launches: l.launches,
                 pool_launches: l.pool_launches,
                 starts: l.starts,
                 stops: l.stops,
                 terminations: l.terminations,
+                refused_launches: l.refused,
                 pool: l.pool.as_ref().map(|p| p.stats()).unwrap_or_default(),
                 budget_cut_steps: l.cut_steps,
                 points: l.points,
             }
         })
         .collect();
+    let attempts: u64 = registry.snapshot().values().map(|v| v.count).sum();
+    let failed_launch_attempts = registry
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| k.operation == Operation::Launch && k.outcome != "ok")
+        .map(|(_, v)| v.count)
+        .sum();
+    let owners: Vec<String> = (0..workloads.len())
+        .map(|i| format!("sim-{}-w{i}", cfg.seed))
+        .collect();
+    let ledger_dollars = sim
+        .ledger()
+        .iter()
+        .filter(|e| e.owner.as_ref().is_some_and(|o| owners.contains(o)))
+        .map(|e| e.dollars())
+        .sum();
     Ok(ReplayReport {
         lanes: reports,
         instances_requested: port.requested,
         sim_launches: sim.launches(),
         orphans,
-        retries: port.retries,
+        retries: attempts.saturating_sub(port.calls),
         calls: port.calls,
+        failed_launch_attempts,
+        ledger_dollars,
         budget_cap: budget.map(|b| b.cap()),
         peak_hourly_bill: peak_bill,
         budget_exceeded_steps: exceeded,
@@ -755,6 +913,29 @@ fn active_bill(lanes: &[Lane<'_>], price: f64, ready_price: f64) -> f64 {
         .sum()
 }
 
+/// Sets the lane's pool half-life from the spacing of the warm-up's peaks (episodes above its
+/// 0.9 quantile, at least a boot delay apart), so an idle unit lives about one gap between
+/// peaks: between the policy's lead and half a day. Left as it is when the warm-up has too
+/// few peaks.
+fn retune_half_life(lane: &mut Lane<'_>, cfg: &ReplayConfig) -> Result<()> {
+    let Some(pool) = lane.pool.as_mut() else {
+        return Ok(());
+    };
+    let p = pool.params().params().clone();
+    let history = &lane.w.usage[..cfg.warmup.min(lane.w.usage.len())];
+    let lead = cfg.params.params().lead as f64;
+    let max = (cfg.settings.day as f64 / 2.0).max(lead);
+    if let Some(hl) =
+        half_life_from_peaks(history, 0.9, cfg.boot_steps, p.release_threshold, lead, max)
+    {
+        let params = ShadowParams { half_life: hl, ..p }
+            .check()
+            .map_err(|e| ReplayError::Invalid(e.to_string()))?;
+        pool.retune(params);
+    }
+    Ok(())
+}
+
 /// Whole units for a capacity, within the lane's bounds; `None` for a non-finite capacity.
 fn units_for(w: &Workload, c: f64) -> Option<usize> {
     c.is_finite().then(|| {
@@ -765,66 +946,84 @@ fn units_for(w: &Workload, c: f64) -> Option<usize> {
 
 /// Steps 1-3 for one lane: observe its instances, score the step, and return the units its
 /// policy wants plus, for the predictive policy, the units the forecast's top quantile needs.
-fn observe_and_decide(
+async fn observe_and_decide(
     lane: &mut Lane<'_>,
     port: &mut Port,
     s: usize,
     cfg: &ReplayConfig,
-) -> Result<(u32, Option<usize>)> {
+) -> Result<(u32, Option<(Vec<f64>, Vec<f64>)>)> {
     let states = if lane.active.is_empty() && lane.warming.is_empty() && lane.pool_ids.is_empty() {
         HashMap::new()
     } else {
-        port.states(&lane.owner, s)?
+        port.states(&lane.owner, s).await?
     };
-    // Active instances: running ones serve; vanished ones are forgotten.
-    lane.active.retain_mut(|a| match states.get(&a.id) {
-        Some(InstanceState::Running) => {
-            if !a.running {
-                a.running = true;
-                lane.ttc_steps += (s - a.requested_at) as u64;
+    // Active instances: running ones serve; vanished ones are forgotten. Time to capacity is
+    // the ledger's start of the running period minus the decision that asked for it.
+    let mut gone = Vec::new();
+    for a in std::mem::take(&mut lane.active) {
+        match states.get(&a.id) {
+            Some(InstanceState::Running) if !a.running => {
+                let since = port
+                    .sim
+                    .ledger_entry(&a.id)
+                    .and_then(|e| e.running_since)
+                    .unwrap_or_else(|| port.clock.now());
+                lane.ttc_seconds += since
+                    .duration_since(a.requested_at)
+                    .unwrap_or_default()
+                    .as_secs_f64();
                 lane.ttc_count += 1;
+                lane.active.push(Active { running: true, ..a });
             }
-            true
+            Some(InstanceState::Running | InstanceState::Pending) => lane.active.push(a),
+            _ => gone.push(a.id),
         }
-        Some(InstanceState::Pending) => true,
-        _ => false,
-    });
+    }
+    for id in gone {
+        lane.settle(port, &id, false);
+    }
     // Warm-up launches that have booted are stopped into the pool.
     let mut still_warming = Vec::new();
     for id in std::mem::take(&mut lane.warming) {
         match states.get(&id) {
             Some(InstanceState::Running) => {
                 let pool = lane.pool.as_mut().expect("warming implies a pool");
-                match pool.admit_keys(1, s as u64).first() {
-                    Some(&key) if port.stop(&id, s)? => {
+                let key = pool.admit_keys(1, s as u64).first().copied();
+                match key {
+                    Some(key) if port.stop(&id, s).await? => {
+                        lane.charge(port, &id, true);
                         lane.pool_ids.insert(key, id);
                         lane.stops += 1;
                     }
-                    Some(&key) => {
-                        pool.remove(key);
-                        port.terminate(&id, s)?;
-                        lane.terminations += 1;
-                    }
-                    None => {
-                        port.terminate(&id, s)?;
+                    other => {
+                        if let (Some(key), Some(pool)) = (other, lane.pool.as_mut()) {
+                            pool.remove(key);
+                        }
+                        port.terminate(&id, s).await?;
+                        lane.settle(port, &id, true);
                         lane.terminations += 1;
                     }
                 }
             }
             Some(InstanceState::Pending) => still_warming.push(id),
-            _ => {}
+            _ => lane.settle(port, &id, true),
         }
     }
     lane.warming = still_warming;
     // Pool instances that vanished leave the pool.
     if let Some(pool) = lane.pool.as_mut() {
+        let mut vanished = Vec::new();
         lane.pool_ids.retain(|&key, id| {
             let live = states.get(id).is_some_and(|st| st.is_live());
             if !live {
                 pool.remove(key);
+                vanished.push(id.clone());
             }
             live
         });
+        for id in vanished {
+            lane.settle(port, &id, true);
+        }
     }
     // Score against running capacity.
     let w = lane.w;
@@ -881,7 +1080,7 @@ fn observe_and_decide(
                     .position(|&l| l >= plan.explanation.quantile - 1e-12)
                     .unwrap_or(row.len() - 1);
                 lane.band.push_back((s + lead, row[0], row[qi]));
-                peak = units_for(w, row[row.len() - 1]);
+                peak = Some((f.levels.clone(), row.clone()));
             }
             let want = units_for(w, plan.capacity).unwrap_or(current);
             Ok((want as u32, peak))
@@ -896,7 +1095,7 @@ fn observe_and_decide(
 /// Scale-down to `units` active instances: cancel the newest boots first, then stop running
 /// instances into the pool (while it has room and, under a budget, `allowance` dollars per
 /// hour pay for them), terminating the rest.
-fn scale_down(
+async fn scale_down(
     lane: &mut Lane<'_>,
     port: &mut Port,
     s: usize,
@@ -911,7 +1110,8 @@ fn scale_down(
             break;
         };
         let a = lane.active.remove(i);
-        port.terminate(&a.id, s)?;
+        port.terminate(&a.id, s).await?;
+        lane.settle(port, &a.id, false);
         lane.terminations += 1;
         excess -= 1;
     }
@@ -927,7 +1127,8 @@ fn scale_down(
             _ => None,
         };
         match key {
-            Some(key) if port.stop(&a.id, s)? => {
+            Some(key) if port.stop(&a.id, s).await? => {
+                lane.charge(port, &a.id, false);
                 lane.pool_ids.insert(key, a.id);
                 lane.stops += 1;
                 if let Some(a) = allowance.as_mut() {
@@ -938,7 +1139,8 @@ fn scale_down(
                 if let (Some(key), Some(pool)) = (other, lane.pool.as_mut()) {
                     pool.remove(key);
                 }
-                port.terminate(&a.id, s)?;
+                port.terminate(&a.id, s).await?;
+                lane.settle(port, &a.id, false);
                 lane.terminations += 1;
             }
         }
@@ -946,8 +1148,16 @@ fn scale_down(
     Ok(())
 }
 
-/// Scale-up to `units` active instances: start pool instances first, launch the rest.
-fn scale_up(lane: &mut Lane<'_>, port: &mut Port, s: usize, units: usize, t: &str) -> Result<()> {
+/// Scale-up to `units` active instances: start pool instances first, launch the rest. A launch
+/// the cloud refuses for capacity or quota is counted; the next step asks again.
+async fn scale_up(
+    lane: &mut Lane<'_>,
+    port: &mut Port,
+    s: usize,
+    decided_at: SystemTime,
+    units: usize,
+    t: &str,
+) -> Result<()> {
     let mut need = units - lane.active.len();
     if let Some(pool) = lane.pool.as_mut() {
         let keys = pool.promote_keys(need);
@@ -955,28 +1165,36 @@ fn scale_up(lane: &mut Lane<'_>, port: &mut Port, s: usize, units: usize, t: &st
             let Some(id) = lane.pool_ids.remove(&key) else {
                 continue;
             };
-            if port.start(&id, s)? {
+            if port.start(&id, s).await? {
+                lane.charge(port, &id, true);
                 lane.active.push(Active {
                     id,
-                    requested_at: s,
+                    requested_at: decided_at,
                     running: false,
                 });
                 lane.starts += 1;
                 need -= 1;
             } else {
                 // Cannot start (still stopping, or no capacity): give it up and boot cold.
-                port.terminate(&id, s)?;
+                port.terminate(&id, s).await?;
+                lane.settle(port, &id, true);
                 lane.terminations += 1;
             }
         }
     }
-    let ids = port.launch(&lane.owner, "a", s, need, t)?;
+    let Some(ids) = port.launch(&lane.owner, "a", s, need, t).await? else {
+        lane.refused += 1;
+        return Ok(());
+    };
     lane.launches += ids.len() as u64;
-    lane.active.extend(ids.into_iter().map(|id| Active {
-        id,
-        requested_at: s,
-        running: false,
-    }));
+    for id in ids {
+        lane.paid.insert(id.clone(), 0.0);
+        lane.active.push(Active {
+            id,
+            requested_at: decided_at,
+            running: false,
+        });
+    }
     Ok(())
 }
 
@@ -984,7 +1202,7 @@ fn scale_up(lane: &mut Lane<'_>, port: &mut Port, s: usize, units: usize, t: &st
 /// launches what the pool (plus instances already warming) lacks, within `room` more
 /// instances when a budget applies.
 #[allow(clippy::too_many_arguments)]
-fn top_up(
+async fn top_up(
     lane: &mut Lane<'_>,
     port: &mut Port,
     s: usize,
@@ -1005,9 +1223,15 @@ fn top_up(
     if let Some(room) = room {
         n = n.min(room);
     }
-    let ids = port.launch(&lane.owner, "w", s, n, t)?;
+    let Some(ids) = port.launch(&lane.owner, "w", s, n, t).await? else {
+        lane.refused += 1;
+        return Ok(());
+    };
     lane.pool_launches += ids.len() as u64;
     *bill += ids.len() as f64 * price;
-    lane.warming.extend(ids);
+    for id in ids {
+        lane.paid.insert(id.clone(), 0.0);
+        lane.warming.push(id);
+    }
     Ok(())
 }

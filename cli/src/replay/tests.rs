@@ -1,13 +1,16 @@
 use std::sync::Arc;
 
-use predictive_clouds::fake::{FakeCloud, FaultConfig};
-use predictive_clouds::sim::{SimCloud, SimOffer};
+use predictive_clouds::clock::ManualSleep;
+use predictive_clouds::fake::{CallOutcome, FakeCloud, FaultConfig, FaultKind};
+use predictive_clouds::sim::{SimBilling, SimCloud, SimOffer};
 use predictive_clouds::DynProvider;
 use predictive_engine::cost::{Catalog, Cloud};
 use predictive_engine::policy::budget::{BudgetShare, UnitBudget};
 use predictive_engine::policy::{AllocatorSettings, PolicyParams};
 use predictive_engine::shadow::ValidShadow;
 use predictive_engine::simulate::baselines::Baseline;
+
+use std::time::Duration;
 
 use super::*;
 
@@ -65,8 +68,11 @@ fn config(policy: PolicyKind, warmup: usize, shadow: bool) -> ReplayConfig {
         boot_steps: 3,
         warmup,
         offer: SimOffer::new("m5.large", 2, 8192, 0.096),
-        ready_fraction: 0.05,
+        billing: SimBilling::default(),
         shadow: shadow.then(ValidShadow::default),
+        learn_half_life: false,
+        shortfall_value: 0.05,
+        pool_share: 0.5,
         seed: 7,
     }
 }
@@ -123,7 +129,7 @@ fn port_replay_should_survive_faults_without_duplicates_or_orphans() {
 #[test]
 fn shadow_pool_should_reduce_shortfall_on_recurring_peaks() {
     let cases = [
-        // Daily peaks: the predictive policy tops the pool up ahead of them.
+        // Daily peaks: the predictive policy keeps what it stopped after one for the next.
         (PolicyKind::Predictive, recurring_peaks(10)),
         // Bursts every 2 hours: the reactive baseline starts the instances its last scale-down
         // stopped instead of booting new ones.
@@ -132,10 +138,13 @@ fn shadow_pool_should_reduce_shortfall_on_recurring_peaks() {
     for (policy, usage) in cases {
         let w = [workload("peaks", usage, 10.0)];
         let run = |pool| {
-            replay(&w, &config(policy, 3 * 288, pool), None, &mut |_| {})
-                .unwrap()
-                .lanes
-                .remove(0)
+            let mut cfg = config(policy, 3 * 288, pool);
+            // The peaks more than double the allocation: the cap lets the pool hold the whole
+            // jump. For daily peaks, the instances stopped after one serve the next when the
+            // half-life follows the peak spacing (learnt from the warm-up).
+            cfg.pool_share = 3.0;
+            cfg.learn_half_life = policy == PolicyKind::Predictive;
+            replay(&w, &cfg, None, &mut |_| {}).unwrap().lanes.remove(0)
         };
         let (without, with) = (run(false), run(true));
         let name = policy.name();
@@ -234,4 +243,68 @@ fn every_policy_should_run_through_the_port() {
         Some(PolicyKind::Baseline(Baseline::WindowMax))
     );
     assert_eq!(PolicyKind::parse("oracle"), None);
+}
+
+#[test]
+fn port_replay_should_retry_a_throttled_launch_in_virtual_time_and_count_it() {
+    let cfg = config(PolicyKind::Baseline(Baseline::Reactive), 0, false);
+    let w = [workload("peaks", recurring_peaks(2), 10.0)];
+    let run = |latency: Option<Duration>| {
+        let (sim, clock) = SimCloud::with_manual_clock(cfg.sim_config());
+        let fake = FakeCloud::wrap(Arc::new(sim.clone()))
+            .with_sleep(Arc::new(ManualSleep::new(clock.clone())));
+        if let Some(d) = latency {
+            // Every launch answer takes a (virtual) minute, and the first one is throttled.
+            fake.set_latency(Operation::Launch, d);
+            fake.fail_next(Operation::Launch, FaultKind::Throttle);
+        }
+        let provider: DynProvider = Arc::new(fake.clone());
+        let r = replay_on(provider, &sim, &clock, &w, &cfg, None, &mut |_| {}).unwrap();
+        (r, fake)
+    };
+    let (slow, fake) = run(Some(Duration::from_secs(60)));
+    let launches = fake.calls_of(Operation::Launch);
+    assert_eq!(
+        launches[0].outcome,
+        CallOutcome::Injected(FaultKind::Throttle)
+    );
+    // The same request (same target) went again and succeeded.
+    assert_eq!(launches[1].target, launches[0].target);
+    assert_eq!(launches[1].outcome, CallOutcome::Ok);
+    assert_eq!(slow.failed_launch_attempts, 1, "{slow:?}");
+    assert!(slow.retries >= 1);
+    assert_eq!(slow.sim_launches, slow.instances_requested);
+    assert_eq!(slow.orphans, 0);
+    // Time to capacity (from the ledger, to the second) grows by the minute each launch waits.
+    let (fast, _) = run(None);
+    assert_eq!(fast.failed_launch_attempts, 0);
+    let d =
+        slow.lanes[0].mean_time_to_capacity_minutes - fast.lanes[0].mean_time_to_capacity_minutes;
+    assert!((0.8..2.0).contains(&d), "time to capacity grew by {d} min");
+}
+
+#[test]
+fn refused_launches_should_be_counted_and_the_bill_should_match_the_ledger() {
+    // No warm-up: the lane's dollars are every dollar the sim billed its instances.
+    let cfg = config(PolicyKind::Predictive, 0, true);
+    let (sim, clock) = SimCloud::with_manual_clock(cfg.sim_config());
+    // At most 6 active instances: the 90-unit peaks want 9.
+    sim.set_capacity("sim-1a", "m5.large", Some(6));
+    let provider: DynProvider = Arc::new(sim.clone());
+    let w = [workload("peaks", recurring_peaks(3), 10.0)];
+    let r = replay_on(provider, &sim, &clock, &w, &cfg, None, &mut |_| {}).unwrap();
+    let lane = &r.lanes[0];
+    assert!(lane.refused_launches > 0, "{lane:?}");
+    assert!(lane.shortfall_minutes > 0.0);
+    assert_eq!(r.orphans, 0);
+    assert!(
+        (lane.dollars - r.ledger_dollars).abs() < 1e-9,
+        "{} vs {}",
+        lane.dollars,
+        r.ledger_dollars
+    );
+    assert!((lane.dollars - lane.active_dollars - lane.shadow_dollars).abs() < 1e-12);
+    assert!(lane.shadow_dollars > 0.0);
+    // A hibernated m5.large pays its 20 GiB root volume and 8 GiB RAM image at $0.08/GiB-month.
+    assert!((lane.ready_hourly_price - 28.0 * 0.08 / 730.0).abs() < 1e-12);
 }
