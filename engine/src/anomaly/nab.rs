@@ -501,6 +501,54 @@ mod tests {
         assert_eq!(r.false_positives, 0);
     }
 
+    /// As NAB's sweeper: a window wholly inside the probationary period is not scored (no miss,
+    /// no detection), but it still ends the "before any window" stretch, so a detection right
+    /// after it costs the decayed weight; a window straddling the end of the probationary period
+    /// counts, with positions measured over its full width.
+    #[test]
+    fn probationary_windows_should_be_treated_as_nab_does() {
+        let p = CostProfile::STANDARD;
+        // 100 samples, probation 15; window A over 5..=9 (inside), window B over 10..=29
+        // (straddling: only 15..=29 is scored).
+        let mk = |scores: Vec<f64>| ScoredSeries {
+            name: "p".into(),
+            timestamps: (0..100).collect(),
+            scores,
+            windows: vec![(5, 9), (10, 29)],
+        };
+        // Nothing detected: one window counts, so null = −1 and perfect = 1.
+        let r = score_corpus(&[mk(vec![0.0; 100])], &p).unwrap();
+        assert_eq!(r.windows, 1);
+        assert_relative_eq!(r.raw, -1.0, epsilon = 1e-12);
+        // A detection at 15 in window B sits at −(29 − 15 + 1)/20 = −0.75 of it.
+        let mut s = vec![0.0; 100];
+        s[7] = 1.0; // inside A and the probationary period: ignored
+        s[15] = 1.0;
+        let r = score_corpus(&[mk(s)], &p).unwrap();
+        let tp = scaled_sigmoid(-0.75) / scaled_sigmoid(-1.0);
+        assert_relative_eq!(r.raw, tp, epsilon = 1e-12);
+        assert_eq!(r.false_positives, 0);
+        // A lone window inside the probationary period: the false positive just after the
+        // probationary period at 16 is 7 samples past its right edge (width 5): σ(7/4) × 0.11.
+        let lone = ScoredSeries {
+            name: "q".into(),
+            timestamps: (0..100).collect(),
+            scores: {
+                let mut s = vec![0.0; 100];
+                s[16] = 1.0;
+                s[60] = 1.0;
+                s
+            },
+            windows: vec![(5, 9), (50, 59)],
+        };
+        let r = score_corpus_at(&[lone], &p, 0.5).unwrap();
+        assert_eq!(r.windows, 1);
+        let fp = scaled_sigmoid(7.0 / 4.0) * p.fp_weight;
+        let after_b = scaled_sigmoid(1.0 / 9.0) * p.fp_weight;
+        assert_relative_eq!(r.raw, -1.0 + fp + after_b, epsilon = 1e-12);
+        assert_eq!(r.false_positives, 2);
+    }
+
     #[test]
     fn threshold_should_be_optimised_over_the_whole_corpus() {
         // Series a: the window sample scores 0.8, one far false positive at 0.9.

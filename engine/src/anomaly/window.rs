@@ -358,7 +358,7 @@ mod tests {
             prop_assert_eq!(w.max(), Some(f64::from(max)));
             prop_assert_eq!(w.min(), Some(f64::from(min)));
             prop_assert!(w.count_at_least(f64::from(max)) >= 1.0);
-            prop_assert_eq!(w.count_at_least(f64::from(max) * 1.001 + 1.0), 0.0);
+            prop_assert_eq!(w.count_at_least(f64::from(max) + f64::from(max).abs() * 0.001 + 1.0), 0.0);
             prop_assert!(w.count_at_most(f64::from(min)) >= 1.0);
             prop_assert!(w.len() < cap + w.block);
         }
