@@ -901,62 +901,77 @@ mod tests {
         }
     }
 
+    /// A broken cloud for the suite to catch: the sim, with every launch request rewritten by
+    /// `.2` first; every other call passes through.
+    struct RewriteLaunch<F>(&'static str, SimCloud, F);
+
+    impl<F> fmt::Debug for RewriteLaunch<F> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_tuple("RewriteLaunch").field(&self.0).finish()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl<F> CloudProvider for RewriteLaunch<F>
+    where
+        F: Fn(&LaunchRequest) -> LaunchRequest + Send + Sync,
+    {
+        fn name(&self) -> &str {
+            self.0
+        }
+        async fn describe_group(&self, g: &GroupId) -> crate::Result<Group> {
+            self.1.describe_group(g).await
+        }
+        async fn scale_group(&self, g: &GroupId, n: u32) -> crate::Result<Group> {
+            self.1.scale_group(g, n).await
+        }
+        async fn resize_group(&self, g: &GroupId, t: &InstanceType) -> crate::Result<Group> {
+            self.1.resize_group(g, t).await
+        }
+        async fn launch(&self, r: &LaunchRequest) -> crate::Result<Vec<Instance>> {
+            self.1.launch(&(self.2)(r)).await
+        }
+        async fn describe_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
+            self.1.describe_instance(id).await
+        }
+        async fn stop_instance(&self, id: &InstanceId, m: StopMode) -> crate::Result<Instance> {
+            self.1.stop_instance(id, m).await
+        }
+        async fn start_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
+            self.1.start_instance(id).await
+        }
+        async fn resize_instance(
+            &self,
+            id: &InstanceId,
+            t: &InstanceType,
+        ) -> crate::Result<Instance> {
+            self.1.resize_instance(id, t).await
+        }
+        async fn terminate_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
+            self.1.terminate_instance(id).await
+        }
+        async fn list_instances(&self, o: &Owner) -> crate::Result<Vec<Instance>> {
+            self.1.list_instances(o).await
+        }
+        async fn instance_types(&self) -> crate::Result<Vec<crate::InstanceTypeInfo>> {
+            self.1.instance_types().await
+        }
+        async fn prices(&self) -> crate::Result<Vec<crate::Price>> {
+            self.1.prices().await
+        }
+    }
+
     #[tokio::test]
     async fn suite_should_catch_a_provider_that_duplicates_launches() {
-        /// A broken cloud that ignores idempotency tokens.
-        #[derive(Debug)]
-        struct Forgetful(SimCloud, AtomicU64);
-        #[async_trait::async_trait]
-        impl CloudProvider for Forgetful {
-            fn name(&self) -> &str {
-                "forgetful"
-            }
-            async fn describe_group(&self, g: &GroupId) -> crate::Result<Group> {
-                self.0.describe_group(g).await
-            }
-            async fn scale_group(&self, g: &GroupId, n: u32) -> crate::Result<Group> {
-                self.0.scale_group(g, n).await
-            }
-            async fn resize_group(&self, g: &GroupId, t: &InstanceType) -> crate::Result<Group> {
-                self.0.resize_group(g, t).await
-            }
-            async fn launch(&self, r: &LaunchRequest) -> crate::Result<Vec<Instance>> {
-                let n = self.1.fetch_add(1, Ordering::SeqCst);
-                let mut r = r.clone();
-                r.token = IdempotencyToken::new(format!("{}-{n}", r.token)).unwrap();
-                self.0.launch(&r).await
-            }
-            async fn describe_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
-                self.0.describe_instance(id).await
-            }
-            async fn stop_instance(&self, id: &InstanceId, m: StopMode) -> crate::Result<Instance> {
-                self.0.stop_instance(id, m).await
-            }
-            async fn start_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
-                self.0.start_instance(id).await
-            }
-            async fn resize_instance(
-                &self,
-                id: &InstanceId,
-                t: &InstanceType,
-            ) -> crate::Result<Instance> {
-                self.0.resize_instance(id, t).await
-            }
-            async fn terminate_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
-                self.0.terminate_instance(id).await
-            }
-            async fn list_instances(&self, o: &Owner) -> crate::Result<Vec<Instance>> {
-                self.0.list_instances(o).await
-            }
-            async fn instance_types(&self) -> crate::Result<Vec<crate::InstanceTypeInfo>> {
-                self.0.instance_types().await
-            }
-            async fn prices(&self) -> crate::Result<Vec<crate::Price>> {
-                self.0.prices().await
-            }
-        }
+        // A cloud that ignores idempotency tokens: every launch gets a fresh one.
         let (sim, _clock, cfg) = sim_setup(SimConfig::default());
-        let broken = Forgetful(sim, AtomicU64::new(0));
+        let n = AtomicU64::new(0);
+        let broken = RewriteLaunch("forgetful", sim, move |r: &LaunchRequest| {
+            let mut r = r.clone();
+            let k = n.fetch_add(1, Ordering::SeqCst);
+            r.token = IdempotencyToken::new(format!("{}-{k}", r.token)).unwrap();
+            r
+        });
         let report = run_some(&broken, &cfg, &[Scenario::IdempotentLaunch]).await;
         assert!(!report.passed());
         let why = report.failures()[0].failure.clone().unwrap();
@@ -965,59 +980,12 @@ mod tests {
 
     #[tokio::test]
     async fn suite_should_catch_a_provider_that_launches_everything_on_demand() {
-        /// A cloud that ignores the purchase option.
-        #[derive(Debug)]
-        struct OnDemandOnly(SimCloud);
-        #[async_trait::async_trait]
-        impl CloudProvider for OnDemandOnly {
-            fn name(&self) -> &str {
-                "on-demand-only"
-            }
-            async fn describe_group(&self, g: &GroupId) -> crate::Result<Group> {
-                self.0.describe_group(g).await
-            }
-            async fn scale_group(&self, g: &GroupId, n: u32) -> crate::Result<Group> {
-                self.0.scale_group(g, n).await
-            }
-            async fn resize_group(&self, g: &GroupId, t: &InstanceType) -> crate::Result<Group> {
-                self.0.resize_group(g, t).await
-            }
-            async fn launch(&self, r: &LaunchRequest) -> crate::Result<Vec<Instance>> {
-                self.0
-                    .launch(&r.clone().with_purchase(PurchaseOption::OnDemand))
-                    .await
-            }
-            async fn describe_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
-                self.0.describe_instance(id).await
-            }
-            async fn stop_instance(&self, id: &InstanceId, m: StopMode) -> crate::Result<Instance> {
-                self.0.stop_instance(id, m).await
-            }
-            async fn start_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
-                self.0.start_instance(id).await
-            }
-            async fn resize_instance(
-                &self,
-                id: &InstanceId,
-                t: &InstanceType,
-            ) -> crate::Result<Instance> {
-                self.0.resize_instance(id, t).await
-            }
-            async fn terminate_instance(&self, id: &InstanceId) -> crate::Result<Instance> {
-                self.0.terminate_instance(id).await
-            }
-            async fn list_instances(&self, o: &Owner) -> crate::Result<Vec<Instance>> {
-                self.0.list_instances(o).await
-            }
-            async fn instance_types(&self) -> crate::Result<Vec<crate::InstanceTypeInfo>> {
-                self.0.instance_types().await
-            }
-            async fn prices(&self) -> crate::Result<Vec<crate::Price>> {
-                self.0.prices().await
-            }
-        }
+        // A cloud that ignores the purchase option.
         let (sim, _clock, cfg) = sim_setup(SimConfig::default());
-        let report = run_some(&OnDemandOnly(sim), &cfg, &[Scenario::SpotLaunch]).await;
+        let broken = RewriteLaunch("on-demand-only", sim, |r: &LaunchRequest| {
+            r.clone().with_purchase(PurchaseOption::OnDemand)
+        });
+        let report = run_some(&broken, &cfg, &[Scenario::SpotLaunch]).await;
         let why = report.failures()[0].failure.clone().unwrap();
         assert!(why.contains("spot launch answered instance"), "{why}");
         assert!(why.ends_with("as on-demand"), "{why}");
