@@ -38,19 +38,59 @@ fn wave(n: usize) -> Vec<f64> {
         .collect()
 }
 
-async fn run(cfg: &ValidConfig, values: Vec<f64>) -> Run {
-    let clock = VirtualClock::new(START);
+/// A controller (owner `lt`) on the embedded sim cloud, with a group for every workload of
+/// `cfg` and its clock at `now`; the cloud as the loop sees it, and the sim's own handle.
+fn on_sim(
+    cfg: &ValidConfig,
+    store: Arc<dyn Store>,
+    now: i64,
+) -> (
+    Arc<Controller>,
+    VirtualClock,
+    DynProvider,
+    predictive_clouds::sim::SimCloud,
+) {
+    let clock = VirtualClock::new(now);
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
     let sim = crate::embedded::sim(clock_arc.clone(), None).unwrap();
     crate::embedded::ensure_groups(&sim, "lt", &cfg.workloads).unwrap();
     let sim_cloud = sim.cloud.clone();
-    let n = values.len();
-    let replay = Arc::new(Replay::from_values(START + 300, 300, values));
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let cloud: DynProvider = Arc::new(sim);
     let mut clouds = BTreeMap::new();
     clouds.insert("sim".to_string(), cloud.clone());
-    let ctl = Arc::new(Controller::new(cfg, store.clone(), clouds, clock_arc, "lt"));
+    let ctl = Arc::new(Controller::new(cfg, store, clouds, clock_arc, "lt"));
+    (ctl, clock, cloud, sim_cloud)
+}
+
+/// Stores `values[..len]` (5-minute steps from START) as `workload`'s history unless it has
+/// some already, and returns a replay of the rest.
+async fn seed_history(
+    store: &dyn Store,
+    workload: &str,
+    values: &[f64],
+    len: usize,
+) -> Arc<Replay> {
+    if store.samples(workload, 0).await.unwrap().is_empty() {
+        let samples: Vec<crate::store::Sample> = (0..len)
+            .map(|i| crate::store::Sample {
+                ts: START + 300 * i as i64,
+                value: values[i],
+            })
+            .collect();
+        store.put_samples(workload, &samples).await.unwrap();
+    }
+    Arc::new(Replay::from_values(
+        START + 300 * len as i64,
+        300,
+        values[len..].to_vec(),
+    ))
+}
+
+async fn run(cfg: &ValidConfig, values: Vec<f64>) -> Run {
+    let n = values.len();
+    let replay = Arc::new(Replay::from_values(START + 300, 300, values));
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let (ctl, clock, cloud, sim_cloud) = on_sim(cfg, store.clone(), START);
     ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
         .await
         .unwrap();
@@ -338,36 +378,10 @@ async fn seeded(store: Arc<dyn Store>, n: usize, days: usize) -> (Arc<Controller
     let cfg: ConfigParams = toml::from_str(&text).unwrap();
     let cfg = cfg.check("<t>", std::path::Path::new(".")).unwrap();
     let len = days * 288;
-    let clock = VirtualClock::new(START + 300 * len as i64);
-    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
-    let sim = crate::embedded::sim(clock_arc.clone(), None).unwrap();
-    crate::embedded::ensure_groups(&sim, "lt", &cfg.workloads).unwrap();
-    let cloud: DynProvider = Arc::new(sim);
-    let mut clouds = BTreeMap::new();
-    clouds.insert("sim".to_string(), cloud.clone());
-    let ctl = Arc::new(Controller::new(
-        &cfg,
-        store.clone(),
-        clouds,
-        clock_arc,
-        "lt",
-    ));
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
     let values = wave(len + 10);
     for w in &cfg.workloads {
-        if store.samples(w.name(), 0).await.unwrap().is_empty() {
-            let samples: Vec<crate::store::Sample> = (0..len)
-                .map(|i| crate::store::Sample {
-                    ts: START + 300 * i as i64,
-                    value: values[i],
-                })
-                .collect();
-            store.put_samples(w.name(), &samples).await.unwrap();
-        }
-        let replay = Arc::new(Replay::from_values(
-            START + 300 * len as i64,
-            300,
-            values[len..].to_vec(),
-        ));
+        let replay = seed_history(store.as_ref(), w.name(), &values, len).await;
         ctl.upsert_with_source(w.clone(), replay, cloud.clone())
             .await
             .unwrap();
@@ -466,32 +480,8 @@ async fn the_refit_model_drives_the_plan_and_the_online_forecaster_takes_over_wh
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let len = 3 * 288;
     let values = square(len + 400);
-    let clock = VirtualClock::new(START + 300 * len as i64);
-    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
-    let sim = crate::embedded::sim(clock_arc.clone(), None).unwrap();
-    crate::embedded::ensure_groups(&sim, "lt", &cfg.workloads).unwrap();
-    let cloud: DynProvider = Arc::new(sim);
-    let mut clouds = BTreeMap::new();
-    clouds.insert("sim".to_string(), cloud.clone());
-    let ctl = Arc::new(Controller::new(
-        &cfg,
-        store.clone(),
-        clouds,
-        clock_arc,
-        "lt",
-    ));
-    let samples: Vec<crate::store::Sample> = (0..len)
-        .map(|i| crate::store::Sample {
-            ts: START + 300 * i as i64,
-            value: values[i],
-        })
-        .collect();
-    store.put_samples("web", &samples).await.unwrap();
-    let replay = Arc::new(Replay::from_values(
-        START + 300 * len as i64,
-        300,
-        values[len..].to_vec(),
-    ));
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
+    let replay = seed_history(store.as_ref(), "web", &values, len).await;
     ctl.upsert_with_source(cfg.workloads[0].clone(), replay.clone(), cloud.clone())
         .await
         .unwrap();
