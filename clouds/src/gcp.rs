@@ -57,16 +57,113 @@ pub enum Error {
     /// A client could not be built (credentials or endpoint).
     #[error("gcp compute client could not be built")]
     Client(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The service-account key of [`GcpCredentials::ServiceAccountKey`] is not a usable key.
+    /// The message names what is wrong (a field, a JSON position), never the key's content.
+    #[error("gcp credentials: service account key {problem}")]
+    ServiceAccountKey {
+        /// What is wrong, e.g. ``field `private_key` is missing``.
+        problem: String,
+    },
 }
 
 /// Where the adapter's credentials come from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// `Debug` never shows a key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum GcpCredentials {
     /// Application Default Credentials (environment, gcloud, metadata server).
     #[default]
     Default,
     /// No credentials (tests against a local fake).
     Anonymous,
+    /// A service-account key (the JSON key file's text), used with the `cloud-platform` scope.
+    ServiceAccountKey(GcpServiceAccountKey),
+}
+
+/// The text of a service-account key file, held as a secret: `Debug` is redacted and no error
+/// of this module quotes it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GcpServiceAccountKey(String);
+
+impl GcpServiceAccountKey {
+    /// Wraps the key file's JSON text. Nothing is checked here: [`GcpParams::check`] does.
+    pub fn new(json: impl Into<String>) -> Self {
+        GcpServiceAccountKey(json.into())
+    }
+
+    /// The key's JSON object, or what is wrong with it (naming a field or a JSON position,
+    /// never a value).
+    fn parse(&self) -> std::result::Result<Value, Error> {
+        let bad = |problem: String| Error::ServiceAccountKey { problem };
+        let v: Value = serde_json::from_str(&self.0).map_err(|e| {
+            // serde_json's syntax errors carry a position, never the input; only the position
+            // and category are kept, to be sure.
+            let what = match e.classify() {
+                serde_json::error::Category::Eof => "ends early",
+                _ => "is not valid JSON",
+            };
+            bad(format!("{what} (line {}, column {})", e.line(), e.column()))
+        })?;
+        let Some(obj) = v.as_object() else {
+            return Err(bad("is not a JSON object".into()));
+        };
+        match obj.get("type") {
+            None => {}
+            Some(Value::String(t)) if t == "service_account" => {}
+            Some(_) => return Err(bad(
+                "field `type` is not `service_account` (is this another kind of credentials file?)"
+                    .into(),
+            )),
+        }
+        for field in [
+            "client_email",
+            "private_key_id",
+            "private_key",
+            "project_id",
+        ] {
+            match obj.get(field) {
+                None => return Err(bad(format!("field `{field}` is missing"))),
+                Some(Value::String(s)) if s.trim().is_empty() => {
+                    return Err(bad(format!("field `{field}` is empty")))
+                }
+                Some(Value::String(_)) => {}
+                Some(_) => return Err(bad(format!("field `{field}` is not a string"))),
+            }
+        }
+        let pem = obj
+            .get("private_key")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim();
+        if !pem.starts_with("-----BEGIN PRIVATE KEY-----")
+            || !pem.ends_with("-----END PRIVATE KEY-----")
+        {
+            return Err(bad(
+                "field `private_key` is not a PEM PKCS#8 key (-----BEGIN PRIVATE KEY----- ... -----END PRIVATE KEY-----)"
+                    .into(),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// Service-account credentials built from the key.
+    fn credentials(
+        &self,
+    ) -> std::result::Result<google_cloud_auth::credentials::Credentials, Error> {
+        let key = self.parse()?;
+        google_cloud_auth::credentials::service_account::Builder::new(key)
+            .build()
+            // The builder's error may quote the key's fields: it is not kept.
+            .map_err(|_| Error::ServiceAccountKey {
+                problem: "was refused by the credentials builder".into(),
+            })
+    }
+}
+
+impl std::fmt::Debug for GcpServiceAccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GcpServiceAccountKey(..)")
+    }
 }
 
 /// Unchecked settings of the GCP adapter; [`check`](GcpParams::check) them.
@@ -123,6 +220,9 @@ impl GcpParams {
                 return Err(Error::ZeroDuration { field });
             }
         }
+        if let GcpCredentials::ServiceAccountKey(key) = &self.credentials {
+            key.parse()?;
+        }
         Ok(ValidGcpParams(self))
     }
 }
@@ -158,15 +258,13 @@ pub struct GcpProvider {
 }
 
 macro_rules! build_client {
-    ($ty:ty, $p:expr) => {{
+    ($ty:ty, $p:expr, $creds:expr) => {{
         let mut b = <$ty>::builder().with_retry_policy(google_cloud_gax::retry_policy::NeverRetry);
         if let Some(url) = &$p.endpoint {
             b = b.with_endpoint(url.clone());
         }
-        if $p.credentials == GcpCredentials::Anonymous {
-            b = b.with_credentials(
-                google_cloud_auth::credentials::anonymous::Builder::new().build(),
-            );
+        if let Some(c) = &$creds {
+            b = b.with_credentials(c.clone());
         }
         b.build().await.map_err(|e| Error::Client(Box::new(e)))?
     }};
@@ -176,7 +274,8 @@ impl GcpProvider {
     /// Builds the clients (tokio timer for operation polling).
     ///
     /// # Errors
-    /// [`Error::Client`] when credentials or the endpoint cannot be set up.
+    /// [`Error::Client`] when credentials or the endpoint cannot be set up;
+    /// [`Error::ServiceAccountKey`] when the credentials builder refuses the key.
     pub async fn new(params: ValidGcpParams) -> std::result::Result<Self, Error> {
         Self::with_sleep(params, Arc::new(TokioSleep)).await
     }
@@ -190,12 +289,20 @@ impl GcpProvider {
         sleep: Arc<dyn Sleep>,
     ) -> std::result::Result<Self, Error> {
         let p = params.get();
+        // `None`: each client finds Application Default Credentials itself.
+        let creds = match &p.credentials {
+            GcpCredentials::Default => None,
+            GcpCredentials::Anonymous => {
+                Some(google_cloud_auth::credentials::anonymous::Builder::new().build())
+            }
+            GcpCredentials::ServiceAccountKey(key) => Some(key.credentials()?),
+        };
         Ok(GcpProvider {
-            instances: build_client!(gc::Instances, p),
-            zonal: build_client!(gc::InstanceGroupManagers, p),
-            regional: build_client!(gc::RegionInstanceGroupManagers, p),
-            templates: build_client!(gc::InstanceTemplates, p),
-            machine_types: build_client!(gc::MachineTypes, p),
+            instances: build_client!(gc::Instances, p, creds),
+            zonal: build_client!(gc::InstanceGroupManagers, p, creds),
+            regional: build_client!(gc::RegionInstanceGroupManagers, p, creds),
+            templates: build_client!(gc::InstanceTemplates, p, creds),
+            machine_types: build_client!(gc::MachineTypes, p, creds),
             sleep,
             params,
         })
@@ -1240,6 +1347,130 @@ impl CloudProvider for GcpProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key shaped like a real key file; the PEM body is not a real key (the builder only
+    /// parses it when it first signs a token).
+    fn key_json(private_key: &str) -> String {
+        json!({
+            "type": "service_account",
+            "project_id": "proj-1",
+            "private_key_id": "abc123",
+            "private_key": private_key,
+            "client_email": "sa@proj-1.iam.gserviceaccount.com",
+            "client_id": "1",
+        })
+        .to_string()
+    }
+
+    const PEM: &str =
+        "-----BEGIN PRIVATE KEY-----\nU0VDUkVULUtFWS1NQVRFUklBTA==\n-----END PRIVATE KEY-----\n";
+
+    fn params_with(key: &str) -> GcpParams {
+        let mut p = GcpParams::new("proj-1", "europe-west1-b");
+        p.credentials = GcpCredentials::ServiceAccountKey(GcpServiceAccountKey::new(key));
+        p
+    }
+
+    /// The error and its whole source chain, as printed at the edge.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cur = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn malformed_service_account_keys_should_be_refused_naming_the_problem() {
+        let wrong_type = key_json(PEM).replace("service_account", "authorized_user");
+        let no_email = {
+            let mut v: Value = serde_json::from_str(&key_json(PEM)).unwrap();
+            v.as_object_mut().unwrap().remove("client_email");
+            v.to_string()
+        };
+        let numeric_id = key_json(PEM).replace("\"abc123\"", "12345");
+        let cases: [(&str, String, &str); 7] = [
+            (
+                "not json",
+                "SECRET-KEY-MATERIAL not json".into(),
+                "is not valid JSON (line 1, column 1)",
+            ),
+            ("truncated", key_json(PEM)[..40].to_owned(), "ends early"),
+            (
+                "array",
+                "[\"SECRET-KEY-MATERIAL\"]".into(),
+                "is not a JSON object",
+            ),
+            (
+                "other kind of file",
+                wrong_type,
+                "field `type` is not `service_account`",
+            ),
+            ("missing field", no_email, "field `client_email` is missing"),
+            (
+                "number for a string",
+                numeric_id,
+                "field `private_key_id` is not a string",
+            ),
+            (
+                "not a pem",
+                key_json("SECRET-KEY-MATERIAL"),
+                "field `private_key` is not a PEM PKCS#8 key",
+            ),
+        ];
+        for (name, key, expected) in cases {
+            let err = params_with(&key).check().expect_err(name);
+            assert!(
+                matches!(err, Error::ServiceAccountKey { .. }),
+                "{name}: {err:?}"
+            );
+            let text = chain(&err);
+            assert!(text.contains(expected), "{name}: {text}");
+            assert!(
+                text.starts_with("gcp credentials: service account key "),
+                "{name}: {text}"
+            );
+            for secret in [
+                "SECRET-KEY-MATERIAL",
+                "U0VDUkVU",
+                "12345",
+                "authorized_user",
+            ] {
+                assert!(
+                    !text.contains(secret),
+                    "{name}: error shows the key: {text}"
+                );
+                assert!(!format!("{err:?}").contains(secret), "{name}: {err:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn service_account_keys_should_be_redacted_in_debug() {
+        let p = params_with(&key_json(PEM));
+        let shown = format!("{p:?} {:?}", p.credentials);
+        assert!(
+            shown.contains("ServiceAccountKey(GcpServiceAccountKey(..))"),
+            "{shown}"
+        );
+        for secret in ["U0VDUkVU", "PRIVATE KEY", "abc123", "sa@proj-1"] {
+            assert!(!shown.contains(secret), "debug shows the key: {shown}");
+        }
+        let valid = p.check().expect("a well-formed key");
+        assert!(!format!("{valid:?}").contains("U0VDUkVU"));
+    }
+
+    #[tokio::test]
+    async fn a_well_formed_key_should_build_the_clients() {
+        let mut p = params_with(&key_json(PEM));
+        p.endpoint = Some("http://127.0.0.1:9".into());
+        let provider = GcpProvider::new(p.check().unwrap()).await.expect("clients");
+        assert!(!format!("{provider:?}").contains("U0VDUkVU"));
+        assert_eq!(GcpCredentials::default(), GcpCredentials::Default);
+    }
 
     #[test]
     fn request_ids_should_be_uuids_stable_per_call() {
