@@ -30,8 +30,16 @@ pub struct BenchResult {
     pub seconds_per_tick_max: f64,
     /// Mean CPU time of the loop's thread per tick (wall time inflates on a loaded machine).
     pub cpu_seconds_per_tick_mean: f64,
+    /// Mean wall time per timed tick of the store round trips made for all workloads at once
+    /// (leases, budgets, the batch write of samples, forecasts, decisions, calibrations).
+    pub store_seconds_per_tick_mean: f64,
     /// Resident memory added by the workloads (controller state, store cache, sim), per workload.
     pub rss_bytes_per_workload: f64,
+    /// CPU time of storing the history (0 without history).
+    pub seed_cpu_seconds: f64,
+    /// CPU time of registering the workloads, their models rebuilt from the stored history (what
+    /// a restart costs).
+    pub register_cpu_seconds: f64,
     /// Worker threads of the runtime (1: one core).
     pub threads: usize,
 }
@@ -218,27 +226,41 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>, history_
     clouds.insert("sim".to_string(), cloud.clone());
     let ctl = Arc::new(Controller::new(&cfg, store, clouds, clock_arc, "bench"));
     // Stored history first (the store's memory is not the controller's): the models are
-    // rebuilt from it at registration, at their steady-state size.
+    // rebuilt from it at registration, at their steady-state size. The copies are shifted by
+    // whole steps, so each is a rotation of one series read once.
+    let seed_cpu = thread_cpu_seconds();
+    let len = history_days * 288;
+    let mut one = Vec::with_capacity(len + 288);
+    for k in 0..(len + 288) as i64 {
+        let ts = start - len as i64 * 300 + (k - 288) * 300;
+        one.push(base.observe(ts, 300).await.unwrap_or(0.0));
+    }
     for i in 0..n.min(if history_days > 0 { n } else { 0 }) {
-        let shifted = base.shifted((i as i64 % 288) * 300);
-        let mut hist = Vec::with_capacity(history_days * 288);
-        for k in 0..(history_days * 288) as i64 {
-            let ts = start - (history_days as i64 * 288 - k) * 300;
-            if let Ok(v) = shifted.observe(ts, 300).await {
-                hist.push(crate::store::Sample { ts, value: v });
-            }
-        }
+        // shifted by s steps: the value at ts is the base's at ts - s steps.
+        let s = (i % 288) as usize;
+        let hist: Vec<crate::store::Sample> = (0..len)
+            .map(|k| crate::store::Sample {
+                ts: start - (len - k) as i64 * 300,
+                value: one[k + 288 - s],
+            })
+            .collect();
         ctl.store().put_samples(&format!("w{i:05}"), &hist).await.map_err(|e| setup(&e))?;
     }
+    let seed_cpu = thread_cpu_seconds() - seed_cpu;
+    eprintln!("bench: {n} workloads x {len} samples stored in {seed_cpu:.1} s of CPU");
     let rss0 = if history_days > 0 { rss_bytes() } else { rss0 };
+    let register_cpu = thread_cpu_seconds();
     for i in 0..n {
         let w = crate::config::check_workload("<bench>", &params(i), Path::new(".")).map_err(|e| setup(&e))?;
         let shifted = base.shifted((i as i64 % 288) * 300);
         let src: Arc<dyn MetricsSource> = Arc::new(shifted);
         ctl.upsert_with_source(w, src, cloud.clone()).await?;
     }
+    let register_cpu = thread_cpu_seconds() - register_cpu;
+    eprintln!("bench: {n} workloads registered (models rebuilt) in {register_cpu:.1} s of CPU");
     let mut times = Vec::with_capacity(ticks);
     let mut cpu = 0.0;
+    let mut store_secs = 0.0;
     for k in 0..warmup + ticks {
         clock.advance(300);
         let t = Instant::now();
@@ -252,9 +274,11 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>, history_
                 r.errors[0]
             )));
         }
+        eprintln!("bench: tick {k}: {:.3} s wall, {c:.3} s CPU, store {:.3} s", t.elapsed().as_secs_f64(), r.store_seconds);
         if k >= warmup {
             times.push(t.elapsed().as_secs_f64());
             cpu += c;
+            store_secs += r.store_seconds;
         }
     }
     let rss = (rss_bytes() - rss0).max(0.0);
@@ -266,7 +290,10 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>, history_
         seconds_per_tick_mean: times.iter().sum::<f64>() / times.len().max(1) as f64,
         seconds_per_tick_max: times.iter().copied().fold(0.0, f64::max),
         cpu_seconds_per_tick_mean: cpu / times.len().max(1) as f64,
+        store_seconds_per_tick_mean: store_secs / times.len().max(1) as f64,
         rss_bytes_per_workload: rss / n.max(1) as f64,
+        seed_cpu_seconds: seed_cpu,
+        register_cpu_seconds: register_cpu,
         threads: 1,
     })
 }

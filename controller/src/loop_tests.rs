@@ -98,6 +98,9 @@ async fn run(cfg: &ValidConfig, values: Vec<f64>) -> Run {
         clock.advance(300);
         let r = ctl.tick().await.unwrap();
         assert!(r.errors.is_empty(), "{:?}", r.errors);
+        // Refits (and the cold-start clusters fitted after them) settle before the next tick,
+        // so two runs of the same input decide the same.
+        ctl.refits_settled().await;
     }
     let mut decisions = store.decisions(Some("web"), 100_000).await.unwrap();
     decisions.reverse();
@@ -560,4 +563,196 @@ async fn the_refit_model_drives_the_plan_and_the_online_forecaster_takes_over_wh
         d.explanation
     );
     assert!(d.predicted >= d.observed * 0.9, "{d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refit_calibration_survives_a_restart() {
+    let cfg = config("", "");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let len = 3 * 288;
+    let values = square(len + 400);
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
+    let replay = seed_history(store.as_ref(), "web", &values, len).await;
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay.clone(), cloud.clone())
+        .await
+        .unwrap();
+    for _ in 0..40 {
+        clock.advance(300);
+        let r = ctl.tick().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        ctl.refits_settled().await;
+    }
+    let choice = crate::refit::Choice::decode(
+        store
+            .loop_state("web", crate::refit::STATE_KIND)
+            .await
+            .unwrap()
+            .as_deref(),
+    )
+    .unwrap()
+    .expect("refitted");
+    let before = ctl.refit_tracker("web").await.unwrap();
+    assert!(before.coverage().is_some(), "{before:?}");
+    assert!((before.widen() - 1.0).abs() > 1e-6, "{before:?}");
+    // Stored every CALIBRATION_EVERY judged ticks, for the refit in force.
+    let stored = store.calibration("web").await.unwrap().expect("stored");
+    assert_eq!((stored.refit_at, &stored.model), (choice.at, &choice.model));
+    assert!(stored.judged_until > clock.now() - 300 * crate::run::CALIBRATION_EVERY);
+    drop(ctl);
+
+    // A restart reloads it and replays the samples judged since: the same calibration.
+    let (ctl, clock2, cloud, _) = on_sim(&cfg, store.clone(), clock.now());
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay.clone(), cloud.clone())
+        .await
+        .unwrap();
+    assert_eq!(ctl.refit_tracker("web").await.unwrap(), before);
+    clock2.advance(300);
+    ctl.tick().await.unwrap();
+    let d = &store.decisions(Some("web"), 1).await.unwrap()[0];
+    assert!(
+        d.explanation
+            .contains(&format!("planned on refit model {}", choice.model)),
+        "planning goes on with the refit model: {}",
+        d.explanation
+    );
+    drop(ctl);
+
+    // The stored calibration is what a restart starts from (not a fresh one): a stored
+    // spread of x3 judged up to now is the one in force after the restart.
+    let now = clock2.now();
+    store
+        .put_calibrations(&[crate::store::Calibration {
+            widen: 3.0,
+            hits: "1".repeat(20),
+            judged_until: now,
+            ..stored
+        }])
+        .await
+        .unwrap();
+    let (ctl, _, cloud, _) = on_sim(&cfg, store.clone(), now);
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
+        .await
+        .unwrap();
+    let t = ctl.refit_tracker("web").await.unwrap();
+    assert_eq!((t.widen(), t.coverage()), (3.0, Some(1.0)));
+}
+
+/// A config of push workloads named `names`, each on its own sim group.
+fn fleet_config(names: &[&str]) -> ValidConfig {
+    let mut text = "owner = \"lt\"\n".to_string();
+    for n in names {
+        text.push_str(&format!(
+            "[[workloads]]\nname = \"{n}\"\ngroup = \"{n}-asg\"\ninstance_type = \"m6i.large\"\ncapacity_per_instance = 25\nmin = 1\nmax = 40\nmetrics = {{ kind = \"push\" }}\n"
+        ));
+    }
+    let cfg: ConfigParams = toml::from_str(&text).unwrap();
+    cfg.check("<t>", std::path::Path::new(".")).unwrap()
+}
+
+/// 60 by day, 300 from 19:00 to 23:00 (phases 228..276).
+fn evening(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let base = if (228..276).contains(&(i % 288)) {
+                300.0
+            } else {
+                60.0
+            };
+            base + ((i * 7919) % 13) as f64 * 0.5
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_workload_plans_on_its_clusters_shape_and_the_clusters_are_refitted() {
+    let cfg = fleet_config(&["d0", "d1", "d2", "e0", "new"]);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let len = 3 * 288;
+    let day = square(len + 800);
+    let eve = evening(len + 800);
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
+    ctl.set_refits_per_tick(8);
+    for w in &cfg.workloads[..4] {
+        let values = if w.name().starts_with('d') {
+            &day
+        } else {
+            &eve
+        };
+        let replay = seed_history(store.as_ref(), w.name(), values, len).await;
+        ctl.upsert_with_source(w.clone(), replay, cloud.clone())
+            .await
+            .unwrap();
+    }
+    // The first tick refits the fleet, each refit keeps its daily profile, and the clusters
+    // are fitted on them: a daytime plateau (3 workloads) and an evening one (1).
+    clock.advance(300);
+    ctl.tick().await.unwrap();
+    ctl.refits_settled().await;
+    let fc = ctl.clusters().expect("clusters fitted after the refits");
+    assert_eq!(fc.profiles, 4);
+    let mut sizes = fc.clusters.sizes().to_vec();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![1, 3]);
+    let fitted_at = fc.at;
+    for _ in 2..94 {
+        clock.advance(300);
+        let r = ctl.tick().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+    // A new workload with no history of its own joins at night (phase 94), two steps before
+    // the daytime plateau (phase 96) its usage will follow.
+    let replay = Arc::new(Replay::from_values(
+        START + 300 * len as i64,
+        300,
+        day[len..].to_vec(),
+    ));
+    ctl.upsert_with_source(cfg.workloads[4].clone(), replay, cloud.clone())
+        .await
+        .unwrap();
+    clock.advance(300);
+    let r = ctl.tick().await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let d = &store.decisions(Some("new"), 1).await.unwrap()[0];
+    assert!(d.observed < 100.0, "{d:?}");
+    assert!(
+        d.explanation.contains("planned on the cold-start prior")
+            && d.explanation.contains("prior: cluster")
+            && d.explanation.contains("1 of 864 own samples"),
+        "{}",
+        d.explanation
+    );
+    // Its first plan already covers the plateau its cluster has at the target (400 / 25 per
+    // instance), not a flat line at its night usage (2 instances).
+    assert!(d.predicted > 300.0 && d.desired >= 12, "{d:?}");
+    let f = store.forecasts("new", 0).await.unwrap();
+    assert_eq!(f.last().unwrap().model, crate::run::COLD_MODEL);
+    assert!(f.last().unwrap().p50 > 300.0, "{f:?}");
+    // A workload with three days of its own history plans on its own models.
+    let d0 = &store.decisions(Some("d0"), 1).await.unwrap()[0];
+    assert!(
+        !d0.explanation.contains("prior: cluster"),
+        "{}",
+        d0.explanation
+    );
+
+    // A day later the refits come round again and the clusters are re-fitted with them, and
+    // stored: a restart finds them.
+    clock.advance(86_400);
+    ctl.tick().await.unwrap();
+    ctl.refits_settled().await;
+    let again = ctl.clusters().unwrap();
+    assert!(
+        again.at >= fitted_at + 86_400,
+        "{} vs {fitted_at}",
+        again.at
+    );
+    assert_eq!(
+        ctl.metrics().get(metrics::CLUSTER_FITS, ""),
+        Some(2.0),
+        "fitted twice"
+    );
+    let (ctl2, clock2, _, _) = on_sim(&cfg, store.clone(), clock.now());
+    clock2.advance(300);
+    ctl2.tick().await.unwrap();
+    assert_eq!(ctl2.clusters().map(|c| c.at), Some(again.at));
 }

@@ -132,6 +132,12 @@ pub const REFITS: Family = Family {
     help: "Scheduled model refits (rolling-origin cross-validation), by chosen model.",
     kind: "counter",
 };
+/// Fits of the fleet's cold-start clusters.
+pub const CLUSTER_FITS: Family = Family {
+    name: "predictive_cluster_fits_total",
+    help: "Fits of the cold-start clusters of daily usage profiles.",
+    kind: "counter",
+};
 /// Completed ticks.
 pub const TICKS: Family = Family {
     name: "predictive_ticks_total",
@@ -139,7 +145,7 @@ pub const TICKS: Family = Family {
     kind: "counter",
 };
 
-const ALL: [Family; 20] = [
+const ALL: [Family; 21] = [
     FORECAST_ERROR,
     COVERAGE,
     SLACK,
@@ -159,16 +165,37 @@ const ALL: [Family; 20] = [
     SHADOW_LAUNCHES,
     SHADOW_RELEASES,
     REFITS,
+    CLUSTER_FITS,
     TICKS,
 ];
 
 /// Separates a workload from an extra label inside a registry key.
 const SEP: char = '\u{1f}';
 
+/// The values of one series key (a workload, or a workload and one more label), by family name.
+/// A handful of families per key: a small vector is smaller and faster than a map, and setting
+/// a value that exists allocates nothing (the loop sets about ten per workload per tick).
+type Slots = Vec<(&'static str, f64)>;
+
 /// The registry; cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
-    values: Arc<Mutex<BTreeMap<(&'static str, String), f64>>>,
+    values: Arc<Mutex<BTreeMap<String, Slots>>>,
+}
+
+fn slot<'a>(map: &'a mut BTreeMap<String, Slots>, f: Family, key: &str) -> &'a mut f64 {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), Vec::with_capacity(4));
+    }
+    let slots = map.get_mut(key).expect("inserted above");
+    let i = match slots.iter().position(|(n, _)| *n == f.name) {
+        Some(i) => i,
+        None => {
+            slots.push((f.name, 0.0));
+            slots.len() - 1
+        }
+    };
+    &mut slots[i].1
 }
 
 impl Metrics {
@@ -177,44 +204,48 @@ impl Metrics {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(&'static str, String), f64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Slots>> {
         self.values.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sets a gauge for a workload (`""` for none).
     pub fn set(&self, f: Family, workload: &str, v: f64) {
-        self.lock().insert((f.name, workload.to_string()), v);
+        *slot(&mut self.lock(), f, workload) = v;
     }
 
     /// Adds to a counter for a workload.
     pub fn add(&self, f: Family, workload: &str, v: f64) {
-        *self
-            .lock()
-            .entry((f.name, workload.to_string()))
-            .or_insert(0.0) += v;
+        *slot(&mut self.lock(), f, workload) += v;
     }
 
     /// The current value.
     pub fn get(&self, f: Family, workload: &str) -> Option<f64> {
-        self.lock().get(&(f.name, workload.to_string())).copied()
+        Self::find(&self.lock(), f, workload)
+    }
+
+    fn find(map: &BTreeMap<String, Slots>, f: Family, key: &str) -> Option<f64> {
+        map.get(key)?
+            .iter()
+            .find(|(n, _)| *n == f.name)
+            .map(|(_, v)| *v)
     }
 
     /// Adds to a counter for a workload with one more label (`kind="leak"`, `action="isolate"`).
     pub fn add_labelled(&self, f: Family, workload: &str, label: (&str, &str), v: f64) {
         let key = format!("{workload}{SEP}{}={}", label.0, label.1);
-        *self.lock().entry((f.name, key)).or_insert(0.0) += v;
+        *slot(&mut self.lock(), f, &key) += v;
     }
 
     /// The current value of a series with one more label.
     pub fn get_labelled(&self, f: Family, workload: &str, label: (&str, &str)) -> Option<f64> {
         let key = format!("{workload}{SEP}{}={}", label.0, label.1);
-        self.lock().get(&(f.name, key)).copied()
+        Self::find(&self.lock(), f, &key)
     }
 
     /// Forgets a workload's series (after it is deleted).
     pub fn forget(&self, workload: &str) {
         self.lock()
-            .retain(|(_, w), _| w.split(SEP).next() != Some(workload));
+            .retain(|w, _| w.split(SEP).next() != Some(workload));
     }
 
     /// Renders every family in the Prometheus text exposition format (version 0.0.4).
@@ -224,10 +255,12 @@ impl Metrics {
         for f in ALL {
             let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
             let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
-            for ((name, w), v) in values.range((f.name, String::new())..) {
-                if *name != f.name {
-                    break;
-                }
+            for (w, v) in values.iter().filter_map(|(w, slots)| {
+                slots
+                    .iter()
+                    .find(|(n, _)| *n == f.name)
+                    .map(|(_, v)| (w, v))
+            }) {
                 let esc = |x: &str| {
                     x.replace('\\', "\\\\")
                         .replace('"', "\\\"")

@@ -7,10 +7,13 @@
 
 use std::collections::VecDeque;
 
+use predictive_engine::forecast::cold::{self, ProfileClusters};
 use predictive_engine::forecast::{self, ForecastParams, ModelKind};
 use predictive_engine::policy::QuantileForecast;
 use predictive_engine::series::Series;
 use serde::{Deserialize, Serialize};
+
+use crate::store::Calibration;
 
 /// Loop-state kind under which the choice is stored.
 pub const STATE_KIND: &str = "refit";
@@ -90,6 +93,9 @@ pub struct Tracker {
     hits: VecDeque<bool>,
     /// The calibrated planning quantile the forecast gave for the latest observation.
     last_upper: Option<f64>,
+    /// Time of the latest judged observation (`i64::MIN`: none): earlier or equal times are not
+    /// judged again, so replaying stored samples over a reloaded calibration is idempotent.
+    judged_until: i64,
 }
 
 /// Step of the calibration factor (in log space).
@@ -104,6 +110,7 @@ impl Default for Tracker {
             widen: 1.0,
             hits: VecDeque::new(),
             last_upper: None,
+            judged_until: i64::MIN,
         }
     }
 }
@@ -122,6 +129,9 @@ impl Tracker {
     /// Judges `usage` at `ts` against `choice` (when its forecast covers `ts`) and adapts the
     /// calibration; keeps the outcomes of the last `window` judged observations.
     pub fn observe(&mut self, choice: &Choice, ts: i64, usage: f64, level: f64, window: usize) {
+        if ts <= self.judged_until {
+            return; // already judged (a replay after a reload)
+        }
         self.last_upper = None;
         let Some((p50, upper)) = choice.at_time(ts) else {
             return;
@@ -132,6 +142,7 @@ impl Tracker {
         let cal = self.upper(p50, upper);
         let hit = usage <= cal + 1e-9;
         self.last_upper = Some(cal);
+        self.judged_until = ts;
         if self.hits.len() >= window.max(1) {
             self.hits.pop_front();
         }
@@ -156,6 +167,54 @@ impl Tracker {
     /// The calibrated planning quantile given for the latest observation, when one covered it.
     pub fn last_upper(&self) -> Option<f64> {
         self.last_upper
+    }
+
+    /// Time of the latest judged observation, if any.
+    pub fn judged_until(&self) -> Option<i64> {
+        (self.judged_until != i64::MIN).then_some(self.judged_until)
+    }
+
+    /// The calibration of `choice`'s forecast for the store (`None` before any judged
+    /// observation).
+    pub fn to_stored(&self, workload: &str, choice: &Choice) -> Option<Calibration> {
+        let judged_until = self.judged_until()?;
+        Some(Calibration {
+            workload: workload.to_string(),
+            refit_at: choice.at,
+            model: choice.model.clone(),
+            widen: self.widen,
+            hits: self
+                .hits
+                .iter()
+                .map(|&h| if h { '1' } else { '0' })
+                .collect(),
+            last_upper: self.last_upper,
+            judged_until,
+        })
+    }
+
+    /// The tracker of a stored calibration, when it calibrates `choice` (same refit time and
+    /// model); `window` bounds the outcomes kept. `None` for a stale or malformed calibration
+    /// (the caller starts afresh and replays the samples).
+    pub fn from_stored(c: &Calibration, choice: &Choice, window: usize) -> Option<Self> {
+        if c.refit_at != choice.at
+            || c.model != choice.model
+            || !c.widen.is_finite()
+            || !(0.25..=8.0).contains(&c.widen)
+            || !c.hits.bytes().all(|b| b == b'0' || b == b'1')
+        {
+            return None;
+        }
+        let window = window.max(1);
+        let mut hits = VecDeque::with_capacity(window);
+        let skip = c.hits.len().saturating_sub(window);
+        hits.extend(c.hits.bytes().skip(skip).map(|b| b == b'1'));
+        Some(Self {
+            widen: c.widen,
+            hits,
+            last_upper: c.last_upper.filter(|v| v.is_finite()),
+            judged_until: c.judged_until,
+        })
     }
 }
 
@@ -297,6 +356,143 @@ pub fn choose(
         p50: to32(f.median()?),
         upper: to32(f.quantile(quantile)?),
     })
+}
+
+/// Loop-state kind of a workload's daily profile, kept by its refits for the cold-start clusters.
+pub const PROFILE_KIND: &str = "profile";
+
+/// Fleet-state kind of the cold-start clusters.
+pub const CLUSTERS_KIND: &str = "clusters";
+
+/// Most clusters of daily profiles.
+pub const MAX_CLUSTERS: usize = 8;
+
+/// A workload's normalised daily profile (mean by time of day over its mean) and the relative
+/// spread around it, from its stored history at a refit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// When it was computed.
+    pub at: i64,
+    /// Step of the history it came from (profiles of another step are not clustered).
+    pub step: i64,
+    /// One value per step of the day.
+    pub profile: Vec<f32>,
+    /// Relative spread of the history around `profile × mean`.
+    pub spread: f32,
+}
+
+impl Profile {
+    /// The profile of `series` over a `season` of steps; `None` without a full season or with
+    /// a zero mean.
+    pub fn of(series: &Series, season: usize, now: i64) -> Option<Self> {
+        let (p, spread) = cold::daily_profile(series, season)?;
+        Some(Self {
+            at: now,
+            step: series.step(),
+            profile: p.iter().map(|&v| v as f32).collect(),
+            spread: spread as f32,
+        })
+    }
+
+    /// JSON for the store.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The fleet's cold-start clusters: k-means on the workloads' stored daily profiles
+/// (`predictive_engine::forecast::cold`), re-fitted on the refit schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetClusters {
+    /// The clusters.
+    pub clusters: ProfileClusters,
+    /// When they were fitted.
+    pub at: i64,
+    /// Step of the profiles.
+    pub step: i64,
+    /// Profiles they were fitted on.
+    pub profiles: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredClusters {
+    at: i64,
+    step: i64,
+    season: usize,
+    profiles: usize,
+    centroids: Vec<Vec<f32>>,
+    spreads: Vec<f64>,
+    sizes: Vec<usize>,
+}
+
+impl FleetClusters {
+    /// Clusters the `profiles` of step `step` (others are left out) into
+    /// `ceil(sqrt(n / 2))` clusters, at most [`MAX_CLUSTERS`], with a fixed seed; `None`
+    /// without a usable profile.
+    pub fn fit(profiles: &[Profile], step: i64, season: usize, now: i64) -> Option<Self> {
+        let usable: Vec<(Vec<f64>, f64)> = profiles
+            .iter()
+            .filter(|p| p.step == step && p.profile.len() == season)
+            .map(|p| {
+                (
+                    p.profile.iter().map(|&v| f64::from(v)).collect(),
+                    f64::from(p.spread),
+                )
+            })
+            .collect();
+        let k = ((usable.len() as f64 / 2.0).sqrt().ceil() as usize).clamp(1, MAX_CLUSTERS);
+        let clusters = ProfileClusters::fit_profiles(&usable, season, k, 7).ok()?;
+        Some(Self {
+            clusters,
+            at: now,
+            step,
+            profiles: usable.len(),
+        })
+    }
+
+    /// JSON for the store (centroids as `f32`).
+    pub fn encode(&self) -> String {
+        let c = &self.clusters;
+        serde_json::to_string(&StoredClusters {
+            at: self.at,
+            step: self.step,
+            season: c.season(),
+            profiles: self.profiles,
+            centroids: c
+                .centroids()
+                .iter()
+                .map(|v| v.iter().map(|&x| x as f32).collect())
+                .collect(),
+            spreads: c.spreads().to_vec(),
+            sizes: c.sizes().to_vec(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// Reads stored clusters; `Ok(None)` when nothing is stored or the stored parts do not
+    /// make clusters (they are fitted again).
+    ///
+    /// # Errors
+    /// The stored JSON is not clusters.
+    pub fn decode(text: Option<&str>) -> Result<Option<Self>, serde_json::Error> {
+        let Some(text) = text else { return Ok(None) };
+        let s: StoredClusters = serde_json::from_str(text)?;
+        let centroids = s
+            .centroids
+            .iter()
+            .map(|v| v.iter().map(|&x| f64::from(x)).collect())
+            .collect();
+        Ok(
+            ProfileClusters::from_parts(s.season, centroids, s.spreads, s.sizes)
+                .ok()
+                .map(|clusters| Self {
+                    clusters,
+                    at: s.at,
+                    step: s.step,
+                    profiles: s.profiles,
+                }),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //!   24 h maximum) until it recovers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -26,8 +26,10 @@ use predictive_engine::anomaly::{
     self, Detector, DetectorParams, RemediationAction, RemediationContext, RemediationPolicy,
     Verdict, ALERT_THRESHOLD,
 };
+use predictive_engine::forecast::{cold as cold_start, ForecastParams};
 use predictive_engine::policy::{
-    self, Allocator, AllocatorSettings, Plan, PolicyParams, Snapshot, ALLOCATOR_LEVELS,
+    self, Allocator, AllocatorSettings, Plan, PolicyParams, QuantileForecast, Snapshot,
+    ALLOCATOR_LEVELS,
 };
 
 use crate::clock::{Clock, Sleep, Timestamp};
@@ -37,7 +39,7 @@ use crate::refit;
 use crate::remediate::{self, Held};
 use crate::shadow::{self, Pool, UnitState};
 use crate::source::{MetricsSource, Prometheus, Pushed, Replay};
-use crate::store::{Decision, ForecastRecord, Intent, Sample, Store};
+use crate::store::{Calibration, Decision, ForecastRecord, Intent, Sample, Store};
 
 /// Errors of one workload's tick.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +155,50 @@ struct State {
     current: Option<f64>,
     /// Desired capacities of the latest plans at the lead step (the stabilisation window).
     desired: VecDeque<f64>,
+    /// Own history while it is shorter than three days (cold start); `None` from then on.
+    cold: Option<Box<Cold>>,
+}
+
+/// A cold workload's own history on the tick's grid, and the cluster it was last given.
+#[derive(Debug, Default)]
+struct Cold {
+    start: Timestamp,
+    values: Vec<f32>,
+    cluster: Option<usize>,
+}
+
+impl Cold {
+    /// Appends the usage at `ts` (gaps repeat the previous value; times already held are
+    /// ignored).
+    fn push(&mut self, ts: Timestamp, usage: f64, step: i64) {
+        if self.values.is_empty() {
+            self.start = ts;
+        }
+        let next = self.start + self.values.len() as i64 * step;
+        if ts < next || !usage.is_finite() {
+            return;
+        }
+        let gap = ((ts - next) / step) as usize;
+        let last = self.values.last().copied().unwrap_or(usage as f32);
+        self.values.extend(std::iter::repeat(last).take(gap));
+        self.values.push(usage as f32);
+    }
+}
+
+/// Ticks between two stored calibrations of one workload's refit forecast (staggered across
+/// workloads); the observations in between are replayed from the stored samples on a reload.
+pub const CALIBRATION_EVERY: i64 = 12;
+
+/// Model name recorded for forecasts from the cold-start prior.
+pub const COLD_MODEL: &str = "cold-cluster";
+
+/// A cold-start forecast: the lead steps for the policy, the target's values, the explanation.
+#[derive(Debug)]
+struct ColdForecast {
+    forecast: QuantileForecast,
+    p50: f64,
+    upper: f64,
+    note: String,
 }
 
 /// A managed workload: its checked config, its source, its cloud and its state.
@@ -164,6 +210,8 @@ pub struct Workload {
     lead_steps: usize,
     /// Time of the latest refit attempt (`i64::MIN`: never), read by the scheduler without locking.
     refit_at: AtomicI64,
+    /// Offset of this workload's calibration writes within [`CALIBRATION_EVERY`] ticks.
+    stagger: i64,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -180,6 +228,7 @@ struct Output {
     samples: Vec<(String, Sample)>,
     forecasts: Vec<ForecastRecord>,
     decisions: Vec<Decision>,
+    calibrations: Vec<Calibration>,
 }
 
 /// The outcome of one tick over all workloads.
@@ -195,6 +244,10 @@ pub struct TickReport {
     pub errors: Vec<(String, String)>,
     /// Refits started off the loop after this tick.
     pub refits: usize,
+    /// Wall time of the tick's store round trips made for all workloads at once (leases,
+    /// budgets, the batch write), in seconds: the profile of a tick splits into this and the
+    /// per-workload work.
+    pub store_seconds: f64,
 }
 
 /// The controller: workloads, store, clouds, metrics and time.
@@ -215,6 +268,12 @@ pub struct Controller {
     refits_per_tick: AtomicUsize,
     /// The running batch of refits, if any.
     refit_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The fleet's cold-start clusters, once fitted (or read from the store).
+    clusters: RwLock<Option<Arc<refit::FleetClusters>>>,
+    /// Whether stored clusters were looked for.
+    clusters_loaded: AtomicBool,
+    /// Profiles stored by refits since the clusters were last fitted.
+    new_profiles: AtomicUsize,
 }
 
 /// Full error chain on one line, for reports and logs.
@@ -254,7 +313,85 @@ impl Controller {
             workloads: RwLock::new(BTreeMap::new()),
             refits_per_tick: AtomicUsize::new(0),
             refit_task: std::sync::Mutex::new(None),
+            clusters: RwLock::new(None),
+            clusters_loaded: AtomicBool::new(false),
+            new_profiles: AtomicUsize::new(0),
         }
+    }
+
+    /// The fleet's cold-start clusters in force, if any.
+    pub fn clusters(&self) -> Option<Arc<refit::FleetClusters>> {
+        self.clusters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads the stored clusters once (at the first tick after start).
+    async fn load_clusters(&self) -> Result<()> {
+        if self.clusters_loaded.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let stored = self.store.fleet_state(refit::CLUSTERS_KIND).await?;
+        let fc = refit::FleetClusters::decode(stored.as_ref().map(|(s, _)| s.as_str())).map_err(
+            |source| crate::store::Error::Corrupt {
+                what: "cold-start clusters",
+                source,
+            },
+        )?;
+        if let Some(fc) = fc {
+            *self.clusters.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fc));
+        }
+        Ok(())
+    }
+
+    /// Re-fits the cold-start clusters on the stored daily profiles when they are due: none
+    /// yet and a profile exists, a refit period ([`refit::EVERY`]) since the last fit, or as
+    /// many new profiles as the last fit had (early on, while the fleet's history fills).
+    /// Returns whether they were re-fitted.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn recluster(&self, now: Timestamp) -> Result<bool> {
+        let fresh = self.new_profiles.load(Ordering::Relaxed);
+        let due = match self.clusters() {
+            None => fresh > 0,
+            Some(c) => now - c.at >= refit::EVERY || fresh >= c.profiles.max(1),
+        };
+        if !due {
+            return Ok(false);
+        }
+        let rows = self.store.loop_states(refit::PROFILE_KIND).await?;
+        let step = self.interval;
+        let season = (86_400 / step).max(1) as usize;
+        let fitted = tokio::task::spawn_blocking(move || {
+            let profiles: Vec<refit::Profile> = rows
+                .iter()
+                .filter_map(|(_, text)| serde_json::from_str(text).ok())
+                .collect();
+            refit::FleetClusters::fit(&profiles, step, season, now)
+        })
+        .await
+        .ok()
+        .flatten();
+        self.new_profiles.store(0, Ordering::Relaxed);
+        let Some(fc) = fitted else {
+            return Ok(false);
+        };
+        self.store
+            .put_fleet_state(refit::CLUSTERS_KIND, &fc.encode(), now)
+            .await?;
+        self.metrics.add(metrics::CLUSTER_FITS, "", 1.0);
+        *self.clusters.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fc));
+        Ok(true)
+    }
+
+    /// The refit calibration a workload's loop holds (tests).
+    #[cfg(test)]
+    pub(crate) async fn refit_tracker(&self, name: &str) -> Option<refit::Tracker> {
+        let w = self.workload(name)?;
+        let st = w.state.lock().await;
+        Some(st.refit_track.clone())
     }
 
     /// Caps the refits started per tick (0: enough to refit every workload once a day).
@@ -310,6 +447,9 @@ impl Controller {
                     tracing::warn!(workload = %w.cfg.name(), error = %chain(&e), "refit failed");
                 }
             }
+            if let Err(e) = me.recluster(now).await {
+                tracing::warn!(error = %chain(&e), "re-clustering the daily profiles failed");
+            }
         }));
         n
     }
@@ -338,13 +478,23 @@ impl Controller {
         let season = (86_400 / step).max(1) as usize;
         let horizon = w.lead_steps.max(season / 12);
         let quantile = w.cfg.params.quantile;
-        let choice = tokio::task::spawn_blocking(move || {
-            let series = predictive_engine::series::Series::new(start, step, values).ok()?;
-            refit::choose(&series, season, horizon, quantile, now)
+        let (choice, profile) = tokio::task::spawn_blocking(move || {
+            let Ok(series) = predictive_engine::series::Series::new(start, step, values) else {
+                return (None, None);
+            };
+            (
+                refit::choose(&series, season, horizon, quantile, now),
+                refit::Profile::of(&series, season, now),
+            )
         })
         .await
-        .ok()
-        .flatten();
+        .unwrap_or((None, None));
+        if let Some(p) = profile {
+            self.store
+                .put_loop_state(name, refit::PROFILE_KIND, &p.encode(), now)
+                .await?;
+            self.new_profiles.fetch_add(1, Ordering::Relaxed);
+        }
         let Some(choice) = choice else {
             // Not enough history yet: try again in a quarter of a day.
             w.refit_at
@@ -447,12 +597,29 @@ impl Controller {
         }
         let lead_steps = ((w.lead_secs + self.interval - 1) / self.interval).max(1) as usize;
         let mut state = self.fresh_state(&w, lead_steps);
+        let corrupt = |what| move |source| crate::store::Error::Corrupt { what, source };
+        // The refit's choice and its stored calibration first: replaying the history below
+        // judges (only) the observations the stored calibration had not judged yet.
+        state.refit = refit::Choice::decode(
+            self.store
+                .loop_state(&name, refit::STATE_KIND)
+                .await?
+                .as_deref(),
+        )
+        .map_err(corrupt("refit"))?;
+        if let Some(choice) = state.refit.as_ref() {
+            if let Some(cal) = self.store.calibration(&name).await? {
+                let day = (86_400 / self.interval).max(1) as usize;
+                if let Some(t) = refit::Tracker::from_stored(&cal, choice, day) {
+                    state.refit_track = t;
+                }
+            }
+        }
         // Rebuild the online model from the downsampled history (bounded to 7 days).
         let history = self.store.samples(&name, now - 7 * 86_400).await?;
         for s in &history {
             self.learn(&mut state, &w, s.ts, s.value);
         }
-        let corrupt = |what| move |source| crate::store::Error::Corrupt { what, source };
         state.held = Held::decode(
             self.store
                 .loop_state(&name, remediate::STATE_KIND)
@@ -467,18 +634,15 @@ impl Controller {
                 .as_deref(),
         )
         .map_err(corrupt("shadow pool"))?;
-        state.refit = refit::Choice::decode(
-            self.store
-                .loop_state(&name, refit::STATE_KIND)
-                .await?
-                .as_deref(),
-        )
-        .map_err(corrupt("refit"))?;
+        let stagger = name
+            .bytes()
+            .fold(0_i64, |h, b| (h * 31 + i64::from(b)) % CALIBRATION_EVERY);
         let wl = Arc::new(Workload {
             cfg: w,
             source,
             cloud,
             lead_steps,
+            stagger,
             refit_at: AtomicI64::new(state.refit.as_ref().map_or(i64::MIN, |c| c.at)),
             state: tokio::sync::Mutex::new(state),
         });
@@ -551,6 +715,7 @@ impl Controller {
             held: Held::default(),
             pool: Pool::default(),
             refit: None,
+            cold: Some(Box::default()),
         }
     }
 
@@ -592,6 +757,12 @@ impl Controller {
             st.recent.reserve_exact(day - st.recent.len());
         }
         st.recent.push_back(usage as f32);
+        if let Some(c) = st.cold.as_deref_mut() {
+            c.push(ts, usage, self.interval);
+            if c.values.len() >= 3 * day {
+                st.cold = None; // three days of its own: the prior is no longer needed
+            }
+        }
         if let Some(c) = st.refit.as_ref() {
             st.refit_track.observe(c, ts, usage, w.params.quantile, day);
         }
@@ -629,6 +800,7 @@ impl Controller {
     pub async fn tick(self: &Arc<Self>) -> Result<TickReport> {
         let now = self.clock.now();
         let now = now - now.rem_euclid(self.interval);
+        self.load_clusters().await?;
         let workloads: Vec<Arc<Workload>> = self.read().values().cloned().collect();
         let mut report = TickReport {
             ts: now,
@@ -637,11 +809,16 @@ impl Controller {
         let sem = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
         let mut set = tokio::task::JoinSet::new();
         let mut led = Vec::with_capacity(workloads.len());
-        for w in workloads {
-            let leader = self
-                .store
-                .acquire_lease(w.cfg.name(), &self.holder, now, 3 * self.interval)
-                .await?;
+        // Leases and budgets in one store round trip each, not one per workload.
+        let names: Vec<&str> = workloads.iter().map(|w| w.cfg.name()).collect();
+        let store_start = std::time::Instant::now();
+        let leaders = self
+            .store
+            .acquire_leases(&names, &self.holder, now, 3 * self.interval)
+            .await?;
+        let budgets = Arc::new(self.store.budgets().await?);
+        report.store_seconds = store_start.elapsed().as_secs_f64();
+        for (w, leader) in workloads.iter().zip(leaders) {
             if !leader {
                 report.not_leader += 1;
                 continue;
@@ -649,10 +826,13 @@ impl Controller {
             led.push(w.clone());
             let me = self.clone();
             let sem = sem.clone();
+            let budgets = budgets.clone();
+            let w = w.clone();
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
                 let name = w.cfg.name().to_string();
-                (name, me.tick_workload(&w, now).await)
+                let budget = budgets.get(&name).copied();
+                (name, me.tick_workload(&w, now, budget).await)
             });
         }
         let mut out = Output::default();
@@ -664,6 +844,7 @@ impl Controller {
                     out.samples.extend(o.samples);
                     out.forecasts.extend(o.forecasts);
                     out.decisions.extend(o.decisions);
+                    out.calibrations.extend(o.calibrations);
                 }
                 Err(e) => {
                     let text = chain(&e);
@@ -673,9 +854,16 @@ impl Controller {
             }
         }
         report.errors.sort();
+        let store_start = std::time::Instant::now();
         self.store
-            .record_tick(&out.samples, &out.forecasts, &out.decisions)
+            .record_tick(
+                &out.samples,
+                &out.forecasts,
+                &out.decisions,
+                &out.calibrations,
+            )
             .await?;
+        report.store_seconds += store_start.elapsed().as_secs_f64();
         self.metrics.add(metrics::TICKS, "", 1.0);
         report.refits = self.schedule_refits(now, &led);
         Ok(report)
@@ -730,7 +918,13 @@ impl Controller {
         Ok(p)
     }
 
-    async fn tick_workload(&self, w: &Workload, now: Timestamp) -> Result<Output> {
+    /// One workload's tick; `budget` is its stored budget read for this tick.
+    async fn tick_workload(
+        &self,
+        w: &Workload,
+        now: Timestamp,
+        budget: Option<f64>,
+    ) -> Result<Output> {
         let name = w.cfg.name();
         let p = &w.cfg.params;
         let usage =
@@ -768,6 +962,14 @@ impl Controller {
         if let Some((err, _)) = self.learn(&mut st, &w.cfg, now, usage) {
             self.metrics.set(metrics::FORECAST_ERROR, name, err);
         }
+        // The refit's calibration goes to the store every CALIBRATION_EVERY judged ticks.
+        if let Some(c) = st.refit.as_ref() {
+            if st.refit_track.judged_until() == Some(now)
+                && (now / self.interval + w.stagger).rem_euclid(CALIBRATION_EVERY) == 0
+            {
+                out.calibrations.extend(st.refit_track.to_stored(name, c));
+            }
+        }
         let cov = coverage(&st.hits);
         self.metrics.set(metrics::COVERAGE, name, cov);
         self.metrics
@@ -779,15 +981,23 @@ impl Controller {
             .map(|x| (x.1, x.2))
             .unwrap_or((usage, usage));
         let target = now + w.lead_steps as i64 * self.interval;
+        // A cold workload (under three days of its own history) whose refit does not cover the
+        // target borrows the daily shape of its cluster of the fleet.
+        let cold = if st.refit.as_ref().and_then(|c| c.at_time(target)).is_none() {
+            self.cold_forecast(&mut st, w)
+        } else {
+            None
+        };
         // The scheduled refit's chosen model, when its forecast covers the target, is the
-        // recorded forecast; the online forecaster's otherwise.
+        // recorded forecast; the cold-start prior's next; the online forecaster's otherwise.
         let refitted = st
             .refit
             .as_ref()
             .and_then(|c| c.at_time(target).map(|v| (c, v)));
-        let (p50, upper, model) = match refitted {
-            Some((c, (rp50, rup))) => (rp50, st.refit_track.upper(rp50, rup), c.model.clone()),
-            None => (
+        let (p50, upper, model) = match (refitted, &cold) {
+            (Some((c, (rp50, rup))), _) => (rp50, st.refit_track.upper(rp50, rup), c.model.clone()),
+            (None, Some(c)) => (c.p50, c.upper, COLD_MODEL.to_string()),
+            (None, None) => (
                 p50,
                 upper,
                 forecast
@@ -803,6 +1013,7 @@ impl Controller {
             )
         });
         let refit_note = refit_note.unwrap_or_default();
+        let cold_note = cold.as_ref().map(|c| c.note.as_str()).unwrap_or_default();
         out.forecasts.push(ForecastRecord {
             workload: name.into(),
             ts: now,
@@ -824,7 +1035,7 @@ impl Controller {
                 action: "none".into(),
                 cost_per_hour: 0.0,
                 explanation: format!(
-                    "forecast-only: q{:.2} of usage at +{}s is {upper:.3} (median {p50:.3}){refit_note}",
+                    "forecast-only: q{:.2} of usage at +{}s is {upper:.3} (median {p50:.3}){refit_note}{cold_note}",
                     p.quantile,
                     target - now
                 ),
@@ -835,18 +1046,33 @@ impl Controller {
         // accuracy meets the objective, over the online forecaster otherwise; the conservative
         // fallback when even that misses the objective.
         let (refit_plan, refit_why) = self.plan_refit(&st, w, now, usage);
-        let (mut capacity, mut why) = match (&refit_plan, &st.last_plan) {
-            (Some(plan), _) => (
+        let cold_plan = match (&refit_plan, &cold) {
+            (None, Some(c)) => Self::plan_on(&st, &c.forecast, usage, None),
+            _ => None,
+        };
+        let (mut capacity, mut why) = match (&refit_plan, &cold_plan, &st.last_plan) {
+            (Some(plan), _, _) => (
                 plan.capacity,
                 format!("{}{refit_why}", plan.explanation.reason),
             ),
-            (None, Some(plan)) => (
+            (None, Some(plan), _) => (
+                plan.capacity,
+                format!(
+                    "{}; planned on the cold-start prior{cold_note}{refit_why}",
+                    plan.explanation.reason
+                ),
+            ),
+            (None, None, Some(plan)) => (
                 plan.capacity,
                 format!("{}{refit_note}{refit_why}", plan.explanation.reason),
             ),
-            (None, None) => (usage, "no plan yet: capacity follows usage".to_string()),
+            (None, None, None) => (usage, "no plan yet: capacity follows usage".to_string()),
         };
-        if let Some(plan) = refit_plan.as_ref().or(st.last_plan.as_ref()) {
+        if let Some(plan) = refit_plan
+            .as_ref()
+            .or(cold_plan.as_ref())
+            .or(st.last_plan.as_ref())
+        {
             let (cap, at_lead) = (plan.capacity, plan.desired_at_lead);
             let keep = st.allocator.policy().params().stabilisation.max(1);
             st.current = Some(cap);
@@ -886,11 +1112,7 @@ impl Controller {
         let gmax = p.max.min(group.max);
         // Shadow units the cloud would not stop are billed: they count against the budget.
         let idle_running = st.pool.count(UnitState::ReadyRunning);
-        let budget = self
-            .store
-            .budget(name)
-            .await?
-            .map(|b| (b - idle_running as f64 * price).max(0.0));
+        let budget = budget.map(|b| (b - idle_running as f64 * price).max(0.0));
         let mut d = decide(capacity, p.capacity_per_instance, gmin, gmax, price, budget);
         let live = (group.live() as u32 + active) as f64 * p.capacity_per_instance;
         self.metrics
@@ -1111,18 +1333,8 @@ impl Controller {
                 ),
             );
         }
-        let n = st.recent.len().max(1);
-        let typical = st.recent.iter().map(|&x| f64::from(x)).sum::<f64>() / n as f64;
-        let snapshot = Snapshot {
-            current: st.current.unwrap_or(usage),
-            latest_usage: usage,
-            predicted_latest: st.refit_track.last_upper(),
-            surprise: 1.0,
-            typical_usage: typical,
-            recent_desired: st.desired.iter().copied().collect(),
-        };
-        match policy::plan(&snapshot, &forecast, st.allocator.policy()) {
-            Ok(plan) => {
+        match Self::plan_on(st, &forecast, usage, st.refit_track.last_upper()) {
+            Some(plan) => {
                 let note = format!(
                     "; planned on refit model {} (rolling-origin CV pinball {:.3}, refitted at {}, spread x{:.2}{})",
                     choice.model,
@@ -1136,8 +1348,94 @@ impl Controller {
                 );
                 (Some(plan), note)
             }
-            Err(_) => (None, String::new()),
+            None => (None, String::new()),
         }
+    }
+
+    /// The engine's plan over `forecast` (steps `1..=lead`), from the workload's state.
+    fn plan_on(
+        st: &State,
+        forecast: &QuantileForecast,
+        usage: f64,
+        predicted_latest: Option<f64>,
+    ) -> Option<Plan> {
+        let n = st.recent.len().max(1);
+        let typical = st.recent.iter().map(|&x| f64::from(x)).sum::<f64>() / n as f64;
+        let snapshot = Snapshot {
+            current: st.current.unwrap_or(usage),
+            latest_usage: usage,
+            predicted_latest,
+            surprise: 1.0,
+            typical_usage: typical,
+            recent_desired: st.desired.iter().copied().collect(),
+        };
+        policy::plan(&snapshot, forecast, st.allocator.policy()).ok()
+    }
+
+    /// The cold-start forecast of steps `1..=lead` for a workload with under three days of
+    /// its own history: the daily shape of its cluster (the one its own samples match clearly
+    /// better, else the one it had, else the fleet's largest), at the level of its samples.
+    /// `None` when it is not cold or no clusters are fitted.
+    fn cold_forecast(&self, st: &mut State, w: &Workload) -> Option<ColdForecast> {
+        let cold = st.cold.as_deref_mut()?;
+        let fc = self.clusters()?;
+        if fc.step != self.interval || cold.values.is_empty() {
+            return None;
+        }
+        let q = w.cfg.params.quantile;
+        let season = fc.clusters.season();
+        let series = predictive_engine::series::Series::new(
+            cold.start,
+            self.interval,
+            cold.values.iter().map(|&v| f64::from(v)).collect(),
+        )
+        .ok()?;
+        let fallback = cold.cluster.unwrap_or_else(|| fc.clusters.largest());
+        let c = fc.clusters.assign_or(&series, fallback);
+        cold.cluster = Some(c);
+        let levels = if (q - 0.5).abs() < 1e-9 {
+            vec![0.5]
+        } else if q < 0.5 {
+            vec![q, 0.5]
+        } else {
+            vec![0.5, q]
+        };
+        let params = ForecastParams::new(w.lead_steps.max(1))
+            .season(season)
+            .levels(levels.clone())
+            .check(self.interval)
+            .ok()?;
+        let f = cold_start::forecast_in_cluster(&series, &fc.clusters, c, &params).ok()?;
+        let (p50, up) = (f.median()?, f.quantile(q)?);
+        let values: Vec<Vec<f64>> = (0..p50.len())
+            .map(|h| {
+                if levels.len() == 1 {
+                    vec![p50[h]]
+                } else if q < 0.5 {
+                    vec![up[h], p50[h]]
+                } else {
+                    vec![p50[h], up[h]]
+                }
+            })
+            .collect();
+        let n = cold.values.len();
+        Some(ColdForecast {
+            p50: *p50.last()?,
+            upper: *up.last()?,
+            forecast: QuantileForecast {
+                levels,
+                values,
+                model: COLD_MODEL.to_string(),
+            },
+            note: format!(
+                "; prior: cluster {} of {} (daily profiles of {} workloads, fitted at {}), {n} of {} own samples",
+                c + 1,
+                fc.clusters.centroids().len(),
+                fc.profiles,
+                fc.at,
+                3 * season
+            ),
+        })
     }
 
     /// Capacity predicted within the shadow horizon: the larger of the same hours yesterday and

@@ -1,7 +1,9 @@
 //! The behaviour every [`Store`] shows, as one function that panics on the first difference.
 //! Run against SQLite in unit tests and against a real PostgreSQL in `tests/`.
 
-use super::{AuditEvent, CloneRecord, Decision, ForecastRecord, Intent, Sample, Store};
+use super::{
+    AuditEvent, Calibration, CloneRecord, Decision, ForecastRecord, Intent, Sample, Store,
+};
 
 fn decision(w: &str, ts: i64, desired: u32) -> Decision {
     Decision {
@@ -102,6 +104,52 @@ pub async fn run(s: &dyn Store) {
     assert_eq!(s.budget("web").await.unwrap(), None);
     s.put_budget("web", 4.5).await.unwrap();
     assert_eq!(s.budget("web").await.unwrap(), Some(4.5));
+    assert_eq!(
+        s.budgets().await.unwrap(),
+        std::collections::HashMap::from([("web".to_string(), 4.5)])
+    );
+    assert_eq!(
+        s.loop_states("shadow").await.unwrap(),
+        vec![("web".to_string(), "[2]".to_string())]
+    );
+
+    // refit calibrations: replaced by workload, written alone or with a tick
+    let cal = |w: &str, widen: f64, last: Option<f64>| Calibration {
+        workload: w.into(),
+        refit_at: 100,
+        model: "snaive".into(),
+        widen,
+        hits: "1101".into(),
+        last_upper: last,
+        judged_until: 400,
+    };
+    assert_eq!(s.calibration("web").await.unwrap(), None);
+    s.put_calibrations(&[cal("web", 1.5, None)]).await.unwrap();
+    s.record_tick(
+        &[],
+        &[],
+        &[],
+        &[cal("web", 2.0, Some(3.5)), cal("api", 0.5, None)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.calibration("web").await.unwrap(),
+        Some(cal("web", 2.0, Some(3.5)))
+    );
+    assert_eq!(
+        s.calibration("api").await.unwrap(),
+        Some(cal("api", 0.5, None))
+    );
+
+    // fleet state: replaced on its kind, with its time
+    assert_eq!(s.fleet_state("clusters").await.unwrap(), None);
+    s.put_fleet_state("clusters", "{\"k\":1}", 5).await.unwrap();
+    s.put_fleet_state("clusters", "{\"k\":2}", 6).await.unwrap();
+    assert_eq!(
+        s.fleet_state("clusters").await.unwrap(),
+        Some(("{\"k\":2}".to_string(), 6))
+    );
 
     // decisions: newest first, idempotent on (workload, ts)
     s.put_decisions(&[
@@ -165,10 +213,27 @@ pub async fn run(s: &dyn Store) {
     assert!(!s.acquire_lease("web", "b", 149, 30).await.unwrap());
     assert!(s.acquire_lease("web", "b", 150, 30).await.unwrap());
     assert!(!s.acquire_lease("web", "a", 151, 30).await.unwrap());
+    assert_eq!(
+        s.acquire_leases(&["web", "api"], "a", 160, 30)
+            .await
+            .unwrap(),
+        vec![false, true]
+    );
+    assert_eq!(
+        s.acquire_leases(&["web", "api"], "b", 170, 30)
+            .await
+            .unwrap(),
+        vec![true, false]
+    );
 
     // delete cascades to state
     assert!(s.delete_workload("web").await.unwrap());
     assert!(!s.delete_workload("web").await.unwrap());
     assert!(s.samples("web", 0).await.unwrap().is_empty());
     assert_eq!(s.model("web").await.unwrap(), None);
+    assert_eq!(s.calibration("web").await.unwrap(), None);
+    assert_eq!(
+        s.calibration("api").await.unwrap().map(|c| c.widen),
+        Some(0.5)
+    );
 }

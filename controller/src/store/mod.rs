@@ -143,6 +143,27 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
+/// The calibration of a workload's refit forecast ([`crate::refit::Tracker`]), stored so a
+/// restart (or another replica taking the lease) goes on from it instead of from scratch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// The workload.
+    pub workload: String,
+    /// Time of the refit whose forecast is calibrated (a calibration of an older refit is
+    /// stale).
+    pub refit_at: Timestamp,
+    /// The refit's chosen model.
+    pub model: String,
+    /// Multiplier of the forecast's spread above the median.
+    pub widen: f64,
+    /// Outcomes of the judged observations, oldest first: `1` covered, `0` missed.
+    pub hits: String,
+    /// The calibrated planning quantile given for the latest judged observation.
+    pub last_upper: Option<f64>,
+    /// Time of the latest judged observation (later ones are replayed from the samples).
+    pub judged_until: Timestamp,
+}
+
 /// The store port.
 ///
 /// # Guarantees
@@ -219,13 +240,44 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         ttl: i64,
     ) -> Result<bool>;
 
-    /// Writes one tick's samples, forecasts and decisions (one transaction where the backend
-    /// allows it).
+    /// Every workload's piece of loop state of one `kind`, as `(workload, state)` by workload.
+    async fn loop_states(&self, kind: &str) -> Result<Vec<(String, String)>>;
+    /// Writes refit calibrations (insert or replace by workload).
+    async fn put_calibrations(&self, c: &[Calibration]) -> Result<()>;
+    /// A workload's stored refit calibration.
+    async fn calibration(&self, workload: &str) -> Result<Option<Calibration>>;
+    /// Saves one piece of state of the whole fleet (JSON, e.g. the cold-start clusters) under
+    /// `kind`; a later write replaces it.
+    async fn put_fleet_state(&self, kind: &str, state: &str, now: Timestamp) -> Result<()>;
+    /// A piece of fleet state, with the time it was written.
+    async fn fleet_state(&self, kind: &str) -> Result<Option<(String, Timestamp)>>;
+    /// Takes or renews the leases on `workloads` for `holder` until `now + ttl` (as
+    /// [`Store::acquire_lease`] for each, in one round trip where the backend allows it);
+    /// whether `holder` holds each afterwards, in the same order.
+    async fn acquire_leases(
+        &self,
+        workloads: &[&str],
+        holder: &str,
+        now: Timestamp,
+        ttl: i64,
+    ) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(workloads.len());
+        for w in workloads {
+            out.push(self.acquire_lease(w, holder, now, ttl).await?);
+        }
+        Ok(out)
+    }
+    /// Every workload's budget in USD per hour, by workload.
+    async fn budgets(&self) -> Result<std::collections::HashMap<String, f64>>;
+
+    /// Writes one tick's samples, forecasts, decisions and refit calibrations (one transaction
+    /// where the backend allows it).
     async fn record_tick(
         &self,
         samples: &[(String, Sample)],
         forecasts: &[ForecastRecord],
         decisions: &[Decision],
+        calibrations: &[Calibration],
     ) -> Result<()> {
         let mut by: std::collections::BTreeMap<&str, Vec<Sample>> =
             std::collections::BTreeMap::new();
@@ -236,7 +288,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             self.put_samples(w, &xs).await?;
         }
         self.put_forecasts(forecasts).await?;
-        self.put_decisions(decisions).await
+        self.put_decisions(decisions).await?;
+        self.put_calibrations(calibrations).await
     }
 }
 
@@ -270,4 +323,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (workload, ts, action))",
     "CREATE TABLE loop_state (workload TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL, updated_at BIGINT NOT NULL,
         PRIMARY KEY (workload, kind))",
+    "CREATE TABLE refit_calibration (workload TEXT PRIMARY KEY, refit_at BIGINT NOT NULL, model TEXT NOT NULL,
+        widen DOUBLE PRECISION NOT NULL, hits TEXT NOT NULL, last_upper DOUBLE PRECISION, judged_until BIGINT NOT NULL);
+     CREATE TABLE fleet_state (kind TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at BIGINT NOT NULL)",
 ];

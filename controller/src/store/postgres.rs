@@ -7,8 +7,8 @@
 use tokio_postgres::{Client, NoTls, Row};
 
 use super::{
-    query_err, AuditEvent, CloneRecord, Decision, Error, ForecastRecord, Intent, Result, Sample,
-    Store, MIGRATIONS,
+    query_err, AuditEvent, Calibration, CloneRecord, Decision, Error, ForecastRecord, Intent,
+    Result, Sample, Store, MIGRATIONS,
 };
 use crate::clock::Timestamp;
 
@@ -123,6 +123,7 @@ impl Store for PostgresStore {
             "shadow_pool",
             "budgets",
             "loop_state",
+            "refit_calibration",
         ] {
             self.client
                 .execute(&format!("DELETE FROM {t} WHERE workload = $1"), &[&name])
@@ -470,6 +471,97 @@ impl Store for PostgresStore {
                 detail: r.get(3),
             })
             .collect())
+    }
+
+    async fn loop_states(&self, kind: &str) -> Result<Vec<(String, String)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT workload, state FROM loop_state WHERE kind = $1 ORDER BY workload",
+                &[&kind],
+            )
+            .await
+            .map_err(query_err("loop_states"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn put_calibrations(&self, cal: &[Calibration]) -> Result<()> {
+        if cal.is_empty() {
+            return Ok(());
+        }
+        let w: Vec<&str> = cal.iter().map(|c| c.workload.as_str()).collect();
+        let at: Vec<i64> = cal.iter().map(|c| c.refit_at).collect();
+        let m: Vec<&str> = cal.iter().map(|c| c.model.as_str()).collect();
+        let widen: Vec<f64> = cal.iter().map(|c| c.widen).collect();
+        let hits: Vec<&str> = cal.iter().map(|c| c.hits.as_str()).collect();
+        let last: Vec<Option<f64>> = cal.iter().map(|c| c.last_upper).collect();
+        let until: Vec<i64> = cal.iter().map(|c| c.judged_until).collect();
+        self.client
+            .execute(
+                "INSERT INTO refit_calibration (workload, refit_at, model, widen, hits, last_upper, judged_until)
+                 SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::DOUBLE PRECISION[], $5::TEXT[],
+                                      $6::DOUBLE PRECISION[], $7::BIGINT[])
+                 ON CONFLICT (workload) DO UPDATE SET refit_at = excluded.refit_at, model = excluded.model,
+                    widen = excluded.widen, hits = excluded.hits, last_upper = excluded.last_upper,
+                    judged_until = excluded.judged_until",
+                &[&w, &at, &m, &widen, &hits, &last, &until],
+            )
+            .await
+            .map_err(query_err("put_calibrations"))?;
+        Ok(())
+    }
+
+    async fn calibration(&self, workload: &str) -> Result<Option<Calibration>> {
+        let r = self
+            .client
+            .query_opt(
+                "SELECT workload, refit_at, model, widen, hits, last_upper, judged_until FROM refit_calibration WHERE workload = $1",
+                &[&workload],
+            )
+            .await
+            .map_err(query_err("calibration"))?;
+        Ok(r.map(|r| Calibration {
+            workload: r.get(0),
+            refit_at: r.get(1),
+            model: r.get(2),
+            widen: r.get(3),
+            hits: r.get(4),
+            last_upper: r.get(5),
+            judged_until: r.get(6),
+        }))
+    }
+
+    async fn put_fleet_state(&self, kind: &str, state: &str, now: Timestamp) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO fleet_state (kind, state, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (kind) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                &[&kind, &state, &now],
+            )
+            .await
+            .map_err(query_err("put_fleet_state"))?;
+        Ok(())
+    }
+
+    async fn fleet_state(&self, kind: &str) -> Result<Option<(String, Timestamp)>> {
+        let r = self
+            .client
+            .query_opt(
+                "SELECT state, updated_at FROM fleet_state WHERE kind = $1",
+                &[&kind],
+            )
+            .await
+            .map_err(query_err("fleet_state"))?;
+        Ok(r.map(|r| (r.get(0), r.get(1))))
+    }
+
+    async fn budgets(&self) -> Result<std::collections::HashMap<String, f64>> {
+        let rows = self
+            .client
+            .query("SELECT workload, per_hour FROM budgets", &[])
+            .await
+            .map_err(query_err("budgets"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     async fn acquire_lease(

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    query_err, AuditEvent, CloneRecord, Decision, Error, ForecastRecord, Intent, Result, Sample,
-    Store, MIGRATIONS,
+    query_err, AuditEvent, Calibration, CloneRecord, Decision, Error, ForecastRecord, Intent,
+    Result, Sample, Store, MIGRATIONS,
 };
 use crate::clock::Timestamp;
 
@@ -94,6 +94,33 @@ impl SqliteStore {
     }
 }
 
+/// Takes or renews one lease (`?1` workload, `?2` holder, `?3` expiry, `?4` now).
+const LEASE_SQL: &str = "INSERT INTO leases (workload, holder, expires_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT (workload) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+     WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4";
+
+fn put_calibrations(tx: &rusqlite::Transaction<'_>, cal: &[Calibration]) -> rusqlite::Result<()> {
+    if cal.is_empty() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached(
+        "INSERT OR REPLACE INTO refit_calibration (workload, refit_at, model, widen, hits, last_upper, judged_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for c in cal {
+        st.execute(params![
+            c.workload,
+            c.refit_at,
+            c.model,
+            c.widen,
+            c.hits,
+            c.last_upper,
+            c.judged_until
+        ])?;
+    }
+    Ok(())
+}
+
 fn decision_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Decision> {
     Ok(Decision {
         workload: r.get(0)?,
@@ -135,6 +162,7 @@ impl Store for SqliteStore {
             "shadow_pool",
             "budgets",
             "loop_state",
+            "refit_calibration",
         ] {
             tx.execute(&format!("DELETE FROM {t} WHERE workload = ?1"), [name])
                 .map_err(query_err("delete_workload"))?;
@@ -497,10 +525,12 @@ impl Store for SqliteStore {
         samples: &[(String, Sample)],
         forecasts: &[ForecastRecord],
         decisions: &[Decision],
+        calibrations: &[Calibration],
     ) -> Result<()> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(query_err("record_tick"))?;
         {
+            put_calibrations(&tx, calibrations).map_err(query_err("record_tick"))?;
             let mut st = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO samples (workload, ts, value) VALUES (?1, ?2, ?3)",
@@ -546,6 +576,106 @@ impl Store for SqliteStore {
         tx.commit().map_err(query_err("record_tick"))
     }
 
+    async fn loop_states(&self, kind: &str) -> Result<Vec<(String, String)>> {
+        let c = self.lock();
+        let mut st = c
+            .prepare_cached(
+                "SELECT workload, state FROM loop_state WHERE kind = ?1 ORDER BY workload",
+            )
+            .map_err(query_err("loop_states"))?;
+        let rows = st
+            .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(query_err("loop_states"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(query_err("loop_states"))
+    }
+
+    async fn put_calibrations(&self, cal: &[Calibration]) -> Result<()> {
+        let mut c = self.lock();
+        let tx = c.transaction().map_err(query_err("put_calibrations"))?;
+        put_calibrations(&tx, cal).map_err(query_err("put_calibrations"))?;
+        tx.commit().map_err(query_err("put_calibrations"))
+    }
+
+    async fn calibration(&self, workload: &str) -> Result<Option<Calibration>> {
+        self.lock()
+            .query_row(
+                "SELECT workload, refit_at, model, widen, hits, last_upper, judged_until FROM refit_calibration WHERE workload = ?1",
+                [workload],
+                |r| {
+                    Ok(Calibration {
+                        workload: r.get(0)?,
+                        refit_at: r.get(1)?,
+                        model: r.get(2)?,
+                        widen: r.get(3)?,
+                        hits: r.get(4)?,
+                        last_upper: r.get(5)?,
+                        judged_until: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(query_err("calibration"))
+    }
+
+    async fn put_fleet_state(&self, kind: &str, state: &str, now: Timestamp) -> Result<()> {
+        self.lock()
+            .execute(
+                "INSERT OR REPLACE INTO fleet_state (kind, state, updated_at) VALUES (?1, ?2, ?3)",
+                params![kind, state, now],
+            )
+            .map_err(query_err("put_fleet_state"))?;
+        Ok(())
+    }
+
+    async fn fleet_state(&self, kind: &str) -> Result<Option<(String, Timestamp)>> {
+        self.lock()
+            .query_row(
+                "SELECT state, updated_at FROM fleet_state WHERE kind = ?1",
+                [kind],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(query_err("fleet_state"))
+    }
+
+    async fn acquire_leases(
+        &self,
+        workloads: &[&str],
+        holder: &str,
+        now: Timestamp,
+        ttl: i64,
+    ) -> Result<Vec<bool>> {
+        let mut c = self.lock();
+        let tx = c.transaction().map_err(query_err("acquire_leases"))?;
+        let mut out = Vec::with_capacity(workloads.len());
+        {
+            let mut st = tx
+                .prepare_cached(LEASE_SQL)
+                .map_err(query_err("acquire_leases"))?;
+            for w in workloads {
+                let n = st
+                    .execute(params![w, holder, now + ttl, now])
+                    .map_err(query_err("acquire_leases"))?;
+                out.push(n > 0);
+            }
+        }
+        tx.commit().map_err(query_err("acquire_leases"))?;
+        Ok(out)
+    }
+
+    async fn budgets(&self) -> Result<std::collections::HashMap<String, f64>> {
+        let c = self.lock();
+        let mut st = c
+            .prepare_cached("SELECT workload, per_hour FROM budgets")
+            .map_err(query_err("budgets"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(query_err("budgets"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(query_err("budgets"))
+    }
+
     async fn acquire_lease(
         &self,
         workload: &str,
@@ -555,12 +685,8 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         let n = self
             .lock()
-            .execute(
-                "INSERT INTO leases (workload, holder, expires_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (workload) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-                 WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4",
-                params![workload, holder, now + ttl, now],
-            )
+            .prepare_cached(LEASE_SQL)
+            .and_then(|mut st| st.execute(params![workload, holder, now + ttl, now]))
             .map_err(query_err("acquire_lease"))?;
         Ok(n > 0)
     }

@@ -79,6 +79,8 @@ pub struct ProfileClusters {
     centroids: Vec<Vec<f64>>,
     /// Mean relative spread of the members of each cluster.
     spreads: Vec<f64>,
+    /// Members of each cluster at the fit.
+    sizes: Vec<usize>,
 }
 
 impl ProfileClusters {
@@ -94,9 +96,33 @@ impl ProfileClusters {
         if k == 0 || season == 0 {
             return Err(ColdError::InvalidParams);
         }
-        let (profiles, spreads): (Vec<Vec<f64>>, Vec<f64>) = series
+        let profiles: Vec<(Vec<f64>, f64)> = series
             .iter()
             .filter_map(|s| daily_profile(s, season))
+            .collect();
+        Self::fit_profiles(&profiles, season, k, seed)
+    }
+
+    /// Clusters profiles computed beforehand (each as [`daily_profile`] gives it: the
+    /// normalised profile and its relative spread), e.g. kept from earlier reads of each
+    /// series, so a fleet's profiles need not be recomputed from its whole history at once.
+    /// Profiles whose length is not `season`, or with a non-finite value, are left out.
+    ///
+    /// # Errors
+    /// As [`ProfileClusters::fit`].
+    pub fn fit_profiles(
+        profiles: &[(Vec<f64>, f64)],
+        season: usize,
+        k: usize,
+        seed: u64,
+    ) -> Result<Self, ColdError> {
+        if k == 0 || season == 0 {
+            return Err(ColdError::InvalidParams);
+        }
+        let (profiles, spreads): (Vec<&[f64]>, Vec<f64>) = profiles
+            .iter()
+            .filter(|(p, s)| p.len() == season && s.is_finite() && p.iter().all(|v| v.is_finite()))
+            .map(|(p, s)| (p.as_slice(), *s))
             .unzip();
         if profiles.is_empty() {
             return Err(ColdError::NoProfiles);
@@ -110,7 +136,7 @@ impl ProfileClusters {
             (rng >> 11) as f64 / (1u64 << 53) as f64
         };
         let mut centroids =
-            vec![profiles[(next() * profiles.len() as f64) as usize % profiles.len()].clone()];
+            vec![profiles[(next() * profiles.len() as f64) as usize % profiles.len()].to_vec()];
         while centroids.len() < k {
             let d: Vec<f64> = profiles.iter().map(|p| nearest(&centroids, p).1).collect();
             let total: f64 = d.iter().sum();
@@ -126,23 +152,29 @@ impl ProfileClusters {
                 }
                 target -= di;
             }
-            centroids.push(profiles[pick].clone());
+            centroids.push(profiles[pick].to_vec());
         }
         let mut assign = vec![0usize; profiles.len()];
+        let mut sums = vec![vec![0.0; season]; centroids.len()];
+        let mut counts = vec![0usize; centroids.len()];
         for _ in 0..50 {
             let new: Vec<usize> = profiles.iter().map(|p| nearest(&centroids, p).0).collect();
             let changed = new != assign;
             assign = new;
-            for (c, centroid) in centroids.iter_mut().enumerate() {
-                let members: Vec<&Vec<f64>> = profiles
-                    .iter()
-                    .zip(&assign)
-                    .filter(|(_, &a)| a == c)
-                    .map(|(p, _)| p)
-                    .collect();
-                if !members.is_empty() {
-                    for (j, v) in centroid.iter_mut().enumerate() {
-                        *v = members.iter().map(|p| p[j]).sum::<f64>() / members.len() as f64;
+            for s in &mut sums {
+                s.iter_mut().for_each(|v| *v = 0.0);
+            }
+            counts.iter_mut().for_each(|c| *c = 0);
+            for (p, &a) in profiles.iter().zip(&assign) {
+                counts[a] += 1;
+                for (acc, v) in sums[a].iter_mut().zip(p.iter()) {
+                    *acc += v;
+                }
+            }
+            for ((centroid, sum), &n) in centroids.iter_mut().zip(&sums).zip(&counts) {
+                if n > 0 {
+                    for (v, s) in centroid.iter_mut().zip(sum) {
+                        *v = s / n as f64;
                     }
                 }
             }
@@ -164,10 +196,47 @@ impl ProfileClusters {
                 }
             })
             .collect();
+        let mut sizes = vec![0usize; centroids.len()];
+        for &a in &assign {
+            sizes[a] += 1;
+        }
         Ok(Self {
             season,
             centroids,
             spreads,
+            sizes,
+        })
+    }
+
+    /// Clusters from stored parts (centroids, spreads and member counts, as
+    /// [`ProfileClusters::centroids`], [`ProfileClusters::spreads`] and
+    /// [`ProfileClusters::sizes`] return them).
+    ///
+    /// # Errors
+    /// [`ColdError::InvalidParams`] when there is no centroid, a centroid's length is not
+    /// `season`, a value is not finite, or the three lists differ in length.
+    pub fn from_parts(
+        season: usize,
+        centroids: Vec<Vec<f64>>,
+        spreads: Vec<f64>,
+        sizes: Vec<usize>,
+    ) -> Result<Self, ColdError> {
+        let ok = season > 0
+            && !centroids.is_empty()
+            && centroids.len() == spreads.len()
+            && centroids.len() == sizes.len()
+            && centroids
+                .iter()
+                .all(|c| c.len() == season && c.iter().all(|v| v.is_finite()))
+            && spreads.iter().all(|s| s.is_finite() && *s >= 0.0);
+        if !ok {
+            return Err(ColdError::InvalidParams);
+        }
+        Ok(Self {
+            season,
+            centroids,
+            spreads,
+            sizes,
         })
     }
 
@@ -176,40 +245,90 @@ impl ProfileClusters {
         &self.centroids
     }
 
+    /// Mean relative spread of each cluster's members.
+    pub fn spreads(&self) -> &[f64] {
+        &self.spreads
+    }
+
+    /// Members of each cluster at the fit.
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    /// The cluster with the most members (the first of equals).
+    pub fn largest(&self) -> usize {
+        self.sizes
+            .iter()
+            .enumerate()
+            .fold(
+                (0, 0),
+                |best, (i, &n)| if n > best.1 { (i, n) } else { best },
+            )
+            .0
+    }
+
     /// Season (steps per profile).
     pub fn season(&self) -> usize {
         self.season
     }
 
+    /// Squared error of the samples of `series` against each centroid, after scaling the
+    /// centroid to the samples' mean over the observed slots.
+    fn distances(&self, series: &Series) -> Vec<f64> {
+        let m = self.season;
+        let mean = series.values().iter().sum::<f64>() / series.len() as f64;
+        self.centroids
+            .iter()
+            .map(|cen| {
+                let cm = series
+                    .iter()
+                    .map(|(ts, _)| cen[slot(ts, series.step(), m)])
+                    .sum::<f64>()
+                    / series.len() as f64;
+                let scale = if cm.abs() > 1e-12 && mean.abs() > 1e-12 {
+                    mean / cm
+                } else {
+                    1.0
+                };
+                series
+                    .iter()
+                    .map(|(ts, v)| {
+                        let e = v - scale * cen[slot(ts, series.step(), m)];
+                        e * e
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
     /// The cluster whose centroid best matches the samples of `series` (only the observed
     /// slots are compared, after scaling both to the same mean over those slots).
     pub fn assign(&self, series: &Series) -> usize {
-        let m = self.season;
-        let mean = series.values().iter().sum::<f64>() / series.len() as f64;
         let mut best = (0, f64::INFINITY);
-        for (c, cen) in self.centroids.iter().enumerate() {
-            let cm = series
-                .iter()
-                .map(|(ts, _)| cen[slot(ts, series.step(), m)])
-                .sum::<f64>()
-                / series.len() as f64;
-            let scale = if cm.abs() > 1e-12 && mean.abs() > 1e-12 {
-                mean / cm
-            } else {
-                1.0
-            };
-            let d: f64 = series
-                .iter()
-                .map(|(ts, v)| {
-                    let e = v - scale * cen[slot(ts, series.step(), m)];
-                    e * e
-                })
-                .sum();
+        for (c, d) in self.distances(series).into_iter().enumerate() {
             if d < best.1 {
                 best = (c, d);
             }
         }
         best.0
+    }
+
+    /// Like [`ProfileClusters::assign`], but keeps `fallback` unless another cluster matches
+    /// the samples clearly better (at most half of `fallback`'s squared error). A few samples
+    /// from a flat stretch of the day fit every profile about equally and are no evidence
+    /// against the fallback (e.g. [`ProfileClusters::largest`], or the cluster of the workload
+    /// a clone copies). An out-of-range `fallback` behaves as [`ProfileClusters::assign`].
+    pub fn assign_or(&self, series: &Series, fallback: usize) -> usize {
+        let d = self.distances(series);
+        let Some(&df) = d.get(fallback) else {
+            return self.assign(series);
+        };
+        let best = self.assign(series);
+        if d[best] <= 0.5 * df - 1e-12 {
+            best
+        } else {
+            fallback
+        }
     }
 }
 
@@ -264,6 +383,40 @@ pub fn forecast_cold(
         Prior::Cluster(_) => None,
         Prior::Source(s) => daily_profile(s, m),
     };
+    shaped(history, shape, params)
+}
+
+/// [`forecast_cold`] with the shape of cluster `cluster` of `clusters` (chosen by the caller,
+/// e.g. with [`ProfileClusters::assign_or`]); an out-of-range cluster or a season other than
+/// the params' falls back to [`super::forecast`], as does three seasons of own history.
+///
+/// # Errors
+/// As [`super::forecast`].
+pub fn forecast_in_cluster(
+    history: &Series,
+    clusters: &ProfileClusters,
+    cluster: usize,
+    params: &ValidForecastParams,
+) -> Result<Forecast> {
+    let m = params.season();
+    if history.len() >= m.saturating_mul(3) || clusters.season != m {
+        return forecast(history, params);
+    }
+    let shape = clusters
+        .centroids
+        .get(cluster)
+        .map(|c| (c.clone(), clusters.spreads[cluster]));
+    shaped(history, shape, params)
+}
+
+/// The cold forecast of `history` along a daily `shape` (normalised profile, relative spread).
+fn shaped(
+    history: &Series,
+    shape: Option<(Vec<f64>, f64)>,
+    params: &ValidForecastParams,
+) -> Result<Forecast> {
+    let m = params.season();
+    let n = history.len();
     let Some((prof, spread)) = shape else {
         return forecast(history, params);
     };
@@ -298,4 +451,84 @@ pub fn forecast_cold(
         values,
         history.is_non_negative().then_some(0.0),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A day of `m` steps: low, with a plateau over the slots `[from, to)`.
+    fn plateau(days: usize, m: usize, from: usize, to: usize, level: f64) -> Series {
+        let v = (0..days * m)
+            .map(|i| {
+                let s = i % m;
+                level * if (from..to).contains(&s) { 4.0 } else { 1.0 }
+                    + (i * 7919 % 13) as f64 * 0.01
+            })
+            .collect();
+        Series::new(0, 3600, v).unwrap()
+    }
+
+    #[test]
+    fn profiles_fitted_beforehand_give_the_clusters_of_the_series() {
+        let fleet: Vec<Series> = (0..5)
+            .map(|i| plateau(3, 24, 8, 16, 10.0 + i as f64))
+            .chain((0..2).map(|i| plateau(3, 24, 18, 22, 30.0 + i as f64)))
+            .collect();
+        let direct = ProfileClusters::fit(&fleet, 24, 2, 7).unwrap();
+        let profiles: Vec<_> = fleet.iter().filter_map(|s| daily_profile(s, 24)).collect();
+        let kept = ProfileClusters::fit_profiles(&profiles, 24, 2, 7).unwrap();
+        assert_eq!(direct, kept);
+        let mut sizes = kept.sizes().to_vec();
+        sizes.sort_unstable();
+        assert_eq!(sizes, vec![2, 5]);
+        assert_eq!(kept.sizes()[kept.largest()], 5);
+        let back = ProfileClusters::from_parts(
+            24,
+            kept.centroids().to_vec(),
+            kept.spreads().to_vec(),
+            kept.sizes().to_vec(),
+        )
+        .unwrap();
+        assert_eq!(back, kept);
+        assert_eq!(
+            ProfileClusters::from_parts(24, vec![vec![1.0; 23]], vec![0.1], vec![1]),
+            Err(ColdError::InvalidParams)
+        );
+        assert_eq!(
+            ProfileClusters::fit_profiles(&[(vec![1.0; 12], 0.1)], 24, 2, 7),
+            Err(ColdError::NoProfiles)
+        );
+    }
+
+    #[test]
+    fn a_flat_stretch_keeps_the_fallback_and_a_telling_one_picks_its_cluster() {
+        let fleet: Vec<Series> = (0..5)
+            .map(|i| plateau(3, 24, 8, 16, 10.0 + i as f64))
+            .chain((0..2).map(|i| plateau(3, 24, 18, 22, 30.0 + i as f64)))
+            .collect();
+        let c = ProfileClusters::fit(&fleet, 24, 2, 7).unwrap();
+        let big = c.largest();
+        let small = 1 - big;
+        // Three night hours fit both shapes: no evidence against the fallback.
+        let night = Series::new(2 * 3600, 3600, vec![7.0, 7.1, 6.9]).unwrap();
+        assert_eq!(c.assign_or(&night, big), big);
+        assert_eq!(c.assign_or(&night, small), small);
+        // Hours 16..=19 rise at 18 (the small cluster's evening plateau), not at 16.
+        let evening = Series::new(16 * 3600, 3600, vec![5.0, 5.0, 20.0, 20.0]).unwrap();
+        assert_eq!(c.assign_or(&evening, big), small);
+        // The forecast in the chosen cluster follows its plateau.
+        let p = crate::forecast::ForecastParams::new(24)
+            .season(24)
+            .check(3600)
+            .unwrap();
+        let f = forecast_in_cluster(&night, &c, big, &p).unwrap();
+        let med = f.median().unwrap();
+        // History ends at hour 5: step t is hour 5 + t; the plateau is hours 8..16.
+        assert!(med[5] > 2.5 * med[0], "{med:?}");
+        assert!(
+            forecast_in_cluster(&night, &c, 9, &p).is_ok(),
+            "an unknown cluster falls back"
+        );
+    }
 }
