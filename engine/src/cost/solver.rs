@@ -141,6 +141,47 @@ struct Search<'a> {
     need_ns: f64,
     /// Most instances of each item some optimum takes (see the exchange argument in `solve`).
     caps: Vec<u32>,
+    /// Granularity of each demanded resource over the items (normalised; 0 when none): every
+    /// item's amount is a whole multiple of it, so a remaining need rounds up to a multiple.
+    unit: [f64; 4],
+    /// The same over the non-spot items (for the non-spot rows).
+    unit_ns: [f64; 4],
+}
+
+/// `v` rounded up to a whole multiple of `u` (within a tolerance that keeps it valid), at most 1
+/// and never below `v`.
+fn round_need(v: f64, u: f64) -> f64 {
+    if u > 0.0 && v > EPS {
+        ((v / u - 1e-6).ceil() * u).min(1.0).max(v)
+    } else {
+        v
+    }
+}
+
+/// Largest `g` such that every positive value is a whole multiple of it (to 1/1000), or 0.
+fn granularity(values: impl Iterator<Item = f64>) -> f64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let mut g = 0u64;
+    for v in values {
+        if v <= 0.0 {
+            continue;
+        }
+        let s = v * 1000.0;
+        let r = s.round();
+        // A tolerance far below 1/1000 (only the binary rounding of a decimal), so that a value
+        // that is not a multiple is never taken for one.
+        if !(1.0..1e12).contains(&r) || (s - r).abs() > 1e-6 + 1e-12 * s {
+            return 0.0;
+        }
+        g = gcd(r as u64, g);
+    }
+    g as f64 / 1000.0
 }
 
 /// One row of the covering LP solved at the nodes.
@@ -165,8 +206,21 @@ impl Search<'_> {
         self.dims.iter().all(|&k| rem[k] <= EPS && rns[k] <= EPS)
     }
 
+    /// The remaining needs rounded up to the granularity of the items that can meet them:
+    /// every integer cover meets the rounded needs too.
+    fn needs(&self, rem: &[f64; 4], rns: &[f64; 4]) -> ([f64; 4], [f64; 4]) {
+        let mut r = *rem;
+        let mut n = *rns;
+        for &k in self.dims {
+            r[k] = round_need(rem[k], self.unit[k]);
+            n[k] = round_need(rns[k], self.unit_ns[k]);
+        }
+        (r, n)
+    }
+
     /// Right-hand side of the node LP.
     fn rhs(&self, rem: &[f64; 4], rns: &[f64; 4], count: u32) -> [f64; MAX_ROWS] {
+        let (rem, rns) = self.needs(rem, rns);
         let mut b = [0.0; MAX_ROWS];
         for (r, row) in self.rows.iter().enumerate() {
             b[r] = match *row {
@@ -189,6 +243,8 @@ impl Search<'_> {
         count: u32,
         parent_y: &[f64; MAX_ROWS],
     ) -> (f64, [f64; MAX_ROWS]) {
+        let b = self.rhs(rem, rns, count);
+        let (rem, rns) = &self.needs(rem, rns);
         let restrict = self.used_types.len() as u32 >= self.max_types;
         self.cols.clear();
         self.colmap.clear();
@@ -224,7 +280,6 @@ impl Search<'_> {
                 self.colmap.push(j);
             }
         }
-        let b = self.rhs(rem, rns, count);
         let m = self.rows.len();
         self.lps += 1;
         let mut primal = std::mem::take(&mut self.primal);
@@ -872,7 +927,22 @@ pub fn solve(p: &Problem) -> Result<Solution> {
             need_all: 1.0,
             need_ns: ns_need,
             caps,
+            unit: [0.0; 4],
+            unit_ns: [0.0; 4],
         };
+        // Granularity of each resource over the items the search uses (raw amounts: an item
+        // capped at the whole demand covers it alone, so its cap does not matter).
+        for &k in &dims {
+            let g = granularity(front.iter().map(|f| p.cands[f.orig].res[k]));
+            s.unit[k] = g / p.demand[k];
+            let g = granularity(
+                front
+                    .iter()
+                    .filter(|f| !f.spot)
+                    .map(|f| p.cands[f.orig].res[k]),
+            );
+            s.unit_ns[k] = g / p.demand[k];
+        }
         // Incumbent: best single-type solution, then a greedy cover.
         for (i, it) in front.iter().enumerate() {
             if it.spot && ns_need > 0.0 {
@@ -1125,6 +1195,43 @@ mod tests {
             max_types: u32::MAX,
             gap: 0.0,
         }
+    }
+
+    #[test]
+    fn granularity_should_be_the_largest_common_unit() {
+        assert_eq!(granularity([2.0, 4.0, 6.0].into_iter()), 2.0);
+        assert_eq!(granularity([0.5, 1.75, 0.0].into_iter()), 0.25);
+        assert_eq!(granularity([3.75, 1.8].into_iter()), 0.15);
+        assert_eq!(granularity([1.0, 1.0 / 3.0].into_iter()), 0.0);
+        assert_eq!(granularity([1.0, 2.0004].into_iter()), 0.0);
+        assert_eq!(granularity(std::iter::empty()), 0.0);
+    }
+
+    #[test]
+    fn round_need_should_round_up_to_a_whole_unit_and_never_down() {
+        let u = 1.0 / 128.0;
+        assert!((round_need(38.4 / 128.0, u) - 39.0 / 128.0).abs() < 1e-12);
+        // Already a multiple (up to rounding noise): unchanged.
+        assert!((round_need(39.0 / 128.0 + 1e-13, u) - 39.0 / 128.0).abs() < 1e-12);
+        // Never above the whole demand, never below the need, nothing without a unit.
+        assert_eq!(round_need(0.999, 0.3), 1.0);
+        assert_eq!(round_need(0.25, 0.0), 0.25);
+        assert_eq!(round_need(0.0, u), 0.0);
+    }
+
+    /// With a spot share cap the non-spot need is a fraction of the demand (here 0.3 × 10 = 3
+    /// vCPU of 2-vCPU types): the node bound rounds it up to 4 vCPU and proves the optimum at
+    /// once, where the plain LP bound is fractional.
+    #[test]
+    fn rounded_non_spot_need_should_prove_the_optimum() {
+        let c = vec![cand(0, 1.0, 2.0, 4.0, false), cand(1, 0.25, 2.0, 4.0, true)];
+        let mut p = problem(c, 10.0, 20.0);
+        p.spot_cap = 0.7;
+        let s = solve(&p).unwrap();
+        // 2 on demand (4 vCPU ≥ 3) + 3 spot.
+        assert!((s.cost - 2.75).abs() < 1e-9, "{s:?}");
+        assert!(s.optimal);
+        assert!((s.lower_bound - 2.75).abs() < 1e-9, "{s:?}");
     }
 
     #[test]

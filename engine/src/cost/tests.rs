@@ -261,6 +261,71 @@ proptest! {
     }
 }
 
+proptest! {
+    // More cases: an over-strong bound only shows where the incumbent heuristics miss the
+    // optimum, and each case takes well under a millisecond.
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    /// Fractional demands and spot shares over types whose sizes share a unit (2 or 4 vCPU,
+    /// 0.5 or 0.75 GiB steps), where the node bounds round the remaining needs up to that unit:
+    /// the solver's optimum equals the brute-force optimum and its bound never exceeds it.
+    #[test]
+    fn rounded_needs_should_match_brute_force(
+        step in prop::sample::select(vec![1u32, 2, 4]),
+        mem_step in prop::sample::select(vec![0.5f64, 0.75, 1.0]),
+        types in prop::collection::vec(
+            (1u32..=6, 1u32..=12, 5u32..=100, 10u32..=100),
+            2..=5,
+        ),
+        cpu_tenths in 5u32..=400,
+        mem_quarters in 4u32..=600,
+        spot in any::<bool>(),
+        spot_tenths in 1u32..=9,
+        max_types in prop::option::of(1u32..=2),
+        max_count in 2u32..=7,
+    ) {
+        let types: Vec<(f64, f64, f64, f64)> = types
+            .into_iter()
+            .map(|(k, m, cents, spot_pct)| {
+                let cpu = f64::from(k * step);
+                let od = f64::from(cents) / 100.0 * (1.0 + cpu / 8.0);
+                (cpu, f64::from(m * k) * mem_step, od, od * f64::from(spot_pct) / 100.0)
+            })
+            .collect();
+        let cat = small_catalog(&types);
+        let mut p = SizingParams::new(Demand::new(
+            f64::from(cpu_tenths) / 10.0,
+            f64::from(mem_quarters) / 4.0,
+        ));
+        if spot {
+            p.purchase = vec![Purchase::OnDemand, Purchase::Spot];
+            p.spot_share_cap = f64::from(spot_tenths) / 10.0;
+        }
+        p.max_types = max_types;
+        p.max_count = max_count;
+        p.explain_alternative = false;
+        p.optimality_gap = 0.0;
+        let v = p.check(&cat).unwrap();
+        let brute = brute_force(&cat, &v);
+        match (size(&cat, &v), brute) {
+            (Ok(s), Some(b)) => {
+                prop_assert!((s.effective_hourly_cost - b).abs() <= 1e-5 * b.max(1.0), "solver {} vs brute force {}", s.effective_hourly_cost, b);
+                prop_assert!(s.explanation.optimal);
+                prop_assert!(s.explanation.lower_bound <= b + 1e-6, "bound {} above the optimum {}", s.explanation.lower_bound, b);
+            }
+            (Err(e), None) => prop_assert!(matches!(e, Error::Infeasible { .. }), "{e}"),
+            (Ok(s), None) => prop_assert!(false, "solver found {s:?} where brute force found nothing"),
+            (Err(e), Some(b)) => prop_assert!(false, "solver failed ({e}) where brute force found {b}"),
+        }
+        let mut q = p.clone();
+        q.optimality_gap = SizingParams::default().optimality_gap;
+        if let (Ok(s), Some(b)) = (size(&cat, &q.check(&cat).unwrap()), brute) {
+            prop_assert!(s.effective_hourly_cost <= b * 1.01 + 1e-6, "default gap: {} vs optimum {}", s.effective_hourly_cost, b);
+            prop_assert!(s.explanation.lower_bound <= b + 1e-6, "bound {} above the optimum {}", s.explanation.lower_bound, b);
+        }
+    }
+}
+
 #[test]
 fn embedded_catalog_sizing_should_cover_demand_with_defaults() {
     let cat = Catalog::embedded();
