@@ -54,6 +54,11 @@ pub(crate) struct Args {
     /// Samples of each background used by `--inject` (default: 14 days at 5 minutes).
     #[arg(long, default_value_t = 4032)]
     inject_len: usize,
+    /// Detector settings as a JSON object of `DetectorParams` fields (for example
+    /// `{"warmup": 1500}`); fields left out keep their defaults. With `--cross-validate` the
+    /// grid varies its knobs around these.
+    #[arg(long)]
+    params: Option<String>,
     /// Print JSON lines instead of text.
     #[arg(long)]
     json: bool,
@@ -73,15 +78,15 @@ pub(crate) struct Input {
 /// Runs the subcommand.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let metric: Metric = args.metric.parse().context("--metric")?;
+    let params = base_params(args.params.as_deref())?;
     let inputs = load_inputs(&args.dirs, metric)?;
     if args.inject {
-        return run_injected(&args, inputs);
+        return run_injected(&args, inputs, &params);
     }
     let labels_path = match &args.labels {
         Some(p) => Some(p.clone()),
         None => find_labels(&args.dirs),
     };
-    let params = DetectorParams::default();
     let started = std::time::Instant::now();
     let mut all_scores = Vec::with_capacity(inputs.len());
     for input in &inputs {
@@ -112,9 +117,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         print_profile(&r, "all@alert", scored.len(), None, args.json);
     }
     if args.cross_validate {
-        cross_validate(&inputs, &scored, args.json)?;
+        cross_validate(&inputs, &scored, &params, args.json)?;
     }
     Ok(())
+}
+
+/// The detector settings: the defaults, with the fields of `--params` (a JSON object) over them.
+fn base_params(json: Option<&str>) -> anyhow::Result<DetectorParams> {
+    let Some(json) = json else {
+        return Ok(DetectorParams::default());
+    };
+    let p: DetectorParams =
+        serde_json::from_str(json).context("--params: not a JSON object of detector settings")?;
+    p.clone().check().context("--params")?;
+    Ok(p)
 }
 
 fn print_profile(r: &ProfileScore, set: &str, series: usize, seconds: Option<f64>, json: bool) {
@@ -333,18 +349,23 @@ pub(crate) fn folds(keys: &[String]) -> Vec<usize> {
     out
 }
 
-/// The grid the settings are chosen from: the knobs the defaults were once set by hand.
-fn candidates() -> Vec<DetectorParams> {
+/// The grid the settings are chosen from, around `base`: the knobs of the shift and change
+/// tests and of event suppression (`short_window` 12/24 × `long_window` 0/72 ×
+/// `shift_allowance` 1.5/2/3 × `quiet_period` 0/72/144, 36 candidates).
+fn candidates(base: &DetectorParams) -> Vec<DetectorParams> {
     let mut out = Vec::new();
-    for short_window in [12, 24, 36] {
-        for long_window in [0, 72, 144] {
-            for peak_decay in [0.99, 0.995, 0.998] {
-                out.push(DetectorParams {
-                    short_window,
-                    long_window,
-                    peak_decay,
-                    ..DetectorParams::default()
-                });
+    for short_window in [12, 24] {
+        for long_window in [0, 72] {
+            for shift_allowance in [1.5, 2.0, 3.0] {
+                for quiet_period in [0, 72, 144] {
+                    out.push(DetectorParams {
+                        short_window,
+                        long_window,
+                        shift_allowance,
+                        quiet_period,
+                        ..base.clone()
+                    });
+                }
             }
         }
     }
@@ -360,10 +381,15 @@ fn subset(scored: &[ScoredSeries], fold: &[usize], which: usize) -> Vec<ScoredSe
         .collect()
 }
 
-fn cross_validate(inputs: &[Input], scored: &[ScoredSeries], json: bool) -> anyhow::Result<()> {
+fn cross_validate(
+    inputs: &[Input],
+    scored: &[ScoredSeries],
+    base: &DetectorParams,
+    json: bool,
+) -> anyhow::Result<()> {
     let keys: Vec<String> = inputs.iter().map(|i| i.key.clone()).collect();
     let fold = folds(&keys);
-    let grid = candidates();
+    let grid = candidates(base);
     // Score every candidate once on every file, two threads at a time.
     let per_candidate: Vec<Vec<ScoredSeries>> = std::thread::scope(|scope| {
         let chunks: Vec<_> = grid
@@ -423,7 +449,7 @@ fn cross_validate(inputs: &[Input], scored: &[ScoredSeries], json: bool) -> anyh
                         "profile": profile.name,
                         "train_series": train_set.len(),
                         "test_series": test_set.len(),
-                        "chosen": {"short_window": p.short_window, "long_window": p.long_window, "peak_decay": p.peak_decay},
+                        "chosen": {"short_window": p.short_window, "long_window": p.long_window, "shift_allowance": p.shift_allowance, "quiet_period": p.quiet_period},
                         "train_score": tr.normalized,
                         "train_threshold": tr.threshold,
                         "test_score": own.normalized,
@@ -436,11 +462,12 @@ fn cross_validate(inputs: &[Input], scored: &[ScoredSeries], json: bool) -> anyh
                 );
             } else {
                 println!(
-                    "fold{train}->fold{test} {:<20} chosen short {} long {} decay {}: train {:>5.1}, held-out {:>5.1} (own threshold {:.4}), {:>5.1} at the training threshold {:.4} ({}/{} windows, {} false positives)",
+                    "fold{train}->fold{test} {:<20} chosen short {} long {} allowance {} quiet {}: train {:>5.1}, held-out {:>5.1} (own threshold {:.4}), {:>5.1} at the training threshold {:.4} ({}/{} windows, {} false positives)",
                     profile.name,
                     p.short_window,
                     p.long_window,
-                    p.peak_decay,
+                    p.shift_allowance,
+                    p.quiet_period,
                     tr.normalized,
                     own.normalized,
                     own.threshold,
@@ -474,7 +501,7 @@ struct KindReport {
     false_alerts: usize,
 }
 
-fn run_injected(args: &Args, inputs: Vec<Input>) -> anyhow::Result<()> {
+fn run_injected(args: &Args, inputs: Vec<Input>, params: &DetectorParams) -> anyhow::Result<()> {
     let mut corpus = Vec::new();
     let mut labels: BTreeMap<String, Vec<[String; 2]>> = BTreeMap::new();
     let mut reports: BTreeMap<Injected, KindReport> = BTreeMap::new();
@@ -498,8 +525,12 @@ fn run_injected(args: &Args, inputs: Vec<Input>) -> anyhow::Result<()> {
         };
         let p_season = daily_season(&ts);
         let p = DetectorParams {
-            season: p_season,
-            ..DetectorParams::default()
+            season: if params.season == 0 {
+                p_season
+            } else {
+                params.season
+            },
+            ..params.clone()
         };
         let mut d = Detector::new(p.check().context("detector settings")?);
         let verdicts: Vec<_> = s.values.iter().map(|&x| d.observe(x)).collect();
@@ -619,6 +650,7 @@ mod tests {
             cross_validate: false,
             inject: false,
             inject_len: 4032,
+            params: None,
             json: true,
         }
     }

@@ -72,7 +72,7 @@ impl std::fmt::Display for AnomalyKind {
 
 /// Unchecked settings of a [`Detector`]; see [`DetectorParams::check`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DetectorParams {
     /// Number of past samples that form the predictive distribution (default 6000).
     pub memory: usize,
@@ -99,9 +99,15 @@ pub struct DetectorParams {
     /// Length of a second, longer window whose mean is tested for a sustained shift, or 0 for
     /// none (default 72).
     pub long_window: usize,
-    /// Samples after an announcement during which a bare record is not announced again
-    /// (default 0).
+    /// Samples after an announcement during which the incident's peak does not decay: only a
+    /// sample more surprising than the one announced opens a new incident (default 0). NAB, like
+    /// an operator, counts only the first alarm of an incident; a chain of near-records (each
+    /// new mean a little beyond the last) would otherwise alarm again and again.
     pub quiet_period: usize,
+    /// Allowance of the shift test (Page's CUSUM), in units of the residuals' scale (default
+    /// 2): only a persistent deviation beyond it accumulates. Smaller catches smaller shifts
+    /// and costs more false alarms.
+    pub shift_allowance: f64,
 }
 
 impl Default for DetectorParams {
@@ -117,6 +123,7 @@ impl Default for DetectorParams {
             season: 0,
             long_window: 72,
             quiet_period: 0,
+            shift_allowance: CUSUM_ALLOWANCE,
         }
     }
 }
@@ -163,6 +170,9 @@ impl DetectorParams {
         }
         if self.season > 100_000 {
             return bad("season", "must be at most 100000 samples");
+        }
+        if !(self.shift_allowance >= 0.0 && self.shift_allowance <= CUSUM_CLIP) {
+            return bad("shift_allowance", "must be in [0, 4]");
         }
         if self.long_window == 1 || self.long_window > self.memory {
             return bad("long_window", "must be 0 (off) or between 2 and memory");
@@ -426,10 +436,9 @@ impl MeanTest {
     }
 }
 
-/// Allowance of the shift test, in scale units (1.25 × the mean absolute deviation): only a
-/// persistent deviation beyond two of them accumulates (Page's CUSUM tuned for a shift of about
-/// four). Smaller allowances (0.5, 1, 1.5) caught more injected shifts but cost false positives
-/// on the NAB corpus (docs/anomaly.md).
+/// Default allowance of the shift test ([`DetectorParams::shift_allowance`]), in scale units
+/// (1.25 × the mean absolute deviation): only a persistent deviation beyond two of them
+/// accumulates (Page's CUSUM tuned for a shift of about four).
 const CUSUM_ALLOWANCE: f64 = 2.0;
 
 /// Largest standardised residual the shift test takes in, in scale units: one huge spike is the
@@ -441,6 +450,8 @@ const CUSUM_CLIP: f64 = 4.0;
 /// of them is an alarm), so no alarm level has to be set per series.
 #[derive(Debug, Clone)]
 struct Cusum {
+    /// Allowance per sample, in scale units.
+    allowance: f64,
     /// Smoothing factor of the baseline and its scale.
     alpha: f64,
     reference: Option<f64>,
@@ -452,8 +463,9 @@ struct Cusum {
 }
 
 impl Cusum {
-    fn new(span: usize, memory: usize) -> Self {
+    fn new(span: usize, memory: usize, allowance: f64) -> Self {
         Self {
+            allowance,
             alpha: 1.0 / span.max(2) as f64,
             reference: None,
             scale: 0.0,
@@ -478,8 +490,8 @@ impl Cusum {
             CUSUM_CLIP.copysign(x - r)
         };
         (
-            (self.up + z - CUSUM_ALLOWANCE).max(0.0),
-            (self.down - z - CUSUM_ALLOWANCE).max(0.0),
+            (self.up + z - self.allowance).max(0.0),
+            (self.down - z - self.allowance).max(0.0),
         )
     }
 
@@ -559,6 +571,8 @@ pub struct Detector {
     longest_flat_run: usize,
     peak: f64,
     since_announce: usize,
+    /// Surprise of the last announced sample.
+    announced: f64,
     long: Option<MeanTest>,
     /// The accumulating test for small sustained shifts.
     cusum: Cusum,
@@ -592,7 +606,8 @@ impl Detector {
             longest_flat_run: 0,
             peak: 0.0,
             since_announce: usize::MAX,
-            cusum: Cusum::new(TREND_BLOCKS * p.trend_block, p.memory),
+            announced: 0.0,
+            cusum: Cusum::new(TREND_BLOCKS * p.trend_block, p.memory, p.shift_allowance),
             cusum_alarm: false,
             long: (p.long_window > 0).then(|| MeanTest::new(p.long_window, p.memory)),
             mean_hist: Ring::new(3 * p.season),
@@ -746,16 +761,17 @@ impl Detector {
                 .fold(0.0, f64::max);
         // Event suppression in surprise space, where values are not saturated: a sample is
         // announced in full only when it beats the (decaying) peak of the current incident.
-        // Within `quiet_period` samples of the last announcement, a bare record (surprise about
-        // 1) does not count as a new incident; only a larger one does.
+        // Within `quiet_period` samples of the last announcement the bar does not decay below
+        // the announced surprise: only a larger departure is a new incident.
         let bar = if self.since_announce < self.p.quiet_period {
-            self.peak.max(1.0 + RECORD_MARGIN)
+            self.peak.max(self.announced)
         } else {
             self.peak
         };
         self.since_announce = self.since_announce.saturating_add(1);
         if combined > bar {
             self.since_announce = 0;
+            self.announced = combined;
         }
         let announced = if combined > bar {
             combined
@@ -1182,6 +1198,42 @@ mod tests {
         assert!(vs.iter().all(|v| v.evidence.raw_score >= 0.3));
     }
 
+    /// A chain of near-records (each value a little above the last) is one incident: within
+    /// the quiet period it alerts once, while a larger departure still gets through.
+    #[test]
+    fn a_quiet_period_should_announce_a_chain_of_near_records_once() {
+        let run = |quiet_period: usize| {
+            let mut d = Detector::new(
+                DetectorParams {
+                    quiet_period,
+                    ..DetectorParams::default()
+                }
+                .check()
+                .unwrap(),
+            );
+            let mut n = Noise(43);
+            warmed(&mut d, &mut n, 2000);
+            let chain: Vec<Verdict> = (0..60)
+                .map(|i| d.observe(60.5 + 0.4 * f64::from(i) + 0.2 * n.next()))
+                .collect();
+            let far = d.observe(200.0);
+            (
+                chain.iter().filter(|v| v.score >= ALERT_THRESHOLD).count(),
+                far,
+            )
+        };
+        let (loud, _) = run(0);
+        let (quiet, far) = run(72);
+        assert!(quiet >= 1, "the chain was not announced at all");
+        assert!(quiet <= 2, "{quiet} alerts with a quiet period");
+        assert!(
+            loud > quiet,
+            "{loud} alerts without a quiet period, {quiet} with"
+        );
+        assert!(far.score >= ALERT_THRESHOLD, "{far:?}");
+        assert_eq!(far.kind, Some(AnomalyKind::Burst));
+    }
+
     #[test]
     fn non_finite_samples_should_score_zero_and_not_be_learnt() {
         let mut d = detector();
@@ -1365,6 +1417,13 @@ mod tests {
                     ..Default::default()
                 },
             ),
+            (
+                "shift_allowance",
+                DetectorParams {
+                    shift_allowance: f64::NAN,
+                    ..Default::default()
+                },
+            ),
         ];
         for (field, p) in cases {
             let e = p.check().unwrap_err();
@@ -1461,6 +1520,7 @@ mod tests {
                         season,
                         long_window: if long < 2 { 0 } else { long.min(memory) },
                         quiet_period: season,
+                        shift_allowance: damping * 3.0,
                     }
                 },
             )
