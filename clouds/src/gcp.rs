@@ -621,6 +621,12 @@ fn request_id(parts: &[&str]) -> String {
 /// count is refused.
 const COUNT_TAG: &str = "predictive-count";
 
+/// Label recording the purchase option a launch asked for (`on_demand` or `spot`). The
+/// instance's effective model cannot stand for it: a spot instance template makes the
+/// instances of an on-demand launch spot, so a token's on-demand re-send of a spot launch
+/// would look the same as the launch.
+const PURCHASE_TAG: &str = "predictive-purchase";
+
 fn launch_name(token: &str, i: u32) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in token.bytes() {
@@ -1014,6 +1020,7 @@ impl CloudProvider for GcpProvider {
         })?;
         let mut tags = request.all_tags();
         tags.insert(COUNT_TAG.into(), request.count.to_string());
+        tags.insert(PURCHASE_TAG.into(), request.purchase.as_str().to_owned());
         let labels: serde_json::Map<String, Value> = tags
             .into_iter()
             .map(|(k, v)| (k.to_lowercase(), json!(v.to_lowercase())))
@@ -1023,9 +1030,14 @@ impl CloudProvider for GcpProvider {
             let name = launch_name(request.token.as_str(), i);
             match self.instance(op, &zone, &name).await {
                 Ok(existing) => {
+                    let same_purchase = match existing.tags.get(PURCHASE_TAG) {
+                        Some(asked) => asked == request.purchase.as_str(),
+                        // Launched before the label existed: a spot request needs a spot
+                        // instance (a spot template makes spot instances of either option).
+                        None => !request.purchase.is_spot() || existing.purchase.is_spot(),
+                    };
                     let same = existing.instance_type == request.instance_type
-                        // A spot template makes spot instances of an on-demand launch.
-                        && (!request.purchase.is_spot() || existing.purchase.is_spot())
+                        && same_purchase
                         && existing.tags.get(OWNER_TAG).map(String::as_str)
                             == Some(request.owner.as_str())
                         && existing.tags.get(COUNT_TAG) == Some(&request.count.to_string());

@@ -189,6 +189,63 @@ async fn gcp_adapter_should_follow_the_port_on_the_compute_fake() {
     assert_eq!(p.prices().await.unwrap_err().kind(), ErrorKind::Unsupported);
 }
 
+/// A spot instance template makes the instances of an on-demand launch spot; the token is still
+/// bound to the option the launch asked for (the `predictive-purchase` label), not to what the
+/// instance turned out to be.
+#[tokio::test]
+async fn gcp_tokens_should_be_bound_to_the_requested_purchase_option_with_a_spot_template() {
+    use predictive_clouds::PurchaseOption;
+    let fake = fake(FaultPlan::none()).await;
+    fake.state
+        .lock()
+        .unwrap()
+        .add_spot_template("spot-tpl", "e2-standard-2");
+    let mut p = GcpParams::new(PROJECT, ZONE);
+    p.endpoint = Some(fake.endpoint.clone());
+    p.credentials = GcpCredentials::Anonymous;
+    p.poll_interval = Duration::from_millis(1);
+    p.instance_template = Some(format!(
+        "projects/{PROJECT}/global/instanceTemplates/spot-tpl"
+    ));
+    let p = GcpProvider::with_sleep(p.check().unwrap(), Arc::new(TokioSleep))
+        .await
+        .unwrap();
+    let token = |t: &str| IdempotencyToken::new(t).unwrap();
+
+    let on_demand = LaunchRequest::new(token("od-1"), owner(), "e2-small", 1);
+    let first = p.launch(&on_demand).await.unwrap();
+    assert_eq!(
+        first[0].purchase,
+        PurchaseOption::Spot,
+        "the template decides"
+    );
+    assert_eq!(
+        first[0].tags.get("predictive-purchase").map(String::as_str),
+        Some("on_demand")
+    );
+    let again = p.launch(&on_demand).await.unwrap();
+    assert_eq!(
+        again[0].id, first[0].id,
+        "the same request is the same launch"
+    );
+    let err = p
+        .launch(&on_demand.clone().with_purchase(PurchaseOption::Spot))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+
+    let spot = LaunchRequest::new(token("spot-1"), owner(), "e2-small", 1)
+        .with_purchase(PurchaseOption::Spot);
+    let launched = p.launch(&spot).await.unwrap();
+    assert_eq!(p.launch(&spot).await.unwrap()[0].id, launched[0].id);
+    let err = p
+        .launch(&spot.clone().with_purchase(PurchaseOption::OnDemand))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+    assert_eq!(fake.state.lock().unwrap().labelled(OWNER_TAG, "team-a"), 2);
+}
+
 #[tokio::test]
 async fn gcp_errors_should_map_injected_faults_onto_retryable_kinds() {
     let mut plan = FaultPlan::at(1.0, 5);
@@ -218,13 +275,7 @@ async fn gcp_errors_should_map_injected_faults_onto_retryable_kinds() {
 
 async fn conformance_run(plan: FaultPlan, seed: u64) {
     use predictive_clouds::conformance::{run_some, Scenario};
-    // Known gap: the adapter accepts an on-demand re-send of a spot launch's token (a spot
-    // instance template makes on-demand launches spot), which the spot scenario refuses; it
-    // needs the requested option recorded on the instance. Until then the scenario is left out.
-    let scenarios: Vec<Scenario> = Scenario::ALL
-        .into_iter()
-        .filter(|s| *s != Scenario::SpotLaunch)
-        .collect();
+    let scenarios = Scenario::ALL.to_vec();
     let fake = fake(plan).await;
     fake.state
         .lock()

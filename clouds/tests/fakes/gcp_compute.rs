@@ -147,6 +147,17 @@ impl ComputeState {
         );
     }
 
+    /// Adds an instance template whose instances are Spot VMs (`scheduling.provisioningModel:
+    /// SPOT`): an insert that sends no `scheduling` of its own gets the template's.
+    pub fn add_spot_template(&mut self, name: &str, machine_type: &str) {
+        self.add_template(name, machine_type);
+        if let Some(t) = self.templates.get_mut(name) {
+            t["properties"]["scheduling"] = json!({"provisioningModel": "SPOT",
+                "instanceTerminationAction": "DELETE", "automaticRestart": false,
+                "onHostMaintenance": "TERMINATE"});
+        }
+    }
+
     /// Adds a zonal (`zones/Z`) or regional (`regions/R`) group with `size` running members.
     pub fn add_group(&mut self, scope: &str, name: &str, template: &str, size: u64) {
         let key = format!("{scope}/{name}");
@@ -539,12 +550,18 @@ async fn handle(State(state): State<Arc<Mutex<ComputeState>>>, req: Request) -> 
                 return err(StatusCode::BAD_REQUEST, "invalid");
             }
             let template = q.get("sourceInstanceTemplate").cloned().unwrap_or_default();
-            if !st
-                .templates
-                .contains_key(template.rsplit('/').next().unwrap_or(""))
-            {
+            let Some(tpl) = st.templates.get(template.rsplit('/').next().unwrap_or("")) else {
                 return err(StatusCode::BAD_REQUEST, "invalid");
-            }
+            };
+            // The body's fields override the template's; without its own `scheduling` the
+            // instance gets the template's.
+            let scheduling = if scheduling.is_null() {
+                tpl.pointer("/properties/scheduling")
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            } else {
+                scheduling
+            };
             let key = ((*zone).to_owned(), name.clone());
             let seen = rid.is_some_and(|r| st.request_ids.contains_key(r));
             if !seen && st.vms.contains_key(&key) {
