@@ -586,6 +586,27 @@ impl AzureProvider {
         Ok(to_instance(&body, group))
     }
 
+    /// Polls a VM that is being deleted until it is gone (`None`) or no longer deleting
+    /// (`Some`, the VM as seen), within the long-running operation deadline.
+    async fn wait_gone(&self, op: Operation, vm: &VmRef) -> Result<Option<Instance>> {
+        let deadline = Instant::now() + self.p().lro_timeout;
+        loop {
+            if Instant::now() >= deadline {
+                return Err(CloudError::new(op, ErrorKind::Timeout)
+                    .with_detail("the vm's delete did not finish in time"));
+            }
+            self.sleep.sleep(self.p().poll_interval).await;
+            match self.vm(op, vm).await {
+                Err(e) if e.is_not_found() => return Ok(None),
+                // A poll is a read: a transient failure is polled again.
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return Err(e),
+                Ok(seen) if seen.state == InstanceState::Terminated => {}
+                Ok(seen) => return Ok(Some(seen)),
+            }
+        }
+    }
+
     /// Sends a VM action once (deallocate, start, delete…) and waits for it.
     async fn act(&self, op: Operation, resp: azcore::Response) -> Result<()> {
         let raw = Self::raw(op, resp).await?;
@@ -1155,7 +1176,14 @@ impl CloudProvider for AzureProvider {
         let vm = self.vm_ref(op, id)?;
         let mut current = self.vm(op, &vm).await?;
         if current.state == InstanceState::Terminated {
-            return Ok(current);
+            // A delete is running, sent by an earlier attempt whose answer was lost (or by
+            // someone else): wait for it as for our own, so that a terminated answer means the
+            // VM is gone and a caller that stops here leaves nothing behind.
+            match self.wait_gone(op, &vm).await? {
+                None => return Ok(current),
+                // The delete did not take (the VM is back): send ours.
+                Some(back) => current = back,
+            }
         }
         let resp = match &vm {
             VmRef::Standalone { rg, name } => self
