@@ -56,12 +56,21 @@ fn read_cases(path: &PathBuf) -> anyhow::Result<Vec<SizeSpec>> {
     Ok(out)
 }
 
-/// CPU time this thread has run, in ms (Linux `/proc/thread-self/schedstat`; None elsewhere).
+/// CPU time this thread has run, in ms: the per-thread CPU clock
+/// (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, nanosecond resolution) on Linux, None elsewhere.
 /// Reported next to the wall time so that a solve time can be judged on a loaded machine.
+/// (`/proc/thread-self/schedstat`, used before, only advances at scheduler ticks and context
+/// switches, so most short solves read 0.)
+#[cfg(target_os = "linux")]
 fn thread_cpu_ms() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: f64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(ns / 1e6)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Some(t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6)
+}
+
+/// CPU time this thread has run: not measured outside Linux.
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_ms() -> Option<f64> {
+    None
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
