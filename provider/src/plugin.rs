@@ -147,8 +147,7 @@ pub async fn serve<P: ProviderDef>(def: P, opts: ServeOpts) -> Result<(), Error>
 /// the client certificate Terraform passed in `PLUGIN_CLIENT_CERT`.
 fn tls_config(client_pem: &str) -> Result<(rustls::ServerConfig, Vec<u8>), Error> {
     let client_der = pem_to_der(client_pem).ok_or(Error::BadClientCertificate)?;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(Error::CertificateFailed)?;
+    let key = ServerKey::generate().map_err(Error::CertificateFailed)?;
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()])
         .map_err(Error::CertificateFailed)?;
     params
@@ -169,7 +168,12 @@ fn tls_config(client_pem: &str) -> Result<(rustls::ServerConfig, Vec<u8>), Error
     ];
     let cert = params.self_signed(&key).map_err(Error::CertificateFailed)?;
     let der = cert.der().to_vec();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // ring does the server's side of the handshake (key exchange, signatures, randomness) and
+    // aws-lc checks the client's P-521 signatures, which ring cannot.
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.signature_verification_algorithms =
+        rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+    let provider = Arc::new(provider);
     let verifier = Arc::new(PinnedClientCert {
         der: client_der,
         provider: provider.clone(),
@@ -180,11 +184,56 @@ fn tls_config(client_pem: &str) -> Result<(rustls::ServerConfig, Vec<u8>), Error
         .with_client_cert_verifier(verifier)
         .with_single_cert(
             vec![CertificateDer::from(der.clone())],
-            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            PrivateKeyDer::Pkcs8(key.pkcs8.clone().into()),
         )
         .map_err(Error::TlsConfigFailed)?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok((cfg, der))
+}
+
+/// The server's P-256 key, held by ring, so that generating it, signing the certificate and
+/// signing in the TLS handshake draw on the operating system's randomness. aws-lc would first
+/// seed its own generator from CPU jitter, about 60 ms of CPU in each of the three provider
+/// processes a `terraform plan` starts.
+struct ServerKey {
+    pkcs8: Vec<u8>,
+    pair: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+}
+
+impl ServerKey {
+    fn generate() -> Result<ServerKey, rcgen::Error> {
+        let alg = &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+        let rng = ring::rand::SystemRandom::new();
+        let doc = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng)
+            .map_err(|_| rcgen::Error::RingUnspecified)?;
+        let pair = ring::signature::EcdsaKeyPair::from_pkcs8(alg, doc.as_ref(), &rng)
+            .map_err(|e| rcgen::Error::RingKeyRejected(e.to_string()))?;
+        Ok(ServerKey {
+            pkcs8: doc.as_ref().to_vec(),
+            pair,
+            rng,
+        })
+    }
+}
+
+impl rcgen::PublicKeyData for ServerKey {
+    fn der_bytes(&self) -> &[u8] {
+        use ring::signature::KeyPair as _;
+        self.pair.public_key().as_ref()
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+impl rcgen::SigningKey for ServerKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.pair
+            .sign(&self.rng, msg)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|_| rcgen::Error::RingUnspecified)
+    }
 }
 
 fn pem_to_der(pem: &str) -> Option<Vec<u8>> {

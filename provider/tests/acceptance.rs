@@ -81,13 +81,7 @@ fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
     );
 
     // Apply, then an empty plan.
-    tf.ok(&[
-        "apply",
-        "-input=false",
-        "-auto-approve",
-        "-no-color",
-        "tfplan",
-    ]);
+    tf.apply_plan();
     let st = tf.state_json();
     let applied = &resource(&st["values"]["root_module"], "predictive_clone.web")["values"];
     assert_eq!(applied["id"], "clone-web");
@@ -133,13 +127,7 @@ fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
     terminate_one(&state, "clone-web");
     let plan = tf.plan_json();
     assert_eq!(actions(&plan, "predictive_clone.web"), vec!["update"]);
-    tf.ok(&[
-        "apply",
-        "-input=false",
-        "-auto-approve",
-        "-no-color",
-        "tfplan",
-    ]);
+    tf.apply_plan();
     assert_eq!(
         live_instances(&state, "clone-web") as i64,
         count,
@@ -151,13 +139,7 @@ fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
     tf.write(&clone_tf(&state, "web", "0.5", ""));
     let plan = tf.plan_json();
     assert_eq!(actions(&plan, "predictive_clone.web"), vec!["update"]);
-    tf.ok(&[
-        "apply",
-        "-input=false",
-        "-auto-approve",
-        "-no-color",
-        "tfplan",
-    ]);
+    tf.apply_plan();
     let after = tf.state_json();
     let v = &resource(&after["values"]["root_module"], "predictive_clone.web")["values"];
     assert_eq!(v["id"], "clone-web");
@@ -178,13 +160,7 @@ fn terraform_should_plan_apply_import_update_replace_and_destroy_a_clone() {
         acts.contains(&"delete".to_string()) && acts.contains(&"create".to_string()),
         "{acts:?}"
     );
-    tf.ok(&[
-        "apply",
-        "-input=false",
-        "-auto-approve",
-        "-no-color",
-        "tfplan",
-    ]);
+    tf.apply_plan();
     let after = tf.state_json();
     assert_eq!(
         resource(&after["values"]["root_module"], "predictive_clone.web")["values"]["id"],

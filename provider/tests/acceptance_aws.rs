@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{resource, terraform_bin, Tf};
+use common::{assert_absent, instance_ids, resource, terraform_bin, Tf};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -117,6 +117,17 @@ fn live_instances(moto: &Moto, owner: &str) -> Vec<String> {
 const SECRET: &str = "moto-secret-5f1c9e0d";
 
 fn main_tf(state: &std::path::Path, moto: &Moto, image: &str, max_count: u32) -> String {
+    clone_tf(state, moto, image, max_count, "on-demand")
+}
+
+/// The configuration of one clone whose allocation may only use `purchase`.
+fn clone_tf(
+    state: &std::path::Path,
+    moto: &Moto,
+    image: &str,
+    max_count: u32,
+    purchase: &str,
+) -> String {
     format!(
         r#"
 terraform {{
@@ -146,7 +157,7 @@ resource "predictive_clone" "web" {{
   }}
   clouds    = ["aws"]
   regions   = ["us-east-1"]
-  purchase_options = ["on-demand"]
+  purchase_options = ["{purchase}"]
   max_count = {max_count}
 }}
 "#,
@@ -192,27 +203,19 @@ fn terraform_should_provision_and_release_a_clone_on_ec2_in_moto() {
     assert!(count >= 1, "{alloc:?}");
     assert!(live_instances(&moto, "clone-web").is_empty());
 
-    tf.ok(&[
-        "apply",
-        "-input=false",
-        "-auto-approve",
-        "-no-color",
-        "tfplan",
-    ]);
+    tf.apply_plan();
     let st = tf.state_json();
     let applied = &resource(&st["values"]["root_module"], "predictive_clone.web")["values"];
-    let mut ids: Vec<String> = applied["instance_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
+    let ids = instance_ids(applied);
     assert_eq!(ids.len() as i64, count);
     assert_eq!(
         live_instances(&moto, "clone-web"),
         ids,
         "the instances in state are the ones running in moto"
+    );
+    assert!(
+        lifecycles(&moto, "clone-web").is_empty(),
+        "on-demand lines launch on-demand instances"
     );
     // The instance types launched are the planned ones.
     let xml = ec2(
@@ -249,26 +252,102 @@ fn terraform_should_provision_and_release_a_clone_on_ec2_in_moto() {
     );
 
     // The secret key never reaches the state, the provider's state store or the logs.
-    for f in [
+    let files = [
         tf.dir.join("terraform.tfstate"),
         tf.dir.join("terraform.tfstate.backup"),
         state.clone(),
         log.clone(),
-    ] {
-        if let Ok(bytes) = std::fs::read(&f) {
-            let text = String::from_utf8_lossy(&bytes);
-            assert!(
-                !text.contains(SECRET),
-                "the secret key leaked into {}",
-                f.display()
-            );
-        }
-    }
+    ];
+    assert_absent(&files, SECRET, "the secret key");
     assert!(
         std::fs::metadata(&log)
             .map(|m| m.len() > 0)
             .unwrap_or(false),
         "terraform wrote its trace log"
+    );
+}
+
+/// The `instanceLifecycle` values moto reports for `owner`'s live instances: EC2 gives one per
+/// spot instance (`spot`) and none for an on-demand one.
+fn lifecycles(moto: &Moto, owner: &str) -> Vec<String> {
+    let xml = ec2(
+        moto,
+        &[
+            ("Action", "DescribeInstances"),
+            ("Filter.1.Name", "tag:predictive-owner"),
+            ("Filter.1.Value.1", owner),
+            ("Filter.2.Name", "instance-state-name"),
+            ("Filter.2.Value.1", "pending"),
+            ("Filter.2.Value.2", "running"),
+        ],
+    );
+    xml_values(&xml, "instanceLifecycle")
+}
+
+#[test]
+fn a_spot_only_clone_should_run_as_spot_instances_in_moto() {
+    let Some(bin) = terraform_bin() else { return };
+    let Some(moto) = start_moto() else { return };
+    let images = ec2(&moto, &[("Action", "DescribeImages")]);
+    let image = xml_values(&images, "imageId")
+        .into_iter()
+        .next()
+        .expect("moto lists an image");
+    let mut tf = Tf::new(bin);
+    tf.env = vec![("TF_VAR_aws_secret".into(), SECRET.into())];
+    let state = tf.dir.join(".predictive/state.db");
+    tf.write(&clone_tf(&state, &moto, &image, 20, "spot"));
+    tf.ok(&["init", "-input=false", "-no-color"]);
+
+    // Sizing uses the catalog's spot prices (moto's are not real) and only spot is allowed.
+    let plan = tf.plan_json();
+    let planned = &resource(
+        &plan["planned_values"]["root_module"],
+        "predictive_clone.web",
+    )["values"];
+    let alloc = planned["allocation"].as_array().expect("sized at plan");
+    assert!(!alloc.is_empty());
+    assert!(
+        alloc
+            .iter()
+            .all(|a| a["purchase"] == "spot" && a["cloud"] == "aws" && a["region"] == "us-east-1"),
+        "{alloc:?}"
+    );
+    let count: i64 = alloc.iter().map(|a| a["count"].as_i64().unwrap()).sum();
+
+    tf.apply_plan();
+    let st = tf.state_json();
+    let applied = &resource(&st["values"]["root_module"], "predictive_clone.web")["values"];
+    assert!(
+        applied["allocation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["purchase"] == "spot"),
+        "the state's allocation says spot: {applied}"
+    );
+    let ids = instance_ids(applied);
+    assert_eq!(ids.len() as i64, count);
+    assert_eq!(
+        live_instances(&moto, "clone-web"),
+        ids,
+        "the instances in state are the ones running in moto"
+    );
+    let life = lifecycles(&moto, "clone-web");
+    assert!(
+        life.len() == ids.len() && life.iter().all(|l| l == "spot"),
+        "every instance is InstanceLifecycle spot: {life:?} for {ids:?}"
+    );
+    assert_eq!(
+        tf.plan_exit_code(),
+        0,
+        "a plan right after apply is empty (spot instances match the spot lines)"
+    );
+
+    tf.ok(&["destroy", "-input=false", "-auto-approve", "-no-color"]);
+    assert!(
+        live_instances(&moto, "clone-web").is_empty(),
+        "destroy releases every spot instance"
     );
 }
 

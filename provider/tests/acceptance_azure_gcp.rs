@@ -13,7 +13,7 @@ mod common;
 #[allow(dead_code, unused_imports, unreachable_pub, missing_docs)]
 mod fakes;
 
-use common::{resource, terraform_bin, Tf};
+use common::{assert_absent, instance_ids, resource, terraform_bin, Tf};
 use predictive_clouds::{CloudProvider, Owner};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -26,6 +26,25 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// `(id, type)` of `owner`'s live instances in `adapter`.
+fn live_instances(
+    rt: &tokio::runtime::Runtime,
+    adapter: &dyn CloudProvider,
+    owner: &Owner,
+) -> Vec<(String, String)> {
+    rt.block_on(adapter.list_instances(owner))
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.state.is_live())
+        .map(|i| {
+            (
+                i.id.as_str().to_string(),
+                i.instance_type.as_str().to_string(),
+            )
+        })
+        .collect()
 }
 
 fn catalog() -> String {
@@ -81,22 +100,10 @@ fn lifecycle(
     assert!(planned["hourly_cost"].as_f64().unwrap() > 0.0, "{planned}");
     assert!(live().is_empty(), "nothing before apply");
 
-    tf.ok(&[
-        "apply",
-        "-input=false",
-        "-auto-approve",
-        "-no-color",
-        "tfplan",
-    ]);
+    tf.apply_plan();
     let st = tf.state_json();
     let applied = &resource(&st["values"]["root_module"], "predictive_clone.web")["values"];
-    let mut ids: Vec<String> = applied["instance_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
+    let ids = instance_ids(applied);
     let now = live();
     let mut live_ids: Vec<String> = now.iter().map(|(i, _)| i.clone()).collect();
     live_ids.sort();
@@ -214,19 +221,7 @@ provider "predictive" {{
             AzureProvider::new(p.check().unwrap()).unwrap()
         };
         let owner = Owner::new("clone-web").unwrap();
-        let live = || {
-            rt.block_on(adapter.list_instances(&owner))
-                .unwrap()
-                .into_iter()
-                .filter(|i| i.state.is_live())
-                .map(|i| {
-                    (
-                        i.id.as_str().to_string(),
-                        i.instance_type.as_str().to_string(),
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
+        let live = || live_instances(&rt, &adapter, &owner);
 
         let mut tf = Tf::new(bin);
         let log = tf.dir.join("terraform.log");
@@ -246,26 +241,14 @@ provider "predictive" {{
             0
         );
 
-        for f in [
+        let files = [
             tf.dir.join("terraform.tfstate"),
             tf.dir.join("terraform.tfstate.backup"),
             state.clone(),
             log.clone(),
-        ] {
-            if let Ok(bytes) = std::fs::read(&f) {
-                let text = String::from_utf8_lossy(&bytes);
-                assert!(
-                    !text.contains(SECRET),
-                    "the secret leaked into {}",
-                    f.display()
-                );
-                assert!(
-                    !text.contains(TOKEN),
-                    "the token leaked into {}",
-                    f.display()
-                );
-            }
-        }
+        ];
+        assert_absent(&files, SECRET, "the secret");
+        assert_absent(&files, TOKEN, "the token");
 
         // A refused sign-in is a diagnostic on client_secret, without the secret.
         tf.env = vec![("TF_VAR_client_secret".into(), "wrong-secret-31f".into())];
@@ -327,19 +310,7 @@ provider "predictive" {{
             GcpProvider::new(p.check().unwrap()).await.unwrap()
         });
         let owner = Owner::new("clone-web").unwrap();
-        let live = || {
-            rt.block_on(adapter.list_instances(&owner))
-                .unwrap()
-                .into_iter()
-                .filter(|i| i.state.is_live())
-                .map(|i| {
-                    (
-                        i.id.as_str().to_string(),
-                        i.instance_type.as_str().to_string(),
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
+        let live = || live_instances(&rt, &adapter, &owner);
         let tf = Tf::new(bin);
         let state = tf.dir.join(".predictive/state.db");
         tf.write(&main_tf(&state, &fake.endpoint, "pred-tpl"));
@@ -359,5 +330,61 @@ provider "predictive" {{
         ));
         let out = tf.fails(&["plan", "-input=false", "-no-color"]);
         assert!(out.contains("gcp.zone"), "{out}");
+    }
+
+    /// A service-account key whose `private_key` is not a PEM key, with a marker to look for.
+    const BAD_KEY_MARK: &str = "KEY-MATERIAL-9c4e2a";
+
+    #[test]
+    fn a_bad_service_account_key_should_be_a_diagnostic_on_gcp_credentials_without_the_key() {
+        let Some(bin) = terraform_bin() else { return };
+        let rt = runtime();
+        let fake = rt.block_on(gcp_compute::start(FaultPlan::none()));
+        let mut tf = Tf::new(bin);
+        let log = tf.dir.join("terraform.log");
+        let key = format!(
+            r#"{{"type":"service_account","project_id":"{PROJECT}","private_key_id":"k1","private_key":"{BAD_KEY_MARK}","client_email":"sa@{PROJECT}.iam.gserviceaccount.com","token_uri":"https://oauth2.googleapis.com/token"}}"#
+        );
+        tf.env = vec![
+            ("TF_VAR_gcp_key".into(), key),
+            ("TF_LOG".into(), "TRACE".into()),
+            ("TF_LOG_PATH".into(), log.display().to_string()),
+        ];
+        let state = tf.dir.join(".predictive/state.db");
+        let config = main_tf(&state, &fake.endpoint, "pred-tpl")
+            .replace(
+                "    anonymous         = true\n",
+                "    credentials       = var.gcp_key\n",
+            )
+            .replace(
+                "provider \"predictive\" {",
+                "variable \"gcp_key\" {\n  type      = string\n  sensitive = true\n}\nprovider \"predictive\" {",
+            );
+        assert!(
+            config.contains("credentials       = var.gcp_key"),
+            "{config}"
+        );
+        tf.write(&config);
+        tf.ok(&["init", "-input=false", "-no-color"]);
+        let out = tf.fails(&["plan", "-input=false", "-no-color"]);
+        assert!(out.contains("gcp.credentials"), "{out}");
+        assert!(out.contains("private_key"), "names the field: {out}");
+        assert!(!out.contains(BAD_KEY_MARK), "{out}");
+        let out = tf.fails(&["apply", "-input=false", "-auto-approve", "-no-color"]);
+        assert!(out.contains("gcp.credentials"), "{out}");
+        assert!(!out.contains(BAD_KEY_MARK), "{out}");
+        let files = [
+            tf.dir.join("terraform.tfstate"),
+            tf.dir.join("terraform.tfstate.backup"),
+            state.clone(),
+            log.clone(),
+        ];
+        assert_absent(&files, BAD_KEY_MARK, "the service-account key");
+        assert!(
+            std::fs::metadata(&log)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false),
+            "terraform wrote its trace log"
+        );
     }
 }

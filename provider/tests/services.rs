@@ -521,13 +521,7 @@ resource "predictive_clone" "copy" {{
             "predictive_clone.copy",
         )["values"]
             .clone();
-        tf.ok(&[
-            "apply",
-            "-input=false",
-            "-auto-approve",
-            "-no-color",
-            "tfplan",
-        ]);
+        tf.apply_plan();
         assert_eq!(tf.plan_exit_code(), 0, "a plan right after apply is empty");
         (tf, v)
     })

@@ -13,7 +13,7 @@ use crate::framework::modifiers::{
 use crate::framework::schema::{NestedBlock, Nesting, Validator};
 use crate::framework::server::Resource;
 use crate::framework::{AttrPath, Attribute, Block, Diagnostics, Schema};
-use crate::value::{json, Type, Value};
+use crate::value::{json, Number, Type, Value};
 use async_trait::async_trait;
 use predictive_clouds::{IdempotencyToken, InstanceId, LaunchRequest, Owner, PurchaseOption};
 use predictive_engine::cost::{self, Cloud, Purchase, Sizing, SizingParams};
@@ -29,6 +29,9 @@ pub const APP_TYPES: &[&str] = &["web", "api", "batch", "stream", "ml", "databas
 /// The resource type.
 #[derive(Debug, Default)]
 pub struct CloneResource;
+
+/// Computed attributes that hold non-integer numbers (see [`computed_number`]).
+const COMPUTED_NUMBERS: &[&str] = &["demand", "allocation", "hourly_cost", "monthly_cost"];
 
 /// A name usable as the owner label of the clone's instances.
 #[derive(Debug, Clone, Copy)]
@@ -121,7 +124,7 @@ pub fn schema() -> Schema {
                 Attribute::computed("allocation", Type::list(allocation_type()), "The chosen allocation, most expensive line first; `hourly_cost` is for all `count` instances (USD)."),
                 Attribute::computed("hourly_cost", Type::Number, "Total list price of the allocation, USD per hour."),
                 Attribute::computed("monthly_cost", Type::Number, "Total list price of the allocation, USD per month (730 hours)."),
-                Attribute::computed("sizing_explanation", Type::String, "Why this allocation: the binding constraints and the next-best alternative."),
+                Attribute::computed("sizing_explanation", Type::String, "Why this allocation: the demand it covers (the quantile's demand plus the safety margin), whether it is proven cheapest, the binding constraints and the next-best alternative."),
                 Attribute::computed("provisioned_count", Type::Number, "Instances running for this clone; differs from the allocation when capacity drifted, which the next plan corrects."),
                 Attribute::computed("instance_ids", Type::list(Type::String), "Ids of the clone's live instances."),
             ],
@@ -265,9 +268,10 @@ fn sizing_error_path(e: &sizing::Error) -> AttrPath {
 #[derive(Debug, Clone)]
 struct Computed {
     demand: DemandForecast,
-    quantile: f64,
     sizing: Sizing,
     params: SizingParams,
+    /// How much of the demand a shared budget serves, when less than all of it.
+    budget_note: Option<String>,
 }
 
 /// Runs the sizing of a clone whose inputs are known; `None` with diagnostics on failure.
@@ -339,9 +343,9 @@ async fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option
     match sizing {
         Ok(s) => Some(Computed {
             demand,
-            quantile,
             sizing: s,
             params,
+            budget_note: None,
         }),
         Err(e) => {
             report(e, diags);
@@ -366,7 +370,6 @@ fn budgeted(
         }
         return None;
     };
-    let quantile = v.get("quantile").as_f64().unwrap_or(0.95);
     let role = v.get("user_role").as_str().unwrap_or("normal");
     let weight = match budget.get("priorities") {
         Value::Map(m) => m.get(role).and_then(Value::as_f64),
@@ -418,15 +421,18 @@ fn budgeted(
         Ok(p) => {
             let mine = p.workloads.into_iter().find(|w| w.name == name)?;
             match mine.sizing {
-                Some(mut s) => {
-                    if mine.served < 1.0 {
-                        s.explanation.summary = format!("{} Budget {budget_id}: {:.0}% of the demand is served (priority {priority}).", s.explanation.summary, mine.served * 100.0);
-                    }
+                Some(s) => {
+                    let budget_note = (mine.served < 1.0).then(|| {
+                        format!(
+                            "Budget {budget_id}: {:.0}% of the demand is served (priority {priority}).",
+                            mine.served * 100.0
+                        )
+                    });
                     Some(Computed {
                         demand,
-                        quantile,
                         sizing: s,
                         params,
+                        budget_note,
                     })
                 }
                 None => {
@@ -477,10 +483,10 @@ fn set_computed(plan: &mut Value, c: &Computed) {
                 .iter()
                 .map(|(l, d)| {
                     Value::object([
-                        ("quantile", Value::number(*l)),
-                        ("cpu", Value::number(round(d.cpu))),
-                        ("mem_gib", Value::number(round(d.mem_gib))),
-                        ("gpu", Value::number(round(d.gpu))),
+                        ("quantile", computed_number(*l)),
+                        ("cpu", computed_number(d.cpu)),
+                        ("mem_gib", computed_number(d.mem_gib)),
+                        ("gpu", computed_number(d.gpu)),
                     ])
                 })
                 .collect(),
@@ -499,32 +505,68 @@ fn set_computed(plan: &mut Value, c: &Computed) {
                         ("instance_type", Value::string(&a.instance_type)),
                         ("count", Value::number(f64::from(a.count))),
                         ("purchase", Value::string(a.purchase.as_str())),
-                        ("hourly_cost", Value::number(round(a.hourly_cost))),
+                        ("hourly_cost", computed_number(a.hourly_cost)),
                     ])
                 })
                 .collect(),
         ),
     );
-    plan.set(
-        "hourly_cost",
-        Value::number(round(c.sizing.total_hourly_cost)),
-    );
-    plan.set(
-        "monthly_cost",
-        Value::number(round(c.sizing.total_monthly_cost)),
-    );
-    // The engine's summary names the binding constraints and the next-best alternative.
-    let expl = format!(
-        "Forecast model {}; provisioned at the {} quantile. {}",
-        c.demand.model, c.quantile, c.sizing.explanation.summary
-    );
-    plan.set("sizing_explanation", Value::string(expl));
+    plan.set("hourly_cost", computed_number(c.sizing.total_hourly_cost));
+    plan.set("monthly_cost", computed_number(c.sizing.total_monthly_cost));
+    plan.set("sizing_explanation", Value::string(explanation(c)));
     plan.set(
         "provisioned_count",
         Value::number(f64::from(
             c.sizing.allocation.iter().map(|a| a.count).sum::<u32>(),
         )),
     );
+}
+
+/// `sizing_explanation`: what the allocation covers, how sure the optimum is, the binding
+/// constraints and the next-best alternative, from the engine's explanation. It leaves out what
+/// other attributes already show (model, quantile, allocation lines, costs), which keeps plans of
+/// many clones short to print and to store.
+fn explanation(c: &Computed) -> String {
+    let s = &c.sizing;
+    let e = &s.explanation;
+    let d = &s.demand;
+    let mut out = format!("Covers cpu {}, mem {} GiB", round(d.cpu), round(d.mem_gib));
+    if d.gpu > 0.0 {
+        out.push_str(&format!(", gpu {}", round(d.gpu)));
+    }
+    if d.network_gbps > 0.0 {
+        out.push_str(&format!(", network {} Gbit/s", round(d.network_gbps)));
+    }
+    out.push_str(&format!(
+        " (demand at the quantile plus safety margin); cheapest of {} offers",
+        e.candidates
+    ));
+    if e.optimal {
+        out.push_str(", proven optimal");
+    } else {
+        let gap = (s.effective_hourly_cost / e.lower_bound.max(1e-12) - 1.0) * 100.0;
+        out.push_str(&format!(", within {gap:.2} % of the lower bound"));
+    }
+    let binding = if e.binding.is_empty() {
+        "none".to_string()
+    } else {
+        e.binding.join(", ")
+    };
+    out.push_str(&format!("; binding: {binding}."));
+    match &e.next_best {
+        Some(alt) => out.push_str(&format!(" Next best, {}.", alt.description)),
+        None => {
+            // The engine says so when no allocation without the main type meets the constraints.
+            if let Some(i) = e.summary.find(" No allocation without ") {
+                out.push_str(&e.summary[i..]);
+            }
+        }
+    }
+    if let Some(note) = &c.budget_note {
+        out.push(' ');
+        out.push_str(note);
+    }
+    out
 }
 
 /// A real cloud's adapter acts in one cloud and one region: every allocation line must be
@@ -567,6 +609,42 @@ async fn sized(ctx: &Configured, plan: &Value, diags: &mut Diagnostics) -> Optio
 /// decimal text is what Terraform stores, so the same sizing always yields the same state.
 fn round(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+/// A computed number, rounded by [`round`]: an integer when it is one, otherwise a float64.
+///
+/// Terraform holds a float64 from the provider as a 53-bit number, which it encodes, compares
+/// and prints far more cheaply than the 512-bit number it parses from decimal text (a plan of
+/// many clones spends much of its CPU formatting those). The state file keeps the shortest
+/// decimal text of the float64, which Terraform reads back at 512 bits: [`keep_prior_numbers`]
+/// then plans the prior value itself, so an unchanged sizing still plans no diff.
+fn computed_number(x: f64) -> Value {
+    match Number::from_f64(round(x)) {
+        n @ Number::Int(_) => Value::Number(n),
+        _ => Value::Number(Number::Float(round(x))),
+    }
+}
+
+/// Replaces each number of `planned` that equals (as a decimal) the number at the same place in
+/// `prior` by the prior's own form, so that Terraform, which compares numbers bit for bit,
+/// sees the unchanged value it holds rather than the same decimal at another precision.
+fn keep_prior_numbers(planned: &mut Value, prior: &Value) {
+    match (planned, prior) {
+        (Value::Number(a), Value::Number(b)) if a == b => *a = b.clone(),
+        (Value::List(a), Value::List(b)) => {
+            for (x, y) in a.iter_mut().zip(b) {
+                keep_prior_numbers(x, y);
+            }
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, x) in a.iter_mut() {
+                if let Some(y) = b.get(k) {
+                    keep_prior_numbers(x, y);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// What an allocation line's purchase option launches as.
@@ -657,6 +735,13 @@ impl Resource<Configured> for CloneResource {
             return;
         };
         set_computed(plan, &c);
+        if let Some(p) = prior {
+            for attr in COMPUTED_NUMBERS {
+                let mut v = plan.get(attr).clone();
+                keep_prior_numbers(&mut v, p.get(attr));
+                plan.set(attr, v);
+            }
+        }
         if !check_placement(ctx, plan, diags) {
             return;
         }

@@ -316,10 +316,11 @@ async fn open_azure(config: &ProviderConfig, diags: &mut Diagnostics) -> Option<
 }
 
 /// The Compute Engine adapter from the `gcp` block: project, zone, endpoint override, instance
-/// template and credentials (Application Default Credentials, or none for an emulator).
+/// template and credentials (a service-account key, Application Default Credentials, or none
+/// for an emulator).
 #[cfg(feature = "gcp")]
 async fn open_gcp(config: &ProviderConfig, diags: &mut Diagnostics) -> Option<DynProvider> {
-    use predictive_clouds::gcp::{GcpCredentials, GcpParams, GcpProvider};
+    use predictive_clouds::gcp::{GcpCredentials, GcpParams, GcpProvider, GcpServiceAccountKey};
     let settings = config.clouds.get("gcp").cloned().unwrap_or_default();
     let Some(project) = setting_or_env(&settings, "project", "GOOGLE_CLOUD_PROJECT") else {
         diags.attr_error(
@@ -338,20 +339,43 @@ async fn open_gcp(config: &ProviderConfig, diags: &mut Diagnostics) -> Option<Dy
             format!("projects/{project}/global/instanceTemplates/{t}")
         }
     });
-    if settings.values.get("anonymous").map(String::as_str) == Some("true") {
+    let anonymous = settings.values.get("anonymous").map(String::as_str) == Some("true");
+    let key = settings.values.get("credentials");
+    if anonymous && key.is_some() {
+        diags.attr_error(
+            AttrPath::root("gcp").index(0).attr("credentials"),
+            "Conflicting gcp credentials",
+            "gcp.credentials: set either credentials (a service-account key) or anonymous = true, not both",
+        );
+        return None;
+    }
+    if anonymous {
         params.credentials = GcpCredentials::Anonymous;
     }
+    if let Some(k) = key {
+        params.credentials =
+            GcpCredentials::ServiceAccountKey(GcpServiceAccountKey::new(k.clone()));
+    }
     let built = match params.check() {
-        Ok(valid) => GcpProvider::new(valid).await.map_err(|e| error_chain(&e)),
-        Err(e) => Err(error_chain(&e)),
+        Ok(valid) => GcpProvider::new(valid).await,
+        Err(e) => Err(e),
     };
     match built {
         Ok(p) => Some(Arc::new(p)),
+        // The adapter's key errors name a field or a JSON position, never the key's text.
+        Err(e @ predictive_clouds::gcp::Error::ServiceAccountKey { .. }) => {
+            diags.attr_error(
+                AttrPath::root("gcp").index(0).attr("credentials"),
+                "Invalid gcp credentials",
+                format!("gcp.credentials: {}", error_chain(&e)),
+            );
+            None
+        }
         Err(e) => {
             diags.attr_error(
                 AttrPath::root("gcp").index(0),
                 "Invalid gcp block",
-                format!("gcp: {e}"),
+                format!("gcp: {}", error_chain(&e)),
             );
             None
         }

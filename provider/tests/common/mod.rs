@@ -132,6 +132,17 @@ impl Tf {
         serde_json::from_str(&self.ok(&["show", "-json", "tfplan"])).unwrap()
     }
 
+    /// Applies the plan that [`Tf::plan_json`] saved to `tfplan`.
+    pub fn apply_plan(&self) -> String {
+        self.ok(&[
+            "apply",
+            "-input=false",
+            "-auto-approve",
+            "-no-color",
+            "tfplan",
+        ])
+    }
+
     /// The state as JSON.
     pub fn state_json(&self) -> Json {
         serde_json::from_str(&self.ok(&["show", "-json"])).unwrap()
@@ -176,4 +187,30 @@ pub fn actions(plan: &Json, address: &str) -> Vec<String> {
         .iter()
         .map(|a| a.as_str().unwrap().to_string())
         .collect()
+}
+
+/// The `instance_ids` of a `predictive_clone`'s values, sorted.
+pub fn instance_ids(values: &Json) -> Vec<String> {
+    let mut ids: Vec<String> = values["instance_ids"]
+        .as_array()
+        .expect("instance_ids is a list")
+        .iter()
+        .map(|v| v.as_str().expect("an instance id").to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Asserts that `needle` (a secret, called `what` in the failure) appears in none of `files`
+/// that exist.
+pub fn assert_absent(files: &[PathBuf], needle: &str, what: &str) {
+    for f in files {
+        if let Ok(bytes) = std::fs::read(f) {
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(needle),
+                "{what} leaked into {}",
+                f.display()
+            );
+        }
+    }
 }
