@@ -123,6 +123,12 @@ pub struct SimConfig {
     /// billing existed load with the defaults.
     #[serde(default)]
     pub billing: SimBilling,
+    /// Spot interruptions per instance-hour of running: each spot instance is reclaimed
+    /// (terminated, as EC2 does for a one-time spot request) after an exponentially distributed
+    /// running time with this rate, drawn when it starts running. 0 (the default) never
+    /// interrupts. The 2-minute notice is not modelled. See [`SimConfig::spot_per_month`].
+    #[serde(default)]
+    pub spot_interruptions_per_hour: f64,
 }
 
 impl Default for SimConfig {
@@ -143,6 +149,7 @@ impl Default for SimConfig {
             terminated_retention: Duration::from_secs(3600),
             vcpu_quota: None,
             billing: SimBilling::default(),
+            spot_interruptions_per_hour: 0.0,
         }
     }
 }
@@ -158,6 +165,19 @@ impl SimConfig {
             jitter: 0.0,
             ..SimConfig::default()
         }
+    }
+
+    /// Spot interruptions given as the share of spot instances reclaimed in a month of
+    /// running (the way the AWS Spot Instance Advisor states its "frequency of interruption"
+    /// bands, e.g. 0.05–0.10), at `hours_per_month` hours a month: sets
+    /// [`spot_interruptions_per_hour`](Self::spot_interruptions_per_hour).
+    pub fn spot_per_month(mut self, share: f64, hours_per_month: f64) -> Self {
+        self.spot_interruptions_per_hour = if share > 0.0 && hours_per_month > 0.0 {
+            share / hours_per_month
+        } else {
+            0.0
+        };
+        self
     }
 
     /// Replaces the catalog with the offers of a price table.
@@ -324,6 +344,9 @@ pub struct LedgerEntry {
     pub compute_dollars: f64,
     /// Dollars of storage (root volume and RAM image).
     pub storage_dollars: f64,
+    /// Whether the cloud reclaimed it (a spot interruption) rather than the owner ending it.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 impl LedgerEntry {
@@ -344,6 +367,7 @@ impl LedgerEntry {
             seconds: StateSeconds::default(),
             compute_dollars: 0.0,
             storage_dollars: 0.0,
+            interrupted: false,
         }
     }
 
@@ -457,6 +481,10 @@ struct SimInstance {
     /// The state it reaches, and when.
     transition: Option<(InstanceState, SystemTime)>,
     terminated_at: Option<SystemTime>,
+    /// When a running spot instance is reclaimed (see
+    /// [`SimConfig::spot_interruptions_per_hour`]).
+    #[serde(default)]
+    interrupt_at: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -489,6 +517,9 @@ pub struct SimState {
     /// The bill of every instance ever created, kept after the instance is forgotten.
     #[serde(default)]
     ledger: BTreeMap<InstanceId, LedgerEntry>,
+    /// Spot instances reclaimed so far.
+    #[serde(default)]
+    interruptions: u64,
 }
 
 impl SimState {
@@ -503,6 +534,7 @@ impl SimState {
             tokens: BTreeMap::new(),
             capacity: Vec::new(),
             ledger: BTreeMap::new(),
+            interruptions: 0,
         }
     }
 
@@ -608,6 +640,24 @@ impl SimState {
         Some(e.as_of(now, rates.as_ref(), &self.config.billing))
     }
 
+    /// When a spot instance that starts running at `at` will be reclaimed: an exponential
+    /// draw at the configured rate; `None` for on-demand instances or a zero rate (no draw is
+    /// taken then, so on-demand runs keep their sequence).
+    fn interruption_after(&mut self, id: &InstanceId, at: SystemTime) -> Option<SystemTime> {
+        let rate = self.config.spot_interruptions_per_hour;
+        let spot = self
+            .instances
+            .get(id)
+            .is_some_and(|i| i.instance.purchase == PurchaseOption::Spot);
+        if !(spot && rate > 0.0 && rate.is_finite()) {
+            return None;
+        }
+        // u in (0, 1]: -ln(u) is an Exp(1) draw.
+        let u = ((self.draw() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let hours = -u.ln() / rate;
+        Some(at + Duration::from_secs_f64((hours * 3600.0).min(1e12)))
+    }
+
     /// The requested location if the sim has it, the first one when none is requested.
     fn location(&self, op: Operation, requested: Option<&str>) -> Result<String> {
         match requested {
@@ -701,6 +751,7 @@ impl SimState {
             },
             transition: Some((InstanceState::Running, now + boot)),
             terminated_at: None,
+            interrupt_at: None,
         };
         self.ledger
             .insert(id.clone(), LedgerEntry::new(&inst.instance, now));
@@ -722,6 +773,7 @@ impl SimState {
                 i.instance.state = InstanceState::Terminated;
                 i.transition = None;
                 i.terminated_at = Some(now);
+                i.interrupt_at = None;
             }
         }
     }
@@ -750,9 +802,33 @@ impl SimState {
         for (id, to, at, hibernated) in due {
             // Billed at the instant the transition happened, not when someone looked.
             self.bill_transition(&id, at, to, hibernated);
+            let reclaim = if to == InstanceState::Running {
+                self.interruption_after(&id, at)
+            } else {
+                None
+            };
             if let Some(i) = self.instances.get_mut(&id) {
                 i.instance.state = to;
                 i.transition = None;
+                i.interrupt_at = reclaim;
+            }
+        }
+        // Spot interruptions due by now, at the instant they happened.
+        let reclaimed: Vec<(InstanceId, SystemTime)> = self
+            .instances
+            .values()
+            .filter_map(|i| match i.interrupt_at {
+                Some(at) if at <= now && i.instance.state == InstanceState::Running => {
+                    Some((i.instance.id.clone(), at))
+                }
+                _ => None,
+            })
+            .collect();
+        for (id, at) in reclaimed {
+            self.terminate(at, &id);
+            self.interruptions += 1;
+            if let Some(e) = self.ledger.get_mut(&id) {
+                e.interrupted = true;
             }
         }
         let retention = self.config.terminated_retention;
@@ -977,6 +1053,12 @@ impl SimCloud {
                 limit,
             });
         }
+    }
+
+    /// Spot instances the sim has reclaimed so far (see
+    /// [`SimConfig::spot_interruptions_per_hour`]).
+    pub fn interruptions(&self) -> u64 {
+        self.settled().0.interruptions
     }
 
     /// Total instances ever created (by launches and by groups): the "no duplicate" witness of
@@ -1252,6 +1334,7 @@ impl CloudProvider for SimCloud {
                 i.instance.state = InstanceState::Stopping;
                 i.instance.hibernated = mode == StopMode::Hibernate;
                 i.transition = Some((InstanceState::Stopped, now + delay));
+                i.interrupt_at = None;
             }
             InstanceState::Stopping | InstanceState::Stopped => {}
             state @ (InstanceState::Pending | InstanceState::Terminated) => {
@@ -1614,6 +1697,11 @@ mod tests {
     /// A sim with one type, `x1` (2 vCPUs, 8 GiB, $0.36/h on demand, spot at 35 %: $0.126/h),
     /// no jitter, boot 60 s, stop 30 s, start 30 s, resume 10 s, default billing.
     fn billed_sim() -> (SimCloud, ManualClock) {
+        billed_sim_with(|c| c)
+    }
+
+    /// [`billed_sim`] with its configuration changed by `f`.
+    fn billed_sim_with(f: impl FnOnce(SimConfig) -> SimConfig) -> (SimCloud, ManualClock) {
         let config = SimConfig {
             catalog: vec![SimOffer::new("x1", 2, 8192, 0.36)],
             boot_delay: Duration::from_secs(60),
@@ -1623,7 +1711,7 @@ mod tests {
             jitter: 0.0,
             ..SimConfig::default()
         };
-        SimCloud::with_manual_clock(config)
+        SimCloud::with_manual_clock(f(config))
     }
 
     fn x1(token: &str) -> LaunchRequest {
@@ -1762,6 +1850,78 @@ mod tests {
         assert!((e.dollars() - 0.03).abs() < 1e-12, "{}", e.dollars());
         let back = SimCloud::restore(cloud.snapshot(), Arc::new(clock.clone()));
         assert_eq!(back.ledger(), cloud.ledger());
+    }
+
+    /// Spot instances are reclaimed at the configured rate (terminated at the drawn instant,
+    /// billed up to it, marked `interrupted`); on-demand ones never are; a hibernated spot
+    /// instance is not reclaimed while stopped; the same seed gives the same interruptions.
+    #[tokio::test]
+    async fn spot_instances_should_be_reclaimed_at_the_configured_rate_and_on_demand_never() {
+        async fn run(seed: u64) -> (Vec<Option<SystemTime>>, u64, SimCloud) {
+            let (cloud, clock) = billed_sim_with(|c| SimConfig {
+                seed,
+                ..c.spot_per_month(730.0, 730.0)
+            });
+            let t0 = clock.now();
+            let mut spot = Vec::new();
+            for k in 0..40 {
+                let r = x1(&format!("s{k}")).with_purchase(PurchaseOption::Spot);
+                spot.push(cloud.launch(&r).await.unwrap()[0].id.clone());
+            }
+            let od = cloud.launch(&x1("od")).await.unwrap()[0].id.clone();
+            // One interruption per running hour on average: after 10 hours nearly all are gone.
+            clock.set(t0 + Duration::from_secs(10 * 3600));
+            let ends: Vec<Option<SystemTime>> = spot
+                .iter()
+                .map(|id| cloud.ledger_entry(id).unwrap().terminated_at)
+                .collect();
+            for (id, end) in spot.iter().zip(&ends) {
+                let e = cloud.ledger_entry(id).unwrap();
+                assert_eq!(e.interrupted, end.is_some());
+                if let Some(end) = end {
+                    assert_eq!(e.state, InstanceState::Terminated);
+                    // Billed while running (60 s boot not billed), up to the reclaim instant.
+                    let ran = end.duration_since(t0 + Duration::from_secs(60)).unwrap();
+                    assert!((e.seconds.running - ran.as_secs_f64().max(60.0)).abs() < 1e-6);
+                }
+            }
+            let o = cloud.ledger_entry(&od).unwrap();
+            assert!(!o.interrupted && o.state == InstanceState::Running);
+            (ends, cloud.interruptions(), cloud)
+        }
+        let (ends, n, _) = run(7).await;
+        assert_eq!(n as usize, ends.iter().filter(|e| e.is_some()).count());
+        // P(survive 10 h) = e^-10 each: at least 38 of 40 reclaimed is overwhelmingly likely,
+        // and the mean life is about an hour.
+        assert!(n >= 38, "{n} of 40 reclaimed");
+        let (again, _, _) = run(7).await;
+        assert_eq!(ends, again, "same seed, same interruptions");
+        let (other, _, _) = run(8).await;
+        assert_ne!(ends, other);
+
+        // Stopped (hibernated) spot instances are not reclaimed; the clock restarts on resume.
+        let (cloud, clock) = billed_sim_with(|c| c.spot_per_month(730.0, 730.0));
+        let t0 = clock.now();
+        let r = x1("h").with_purchase(PurchaseOption::Spot);
+        let id = cloud.launch(&r).await.unwrap()[0].id.clone();
+        clock.set(t0 + Duration::from_secs(61));
+        if cloud.ledger_entry(&id).unwrap().state == InstanceState::Running {
+            cloud.stop_instance(&id, StopMode::Hibernate).await.unwrap();
+            clock.set(t0 + Duration::from_secs(100 * 3600));
+            let e = cloud.ledger_entry(&id).unwrap();
+            assert_eq!(e.state, InstanceState::Stopped);
+            assert!(!e.interrupted);
+        }
+        // Without a rate nothing is reclaimed.
+        let (cloud, clock) = billed_sim();
+        let r = x1("none").with_purchase(PurchaseOption::Spot);
+        let id = cloud.launch(&r).await.unwrap()[0].id.clone();
+        clock.advance(Duration::from_secs(1000 * 3600));
+        assert_eq!(
+            cloud.ledger_entry(&id).unwrap().state,
+            InstanceState::Running
+        );
+        assert_eq!(cloud.interruptions(), 0);
     }
 
     proptest! {

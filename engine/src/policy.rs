@@ -25,6 +25,7 @@
 pub mod budget;
 pub mod clone;
 pub mod online;
+pub mod purchase;
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -235,6 +235,113 @@ impl ValidEconomics {
     }
 }
 
+impl ValidEconomics {
+    /// The same economics with a promotion worth `factor` times as much (clamped to
+    /// `[0, 1]`): what [`PoolRecord::factor`] makes of the stated value when the pool's own
+    /// record says its promotions avoid less than the rule expects.
+    pub fn discounted(&self, factor: f64) -> ValidEconomics {
+        let f = if factor.is_finite() {
+            factor.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        ValidEconomics(EconomicsParams {
+            value_per_shortfall_minute: self.0.value_per_shortfall_minute * f,
+            ..self.0.clone()
+        })
+    }
+}
+
+/// The pool's own running record of what it bought and what it paid, so the keep and top-up
+/// rules hold out of sample: a rule priced on one set of series keeps paying only if, on the
+/// series at hand, its promotions avoid as much shortfall as it expects.
+///
+/// Every step the shell adds the dollars of shortfall the pool's promotions avoided in that
+/// step (shortfall minutes that would have happened had the promoted units been booted cold,
+/// valued at the stated price) and the dollars the pool was billed. Both sums decay with a
+/// half-life of `memory` steps, so an old record is forgotten and a pool that stopped paying
+/// gets tried again later. [`pay_ratio`](Self::pay_ratio) is value over cost, shrunk toward 1
+/// by `prior` dollars on each side (a young record trusts the rule);
+/// [`factor`](Self::factor) is that ratio capped at 1: the share of the stated value the
+/// rules use ([`ValidEconomics::discounted`]). A pool that pays keeps the full value; one that
+/// does not shrinks toward no pool as the evidence grows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PoolRecord {
+    value: f64,
+    cost: f64,
+    prior: f64,
+    keep: f64,
+}
+
+impl PoolRecord {
+    /// An empty record with `prior` dollars of pseudo-evidence on each side (at least 0) and a
+    /// memory half-life of `memory` steps (infinite or non-positive: never forgets).
+    pub fn new(prior: f64, memory: f64) -> Self {
+        let keep = if memory.is_finite() && memory > 0.0 {
+            0.5f64.powf(1.0 / memory)
+        } else {
+            1.0
+        };
+        Self {
+            value: 0.0,
+            cost: 0.0,
+            prior: if prior.is_finite() {
+                prior.max(0.0)
+            } else {
+                0.0
+            },
+            keep,
+        }
+    }
+
+    /// Ends one step: the record decays by one step, then adds `avoided_value` dollars of
+    /// avoided shortfall and `cost` dollars billed (negative or non-finite amounts count as 0).
+    pub fn record(&mut self, avoided_value: f64, cost: f64) {
+        let clean = |x: f64| if x.is_finite() { x.max(0.0) } else { 0.0 };
+        self.value = self.value * self.keep + clean(avoided_value);
+        self.cost = self.cost * self.keep + clean(cost);
+    }
+
+    /// Decayed dollars of avoided shortfall.
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+
+    /// Decayed dollars billed.
+    pub fn cost(&self) -> f64 {
+        self.cost
+    }
+
+    /// `(value + prior) / (cost + prior)`: above 1 the pool pays for itself. 1 for an empty
+    /// record; with no prior and no cost, 1 as well.
+    pub fn pay_ratio(&self) -> f64 {
+        let (v, c) = (self.value + self.prior, self.cost + self.prior);
+        if c > 0.0 {
+            v / c
+        } else {
+            1.0
+        }
+    }
+
+    /// Whether the pool pays for itself on its record (`pay_ratio() >= 1`). A shell launches
+    /// new units into the pool only while it does: launching costs a boot at the running
+    /// price, the dearest thing the pool buys, and a pool that does not pay should shrink to
+    /// the units it keeps at scale-down (which cost their storage only) until its record says
+    /// otherwise.
+    pub fn pays(&self) -> bool {
+        self.pay_ratio() >= 1.0
+    }
+
+    /// The pay ratio capped at 1: the share of the stated value of a promotion the keep and
+    /// top-up rules should use.
+    ///
+    /// # Guarantees
+    /// In `[0, 1]`.
+    pub fn factor(&self) -> f64 {
+        self.pay_ratio().clamp(0.0, 1.0)
+    }
+}
+
 /// `P(X > x)` from a quantile forecast (`levels` increasing in (0, 1), `quantiles` their
 /// values): linear between quantiles, `1 − levels[0]` below the first, 0 above the last (the
 /// forecast says nothing beyond it, and the pool should not pay for it). Non-finite or
@@ -523,6 +630,49 @@ impl ShadowPool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn record_should_shrink_the_value_when_the_pool_does_not_pay_and_forget_it_later() {
+        let econ = EconomicsParams {
+            value_per_shortfall_minute: 0.02,
+            minutes_saved: 10.0,
+            ready_cost_per_step: 0.001,
+            launch_cost: 0.01,
+            max_share_of_active: 0.5,
+        }
+        .check()
+        .unwrap();
+        let mut r = PoolRecord::new(0.2, 100.0);
+        assert_eq!(r.factor(), 1.0, "a young record trusts the rule");
+        // The pool pays $0.01 a step and avoids nothing for 200 steps.
+        for _ in 0..200 {
+            r.record(0.0, 0.01);
+        }
+        let f = r.factor();
+        assert!(f < 0.2, "factor {f}");
+        let d = econ.discounted(f);
+        assert!(d.value_of_promotion() < 0.2 * econ.value_of_promotion());
+        assert!(d.keep_threshold(12.0) > econ.keep_threshold(12.0));
+        // A pool that avoids more than it costs keeps the full value.
+        let mut good = PoolRecord::new(0.2, 100.0);
+        for _ in 0..200 {
+            good.record(0.05, 0.01);
+        }
+        assert!(good.pay_ratio() > 1.0 && good.factor() == 1.0 && good.pays());
+        assert!(!r.pays());
+        // With nothing recorded the old evidence decays and the factor returns toward 1.
+        for _ in 0..2000 {
+            r.record(0.0, 0.0);
+        }
+        assert!(r.factor() > 0.99, "factor {}", r.factor());
+        // Bad amounts count as nothing; a never-forgetting record keeps its sums.
+        let mut z = PoolRecord::new(f64::NAN, f64::INFINITY);
+        z.record(f64::NAN, -1.0);
+        z.record(1.0, 2.0);
+        z.record(1.0, 2.0);
+        assert_eq!((z.value(), z.cost(), z.pay_ratio()), (2.0, 4.0, 0.5));
+        assert_eq!(econ.discounted(f64::NAN), econ);
+    }
 
     #[test]
     fn unit_should_live_half_life_times_log2_of_inverse_threshold() {

@@ -19,8 +19,9 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use predictive_clouds::sim::{SimBilling, SimOffer};
-use predictive_engine::cost::{size, Catalog, Cloud, Demand, Purchase, SizingParams};
+use predictive_engine::cost::{size, Catalog, Cloud, Demand, Purchase, SizingParams, SpotRisk};
 use predictive_engine::policy::budget::{BudgetShare, UnitBudget};
+use predictive_engine::policy::purchase::SpotSplit;
 use predictive_engine::policy::{AllocatorSettings, PolicyParams};
 use predictive_engine::series::Aggregation;
 use predictive_engine::shadow::ShadowParams;
@@ -125,6 +126,21 @@ pub(crate) struct Args {
     /// in order (or one for all). Default 0.
     #[arg(long)]
     floors: Option<String>,
+    /// Share (0..=1) of each step's units that may be bought as spot: the cost engine splits
+    /// the units between on-demand and spot (spot priced with its interruption risk) within
+    /// this cap. 0 (the default) buys on-demand only; above 0 each policy also runs
+    /// on-demand only so the report gives the bill with and without spot (port model).
+    #[arg(long, default_value_t = 0.0)]
+    spot_share_cap: f64,
+    /// Spot interruptions in the sim: the share of spot instances reclaimed per month of
+    /// running (default: the cost engine's AWS rate, 10 %, the upper edge of the Spot Instance
+    /// Advisor's "5-10 %" band). Also prices spot's risk in the split.
+    #[arg(long)]
+    spot_interruptions_per_month: Option<f64>,
+    /// Keep and top up pool units at the stated `--shortfall-value` only, without discounting
+    /// it by the pool's own record of avoided shortfall against its bill (port model).
+    #[arg(long)]
+    no_pool_record: bool,
     /// Seed of the sim cloud.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -162,6 +178,14 @@ struct Line<'a> {
     time_to_capacity_saved_minutes: Option<f64>,
     /// Dollars with the pool minus without it.
     dollars_vs_no_pool: Option<f64>,
+    /// The spot share cap of the run (0: on-demand only).
+    spot_share_cap: f64,
+    /// Spot interruptions per instance-month in the sim.
+    spot_interruptions_per_month: f64,
+    /// With spot allowed: the same run's dollars with on-demand only.
+    dollars_without_spot: Option<f64>,
+    /// With spot allowed: the same run's shortfall minutes with on-demand only.
+    shortfall_minutes_without_spot: Option<f64>,
     instances_requested: u64,
     sim_launches: u64,
     orphans: usize,
@@ -189,8 +213,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         "engine" => true,
         other => bail!("--model: `{other}` is not a model (expected `port` or `engine`)"),
     };
-    if engine_model && (policies != [PolicyKind::Predictive] || args.budget.is_some()) {
-        bail!("--model engine: runs the predictive policy only and takes no --budget; use --model port");
+    if engine_model
+        && (policies != [PolicyKind::Predictive]
+            || args.budget.is_some()
+            || args.spot_share_cap > 0.0)
+    {
+        bail!("--model engine: runs the predictive policy only and takes no --budget or --spot-share-cap; use --model port");
     }
     let step = parse_duration(&args.step)
         .with_context(|| format!("--step: cannot read `{}` as a duration", args.step))?;
@@ -208,6 +236,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         ("--storage-gib-month", args.storage_gib_month),
         ("--shortfall-value", args.shortfall_value),
         ("--pool-share", args.pool_share),
+        (
+            "--spot-interruptions-per-month",
+            args.spot_interruptions_per_month.unwrap_or(0.0),
+        ),
     ] {
         if !(v >= 0.0 && v.is_finite()) {
             bail!("{flag}: must be a non-negative number, got {v}");
@@ -233,7 +265,44 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             bail!("--budget: must be a positive amount per hour, got {b}");
         }
     }
+    if !(0.0..=1.0).contains(&args.spot_share_cap) {
+        bail!(
+            "--spot-share-cap: must lie in [0, 1], got {}",
+            args.spot_share_cap
+        );
+    }
     let unit = unit(&args)?;
+    let per_month = args
+        .spot_interruptions_per_month
+        .unwrap_or(SpotRisk::default().aws_per_month);
+    let spot = if args.spot_share_cap > 0.0 {
+        if unit.offer.spot_per_hour.is_none() {
+            bail!(
+                "--spot-share-cap: the catalog has no spot price for `{}` in `{}`",
+                unit.offer.info.name,
+                args.region
+            );
+        }
+        let risk = SpotRisk {
+            aws_per_month: per_month,
+            azure_per_month: per_month,
+            gcp_per_month: per_month,
+            ..SpotRisk::default()
+        };
+        Some(
+            SpotSplit::new(
+                &unit.catalog,
+                unit.cloud,
+                unit.offer.info.name.as_str(),
+                &args.region,
+                args.spot_share_cap,
+                risk,
+            )
+            .context("--spot-share-cap")?,
+        )
+    } else {
+        None
+    };
     let policy = PolicyParams::default()
         .lead(args.boot_delay)
         .check()
@@ -305,7 +374,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     let total: u64 = workloads.iter().map(|w| w.usage.len() as u64).sum::<u64>()
         * policies.len() as u64
-        * if shadow.is_some() { 2 } else { 1 };
+        * (u64::from(shadow.is_some()) + 1 + u64::from(spot.is_some()));
     let bar = progress_bar(total, "simulate");
     let mut done = 0u64;
     let mut plotted = false;
@@ -329,6 +398,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             shortfall_value: args.shortfall_value,
             pool_share: args.pool_share,
             seed: args.seed,
+            spot: spot.clone(),
+            spot_interruptions_per_month: per_month,
+            pool_record: !args.no_pool_record,
         };
         // Under a budget all traces run together on one cloud; otherwise one at a time.
         let groups: Vec<&[Workload]> = if budget.is_some() {
@@ -362,6 +434,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             let (main, secs) = with
                 .as_ref()
                 .map_or((&without, t_without), |(r, t)| (r, *t));
+            // With spot allowed, the same run (pool or not) with on-demand only.
+            let on_demand = match &spot {
+                Some(_) => {
+                    let cfg = ReplayConfig {
+                        spot: None,
+                        shadow: with.as_ref().and(shadow.clone()),
+                        ..cfg.clone()
+                    };
+                    Some(run_once(&cfg)?.0)
+                }
+                None => None,
+            };
             for (i, lane) in main.lanes.iter().enumerate() {
                 let base = with.as_ref().map(|_| &without.lanes[i]);
                 let line = Line {
@@ -374,6 +458,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                         b.mean_time_to_capacity_minutes - lane.mean_time_to_capacity_minutes
                     }),
                     dollars_vs_no_pool: base.map(|b| lane.dollars - b.dollars),
+                    spot_share_cap: args.spot_share_cap,
+                    spot_interruptions_per_month: per_month,
+                    dollars_without_spot: on_demand.as_ref().map(|r| r.lanes[i].dollars),
+                    shortfall_minutes_without_spot: on_demand
+                        .as_ref()
+                        .map(|r| r.lanes[i].shortfall_minutes),
                     instances_requested: main.instances_requested,
                     sim_launches: main.sim_launches,
                     orphans: main.orphans,
@@ -553,19 +643,25 @@ fn unit(args: &Args) -> anyhow::Result<Unit> {
                     .get(o.region_index as usize)
                     .is_some_and(|r| r.cloud == cloud && r.name == args.region)
         })
-        .and_then(|o| o.price(Purchase::OnDemand))
+        .map(|o| (o.price(Purchase::OnDemand), o.price(Purchase::Spot)))
+        .and_then(|(od, spot)| od.map(|od| (od, spot)))
         .with_context(|| {
             format!(
                 "--region: no on-demand price for `{name}` in `{}`",
                 args.region
             )
         })?;
-    let offer = SimOffer::new(
-        &name,
-        t.vcpu.round().max(1.0) as u32,
-        (t.mem_gib * 1024.0).round() as u64,
-        price,
-    );
+    let (price, spot_price) = price;
+    let offer = SimOffer {
+        // The catalog's spot price (none when it has none), not the sim's default share.
+        spot_per_hour: spot_price,
+        ..SimOffer::new(
+            &name,
+            t.vcpu.round().max(1.0) as u32,
+            (t.mem_gib * 1024.0).round() as u64,
+            price,
+        )
+    };
     Ok(Unit {
         offer,
         cloud,
@@ -640,6 +736,10 @@ fn run_engine(
             stops: 0,
             terminations: r.pool.released,
             refused_launches: 0,
+            spot_launches: 0,
+            interruptions: 0,
+            pool_avoided_minutes: 0.0,
+            pool_value_factor: 1.0,
             pool: r.pool,
             budget_cut_steps: 0,
             points: Vec::new(),
@@ -654,6 +754,10 @@ fn run_engine(
             time_to_capacity_saved_minutes: has_pool
                 .then_some(base.mean_time_to_capacity_minutes - r.mean_time_to_capacity_minutes),
             dollars_vs_no_pool: has_pool.then_some(r.dollars - base.dollars),
+            spot_share_cap: 0.0,
+            spot_interruptions_per_month: 0.0,
+            dollars_without_spot: None,
+            shortfall_minutes_without_spot: None,
             instances_requested: 0,
             sim_launches: 0,
             orphans: 0,
@@ -722,12 +826,30 @@ fn print_report(l: &Line<'_>) {
             " (--ready-fraction)"
         }
     );
+    if let Some(d) = l.dollars_without_spot {
+        println!(
+            "  spot               {:>12} launched as spot (cap {:.2}), {} interrupted at {:.2}/month; on-demand only: {:.2} dollars ({:+.2}), {:.0} shortfall minutes",
+            r.spot_launches,
+            l.spot_share_cap,
+            r.interruptions,
+            l.spot_interruptions_per_month,
+            d,
+            r.dollars - d,
+            l.shortfall_minutes_without_spot.unwrap_or(0.0)
+        );
+    }
     println!("  slack              {:>12.4}", r.slack);
     println!(
         "  shortfall minutes  {:>12.0}{}",
         r.shortfall_minutes,
         opt(l.shortfall_minutes_avoided, "", "avoided by the pool")
     );
+    if r.shadow_pool {
+        println!(
+            "  pool record        {:>12.0} minutes avoided (measured online), value factor {:.2}",
+            r.pool_avoided_minutes, r.pool_value_factor
+        );
+    }
     println!("  shortfall volume   {:>12.4}", r.shortfall_volume);
     println!(
         "  time to capacity   {:>12.2} min{}",

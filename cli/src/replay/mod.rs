@@ -59,9 +59,11 @@ use predictive_clouds::{
     Owner, PurchaseOption, StopMode,
 };
 use predictive_engine::policy::budget::UnitBudget;
+use predictive_engine::policy::purchase::SpotSplit;
 use predictive_engine::policy::{Allocator, AllocatorSettings, ValidPolicy};
 use predictive_engine::shadow::{
-    half_life_from_peaks, EconomicsParams, PoolStats, ShadowParams, ShadowPool, ValidShadow,
+    half_life_from_peaks, EconomicsParams, PoolRecord, PoolStats, ShadowParams, ShadowPool,
+    ValidShadow,
 };
 use predictive_engine::simulate::baselines::{allocate, Baseline, Geometry};
 use predictive_engine::simulate::replay::SimPoint;
@@ -198,6 +200,15 @@ pub(crate) struct ReplayConfig {
     pub(crate) pool_share: f64,
     /// Seed of the sim.
     pub(crate) seed: u64,
+    /// How each step's units are bought (on-demand and spot, through the cost engine); `None`
+    /// buys on-demand only.
+    pub(crate) spot: Option<SpotSplit>,
+    /// Spot interruptions in the sim: the share of spot instances reclaimed per month of
+    /// running (see [`SimConfig::spot_per_month`]).
+    pub(crate) spot_interruptions_per_month: f64,
+    /// Let the pool's own record of avoided shortfall against its bill discount the stated
+    /// value of a shortfall minute ([`PoolRecord`]).
+    pub(crate) pool_record: bool,
 }
 
 impl ReplayConfig {
@@ -221,6 +232,10 @@ impl ReplayConfig {
             },
             ..SimConfig::default()
         }
+        .spot_per_month(
+            self.spot_interruptions_per_month,
+            self.billing.hours_per_month,
+        )
     }
 }
 
@@ -272,6 +287,17 @@ pub(crate) struct LaneReport {
     pub(crate) terminations: u64,
     /// Launches the cloud refused for capacity or quota (asked again at the next step).
     pub(crate) refused_launches: u64,
+    /// Active instances launched as spot.
+    pub(crate) spot_launches: u64,
+    /// Spot instances the sim reclaimed while they were active (replaced by the loop).
+    pub(crate) interruptions: u64,
+    /// Shortfall minutes the pool's promotions avoided, as measured online: steps in which
+    /// usage exceeded the running capacity without the promoted units that would still have
+    /// been booting had they been launched cold, but not with them.
+    pub(crate) pool_avoided_minutes: f64,
+    /// The pool record's factor at the end (the share of the stated shortfall value the keep
+    /// and top-up rules used); 1 without a record.
+    pub(crate) pool_value_factor: f64,
     /// The pool's own counters (admitted, promoted, released, ready unit-steps).
     pub(crate) pool: PoolStats,
     /// Steps where a shared budget cut this lane below what its policy wanted.
@@ -320,6 +346,11 @@ struct Active {
     id: InstanceId,
     requested_at: SystemTime,
     running: bool,
+    /// Bought as spot.
+    spot: bool,
+    /// Promoted from the pool: the step before which a cold boot asked at the same time
+    /// would not yet run (its head start, for the pool's record).
+    head_start_until: Option<usize>,
 }
 
 struct Lane<'a> {
@@ -353,6 +384,15 @@ struct Lane<'a> {
     terminations: u64,
     cut_steps: u64,
     points: Vec<SimPoint>,
+    split: Option<SpotSplit>,
+    spot_launches: u64,
+    interruptions: u64,
+    record: Option<PoolRecord>,
+    /// Pool dollars charged since the record last took them.
+    pool_cost_pending: f64,
+    /// Dollars of shortfall the pool avoided in this step.
+    avoided_value: f64,
+    pool_avoided_minutes: f64,
 }
 
 /// The cloud side of a replay: the port (wrapped in the shared retry and metrics layers), the
@@ -388,6 +428,7 @@ impl Port {
 
     /// Launches `count` instances; an empty list when the cloud refuses for capacity or quota
     /// (the caller asks again later).
+    #[allow(clippy::too_many_arguments)]
     async fn launch(
         &mut self,
         owner: &Owner,
@@ -395,13 +436,14 @@ impl Port {
         step: usize,
         count: usize,
         t: &str,
+        purchase: PurchaseOption,
     ) -> Result<Option<Vec<InstanceId>>> {
         if count == 0 {
             return Ok(Some(Vec::new()));
         }
         let token = IdempotencyToken::new(format!("{owner}-{step}-{kind}"))
             .map_err(|e| ReplayError::Invalid(e.to_string()))?;
-        let req = LaunchRequest::new(token, owner.clone(), t, count as u32);
+        let req = LaunchRequest::new(token, owner.clone(), t, count as u32).with_purchase(purchase);
         let r = self
             .call(
                 || format!("launching {count} {t} for {owner}"),
@@ -517,6 +559,7 @@ impl Lane<'_> {
         let d = (now - before).max(0.0);
         if pool {
             self.shadow_dollars += d;
+            self.pool_cost_pending += d;
         } else {
             self.active_dollars += d;
         }
@@ -636,6 +679,10 @@ async fn run(
     .check()
     .map_err(|e| ReplayError::Invalid(e.to_string()))?;
     let lead = cfg.params.params().lead;
+    // A young pool record trusts the rule for one promotion's worth of dollars and forgets
+    // with a one-week half-life.
+    let record_prior = econ.value_of_promotion();
+    let record_memory = 7.0 * cfg.settings.day as f64;
     let geometry = Geometry {
         lead,
         warmup: cfg.warmup,
@@ -691,6 +738,14 @@ async fn run(
             terminations: 0,
             cut_steps: 0,
             points: Vec::with_capacity(w.usage.len()),
+            split: cfg.spot.clone(),
+            spot_launches: 0,
+            interruptions: 0,
+            record: (cfg.pool_record && cfg.shadow.is_some())
+                .then(|| PoolRecord::new(record_prior, record_memory)),
+            pool_cost_pending: 0.0,
+            avoided_value: 0.0,
+            pool_avoided_minutes: 0.0,
         });
     }
     let steps = workloads.iter().map(|w| w.usage.len()).max().unwrap_or(0);
@@ -715,6 +770,9 @@ async fn run(
                 }
                 lane.active_dollars = 0.0;
                 lane.shadow_dollars = 0.0;
+                lane.spot_launches = 0;
+                lane.interruptions = 0;
+                lane.pool_avoided_minutes = 0.0;
             }
         }
         let decided_at = start + step_len * s as u32;
@@ -759,11 +817,16 @@ async fn run(
         }
         for (lane, &u) in lanes.iter_mut().zip(&units) {
             if (u as usize) > lane.active.len() {
-                scale_up(lane, &mut port, s, decided_at, u as usize, &type_name).await?;
+                scale_up(lane, &mut port, s, decided_at, u as usize, &type_name, cfg).await?;
             }
         }
         let mut bill = active_bill(&lanes, price, ready_price);
         for ((lane, &u), peak) in lanes.iter_mut().zip(&units).zip(&peaks) {
+            // The stated value, discounted by what the pool's own record says it achieves.
+            let econ = match &lane.record {
+                Some(r) => econ.discounted(r.factor()),
+                None => econ.clone(),
+            };
             if let (Some((levels, row)), Some(pool)) = (peak, lane.pool.as_ref()) {
                 let p = pool.params().params();
                 let have = pool.len() + lane.warming.len();
@@ -776,7 +839,12 @@ async fn run(
                     p.half_life,
                     p.max_units,
                 );
-                let room = budget.map(|b| ((b.cap() - bill) / price).floor().max(0.0) as usize);
+                let mut room = budget.map(|b| ((b.cap() - bill) / price).floor().max(0.0) as usize);
+                // A pool whose record says it does not pay launches nothing new (it still
+                // refreshes the units it has).
+                if lane.record.as_ref().is_some_and(|r| !r.pays()) {
+                    room = Some(0);
+                }
                 top_up(lane, &mut port, s, want, room, &type_name, &mut bill, price).await?;
             }
             // The decay rule releases idle pool instances, and those that no longer pay for
@@ -795,6 +863,12 @@ async fn run(
                     }
                 }
             }
+            // The pool's record takes this step's avoided shortfall and bill.
+            if let Some(r) = lane.record.as_mut() {
+                r.record(lane.avoided_value, lane.pool_cost_pending);
+            }
+            lane.avoided_value = 0.0;
+            lane.pool_cost_pending = 0.0;
         }
         // The hourly bill as the lanes now stand (for the budget's peak).
         let bill = active_bill(&lanes, price, ready_price);
@@ -864,6 +938,10 @@ async fn run(
                 stops: l.stops,
                 terminations: l.terminations,
                 refused_launches: l.refused,
+                spot_launches: l.spot_launches,
+                interruptions: l.interruptions,
+                pool_avoided_minutes: l.pool_avoided_minutes,
+                pool_value_factor: l.record.map_or(1.0, |r| r.factor()),
                 pool: l.pool.as_ref().map(|p| p.stats()).unwrap_or_default(),
                 budget_cut_steps: l.cut_steps,
                 points: l.points,
@@ -980,6 +1058,9 @@ async fn observe_and_decide(
         }
     }
     for id in gone {
+        if s >= cfg.warmup && port.sim.ledger_entry(&id).is_some_and(|e| e.interrupted) {
+            lane.interruptions += 1;
+        }
         lane.settle(port, &id, false);
     }
     // Warm-up launches that have booted are stopped into the pool.
@@ -1030,6 +1111,23 @@ async fn observe_and_decide(
     let running = lane.active.iter().filter(|a| a.running).count();
     let cap = running as f64 * w.unit_capacity;
     let u = w.usage.get(s).copied();
+    // Promoted units still ahead of the cold boot they replaced: the shortfall they remove
+    // this step is what the pool avoided.
+    let ahead = lane
+        .active
+        .iter()
+        .filter(|a| a.running && a.head_start_until.is_some_and(|t| s < t))
+        .count();
+    if let Some(u) = u.filter(|u| u.is_finite()) {
+        let without = (running - ahead) as f64 * w.unit_capacity;
+        if ahead > 0 && u > without && u <= cap {
+            let minutes = cfg.step_seconds as f64 / 60.0;
+            lane.avoided_value += minutes * cfg.shortfall_value;
+            if s >= cfg.warmup {
+                lane.pool_avoided_minutes += minutes;
+            }
+        }
+    }
     let (mut lo, mut hi) = (f64::NAN, f64::NAN);
     while let Some(&(t, l, h)) = lane.band.front() {
         if t > s {
@@ -1115,12 +1213,42 @@ async fn scale_down(
         lane.terminations += 1;
         excess -= 1;
     }
-    while excess > 0 {
-        let a = lane
+    // Spot units beyond what the split wants for `units` go first, terminated (a one-time
+    // spot request cannot be stopped into the pool).
+    let target_spot = match lane.split.as_mut() {
+        Some(sp) => {
+            sp.split(units as u32)
+                .map_err(|e| ReplayError::Invalid(e.to_string()))?
+                .spot as usize
+        }
+        None => 0,
+    };
+    while excess > 0 && lane.active.iter().filter(|a| a.spot).count() > target_spot {
+        let i = lane
             .active
-            .pop()
-            .expect("excess is at most the active count");
+            .iter()
+            .rposition(|a| a.spot)
+            .expect("counted above");
+        let a = lane.active.remove(i);
+        port.terminate(&a.id, s).await?;
+        lane.settle(port, &a.id, false);
+        lane.terminations += 1;
         excess -= 1;
+    }
+    while excess > 0 {
+        let i = lane
+            .active
+            .iter()
+            .rposition(|a| !a.spot)
+            .unwrap_or(lane.active.len() - 1);
+        let a = lane.active.remove(i);
+        excess -= 1;
+        if a.spot {
+            port.terminate(&a.id, s).await?;
+            lane.settle(port, &a.id, false);
+            lane.terminations += 1;
+            continue;
+        }
         let fits = allowance.is_none_or(|a| a + 1e-9 >= ready_price);
         let key = match lane.pool.as_mut() {
             Some(pool) if fits => pool.admit_keys(1, s as u64).first().copied(),
@@ -1157,6 +1285,7 @@ async fn scale_up(
     decided_at: SystemTime,
     units: usize,
     t: &str,
+    cfg: &ReplayConfig,
 ) -> Result<()> {
     let mut need = units - lane.active.len();
     if let Some(pool) = lane.pool.as_mut() {
@@ -1171,6 +1300,8 @@ async fn scale_up(
                     id,
                     requested_at: decided_at,
                     running: false,
+                    spot: false,
+                    head_start_until: Some(s + cfg.boot_steps),
                 });
                 lane.starts += 1;
                 need -= 1;
@@ -1182,18 +1313,42 @@ async fn scale_up(
             }
         }
     }
-    let Some(ids) = port.launch(&lane.owner, "a", s, need, t).await? else {
-        lane.refused += 1;
-        return Ok(());
+    // What the split wants on spot for `units`, less the spot units already active.
+    let spot_need = match lane.split.as_mut() {
+        Some(sp) => {
+            let want = sp
+                .split(units as u32)
+                .map_err(|e| ReplayError::Invalid(e.to_string()))?
+                .spot as usize;
+            want.saturating_sub(lane.active.iter().filter(|a| a.spot).count())
+                .min(need)
+        }
+        None => 0,
     };
-    lane.launches += ids.len() as u64;
-    for id in ids {
-        lane.paid.insert(id.clone(), 0.0);
-        lane.active.push(Active {
-            id,
-            requested_at: decided_at,
-            running: false,
-        });
+    for (kind, n, spot) in [("s", spot_need, true), ("a", need - spot_need, false)] {
+        let purchase = if spot {
+            PurchaseOption::Spot
+        } else {
+            PurchaseOption::OnDemand
+        };
+        let Some(ids) = port.launch(&lane.owner, kind, s, n, t, purchase).await? else {
+            lane.refused += 1;
+            continue;
+        };
+        lane.launches += ids.len() as u64;
+        if spot {
+            lane.spot_launches += ids.len() as u64;
+        }
+        for id in ids {
+            lane.paid.insert(id.clone(), 0.0);
+            lane.active.push(Active {
+                id,
+                requested_at: decided_at,
+                running: false,
+                spot,
+                head_start_until: None,
+            });
+        }
     }
     Ok(())
 }
@@ -1223,7 +1378,10 @@ async fn top_up(
     if let Some(room) = room {
         n = n.min(room);
     }
-    let Some(ids) = port.launch(&lane.owner, "w", s, n, t).await? else {
+    let Some(ids) = port
+        .launch(&lane.owner, "w", s, n, t, PurchaseOption::OnDemand)
+        .await?
+    else {
         lane.refused += 1;
         return Ok(());
     };
