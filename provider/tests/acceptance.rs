@@ -225,6 +225,72 @@ fn live_instances(state_db: &Path, owner: &str) -> usize {
     list.iter().filter(|i| i.state.is_live()).count()
 }
 
+/// Several clones in one configuration: terraform applies them side by side in one provider
+/// process, each apply saves the sim cloud's state, and every clone's instances are in the saved
+/// state afterwards (the saves themselves are tested under contention in the provider's unit
+/// tests); destroy releases them all.
+#[test]
+fn terraform_should_apply_and_destroy_several_clones_at_once_on_the_sim() {
+    let Some(bin) = terraform_bin() else { return };
+    let tf = Tf::new(bin);
+    let state = tf.dir.join("state.db");
+    let mut main_tf = format!(
+        r#"
+terraform {{
+  required_providers {{
+    predictive = {{ source = "predictive/predictive" }}
+  }}
+}}
+provider "predictive" {{
+  state_path = "{}"
+}}
+"#,
+        state.display()
+    );
+    let names: Vec<String> = (0..8).map(|i| format!("many{i}")).collect();
+    for name in &names {
+        main_tf.push_str(&format!(
+            r#"
+resource "predictive_clone" "{name}" {{
+  name = "{name}"
+  source {{
+    cpu = {profile}
+  }}
+  clouds    = ["aws"]
+  max_count = 20
+}}
+"#,
+            profile = profile()
+        ));
+    }
+    tf.write(&main_tf);
+    tf.ok(&["init", "-input=false", "-no-color"]);
+    tf.ok(&["apply", "-input=false", "-auto-approve", "-no-color"]);
+    let st = tf.state_json();
+    for name in &names {
+        let v = &resource(
+            &st["values"]["root_module"],
+            &format!("predictive_clone.{name}"),
+        )["values"];
+        let count = v["provisioned_count"].as_i64().expect("provisioned_count");
+        assert!(count > 0, "{name}: {v}");
+        assert_eq!(
+            live_instances(&state, &format!("clone-{name}")) as i64,
+            count,
+            "{name}'s instances in the saved sim state"
+        );
+    }
+    assert_eq!(tf.plan_exit_code(), 0, "a plan right after apply is empty");
+    tf.ok(&["destroy", "-input=false", "-auto-approve", "-no-color"]);
+    for name in &names {
+        assert_eq!(
+            live_instances(&state, &format!("clone-{name}")),
+            0,
+            "{name} after destroy"
+        );
+    }
+}
+
 #[test]
 fn terraform_should_apply_the_quickstart_example_as_it_is() {
     let Some(bin) = terraform_bin() else { return };
