@@ -756,3 +756,44 @@ async fn a_new_workload_plans_on_its_clusters_shape_and_the_clusters_are_refitte
     ctl2.tick().await.unwrap();
     assert_eq!(ctl2.clusters().map(|c| c.at), Some(again.at));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_stored_clusters_are_fitted_again_without_stopping_the_tick() {
+    let cfg = fleet_config(&["d0", "d1"]);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    store
+        .put_fleet_state(crate::refit::CLUSTERS_KIND, "{\"not\":\"clusters\"}", 1)
+        .await
+        .unwrap();
+    let len = 3 * 288;
+    let day = square(len + 100);
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
+    ctl.set_refits_per_tick(8);
+    for w in &cfg.workloads {
+        let replay = seed_history(store.as_ref(), w.name(), &day, len).await;
+        ctl.upsert_with_source(w.clone(), replay, cloud.clone())
+            .await
+            .unwrap();
+    }
+    clock.advance(300);
+    let r = ctl
+        .tick()
+        .await
+        .expect("the tick runs past unreadable stored clusters");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.ok, 2);
+    ctl.refits_settled().await;
+    let fc = ctl
+        .clusters()
+        .expect("clusters fitted again after the refits");
+    assert_eq!(fc.profiles, 2);
+    let (stored, _) = store
+        .fleet_state(crate::refit::CLUSTERS_KIND)
+        .await
+        .unwrap()
+        .expect("clusters stored");
+    assert!(
+        !stored.contains("\"not\""),
+        "the unreadable copy is replaced: {stored}"
+    );
+}

@@ -333,12 +333,19 @@ impl Controller {
             return Ok(());
         }
         let stored = self.store.fleet_state(refit::CLUSTERS_KIND).await?;
-        let fc = refit::FleetClusters::decode(stored.as_ref().map(|(s, _)| s.as_str())).map_err(
-            |source| crate::store::Error::Corrupt {
-                what: "cold-start clusters",
-                source,
-            },
-        )?;
+        // The clusters are derived from the stored profiles: an unreadable copy is reported and
+        // re-fitted at the next refit instead of stopping every workload's tick.
+        let fc = match refit::FleetClusters::decode(stored.as_ref().map(|(s, _)| s.as_str())) {
+            Ok(fc) => fc,
+            Err(source) => {
+                let e = crate::store::Error::Corrupt {
+                    what: "cold-start clusters",
+                    source,
+                };
+                tracing::warn!(error = %e, "stored clusters ignored; they are fitted again");
+                None
+            }
+        };
         if let Some(fc) = fc {
             *self.clusters.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fc));
         }

@@ -143,11 +143,15 @@ pub async fn run(s: &dyn Store) {
     );
 
     // fleet state: replaced on its kind, with its time
-    assert_eq!(s.fleet_state("clusters").await.unwrap(), None);
-    s.put_fleet_state("clusters", "{\"k\":1}", 5).await.unwrap();
-    s.put_fleet_state("clusters", "{\"k\":2}", 6).await.unwrap();
+    assert_eq!(s.fleet_state("conformance-fleet").await.unwrap(), None);
+    s.put_fleet_state("conformance-fleet", "{\"k\":1}", 5)
+        .await
+        .unwrap();
+    s.put_fleet_state("conformance-fleet", "{\"k\":2}", 6)
+        .await
+        .unwrap();
     assert_eq!(
-        s.fleet_state("clusters").await.unwrap(),
+        s.fleet_state("conformance-fleet").await.unwrap(),
         Some(("{\"k\":2}".to_string(), 6))
     );
 
