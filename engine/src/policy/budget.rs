@@ -136,54 +136,12 @@ impl UnitBudget {
                 return bad("name", format!("workload `{}` appears twice", s.name));
             }
         }
-        let ti = catalog
-            .types()
-            .iter()
-            .position(|t| t.cloud == cloud && t.name == instance_type)
-            .ok_or_else(|| Error::UnknownType {
-                cloud: cloud.as_str().into(),
-                instance_type: instance_type.into(),
-            })?;
-        let no_price = || Error::NoPrice {
-            instance_type: instance_type.into(),
-            region: region.into(),
-        };
-        let offer = catalog
-            .offers()
-            .iter()
-            .find(|o| {
-                o.type_index as usize == ti
-                    && catalog
-                        .regions()
-                        .get(o.region_index as usize)
-                        .is_some_and(|r| r.cloud == cloud && r.name == region)
-            })
-            .ok_or_else(no_price)?;
-        let price = offer.price(Purchase::OnDemand).ok_or_else(no_price)?;
-        let t = catalog.types()[ti].clone();
-        let (vcpu, mem_gib) = (t.vcpu, t.mem_gib);
-        let small = Catalog::new(
-            format!("{}-{instance_type}-{region}", catalog.version()),
-            Vec::new(),
-            vec![Region {
-                cloud,
-                name: region.into(),
-            }],
-            vec![t],
-            vec![Offer {
-                type_index: 0,
-                region_index: 0,
-                on_demand: Some(price),
-                spot: None,
-                ..*offer
-            }],
-        )
-        .map_err(Error::CostFailed)?;
+        let unit = unit_offer(catalog, cloud, instance_type, region, false)?;
         Ok(UnitBudget {
-            catalog: small,
-            vcpu,
-            mem_gib,
-            hourly_price: price,
+            catalog: unit.catalog,
+            vcpu: unit.vcpu,
+            mem_gib: unit.mem_gib,
+            hourly_price: unit.on_demand,
             cap,
             shares,
         })
@@ -307,6 +265,92 @@ impl UnitBudget {
             cut: true,
         })
     }
+}
+
+/// One instance type in one region as a catalog of its own, with its size and prices: what
+/// the shared budget and the spot split size whole units against.
+#[derive(Debug)]
+pub(crate) struct UnitOffer {
+    /// The one-type, one-region catalog.
+    pub(crate) catalog: Catalog,
+    /// vCPUs of one unit.
+    pub(crate) vcpu: f64,
+    /// Memory of one unit, GiB.
+    pub(crate) mem_gib: f64,
+    /// On-demand price of one unit per hour.
+    pub(crate) on_demand: f64,
+    /// Spot price of one unit per hour, when the catalog has one and `spot` asked for it.
+    pub(crate) spot: Option<f64>,
+}
+
+/// Finds `instance_type` of `cloud` in `region` and builds its [`UnitOffer`], on-demand only
+/// unless `spot` (reserved terms are always left out).
+///
+/// # Errors
+/// [`Error::UnknownType`], [`Error::NoPrice`] (no on-demand price in the region), or
+/// [`Error::CostFailed`] when the one-type catalog cannot be built.
+pub(crate) fn unit_offer(
+    catalog: &Catalog,
+    cloud: Cloud,
+    instance_type: &str,
+    region: &str,
+    spot: bool,
+) -> Result<UnitOffer> {
+    let ti = catalog
+        .types()
+        .iter()
+        .position(|t| t.cloud == cloud && t.name == instance_type)
+        .ok_or_else(|| Error::UnknownType {
+            cloud: cloud.as_str().into(),
+            instance_type: instance_type.into(),
+        })?;
+    let no_price = || Error::NoPrice {
+        instance_type: instance_type.into(),
+        region: region.into(),
+    };
+    let offer = catalog
+        .offers()
+        .iter()
+        .find(|o| {
+            o.type_index as usize == ti
+                && catalog
+                    .regions()
+                    .get(o.region_index as usize)
+                    .is_some_and(|r| r.cloud == cloud && r.name == region)
+        })
+        .ok_or_else(no_price)?;
+    let on_demand = offer.price(Purchase::OnDemand).ok_or_else(no_price)?;
+    let t = catalog.types()[ti].clone();
+    let (vcpu, mem_gib) = (t.vcpu, t.mem_gib);
+    let small = Catalog::new(
+        format!(
+            "{}-{instance_type}-{region}{}",
+            catalog.version(),
+            if spot { "-spot" } else { "" }
+        ),
+        Vec::new(),
+        vec![Region {
+            cloud,
+            name: region.into(),
+        }],
+        vec![t],
+        vec![Offer {
+            type_index: 0,
+            region_index: 0,
+            on_demand: Some(on_demand),
+            spot: if spot { offer.spot } else { None },
+            reserved_1y: None,
+            reserved_3y: None,
+        }],
+    )
+    .map_err(Error::CostFailed)?;
+    Ok(UnitOffer {
+        catalog: small,
+        vcpu,
+        mem_gib,
+        on_demand,
+        spot: if spot { offer.spot } else { None },
+    })
 }
 
 #[cfg(test)]

@@ -14,30 +14,16 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::cost::{
-    size, Catalog, Cloud, Demand, Error as CostError, Offer, Purchase, Region, SizingParams,
-    SpotRisk,
+    size, Catalog, Cloud, Demand, Error as CostError, Purchase, SizingParams, SpotRisk,
 };
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The instance type is not in the catalog.
-    #[error("instance type `{instance_type}` is not in the {cloud} catalog")]
-    UnknownType {
-        /// The cloud.
-        cloud: String,
-        /// The type asked for.
-        instance_type: String,
-    },
-    /// The catalog has no on-demand price for the type in the region.
-    #[error("no on-demand price for `{instance_type}` in `{region}`")]
-    NoPrice {
-        /// The type.
-        instance_type: String,
-        /// The region.
-        region: String,
-    },
+    /// The type, its price or its one-type catalog: what [`super::budget`] reports.
+    #[error(transparent)]
+    Unit(#[from] super::budget::Error),
     /// The spot share cap is outside `[0, 1]`.
     #[error("invalid spot share cap {0}: must lie in [0, 1]")]
     InvalidCap(f64),
@@ -85,8 +71,8 @@ impl SpotSplit {
     /// `spot_share_cap` of the units on spot, spot priced with `risk`.
     ///
     /// # Errors
-    /// [`Error::UnknownType`], [`Error::NoPrice`], [`Error::InvalidCap`], or
-    /// [`Error::CostFailed`] when the one-type catalog cannot be built.
+    /// [`Error::Unit`] for a type not in the catalog, no on-demand price in the region or a
+    /// one-type catalog that cannot be built; [`Error::InvalidCap`].
     pub fn new(
         catalog: &Catalog,
         cloud: Cloud,
@@ -98,56 +84,14 @@ impl SpotSplit {
         if !(0.0..=1.0).contains(&spot_share_cap) {
             return Err(Error::InvalidCap(spot_share_cap));
         }
-        let ti = catalog
-            .types()
-            .iter()
-            .position(|t| t.cloud == cloud && t.name == instance_type)
-            .ok_or_else(|| Error::UnknownType {
-                cloud: cloud.as_str().into(),
-                instance_type: instance_type.into(),
-            })?;
-        let no_price = || Error::NoPrice {
-            instance_type: instance_type.into(),
-            region: region.into(),
-        };
-        let offer = catalog
-            .offers()
-            .iter()
-            .find(|o| {
-                o.type_index as usize == ti
-                    && catalog
-                        .regions()
-                        .get(o.region_index as usize)
-                        .is_some_and(|r| r.cloud == cloud && r.name == region)
-            })
-            .ok_or_else(no_price)?;
-        let on_demand_price = offer.price(Purchase::OnDemand).ok_or_else(no_price)?;
-        let t = catalog.types()[ti].clone();
-        let (vcpu, mem_gib) = (t.vcpu, t.mem_gib);
-        let small = Catalog::new(
-            format!("{}-{instance_type}-{region}-spot", catalog.version()),
-            Vec::new(),
-            vec![Region {
-                cloud,
-                name: region.into(),
-            }],
-            vec![t],
-            vec![Offer {
-                type_index: 0,
-                region_index: 0,
-                reserved_1y: None,
-                reserved_3y: None,
-                ..*offer
-            }],
-        )
-        .map_err(Error::CostFailed)?;
+        let unit = super::budget::unit_offer(catalog, cloud, instance_type, region, true)?;
         Ok(SpotSplit {
-            catalog: small,
+            catalog: unit.catalog,
             cloud,
-            vcpu,
-            mem_gib,
-            on_demand_price,
-            spot_price: offer.spot,
+            vcpu: unit.vcpu,
+            mem_gib: unit.mem_gib,
+            on_demand_price: unit.on_demand,
+            spot_price: unit.spot,
             cap: spot_share_cap,
             risk,
             cache: HashMap::new(),
