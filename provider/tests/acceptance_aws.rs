@@ -95,9 +95,9 @@ fn xml_values(xml: &str, tag: &str) -> Vec<String> {
         .collect()
 }
 
-/// Live (pending or running) instances owned by `owner`, as moto reports them.
-fn live_instances(moto: &Moto, owner: &str) -> Vec<String> {
-    let xml = ec2(
+/// moto's DescribeInstances answer for the live (pending or running) instances of `owner`.
+fn describe_live(moto: &Moto, owner: &str) -> String {
+    ec2(
         moto,
         &[
             ("Action", "DescribeInstances"),
@@ -107,8 +107,12 @@ fn live_instances(moto: &Moto, owner: &str) -> Vec<String> {
             ("Filter.2.Value.1", "pending"),
             ("Filter.2.Value.2", "running"),
         ],
-    );
-    let mut ids: Vec<String> = xml_values(&xml, "instanceId");
+    )
+}
+
+/// Live (pending or running) instances owned by `owner`, as moto reports them.
+fn live_instances(moto: &Moto, owner: &str) -> Vec<String> {
+    let mut ids: Vec<String> = xml_values(&describe_live(moto, owner), "instanceId");
     ids.sort();
     ids.dedup();
     ids
@@ -270,18 +274,7 @@ fn terraform_should_provision_and_release_a_clone_on_ec2_in_moto() {
 /// The `instanceLifecycle` values moto reports for `owner`'s live instances: EC2 gives one per
 /// spot instance (`spot`) and none for an on-demand one.
 fn lifecycles(moto: &Moto, owner: &str) -> Vec<String> {
-    let xml = ec2(
-        moto,
-        &[
-            ("Action", "DescribeInstances"),
-            ("Filter.1.Name", "tag:predictive-owner"),
-            ("Filter.1.Value.1", owner),
-            ("Filter.2.Name", "instance-state-name"),
-            ("Filter.2.Value.1", "pending"),
-            ("Filter.2.Value.2", "running"),
-        ],
-    );
-    xml_values(&xml, "instanceLifecycle")
+    xml_values(&describe_live(moto, owner), "instanceLifecycle")
 }
 
 #[test]
