@@ -893,6 +893,10 @@ pub struct SimCloud {
     state: Arc<Mutex<SimState>>,
     clock: Arc<dyn Clock>,
     name: Arc<str>,
+    /// Held by [`save`](SimCloud::save): clones acting side by side (terraform's parallel
+    /// applies, the loop's bounded concurrency) save one at a time, so no rename finds the
+    /// shared temporary file gone and the last save written holds the newest state.
+    saving: Arc<Mutex<()>>,
 }
 
 impl SimCloud {
@@ -914,6 +918,7 @@ impl SimCloud {
             name: Arc::from(state.config.name.as_str()),
             state: Arc::new(Mutex::new(state)),
             clock,
+            saving: Arc::new(Mutex::new(())),
         }
     }
 
@@ -928,6 +933,7 @@ impl SimCloud {
     /// # Errors
     /// [`SimStoreError`] naming the path when it cannot be written.
     pub fn save(&self, path: &Path) -> std::result::Result<(), SimStoreError> {
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|e| e.into_inner());
         let json = serde_json::to_vec_pretty(&self.snapshot()).map_err(|source| {
             SimStoreError::Encode {
                 path: path.to_owned(),
@@ -1672,6 +1678,40 @@ mod tests {
         let err = SimCloud::load(&path, Arc::new(clock)).unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
         assert!(err.to_string().contains("sim.json"), "{err}");
+    }
+
+    /// Clones saving from many threads at once: every save succeeds and the file ends with
+    /// the newest state.
+    #[tokio::test]
+    async fn concurrent_saves_should_all_succeed_and_keep_the_newest_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.json");
+        let (cloud, clock) = SimCloud::with_manual_clock(SimConfig::default());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cloud, path) = (cloud.clone(), path.clone());
+                std::thread::spawn(move || {
+                    (0..40)
+                        .filter_map(|_| cloud.save(&path).err().map(|e| e.to_string()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let failures: Vec<String> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{} saves failed: {:?}",
+            failures.len(),
+            failures.first()
+        );
+        // A change after the storm is what the file holds.
+        cloud.launch(&req("last", 1)).await.unwrap();
+        cloud.save(&path).unwrap();
+        let back = SimCloud::load(&path, Arc::new(clock)).unwrap();
+        assert_eq!(back.snapshot(), cloud.snapshot());
     }
 
     #[tokio::test]

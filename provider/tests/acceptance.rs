@@ -227,7 +227,7 @@ fn live_instances(state_db: &Path, owner: &str) -> usize {
 
 /// Several clones in one configuration: terraform applies them side by side in one provider
 /// process, each apply saves the sim cloud's state, and every clone's instances are in the saved
-/// state afterwards (the saves themselves are tested under contention in the provider's unit
+/// state afterwards (the saves themselves are tested under contention in the sim cloud's unit
 /// tests); destroy releases them all.
 #[test]
 fn terraform_should_apply_and_destroy_several_clones_at_once_on_the_sim() {

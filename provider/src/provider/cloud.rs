@@ -26,10 +26,6 @@ pub enum Persistence {
         cloud: SimCloud,
         /// Its state file.
         path: PathBuf,
-        /// Held while saving: terraform applies several resources at once, and each save
-        /// writes the same temporary file, then takes its snapshot to disk. One at a time,
-        /// the last save holds the newest state and no rename finds its file gone.
-        saving: std::sync::Mutex<()>,
     },
 }
 
@@ -41,14 +37,7 @@ impl Persistence {
     pub fn save(&self) -> Result<(), SimStoreError> {
         match self {
             Persistence::None => Ok(()),
-            Persistence::Sim {
-                cloud,
-                path,
-                saving,
-            } => {
-                let _one_at_a_time = saving.lock().unwrap_or_else(|e| e.into_inner());
-                cloud.save(path)
-            }
+            Persistence::Sim { cloud, path } => cloud.save(path),
         }
     }
 }
@@ -118,11 +107,7 @@ pub async fn open(
             match SimCloud::load_or_new(&path, sim_config(catalog), Arc::new(SystemClock)) {
                 Ok(cloud) => Some((
                     layers().apply(Arc::new(cloud.clone())),
-                    Persistence::Sim {
-                        cloud,
-                        path,
-                        saving: std::sync::Mutex::new(()),
-                    },
+                    Persistence::Sim { cloud, path },
                 )),
                 Err(e) => {
                     diags.attr_error(
@@ -445,62 +430,5 @@ mod tests {
         for (cloud, loc, want) in cases {
             assert_eq!(region_of(cloud, loc), want, "{cloud} {loc}");
         }
-    }
-
-    /// Terraform applies several resources at once and each saves the sim's state: saves from
-    /// many threads must all succeed, and the file must end with the newest state.
-    #[test]
-    fn concurrent_saves_should_all_succeed_and_keep_the_newest_state() {
-        use predictive_clouds::{CloudProvider as _, IdempotencyToken, LaunchRequest, Owner};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db.sim.json");
-        let cloud = SimCloud::new(SimConfig::default(), Arc::new(SystemClock));
-        let state = Arc::new(Persistence::Sim {
-            cloud: cloud.clone(),
-            path: path.clone(),
-            saving: std::sync::Mutex::new(()),
-        });
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let state = state.clone();
-                std::thread::spawn(move || {
-                    (0..40)
-                        .filter_map(|_| state.save().err().map(|e| error_chain(&e)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let failures: Vec<String> = threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect();
-        assert!(
-            failures.is_empty(),
-            "{} saves failed: {:?}",
-            failures.len(),
-            failures.first()
-        );
-        // A change after the storm is what the file holds.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let owner = Owner::new("clone-last").unwrap();
-        let offer = SimConfig::default()
-            .catalog
-            .first()
-            .cloned()
-            .expect("a default offer");
-        let request = LaunchRequest::new(
-            IdempotencyToken::new("last-token").unwrap(),
-            owner.clone(),
-            offer.info.name.clone(),
-            1,
-        );
-        rt.block_on(cloud.launch(&request)).unwrap();
-        state.save().unwrap();
-        let back = SimCloud::load(&path, Arc::new(SystemClock)).unwrap();
-        let live = rt.block_on(back.list_instances(&owner)).unwrap();
-        assert_eq!(live.len(), 1);
     }
 }
