@@ -628,21 +628,8 @@ fn unit(args: &Args) -> anyhow::Result<Unit> {
             )
         })?
         .clone();
-    let ti = catalog
-        .types()
-        .iter()
-        .position(|x| x.cloud == cloud && x.name == name)
-        .expect("found above");
     let price = catalog
-        .offers()
-        .iter()
-        .find(|o| {
-            o.type_index as usize == ti
-                && catalog
-                    .regions()
-                    .get(o.region_index as usize)
-                    .is_some_and(|r| r.cloud == cloud && r.name == args.region)
-        })
+        .find_offer(cloud, &name, &args.region)
         .map(|o| (o.price(Purchase::OnDemand), o.price(Purchase::Spot)))
         .and_then(|(od, spot)| od.map(|od| (od, spot)))
         .with_context(|| {

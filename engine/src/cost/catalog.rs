@@ -402,6 +402,21 @@ impl Catalog {
             .find(|t| t.cloud == cloud && t.name == name)
     }
 
+    /// The offer of an instance type (by cloud and name) in a region, if the catalog has one.
+    pub fn find_offer(&self, cloud: Cloud, name: &str, region: &str) -> Option<&Offer> {
+        let ti = self
+            .types
+            .iter()
+            .position(|t| t.cloud == cloud && t.name == name)?;
+        self.offers.iter().find(|o| {
+            o.type_index as usize == ti
+                && self
+                    .regions
+                    .get(o.region_index as usize)
+                    .is_some_and(|r| r.cloud == cloud && r.name == region)
+        })
+    }
+
     /// Counts of types, regions and prices per cloud.
     pub fn stats(&self) -> CatalogStats {
         let mut s = CatalogStats::default();

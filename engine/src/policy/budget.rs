@@ -296,31 +296,21 @@ pub(crate) fn unit_offer(
     region: &str,
     spot: bool,
 ) -> Result<UnitOffer> {
-    let ti = catalog
-        .types()
-        .iter()
-        .position(|t| t.cloud == cloud && t.name == instance_type)
+    let t = catalog
+        .find_type(cloud, instance_type)
         .ok_or_else(|| Error::UnknownType {
             cloud: cloud.as_str().into(),
             instance_type: instance_type.into(),
-        })?;
+        })?
+        .clone();
     let no_price = || Error::NoPrice {
         instance_type: instance_type.into(),
         region: region.into(),
     };
     let offer = catalog
-        .offers()
-        .iter()
-        .find(|o| {
-            o.type_index as usize == ti
-                && catalog
-                    .regions()
-                    .get(o.region_index as usize)
-                    .is_some_and(|r| r.cloud == cloud && r.name == region)
-        })
+        .find_offer(cloud, instance_type, region)
         .ok_or_else(no_price)?;
     let on_demand = offer.price(Purchase::OnDemand).ok_or_else(no_price)?;
-    let t = catalog.types()[ti].clone();
     let (vcpu, mem_gib) = (t.vcpu, t.mem_gib);
     let small = Catalog::new(
         format!(
