@@ -95,6 +95,15 @@ fn xml_values(xml: &str, tag: &str) -> Vec<String> {
         .collect()
 }
 
+/// The first machine image moto lists.
+fn moto_image(moto: &Moto) -> String {
+    let images = ec2(moto, &[("Action", "DescribeImages")]);
+    xml_values(&images, "imageId")
+        .into_iter()
+        .next()
+        .expect("moto lists an image")
+}
+
 /// moto's DescribeInstances answer for the live (pending or running) instances of `owner`.
 fn describe_live(moto: &Moto, owner: &str) -> String {
     ec2(
@@ -174,11 +183,7 @@ resource "predictive_clone" "web" {{
 fn terraform_should_provision_and_release_a_clone_on_ec2_in_moto() {
     let Some(bin) = terraform_bin() else { return };
     let Some(moto) = start_moto() else { return };
-    let images = ec2(&moto, &[("Action", "DescribeImages")]);
-    let image = xml_values(&images, "imageId")
-        .into_iter()
-        .next()
-        .expect("moto lists an image");
+    let image = moto_image(&moto);
 
     let mut tf = Tf::new(bin);
     let log = tf.dir.join("terraform.log");
@@ -281,11 +286,7 @@ fn lifecycles(moto: &Moto, owner: &str) -> Vec<String> {
 fn a_spot_only_clone_should_run_as_spot_instances_in_moto() {
     let Some(bin) = terraform_bin() else { return };
     let Some(moto) = start_moto() else { return };
-    let images = ec2(&moto, &[("Action", "DescribeImages")]);
-    let image = xml_values(&images, "imageId")
-        .into_iter()
-        .next()
-        .expect("moto lists an image");
+    let image = moto_image(&moto);
     let mut tf = Tf::new(bin);
     tf.env = vec![("TF_VAR_aws_secret".into(), SECRET.into())];
     let state = tf.dir.join(".predictive/state.db");
