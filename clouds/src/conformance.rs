@@ -53,7 +53,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Sleep;
-use crate::error::{CloudError, ErrorKind};
+use crate::error::ErrorKind;
 use crate::port::CloudProvider;
 use crate::types::{
     Group, GroupId, IdempotencyToken, Instance, InstanceId, InstanceState, InstanceType,
@@ -286,9 +286,9 @@ pub async fn run_some(
 type Check<T = ()> = std::result::Result<T, String>;
 
 /// Formats an error with its whole source chain.
-fn chain(e: &CloudError) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
-    let mut cur = std::error::Error::source(e);
+    let mut cur = e.source();
     while let Some(c) = cur {
         s.push_str(": ");
         s.push_str(&c.to_string());

@@ -1383,18 +1383,6 @@ mod tests {
         p
     }
 
-    /// The error and its whole source chain, as printed at the edge.
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut out = e.to_string();
-        let mut cur = e.source();
-        while let Some(c) = cur {
-            out.push_str(": ");
-            out.push_str(&c.to_string());
-            cur = c.source();
-        }
-        out
-    }
-
     #[test]
     fn malformed_service_account_keys_should_be_refused_naming_the_problem() {
         let wrong_type = key_json(PEM).replace("service_account", "authorized_user");
@@ -1439,7 +1427,7 @@ mod tests {
                 matches!(err, Error::ServiceAccountKey { .. }),
                 "{name}: {err:?}"
             );
-            let text = chain(&err);
+            let text = crate::conformance::chain(&err);
             assert!(text.contains(expected), "{name}: {text}");
             assert!(
                 text.starts_with("gcp credentials: service account key "),
