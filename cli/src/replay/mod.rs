@@ -551,6 +551,22 @@ impl Port {
 }
 
 impl Lane<'_> {
+    /// Active units bought as spot.
+    fn spot_active(&self) -> usize {
+        self.active.iter().filter(|a| a.spot).count()
+    }
+
+    /// The spot units the split wants among `units` (0 without a split).
+    fn spot_wanted(&mut self, units: usize) -> Result<usize, ReplayError> {
+        match self.split.as_mut() {
+            Some(sp) => Ok(sp
+                .split(units as u32)
+                .map_err(|e| ReplayError::Invalid(e.to_string()))?
+                .spot as usize),
+            None => Ok(0),
+        }
+    }
+
     /// Adds what `id` was billed since its last role change to the pool's dollars (`pool`) or
     /// the active dollars, and starts its next role from here.
     fn charge(&mut self, port: &Port, id: &InstanceId, pool: bool) {
@@ -1215,15 +1231,8 @@ async fn scale_down(
     }
     // Spot units beyond what the split wants for `units` go first, terminated (a one-time
     // spot request cannot be stopped into the pool).
-    let target_spot = match lane.split.as_mut() {
-        Some(sp) => {
-            sp.split(units as u32)
-                .map_err(|e| ReplayError::Invalid(e.to_string()))?
-                .spot as usize
-        }
-        None => 0,
-    };
-    while excess > 0 && lane.active.iter().filter(|a| a.spot).count() > target_spot {
+    let target_spot = lane.spot_wanted(units)?;
+    while excess > 0 && lane.spot_active() > target_spot {
         let i = lane
             .active
             .iter()
@@ -1314,17 +1323,10 @@ async fn scale_up(
         }
     }
     // What the split wants on spot for `units`, less the spot units already active.
-    let spot_need = match lane.split.as_mut() {
-        Some(sp) => {
-            let want = sp
-                .split(units as u32)
-                .map_err(|e| ReplayError::Invalid(e.to_string()))?
-                .spot as usize;
-            want.saturating_sub(lane.active.iter().filter(|a| a.spot).count())
-                .min(need)
-        }
-        None => 0,
-    };
+    let spot_need = lane
+        .spot_wanted(units)?
+        .saturating_sub(lane.spot_active())
+        .min(need);
     for (kind, n, spot) in [("s", spot_need, true), ("a", need - spot_need, false)] {
         let purchase = if spot {
             PurchaseOption::Spot
