@@ -712,7 +712,12 @@ impl Detector {
                 let p = (self.seasonal.count_at_least(a) + 1.0) / (ms + 1.0);
                 let top = self.seasonal.max().unwrap_or(0.0);
                 let ex = if a > top { (a - top) / spread } else { 0.0 };
-                (surprise(p, ms) + ex, d > 0.0)
+                // The seasonal test starts three seasons in, with few past deviations: like the
+                // warm-up, a record among them counts for only as much evidence as they carry.
+                (
+                    self.young(self.seasonal.len()) * (surprise(p, ms) + ex),
+                    d > 0.0,
+                )
             }
             _ => (0.0, true),
         };
@@ -836,6 +841,16 @@ impl Detector {
     }
 
     /// Recent mean minus the median of the same phase over the last three seasons.
+    /// Weight of a test's surprise when it rests on `m` past values: `ln(m + 1) / ln(warmup + 1)`
+    /// below the warm-up, 1 from it on (the rule the warm-up applies to the whole detector).
+    fn young(&self, m: usize) -> f64 {
+        if m >= self.p.warmup {
+            1.0
+        } else {
+            ((m + 1) as f64).ln() / ((self.p.warmup + 1) as f64).ln()
+        }
+    }
+
     fn seasonal_deviation(&self, mean: f64) -> Option<f64> {
         let sn = self.p.season;
         if sn == 0 || self.mean_hist.len() < 3 * sn {
@@ -1198,6 +1213,48 @@ mod tests {
         assert!(alerts <= 3, "{alerts} alerts for one incident");
         // The raw score still says every sample is off.
         assert!(vs.iter().all(|v| v.evidence.raw_score >= 0.3));
+    }
+
+    /// The seasonal test starts three seasons in with a handful of past deviations; a record
+    /// among so few is weak evidence and must not alert on an ordinary day. (`warmup` 2 after
+    /// construction switches the weighting off: the detector's own warm-up is long past.)
+    #[test]
+    fn the_seasonal_tests_first_records_should_not_alert_on_ordinary_days() {
+        let season = 288;
+        let alerts_after_three_seasons = |young_weighted: bool| {
+            let mut alerts = 0;
+            for seed in 1..=40u64 {
+                let mut d = Detector::new(
+                    DetectorParams {
+                        season,
+                        ..DetectorParams::default()
+                    }
+                    .check()
+                    .unwrap(),
+                );
+                if !young_weighted {
+                    d.p.warmup = 2;
+                }
+                let mut n = Noise(seed * 7919);
+                for i in 0..5 * season {
+                    let phase = (i % season) as f64 / season as f64 * std::f64::consts::TAU;
+                    let v = d.observe(50.0 + 10.0 * phase.sin() + 10.0 * n.next());
+                    if i >= 3 * season && i < 4 * season && v.score >= ALERT_THRESHOLD {
+                        alerts += 1;
+                    }
+                }
+            }
+            alerts
+        };
+        let weighted = alerts_after_three_seasons(true);
+        let bare = alerts_after_three_seasons(false);
+        // Forty ordinary fourth days: a few alerts at most, and far fewer than when the
+        // seasonal test's first records count in full.
+        assert!(weighted <= 4, "{weighted} alerts on ordinary fourth days");
+        assert!(
+            bare >= 2 * weighted.max(1),
+            "{weighted} alerts weighted against {bare} in full"
+        );
     }
 
     /// A chain of near-records (each value a little above the last) is one incident: within
