@@ -1224,14 +1224,7 @@ mod tests {
         let alerts_after_three_seasons = |young_weighted: bool| {
             let mut alerts = 0;
             for seed in 1..=40u64 {
-                let mut d = Detector::new(
-                    DetectorParams {
-                        season,
-                        ..DetectorParams::default()
-                    }
-                    .check()
-                    .unwrap(),
-                );
+                let mut d = seasonal_detector(season);
                 if !young_weighted {
                     d.p.warmup = 2;
                 }
