@@ -797,3 +797,80 @@ async fn unreadable_stored_clusters_are_fitted_again_without_stopping_the_tick()
         "the unreadable copy is replaced: {stored}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_clone_plans_on_its_sources_daily_shape() {
+    let cfg = fleet_config(&["d0", "d1", "d2", "e0", "twin", "other"]);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let len = 3 * 288;
+    let day = square(len + 800);
+    let eve = evening(len + 800);
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
+    ctl.set_refits_per_tick(8);
+    for w in &cfg.workloads[..4] {
+        let values = if w.name().starts_with('d') {
+            &day
+        } else {
+            &eve
+        };
+        let replay = seed_history(store.as_ref(), w.name(), values, len).await;
+        ctl.upsert_with_source(w.clone(), replay, cloud.clone())
+            .await
+            .unwrap();
+    }
+    // The first tick refits the fleet: each refit keeps its workload's daily profile.
+    clock.advance(300);
+    ctl.tick().await.unwrap();
+    ctl.refits_settled().await;
+    assert!(ctl.clusters().is_some());
+    for _ in 2..226 {
+        clock.advance(300);
+        let r = ctl.tick().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+    // `twin` is registered as a clone of the evening workload `e0`, `other` is not; both join
+    // at phase 226, two steps before `e0`'s evening plateau, with its night usage.
+    store
+        .put_clone(&crate::store::CloneRecord {
+            name: "twin".into(),
+            source: "e0".into(),
+            spec: "{}".into(),
+        })
+        .await
+        .unwrap();
+    for w in &cfg.workloads[4..] {
+        let replay = Arc::new(Replay::from_values(
+            START + 300 * len as i64,
+            300,
+            eve[len..].to_vec(),
+        ));
+        ctl.upsert_with_source(w.clone(), replay, cloud.clone())
+            .await
+            .unwrap();
+    }
+    clock.advance(300);
+    let r = ctl.tick().await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let twin = &store.decisions(Some("twin"), 1).await.unwrap()[0];
+    assert!(twin.observed < 100.0, "{twin:?}");
+    assert!(
+        twin.explanation
+            .contains("prior: daily profile of its source workload e0")
+            && twin.explanation.contains("1 of 864 own samples"),
+        "{}",
+        twin.explanation
+    );
+    // Its first plan covers the plateau its source has at the target (300 / 25 per instance).
+    assert!(twin.predicted > 250.0 && twin.desired >= 10, "{twin:?}");
+    let f = store.forecasts("twin", 0).await.unwrap();
+    assert_eq!(f.last().unwrap().model, crate::run::COLD_SOURCE_MODEL);
+    // The same usage without a source plans on the fleet's largest cluster (daytime), which
+    // is low at that hour.
+    let other = &store.decisions(Some("other"), 1).await.unwrap()[0];
+    assert!(
+        other.explanation.contains("prior: cluster"),
+        "{}",
+        other.explanation
+    );
+    assert!(other.predicted < 150.0, "{other:?}");
+}

@@ -189,8 +189,25 @@ impl Cold {
 /// workloads); the observations in between are replayed from the stored samples on a reload.
 pub const CALIBRATION_EVERY: i64 = 12;
 
-/// Model name recorded for forecasts from the cold-start prior.
+/// Model name recorded for forecasts from the cold-start prior of the fleet's clusters.
 pub const COLD_MODEL: &str = "cold-cluster";
+
+/// Model name recorded for a clone's forecasts from its source workload's daily profile.
+pub const COLD_SOURCE_MODEL: &str = "cold-source";
+
+/// The cold-start prior of a registered clone that runs as a workload: the daily profile of the
+/// workload it was made from, as that workload's refit kept it.
+#[derive(Debug, Clone)]
+struct SourcePrior {
+    /// The source workload.
+    source: String,
+    /// Its daily profile (normalised) and relative spread; `None` while it has none kept.
+    profile: Option<(Vec<f64>, f64)>,
+    /// When the source's refit kept the profile.
+    at: i64,
+    /// When the store was last read for it.
+    checked: Timestamp,
+}
 
 /// A cold-start forecast: the lead steps for the policy, the target's values, the explanation.
 #[derive(Debug)]
@@ -274,6 +291,8 @@ pub struct Controller {
     clusters_loaded: AtomicBool,
     /// Profiles stored by refits since the clusters were last fitted.
     new_profiles: AtomicUsize,
+    /// Registered clones running as workloads here, by name: their sources' daily profiles.
+    source_priors: RwLock<Arc<HashMap<String, SourcePrior>>>,
 }
 
 /// Full error chain on one line, for reports and logs.
@@ -316,6 +335,7 @@ impl Controller {
             clusters: RwLock::new(None),
             clusters_loaded: AtomicBool::new(false),
             new_profiles: AtomicUsize::new(0),
+            source_priors: RwLock::new(Arc::default()),
         }
     }
 
@@ -350,6 +370,66 @@ impl Controller {
             *self.clusters.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fc));
         }
         Ok(())
+    }
+
+    /// Looks up the cold-start prior of every registered clone that runs as a workload here:
+    /// the daily profile its source's refits keep. One read of the clones per tick; a source's
+    /// profile is read when the clone is first seen and again a refit period later (a source
+    /// without one yet is asked again at that pace too).
+    async fn load_source_priors(&self, now: Timestamp) -> Result<()> {
+        let clones = self.store.clones().await?;
+        let known = self.source_priors();
+        let mut next = HashMap::new();
+        for c in clones {
+            if c.source.is_empty() || c.source == c.name || self.workload(&c.name).is_none() {
+                continue;
+            }
+            if let Some(p) = known
+                .get(&c.name)
+                .filter(|p| p.source == c.source && now - p.checked < refit::EVERY)
+            {
+                next.insert(c.name, p.clone());
+                continue;
+            }
+            let stored = self
+                .store
+                .loop_state(&c.source, refit::PROFILE_KIND)
+                .await?;
+            let kept = stored.and_then(|text| {
+                serde_json::from_str::<refit::Profile>(&text)
+                    .map_err(|e| {
+                        tracing::warn!(workload = %c.source, error = %e, "stored daily profile ignored");
+                    })
+                    .ok()
+            });
+            let kept = kept.filter(|p| p.step == self.interval);
+            next.insert(
+                c.name,
+                SourcePrior {
+                    source: c.source,
+                    at: kept.as_ref().map_or(0, |p| p.at),
+                    profile: kept.map(|p| {
+                        (
+                            p.profile.iter().map(|&v| f64::from(v)).collect(),
+                            f64::from(p.spread),
+                        )
+                    }),
+                    checked: now,
+                },
+            );
+        }
+        *self
+            .source_priors
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    fn source_priors(&self) -> Arc<HashMap<String, SourcePrior>> {
+        self.source_priors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Re-fits the cold-start clusters on the stored daily profiles when they are due: none
@@ -808,6 +888,7 @@ impl Controller {
         let now = self.clock.now();
         let now = now - now.rem_euclid(self.interval);
         self.load_clusters().await?;
+        self.load_source_priors(now).await?;
         let workloads: Vec<Arc<Workload>> = self.read().values().cloned().collect();
         let mut report = TickReport {
             ts: now,
@@ -1003,7 +1084,7 @@ impl Controller {
             .and_then(|c| c.at_time(target).map(|v| (c, v)));
         let (p50, upper, model) = match (refitted, &cold) {
             (Some((c, (rp50, rup))), _) => (rp50, st.refit_track.upper(rp50, rup), c.model.clone()),
-            (None, Some(c)) => (c.p50, c.upper, COLD_MODEL.to_string()),
+            (None, Some(c)) => (c.p50, c.upper, c.forecast.model.clone()),
             (None, None) => (
                 p50,
                 upper,
@@ -1380,26 +1461,32 @@ impl Controller {
     }
 
     /// The cold-start forecast of steps `1..=lead` for a workload with under three days of
-    /// its own history: the daily shape of its cluster (the one its own samples match clearly
-    /// better, else the one it had, else the fleet's largest), at the level of its samples.
-    /// `None` when it is not cold or no clusters are fitted.
+    /// its own history, at the level of its samples: for a registered clone, the daily shape
+    /// of its source workload (as the source's refit kept it); otherwise the shape of its
+    /// cluster (the one its own samples match clearly better, else the one it had, else the
+    /// fleet's largest). `None` when it is not cold or has no prior.
     fn cold_forecast(&self, st: &mut State, w: &Workload) -> Option<ColdForecast> {
         let cold = st.cold.as_deref_mut()?;
-        let fc = self.clusters()?;
-        if fc.step != self.interval || cold.values.is_empty() {
+        if cold.values.is_empty() {
             return None;
         }
+        let priors = self.source_priors();
+        let source = priors
+            .get(w.cfg.name())
+            .and_then(|p| p.profile.as_ref().map(|(prof, spread)| (p, prof, *spread)));
+        let fc = self.clusters();
+        let season = match (&source, &fc) {
+            (Some((_, prof, _)), _) => prof.len(),
+            (None, Some(fc)) if fc.step == self.interval => fc.clusters.season(),
+            _ => return None,
+        };
         let q = w.cfg.params.quantile;
-        let season = fc.clusters.season();
         let series = predictive_engine::series::Series::new(
             cold.start,
             self.interval,
             cold.values.iter().map(|&v| f64::from(v)).collect(),
         )
         .ok()?;
-        let fallback = cold.cluster.unwrap_or_else(|| fc.clusters.largest());
-        let c = fc.clusters.assign_or(&series, fallback);
-        cold.cluster = Some(c);
         let levels = if (q - 0.5).abs() < 1e-9 {
             vec![0.5]
         } else if q < 0.5 {
@@ -1412,7 +1499,34 @@ impl Controller {
             .levels(levels.clone())
             .check(self.interval)
             .ok()?;
-        let f = cold_start::forecast_in_cluster(&series, &fc.clusters, c, &params).ok()?;
+        let n = cold.values.len();
+        let (f, model, prior) = match (source, fc) {
+            (Some((p, prof, spread)), _) => (
+                cold_start::forecast_along(&series, prof, spread, &params).ok()?,
+                COLD_SOURCE_MODEL,
+                format!(
+                    "daily profile of its source workload {} (kept at {})",
+                    p.source, p.at
+                ),
+            ),
+            (None, Some(fc)) => {
+                let fallback = cold.cluster.unwrap_or_else(|| fc.clusters.largest());
+                let c = fc.clusters.assign_or(&series, fallback);
+                cold.cluster = Some(c);
+                (
+                    cold_start::forecast_in_cluster(&series, &fc.clusters, c, &params).ok()?,
+                    COLD_MODEL,
+                    format!(
+                        "cluster {} of {} (daily profiles of {} workloads, fitted at {})",
+                        c + 1,
+                        fc.clusters.centroids().len(),
+                        fc.profiles,
+                        fc.at
+                    ),
+                )
+            }
+            (None, None) => return None,
+        };
         let (p50, up) = (f.median()?, f.quantile(q)?);
         let values: Vec<Vec<f64>> = (0..p50.len())
             .map(|h| {
@@ -1425,23 +1539,15 @@ impl Controller {
                 }
             })
             .collect();
-        let n = cold.values.len();
         Some(ColdForecast {
             p50: *p50.last()?,
             upper: *up.last()?,
             forecast: QuantileForecast {
                 levels,
                 values,
-                model: COLD_MODEL.to_string(),
+                model: model.to_string(),
             },
-            note: format!(
-                "; prior: cluster {} of {} (daily profiles of {} workloads, fitted at {}), {n} of {} own samples",
-                c + 1,
-                fc.clusters.centroids().len(),
-                fc.profiles,
-                fc.at,
-                3 * season
-            ),
+            note: format!("; prior: {prior}, {n} of {} own samples", 3 * season),
         })
     }
 

@@ -409,6 +409,27 @@ pub fn forecast_in_cluster(
     shaped(history, shape, params)
 }
 
+/// [`forecast_cold`] along a daily `profile` kept from elsewhere (normalised as
+/// [`daily_profile`] makes it: mean by time of day over the mean) with its relative `spread`:
+/// for example the stored profile of the workload a clone was made from. A profile whose length
+/// is not the params' season falls back to [`super::forecast`], as does three seasons of own
+/// history.
+///
+/// # Errors
+/// As [`super::forecast`].
+pub fn forecast_along(
+    history: &Series,
+    profile: &[f64],
+    spread: f64,
+    params: &ValidForecastParams,
+) -> Result<Forecast> {
+    let m = params.season();
+    if history.len() >= m.saturating_mul(3) || profile.len() != m {
+        return forecast(history, params);
+    }
+    shaped(history, Some((profile.to_vec(), spread)), params)
+}
+
 /// The cold forecast of `history` along a daily `shape` (normalised profile, relative spread).
 fn shaped(
     history: &Series,
@@ -499,6 +520,26 @@ mod tests {
             ProfileClusters::fit_profiles(&[(vec![1.0; 12], 0.1)], 24, 2, 7),
             Err(ColdError::NoProfiles)
         );
+    }
+
+    #[test]
+    fn a_kept_profile_should_shape_the_forecast_and_a_wrong_length_should_not() {
+        let source = plateau(3, 24, 18, 22, 10.0);
+        let (profile, spread) = daily_profile(&source, 24).unwrap();
+        let p = super::super::ForecastParams::new(6)
+            .season(24)
+            .levels(vec![0.5])
+            .check(3600)
+            .unwrap();
+        // Two hours at the source's level just before its evening plateau (hours 18 to 21):
+        // the forecast of hours 18 to 23 rises with it and falls after it.
+        let own = Series::new(16 * 3600, 3600, vec![10.0, 10.1]).unwrap();
+        let along = forecast_along(&own, &profile, spread, &p).unwrap();
+        let med = along.median().unwrap();
+        assert!(med[..4].iter().all(|v| *v > 30.0), "{med:?}");
+        assert!(med[4] < 20.0 && med[5] < 20.0, "{med:?}");
+        let short = forecast_along(&own, &profile[..12], spread, &p).unwrap();
+        assert_eq!(short, forecast(&own, &p).unwrap());
     }
 
     #[test]
