@@ -467,8 +467,7 @@ async fn a_cloud_without_an_adapter_should_be_named_in_the_diagnostic() {
         .unwrap()
         .into_inner();
     assert_eq!(c.diagnostics.len(), 1);
-    let path =
-        from_proto::attribute_path(c.diagnostics[0].attribute.as_ref().unwrap()).to_string();
+    let path = from_proto::attribute_path(c.diagnostics[0].attribute.as_ref().unwrap()).to_string();
     if cfg!(feature = "gcp") {
         // Built with the gcp adapter: the missing gcp block's project is what is named.
         assert!(path.starts_with("gcp"), "{path}");
@@ -479,5 +478,336 @@ async fn a_cloud_without_an_adapter_should_be_named_in_the_diagnostic() {
             "{}",
             c.diagnostics[0].detail
         );
+    }
+}
+
+/// Clone drift through the plugin protocol, over a file history source and the state store.
+mod drift {
+    use super::*;
+    use std::path::Path;
+    use terraform_provider_predictive::provider::clone::Registration;
+    use terraform_provider_predictive::provider::sizing;
+    use terraform_provider_predictive::provider::store::{Kind, Store};
+
+    const HOUR: i64 = 3600;
+
+    fn now_hour() -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        now - now.rem_euclid(HOUR)
+    }
+
+    /// Writes `<dir>/<name>.csv`: hourly samples from `start`.
+    fn write_csv(dir: &Path, name: &str, start: i64, values: &[f64]) {
+        let mut text = String::from("timestamp,value\n");
+        for (i, v) in values.iter().enumerate() {
+            text.push_str(&format!("{},{v}\n", start + i as i64 * HOUR));
+        }
+        std::fs::write(dir.join(format!("{name}.csv")), text).unwrap();
+    }
+
+    /// The source `web`: 14 days around 10 vCPU with a daily wave, ending in the last hour.
+    fn write_source(dir: &Path) {
+        let n = 14 * 24;
+        let v: Vec<f64> = (0..n)
+            .map(|i| 10.0 + (i as f64 * std::f64::consts::TAU / 24.0).sin())
+            .collect();
+        write_csv(dir, "web", now_hour() - n as i64 * HOUR, &v);
+    }
+
+    /// Registers an earlier clone in the state store as `finish` records it.
+    fn register(store: &Store, name: &str, role: &str, source_allocation: f64, created_at: i64) {
+        let reg = Registration {
+            state: "{}".into(),
+            sizing: Default::default(),
+            budget_id: None,
+            priority: 1.0,
+            floor: 0.0,
+            app_type: "web".into(),
+            cloud: "sim".into(),
+            generation: 1,
+            user_role: Some(role.into()),
+            source_allocation: Some(source_allocation),
+            created_at: Some(created_at),
+        };
+        store
+            .put(
+                Kind::Clone,
+                &format!("clone-{name}"),
+                name,
+                &serde_json::to_string(&reg).unwrap(),
+            )
+            .unwrap();
+    }
+
+    /// A provider configured on `dir` (state store `dir/s.db`, history files in `dir/h`).
+    async fn provider(dir: &Path) -> (ProviderServer<PredictiveProvider>, Type) {
+        let srv = server();
+        let schema = srv
+            .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
+            .await
+            .unwrap()
+            .into_inner();
+        let pt = ty(schema.provider.as_ref().unwrap());
+        let Type::Object(attrs) = &pt else { panic!() };
+        let Type::List(ht) = &attrs["history"] else {
+            panic!()
+        };
+        let history = with(
+            ht,
+            vec![
+                ("file", Value::string(dir.join("h").display().to_string())),
+                ("prometheus_query", Value::string("cpu{w=\"{workload}\"}")),
+                ("lookback", Value::string("14d")),
+            ],
+        );
+        let pcfg = with(
+            &pt,
+            vec![
+                (
+                    "state_path",
+                    Value::string(dir.join("s.db").display().to_string()),
+                ),
+                ("history", Value::List(vec![history])),
+                ("aws", Value::List(vec![])),
+                ("azure", Value::List(vec![])),
+                ("gcp", Value::List(vec![])),
+            ],
+        );
+        let resp = srv
+            .configure_provider(Request::new(pb::configure_provider::Request {
+                terraform_version: "1.0.3".into(),
+                config: dv(&pcfg, &pt),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(resp.diagnostics.is_empty(), "{:?}", resp.diagnostics);
+        let t = ty(&schema.resource_schemas["predictive_clone"]);
+        (srv, t)
+    }
+
+    /// Plans a new clone `name` of `web` for `role`; the planned state and the diagnostics.
+    async fn plan(
+        srv: &ProviderServer<PredictiveProvider>,
+        t: &Type,
+        name: &str,
+        role: &str,
+    ) -> (Value, Vec<pb::Diagnostic>) {
+        let Type::Object(attrs) = t else { panic!() };
+        let Type::List(st) = &attrs["source"] else {
+            panic!()
+        };
+        let cfg = with(
+            t,
+            vec![
+                ("name", Value::string(name)),
+                ("user_role", Value::string(role)),
+                ("clouds", Value::strings(["aws"])),
+                ("regions", Value::strings(["us-east-1"])),
+                ("max_count", Value::number(100.0)),
+                (
+                    "source",
+                    Value::List(vec![with(st, vec![("workload", Value::string("web"))])]),
+                ),
+            ],
+        );
+        let r = srv
+            .plan_resource_change(Request::new(pb::plan_resource_change::Request {
+                type_name: "predictive_clone".into(),
+                prior_state: dv(&Value::Null, t),
+                proposed_new_state: dv(&cfg, t),
+                config: dv(&cfg, t),
+                prior_private: vec![],
+                provider_meta: None,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let planned = from_proto::dynamic_value(r.planned_state.as_ref(), t).unwrap();
+        (planned, r.diagnostics)
+    }
+
+    fn cpu(planned: &Value) -> Vec<(f64, f64)> {
+        planned
+            .get("demand")
+            .as_elements()
+            .expect("demand computed at plan")
+            .iter()
+            .map(|d| {
+                (
+                    d.get("quantile").as_f64().unwrap(),
+                    d.get("cpu").as_f64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn num(v: &Value, attr: &str) -> f64 {
+        v.get(attr)
+            .as_f64()
+            .unwrap_or_else(|| panic!("{attr}: {:?}", v.get(attr)))
+    }
+
+    /// The engine's forecast of the source file, as a plan without drift shows it.
+    fn source_forecast(dir: &Path) -> Vec<(f64, f64)> {
+        let s = terraform_provider_predictive::provider::history::read_file(&dir.join("h"), "web")
+            .unwrap();
+        let p = sizing::peaks(&sizing::ForecastCache::default(), "cpu", &s, 24.0).unwrap();
+        p.levels
+            .iter()
+            .map(|(l, v)| (*l, (v * 1e6).round() / 1e6))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn without_earlier_clones_the_plan_should_be_the_source_forecast() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("h")).unwrap();
+        write_source(&dir.path().join("h"));
+        // An old record without the features stays readable and teaches nothing.
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        store
+            .put(
+                Kind::Clone,
+                "clone-old",
+                "old",
+                r#"{"state":"{}","sizing":{},"budget_id":null,"priority":1,"floor":0,"app_type":"web","cloud":"sim","generation":1}"#,
+            )
+            .unwrap();
+        drop(store);
+        let (srv, t) = provider(dir.path()).await;
+        let (planned, diags) = plan(&srv, &t, "fresh", "qa").await;
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(cpu(&planned), source_forecast(dir.path()));
+        assert_eq!(num(&planned, "drift_ratio"), 1.0);
+        assert_eq!(planned.get("drift_basis"), &Value::string("none"));
+        assert_eq!(num(&planned, "own_history_weight"), 0.0);
+        let p95 = cpu(&planned).iter().find(|(l, _)| *l == 0.95).unwrap().1;
+        assert!((num(&planned, "source_allocation") - p95).abs() < 1e-5);
+        let why = planned.get("sizing_explanation").as_str().unwrap();
+        assert!(!why.contains("drift"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn earlier_clones_of_a_role_should_scale_a_new_clone_of_that_role_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = dir.path().join("h");
+        std::fs::create_dir_all(&h).unwrap();
+        write_source(&h);
+        let source = source_forecast(dir.path());
+        let p95 = source.iter().find(|(l, _)| *l == 0.95).unwrap().1;
+        // Earlier clones of the same source, created 10 days ago, recorded with the same source
+        // allocation: testers used about 30 % of it, developers all of it.
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let created = now_hour() - 240 * HOUR;
+        for (name, role, share) in [
+            ("qa-1", "qa", 0.28),
+            ("qa-2", "qa", 0.30),
+            ("qa-3", "qa", 0.32),
+            ("dev-1", "dev", 1.0),
+        ] {
+            register(&store, name, role, p95, created);
+            write_csv(&h, name, created, &vec![share * p95; 240]);
+        }
+        // A clone registered by a version that did not record features: nothing learnt.
+        store
+            .put(Kind::Clone, "clone-legacy", "legacy", r#"{"state":"{}","sizing":{},"budget_id":null,"priority":1,"floor":0,"app_type":"web","cloud":"sim","generation":1}"#)
+            .unwrap();
+        write_csv(&h, "legacy", created, &vec![50.0; 240]);
+        drop(store);
+        let (srv, t) = provider(dir.path()).await;
+
+        let (qa, diags) = plan(&srv, &t, "new-qa", "qa").await;
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!((num(&qa, "drift_ratio") - 0.30).abs() < 1e-9, "{qa:?}");
+        assert_eq!(qa.get("drift_basis"), &Value::string("size"));
+        assert_eq!(num(&qa, "own_history_weight"), 0.0);
+        for ((l, got), (_, src)) in cpu(&qa).iter().zip(&source) {
+            assert!(
+                (got - 0.30 * src).abs() < 1e-5,
+                "q{l}: {got} vs 0.3 × {src}"
+            );
+        }
+        let why = qa.get("sizing_explanation").as_str().unwrap();
+        assert!(
+            why.contains("× 0.3 (same app type, user role and source size, 4 earlier clones"),
+            "{why}"
+        );
+        let (dev, _) = plan(&srv, &t, "new-dev", "dev").await;
+        assert_eq!(num(&dev, "drift_ratio"), 1.0);
+        assert_eq!(dev.get("drift_basis"), &Value::string("size"));
+        assert_eq!(cpu(&dev), source);
+        assert!(
+            num(&qa, "hourly_cost") < 0.5 * num(&dev, "hourly_cost"),
+            "the tester's clone costs less"
+        );
+        // A role no earlier clone had falls back to the app type's clones (median of all four).
+        let (ops, _) = plan(&srv, &t, "new-ops", "ops").await;
+        assert_eq!(ops.get("drift_basis"), &Value::string("app"));
+        assert!((num(&ops, "drift_ratio") - 0.31).abs() < 1e-9);
+    }
+
+    #[tokio::test]
+    async fn a_clone_own_usage_should_weigh_more_as_it_grows() {
+        let mut last: Option<(f64, f64)> = None;
+        for hours in [6usize, 24, 72] {
+            let dir = tempfile::tempdir().unwrap();
+            let h = dir.path().join("h");
+            std::fs::create_dir_all(&h).unwrap();
+            write_source(&h);
+            let source = source_forecast(dir.path());
+            let p95 = source.iter().find(|(l, _)| *l == 0.95).unwrap().1;
+            // The clone itself, created `hours` ago, has used 2 vCPU since.
+            let created = now_hour() - hours as i64 * HOUR;
+            let store = Store::open(&dir.path().join("s.db")).unwrap();
+            register(&store, "grow", "qa", p95, created);
+            write_csv(&h, "grow", created, &vec![2.0; hours]);
+            drop(store);
+            let (srv, t) = provider(dir.path()).await;
+            let (planned, diags) = plan(&srv, &t, "grow", "qa").await;
+            assert!(diags.is_empty(), "{diags:?}");
+            let w = num(&planned, "own_history_weight");
+            // n five-minute samples (12 an hour) against the engine's 288.
+            let n = (hours * 12) as f64;
+            assert!((w - n / (n + 288.0)).abs() < 1e-6, "{hours} h: {w}");
+            assert_eq!(planned.get("drift_basis"), &Value::string("none"));
+            let got = cpu(&planned).iter().find(|(l, _)| *l == 0.95).unwrap().1;
+            assert!(got < p95, "{hours} h: {got} vs source {p95}");
+            if let Some((lw, lc)) = last {
+                assert!(w > lw && got < lc, "{hours} h: weight {w} cpu {got}");
+            }
+            let why = planned.get("sizing_explanation").as_str().unwrap();
+            assert!(
+                why.contains(&format!("its own {} h of usage", hours.min(168))),
+                "{why}"
+            );
+            last = Some((w, got));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_usage_file_should_warn_naming_the_clone() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = dir.path().join("h");
+        std::fs::create_dir_all(&h).unwrap();
+        write_source(&h);
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        register(&store, "broken", "qa", 10.0, now_hour() - 48 * HOUR);
+        std::fs::write(h.join("broken.csv"), "timestamp,value\n1,2\n2,x\n").unwrap();
+        drop(store);
+        let (srv, t) = provider(dir.path()).await;
+        let (planned, diags) = plan(&srv, &t, "other", "qa").await;
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(diags[0].severity, pb::diagnostic::Severity::Warning as i32);
+        assert!(
+            diags[0].detail.contains("clone \"broken\"")
+                && diags[0].detail.contains("broken.csv:3"),
+            "{}",
+            diags[0].detail
+        );
+        assert_eq!(num(&planned, "drift_ratio"), 1.0);
     }
 }

@@ -162,6 +162,31 @@ impl DriftModel {
     }
 }
 
+/// Weight of a clone's own history after `n` observations against a prior worth
+/// `prior_strength` observations: `n / (n + prior_strength)`, 0 without observations. Callers
+/// whose samples are coarser than 5 minutes count each one as the 5-minute samples it spans, so
+/// that `prior_strength` 288 stays one day of history.
+pub fn own_weight(n: f64, prior_strength: f64) -> f64 {
+    if n > 0.0 && n.is_finite() {
+        n / (n + prior_strength.max(0.0))
+    } else {
+        0.0
+    }
+}
+
+/// The prior blended with the clone's own estimate: `(1 - w) prior + w own` with
+/// `w = `[`own_weight`]`(n, prior_strength)`; the prior alone without an own estimate.
+/// Returns the blend and `w`.
+pub fn blend(prior: f64, own: Option<f64>, n: f64, prior_strength: f64) -> (f64, f64) {
+    match own {
+        Some(o) => {
+            let w = own_weight(n, prior_strength);
+            ((1.0 - w) * prior + w * o, w)
+        }
+        None => (prior, 0.0),
+    }
+}
+
 /// A clone's allocation and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CloneAllocation {
@@ -204,13 +229,7 @@ pub fn size_clone(
         let i = ((own_vals.len() - 1) as f64 * 0.95).round() as usize;
         own_vals[i] * headroom
     });
-    let n = own_vals.len() as f64;
-    let w = if own.is_some() {
-        n / (n + prior_strength.max(0.0))
-    } else {
-        0.0
-    };
-    let raw = (1.0 - w) * prior + w * own.unwrap_or(0.0);
+    let (raw, w) = blend(prior, own, own_vals.len() as f64, prior_strength);
     let capacity = if raw.is_finite() {
         raw.max(min).min(max)
     } else {
@@ -495,6 +514,15 @@ mod tests {
             e.to_string(),
             "invalid clone sizing parameter `max`: must be at least min"
         );
+    }
+
+    #[test]
+    fn own_weight_should_be_half_at_the_prior_strength() {
+        assert_eq!(own_weight(0.0, 288.0), 0.0);
+        assert_eq!(own_weight(288.0, 288.0), 0.5);
+        assert_eq!(own_weight(f64::NAN, 288.0), 0.0);
+        assert_eq!(blend(4.0, None, 100.0, 288.0), (4.0, 0.0));
+        assert_eq!(blend(4.0, Some(2.0), 288.0, 288.0), (3.0, 0.5));
     }
 
     proptest! {

@@ -3,6 +3,7 @@
 //! pre-provisions that allocation through the clouds port and registers the clone in the state
 //! store for the controller; read observes the real capacity; delete releases all of it.
 
+use super::drift::{self, Drift};
 use super::sizing::{self, DemandForecast, Usage};
 use super::store::Kind;
 use super::Configured;
@@ -17,6 +18,7 @@ use crate::value::{json, Number, Type, Value};
 use async_trait::async_trait;
 use predictive_clouds::{IdempotencyToken, InstanceId, LaunchRequest, Owner, PurchaseOption};
 use predictive_engine::cost::{self, Cloud, Purchase, Sizing, SizingParams};
+use predictive_engine::policy::clone::{CloneFeatures, DriftModel};
 use std::collections::BTreeMap;
 
 /// Purchase options accepted in `purchase_options`.
@@ -31,7 +33,15 @@ pub const APP_TYPES: &[&str] = &["web", "api", "batch", "stream", "ml", "databas
 pub struct CloneResource;
 
 /// Computed attributes that hold non-integer numbers (see [`computed_number`]).
-const COMPUTED_NUMBERS: &[&str] = &["demand", "allocation", "hourly_cost", "monthly_cost"];
+const COMPUTED_NUMBERS: &[&str] = &[
+    "demand",
+    "allocation",
+    "hourly_cost",
+    "monthly_cost",
+    "source_allocation",
+    "drift_ratio",
+    "own_history_weight",
+];
 
 /// A name usable as the owner label of the clone's instances.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +130,11 @@ pub fn schema() -> Schema {
                 Attribute::with_default("max_count", Type::Number, Value::number(100.0), "At most this many instances.").validate(AtLeast(1.0)).validate(WholeNumber),
                 Attribute::with_default("safety_margin", Type::Number, Value::number(0.1), "Extra share of demand to provision on top of the quantile.").validate(Between(0.0, 5.0)),
                 Attribute::computed("model", Type::String, "Forecasting model the engine chose for the usage history."),
-                Attribute::computed("demand", Type::list(demand_type()), "Forecast demand: the peak over the horizon of each quantile (drift in the history since cloning included)."),
+                Attribute::computed("demand", Type::list(demand_type()), "Forecast demand: the peak over the horizon of each quantile of the source's forecast, times `drift_ratio`, blended towards the forecast of the clone's own usage with weight `own_history_weight`."),
+                Attribute::computed("source_allocation", Type::Number, "The source's forecast CPU demand at `quantile` (peak over the horizon, vCPU, before the safety margin) when the clone was first planned: the scale clone drift is measured against, recorded with the clone."),
+                Attribute::computed("drift_ratio", Type::Number, "How much earlier clones used relative to their source's allocation: the median for clones of the same kind at this clone's age (hours since it was created, 0 before), 1 without earlier clones."),
+                Attribute::computed("drift_basis", Type::String, "Which earlier clones `drift_ratio` comes from: `size` (same app type, user role and source size class), `group` (same app type and user role), `app` (same app type), `all`, or `none`."),
+                Attribute::computed("own_history_weight", Type::Number, "Weight of the forecast of the clone's own recorded usage (under its name in the history source or the controller), `n / (n + 288)` for `n` five-minute samples of the last 7 days: 0.5 after one day."),
                 Attribute::computed("allocation", Type::list(allocation_type()), "The chosen allocation, most expensive line first; `hourly_cost` is for all `count` instances (USD)."),
                 Attribute::computed("hourly_cost", Type::Number, "Total list price of the allocation, USD per hour."),
                 Attribute::computed("monthly_cost", Type::Number, "Total list price of the allocation, USD per month (730 hours)."),
@@ -272,6 +286,8 @@ struct Computed {
     params: SizingParams,
     /// How much of the demand a shared budget serves, when less than all of it.
     budget_note: Option<String>,
+    /// How drift and the clone's own usage shaped the demand.
+    drift: Drift,
 }
 
 /// Runs the sizing of a clone whose inputs are known; `None` with diagnostics on failure.
@@ -333,12 +349,13 @@ async fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option
     };
     let demand = sizing::demand_forecast(&cpu, mem.as_deref(), per_cpu, gpu);
     let quantile = v.get("quantile").as_f64().unwrap_or(0.95);
+    let (demand, drift) = drifted(ctx, v, demand, quantile, horizon, diags).await;
     let margin = v.get("safety_margin").as_f64().unwrap_or(0.1);
     let params = sizing::sizing_params(&demand, quantile, margin, &base);
     let sizing = match v.get("budget_id").as_str() {
         None => sizing::size(&ctx.sizings, &ctx.catalog, &demand, quantile, margin, &base)
             .map(|s| (*s).clone()),
-        Some(budget_id) => return budgeted(ctx, v, budget_id, demand, params, diags),
+        Some(budget_id) => return budgeted(ctx, v, budget_id, demand, params, drift, diags),
     };
     match sizing {
         Ok(s) => Some(Computed {
@@ -346,12 +363,81 @@ async fn compute(ctx: &Configured, v: &Value, diags: &mut Diagnostics) -> Option
             sizing: s,
             params,
             budget_note: None,
+            drift,
         }),
         Err(e) => {
             report(e, diags);
             None
         }
     }
+}
+
+/// The clone's demand after drift: the source's demand × the ratio learned from earlier clones
+/// for this clone's features, blended towards the forecast of its own usage (see
+/// [`super::drift`]). Earlier clones that cannot be read are left out with a warning naming them.
+async fn drifted(
+    ctx: &Configured,
+    v: &Value,
+    source: DemandForecast,
+    quantile: f64,
+    horizon: f64,
+    diags: &mut Diagnostics,
+) -> (DemandForecast, Drift) {
+    let name = v.get("name").as_str().unwrap_or_default();
+    let src = ctx.sources();
+    let gathered = drift::cached(&ctx.earlier_clones, src, &ctx.histories, &ctx.store).await;
+    for p in &gathered.problems {
+        diags.warning(
+            None,
+            "Earlier clone left out of drift learning",
+            error_chain(p),
+        );
+    }
+    let me = gathered.clones.iter().find(|c| c.name == name);
+    let (source_allocation, age_hours) = match me {
+        Some(c) => (
+            c.features.source_allocation,
+            ((src.now - c.features.created_at) as f64 / 3600.0).max(0.0),
+        ),
+        None => (drift::source_allocation(&source, quantile), 0.0),
+    };
+    let learn = drift::histories(&gathered.clones, name);
+    let model = DriftModel::fit(&learn);
+    let (ratio, basis) = model.ratio(&CloneFeatures {
+        age_hours,
+        app_type: v.get("app_type").as_str().unwrap_or("web").to_string(),
+        user_role: v.get("user_role").as_str().unwrap_or("normal").to_string(),
+        source_allocation,
+    });
+    let mut d = Drift {
+        ratio,
+        basis,
+        learned_from: learn.len(),
+        ..Drift::none(source_allocation, age_hours)
+    };
+    let mut own = None;
+    if let Some(usage) = me.and_then(|c| c.usage.as_ref()) {
+        let (window, samples) = drift::own_window(usage);
+        match sizing::peaks(&ctx.forecasts, &format!("own|{name}"), &window, horizon) {
+            Ok(p) => {
+                own = Some(p);
+                d.own_weight = drift::own_weight(samples);
+                d.own_hours = window.len();
+            }
+            Err(e) => diags.warning(
+                Some(AttrPath::root("name")),
+                "The clone's own usage is not used",
+                format!(
+                    "forecasting the recorded usage of clone {name:?}: {}",
+                    error_chain(&e)
+                ),
+            ),
+        }
+    }
+    (
+        drift::apply(&source, ratio, own.as_deref(), d.own_weight),
+        d,
+    )
 }
 
 /// Sizing under a shared budget: this clone and every other clone registered on the budget are
@@ -362,6 +448,7 @@ fn budgeted(
     budget_id: &str,
     demand: DemandForecast,
     params: SizingParams,
+    drift: Drift,
     diags: &mut Diagnostics,
 ) -> Option<Computed> {
     let Some(budget) = super::budget::load(ctx, budget_id, diags) else {
@@ -433,6 +520,7 @@ fn budgeted(
                         sizing: s,
                         params,
                         budget_note,
+                        drift,
                     })
                 }
                 None => {
@@ -471,6 +559,15 @@ pub struct Registration {
     pub cloud: String,
     /// How many times its capacity was (re)provisioned; part of launch tokens.
     pub generation: u64,
+    /// Role of its users (records written before it was kept lack it).
+    #[serde(default)]
+    pub user_role: Option<String>,
+    /// The source allocation when it was first planned, vCPU (see [`drift::source_allocation`]).
+    #[serde(default)]
+    pub source_allocation: Option<f64>,
+    /// Unix seconds when it was created.
+    #[serde(default)]
+    pub created_at: Option<i64>,
 }
 
 fn set_computed(plan: &mut Value, c: &Computed) {
@@ -511,6 +608,13 @@ fn set_computed(plan: &mut Value, c: &Computed) {
                 .collect(),
         ),
     );
+    plan.set(
+        "source_allocation",
+        computed_number(c.drift.source_allocation),
+    );
+    plan.set("drift_ratio", computed_number(c.drift.ratio));
+    plan.set("drift_basis", Value::string(c.drift.basis));
+    plan.set("own_history_weight", computed_number(c.drift.own_weight));
     plan.set("hourly_cost", computed_number(c.sizing.total_hourly_cost));
     plan.set("monthly_cost", computed_number(c.sizing.total_monthly_cost));
     plan.set("sizing_explanation", Value::string(explanation(c)));
@@ -565,6 +669,10 @@ fn explanation(c: &Computed) -> String {
     if let Some(note) = &c.budget_note {
         out.push(' ');
         out.push_str(note);
+    }
+    if c.drift.changes_demand() {
+        out.push(' ');
+        out.push_str(&c.drift.sentence());
     }
     out
 }
@@ -1096,10 +1204,18 @@ impl CloneResource {
             state.set("instance_ids", Value::List(vec![]));
         }
         let mut d = Diagnostics::default();
-        let params = compute(ctx, plan, &mut d)
-            .await
-            .map(|c| c.params)
-            .unwrap_or_default();
+        let computed = compute(ctx, plan, &mut d).await;
+        let source_allocation = computed.as_ref().map(|c| c.drift.source_allocation);
+        let params = computed.map(|c| c.params).unwrap_or_default();
+        let earlier = self.registration(ctx, id);
+        let created_at = earlier
+            .as_ref()
+            .and_then(|r| r.created_at)
+            .unwrap_or(ctx.sources().now);
+        let source_allocation = earlier
+            .as_ref()
+            .and_then(|r| r.source_allocation)
+            .or(source_allocation);
         let budget_id = plan.get("budget_id").as_str().map(String::from);
         let priority = budget_id
             .as_deref()
@@ -1120,6 +1236,9 @@ impl CloneResource {
             app_type: plan.get("app_type").as_str().unwrap_or("web").to_string(),
             cloud: ctx.cloud.name().to_string(),
             generation,
+            user_role: plan.get("user_role").as_str().map(String::from),
+            source_allocation,
+            created_at: Some(created_at),
         };
         match serde_json::to_string(&reg) {
             Ok(body) => {
@@ -1145,6 +1264,9 @@ impl CloneResource {
                 "id": id,
                 "cloud": reg.cloud,
                 "app_type": reg.app_type,
+                "user_role": reg.user_role,
+                "source_allocation": reg.source_allocation,
+                "created_at": reg.created_at,
                 "budget_id": reg.budget_id,
                 "priority": reg.priority,
                 "floor": reg.floor,

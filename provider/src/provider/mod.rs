@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod config;
 pub mod controller;
 pub mod data;
+pub mod drift;
 pub mod history;
 pub mod sizing;
 pub mod store;
@@ -70,6 +71,8 @@ pub struct Configured {
     pub forecasts: sizing::ForecastCache,
     /// Sizings shared by the resources of this run.
     pub sizings: sizing::SizingCache,
+    /// Earlier clones (features and usage) shared by the resources of this run.
+    pub earlier_clones: drift::Cache,
 }
 
 impl Configured {
@@ -155,6 +158,7 @@ impl ProviderDef for PredictiveProvider {
                 .map(config::Secret),
             forecasts: sizing::ForecastCache::default(),
             sizings: sizing::SizingCache::default(),
+            earlier_clones: drift::Cache::default(),
         })
     }
     fn resources(&self) -> Vec<Arc<dyn Resource<Configured>>> {
