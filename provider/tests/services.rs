@@ -555,6 +555,14 @@ resource "predictive_clone" "copy" {{
     let spec: serde_json::Value = serde_json::from_str(&clones[0].spec).unwrap();
     assert_eq!(spec["id"], "clone-batch-copy");
     assert_eq!(spec["hourly_cost"], planned["hourly_cost"]);
+    // The features later clones learn drift from.
+    assert_eq!(spec["app_type"], "web");
+    assert_eq!(spec["user_role"], "normal");
+    assert_eq!(spec["source_allocation"], planned["source_allocation"]);
+    let created = spec["created_at"].as_i64().expect("created_at recorded");
+    assert!((created - unix_now()).abs() < 3600, "{created}");
+    assert_eq!(planned["drift_basis"], "none");
+    assert_eq!(planned["drift_ratio"], 1.0);
     assert!(!clones[0].spec.contains(TOKEN));
 
     let tf = tokio::task::spawn_blocking(move || {
@@ -572,4 +580,119 @@ resource "predictive_clone" "copy" {{
         "destroy unregisters the clone"
     );
     drop(tf);
+}
+
+/// Earlier clones through the controller's real gRPC API: `ListClones` gives their features,
+/// `GetHistory` of each clone's own name its usage since it was created (in vCPU by its workload
+/// spec), and the engine learns the drift of each role from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn earlier_clones_should_be_learned_from_the_controller_history() {
+    use predictive_controller::api::pb;
+    use predictive_engine::policy::clone::{CloneFeatures, DriftModel};
+    use terraform_provider_predictive::provider::drift;
+    use terraform_provider_predictive::provider::store::Store;
+    let fx = controller().await;
+    let mut c = predictive_controller::api::connect(&fx.endpoint, TOKEN)
+        .await
+        .unwrap();
+    let end = fx.now - fx.now.rem_euclid(3600);
+    let created = end - 48 * 3600 + 600;
+    // m6i.xlarge serving 2 units: one unit is 2 vCPU. Sources of 16 vCPU.
+    let source_allocation = 16.0;
+    for (name, role, share) in [
+        ("qa-1", "qa", 0.28),
+        ("qa-2", "qa", 0.32),
+        ("dev-1", "dev", 0.9),
+    ] {
+        let spec = format!(
+            r#"{{"name":"{name}","group":"batch-asg","instance_type":"m6i.xlarge","capacity_per_instance":2,"min":1,"max":10,"metrics":{{"kind":"push"}}}}"#
+        );
+        c.put_workload(pb::PutWorkloadRequest { spec_json: spec })
+            .await
+            .unwrap();
+        let units = share * source_allocation / 2.0;
+        let rows: Vec<predictive_controller::store::Sample> = (0..48 * 12)
+            .map(|k| predictive_controller::store::Sample {
+                ts: created + k * 300,
+                value: units,
+            })
+            .collect();
+        fx.ctl.store().put_samples(name, &rows).await.unwrap();
+        c.put_clone(pb::PutCloneRequest {
+            clone: Some(pb::Clone {
+                name: name.into(),
+                source: "batch".into(),
+                spec_json: serde_json::json!({
+                    "app_type": "web",
+                    "user_role": role,
+                    "source_allocation": source_allocation,
+                    "created_at": created,
+                })
+                .to_string(),
+            }),
+        })
+        .await
+        .unwrap();
+    }
+    // Registered with a feature of the wrong type: left out, and named.
+    c.put_clone(pb::PutCloneRequest {
+        clone: Some(pb::Clone {
+            name: "odd".into(),
+            source: "batch".into(),
+            spec_json:
+                r#"{"app_type":"web","user_role":"qa","source_allocation":"big","created_at":1}"#
+                    .into(),
+        }),
+    })
+    .await
+    .unwrap();
+    let settings = ControllerSettings {
+        endpoint: fx.endpoint.clone(),
+        token: TOKEN.into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    // The controller as the history source, and the controller only as the clones' registry:
+    // both read each clone's usage by its name.
+    let by_source = HistorySource::Controller {
+        url: fx.endpoint.clone(),
+        lookback_secs: 7 * 86_400,
+    };
+    for history in [by_source, HistorySource::None] {
+        let g = drift::gather(
+            sources(&history, Some(&settings), fx.now),
+            &HistoryCache::default(),
+            &store,
+        )
+        .await;
+        assert_eq!(g.problems.len(), 1, "{:?}", g.problems);
+        let text = terraform_provider_predictive::framework::diag::error_chain(&g.problems[0]);
+        assert!(
+            text.contains("clone \"odd\"") && text.contains("source_allocation"),
+            "{text}"
+        );
+        let mut names: Vec<&str> = g.clones.iter().map(|c| c.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["dev-1", "qa-1", "qa-2"]);
+        for e in &g.clones {
+            let u = e.usage.as_ref().expect("usage since creation");
+            assert_eq!(u.len(), 48, "{}: hours since creation", e.name);
+        }
+        let model = DriftModel::fit(&drift::histories(&g.clones, "new"));
+        let f = |role: &str, age_hours: f64| CloneFeatures {
+            age_hours,
+            app_type: "web".into(),
+            user_role: role.into(),
+            source_allocation: 20.0,
+        };
+        for age in [0.0, 3.0, 30.0] {
+            let (r, basis) = model.ratio(&f("qa", age));
+            assert!(
+                (r - 0.30).abs() < 1e-9 && basis == "size",
+                "{age} h: {r} {basis}"
+            );
+            let (r, _) = model.ratio(&f("dev", age));
+            assert!((r - 0.9).abs() < 1e-9, "{age} h: {r}");
+        }
+    }
 }
