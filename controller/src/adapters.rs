@@ -208,6 +208,10 @@ pub struct GcpSection {
     /// `default` (Application Default Credentials) or `anonymous` (local fakes).
     #[serde(default)]
     pub credentials: Option<String>,
+    /// Environment variable holding a service-account key (the JSON key file's text); used
+    /// instead of `credentials`. The key is never logged nor shown in errors.
+    #[serde(default)]
+    pub key_env: Option<String>,
     /// Largest target size reported for groups (default 1000).
     pub group_max: Option<u32>,
     /// Accounts of other zones, by the workloads' `region`; their fields override these.
@@ -227,6 +231,8 @@ pub struct GcpAccount {
     pub endpoint: Option<String>,
     /// `default` or `anonymous`.
     pub credentials: Option<String>,
+    /// Environment variable holding a service-account key.
+    pub key_env: Option<String>,
     /// Largest target size reported for groups.
     pub group_max: Option<u32>,
 }
@@ -293,6 +299,7 @@ impl GcpSection {
             a.zone = r.zone.clone().unwrap_or_else(|| region.to_string());
             a.endpoint = r.endpoint.clone().or(a.endpoint);
             a.credentials = r.credentials.clone().or(a.credentials);
+            a.key_env = r.key_env.clone().or(a.key_env);
             a.group_max = r.group_max.or(a.group_max);
         }
         a
@@ -407,6 +414,11 @@ pub fn check_sections(file: &str, c: &CloudSections) -> Result<(), crate::config
             nonempty(format!("{at}.zone"), &g.zone)?;
             url(format!("{at}.endpoint"), &g.endpoint)?;
             gcp_credentials(format!("{at}.credentials"), &g.credentials)?;
+            if let (Some(var), Some(cr)) = (&g.key_env, &g.credentials) {
+                if cr == "anonymous" {
+                    return Err(bad(format!("{at}.key_env"), format!("`{var}` and credentials = \"anonymous\" exclude each other")));
+                }
+            }
         }
     }
     Ok(())
@@ -503,7 +515,7 @@ pub fn check_workload(w: &ValidWorkload, clouds: &CloudSections) -> Result<()> {
     Ok(())
 }
 
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 fn env_secret(cloud: &'static str, field: String, var: &str, file: &str) -> Result<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Ok(v),
@@ -518,7 +530,7 @@ fn env_secret(cloud: &'static str, field: String, var: &str, file: &str) -> Resu
 
 /// The field path of `field` in the account serving `region` (`regions.<region>.<field>` when
 /// the region has an account of its own), for errors.
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 fn account_field(listed: bool, region: &str, field: &str) -> String {
     if listed {
         format!("regions.{region}.{field}")
@@ -599,12 +611,27 @@ pub async fn build(cloud: &'static str, cfg: &DaemonConfig, region: &str, stack:
         }
         #[cfg(feature = "gcp")]
         "gcp" => {
-            use predictive_clouds::gcp::{GcpCredentials, GcpParams, GcpProvider};
+            use predictive_clouds::gcp::{GcpCredentials, GcpParams, GcpProvider, GcpServiceAccountKey};
             let s = cfg.clouds.gcp.clone().unwrap_or_default().account(region);
             let mut p = GcpParams::new(&s.project, &s.zone);
             p.endpoint = s.endpoint.clone();
             if s.credentials.as_deref() == Some("anonymous") {
                 p.credentials = GcpCredentials::Anonymous;
+            }
+            if let Some(var) = &s.key_env {
+                let listed = cfg.clouds.gcp.as_ref().is_some_and(|g| g.regions.contains_key(region));
+                let field = account_field(listed, region, "key_env");
+                let key = GcpServiceAccountKey::new(env_secret("gcp", field.clone(), var, file)?);
+                p.credentials = GcpCredentials::ServiceAccountKey(key);
+                // The key is checked here so that the error names the field and variable.
+                if let Err(e) = p.clone().check() {
+                    return Err(Error::FieldInvalid {
+                        file: file.to_string(),
+                        cloud: "gcp",
+                        field,
+                        reason: format!("environment variable `{var}`: {e}"),
+                    });
+                }
             }
             if let Some(m) = s.group_max {
                 p.group_max = m;
@@ -1058,6 +1085,36 @@ metrics = { kind = "push" }
         g.params.price_per_hour = Some(1.0);
         let e = check_workload(&g, &c.clouds).unwrap_err().to_string();
         assert!(e.contains("workload `web`: field `cloud`"), "{e}");
+    }
+
+    /// A service-account key from `key_env`: a bad key is refused naming the field, the
+    /// variable and what is wrong, never the key; `anonymous` with a key is refused at load.
+    #[cfg(feature = "gcp")]
+    #[tokio::test]
+    async fn gcp_key_env_errors_name_the_field_and_variable_never_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        let gcp = "[clouds.gcp]\nproject = \"p\"\nzone = \"europe-west1-b\"\nkey_env = \"PREDICTIVE_TEST_GCP_KEY\"\n\n[clouds.azure]";
+        let c = load(&write(d.path(), "c.toml", &TOML.replace("[clouds.azure]", gcp))).unwrap();
+        std::env::set_var(
+            "PREDICTIVE_TEST_GCP_KEY",
+            r#"{"type": "service_account", "project_id": "p", "private_key_id": "k1", "private_key": "SECRET-MATERIAL", "client_email": "sa@p.iam.gserviceaccount.com"}"#,
+        );
+        let stack = production_stack(Default::default());
+        let e = build("gcp", &c, "europe-west1-b", &stack).await.err().expect("a bad key");
+        let text = crate::run::chain(&e);
+        assert!(text.contains("field `clouds.gcp.key_env`: environment variable `PREDICTIVE_TEST_GCP_KEY`"), "{text}");
+        assert!(text.contains("field `private_key` is not a PEM PKCS#8 key"), "{text}");
+        assert!(!text.contains("SECRET-MATERIAL") && !format!("{e:?}").contains("SECRET-MATERIAL"), "{text}");
+        let pem = "-----BEGIN PRIVATE KEY-----\\nU0VDUkVU\\n-----END PRIVATE KEY-----\\n";
+        std::env::set_var(
+            "PREDICTIVE_TEST_GCP_KEY",
+            format!(r#"{{"type": "service_account", "project_id": "p", "private_key_id": "k1", "private_key": "{pem}", "client_email": "sa@p.iam.gserviceaccount.com"}}"#),
+        );
+        build("gcp", &c, "europe-west1-b", &stack).await.expect("a well-formed key builds");
+        let both = gcp.replace("key_env", "credentials = \"anonymous\"\nkey_env");
+        let e = load(&write(d.path(), "c.toml", &TOML.replace("[clouds.azure]", &both))).unwrap_err();
+        let text = crate::run::chain(&e);
+        assert!(text.contains("field `clouds.gcp.key_env`"), "{text}");
     }
 
     #[test]
