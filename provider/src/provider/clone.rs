@@ -1205,7 +1205,8 @@ impl CloneResource {
         }
         let mut d = Diagnostics::default();
         let computed = compute(ctx, plan, &mut d).await;
-        let source_allocation = computed.as_ref().map(|c| c.drift.source_allocation);
+        // Recorded as the plan shows it.
+        let source_allocation = computed.as_ref().map(|c| round(c.drift.source_allocation));
         let params = computed.map(|c| c.params).unwrap_or_default();
         let earlier = self.registration(ctx, id);
         let created_at = earlier
