@@ -76,7 +76,7 @@ pub enum Error {
         name: String,
         /// Why.
         #[source]
-        source: sizing::Error,
+        source: Box<sizing::Error>,
     },
 }
 
@@ -247,7 +247,7 @@ pub async fn gather(src: Sources<'_>, histories: &HistoryCache, store: &Store) -
             Err(source) => {
                 out.problems.push(Error::UsageFailed {
                     name: name.clone(),
-                    source,
+                    source: Box::new(source),
                 });
                 out.clones.push(Earlier {
                     name,
