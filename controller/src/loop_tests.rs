@@ -663,14 +663,26 @@ fn evening(n: usize) -> Vec<f64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_workload_plans_on_its_clusters_shape_and_the_clusters_are_refitted() {
-    let cfg = fleet_config(&["d0", "d1", "d2", "e0", "new"]);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+/// Three days of history of `d0`, `d1`, `d2` (daytime plateau, [`square`]) and `e0` (evening
+/// plateau, [`evening`]), the first four workloads of `cfg`, on the sim at the end of that
+/// history; the controller refits up to 8 workloads a tick. Returns the controller, its clock,
+/// the cloud, the length of the seeded history, and the evening series (a day's usage beyond
+/// the seeded history included) for workloads that join later.
+async fn daytime_and_evening_fleet(
+    cfg: &ValidConfig,
+    store: &Arc<dyn Store>,
+) -> (
+    Arc<Controller>,
+    VirtualClock,
+    DynProvider,
+    usize,
+    Vec<f64>,
+    Vec<f64>,
+) {
     let len = 3 * 288;
     let day = square(len + 800);
     let eve = evening(len + 800);
-    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
+    let (ctl, clock, cloud, _) = on_sim(cfg, store.clone(), START + 300 * len as i64);
     ctl.set_refits_per_tick(8);
     for w in &cfg.workloads[..4] {
         let values = if w.name().starts_with('d') {
@@ -683,6 +695,14 @@ async fn a_new_workload_plans_on_its_clusters_shape_and_the_clusters_are_refitte
             .await
             .unwrap();
     }
+    (ctl, clock, cloud, len, day, eve)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_workload_plans_on_its_clusters_shape_and_the_clusters_are_refitted() {
+    let cfg = fleet_config(&["d0", "d1", "d2", "e0", "new"]);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let (ctl, clock, cloud, len, day, _) = daytime_and_evening_fleet(&cfg, &store).await;
     // The first tick refits the fleet, each refit keeps its daily profile, and the clusters
     // are fitted on them: a daytime plateau (3 workloads) and an evening one (1).
     clock.advance(300);
@@ -802,22 +822,7 @@ async fn unreadable_stored_clusters_are_fitted_again_without_stopping_the_tick()
 async fn a_registered_clone_plans_on_its_sources_daily_shape() {
     let cfg = fleet_config(&["d0", "d1", "d2", "e0", "twin", "other"]);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
-    let len = 3 * 288;
-    let day = square(len + 800);
-    let eve = evening(len + 800);
-    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
-    ctl.set_refits_per_tick(8);
-    for w in &cfg.workloads[..4] {
-        let values = if w.name().starts_with('d') {
-            &day
-        } else {
-            &eve
-        };
-        let replay = seed_history(store.as_ref(), w.name(), values, len).await;
-        ctl.upsert_with_source(w.clone(), replay, cloud.clone())
-            .await
-            .unwrap();
-    }
+    let (ctl, clock, cloud, len, _, eve) = daytime_and_evening_fleet(&cfg, &store).await;
     // The first tick refits the fleet: each refit keeps its workload's daily profile.
     clock.advance(300);
     ctl.tick().await.unwrap();

@@ -79,6 +79,34 @@ fn with(base: &Type, pairs: Vec<(&str, Value)>) -> Value {
     v
 }
 
+/// Configures `srv` with its state store at `state`, the given `history` blocks and no cloud
+/// blocks; the response's diagnostics.
+async fn configure(
+    srv: &ProviderServer<PredictiveProvider>,
+    pt: &Type,
+    state: &std::path::Path,
+    history: Vec<Value>,
+) -> Vec<pb::Diagnostic> {
+    let pcfg = with(
+        pt,
+        vec![
+            ("state_path", Value::string(state.display().to_string())),
+            ("history", Value::List(history)),
+            ("aws", Value::List(vec![])),
+            ("azure", Value::List(vec![])),
+            ("gcp", Value::List(vec![])),
+        ],
+    );
+    srv.configure_provider(Request::new(pb::configure_provider::Request {
+        terraform_version: "1.0.3".into(),
+        config: dv(&pcfg, pt),
+    }))
+    .await
+    .unwrap()
+    .into_inner()
+    .diagnostics
+}
+
 #[tokio::test]
 async fn schema_should_list_every_resource_and_data_source() {
     let s = server()
@@ -212,28 +240,8 @@ async fn a_budget_should_plan_apply_read_import_and_delete_with_exact_decimals()
         .unwrap()
         .into_inner();
     let pt = ty(schema.provider.as_ref().unwrap());
-    let pcfg = with(
-        &pt,
-        vec![
-            (
-                "state_path",
-                Value::string(dir.path().join("s.db").display().to_string()),
-            ),
-            ("history", Value::List(vec![])),
-            ("aws", Value::List(vec![])),
-            ("azure", Value::List(vec![])),
-            ("gcp", Value::List(vec![])),
-        ],
-    );
-    let resp = srv
-        .configure_provider(Request::new(pb::configure_provider::Request {
-            terraform_version: "1.0.3".into(),
-            config: dv(&pcfg, &pt),
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(resp.diagnostics.is_empty(), "{:?}", resp.diagnostics);
+    let diagnostics = configure(&srv, &pt, &dir.path().join("s.db"), vec![]).await;
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
 
     let t = ty(&schema.resource_schemas["predictive_budget"]);
     let cap = Value::Number(Number::Decimal("3.072".into()));
@@ -362,25 +370,7 @@ async fn no_change_should_start_after_stop_provider() {
         .unwrap()
         .into_inner();
     let pt = ty(schema.provider.as_ref().unwrap());
-    let pcfg = with(
-        &pt,
-        vec![
-            (
-                "state_path",
-                Value::string(dir.path().join("s.db").display().to_string()),
-            ),
-            ("history", Value::List(vec![])),
-            ("aws", Value::List(vec![])),
-            ("azure", Value::List(vec![])),
-            ("gcp", Value::List(vec![])),
-        ],
-    );
-    srv.configure_provider(Request::new(pb::configure_provider::Request {
-        terraform_version: "1.0.3".into(),
-        config: dv(&pcfg, &pt),
-    }))
-    .await
-    .unwrap();
+    configure(&srv, &pt, &dir.path().join("s.db"), vec![]).await;
     srv.stop_provider(Request::new(pb::stop_provider::Request {}))
         .await
         .unwrap();
@@ -563,28 +553,8 @@ mod drift {
                 ("lookback", Value::string("14d")),
             ],
         );
-        let pcfg = with(
-            &pt,
-            vec![
-                (
-                    "state_path",
-                    Value::string(dir.join("s.db").display().to_string()),
-                ),
-                ("history", Value::List(vec![history])),
-                ("aws", Value::List(vec![])),
-                ("azure", Value::List(vec![])),
-                ("gcp", Value::List(vec![])),
-            ],
-        );
-        let resp = srv
-            .configure_provider(Request::new(pb::configure_provider::Request {
-                terraform_version: "1.0.3".into(),
-                config: dv(&pcfg, &pt),
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(resp.diagnostics.is_empty(), "{:?}", resp.diagnostics);
+        let diagnostics = configure(&srv, &pt, &dir.join("s.db"), vec![history]).await;
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
         let t = ty(&schema.resource_schemas["predictive_clone"]);
         (srv, t)
     }
