@@ -79,6 +79,14 @@ fn with(base: &Type, pairs: Vec<(&str, Value)>) -> Value {
     v
 }
 
+/// The provider's schema, as Terraform fetches it first.
+async fn schema(srv: &ProviderServer<PredictiveProvider>) -> pb::get_provider_schema::Response {
+    srv.get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// Configures `srv` with its state store at `state`, the given `history` blocks and no cloud
 /// blocks; the response's diagnostics.
 async fn configure(
@@ -109,11 +117,7 @@ async fn configure(
 
 #[tokio::test]
 async fn schema_should_list_every_resource_and_data_source() {
-    let s = server()
-        .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
-        .await
-        .unwrap()
-        .into_inner();
+    let s = schema(&server()).await;
     let mut r: Vec<_> = s.resource_schemas.keys().cloned().collect();
     r.sort();
     assert_eq!(r, ["predictive_budget", "predictive_clone"]);
@@ -150,11 +154,7 @@ async fn schema_should_list_every_resource_and_data_source() {
 #[tokio::test]
 async fn invalid_clone_config_should_yield_diagnostics_with_attribute_paths() {
     let srv = server();
-    let schema = srv
-        .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
-        .await
-        .unwrap()
-        .into_inner();
+    let schema = schema(&srv).await;
     let t = ty(&schema.resource_schemas["predictive_clone"]);
     let cfg = with(
         &t,
@@ -201,11 +201,7 @@ async fn invalid_clone_config_should_yield_diagnostics_with_attribute_paths() {
 #[tokio::test]
 async fn unknown_values_should_pass_validation_untouched() {
     let srv = server();
-    let schema = srv
-        .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
-        .await
-        .unwrap()
-        .into_inner();
+    let schema = schema(&srv).await;
     let t = ty(&schema.resource_schemas["predictive_clone"]);
     let cfg = with(
         &t,
@@ -234,11 +230,7 @@ async fn unknown_values_should_pass_validation_untouched() {
 async fn a_budget_should_plan_apply_read_import_and_delete_with_exact_decimals() {
     let dir = tempfile::tempdir().unwrap();
     let srv = server();
-    let schema = srv
-        .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
-        .await
-        .unwrap()
-        .into_inner();
+    let schema = schema(&srv).await;
     let pt = ty(schema.provider.as_ref().unwrap());
     let diagnostics = configure(&srv, &pt, &dir.path().join("s.db"), vec![]).await;
     assert!(diagnostics.is_empty(), "{diagnostics:?}");
@@ -364,11 +356,7 @@ async fn a_budget_should_plan_apply_read_import_and_delete_with_exact_decimals()
 async fn no_change_should_start_after_stop_provider() {
     let dir = tempfile::tempdir().unwrap();
     let srv = server();
-    let schema = srv
-        .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
-        .await
-        .unwrap()
-        .into_inner();
+    let schema = schema(&srv).await;
     let pt = ty(schema.provider.as_ref().unwrap());
     configure(&srv, &pt, &dir.path().join("s.db"), vec![]).await;
     srv.stop_provider(Request::new(pb::stop_provider::Request {}))
@@ -416,11 +404,7 @@ async fn no_change_should_start_after_stop_provider() {
 async fn a_cloud_without_an_adapter_should_be_named_in_the_diagnostic() {
     let dir = tempfile::tempdir().unwrap();
     let srv = server();
-    let schema = srv
-        .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
-        .await
-        .unwrap()
-        .into_inner();
+    let schema = schema(&srv).await;
     let pt = ty(schema.provider.as_ref().unwrap());
     let base = vec![
         (
@@ -535,11 +519,7 @@ mod drift {
     /// A provider configured on `dir` (state store `dir/s.db`, history files in `dir/h`).
     async fn provider(dir: &Path) -> (ProviderServer<PredictiveProvider>, Type) {
         let srv = server();
-        let schema = srv
-            .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
-            .await
-            .unwrap()
-            .into_inner();
+        let schema = schema(&srv).await;
         let pt = ty(schema.provider.as_ref().unwrap());
         let Type::Object(attrs) = &pt else { panic!() };
         let Type::List(ht) = &attrs["history"] else {
