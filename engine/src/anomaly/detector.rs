@@ -11,7 +11,8 @@
 //!    among past such means: a level shift or a drop moves them even when each value on its own
 //!    is unremarkable.
 //! 3. **Seasonal** — with a `season`, the recent mean minus the median of the same phase over the
-//!    last three seasons, among past such deviations: a missing daily peak.
+//!    last three seasons (or the same phase a week earlier when closer, with `weekly`), among
+//!    past such deviations: a missing daily peak, a holiday.
 //! 4. **Trend** — a Mann–Kendall statistic over 12 block means of `trend_block` samples: a steady
 //!    climb past the band is a leak. With a season, a seasonal sign test instead (each of the 12
 //!    blocks against the same block one season earlier), so a daily ramp is never a leak.
@@ -110,6 +111,11 @@ pub struct DetectorParams {
     /// 2): only a persistent deviation beyond it accumulates. Smaller catches smaller shifts
     /// and costs more false alarms.
     pub shift_allowance: f64,
+    /// Whether the season is a day and the seasonal test may also compare the recent mean with
+    /// the same phase one week (seven seasons) earlier (default true). The smaller of the two
+    /// deviations is tested, so a weekly rhythm (quiet weekends, busy Mondays) is not news from
+    /// its second week on, while a departure from both the last days and the last week is.
+    pub weekly: bool,
 }
 
 impl Default for DetectorParams {
@@ -126,6 +132,7 @@ impl Default for DetectorParams {
             long_window: 72,
             quiet_period: 72,
             shift_allowance: CUSUM_ALLOWANCE,
+            weekly: true,
         }
     }
 }
@@ -182,6 +189,9 @@ impl DetectorParams {
         Ok(ValidDetectorParams(self))
     }
 }
+
+/// Seasons per week when the season is a day (the weekly reference of the seasonal test).
+const WEEK: usize = 7;
 
 /// Why a sample scored what it did.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
@@ -580,7 +590,8 @@ pub struct Detector {
     cusum: Cusum,
     /// Whether the last assessed sample raised the shift test's alarm.
     cusum_alarm: bool,
-    /// Recent means of the last three seasons in arrival order, for the seasonal comparison.
+    /// Recent means of the last three seasons (seven with `weekly`) in arrival order, for the
+    /// seasonal comparison.
     mean_hist: Ring,
     /// Past absolute seasonal deviations.
     seasonal: BlockWindow,
@@ -612,7 +623,7 @@ impl Detector {
             cusum: Cusum::new(TREND_BLOCKS * p.trend_block, p.memory, p.shift_allowance),
             cusum_alarm: false,
             long: (p.long_window > 0).then(|| MeanTest::new(p.long_window, p.memory)),
-            mean_hist: Ring::new(3 * p.season),
+            mean_hist: Ring::new(if p.weekly { WEEK } else { 3 } * p.season),
             seasonal: BlockWindow::new(p.memory),
             block_hist: std::collections::VecDeque::with_capacity(if p.season > 0 {
                 ((p.season + p.trend_block / 2) / p.trend_block).max(1) + TREND_BLOCKS + 1
@@ -631,7 +642,7 @@ impl Detector {
     /// Estimated bytes this detector holds on the heap once its windows are full (they reserve
     /// their final size on first use and never grow beyond it). The value windows take at most
     /// 65 blocks of 12 bytes each whatever `memory` is; the raw values of the mean tests and
-    /// the three seasons of recent means (with a season) are `f32`.
+    /// the recent means of three seasons (seven with `weekly`) are `f32`.
     pub fn heap_bytes(&self) -> usize {
         let f64s = std::mem::size_of::<f64>();
         self.values.heap_bytes()
@@ -840,7 +851,6 @@ impl Detector {
         }
     }
 
-    /// Recent mean minus the median of the same phase over the last three seasons.
     /// Weight of a test's surprise when it rests on `m` past values: `ln(m + 1) / ln(warmup + 1)`
     /// below the warm-up, 1 from it on (the rule the warm-up applies to the whole detector).
     fn young(&self, m: usize) -> f64 {
@@ -851,6 +861,8 @@ impl Detector {
         }
     }
 
+    /// Recent mean minus the median of the same phase over the last three seasons, or minus
+    /// the same phase one week earlier when that is closer (with `weekly`, once a week is kept).
     fn seasonal_deviation(&self, mean: f64) -> Option<f64> {
         let sn = self.p.season;
         if sn == 0 || self.mean_hist.len() < 3 * sn {
@@ -859,7 +871,14 @@ impl Detector {
         let at = |k: usize| self.mean_hist.back(k).map_or(0.0, f64::from);
         let mut past = [at(sn - 1), at(2 * sn - 1), at(3 * sn - 1)];
         past.sort_by(f64::total_cmp);
-        Some(mean - past[1])
+        let daily = mean - past[1];
+        if self.p.weekly && self.mean_hist.len() >= WEEK * sn {
+            let weekly = mean - at(WEEK * sn - 1);
+            if weekly.abs() < daily.abs() {
+                return Some(weekly);
+            }
+        }
+        Some(daily)
     }
 
     /// The climb statistic in `[-1, 1]`, and whether the climb is still steepening against the
@@ -934,7 +953,13 @@ impl Detector {
                 if let Some(d) = self.seasonal_deviation(mean) {
                     self.seasonal.push(d.abs());
                 }
+                let kept = self.mean_hist.len();
                 self.mean_hist.push(to_f32(mean));
+                if self.p.weekly && kept + 1 == WEEK * self.p.season {
+                    // From here on the deviation may be the weekly one: a different statistic,
+                    // so the daily-only deviations kept so far are no measure of its surprise.
+                    self.seasonal = BlockWindow::new(self.p.memory);
+                }
             }
         }
         if let Some(t) = self.long.as_mut() {
@@ -1250,6 +1275,70 @@ mod tests {
         );
     }
 
+    /// Half-hourly usage with quiet weekends: against the last three days alone every Saturday
+    /// and Monday departs from the median day, and those deviations set the bar; with the
+    /// weekly reference they are the pattern from the second week on. A weekday at weekend
+    /// level (a public holiday) departs from both references and alerts.
+    #[test]
+    fn a_weekly_rhythm_should_not_alert_every_weekend_but_a_holiday_should() {
+        let season = 48;
+        let week = 7 * season;
+        let usage = |i: usize, noise: f64, holiday: bool| {
+            let day = i / season;
+            let weekend = day % 7 >= 5 || holiday;
+            let phase = (i % season) as f64 / season as f64 * std::f64::consts::TAU;
+            let level = if weekend { 40.0 } else { 100.0 };
+            level + 0.3 * level * phase.sin() + 3.0 * noise
+        };
+        let run = |weekly: bool, holiday_day: Option<usize>| {
+            let (mut ordinary, mut holiday) = (0, 0);
+            for seed in 1..=10u64 {
+                let mut d = Detector::new(
+                    DetectorParams {
+                        season,
+                        weekly,
+                        ..DetectorParams::default()
+                    }
+                    .check()
+                    .unwrap(),
+                );
+                let mut n = Noise(seed * 104_729);
+                let mut found = false;
+                for i in 0..8 * week {
+                    let on_holiday = holiday_day == Some(i / season);
+                    let v = d.observe(usage(i, n.next(), on_holiday));
+                    if v.score >= ALERT_THRESHOLD {
+                        if on_holiday {
+                            found = true;
+                        } else if i >= week {
+                            ordinary += 1;
+                        }
+                    }
+                }
+                holiday += usize::from(found);
+            }
+            (ordinary, holiday)
+        };
+        let (ordinary, _) = run(true, None);
+        assert!(
+            ordinary <= 2,
+            "{ordinary} alerts on ordinary days from the second week on, in 10 runs"
+        );
+        // A Wednesday in the seventh week at weekend level. Against the last three days alone
+        // it is no further off than every Saturday and Monday before it.
+        let holiday = Some(6 * 7 + 2);
+        let (_, with_week) = run(true, holiday);
+        let (_, days_only) = run(false, holiday);
+        assert!(
+            with_week >= 9,
+            "the holiday alerted in {with_week} of 10 runs"
+        );
+        assert!(
+            days_only <= 3,
+            "the holiday alerted in {days_only} of 10 runs without the weekly reference"
+        );
+    }
+
     /// A chain of near-records (each value a little above the last) is one incident: within
     /// the quiet period it alerts once, while a larger departure still gets through.
     #[test]
@@ -1336,7 +1425,6 @@ mod tests {
             };
             let mut d = Detector::new(p.clone().check().unwrap());
             feed(&mut d, 4 * memory.min(20_000) + 4 * season);
-            // Value windows: values, residuals, short means, long means, seasonal deviations.
             // Value windows: values, residuals, short means, shift statistic, long means,
             // seasonal deviations.
             let windows = 4 + usize::from(long_window > 0) + usize::from(season > 0);
@@ -1344,7 +1432,7 @@ mod tests {
             let sb = ((season + p.trend_block / 2) / p.trend_block).max(1);
             let expected = windows * blocks * block
                 + 4 * p.short_window.max(long_window)
-                + 4 * 3 * season
+                + 4 * 7 * season // a week of recent means (`weekly`, the default)
                 + 8 * (TREND_BLOCKS + 1)
                 + if season > 0 {
                     8 * (sb + TREND_BLOCKS + 1)
@@ -1573,6 +1661,7 @@ mod tests {
                         long_window: if long < 2 { 0 } else { long.min(memory) },
                         quiet_period: season,
                         shift_allowance: damping * 3.0,
+                        weekly: season % 2 == 0,
                     }
                 },
             )
