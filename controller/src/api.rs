@@ -339,11 +339,13 @@ impl pb::controller_server::Controller for Api {
             })
             .await
             .map_err(|e| internal(&e))?;
+        self.ctl.clones_changed();
         Ok(Response::new(pb::PutCloneResponse {}))
     }
 
     async fn delete_clone(&self, req: Request<pb::DeleteCloneRequest>) -> Result<Response<pb::DeleteCloneResponse>, Status> {
         let existed = self.ctl.store().delete_clone(&req.get_ref().name).await.map_err(|e| internal(&e))?;
+        self.ctl.clones_changed();
         Ok(Response::new(pb::DeleteCloneResponse { existed }))
     }
 

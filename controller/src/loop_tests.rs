@@ -881,3 +881,132 @@ async fn a_registered_clone_plans_on_its_sources_daily_shape() {
     );
     assert!(other.predicted < 150.0, "{other:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_registered_before_its_sources_first_refit_takes_its_profile_at_the_next_tick() {
+    let cfg = fleet_config(&["d0", "d1", "d2", "e0", "twin"]);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let (ctl, clock, cloud, len, _, eve) = daytime_and_evening_fleet(&cfg, &store).await;
+    // `twin` is registered as a clone of `e0` before any refit: `e0` has no daily profile yet.
+    store
+        .put_clone(&crate::store::CloneRecord {
+            name: "twin".into(),
+            source: "e0".into(),
+            spec: "{}".into(),
+        })
+        .await
+        .unwrap();
+    ctl.clones_changed();
+    let replay = Arc::new(Replay::from_values(
+        START + 300 * len as i64,
+        300,
+        eve[len..].to_vec(),
+    ));
+    ctl.upsert_with_source(cfg.workloads[4].clone(), replay, cloud.clone())
+        .await
+        .unwrap();
+    assert!(store
+        .loop_state("e0", crate::refit::PROFILE_KIND)
+        .await
+        .unwrap()
+        .is_none());
+    // The first tick finds no profile of the source and starts the fleet's first refits.
+    clock.advance(300);
+    let r = ctl.tick().await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.refits >= 4, "{r:?}");
+    let f = store.forecasts("twin", 0).await.unwrap();
+    assert!(
+        f.iter().all(|f| f.model != crate::run::COLD_SOURCE_MODEL),
+        "{f:?}"
+    );
+    ctl.refits_settled().await;
+    assert!(store
+        .loop_state("e0", crate::refit::PROFILE_KIND)
+        .await
+        .unwrap()
+        .is_some());
+    // The next tick (not a refit period later) plans the clone on its source's profile.
+    clock.advance(300);
+    let r = ctl.tick().await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let f = store.forecasts("twin", 0).await.unwrap();
+    assert_eq!(
+        f.last().unwrap().model,
+        crate::run::COLD_SOURCE_MODEL,
+        "{f:?}"
+    );
+    let twin = &store.decisions(Some("twin"), 1).await.unwrap()[0];
+    assert!(
+        twin.explanation
+            .contains("prior: daily profile of its source workload e0"),
+        "{}",
+        twin.explanation
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clones_are_read_again_only_after_a_change() {
+    let cfg = fleet_config(&["src", "twin", "late"]);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START);
+    for w in &cfg.workloads[..2] {
+        let replay = Arc::new(Replay::from_values(START + 300, 300, wave(40)));
+        ctl.upsert_with_source(w.clone(), replay, cloud.clone())
+            .await
+            .unwrap();
+    }
+    store
+        .put_clone(&crate::store::CloneRecord {
+            name: "twin".into(),
+            source: "src".into(),
+            spec: "{}".into(),
+        })
+        .await
+        .unwrap();
+    ctl.clones_changed();
+    let tick = || {
+        let (ctl, clock) = (ctl.clone(), clock.clone());
+        async move {
+            clock.advance(300);
+            let r = ctl.tick().await.unwrap();
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+            ctl.refits_settled().await;
+        }
+    };
+    // The first tick reads them (the controller starts with nothing known).
+    tick().await;
+    assert_eq!(ctl.clone_reads(), 1);
+    // Ticks with no clone or workload registered or removed do not read them.
+    for _ in 0..6 {
+        tick().await;
+    }
+    assert_eq!(ctl.clone_reads(), 1);
+    // A clone registered (as the API's `PutClone` does) is read at the next tick, once.
+    store
+        .put_clone(&crate::store::CloneRecord {
+            name: "late".into(),
+            source: "src".into(),
+            spec: "{}".into(),
+        })
+        .await
+        .unwrap();
+    ctl.clones_changed();
+    tick().await;
+    assert_eq!(ctl.clone_reads(), 2);
+    tick().await;
+    assert_eq!(ctl.clone_reads(), 2);
+    // So is a workload registered under a clone's name.
+    let replay = Arc::new(Replay::from_values(clock.now() + 300, 300, wave(40)));
+    ctl.upsert_with_source(cfg.workloads[2].clone(), replay, cloud.clone())
+        .await
+        .unwrap();
+    tick().await;
+    assert_eq!(ctl.clone_reads(), 3);
+    // And, with nothing changed here, once per recheck period (another replica may have
+    // registered one in a shared store).
+    let reads = ctl.clone_reads();
+    clock.advance(crate::run::CLONES_RECHECK - 300);
+    tick().await;
+    assert_eq!(ctl.clone_reads(), reads + 1);
+}

@@ -16,8 +16,8 @@
 //!   coverage misses its accuracy objective falls back to a conservative policy (the trailing
 //!   24 h maximum) until it recovers.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -195,6 +195,11 @@ pub const COLD_MODEL: &str = "cold-cluster";
 /// Model name recorded for a clone's forecasts from its source workload's daily profile.
 pub const COLD_SOURCE_MODEL: &str = "cold-source";
 
+/// Seconds after which the tick reads the registered clones again even when nothing here
+/// changed them: several replicas may share a store, and a clone registered through another
+/// replica's API reaches this one within that time.
+pub const CLONES_RECHECK: i64 = 3_600;
+
 /// The cold-start prior of a registered clone that runs as a workload: the daily profile of the
 /// workload it was made from, as that workload's refit kept it.
 #[derive(Debug, Clone)]
@@ -205,8 +210,12 @@ struct SourcePrior {
     profile: Option<(Vec<f64>, f64)>,
     /// When the source's refit kept the profile.
     at: i64,
-    /// When the store was last read for it.
+    /// When the store was last read for the source's profile.
     checked: Timestamp,
+    /// Whether the store had no profile of the source then (no refit yet): it is asked for
+    /// again at every tick. An unusable one (unreadable, or of another step) waits for the
+    /// source's next refit.
+    absent: bool,
 }
 
 /// A cold-start forecast: the lead steps for the policy, the target's values, the explanation.
@@ -293,6 +302,15 @@ pub struct Controller {
     new_profiles: AtomicUsize,
     /// Registered clones running as workloads here, by name: their sources' daily profiles.
     source_priors: RwLock<Arc<HashMap<String, SourcePrior>>>,
+    /// Whether the registered clones must be read again: set at start and whenever a clone or
+    /// a workload is registered or removed here, cleared by the read.
+    clones_dirty: AtomicBool,
+    /// Time of the last read of the registered clones (`i64::MIN`: never).
+    clones_read_at: AtomicI64,
+    /// Reads of the registered clones since start.
+    clone_reads: AtomicU64,
+    /// Clone sources whose refit kept a new daily profile since their clones' priors were read.
+    stale_sources: std::sync::Mutex<HashSet<String>>,
 }
 
 /// Full error chain on one line, for reports and logs.
@@ -336,6 +354,10 @@ impl Controller {
             clusters_loaded: AtomicBool::new(false),
             new_profiles: AtomicUsize::new(0),
             source_priors: RwLock::new(Arc::default()),
+            clones_dirty: AtomicBool::new(true),
+            clones_read_at: AtomicI64::new(i64::MIN),
+            clone_reads: AtomicU64::new(0),
+            stale_sources: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -372,57 +394,139 @@ impl Controller {
         Ok(())
     }
 
-    /// Looks up the cold-start prior of every registered clone that runs as a workload here:
-    /// the daily profile its source's refits keep. One read of the clones per tick; a source's
-    /// profile is read when the clone is first seen and again a refit period later (a source
-    /// without one yet is asked again at that pace too).
+    /// Marks the registered clones as changed: the next tick reads them again. Call it after
+    /// writing or deleting a clone in the store (the API's `PutClone` and `DeleteClone` do).
+    pub fn clones_changed(&self) {
+        self.clones_dirty.store(true, Ordering::Release);
+    }
+
+    /// How many times the registered clones were read from the store since start (a tick
+    /// reads them only after [`Controller::clones_changed`], a workload's registration or
+    /// removal, or [`CLONES_RECHECK`] seconds).
+    pub fn clone_reads(&self) -> u64 {
+        self.clone_reads.load(Ordering::Relaxed)
+    }
+
+    /// Keeps the cold-start prior of every registered clone that runs as a workload here: the
+    /// daily profile its source's refits keep.
+    ///
+    /// The clones are read only when they may have changed (see [`Controller::clone_reads`]).
+    /// A source's profile is read when its clone is first seen, after a refit here kept a new
+    /// one, and a refit period later; while a source has none stored yet (no refit), it is
+    /// asked for at every tick, so the clone takes it up at the first tick after the source's
+    /// first refit. A tick with nothing to look up makes no store call.
+    ///
+    /// # Errors
+    /// A store failure; what was to be read is read again at the next tick.
     async fn load_source_priors(&self, now: Timestamp) -> Result<()> {
-        let clones = self.store.clones().await?;
+        let reread = self.clones_dirty.swap(false, Ordering::AcqRel)
+            || now.saturating_sub(self.clones_read_at.load(Ordering::Relaxed)) >= CLONES_RECHECK;
+        let stale: HashSet<String> =
+            std::mem::take(&mut *self.stale_sources.lock().unwrap_or_else(|p| p.into_inner()));
         let known = self.source_priors();
+        let next = if reread {
+            self.read_clones(now, &known, &stale).await
+        } else {
+            self.refresh_priors(now, &known, &stale).await
+        };
+        let next = match next {
+            Ok(next) => next,
+            Err(e) => {
+                if reread {
+                    self.clones_dirty.store(true, Ordering::Release);
+                }
+                self.stale_sources
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(stale);
+                return Err(e);
+            }
+        };
+        if let Some(next) = next {
+            *self
+                .source_priors
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        }
+        Ok(())
+    }
+
+    /// Reads the registered clones and builds their priors, keeping the `known` ones whose
+    /// source is the same, has a profile that is not `stale` and was read within a refit period.
+    async fn read_clones(
+        &self,
+        now: Timestamp,
+        known: &HashMap<String, SourcePrior>,
+        stale: &HashSet<String>,
+    ) -> Result<Option<HashMap<String, SourcePrior>>> {
+        let clones = self.store.clones().await?;
+        self.clone_reads.fetch_add(1, Ordering::Relaxed);
+        self.clones_read_at.store(now, Ordering::Relaxed);
         let mut next = HashMap::new();
         for c in clones {
             if c.source.is_empty() || c.source == c.name || self.workload(&c.name).is_none() {
                 continue;
             }
-            if let Some(p) = known
-                .get(&c.name)
-                .filter(|p| p.source == c.source && now - p.checked < refit::EVERY)
-            {
-                next.insert(c.name, p.clone());
-                continue;
-            }
-            let stored = self
-                .store
-                .loop_state(&c.source, refit::PROFILE_KIND)
-                .await?;
-            let kept = stored.and_then(|text| {
-                serde_json::from_str::<refit::Profile>(&text)
-                    .map_err(|e| {
-                        tracing::warn!(workload = %c.source, error = %e, "stored daily profile ignored");
-                    })
-                    .ok()
+            let keep = known.get(&c.name).filter(|p| {
+                p.source == c.source
+                    && !p.absent
+                    && !stale.contains(&p.source)
+                    && now - p.checked < refit::EVERY
             });
-            let kept = kept.filter(|p| p.step == self.interval);
-            next.insert(
-                c.name,
-                SourcePrior {
-                    source: c.source,
-                    at: kept.as_ref().map_or(0, |p| p.at),
-                    profile: kept.map(|p| {
-                        (
-                            p.profile.iter().map(|&v| f64::from(v)).collect(),
-                            f64::from(p.spread),
-                        )
-                    }),
-                    checked: now,
-                },
-            );
+            let prior = match keep {
+                Some(p) => p.clone(),
+                None => self.read_prior(c.source, now).await?,
+            };
+            next.insert(c.name, prior);
         }
-        *self
-            .source_priors
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
-        Ok(())
+        Ok(Some(next))
+    }
+
+    /// Reads again the source profiles of the `known` priors whose source had none stored or
+    /// is `stale`; `None` when there is nothing to read.
+    async fn refresh_priors(
+        &self,
+        now: Timestamp,
+        known: &HashMap<String, SourcePrior>,
+        stale: &HashSet<String>,
+    ) -> Result<Option<HashMap<String, SourcePrior>>> {
+        let due = |p: &SourcePrior| p.absent || stale.contains(&p.source);
+        if !known.values().any(due) {
+            return Ok(None);
+        }
+        let mut next = known.clone();
+        for p in next.values_mut() {
+            if due(p) {
+                *p = self.read_prior(p.source.clone(), now).await?;
+            }
+        }
+        Ok(Some(next))
+    }
+
+    /// Reads the daily profile `source`'s refits keep (none when unreadable or of another step).
+    async fn read_prior(&self, source: String, now: Timestamp) -> Result<SourcePrior> {
+        let stored = self.store.loop_state(&source, refit::PROFILE_KIND).await?;
+        let absent = stored.is_none();
+        let kept = stored.and_then(|text| {
+            serde_json::from_str::<refit::Profile>(&text)
+                .map_err(|e| {
+                    tracing::warn!(workload = %source, error = %e, "stored daily profile ignored");
+                })
+                .ok()
+        });
+        let kept = kept.filter(|p| p.step == self.interval);
+        Ok(SourcePrior {
+            at: kept.as_ref().map_or(0, |p| p.at),
+            profile: kept.map(|p| {
+                (
+                    p.profile.iter().map(|&v| f64::from(v)).collect(),
+                    f64::from(p.spread),
+                )
+            }),
+            source,
+            checked: now,
+            absent,
+        })
     }
 
     fn source_priors(&self) -> Arc<HashMap<String, SourcePrior>> {
@@ -581,6 +685,13 @@ impl Controller {
                 .put_loop_state(name, refit::PROFILE_KIND, &p.encode(), now)
                 .await?;
             self.new_profiles.fetch_add(1, Ordering::Relaxed);
+            // Its clones take the new profile up at the next tick.
+            if self.source_priors().values().any(|c| c.source == name) {
+                self.stale_sources
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_string());
+            }
         }
         let Some(choice) = choice else {
             // Not enough history yet: try again in a quarter of a day.
@@ -737,6 +848,8 @@ impl Controller {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name, wl);
+        // A workload named as a registered clone takes its source's prior from the next tick.
+        self.clones_changed();
         Ok(())
     }
 
@@ -751,6 +864,7 @@ impl Controller {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name)
             .is_some();
+        self.clones_changed();
         let stored = self.store.delete_workload(name).await?;
         self.metrics.forget(name);
         Ok(had || stored)
