@@ -458,7 +458,7 @@ async fn a_cloud_without_an_adapter_should_be_named_in_the_diagnostic() {
 /// Clone drift through the plugin protocol, over a file history source and the state store.
 mod drift {
     use super::*;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
     use terraform_provider_predictive::provider::clone::Registration;
     use terraform_provider_predictive::provider::sizing;
     use terraform_provider_predictive::provider::store::{Kind, Store};
@@ -489,6 +489,14 @@ mod drift {
             .map(|i| 10.0 + (i as f64 * std::f64::consts::TAU / 24.0).sin())
             .collect();
         write_csv(dir, "web", now_hour() - n as i64 * HOUR, &v);
+    }
+
+    /// The usage history directory `h` under `dir`, created, with the source `web` in it.
+    fn history_dir(dir: &Path) -> PathBuf {
+        let h = dir.join("h");
+        std::fs::create_dir_all(&h).unwrap();
+        write_source(&h);
+        h
     }
 
     /// Registers an earlier clone in the state store as `finish` records it.
@@ -615,8 +623,7 @@ mod drift {
     #[tokio::test]
     async fn without_earlier_clones_the_plan_should_be_the_source_forecast() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("h")).unwrap();
-        write_source(&dir.path().join("h"));
+        history_dir(dir.path());
         // An old record without the features stays readable and teaches nothing.
         let store = Store::open(&dir.path().join("s.db")).unwrap();
         store
@@ -644,9 +651,7 @@ mod drift {
     #[tokio::test]
     async fn earlier_clones_of_a_role_should_scale_a_new_clone_of_that_role_only() {
         let dir = tempfile::tempdir().unwrap();
-        let h = dir.path().join("h");
-        std::fs::create_dir_all(&h).unwrap();
-        write_source(&h);
+        let h = history_dir(dir.path());
         let source = source_forecast(dir.path());
         let p95 = source.iter().find(|(l, _)| *l == 0.95).unwrap().1;
         // Earlier clones of the same source, created 10 days ago, recorded with the same source
@@ -705,9 +710,7 @@ mod drift {
         let mut last: Option<(f64, f64)> = None;
         for hours in [6usize, 24, 72] {
             let dir = tempfile::tempdir().unwrap();
-            let h = dir.path().join("h");
-            std::fs::create_dir_all(&h).unwrap();
-            write_source(&h);
+            let h = history_dir(dir.path());
             let source = source_forecast(dir.path());
             let p95 = source.iter().find(|(l, _)| *l == 0.95).unwrap().1;
             // The clone itself, created `hours` ago, has used 2 vCPU since.
@@ -741,9 +744,7 @@ mod drift {
     #[tokio::test]
     async fn an_unreadable_usage_file_should_warn_naming_the_clone() {
         let dir = tempfile::tempdir().unwrap();
-        let h = dir.path().join("h");
-        std::fs::create_dir_all(&h).unwrap();
-        write_source(&h);
+        let h = history_dir(dir.path());
         let store = Store::open(&dir.path().join("s.db")).unwrap();
         register(&store, "broken", "qa", 10.0, now_hour() - 48 * HOUR);
         std::fs::write(h.join("broken.csv"), "timestamp,value\n1,2\n2,x\n").unwrap();
