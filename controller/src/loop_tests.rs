@@ -837,14 +837,7 @@ async fn a_registered_clone_plans_on_its_sources_daily_shape() {
     }
     // `twin` is registered as a clone of the evening workload `e0`, `other` is not; both join
     // at phase 226, two steps before `e0`'s evening plateau, with its night usage.
-    store
-        .put_clone(&crate::store::CloneRecord {
-            name: "twin".into(),
-            source: "e0".into(),
-            spec: "{}".into(),
-        })
-        .await
-        .unwrap();
+    register_clone(&store, &ctl, "twin", "e0").await;
     for w in &cfg.workloads[4..] {
         let replay = Arc::new(Replay::from_values(
             START + 300 * len as i64,
@@ -882,21 +875,26 @@ async fn a_registered_clone_plans_on_its_sources_daily_shape() {
     assert!(other.predicted < 150.0, "{other:?}");
 }
 
+/// Registers `name` as a clone of `source` in the store, as the API's `PutClone` does.
+async fn register_clone(store: &Arc<dyn Store>, ctl: &Controller, name: &str, source: &str) {
+    store
+        .put_clone(&crate::store::CloneRecord {
+            name: name.into(),
+            source: source.into(),
+            spec: "{}".into(),
+        })
+        .await
+        .unwrap();
+    ctl.clones_changed();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clone_registered_before_its_sources_first_refit_takes_its_profile_at_the_next_tick() {
     let cfg = fleet_config(&["d0", "d1", "d2", "e0", "twin"]);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let (ctl, clock, cloud, len, _, eve) = daytime_and_evening_fleet(&cfg, &store).await;
     // `twin` is registered as a clone of `e0` before any refit: `e0` has no daily profile yet.
-    store
-        .put_clone(&crate::store::CloneRecord {
-            name: "twin".into(),
-            source: "e0".into(),
-            spec: "{}".into(),
-        })
-        .await
-        .unwrap();
-    ctl.clones_changed();
+    register_clone(&store, &ctl, "twin", "e0").await;
     let replay = Arc::new(Replay::from_values(
         START + 300 * len as i64,
         300,
@@ -956,15 +954,7 @@ async fn the_clones_are_read_again_only_after_a_change() {
             .await
             .unwrap();
     }
-    store
-        .put_clone(&crate::store::CloneRecord {
-            name: "twin".into(),
-            source: "src".into(),
-            spec: "{}".into(),
-        })
-        .await
-        .unwrap();
-    ctl.clones_changed();
+    register_clone(&store, &ctl, "twin", "src").await;
     let tick = || {
         let (ctl, clock) = (ctl.clone(), clock.clone());
         async move {
@@ -983,15 +973,7 @@ async fn the_clones_are_read_again_only_after_a_change() {
     }
     assert_eq!(ctl.clone_reads(), 1);
     // A clone registered (as the API's `PutClone` does) is read at the next tick, once.
-    store
-        .put_clone(&crate::store::CloneRecord {
-            name: "late".into(),
-            source: "src".into(),
-            spec: "{}".into(),
-        })
-        .await
-        .unwrap();
-    ctl.clones_changed();
+    register_clone(&store, &ctl, "late", "src").await;
     tick().await;
     assert_eq!(ctl.clone_reads(), 2);
     tick().await;
