@@ -141,6 +141,8 @@ struct State {
     price: Option<f64>,
     /// Online usage anomaly detector (the engine's), fed every observation.
     detector: Detector,
+    /// Time of the last observation fed to the detector: a gap is told to it as missing steps.
+    observed_at: Option<Timestamp>,
     /// The latest verdict.
     verdict: Option<Verdict>,
     /// Remediation hold or halt (stored).
@@ -912,6 +914,7 @@ impl Controller {
                         .expect("default detector params are valid")
                 }))
             },
+            observed_at: None,
             verdict: None,
             held: Held::default(),
             pool: Pool::default(),
@@ -968,6 +971,13 @@ impl Controller {
             st.refit_track.observe(c, ts, usage, w.params.quantile, day);
         }
         st.last_plan = Some(st.allocator.step(usage));
+        if let Some(at) = st.observed_at {
+            // Steps with no observation (the source failed, the controller was down): the
+            // detector's same-phase references stay on the clock.
+            st.detector
+                .skip(anomaly::missing_steps(ts - at, self.interval));
+        }
+        st.observed_at = Some(ts);
         st.verdict = Some(st.detector.observe(usage));
         if let Some(f) = st.allocator.forecast() {
             let qi = ALLOCATOR_LEVELS

@@ -20,11 +20,12 @@ mod window;
 mod workload;
 
 pub use detector::{
-    AnomalyKind, Detector, DetectorParams, Evidence, ValidDetectorParams, Verdict, ALERT_THRESHOLD,
-    RECORD_MARGIN,
+    missing_steps, AnomalyKind, Detector, DetectorParams, Evidence, ValidDetectorParams, Verdict,
+    ALERT_THRESHOLD, RECORD_MARGIN,
 };
 pub use remediation::{
-    decide, AuditRecord, Decision, RemediationAction, RemediationContext, RemediationPolicy, LEAK_HOLD_TREND,
+    decide, AuditRecord, Decision, RemediationAction, RemediationContext, RemediationPolicy,
+    LEAK_HOLD_TREND,
 };
 pub use workload::{WorkloadDetector, WorkloadSample, WorkloadVerdict, JOINT_LAG};
 

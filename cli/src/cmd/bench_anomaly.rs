@@ -22,7 +22,7 @@
 use anyhow::{bail, Context as _};
 use predictive_engine::anomaly::nab::{self, ProfileScore, ScoredSeries};
 use predictive_engine::anomaly::synth::{self, Injected};
-use predictive_engine::anomaly::{Detector, DetectorParams, ALERT_THRESHOLD};
+use predictive_engine::anomaly::{missing_steps, Detector, DetectorParams, ALERT_THRESHOLD};
 use predictive_traces::{discover, read_samples, read_windows, Metric, Windows};
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -169,7 +169,9 @@ fn print_profile(r: &ProfileScore, set: &str, series: usize, seconds: Option<f64
     }
 }
 
-/// Scores a series online with a fresh detector whose season is one day of samples.
+/// Scores a series online with a fresh detector whose season is one day of samples. A gap in
+/// the timestamps (more than half a median step beyond one) is told to the detector as that many
+/// missing samples, so its seasonal phase stays on time.
 pub(crate) fn score_series(
     values: &[f64],
     timestamps: &[i64],
@@ -180,21 +182,39 @@ pub(crate) fn score_series(
         p.season = daily_season(timestamps);
     }
     let mut d = Detector::new(p.check().context("detector settings")?);
-    Ok(values.iter().map(|&x| d.observe(x).score).collect())
+    let step = median_step(timestamps).unwrap_or(0);
+    Ok(values
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            if i > 0 {
+                // Samples that never arrived: the detector keeps its seasonal phase on time.
+                d.skip(missing_steps(timestamps[i] - timestamps[i - 1], step));
+            }
+            d.observe(x).score
+        })
+        .collect())
 }
 
-/// Samples per day at the median sampling step, or 0 when that is not between 4 and 2000.
-pub(crate) fn daily_season(timestamps: &[i64]) -> usize {
+/// The median positive step between timestamps.
+fn median_step(timestamps: &[i64]) -> Option<i64> {
     let mut steps: Vec<i64> = timestamps
         .windows(2)
         .map(|w| w[1] - w[0])
         .filter(|d| *d > 0)
         .collect();
     if steps.is_empty() {
-        return 0;
+        return None;
     }
     let mid = steps.len() / 2;
-    let step = *steps.select_nth_unstable(mid).1;
+    Some(*steps.select_nth_unstable(mid).1)
+}
+
+/// Samples per day at the median sampling step, or 0 when that is not between 4 and 2000.
+pub(crate) fn daily_season(timestamps: &[i64]) -> usize {
+    let Some(step) = median_step(timestamps) else {
+        return 0;
+    };
     let season = (86_400 + step / 2) / step;
     if (4..=2000).contains(&season) {
         season as usize

@@ -193,6 +193,17 @@ impl DetectorParams {
 /// Seasons per week when the season is a day (the weekly reference of the seasonal test).
 const WEEK: usize = 7;
 
+/// Steps missing between two observations `elapsed` apart at `step` (for
+/// [`Detector::skip`]): `elapsed / step − 1` rounded to the nearest step, 0 when `step` is not
+/// positive or the observations are at most about one step apart.
+pub fn missing_steps(elapsed: i64, step: i64) -> usize {
+    if step <= 0 || elapsed <= step {
+        return 0;
+    }
+    let steps = elapsed.saturating_add(step / 2) / step;
+    usize::try_from(steps - 1).unwrap_or(usize::MAX)
+}
+
 /// Why a sample scored what it did.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Evidence {
@@ -595,6 +606,8 @@ pub struct Detector {
     mean_hist: Ring,
     /// Past absolute seasonal deviations.
     seasonal: BlockWindow,
+    /// Samples still to come after a gap before the recent mean spans no missing step again.
+    refill: usize,
     /// Block means of the last season plus [`TREND_BLOCKS`] blocks, for the seasonal trend
     /// (empty without a season).
     block_hist: std::collections::VecDeque<f64>,
@@ -625,6 +638,7 @@ impl Detector {
             long: (p.long_window > 0).then(|| MeanTest::new(p.long_window, p.memory)),
             mean_hist: Ring::new(if p.weekly { WEEK } else { 3 } * p.season),
             seasonal: BlockWindow::new(p.memory),
+            refill: 0,
             block_hist: std::collections::VecDeque::with_capacity(if p.season > 0 {
                 ((p.season + p.trend_block / 2) / p.trend_block).max(1) + TREND_BLOCKS + 1
             } else {
@@ -632,6 +646,54 @@ impl Detector {
             }),
             p,
         }
+    }
+
+    /// Accounts for `missing` samples that never arrived (a gap in the series), so the seasonal
+    /// references stay aligned with the clock: the same phase a day or a week earlier is
+    /// `season` or `7 × season` *steps* back, not samples. Each missing step takes the recent
+    /// mean of the same phase a day earlier (the last recent mean before a day is kept) into
+    /// the seasonal history, and for every `trend_block` of them the last block mean goes into
+    /// the seasonal trend's history; nothing else learns from a gap. After a gap of at least
+    /// half the short window, the seasonal test rests until the window has refilled. Without a
+    /// season, or before the first recent mean, it does nothing.
+    pub fn skip(&mut self, missing: usize) {
+        if self.p.season == 0 {
+            return;
+        }
+        let Some(last) = self.mean_hist.back(0) else {
+            return;
+        };
+        // A recent mean that spans a gap of half its window or more covers a stretch of time a
+        // half longer than the same-phase means it would be compared with: until the window
+        // has refilled, the seasonal test rests and keeps the day-earlier means as references.
+        // A shorter gap only blurs the mean a little.
+        if 2 * missing >= self.p.short_window {
+            self.refill = self.p.short_window;
+        }
+        let cap = if self.p.weekly { WEEK } else { 3 } * self.p.season;
+        for _ in 0..missing.min(cap) {
+            let kept = self.mean_hist.len();
+            // The same phase a day earlier stands in for the missing step once a day is kept.
+            let fill = self.same_phase_earlier().unwrap_or(last);
+            self.mean_hist.push(fill);
+            if self.p.weekly && kept + 1 == WEEK * self.p.season {
+                self.seasonal = BlockWindow::new(self.p.memory);
+            }
+        }
+        if let Some(&block) = self.block_hist.back() {
+            let limit = self.season_blocks() + TREND_BLOCKS;
+            for _ in 0..(missing / self.p.trend_block).min(limit) {
+                self.block_hist.push_back(block);
+                if self.block_hist.len() > limit {
+                    self.block_hist.pop_front();
+                }
+            }
+        }
+    }
+
+    /// The recent mean kept for the step one season before the next one.
+    fn same_phase_earlier(&self) -> Option<f32> {
+        self.mean_hist.back(self.p.season - 1)
     }
 
     /// Number of finite samples seen so far.
@@ -715,7 +777,12 @@ impl Detector {
         };
 
         // 3b. Seasonal: the recent mean against the same phase of the last three seasons.
-        let seasonal_dev = self.seasonal_deviation(recent_mean);
+        // Right after a gap the recent mean straddles it: no same-phase comparison holds.
+        let seasonal_dev = if self.refill > 0 {
+            None
+        } else {
+            self.seasonal_deviation(recent_mean)
+        };
         let (s_season, season_up) = match seasonal_dev {
             Some(d) if self.seasonal.len() >= self.p.short_window => {
                 let ms = self.seasonal.len() as f64;
@@ -950,11 +1017,18 @@ impl Detector {
         self.values.push(x);
         if let Some(mean) = self.short.learn(x, &self.raw) {
             if self.p.season > 0 {
-                if let Some(d) = self.seasonal_deviation(mean) {
-                    self.seasonal.push(d.abs());
-                }
+                let mean = if self.refill > 0 {
+                    // A mean across a gap is no reference for the days to come.
+                    self.refill -= 1;
+                    self.same_phase_earlier().unwrap_or(to_f32(mean))
+                } else {
+                    if let Some(d) = self.seasonal_deviation(mean) {
+                        self.seasonal.push(d.abs());
+                    }
+                    to_f32(mean)
+                };
                 let kept = self.mean_hist.len();
-                self.mean_hist.push(to_f32(mean));
+                self.mean_hist.push(mean);
                 if self.p.weekly && kept + 1 == WEEK * self.p.season {
                     // From here on the deviation may be the weekly one: a different statistic,
                     // so the daily-only deviations kept so far are no measure of its surprise.
@@ -1336,6 +1410,80 @@ mod tests {
         assert!(
             days_only <= 3,
             "the holiday alerted in {days_only} of 10 runs without the weekly reference"
+        );
+    }
+
+    /// Samples that never arrived shift the phase when counted in samples: a day's peak is
+    /// then compared with another hour of the days before, the deviations this makes set the
+    /// bar, and a day without its peak goes unseen. Told of the gaps, the detector keeps the
+    /// phase (ten seeds, a quarter of the first ten days missing in gaps of up to 48 steps).
+    #[test]
+    fn gaps_told_to_the_detector_should_keep_the_seasonal_phase() {
+        let season = 288;
+        // (alerts on ordinary days from the fourth on, runs whose peakless ninth day alerted)
+        let run = |told: bool| {
+            let (mut ordinary, mut found) = (0, 0);
+            for seed in 1..=10u64 {
+                let mut d = seasonal_detector(season);
+                let mut n = Noise(seed * 7_727);
+                let mut hit = false;
+                let mut i = 0;
+                while i < 12 * season {
+                    let day = i / season;
+                    // About one gap of 1 to 48 steps every hundred steps, none in the last days.
+                    let u = n.next();
+                    if u < 0.01 && day < 10 {
+                        let missing = 1 + (u * 4_800.0) as usize;
+                        if told {
+                            d.skip(missing);
+                        }
+                        i += missing;
+                        continue;
+                    }
+                    let phase = (i % season) as f64 / season as f64 * std::f64::consts::TAU;
+                    let wave = if day == 11 {
+                        phase.sin().min(0.0)
+                    } else {
+                        phase.sin()
+                    };
+                    let v = d.observe(100.0 + 60.0 * wave + 4.0 * n.next());
+                    if v.score >= ALERT_THRESHOLD {
+                        if day == 11 {
+                            hit = true;
+                        } else if day >= 3 {
+                            ordinary += 1;
+                        }
+                    }
+                    i += 1;
+                }
+                found += usize::from(hit);
+            }
+            (ordinary, found)
+        };
+        let (ordinary, found) = run(true);
+        assert!(
+            ordinary <= 2,
+            "{ordinary} alerts on ordinary days told of the gaps"
+        );
+        assert!(found >= 9, "the peakless day alerted in {found} of 10 runs");
+        let (_, untold) = run(false);
+        assert!(
+            untold <= 5,
+            "the peakless day alerted in {untold} of 10 runs with the gaps untold"
+        );
+    }
+
+    #[test]
+    fn missing_steps_should_round_to_the_nearest_step() {
+        assert_eq!(missing_steps(300, 300), 0);
+        assert_eq!(missing_steps(449, 300), 0);
+        assert_eq!(missing_steps(450, 300), 1);
+        assert_eq!(missing_steps(900, 300), 2);
+        assert_eq!(missing_steps(-600, 300), 0);
+        assert_eq!(missing_steps(900, 0), 0);
+        assert_eq!(
+            missing_steps(i64::MAX, 1),
+            usize::try_from(i64::MAX - 1).unwrap()
         );
     }
 
