@@ -667,7 +667,7 @@ impl Detector {
         // half longer than the same-phase means it would be compared with: until the window
         // has refilled, the seasonal test rests and keeps the day-earlier means as references.
         // A shorter gap only blurs the mean a little.
-        if 2 * missing >= self.p.short_window {
+        if missing.saturating_mul(2) >= self.p.short_window {
             self.refill = self.p.short_window;
         }
         let cap = if self.p.weekly { WEEK } else { 3 } * self.p.season;
@@ -1485,6 +1485,12 @@ mod tests {
             missing_steps(i64::MAX, 1),
             usize::try_from(i64::MAX - 1).unwrap()
         );
+        // Any gap is safe to tell: the detector keeps at most a week of it.
+        let mut d = seasonal_detector(288);
+        let mut n = Noise(5);
+        warmed(&mut d, &mut n, 3 * 288);
+        d.skip(usize::MAX);
+        assert!((0.0..=1.0).contains(&d.observe(50.0).score));
     }
 
     /// A chain of near-records (each value a little above the last) is one incident: within
