@@ -670,15 +670,10 @@ impl Detector {
         if missing.saturating_mul(2) >= self.p.short_window {
             self.refill = self.p.short_window;
         }
-        let cap = if self.p.weekly { WEEK } else { 3 } * self.p.season;
-        for _ in 0..missing.min(cap) {
-            let kept = self.mean_hist.len();
+        for _ in 0..missing.min(self.mean_hist.capacity()) {
             // The same phase a day earlier stands in for the missing step once a day is kept.
             let fill = self.same_phase_earlier().unwrap_or(last);
-            self.mean_hist.push(fill);
-            if self.p.weekly && kept + 1 == WEEK * self.p.season {
-                self.seasonal = BlockWindow::new(self.p.memory);
-            }
+            self.push_seasonal_mean(fill);
         }
         if let Some(&block) = self.block_hist.back() {
             let limit = self.season_blocks() + TREND_BLOCKS;
@@ -688,6 +683,17 @@ impl Detector {
                     self.block_hist.pop_front();
                 }
             }
+        }
+    }
+
+    /// Keeps a recent mean in the seasonal history.
+    fn push_seasonal_mean(&mut self, mean: f32) {
+        let kept = self.mean_hist.len();
+        self.mean_hist.push(mean);
+        if self.p.weekly && kept + 1 == WEEK * self.p.season {
+            // From here on the deviation may be the weekly one: a different statistic, so the
+            // daily-only deviations kept so far are no measure of its surprise.
+            self.seasonal = BlockWindow::new(self.p.memory);
         }
     }
 
@@ -1027,13 +1033,7 @@ impl Detector {
                     }
                     to_f32(mean)
                 };
-                let kept = self.mean_hist.len();
-                self.mean_hist.push(mean);
-                if self.p.weekly && kept + 1 == WEEK * self.p.season {
-                    // From here on the deviation may be the weekly one: a different statistic,
-                    // so the daily-only deviations kept so far are no measure of its surprise.
-                    self.seasonal = BlockWindow::new(self.p.memory);
-                }
+                self.push_seasonal_mean(mean);
             }
         }
         if let Some(t) = self.long.as_mut() {

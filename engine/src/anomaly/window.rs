@@ -238,6 +238,11 @@ impl Ring {
         self.buf.len()
     }
 
+    /// Most values it holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap
+    }
+
     /// Bytes on the heap.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.buf.capacity() * std::mem::size_of::<f32>()
