@@ -992,3 +992,84 @@ async fn the_clones_are_read_again_only_after_a_change() {
     tick().await;
     assert_eq!(ctl.clone_reads(), reads + 1);
 }
+
+/// The controller tells its detector about every step it did not observe (it was down, or the
+/// source failed), so the seasonal test keeps comparing a step with the same hour of the days
+/// before. A daily wave observed with about a quarter of its first ten days missing in gaps of up to
+/// four hours, then a day without its peak: the missing peak is alerted, the ordinary days
+/// after the warm-up are mostly quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_missed_while_down_keep_the_detectors_daily_phase() {
+    let day = 288;
+    // xorshift64: uniform in [0, 1), the same draws every run.
+    let mut state = 7_727u64;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let values: Vec<f64> = (0..12 * day)
+        .map(|i| {
+            let phase = (i % day) as f64 / day as f64 * std::f64::consts::TAU;
+            let wave = if i / day == 11 {
+                phase.sin().min(0.0)
+            } else {
+                phase.sin()
+            };
+            100.0 + 60.0 * wave + 4.0 * uniform()
+        })
+        .collect();
+    let cfg = config("", "");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START);
+    let replay = Arc::new(Replay::from_values(START + 300, 300, values.clone()));
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
+        .await
+        .unwrap();
+    let (mut i, mut missed) = (0, 0);
+    while i < values.len() {
+        // About one outage of 1 to 48 steps every fifty steps, none in the last two days.
+        let u = uniform();
+        if u < 0.02 && i / day < 10 {
+            let down = 1 + (u * 2_400.0) as usize;
+            clock.advance(300 * down as i64);
+            i += down;
+            missed += down;
+            continue;
+        }
+        clock.advance(300);
+        let r = ctl.tick().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        ctl.refits_settled().await;
+        i += 1;
+    }
+    assert!(
+        missed > 2 * day,
+        "the outages cover {missed} steps, more than two days"
+    );
+    let alerts: Vec<i64> = store
+        .audit_log("web")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "alert")
+        .map(|e| (e.ts - START - 300) / 300)
+        .collect();
+    let peakless = 11 * day as i64;
+    assert!(
+        alerts.iter().any(|&k| k >= peakless),
+        "the day without its peak is alerted: alerts at steps {alerts:?}"
+    );
+    let ordinary = alerts
+        .iter()
+        .filter(|&&k| (3 * day as i64..peakless).contains(&k))
+        .count();
+    // The controller's detector keeps one day of values, so a day's noisy top that beats the
+    // day before by the record margin is a burst now and then (3 here; 5, with the peakless
+    // day missed, when the controller does not tell the detector of the outages).
+    assert!(
+        ordinary <= 3,
+        "{ordinary} alerts on ordinary days: steps {alerts:?}"
+    );
+}

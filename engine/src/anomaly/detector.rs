@@ -924,13 +924,16 @@ impl Detector {
         }
     }
 
-    /// Weight of a test's surprise when it rests on `m` past values: `ln(m + 1) / ln(warmup + 1)`
-    /// below the warm-up, 1 from it on (the rule the warm-up applies to the whole detector).
+    /// Weight of a test's surprise when it rests on `m` past values: `ln(m + 1) / ln(w + 1)`
+    /// below `w`, 1 from it on (the rule the warm-up applies to the whole detector), where `w`
+    /// is the warm-up, or the memory when that is shorter: a test that holds all the values it
+    /// ever will carries its full weight.
     fn young(&self, m: usize) -> f64 {
-        if m >= self.p.warmup {
+        let w = self.p.warmup.min(self.p.memory);
+        if m >= w {
             1.0
         } else {
-            ((m + 1) as f64).ln() / ((self.p.warmup + 1) as f64).ln()
+            (((m + 1) as f64).ln() / ((w + 1) as f64).ln()).min(1.0)
         }
     }
 
@@ -1471,6 +1474,40 @@ mod tests {
             untold <= 5,
             "the peakless day alerted in {untold} of 10 runs with the gaps untold"
         );
+    }
+
+    /// The controller keeps one day of memory at a 5-minute tick (288 values), less than the
+    /// warm-up: the seasonal test then holds all the deviations it ever will, and a record
+    /// among them must count in full, or a day without its peak never alerts.
+    #[test]
+    fn a_seasonal_test_with_a_memory_shorter_than_the_warm_up_should_still_alert() {
+        let season = 288;
+        let mut found = 0;
+        for seed in 1..=10u64 {
+            let mut d = Detector::new(
+                DetectorParams {
+                    memory: season,
+                    season,
+                    ..DetectorParams::default()
+                }
+                .check()
+                .unwrap(),
+            );
+            let mut n = Noise(seed * 7_727);
+            let mut hit = false;
+            for i in 0..12 * season {
+                let phase = (i % season) as f64 / season as f64 * std::f64::consts::TAU;
+                let wave = if i / season == 11 {
+                    phase.sin().min(0.0)
+                } else {
+                    phase.sin()
+                };
+                let v = d.observe(100.0 + 60.0 * wave + 4.0 * n.next());
+                hit |= i / season == 11 && v.score >= ALERT_THRESHOLD;
+            }
+            found += usize::from(hit);
+        }
+        assert!(found >= 9, "the peakless day alerted in {found} of 10 runs");
     }
 
     #[test]
