@@ -901,10 +901,12 @@ impl Controller {
             last_plan: None,
             price: w.params.price_per_hour,
             detector: {
-                // One day of memory at the tick's step keeps the detector small.
+                // A week of memory at the tick's step: the detector's windows are a fixed number
+                // of blocks whatever their length, so a week costs no more than a day, and a
+                // day's noisy top is judged against the week rather than the day before.
                 let day = (86_400 / self.interval).max(1) as usize;
                 let params = DetectorParams {
-                    memory: day.min(MODEL_WINDOW),
+                    memory: (7 * day).clamp(10, 7 * MODEL_WINDOW),
                     season: day,
                     ..DetectorParams::default()
                 };
