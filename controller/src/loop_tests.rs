@@ -991,6 +991,15 @@ async fn the_clones_are_read_again_only_after_a_change() {
     clock.advance(crate::run::CLONES_RECHECK - 300);
     tick().await;
     assert_eq!(ctl.clone_reads(), reads + 1);
+    // The count is exported.
+    assert_eq!(
+        ctl.metrics().get(metrics::CLONE_READS, ""),
+        Some((reads + 1) as f64)
+    );
+    assert!(ctl.metrics().render().contains(&format!(
+        "predictive_clone_reads_total{{workload=\"\"}} {}\n",
+        reads + 1
+    )));
 }
 
 /// The controller tells its detector about every step it did not observe (it was down, or the

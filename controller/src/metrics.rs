@@ -138,6 +138,12 @@ pub const CLUSTER_FITS: Family = Family {
     help: "Fits of the cold-start clusters of daily usage profiles.",
     kind: "counter",
 };
+/// Reads of the registered clones from the store.
+pub const CLONE_READS: Family = Family {
+    name: "predictive_clone_reads_total",
+    help: "Reads of the registered clones from the store (after a change, or hourly).",
+    kind: "counter",
+};
 /// Completed ticks.
 pub const TICKS: Family = Family {
     name: "predictive_ticks_total",
@@ -145,7 +151,7 @@ pub const TICKS: Family = Family {
     kind: "counter",
 };
 
-const ALL: [Family; 21] = [
+const ALL: [Family; 22] = [
     FORECAST_ERROR,
     COVERAGE,
     SLACK,
@@ -166,6 +172,7 @@ const ALL: [Family; 21] = [
     SHADOW_RELEASES,
     REFITS,
     CLUSTER_FITS,
+    CLONE_READS,
     TICKS,
 ];
 

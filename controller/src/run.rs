@@ -404,7 +404,8 @@ impl Controller {
 
     /// How many times the registered clones were read from the store since start (a tick
     /// reads them only after [`Controller::clones_changed`], a workload's registration or
-    /// removal, or [`CLONES_RECHECK`] seconds).
+    /// removal, or [`CLONES_RECHECK`] seconds); also `predictive_clone_reads_total` on
+    /// `/metrics`.
     pub fn clone_reads(&self) -> u64 {
         self.clone_reads.load(Ordering::Relaxed)
     }
@@ -463,6 +464,7 @@ impl Controller {
     ) -> Result<Option<HashMap<String, SourcePrior>>> {
         let clones = self.store.clones().await?;
         self.clone_reads.fetch_add(1, Ordering::Relaxed);
+        self.metrics.add(metrics::CLONE_READS, "", 1.0);
         self.clones_read_at.store(now, Ordering::Relaxed);
         let mut next = HashMap::new();
         for c in clones {
