@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use predictive_clouds::clock::{Rng, SplitMix};
 use predictive_clouds::{CloudProvider, DynProvider, GroupId, InstanceState, Owner};
 
 use crate::clock::{Clock, VirtualClock};
@@ -1010,14 +1011,8 @@ async fn the_clones_are_read_again_only_after_a_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_missed_while_down_keep_the_detectors_daily_phase() {
     let day = 288;
-    // xorshift64: uniform in [0, 1), the same draws every run.
-    let mut state = 7_727u64;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let rng = SplitMix::new(7_727);
+    let uniform = || rng.next_f64();
     let values: Vec<f64> = (0..12 * day)
         .map(|i| {
             let phase = (i % day) as f64 / day as f64 * std::f64::consts::TAU;
