@@ -17,7 +17,7 @@
 //!   24 h maximum) until it recovers.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -309,8 +309,6 @@ pub struct Controller {
     clones_dirty: AtomicBool,
     /// Time of the last read of the registered clones (`i64::MIN`: never).
     clones_read_at: AtomicI64,
-    /// Reads of the registered clones since start.
-    clone_reads: AtomicU64,
     /// Clone sources whose refit kept a new daily profile since their clones' priors were read.
     stale_sources: std::sync::Mutex<HashSet<String>>,
 }
@@ -358,7 +356,6 @@ impl Controller {
             source_priors: RwLock::new(Arc::default()),
             clones_dirty: AtomicBool::new(true),
             clones_read_at: AtomicI64::new(i64::MIN),
-            clone_reads: AtomicU64::new(0),
             stale_sources: std::sync::Mutex::new(HashSet::new()),
         }
     }
@@ -404,10 +401,9 @@ impl Controller {
 
     /// How many times the registered clones were read from the store since start (a tick
     /// reads them only after [`Controller::clones_changed`], a workload's registration or
-    /// removal, or [`CLONES_RECHECK`] seconds); also `predictive_clone_reads_total` on
-    /// `/metrics`.
+    /// removal, or [`CLONES_RECHECK`] seconds): `predictive_clone_reads_total` on `/metrics`.
     pub fn clone_reads(&self) -> u64 {
-        self.clone_reads.load(Ordering::Relaxed)
+        self.metrics.get(metrics::CLONE_READS, "").unwrap_or(0.0) as u64
     }
 
     /// Keeps the cold-start prior of every registered clone that runs as a workload here: the
@@ -463,7 +459,6 @@ impl Controller {
         stale: &HashSet<String>,
     ) -> Result<Option<HashMap<String, SourcePrior>>> {
         let clones = self.store.clones().await?;
-        self.clone_reads.fetch_add(1, Ordering::Relaxed);
         self.metrics.add(metrics::CLONE_READS, "", 1.0);
         self.clones_read_at.store(now, Ordering::Relaxed);
         let mut next = HashMap::new();
@@ -903,9 +898,10 @@ impl Controller {
             last_plan: None,
             price: w.params.price_per_hour,
             detector: {
-                // A week of memory at the tick's step: the detector's windows are a fixed number
-                // of blocks whatever their length, so a week costs no more than a day, and a
-                // day's noisy top is judged against the week rather than the day before.
+                // A week of memory at a tick of 5 minutes or longer (at most 2016 values): the
+                // detector's windows are a fixed number of blocks whatever their length, so a
+                // week costs no more than a day, and a day's noisy top is judged against the
+                // week rather than the day before.
                 let day = (86_400 / self.interval).max(1) as usize;
                 let params = DetectorParams {
                     memory: (7 * day).clamp(10, 7 * MODEL_WINDOW),

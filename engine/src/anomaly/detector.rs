@@ -933,7 +933,7 @@ impl Detector {
         if m >= w {
             1.0
         } else {
-            (((m + 1) as f64).ln() / ((w + 1) as f64).ln()).min(1.0)
+            ((m + 1) as f64).ln() / ((w + 1) as f64).ln()
         }
     }
 
@@ -1210,14 +1210,31 @@ mod tests {
     }
 
     fn seasonal_detector(season: usize) -> Detector {
+        seasonal_detector_with_memory(season, DetectorParams::default().memory)
+    }
+
+    fn seasonal_detector_with_memory(season: usize, memory: usize) -> Detector {
         Detector::new(
             DetectorParams {
                 season,
+                memory,
                 ..DetectorParams::default()
             }
             .check()
             .unwrap(),
         )
+    }
+
+    /// Step `i` of a daily sine wave (100 ± 60, noise up to 4) whose twelfth day (day 11) has
+    /// no peak.
+    fn wave_without_the_twelfth_days_peak(i: usize, season: usize, n: &mut Noise) -> f64 {
+        let phase = (i % season) as f64 / season as f64 * std::f64::consts::TAU;
+        let wave = if i / season == 11 {
+            phase.sin().min(0.0)
+        } else {
+            phase.sin()
+        };
+        100.0 + 60.0 * wave + 4.0 * n.next()
     }
 
     /// A daily sawtooth: the value climbs from 10 to 90 through each day, then falls back. Within
@@ -1443,13 +1460,7 @@ mod tests {
                         i += missing;
                         continue;
                     }
-                    let phase = (i % season) as f64 / season as f64 * std::f64::consts::TAU;
-                    let wave = if day == 11 {
-                        phase.sin().min(0.0)
-                    } else {
-                        phase.sin()
-                    };
-                    let v = d.observe(100.0 + 60.0 * wave + 4.0 * n.next());
+                    let v = d.observe(wave_without_the_twelfth_days_peak(i, season, &mut n));
                     if v.score >= ALERT_THRESHOLD {
                         if day == 11 {
                             hit = true;
@@ -1476,33 +1487,19 @@ mod tests {
         );
     }
 
-    /// The controller keeps one day of memory at a 5-minute tick (288 values), less than the
-    /// warm-up: the seasonal test then holds all the deviations it ever will, and a record
-    /// among them must count in full, or a day without its peak never alerts.
+    /// With one day of memory at a 5-minute step (288 values, less than the warm-up) the
+    /// seasonal test holds all the deviations it ever will, and a record among them must count
+    /// in full, or a day without its peak never alerts.
     #[test]
     fn a_seasonal_test_with_a_memory_shorter_than_the_warm_up_should_still_alert() {
         let season = 288;
         let mut found = 0;
         for seed in 1..=10u64 {
-            let mut d = Detector::new(
-                DetectorParams {
-                    memory: season,
-                    season,
-                    ..DetectorParams::default()
-                }
-                .check()
-                .unwrap(),
-            );
+            let mut d = seasonal_detector_with_memory(season, season);
             let mut n = Noise(seed * 7_727);
             let mut hit = false;
             for i in 0..12 * season {
-                let phase = (i % season) as f64 / season as f64 * std::f64::consts::TAU;
-                let wave = if i / season == 11 {
-                    phase.sin().min(0.0)
-                } else {
-                    phase.sin()
-                };
-                let v = d.observe(100.0 + 60.0 * wave + 4.0 * n.next());
+                let v = d.observe(wave_without_the_twelfth_days_peak(i, season, &mut n));
                 hit |= i / season == 11 && v.score >= ALERT_THRESHOLD;
             }
             found += usize::from(hit);
