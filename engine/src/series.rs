@@ -422,7 +422,9 @@ mod tests {
 
     #[test]
     fn rules_table_should_be_applied_and_counted() {
-        let cases: [(&str, Vec<(i64, f64)>, Vec<f64>, SampleReport); 5] = [
+        /// One rule: (name, input samples, expected values, expected report).
+        type Case = (&'static str, Vec<(i64, f64)>, Vec<f64>, SampleReport);
+        let cases: [Case; 5] = [
             (
                 "nan dropped then gap filled",
                 vec![(0, 1.0), (60, f64::NAN), (120, 3.0)],

@@ -205,6 +205,8 @@ impl ValidEconomics {
     ///
     /// # Guarantees
     /// At most `cap(active, max_units)`; 0 for non-finite or empty forecasts.
+    // Public API used by the replay as is: each argument is a distinct quantity of the rule.
+    #[allow(clippy::too_many_arguments)]
     pub fn top_up(
         &self,
         levels: &[f64],

@@ -439,7 +439,7 @@ impl MeanTest {
             self.sum -= raw.back(self.k - 1).map_or(0.0, f64::from);
         }
         self.learnt += 1;
-        if self.learnt % 1024 == 0 && raw.len() >= self.k {
+        if self.learnt.is_multiple_of(1024) && raw.len() >= self.k {
             // Recompute now and then to keep rounding from drifting.
             self.sum = x
                 + (0..self.k - 1)

@@ -106,12 +106,20 @@ struct Counts {
     rejected: u64,
 }
 
+/// The prices of one (cloud, type, region) in [`pidx`] order (on-demand, spot, 1y, 3y), each
+/// with the index of the source that set it.
+type PriceSlots = [Option<(f64, u8)>; 4];
+
+/// The rows of one (type, region) of the SkyPilot AWS source merged over zones: (on-demand
+/// price, spot prices, rows, repaired rows, whether the on-demand prices disagree).
+type SkypilotGroup = (Option<f64>, Vec<f64>, u64, u64, bool);
+
 /// Accumulates types and prices from several sources, then assembles a [`Catalog`].
 #[derive(Debug, Default)]
 pub struct Builder {
     types: BTreeMap<(Cloud, String), TypeSpec>,
     // (cloud, type, region) -> [od, spot, 1y, 3y] with the source that set each
-    prices: BTreeMap<(Cloud, String, String), [Option<(f64, u8)>; 4]>,
+    prices: BTreeMap<(Cloud, String, String), PriceSlots>,
     sources: Vec<(SourceInfo, Counts)>,
 }
 
@@ -628,8 +636,7 @@ impl Builder {
         );
         let mut seen = std::collections::HashSet::new();
         // (type, region) -> (on-demand, spots, rows, repaired)
-        let mut groups: BTreeMap<(String, String), (Option<f64>, Vec<f64>, u64, u64, bool)> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<(String, String), SkypilotGroup> = BTreeMap::new();
         for (_, r) in &csv.rows {
             self.count(src, |c| c.rows += 1);
             let (t, region, az) = (get(r, ct), get(r, cr), get(r, caz));

@@ -104,8 +104,8 @@ fn brute_force(catalog: &Catalog, v: &ValidSizing) -> Option<f64> {
         if types.len() as u32 > p.max_types.unwrap_or(u32::MAX) {
             return None;
         }
-        for k in 0..4 {
-            if d[k] <= 0.0 {
+        for (k, &dk) in d.iter().enumerate() {
+            if dk <= 0.0 {
                 continue;
             }
             let all: f64 = x
@@ -119,7 +119,7 @@ fn brute_force(catalog: &Catalog, v: &ValidSizing) -> Option<f64> {
                 .filter(|(_, c)| !c.spot)
                 .map(|(n, c)| *n as f64 * c.res[k])
                 .sum();
-            if all + 1e-9 < d[k] || ns + 1e-9 < (1.0 - spot_cap) * d[k] {
+            if all + 1e-9 < dk || ns + 1e-9 < (1.0 - spot_cap) * dk {
                 return None;
             }
         }

@@ -169,7 +169,9 @@ fn fit_checked(history: &Series, params: &ValidForecastParams, kind: ModelKind) 
         .zip(&vals[0])
         .map(|(a, b)| a - b)
         .fold(0.0, f64::max);
-    if !(widest <= EXPLODE * range) {
+    let limit = EXPLODE * range;
+    // Diverged when wider than the limit or when either side is NaN (incomparable).
+    if widest.is_nan() || limit.is_nan() || widest > limit {
         return Err(Error::ForecastDiverged { model: kind });
     }
     Ok(model)

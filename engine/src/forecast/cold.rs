@@ -53,7 +53,7 @@ pub fn daily_profile(series: &Series, season: usize) -> Option<(Vec<f64>, f64)> 
         cnt[s] += 1;
     }
     let mean = series.values().iter().sum::<f64>() / series.len() as f64;
-    if !(mean.abs() > 1e-12) || !mean.is_finite() {
+    if !mean.is_finite() || mean.abs() <= 1e-12 {
         return None;
     }
     let prof: Vec<f64> = sum
@@ -140,7 +140,8 @@ impl ProfileClusters {
         while centroids.len() < k {
             let d: Vec<f64> = profiles.iter().map(|p| nearest(&centroids, p).1).collect();
             let total: f64 = d.iter().sum();
-            if !(total > 0.0) {
+            // Not a positive number (zero, negative or NaN): nothing left to spread over.
+            if total.is_nan() || total <= 0.0 {
                 break;
             }
             let mut target = next() * total;

@@ -399,14 +399,14 @@ impl OnlineForecaster {
         let level = self.settings.rank_level;
         let alpha = self.settings.rank_smoothing;
         let mut row = [f32::NAN; P];
-        for i in 0..P {
+        for (i, r) in row.iter_mut().enumerate() {
             let (point, q) = (f64::from(due.point[i]), f64::from(due.q[i]));
             if point.is_nan() {
                 continue;
             }
             let e = (u - point) / f64::from(due.scale);
             if e.is_finite() {
-                row[i] = to_f32(e);
+                *r = to_f32(e);
             }
             let diff = u - q;
             let loss = if diff >= 0.0 {
