@@ -665,7 +665,7 @@ fn to_instance(v: &Value) -> Instance {
     let launched_at = v
         .get("creationTimestamp")
         .and_then(Value::as_str)
-        .and_then(|t| time_from_rfc3339(t));
+        .and_then(time_from_rfc3339);
     let status = v.get("status").and_then(Value::as_str).unwrap_or("");
     Instance {
         id: InstanceId::new(format!("zones/{zone}/instances/{name}")),

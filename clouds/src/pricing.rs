@@ -160,8 +160,8 @@ pub fn parse_aws_get_products(endpoint: &str, body: &str) -> Result<(Fetched, Op
         let a = |k: &str| attrs.get(k).and_then(Value::as_str).unwrap_or("");
         if a("operatingSystem") != "Linux"
             || a("tenancy") != "Shared"
-            || (a("preInstalledSw") != "" && a("preInstalledSw") != "NA")
-            || (a("capacitystatus") != "" && a("capacitystatus") != "Used")
+            || (!a("preInstalledSw").is_empty() && a("preInstalledSw") != "NA")
+            || (!a("capacitystatus").is_empty() && a("capacitystatus") != "Used")
             || a("instanceType").is_empty()
         {
             out.skipped += 1;
@@ -553,7 +553,8 @@ pub fn parse_gcp_skus(
             .unwrap_or(0.0);
         let nanos = rate.get("nanos").and_then(Value::as_f64).unwrap_or(0.0);
         let price = units + nanos * 1e-9;
-        if !(price > 0.0) {
+        // Not a positive number (zero, negative or NaN).
+        if price.is_nan() || price <= 0.0 {
             out.rejected += 1;
             continue;
         }

@@ -1320,7 +1320,7 @@ impl CloudProvider for SimCloud {
         let delay = s.config.stop_delay;
         let delay = s.jittered(delay);
         let state = s.instance_mut(op, id)?.instance.state;
-        if state == InstanceState::Running && !(mode == StopMode::Hibernate && !hibernation) {
+        if state == InstanceState::Running && (mode != StopMode::Hibernate || hibernation) {
             s.bill_transition(
                 id,
                 now,

@@ -10,7 +10,8 @@
 
 mod common;
 #[path = "../../clouds/tests/fakes/mod.rs"]
-#[allow(dead_code, unused_imports, unreachable_pub, missing_docs)]
+// `dead_code` and `unreachable_pub` are allowed inside the module itself.
+#[allow(unused_imports, missing_docs)]
 mod fakes;
 
 use common::{assert_absent, instance_ids, resource, terraform_bin, Tf};

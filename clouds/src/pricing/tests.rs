@@ -131,7 +131,7 @@ async fn azure_fetcher_should_follow_next_page_link_and_map_spot_and_reservation
                 "unitOfMeasure": unit, "type": ty, "reservationTerm": term,
             })
         };
-        if q.get("page").is_none() {
+        if !q.contains_key("page") {
             let next = format!("{}/prices?page=2", base.0.lock().unwrap());
             Json(
                 json!({"BillingCurrency": "USD", "Count": 3, "NextPageLink": next, "Items": [
@@ -191,7 +191,7 @@ async fn gcp_fetcher_should_price_machine_types_from_resource_skus() {
     }
     async fn handler(Query(q): Query<std::collections::HashMap<String, String>>) -> Json<Value> {
         assert_eq!(q.get("key").map(String::as_str), Some("secret-key"));
-        if q.get("pageToken").is_none() {
+        if !q.contains_key("pageToken") {
             Json(json!({"nextPageToken": "t2", "skus": [
                 sku("N2 Instance Core running in Americas", "OnDemand", "h", "0", 31_611_000),
                 sku("N2 Instance Ram running in Americas", "OnDemand", "GiBy.h", "0", 4_237_000),

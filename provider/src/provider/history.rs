@@ -172,10 +172,14 @@ pub async fn read_prometheus(
     }
 }
 
+/// Why a `query_range` answer was not understood: (what is wrong, Prometheus's own error text
+/// if it sent one).
+pub type QueryRangeError = (String, Option<String>);
+
 /// Parses a `query_range` answer (`{"status":"success","data":{"resultType":"matrix","result":
 /// [{"metric":{..},"values":[[ts,"v"],..]}]}}`) into one sample list per series (non-finite
 /// values dropped). Errors are `(what is wrong, Prometheus's own error text if it sent one)`.
-pub fn parse_query_range(body: &str) -> Result<Vec<Vec<(i64, f64)>>, (String, Option<String>)> {
+pub fn parse_query_range(body: &str) -> Result<Vec<Vec<(i64, f64)>>, QueryRangeError> {
     let v: serde_json::Value =
         serde_json::from_str(body).map_err(|e| (format!("not JSON ({e})"), None))?;
     if v["status"] != "success" {
