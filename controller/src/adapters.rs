@@ -426,13 +426,10 @@ pub fn check_sections(file: &str, c: &CloudSections) -> Result<(), crate::config
 
 /// Whether this binary was built with the adapter of `cloud` (`sim` and `fake` always are).
 pub fn built(cloud: &str) -> bool {
-    match cloud {
-        "sim" | "fake" => true,
-        "aws" => cfg!(feature = "aws"),
-        "azure" => cfg!(feature = "azure"),
-        "gcp" => cfg!(feature = "gcp"),
-        _ => false,
-    }
+    matches!(cloud, "sim" | "fake")
+        || (cloud == "aws" && cfg!(feature = "aws"))
+        || (cloud == "azure" && cfg!(feature = "azure"))
+        || (cloud == "gcp" && cfg!(feature = "gcp"))
 }
 
 /// The adapter clouds the workloads use (`aws`, `azure`, `gcp`), each once.
@@ -1100,7 +1097,7 @@ metrics = { kind = "push" }
             r#"{"type": "service_account", "project_id": "p", "private_key_id": "k1", "private_key": "SECRET-MATERIAL", "client_email": "sa@p.iam.gserviceaccount.com"}"#,
         );
         let stack = production_stack(Default::default());
-        let e = build("gcp", &c, "europe-west1-b", &stack).await.err().expect("a bad key");
+        let e = build("gcp", &c, "europe-west1-b", &stack).await.expect_err("a bad key");
         let text = crate::run::chain(&e);
         assert!(text.contains("field `clouds.gcp.key_env`: environment variable `PREDICTIVE_TEST_GCP_KEY`"), "{text}");
         assert!(text.contains("field `private_key` is not a PEM PKCS#8 key"), "{text}");

@@ -644,7 +644,7 @@ mod tests {
             .unwrap()
             .into_inner()
             .samples;
-        assert_eq!(cut, vec![raw[0].clone()]);
+        assert_eq!(cut, vec![raw[0]]);
         let stepped = c
             .get_history(pb::GetHistoryRequest { workload: "batch".into(), from: t0, to: 0, step: 2 * (t1 - t0) })
             .await

@@ -53,7 +53,13 @@ pub enum Error {
     Setup(String),
     /// A tick failed.
     #[error("a tick failed")]
-    Tick(#[from] crate::run::Error),
+    Tick(#[source] Box<crate::run::Error>),
+}
+
+impl From<crate::run::Error> for Error {
+    fn from(e: crate::run::Error) -> Self {
+        Error::Tick(Box::new(e))
+    }
 }
 
 /// A cloud whose calls cost O(1): groups are counters. The sim settles its whole state on every
@@ -237,7 +243,7 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>, history_
     }
     for i in 0..n.min(if history_days > 0 { n } else { 0 }) {
         // shifted by s steps: the value at ts is the base's at ts - s steps.
-        let s = (i % 288) as usize;
+        let s = i % 288;
         let hist: Vec<crate::store::Sample> = (0..len)
             .map(|k| crate::store::Sample {
                 ts: start - (len - k) as i64 * 300,

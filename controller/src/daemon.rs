@@ -32,7 +32,7 @@ pub enum Error {
     Sim(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A workload could not be registered.
     #[error("cannot register the workloads")]
-    Register(#[source] crate::run::Error),
+    Register(#[source] Box<crate::run::Error>),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -50,7 +50,7 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
     /// The loop stopped on a store failure.
     #[error("the loop stopped")]
-    Loop(#[source] crate::run::Error),
+    Loop(#[source] Box<crate::run::Error>),
 }
 
 /// Options of `controller run` beyond the config file.
@@ -184,7 +184,7 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
             }
         }
     }
-    for p in ctl.recover().await.map_err(Error::Loop)? {
+    for p in ctl.recover().await.map_err(|e| Error::Loop(Box::new(e)))? {
         tracing::warn!(problem = %p, "recovery");
     }
     let mut servers = Vec::new();
@@ -225,7 +225,7 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
     for s in servers {
         s.abort();
     }
-    res.map(|_| ()).map_err(Error::Loop)
+    res.map(|_| ()).map_err(|e| Error::Loop(Box::new(e)))
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub enum Error {
     },
     /// Setting up or running the controller failed.
     #[error("the controller failed")]
-    Controller(#[from] crate::run::Error),
+    Controller(#[source] Box<crate::run::Error>),
     /// The config is invalid.
     #[error("the demo config is invalid")]
     Config(#[from] crate::config::Error),
@@ -59,6 +59,12 @@ pub enum Error {
     /// The runtime could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+}
+
+impl From<crate::run::Error> for Error {
+    fn from(e: crate::run::Error) -> Self {
+        Error::Controller(Box::new(e))
+    }
 }
 
 /// Options of the demo.

@@ -182,7 +182,7 @@ impl Cold {
         }
         let gap = ((ts - next) / step) as usize;
         let last = self.values.last().copied().unwrap_or(usage as f32);
-        self.values.extend(std::iter::repeat(last).take(gap));
+        self.values.extend(std::iter::repeat_n(last, gap));
         self.values.push(usage as f32);
     }
 }
@@ -1755,17 +1755,14 @@ impl Controller {
             }
             st.pool.units = keep;
         }
-        let step = shadow::plan(
-            &st.pool,
-            ss,
+        let sizes = shadow::Sizes {
             desired,
-            group.desired,
-            gmin,
+            group_desired: group.desired,
+            group_min: gmin,
             peak,
-            gmax,
-            now,
-            self.interval,
-        );
+            max: gmax,
+        };
+        let step = shadow::plan(&st.pool, ss, sizes, now, self.interval);
         let mut notes = Vec::new();
         if act {
             let mut promoted = 0;

@@ -172,24 +172,36 @@ pub struct Step {
     pub release: Vec<String>,
 }
 
+/// The instance counts a pool step is planned against (see [`plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Instances that must serve.
+    pub desired: u32,
+    /// Instances the group holds.
+    pub group_desired: u32,
+    /// The group's minimum.
+    pub group_min: u32,
+    /// Instances predicted within the horizon.
+    pub peak: u32,
+    /// The group's maximum.
+    pub max: u32,
+}
+
 /// Plans the pool's step: `desired` instances must serve, the group holds `group_desired`
 /// (at least `group_min`), `peak` instances are predicted within the horizon, and the group may
-/// not exceed `max`.
+/// not exceed `max` (all in `sizes`).
 ///
 /// # Guarantees
 /// Promotes only ready units, demotes only active ones, never launches beyond `max_units`
 /// units or beyond `max - desired`, and never releases a unit it refreshes.
-pub fn plan(
-    pool: &Pool,
-    s: &Settings,
-    desired: u32,
-    group_desired: u32,
-    group_min: u32,
-    peak: u32,
-    max: u32,
-    now: Timestamp,
-    interval: i64,
-) -> Step {
+pub fn plan(pool: &Pool, s: &Settings, sizes: Sizes, now: Timestamp, interval: i64) -> Step {
+    let Sizes {
+        desired,
+        group_desired,
+        group_min,
+        peak,
+        max,
+    } = sizes;
     let mut step = Step::default();
     let active = pool.count(UnitState::Active);
     let serving = group_desired + active;
@@ -320,7 +332,19 @@ mod tests {
             ],
             ..Pool::default()
         };
-        let st = plan(&pool, &settings(), 5, 2, 1, 5, 10, 900, 300);
+        let st = plan(
+            &pool,
+            &settings(),
+            Sizes {
+                desired: 5,
+                group_desired: 2,
+                group_min: 1,
+                peak: 5,
+                max: 10,
+            },
+            900,
+            300,
+        );
         assert_eq!(st.promote, vec!["b".to_string(), "a".to_string()]);
         assert!(st.demote.is_empty() && st.release.is_empty());
         assert_eq!(st.launch, 0);
@@ -336,7 +360,19 @@ mod tests {
             ..Pool::default()
         };
         // Serving 3 + 2 = 5, desired 4: one active unit goes back; a peak of 8 wants 4 ready.
-        let st = plan(&pool, &settings(), 4, 3, 1, 8, 10, 600, 300);
+        let st = plan(
+            &pool,
+            &settings(),
+            Sizes {
+                desired: 4,
+                group_desired: 3,
+                group_min: 1,
+                peak: 8,
+                max: 10,
+            },
+            600,
+            300,
+        );
         assert_eq!(st.demote, vec!["b".to_string()]);
         assert_eq!(st.launch, 3, "4 wanted, the demoted one counts");
     }
@@ -353,9 +389,33 @@ mod tests {
         let s = settings();
         // Two hours (24 steps) at a 1 h half-life scores 0.25: the old unit goes, the new stays.
         let now = 24 * 300 + 1;
-        let st = plan(&pool, &s, 2, 2, 1, 0, 10, now, 300);
+        let st = plan(
+            &pool,
+            &s,
+            Sizes {
+                desired: 2,
+                group_desired: 2,
+                group_min: 1,
+                peak: 0,
+                max: 10,
+            },
+            now,
+            300,
+        );
         assert_eq!(st.release, vec!["old".to_string()]);
-        let st = plan(&pool, &s, 2, 2, 1, 4, 10, now, 300);
+        let st = plan(
+            &pool,
+            &s,
+            Sizes {
+                desired: 2,
+                group_desired: 2,
+                group_min: 1,
+                peak: 4,
+                max: 10,
+            },
+            now,
+            300,
+        );
         assert!(st.release.is_empty(), "a peak ahead keeps both: {st:?}");
         assert_eq!(st.refresh.len(), 2);
     }
@@ -382,7 +442,7 @@ mod tests {
                 (i as i64) * 600,
             )).collect();
             let pool = Pool { units, ..Pool::default() };
-            let st = plan(&pool, &s, desired, group, min, peak, max, now, 300);
+            let st = plan(&pool, &s, Sizes { desired, group_desired: group, group_min: min, peak, max }, now, 300);
             for id in &st.promote {
                 let u = pool.units.iter().find(|u| &u.id == id).unwrap();
                 prop_assert!(matches!(u.state, UnitState::Ready | UnitState::ReadyRunning));
