@@ -8,6 +8,7 @@ pub mod anomaly;
 pub mod civil;
 pub mod cost;
 pub mod forecast;
+pub mod noise;
 pub mod policy;
 pub mod series;
 pub mod shadow;

@@ -803,15 +803,12 @@ mod tests {
         std::fs::create_dir_all(&data).unwrap();
         // Six noisy backgrounds of 2000 samples: kinds leak, burst, drop, level shift,
         // flatline, leak in turn.
-        let mut seed = 99u64;
+        let mut seed = predictive_engine::noise::XorShift::new(99);
         for k in 0..6 {
             let t0 = predictive_traces::parse_datetime("2024-01-01 00:00:00").unwrap();
             let mut csv = String::from("timestamp,value\n");
             for i in 0..2000i64 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let noise = (seed >> 11) as f64 / (1u64 << 53) as f64;
+                let noise = seed.uniform();
                 let v = 50.0 + 10.0 * ((i as f64) / 40.0).sin() + 5.0 * noise;
                 csv.push_str(&format!("{},{v}\n", format_timestamp(t0 + 300 * i)));
             }

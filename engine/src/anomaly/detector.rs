@@ -1079,17 +1079,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Deterministic uniform noise in `[0, 1)` (xorshift), so tests need no randomness source.
-    struct Noise(u64);
-
-    impl Noise {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    /// Deterministic uniform noise in `[0, 1)`, so tests need no randomness source.
+    type Noise = crate::noise::XorShift;
 
     fn detector() -> Detector {
         Detector::new(DetectorParams::default().check().unwrap())
@@ -1098,7 +1089,7 @@ mod tests {
     /// Feeds `baseline` samples of uniform noise in `[40, 60]`.
     fn warmed(d: &mut Detector, noise: &mut Noise, baseline: usize) {
         for _ in 0..baseline {
-            d.observe(40.0 + 20.0 * noise.next());
+            d.observe(40.0 + 20.0 * noise.uniform());
         }
     }
 
@@ -1109,10 +1100,10 @@ mod tests {
     #[test]
     fn steady_noise_should_rarely_alert() {
         let mut d = detector();
-        let mut n = Noise(7);
+        let mut n = Noise::new(7);
         warmed(&mut d, &mut n, 500);
         let alerts = (0..3000)
-            .map(|_| d.observe(40.0 + 20.0 * n.next()))
+            .map(|_| d.observe(40.0 + 20.0 * n.uniform()))
             .filter(|v| v.score >= ALERT_THRESHOLD)
             .count();
         // Records of uniform noise grow like ln(n): a handful at most.
@@ -1122,7 +1113,7 @@ mod tests {
     #[test]
     fn burst_should_alert_at_once_as_a_burst() {
         let mut d = detector();
-        let mut n = Noise(11);
+        let mut n = Noise::new(11);
         warmed(&mut d, &mut n, 2000);
         let v = d.observe(200.0);
         // Seven ranges beyond the past: surprise 1 + 7, score 8/9.
@@ -1135,7 +1126,7 @@ mod tests {
     #[test]
     fn fall_to_zero_should_alert_as_a_drop() {
         let mut d = detector();
-        let mut n = Noise(13);
+        let mut n = Noise::new(13);
         warmed(&mut d, &mut n, 2000);
         let v = d.observe(0.0);
         assert!(v.score >= ALERT_THRESHOLD, "{v:?}");
@@ -1145,10 +1136,10 @@ mod tests {
     #[test]
     fn steady_climb_should_alert_as_a_leak() {
         let mut d = detector();
-        let mut n = Noise(17);
+        let mut n = Noise::new(17);
         warmed(&mut d, &mut n, 2000);
         let vs: Vec<Verdict> = (0..800)
-            .map(|i| d.observe(40.0 + 20.0 * n.next() + 0.05 * i as f64))
+            .map(|i| d.observe(40.0 + 20.0 * n.uniform() + 0.05 * i as f64))
             .collect();
         let leak = vs
             .iter()
@@ -1160,7 +1151,7 @@ mod tests {
     #[test]
     fn stuck_value_should_alert_as_a_flatline() {
         let mut d = detector();
-        let mut n = Noise(19);
+        let mut n = Noise::new(19);
         warmed(&mut d, &mut n, 2000);
         let vs: Vec<Verdict> = (0..200).map(|_| d.observe(50.0)).collect();
         let v = first_alert(&vs).expect("a flat run should alert");
@@ -1171,10 +1162,12 @@ mod tests {
     #[test]
     fn shift_inside_the_band_should_alert_as_a_level_shift() {
         let mut d = detector();
-        let mut n = Noise(23);
+        let mut n = Noise::new(23);
         warmed(&mut d, &mut n, 2000);
         // Every value stays inside the past range; only their mean moves.
-        let vs: Vec<Verdict> = (0..200).map(|_| d.observe(54.0 + 4.0 * n.next())).collect();
+        let vs: Vec<Verdict> = (0..200)
+            .map(|_| d.observe(54.0 + 4.0 * n.uniform()))
+            .collect();
         let v = first_alert(&vs).expect("a level shift should alert");
         assert_eq!(v.kind, Some(AnomalyKind::LevelShift));
         assert!(v.evidence.excess == 0.0);
@@ -1188,19 +1181,19 @@ mod tests {
             ..DetectorParams::default()
         };
         let mut d = Detector::new(params.check().unwrap());
-        let mut n = Noise(29);
+        let mut n = Noise::new(29);
         // A daily square wave: 0..10 at night, 90..100 for a quarter of the day.
         let day = |i: usize, n: &mut Noise| {
             let high = (i % season) >= season / 2 && (i % season) < season / 2 + season / 4;
             if high { 90.0 } else { 0.0 }
-        } + 10.0 * n.next();
+        } + 10.0 * n.uniform();
         for i in 0..season * 30 {
             d.observe(day(i, &mut n));
         }
         let start = season * 30;
         let mut vs = Vec::new();
         for i in start..start + season {
-            vs.push(d.observe(10.0 * n.next() + 0.0 * day(i, &mut Noise(1)).min(0.0)));
+            vs.push(d.observe(10.0 * n.uniform() + 0.0 * day(i, &mut Noise::new(1)).min(0.0)));
         }
         let v = first_alert(&vs).expect("a day without its peak should alert");
         assert!(
@@ -1234,7 +1227,7 @@ mod tests {
         } else {
             phase.sin()
         };
-        100.0 + 60.0 * wave + 4.0 * n.next()
+        100.0 + 60.0 * wave + 4.0 * n.uniform()
     }
 
     /// A daily sawtooth: the value climbs from 10 to 90 through each day, then falls back. Within
@@ -1244,11 +1237,11 @@ mod tests {
         for seed in [41, 43, 47] {
             let season = 288; // one day of 5-minute samples
             let mut d = seasonal_detector(season);
-            let mut n = Noise(seed);
+            let mut n = Noise::new(seed);
             let mut leaks = 0;
             for i in 0..season * 21 {
                 let phase = (i % season) as f64 / season as f64;
-                let v = d.observe(10.0 + 80.0 * phase + 4.0 * n.next());
+                let v = d.observe(10.0 + 80.0 * phase + 4.0 * n.uniform());
                 if v.kind == Some(AnomalyKind::Leak) {
                     leaks += 1;
                 }
@@ -1262,10 +1255,10 @@ mod tests {
     fn a_leak_on_a_daily_pattern_should_be_called_a_leak() {
         let season = 288;
         let mut d = seasonal_detector(season);
-        let mut n = Noise(53);
+        let mut n = Noise::new(53);
         let day = |i: usize, n: &mut Noise| {
             let phase = (i % season) as f64 / season as f64;
-            50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 4.0 * n.next()
+            50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 4.0 * n.uniform()
         };
         for i in 0..season * 14 {
             d.observe(day(i, &mut n));
@@ -1291,7 +1284,7 @@ mod tests {
     #[test]
     fn explanations_should_name_the_numbers() {
         let mut d = detector();
-        let mut n = Noise(59);
+        let mut n = Noise::new(59);
         warmed(&mut d, &mut n, 2000);
         let v = d.observe(200.0);
         let text = v.explain();
@@ -1323,10 +1316,10 @@ mod tests {
     #[test]
     fn an_incident_should_be_announced_once() {
         let mut d = detector();
-        let mut n = Noise(31);
+        let mut n = Noise::new(31);
         warmed(&mut d, &mut n, 2000);
         // A plateau far above the past: the first sample alerts, the following ones are damped.
-        let vs: Vec<Verdict> = (0..50).map(|_| d.observe(150.0 + n.next())).collect();
+        let vs: Vec<Verdict> = (0..50).map(|_| d.observe(150.0 + n.uniform())).collect();
         let alerts = vs.iter().filter(|v| v.score >= ALERT_THRESHOLD).count();
         assert!(vs[0].score >= ALERT_THRESHOLD);
         assert!(alerts <= 3, "{alerts} alerts for one incident");
@@ -1347,10 +1340,10 @@ mod tests {
                 if !young_weighted {
                     d.p.warmup = 2;
                 }
-                let mut n = Noise(seed * 7919);
+                let mut n = Noise::new(seed * 7919);
                 for i in 0..5 * season {
                     let phase = (i % season) as f64 / season as f64 * std::f64::consts::TAU;
-                    let v = d.observe(50.0 + 10.0 * phase.sin() + 10.0 * n.next());
+                    let v = d.observe(50.0 + 10.0 * phase.sin() + 10.0 * n.uniform());
                     if i >= 3 * season && i < 4 * season && v.score >= ALERT_THRESHOLD {
                         alerts += 1;
                     }
@@ -1396,11 +1389,11 @@ mod tests {
                     .check()
                     .unwrap(),
                 );
-                let mut n = Noise(seed * 104_729);
+                let mut n = Noise::new(seed * 104_729);
                 let mut found = false;
                 for i in 0..8 * week {
                     let on_holiday = holiday_day == Some(i / season);
-                    let v = d.observe(usage(i, n.next(), on_holiday));
+                    let v = d.observe(usage(i, n.uniform(), on_holiday));
                     if v.score >= ALERT_THRESHOLD {
                         if on_holiday {
                             found = true;
@@ -1445,13 +1438,13 @@ mod tests {
             let (mut ordinary, mut found) = (0, 0);
             for seed in 1..=10u64 {
                 let mut d = seasonal_detector(season);
-                let mut n = Noise(seed * 7_727);
+                let mut n = Noise::new(seed * 7_727);
                 let mut hit = false;
                 let mut i = 0;
                 while i < 12 * season {
                     let day = i / season;
                     // About one gap of 1 to 48 steps every hundred steps, none in the last days.
-                    let u = n.next();
+                    let u = n.uniform();
                     if u < 0.01 && day < 10 {
                         let missing = 1 + (u * 4_800.0) as usize;
                         if told {
@@ -1496,7 +1489,7 @@ mod tests {
         let mut found = 0;
         for seed in 1..=10u64 {
             let mut d = seasonal_detector_with_memory(season, season);
-            let mut n = Noise(seed * 7_727);
+            let mut n = Noise::new(seed * 7_727);
             let mut hit = false;
             for i in 0..12 * season {
                 let v = d.observe(wave_without_the_twelfth_days_peak(i, season, &mut n));
@@ -1521,7 +1514,7 @@ mod tests {
         );
         // Any gap is safe to tell: the detector keeps at most a week of it.
         let mut d = seasonal_detector(288);
-        let mut n = Noise(5);
+        let mut n = Noise::new(5);
         warmed(&mut d, &mut n, 3 * 288);
         d.skip(usize::MAX);
         assert!((0.0..=1.0).contains(&d.observe(50.0).score));
@@ -1540,10 +1533,10 @@ mod tests {
                 .check()
                 .unwrap(),
             );
-            let mut n = Noise(43);
+            let mut n = Noise::new(43);
             warmed(&mut d, &mut n, 2000);
             let chain: Vec<Verdict> = (0..60)
-                .map(|i| d.observe(60.5 + 0.4 * f64::from(i) + 0.2 * n.next()))
+                .map(|i| d.observe(60.5 + 0.4 * f64::from(i) + 0.2 * n.uniform()))
                 .collect();
             let far = d.observe(200.0);
             (
@@ -1566,7 +1559,7 @@ mod tests {
     #[test]
     fn non_finite_samples_should_score_zero_and_not_be_learnt() {
         let mut d = detector();
-        let mut n = Noise(37);
+        let mut n = Noise::new(37);
         warmed(&mut d, &mut n, 200);
         let seen = d.seen();
         for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
@@ -1580,10 +1573,10 @@ mod tests {
 
     /// Feeds `n` samples of a daily pattern with noise.
     fn feed(d: &mut Detector, n: usize) {
-        let mut noise = Noise(61);
+        let mut noise = Noise::new(61);
         for i in 0..n {
             let phase = (i % 288) as f64 / 288.0;
-            d.observe(50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 5.0 * noise.next());
+            d.observe(50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 5.0 * noise.uniform());
         }
     }
 
@@ -1646,7 +1639,7 @@ mod tests {
             assert!(v.score < ALERT_THRESHOLD, "{i}: {v:?}");
         }
         let mut d = detector();
-        let mut n = Noise(67);
+        let mut n = Noise::new(67);
         warmed(&mut d, &mut n, 30);
         // A thousand ranges beyond the 30 values seen gets through all the same.
         let v = d.observe(20_000.0);
@@ -1659,10 +1652,12 @@ mod tests {
     #[test]
     fn a_small_sustained_shift_should_alert_as_a_level_shift() {
         let mut d = detector();
-        let mut n = Noise(71);
+        let mut n = Noise::new(71);
         warmed(&mut d, &mut n, 3000);
         // Uniform noise on [40, 60] has a standard deviation of 5.8.
-        let vs: Vec<Verdict> = (0..400).map(|_| d.observe(57.0 + 3.0 * n.next())).collect();
+        let vs: Vec<Verdict> = (0..400)
+            .map(|_| d.observe(57.0 + 3.0 * n.uniform()))
+            .collect();
         let v = first_alert(&vs).expect("a sustained shift of one standard deviation should alert");
         assert_eq!(v.kind, Some(AnomalyKind::LevelShift), "{v:?}");
         assert!(v.evidence.excess == 0.0, "{v:?}");

@@ -531,13 +531,8 @@ mod tests {
     fn a_leak_should_never_drive_the_allocation_into_a_runaway() {
         use crate::anomaly::{DetectorParams, WorkloadDetector, WorkloadSample, ALERT_THRESHOLD};
         let mut det = WorkloadDetector::new(DetectorParams::default().check().unwrap(), 0.5);
-        let mut seed = 42u64;
-        let mut noise = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut seed = crate::noise::XorShift::new(42);
+        let mut noise = move || seed.uniform();
         let mut allocation = 10.0;
         let mut held: Option<f64> = None;
         let mut cap_at_flag: Option<f64> = None;

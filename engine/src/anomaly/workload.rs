@@ -160,22 +160,16 @@ impl WorkloadDetector {
 mod tests {
     use super::*;
     use crate::anomaly::{DetectorParams, ALERT_THRESHOLD, JOINT_LAG};
+    use crate::noise::XorShift;
 
-    fn noise(seed: &mut u64) -> f64 {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        (*seed >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn warmed(seed: &mut u64) -> WorkloadDetector {
+    fn warmed(seed: &mut XorShift) -> WorkloadDetector {
         let mut d =
             WorkloadDetector::new(DetectorParams::default().check().unwrap(), ALERT_THRESHOLD);
         for _ in 0..2000 {
             d.observe(WorkloadSample {
-                cpu: Some(30.0 + 10.0 * noise(seed)),
-                memory: Some(4.0 + noise(seed)),
-                network: Some(100.0 + 20.0 * noise(seed)),
+                cpu: Some(30.0 + 10.0 * seed.uniform()),
+                memory: Some(4.0 + seed.uniform()),
+                network: Some(100.0 + 20.0 * seed.uniform()),
             });
         }
         d
@@ -183,7 +177,7 @@ mod tests {
 
     #[test]
     fn cpu_and_network_surging_together_should_look_like_malware() {
-        let mut seed = 3;
+        let mut seed = XorShift::new(3);
         let mut d = warmed(&mut seed);
         let v = d.observe(WorkloadSample {
             cpu: Some(95.0),
@@ -197,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_surge_a_step_apart_should_still_look_like_malware() {
-        let mut seed = 4;
+        let mut seed = XorShift::new(4);
         let mut d = warmed(&mut seed);
         let v = d.observe(WorkloadSample {
             cpu: Some(95.0),
@@ -248,15 +242,15 @@ mod tests {
             ..DetectorParams::default()
         };
         let mut d = WorkloadDetector::new(params.check().unwrap(), ALERT_THRESHOLD);
-        let mut seed = 77;
+        let mut seed = XorShift::new(77);
         let mut malware = Vec::new();
         for i in 0..season * 40 {
             let busy = (i % season) >= 30 && (i % season) < 36;
-            let cpu = if busy { 80.0 } else { 20.0 } + 10.0 * noise(&mut seed);
-            let net = if busy { 600.0 } else { 100.0 } + 50.0 * noise(&mut seed);
+            let cpu = if busy { 80.0 } else { 20.0 } + 10.0 * seed.uniform();
+            let net = if busy { 600.0 } else { 100.0 } + 50.0 * seed.uniform();
             let v = d.observe(WorkloadSample {
                 cpu: Some(cpu),
-                memory: Some(4.0 + noise(&mut seed)),
+                memory: Some(4.0 + seed.uniform()),
                 network: Some(net),
             });
             if i >= season * 3 && v.kind == Some(AnomalyKind::MalwareLike) {
@@ -279,7 +273,7 @@ mod tests {
 
     #[test]
     fn cpu_alone_should_be_a_burst() {
-        let mut seed = 5;
+        let mut seed = XorShift::new(5);
         let mut d = warmed(&mut seed);
         let v = d.observe(WorkloadSample {
             cpu: Some(95.0),
@@ -292,7 +286,7 @@ mod tests {
 
     #[test]
     fn missing_metrics_should_be_skipped() {
-        let mut seed = 9;
+        let mut seed = XorShift::new(9);
         let mut d = warmed(&mut seed);
         let v = d.observe(WorkloadSample {
             cpu: Some(35.0),
