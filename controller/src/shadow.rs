@@ -323,6 +323,17 @@ mod tests {
         assert!(Settings::new(&ShadowSettings::default(), 300).is_none());
     }
 
+    /// A group of at least 1 and at most 10 units.
+    fn sizes(desired: u32, group_desired: u32, peak: u32) -> Sizes {
+        Sizes {
+            desired,
+            group_desired,
+            group_min: 1,
+            peak,
+            max: 10,
+        }
+    }
+
     #[test]
     fn scale_up_promotes_ready_units_before_the_group_grows() {
         let pool = Pool {
@@ -332,19 +343,7 @@ mod tests {
             ],
             ..Pool::default()
         };
-        let st = plan(
-            &pool,
-            &settings(),
-            Sizes {
-                desired: 5,
-                group_desired: 2,
-                group_min: 1,
-                peak: 5,
-                max: 10,
-            },
-            900,
-            300,
-        );
+        let st = plan(&pool, &settings(), sizes(5, 2, 5), 900, 300);
         assert_eq!(st.promote, vec!["b".to_string(), "a".to_string()]);
         assert!(st.demote.is_empty() && st.release.is_empty());
         assert_eq!(st.launch, 0);
@@ -360,19 +359,7 @@ mod tests {
             ..Pool::default()
         };
         // Serving 3 + 2 = 5, desired 4: one active unit goes back; a peak of 8 wants 4 ready.
-        let st = plan(
-            &pool,
-            &settings(),
-            Sizes {
-                desired: 4,
-                group_desired: 3,
-                group_min: 1,
-                peak: 8,
-                max: 10,
-            },
-            600,
-            300,
-        );
+        let st = plan(&pool, &settings(), sizes(4, 3, 8), 600, 300);
         assert_eq!(st.demote, vec!["b".to_string()]);
         assert_eq!(st.launch, 3, "4 wanted, the demoted one counts");
     }
@@ -389,33 +376,9 @@ mod tests {
         let s = settings();
         // Two hours (24 steps) at a 1 h half-life scores 0.25: the old unit goes, the new stays.
         let now = 24 * 300 + 1;
-        let st = plan(
-            &pool,
-            &s,
-            Sizes {
-                desired: 2,
-                group_desired: 2,
-                group_min: 1,
-                peak: 0,
-                max: 10,
-            },
-            now,
-            300,
-        );
+        let st = plan(&pool, &s, sizes(2, 2, 0), now, 300);
         assert_eq!(st.release, vec!["old".to_string()]);
-        let st = plan(
-            &pool,
-            &s,
-            Sizes {
-                desired: 2,
-                group_desired: 2,
-                group_min: 1,
-                peak: 4,
-                max: 10,
-            },
-            now,
-            300,
-        );
+        let st = plan(&pool, &s, sizes(2, 2, 4), now, 300);
         assert!(st.release.is_empty(), "a peak ahead keeps both: {st:?}");
         assert_eq!(st.refresh.len(), 2);
     }
