@@ -24,7 +24,10 @@ fn find_tool(name: &str, extra: &[&str]) -> PathBuf {
         .unwrap_or_default();
     for pattern in extra {
         if let Ok(rd) = std::fs::read_dir(pattern) {
-            let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect();
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect();
             v.sort();
             v.reverse();
             dirs.extend(v);
@@ -67,10 +70,19 @@ impl Postgres {
         let initdb = find_tool("initdb", &["/usr/lib/postgresql"]);
         let pg_ctl = initdb.with_file_name("pg_ctl");
         let root = is_root();
-        let dir = std::env::temp_dir().join(format!("predictive-pg-{}-{}", std::process::id(), free_port()));
+        let dir = std::env::temp_dir().join(format!(
+            "predictive-pg-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         if root {
-            assert!(Command::new("chown").args(["-R", "postgres"]).arg(&dir).status().unwrap().success());
+            assert!(Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success());
         }
         let pg = Postgres {
             dir: dir.clone(),
@@ -85,8 +97,16 @@ impl Postgres {
             .arg(&data)
             .output()
             .unwrap();
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", pg.port, dir.display());
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            pg.port,
+            dir.display()
+        );
         let out = pg
             .cmd(&pg.pg_ctl)
             .args(["-w", "-t", "60", "-D"])
@@ -105,7 +125,10 @@ impl Postgres {
     }
 
     fn url(&self, db: &str) -> String {
-        format!("host=127.0.0.1 port={} user=predictive dbname={db}", self.port)
+        format!(
+            "host=127.0.0.1 port={} user=predictive dbname={db}",
+            self.port
+        )
     }
 }
 
@@ -150,7 +173,9 @@ fn workload(name: &str) -> WorkloadParams {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_conforms_and_elects_one_leader_per_workload() {
     let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
-    let admin = PostgresStore::connect(&pg.url("postgres")).await.expect("connect");
+    let admin = PostgresStore::connect(&pg.url("postgres"))
+        .await
+        .expect("connect");
     conformance::run(&admin).await;
 
     // Migrations are idempotent across replicas connecting at once.
@@ -193,16 +218,39 @@ async fn postgres_store_conforms_and_elects_one_leader_per_workload() {
         clock.advance(300);
         let (ra, rb) = tokio::join!(replicas[0].tick(), replicas[1].tick());
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
-        assert!(ra.errors.is_empty() && rb.errors.is_empty(), "{:?} {:?}", ra.errors, rb.errors);
-        assert_eq!(ra.ok + rb.ok, names.len(), "every workload runs once per tick");
-        assert_eq!(ra.not_leader + rb.not_leader, names.len(), "and is skipped by the other replica");
+        assert!(
+            ra.errors.is_empty() && rb.errors.is_empty(),
+            "{:?} {:?}",
+            ra.errors,
+            rb.errors
+        );
+        assert_eq!(
+            ra.ok + rb.ok,
+            names.len(),
+            "every workload runs once per tick"
+        );
+        assert_eq!(
+            ra.not_leader + rb.not_leader,
+            names.len(),
+            "and is skipped by the other replica"
+        );
         served_by_b += rb.ok;
     }
     // Leases stick: whichever replica took a workload keeps it while it renews.
-    assert!(served_by_b % 5 == 0, "leases moved between replicas without expiring");
+    assert!(
+        served_by_b % 5 == 0,
+        "leases moved between replicas without expiring"
+    );
     let decisions = admin.decisions(None, 1000).await.unwrap();
-    let ours = decisions.iter().filter(|d| names.contains(&d.workload)).count();
-    assert_eq!(ours, 5 * names.len(), "one decision per workload and tick, from one replica");
+    let ours = decisions
+        .iter()
+        .filter(|d| names.contains(&d.workload))
+        .count();
+    assert_eq!(
+        ours,
+        5 * names.len(),
+        "one decision per workload and tick, from one replica"
+    );
 
     // A replica that stops renewing loses its workloads to the other after the lease expires.
     drop(replicas.remove(0));
@@ -215,7 +263,9 @@ async fn postgres_store_conforms_and_elects_one_leader_per_workload() {
 async fn prometheus_source_reads_recorded_data_and_drives_the_loop() {
     let replay = Replay::from_csv(&trace()).unwrap();
     // Two days of the real trace, at its own (5-minute) timestamps.
-    let samples: Vec<(i64, f64)> = (0..576).map(|i| (replay.start() + i * 300, replay.values()[i as usize])).collect();
+    let samples: Vec<(i64, f64)> = (0..576)
+        .map(|i| (replay.start() + i * 300, replay.values()[i as usize]))
+        .collect();
     let server = test_support::Prometheus::start("web_requests", "job=\"web\"", &samples)
         .expect("promtool and prometheus are installed (scripts/install-test-deps.sh)");
     let url = server.url().to_owned();
@@ -257,8 +307,15 @@ async fn prometheus_source_reads_recorded_data_and_drives_the_loop() {
     predictive_controller::embedded::ensure_groups(&sim, &cfg.owner, &cfg.workloads).unwrap();
     let mut clouds = BTreeMap::new();
     clouds.insert("sim".to_string(), Arc::new(sim) as DynProvider);
-    let store: Arc<dyn Store> = Arc::new(predictive_controller::store::sqlite::SqliteStore::in_memory().unwrap());
-    let ctl = Arc::new(Controller::new(&cfg, store.clone(), clouds, clock_arc, "prom-test"));
+    let store: Arc<dyn Store> =
+        Arc::new(predictive_controller::store::sqlite::SqliteStore::in_memory().unwrap());
+    let ctl = Arc::new(Controller::new(
+        &cfg,
+        store.clone(),
+        clouds,
+        clock_arc,
+        "prom-test",
+    ));
     for w in &cfg.workloads {
         ctl.upsert(w.clone()).await.unwrap();
     }
@@ -269,9 +326,9 @@ async fn prometheus_source_reads_recorded_data_and_drives_the_loop() {
         assert_eq!(r.errors.len(), 1);
         assert_eq!(r.errors[0].0, "broken");
         assert!(
-            r.errors[0]
-                .1
-                .starts_with("workload `broken`: metrics unavailable: prometheus at http://127.0.0.1:"),
+            r.errors[0].1.starts_with(
+                "workload `broken`: metrics unavailable: prometheus at http://127.0.0.1:"
+            ),
             "{}",
             r.errors[0].1
         );
@@ -280,9 +337,15 @@ async fn prometheus_source_reads_recorded_data_and_drives_the_loop() {
     assert_eq!(got.len(), 6);
     for s in &got {
         let want = samples.iter().rev().find(|(t, _)| *t <= s.ts).unwrap().1;
-        assert_eq!(s.value, want, "usage at {} is the latest recorded sample", s.ts);
+        assert_eq!(
+            s.value, want,
+            "usage at {} is the latest recorded sample",
+            s.ts
+        );
     }
     let d = store.decisions(Some("web"), 10).await.unwrap();
     assert_eq!(d.len(), 6);
-    assert!(d.iter().all(|d| d.mode == "dry-run" && !d.explanation.is_empty()));
+    assert!(d
+        .iter()
+        .all(|d| d.mode == "dry-run" && !d.explanation.is_empty()));
 }

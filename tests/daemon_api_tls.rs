@@ -19,12 +19,20 @@ impl Ca {
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         p.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let issuer = rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap()).unwrap();
-        Self { pem: issuer.pem(), issuer }
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap()).unwrap();
+        Self {
+            pem: issuer.pem(),
+            issuer,
+        }
     }
 
     fn leaf(&self, name: &str, client: bool) -> (String, String) {
-        let names = if client { vec![name.to_string()] } else { vec![name.to_string(), "127.0.0.1".to_string()] };
+        let names = if client {
+            vec![name.to_string()]
+        } else {
+            vec![name.to_string(), "127.0.0.1".to_string()]
+        };
         let mut p = rcgen::CertificateParams::new(names).unwrap();
         p.extended_key_usages = vec![if client {
             rcgen::ExtendedKeyUsagePurpose::ClientAuth
@@ -46,9 +54,11 @@ fn target(addr: &str, token: &str, tls: ClientTls) -> Target {
 }
 
 async fn status_of(t: Target) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || status(&t).map_err(|e| predictive_controller::run::chain(&e)))
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || {
+        status(&t).map_err(|e| predictive_controller::run::chain(&e))
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +69,11 @@ async fn daemon_serves_its_api_over_mtls_and_refuses_clients_without_a_valid_cer
     std::fs::write(dir.path().join("server.pem"), cert).unwrap();
     std::fs::write(dir.path().join("server.key"), key).unwrap();
     std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::env::set_var("DAEMON_TLS_TEST_TOKEN", "tls-test-token-value");
     let config = dir.path().join("c.toml");
     std::fs::write(
@@ -109,16 +123,25 @@ metrics = {{ kind = "push" }}
     assert!(table.contains("web"), "{table}");
 
     let no_cert = ClientTls::from_pem(Some(ca.pem.clone().into_bytes()), None);
-    let e = status_of(target(&addr, "tls-test-token-value", no_cert)).await.unwrap_err();
+    let e = status_of(target(&addr, "tls-test-token-value", no_cert))
+        .await
+        .unwrap_err();
     assert!(!e.contains("tls-test-token-value"), "{e}");
     let forged = ClientTls::from_pem(Some(ca.pem.clone().into_bytes()), {
         let (c, k) = rogue.leaf("cli", true);
         Some((c.into_bytes(), k.into_bytes()))
     });
-    assert!(status_of(target(&addr, "tls-test-token-value", forged)).await.is_err());
-    let e = status_of(target(&addr, "not-the-token", good.clone())).await.unwrap_err();
+    assert!(status_of(target(&addr, "tls-test-token-value", forged))
+        .await
+        .is_err());
+    let e = status_of(target(&addr, "not-the-token", good.clone()))
+        .await
+        .unwrap_err();
     assert!(e.contains("bearer token"), "{e}");
-    assert!(!e.contains("tls-test-token-value") && !e.contains("not-the-token"), "{e}");
+    assert!(
+        !e.contains("tls-test-token-value") && !e.contains("not-the-token"),
+        "{e}"
+    );
     // Plaintext against the TLS port fails as well.
     let plain = Target::Api {
         addr: format!("http://127.0.0.1:{port}"),

@@ -37,7 +37,11 @@ impl Drop for Moto {
 }
 
 fn start_moto() -> Option<Moto> {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let p = port.to_string();
     let spawn = |prog: &str, pre: &[&str]| {
         Command::new(prog)
@@ -56,7 +60,8 @@ fn start_moto() -> Option<Moto> {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        has.then(|| spawn("python3", &["-m", "moto.server"])).flatten()
+        has.then(|| spawn("python3", &["-m", "moto.server"]))
+            .flatten()
     });
     let Some(child) = child else {
         skip_or_fail("moto is not installed (pip install 'moto[server]'; scripts/install-test-deps.sh does it)");
@@ -66,7 +71,10 @@ fn start_moto() -> Option<Moto> {
     let moto = Moto { child, addr };
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start on {addr} within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "moto did not start on {addr} within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Some(moto)
@@ -90,13 +98,20 @@ async fn call(moto: &Moto, service: &str, form: &[(&str, &str)]) -> String {
         .expect("moto answers");
     let status = r.status();
     let text = r.text().await.unwrap();
-    assert!(status.is_success(), "{service} {:?}: {status} {text}", form.first());
+    assert!(
+        status.is_success(),
+        "{service} {:?}: {status} {text}",
+        form.first()
+    );
     text
 }
 
 fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    xml.split(&open).skip(1).filter_map(|s| s.split(&close).next().map(str::to_string)).collect()
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split(&close).next().map(str::to_string))
+        .collect()
 }
 
 async fn desired(moto: &Moto, group: &str) -> u32 {
@@ -120,15 +135,29 @@ fn trace() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_scales_an_auto_scaling_group_on_moto_and_serves_the_other_workloads() {
     if !predictive_controller::adapters::built("aws") {
-        skip_or_fail("predictive-controller was built without the `aws` feature (test with --all-features)");
+        skip_or_fail(
+            "predictive-controller was built without the `aws` feature (test with --all-features)",
+        );
         return;
     }
     let Some(moto) = tokio::task::spawn_blocking(start_moto).await.unwrap() else {
         return;
     };
     // A launch template and an Auto Scaling group of one instance.
-    let images = call(&moto, "ec2", &[("Action", "DescribeImages"), ("Version", "2016-11-15"), ("Owner.1", "amazon")]).await;
-    let image = xml_values(&images, "imageId").into_iter().next().expect("moto has AMIs");
+    let images = call(
+        &moto,
+        "ec2",
+        &[
+            ("Action", "DescribeImages"),
+            ("Version", "2016-11-15"),
+            ("Owner.1", "amazon"),
+        ],
+    )
+    .await;
+    let image = xml_values(&images, "imageId")
+        .into_iter()
+        .next()
+        .expect("moto has AMIs");
     call(
         &moto,
         "ec2",
@@ -212,10 +241,17 @@ image_id = "{image}"
 
     let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
     let web = store.decisions(Some("web"), 10).await.unwrap();
-    assert_eq!(web.len(), 6, "one decision per tick for the aws workload: {web:?}");
+    assert_eq!(
+        web.len(),
+        6,
+        "one decision per tick for the aws workload: {web:?}"
+    );
     let last = &web[0];
     let now = desired(&moto, "web-asg").await;
-    assert_eq!(now, last.desired, "the group's desired capacity is the loop's last decision");
+    assert_eq!(
+        now, last.desired,
+        "the group's desired capacity is the loop's last decision"
+    );
     assert_ne!(now, 1, "the loop scaled the group: {web:?}");
     assert!(web.iter().any(|d| d.action != "hold"), "{web:?}");
     // The sim workload was served in the same ticks; the azure one (no [clouds.azure]) was not.
@@ -241,7 +277,10 @@ image_id = "{image}"
     let live = xml.matches("<instanceId>").count() as u32;
     assert_eq!(live, tagged[0].desired, "{tagged:?}");
     assert!(live > 1, "the loop scaled the tagged group up: {tagged:?}");
-    assert_eq!(xml.matches("<key>predictive-owner</key>").count() as u32, live);
+    assert_eq!(
+        xml.matches("<key>predictive-owner</key>").count() as u32,
+        live
+    );
     assert!(store.decisions(Some("vmss"), 10).await.unwrap().is_empty());
 }
 
@@ -268,7 +307,8 @@ metrics = {{ kind = "replay", path = "{}" }}
     )
     .unwrap();
     let d = predictive_controller::adapters::load(&config).unwrap();
-    let err = predictive_controller::adapters::check_workload(&d.config.workloads[0], &d.clouds).unwrap_err();
+    let err = predictive_controller::adapters::check_workload(&d.config.workloads[0], &d.clouds)
+        .unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("workload `web`: field `cloud`:"), "{text}");
     if predictive_controller::adapters::built("gcp") {
@@ -281,11 +321,17 @@ metrics = {{ kind = "replay", path = "{}" }}
 #[tokio::test]
 async fn an_unreachable_endpoint_is_reported_naming_the_workload_and_field() {
     if !predictive_controller::adapters::built("aws") {
-        skip_or_fail("predictive-controller was built without the `aws` feature (test with --all-features)");
+        skip_or_fail(
+            "predictive-controller was built without the `aws` feature (test with --all-features)",
+        );
         return;
     }
     // A port nothing listens on.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::env::set_var("DAEMON_TEST_AWS_KEY_ID2", "testing");
@@ -317,12 +363,21 @@ metrics = {{ kind = "push" }}
         std::sync::Arc::new(predictive_clouds::clock::SystemClock),
         std::sync::Arc::new(predictive_clouds::clock::TokioSleep),
     );
-    let p = predictive_controller::adapters::build("aws", &d, "us-east-1", &stack).await.unwrap();
-    let w = &d.config.workloads[0];
-    let err = predictive_controller::adapters::probe(w, &p, predictive_controller::adapters::endpoint("aws", &d.clouds), Duration::from_secs(20))
+    let p = predictive_controller::adapters::build("aws", &d, "us-east-1", &stack)
         .await
-        .unwrap_err();
-    let want = format!("workload `web`: field `cloud`: cloud `aws` at http://127.0.0.1:{port} is unreachable");
+        .unwrap();
+    let w = &d.config.workloads[0];
+    let err = predictive_controller::adapters::probe(
+        w,
+        &p,
+        predictive_controller::adapters::endpoint("aws", &d.clouds),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap_err();
+    let want = format!(
+        "workload `web`: field `cloud`: cloud `aws` at http://127.0.0.1:{port} is unreachable"
+    );
     assert!(err.starts_with(&want), "{err}");
     assert!(!err.contains("unreachable-test-secret"), "{err}");
 }

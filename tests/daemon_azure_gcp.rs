@@ -60,12 +60,20 @@ async fn daemon_scales_a_scale_set_and_managed_instance_groups_in_two_zones_on_t
         }
     }
     let arm = azure_arm::start(FaultPlan::none()).await;
-    arm.state.lock().unwrap().add_scale_set("web-vmss", "Standard_D2s_v5", 1);
+    arm.state
+        .lock()
+        .unwrap()
+        .add_scale_set("web-vmss", "Standard_D2s_v5", 1);
     let gce = gcp_compute::start(FaultPlan::none()).await;
     {
         let mut st = gce.state.lock().unwrap();
         st.add_template("web-tpl", "e2-standard-2");
-        st.add_group(&format!("zones/{}", gcp_compute::ZONE), "web-mig", "web-tpl", 1);
+        st.add_group(
+            &format!("zones/{}", gcp_compute::ZONE),
+            "web-mig",
+            "web-tpl",
+            1,
+        );
         st.add_group(&format!("zones/{OTHER_ZONE}"), "api-mig", "web-tpl", 1);
     }
 
@@ -93,7 +101,13 @@ credentials = "anonymous"
 
 [clouds.gcp.regions.{other}]
 {}{}{}"#,
-        workload("vmss", "azure", "web-vmss", azure_arm::LOCATION, "Standard_D2s_v5"),
+        workload(
+            "vmss",
+            "azure",
+            "web-vmss",
+            azure_arm::LOCATION,
+            "Standard_D2s_v5"
+        ),
         workload("mig", "gcp", "web-mig", gcp_compute::ZONE, "e2-standard-2"),
         workload("api", "gcp", "api-mig", OTHER_ZONE, "e2-standard-2"),
         sub = azure_arm::SUB,
@@ -120,8 +134,16 @@ credentials = "anonymous"
     // One statement per lock: guards in one array expression would all live to its end, and
     // the second lock of the same fake would wait for the first forever.
     let vmss = arm.state.lock().unwrap().members("web-vmss");
-    let mig = gce.state.lock().unwrap().members(&format!("zones/{}/web-mig", gcp_compute::ZONE));
-    let api = gce.state.lock().unwrap().members(&format!("zones/{OTHER_ZONE}/api-mig"));
+    let mig = gce
+        .state
+        .lock()
+        .unwrap()
+        .members(&format!("zones/{}/web-mig", gcp_compute::ZONE));
+    let api = gce
+        .state
+        .lock()
+        .unwrap()
+        .members(&format!("zones/{OTHER_ZONE}/api-mig"));
     let members = [("vmss", vmss), ("mig", mig), ("api", api)];
     for (name, members) in members {
         let d = store.decisions(Some(name), 10).await.unwrap();

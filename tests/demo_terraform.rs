@@ -21,7 +21,9 @@ fn demo_applies_the_quickstart_and_writes_the_report_and_the_plot() {
         return skip_or_fail("terraform not found (scripts/install-test-deps.sh installs it)");
     }
     if find_provider_dir().is_none() {
-        return skip_or_fail("terraform-provider-predictive is not built (cargo build --release --bins)");
+        return skip_or_fail(
+            "terraform-provider-predictive is not built (cargo build --release --bins)",
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
@@ -35,7 +37,8 @@ fn demo_applies_the_quickstart_and_writes_the_report_and_the_plot() {
 
     // The clone was applied: terraform says so and its state holds the resource.
     assert!(r.terraform_applied, "{}", r.terraform);
-    let state = std::fs::read_to_string(out.join("quickstart/terraform.tfstate")).expect("terraform state");
+    let state =
+        std::fs::read_to_string(out.join("quickstart/terraform.tfstate")).expect("terraform state");
     assert!(state.contains("\"predictive_clone\""), "{state}");
     assert!(state.contains("\"web-clone\""), "{state}");
 
@@ -44,9 +47,22 @@ fn demo_applies_the_quickstart_and_writes_the_report_and_the_plot() {
     assert_eq!(r.errors, 0);
     let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
     assert_eq!(text, r.text);
-    for policy in ["predictive", "peak-static", "reactive", "vpa", "window-max", "oracle"] {
-        assert!(r.scores.iter().any(|s| s.policy == policy), "{policy} missing: {text}");
-        assert!(text.lines().any(|l| l.starts_with(policy)), "{policy} missing: {text}");
+    for policy in [
+        "predictive",
+        "peak-static",
+        "reactive",
+        "vpa",
+        "window-max",
+        "oracle",
+    ] {
+        assert!(
+            r.scores.iter().any(|s| s.policy == policy),
+            "{policy} missing: {text}"
+        );
+        assert!(
+            text.lines().any(|l| l.starts_with(policy)),
+            "{policy} missing: {text}"
+        );
     }
     for s in &r.scores {
         assert!(s.dollars > 0.0 && (0.0..=1.0).contains(&s.slack), "{s:?}");

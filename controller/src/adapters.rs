@@ -312,8 +312,14 @@ impl GcpSection {
 pub fn account_key(cloud: &str, region: &str, clouds: &CloudSections) -> String {
     let listed = match cloud {
         "aws" => true,
-        "azure" => clouds.azure.as_ref().is_some_and(|a| a.regions.contains_key(region)),
-        "gcp" => clouds.gcp.as_ref().is_some_and(|g| g.regions.contains_key(region)),
+        "azure" => clouds
+            .azure
+            .as_ref()
+            .is_some_and(|a| a.regions.contains_key(region)),
+        "gcp" => clouds
+            .gcp
+            .as_ref()
+            .is_some_and(|g| g.regions.contains_key(region)),
         _ => false,
     };
     if listed {
@@ -360,7 +366,9 @@ pub fn check_sections(file: &str, c: &CloudSections) -> Result<(), crate::config
         reason,
     };
     let url = |field: String, u: &Option<String>| match u {
-        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => Err(bad(field, format!("`{u}` is not an http(s) URL"))),
+        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+            Err(bad(field, format!("`{u}` is not an http(s) URL")))
+        }
         _ => Ok(()),
     };
     let nonempty = |field: String, v: &str| {
@@ -371,7 +379,10 @@ pub fn check_sections(file: &str, c: &CloudSections) -> Result<(), crate::config
         }
     };
     let gcp_credentials = |field: String, cr: &Option<String>| match cr {
-        Some(cr) if !["default", "anonymous"].contains(&cr.as_str()) => Err(bad(field, format!("`{cr}` is not one of default, anonymous"))),
+        Some(cr) if !["default", "anonymous"].contains(&cr.as_str()) => Err(bad(
+            field,
+            format!("`{cr}` is not one of default, anonymous"),
+        )),
         _ => Ok(()),
     };
     if let Some(a) = &c.aws {
@@ -392,13 +403,18 @@ pub fn check_sections(file: &str, c: &CloudSections) -> Result<(), crate::config
                 ));
             }
             if let Some(t) = &a.attempt_timeout {
-                crate::clock::parse_duration(t).map_err(|r| bad(format!("{at}.attempt_timeout"), r))?;
+                crate::clock::parse_duration(t)
+                    .map_err(|r| bad(format!("{at}.attempt_timeout"), r))?;
             }
         }
     }
     if let Some(a) = &c.azure {
         let mut accounts = vec![("clouds.azure".to_string(), a.clone())];
-        accounts.extend(a.regions.keys().map(|r| (format!("clouds.azure.regions.{r}"), a.account(r))));
+        accounts.extend(
+            a.regions
+                .keys()
+                .map(|r| (format!("clouds.azure.regions.{r}"), a.account(r))),
+        );
         for (at, a) in accounts {
             nonempty(format!("{at}.subscription_id"), &a.subscription_id)?;
             nonempty(format!("{at}.resource_group"), &a.resource_group)?;
@@ -408,7 +424,11 @@ pub fn check_sections(file: &str, c: &CloudSections) -> Result<(), crate::config
     }
     if let Some(g) = &c.gcp {
         let mut accounts = vec![("clouds.gcp".to_string(), g.clone())];
-        accounts.extend(g.regions.keys().map(|r| (format!("clouds.gcp.regions.{r}"), g.account(r))));
+        accounts.extend(
+            g.regions
+                .keys()
+                .map(|r| (format!("clouds.gcp.regions.{r}"), g.account(r))),
+        );
         for (at, g) in accounts {
             nonempty(format!("{at}.project"), &g.project)?;
             nonempty(format!("{at}.zone"), &g.zone)?;
@@ -416,7 +436,10 @@ pub fn check_sections(file: &str, c: &CloudSections) -> Result<(), crate::config
             gcp_credentials(format!("{at}.credentials"), &g.credentials)?;
             if let (Some(var), Some(cr)) = (&g.key_env, &g.credentials) {
                 if cr == "anonymous" {
-                    return Err(bad(format!("{at}.key_env"), format!("`{var}` and credentials = \"anonymous\" exclude each other")));
+                    return Err(bad(
+                        format!("{at}.key_env"),
+                        format!("`{var}` and credentials = \"anonymous\" exclude each other"),
+                    ));
                 }
             }
         }
@@ -464,22 +487,32 @@ pub fn check_workload(w: &ValidWorkload, clouds: &CloudSections) -> Result<()> {
         ));
     }
     match cloud {
-        "azure" if clouds.azure.is_none() => {
+        "azure" if clouds.azure.is_none() => return Err(bad(
+            "cloud",
+            "`azure` needs a [clouds.azure] section (subscription_id, resource_group, location)"
+                .into(),
+        )),
+        "gcp" if clouds.gcp.is_none() => {
             return Err(bad(
                 "cloud",
-                "`azure` needs a [clouds.azure] section (subscription_id, resource_group, location)".into(),
+                "`gcp` needs a [clouds.gcp] section (project, zone)".into(),
             ))
-        }
-        "gcp" if clouds.gcp.is_none() => {
-            return Err(bad("cloud", "`gcp` needs a [clouds.gcp] section (project, zone)".into()))
         }
         "aws" => {
             if p.group.starts_with("tag:") {
-                let parsed = p.group["tag:".len()..].split_once('=').filter(|(k, v)| !k.is_empty() && !v.is_empty());
+                let parsed = p.group["tag:".len()..]
+                    .split_once('=')
+                    .filter(|(k, v)| !k.is_empty() && !v.is_empty());
                 if parsed.is_none() {
-                    return Err(bad("group", format!("`{}` is not a tagged group: write tag:KEY=VALUE", p.group)));
+                    return Err(bad(
+                        "group",
+                        format!("`{}` is not a tagged group: write tag:KEY=VALUE", p.group),
+                    ));
                 }
-                let image = clouds.aws.as_ref().and_then(|a| a.account(&p.region).image_id);
+                let image = clouds
+                    .aws
+                    .as_ref()
+                    .and_then(|a| a.account(&p.region).image_id);
                 if image.is_none() {
                     return Err(bad(
                         "group",
@@ -550,7 +583,12 @@ fn account_field(listed: bool, region: &str, field: &str) -> String {
     not(any(feature = "aws", feature = "azure", feature = "gcp")),
     allow(unreachable_code)
 )]
-pub async fn build(cloud: &'static str, cfg: &DaemonConfig, region: &str, stack: &Stack) -> Result<DynProvider> {
+pub async fn build(
+    cloud: &'static str,
+    cfg: &DaemonConfig,
+    region: &str,
+    stack: &Stack,
+) -> Result<DynProvider> {
     let file = cfg.file.as_str();
     let inner: DynProvider = match cloud {
         #[cfg(feature = "aws")]
@@ -658,7 +696,12 @@ pub fn production_stack(registry: MetricsRegistry) -> Stack {
 ///
 /// # Errors
 /// A message naming the workload, the cloud, its endpoint and the group (never a credential).
-pub async fn probe(w: &ValidWorkload, provider: &DynProvider, endpoint: Option<&str>, timeout: Duration) -> Result<(), String> {
+pub async fn probe(
+    w: &ValidWorkload,
+    provider: &DynProvider,
+    endpoint: Option<&str>,
+    timeout: Duration,
+) -> Result<(), String> {
     let p = &w.params;
     let at = endpoint.map(|e| format!(" at {e}")).unwrap_or_default();
     let gid = GroupId::new(p.group.clone());
@@ -722,14 +765,22 @@ pub fn aws_region(cfg: &DaemonConfig) -> String {
 /// [`Routed`] provider. An account that cannot be built is left out and its workloads are
 /// returned with the error, as are workloads whose group name another account of the same
 /// cloud also uses, so that the daemon serves the others.
-pub async fn build_all(cfg: &DaemonConfig, stack: &Stack) -> (BTreeMap<String, DynProvider>, Vec<(String, String)>) {
+pub async fn build_all(
+    cfg: &DaemonConfig,
+    stack: &Stack,
+) -> (BTreeMap<String, DynProvider>, Vec<(String, String)>) {
     let mut clouds = BTreeMap::new();
     let mut failed = Vec::new();
     for cloud in used(&cfg.config) {
         if !built(cloud) {
             continue; // reported per workload by check_workload
         }
-        let workloads: Vec<&ValidWorkload> = cfg.config.workloads.iter().filter(|w| w.params.cloud == cloud).collect();
+        let workloads: Vec<&ValidWorkload> = cfg
+            .config
+            .workloads
+            .iter()
+            .filter(|w| w.params.cloud == cloud)
+            .collect();
         // Accounts by key, in first-use order, each with the region that selects it.
         let mut keys: Vec<(String, String)> = Vec::new();
         for w in &workloads {
@@ -744,7 +795,10 @@ pub async fn build_all(cfg: &DaemonConfig, stack: &Stack) -> (BTreeMap<String, D
                 Ok(p) => accounts.push((key.clone(), p)),
                 Err(e) => {
                     let text = crate::run::chain(&e);
-                    for w in workloads.iter().filter(|w| account_key(cloud, &w.params.region, &cfg.clouds) == *key) {
+                    for w in workloads
+                        .iter()
+                        .filter(|w| account_key(cloud, &w.params.region, &cfg.clouds) == *key)
+                    {
                         failed.push((w.name().to_string(), text.clone()));
                     }
                 }
@@ -780,7 +834,10 @@ pub async fn build_all(cfg: &DaemonConfig, stack: &Stack) -> (BTreeMap<String, D
         }
         if !accounts.is_empty() {
             let groups = groups.into_iter().map(|(g, (i, _))| (g, i)).collect();
-            clouds.insert(cloud.to_string(), std::sync::Arc::new(Routed::new(cloud, accounts, groups)) as DynProvider);
+            clouds.insert(
+                cloud.to_string(),
+                std::sync::Arc::new(Routed::new(cloud, accounts, groups)) as DynProvider,
+            );
         }
     }
     (clouds, failed)
@@ -813,7 +870,11 @@ impl Routed {
     ///
     /// # Panics
     /// When `accounts` is empty.
-    pub fn new(name: &'static str, accounts: Vec<(String, DynProvider)>, groups: BTreeMap<GroupId, usize>) -> Self {
+    pub fn new(
+        name: &'static str,
+        accounts: Vec<(String, DynProvider)>,
+        groups: BTreeMap<GroupId, usize>,
+    ) -> Self {
         assert!(!accounts.is_empty(), "a routed provider needs an account");
         Routed {
             name,
@@ -845,13 +906,22 @@ impl Routed {
 
     /// Account indexes to try for `id`: where it was seen first, then the others.
     fn for_instance(&self, id: &InstanceId) -> Vec<usize> {
-        let known = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(id).copied();
+        let known = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied();
         let mut order: Vec<usize> = known.into_iter().collect();
         order.extend((0..self.accounts.len()).filter(|i| Some(*i) != known));
         order
     }
 
-    async fn group_call<'a, F, Fut>(&'a self, group: &GroupId, f: F) -> predictive_clouds::Result<Group>
+    async fn group_call<'a, F, Fut>(
+        &'a self,
+        group: &GroupId,
+        f: F,
+    ) -> predictive_clouds::Result<Group>
     where
         F: Fn(&'a DynProvider) -> Fut,
         Fut: std::future::Future<Output = predictive_clouds::Result<Group>>,
@@ -867,10 +937,16 @@ impl Routed {
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| CloudError::not_found(Operation::DescribeGroup, format!("group {group}"))))
+        Err(last.unwrap_or_else(|| {
+            CloudError::not_found(Operation::DescribeGroup, format!("group {group}"))
+        }))
     }
 
-    async fn instance_call<'a, F, Fut>(&'a self, id: &InstanceId, f: F) -> predictive_clouds::Result<Instance>
+    async fn instance_call<'a, F, Fut>(
+        &'a self,
+        id: &InstanceId,
+        f: F,
+    ) -> predictive_clouds::Result<Instance>
     where
         F: Fn(&'a DynProvider) -> Fut,
         Fut: std::future::Future<Output = predictive_clouds::Result<Instance>>,
@@ -883,11 +959,18 @@ impl Routed {
                     return Ok(inst);
                 }
                 // Ids of another account may be malformed here (Azure and GCP paths).
-                Err(e) if e.is_not_found() || (e.kind() == ErrorKind::InvalidRequest && self.accounts.len() > 1) => last = Some(e),
+                Err(e)
+                    if e.is_not_found()
+                        || (e.kind() == ErrorKind::InvalidRequest && self.accounts.len() > 1) =>
+                {
+                    last = Some(e)
+                }
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| CloudError::not_found(Operation::DescribeInstance, format!("instance {id}"))))
+        Err(last.unwrap_or_else(|| {
+            CloudError::not_found(Operation::DescribeInstance, format!("instance {id}"))
+        }))
     }
 }
 
@@ -902,19 +985,29 @@ impl CloudProvider for Routed {
     }
 
     async fn scale_group(&self, group: &GroupId, desired: u32) -> predictive_clouds::Result<Group> {
-        self.group_call(group, |p| p.scale_group(group, desired)).await
+        self.group_call(group, |p| p.scale_group(group, desired))
+            .await
     }
 
-    async fn resize_group(&self, group: &GroupId, instance_type: &InstanceType) -> predictive_clouds::Result<Group> {
-        self.group_call(group, |p| p.resize_group(group, instance_type)).await
+    async fn resize_group(
+        &self,
+        group: &GroupId,
+        instance_type: &InstanceType,
+    ) -> predictive_clouds::Result<Group> {
+        self.group_call(group, |p| p.resize_group(group, instance_type))
+            .await
     }
 
     async fn launch(&self, request: &LaunchRequest) -> predictive_clouds::Result<Vec<Instance>> {
-        let by_group = request.template_group.as_ref().and_then(|g| self.groups.get(g).copied());
-        let by_location = request
-            .location
+        let by_group = request
+            .template_group
             .as_ref()
-            .and_then(|l| self.accounts.iter().position(|(k, _)| !k.is_empty() && l.starts_with(k.as_str())));
+            .and_then(|g| self.groups.get(g).copied());
+        let by_location = request.location.as_ref().and_then(|l| {
+            self.accounts
+                .iter()
+                .position(|(k, _)| !k.is_empty() && l.starts_with(k.as_str()))
+        });
         let i = by_group.or(by_location).unwrap_or(0);
         let out = self.accounts[i].1.launch(request).await?;
         self.remember(i, &out);
@@ -925,7 +1018,11 @@ impl CloudProvider for Routed {
         self.instance_call(id, |p| p.describe_instance(id)).await
     }
 
-    async fn stop_instance(&self, id: &InstanceId, mode: StopMode) -> predictive_clouds::Result<Instance> {
+    async fn stop_instance(
+        &self,
+        id: &InstanceId,
+        mode: StopMode,
+    ) -> predictive_clouds::Result<Instance> {
         self.instance_call(id, |p| p.stop_instance(id, mode)).await
     }
 
@@ -933,8 +1030,13 @@ impl CloudProvider for Routed {
         self.instance_call(id, |p| p.start_instance(id)).await
     }
 
-    async fn resize_instance(&self, id: &InstanceId, instance_type: &InstanceType) -> predictive_clouds::Result<Instance> {
-        self.instance_call(id, |p| p.resize_instance(id, instance_type)).await
+    async fn resize_instance(
+        &self,
+        id: &InstanceId,
+        instance_type: &InstanceType,
+    ) -> predictive_clouds::Result<Instance> {
+        self.instance_call(id, |p| p.resize_instance(id, instance_type))
+            .await
     }
 
     async fn terminate_instance(&self, id: &InstanceId) -> predictive_clouds::Result<Instance> {
@@ -1009,7 +1111,10 @@ metrics = { kind = "push" }
     fn clouds_sections_load_beside_the_config() {
         let d = tempfile::tempdir().unwrap();
         let c = load(&write(d.path(), "c.toml", TOML)).unwrap();
-        assert_eq!(c.clouds.aws.as_ref().unwrap().endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(
+            c.clouds.aws.as_ref().unwrap().endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
         assert_eq!(c.clouds.azure.as_ref().unwrap().resource_group, "rg");
         assert_eq!(c.config.workloads[0].params.cloud, "aws");
         assert_eq!(used(&c.config), vec!["aws"]);
@@ -1028,10 +1133,26 @@ metrics = { kind = "push" }
     fn errors_name_the_section_field_and_line() {
         let d = tempfile::tempdir().unwrap();
         let cases = [
-            ("endpoint_url = \"http://127.0.0.1:5000\"", "endpoint_url = \"ftp://x\"", "field `clouds.aws.endpoint_url`"),
-            ("region = \"us-east-1\"", "region = \"us-east-1\"\nbogus = 1", "line 6"),
-            ("resource_group = \"rg\"", "resource_group = \"\"", "field `clouds.azure.resource_group`"),
-            ("[clouds.azure]", "[clouds.oracle]", "unknown field `oracle`"),
+            (
+                "endpoint_url = \"http://127.0.0.1:5000\"",
+                "endpoint_url = \"ftp://x\"",
+                "field `clouds.aws.endpoint_url`",
+            ),
+            (
+                "region = \"us-east-1\"",
+                "region = \"us-east-1\"\nbogus = 1",
+                "line 6",
+            ),
+            (
+                "resource_group = \"rg\"",
+                "resource_group = \"\"",
+                "field `clouds.azure.resource_group`",
+            ),
+            (
+                "[clouds.azure]",
+                "[clouds.oracle]",
+                "unknown field `oracle`",
+            ),
             // Errors of the rest of the file keep their line numbers.
             ("max = 10", "max = \"ten\"", "line 20"),
         ];
@@ -1053,10 +1174,17 @@ metrics = { kind = "push" }
             r.unwrap();
             w.params.region = "eu-west-1".into();
             let e = check_workload(&w, &c.clouds).unwrap_err().to_string();
-            assert!(e.contains("workload `web`: field `region`: no AWS account serves `eu-west-1`"), "{e}");
+            assert!(
+                e.contains("workload `web`: field `region`: no AWS account serves `eu-west-1`"),
+                "{e}"
+            );
             // An account for the region lifts it.
             let mut more = c.clouds.clone();
-            more.aws.as_mut().unwrap().regions.insert("eu-west-1".into(), AwsAccount::default());
+            more.aws
+                .as_mut()
+                .unwrap()
+                .regions
+                .insert("eu-west-1".into(), AwsAccount::default());
             check_workload(&w, &more).unwrap();
             w.params.region = "us-east-1".into();
             // Tagged groups: a well-formed id, and an image for the members.
@@ -1075,7 +1203,10 @@ metrics = { kind = "push" }
             assert!(e.contains("workload `web`: field `price_per_hour`"), "{e}");
         } else {
             let e = r.unwrap_err().to_string();
-            assert!(e.contains("workload `web`: field `cloud`: `aws` support is not built"), "{e}");
+            assert!(
+                e.contains("workload `web`: field `cloud`: `aws` support is not built"),
+                "{e}"
+            );
         }
         let mut g = w.clone();
         g.params.cloud = "gcp".into();
@@ -1091,25 +1222,52 @@ metrics = { kind = "push" }
     async fn gcp_key_env_errors_name_the_field_and_variable_never_the_key() {
         let d = tempfile::tempdir().unwrap();
         let gcp = "[clouds.gcp]\nproject = \"p\"\nzone = \"europe-west1-b\"\nkey_env = \"PREDICTIVE_TEST_GCP_KEY\"\n\n[clouds.azure]";
-        let c = load(&write(d.path(), "c.toml", &TOML.replace("[clouds.azure]", gcp))).unwrap();
+        let c = load(&write(
+            d.path(),
+            "c.toml",
+            &TOML.replace("[clouds.azure]", gcp),
+        ))
+        .unwrap();
         std::env::set_var(
             "PREDICTIVE_TEST_GCP_KEY",
             r#"{"type": "service_account", "project_id": "p", "private_key_id": "k1", "private_key": "SECRET-MATERIAL", "client_email": "sa@p.iam.gserviceaccount.com"}"#,
         );
         let stack = production_stack(Default::default());
-        let e = build("gcp", &c, "europe-west1-b", &stack).await.expect_err("a bad key");
+        let e = build("gcp", &c, "europe-west1-b", &stack)
+            .await
+            .expect_err("a bad key");
         let text = crate::run::chain(&e);
-        assert!(text.contains("field `clouds.gcp.key_env`: environment variable `PREDICTIVE_TEST_GCP_KEY`"), "{text}");
-        assert!(text.contains("field `private_key` is not a PEM PKCS#8 key"), "{text}");
-        assert!(!text.contains("SECRET-MATERIAL") && !format!("{e:?}").contains("SECRET-MATERIAL"), "{text}");
+        assert!(
+            text.contains(
+                "field `clouds.gcp.key_env`: environment variable `PREDICTIVE_TEST_GCP_KEY`"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("field `private_key` is not a PEM PKCS#8 key"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("SECRET-MATERIAL") && !format!("{e:?}").contains("SECRET-MATERIAL"),
+            "{text}"
+        );
         let pem = "-----BEGIN PRIVATE KEY-----\\nU0VDUkVU\\n-----END PRIVATE KEY-----\\n";
         std::env::set_var(
             "PREDICTIVE_TEST_GCP_KEY",
-            format!(r#"{{"type": "service_account", "project_id": "p", "private_key_id": "k1", "private_key": "{pem}", "client_email": "sa@p.iam.gserviceaccount.com"}}"#),
+            format!(
+                r#"{{"type": "service_account", "project_id": "p", "private_key_id": "k1", "private_key": "{pem}", "client_email": "sa@p.iam.gserviceaccount.com"}}"#
+            ),
         );
-        build("gcp", &c, "europe-west1-b", &stack).await.expect("a well-formed key builds");
+        build("gcp", &c, "europe-west1-b", &stack)
+            .await
+            .expect("a well-formed key builds");
         let both = gcp.replace("key_env", "credentials = \"anonymous\"\nkey_env");
-        let e = load(&write(d.path(), "c.toml", &TOML.replace("[clouds.azure]", &both))).unwrap_err();
+        let e = load(&write(
+            d.path(),
+            "c.toml",
+            &TOML.replace("[clouds.azure]", &both),
+        ))
+        .unwrap_err();
         let text = crate::run::chain(&e);
         assert!(text.contains("field `clouds.gcp.key_env`"), "{text}");
     }
@@ -1123,16 +1281,35 @@ metrics = { kind = "push" }
         );
         let c = load(&write(d.path(), "c.toml", &text)).unwrap();
         let aws = c.clouds.aws.as_ref().unwrap();
-        assert_eq!(aws.account("eu-west-1").endpoint_url.as_deref(), Some("http://127.0.0.1:5001"));
-        assert_eq!(aws.account("us-east-1").endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(
+            aws.account("eu-west-1").endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5001")
+        );
+        assert_eq!(
+            aws.account("us-east-1").endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
         let az = c.clouds.azure.as_ref().unwrap();
         let ne = az.account("northeurope");
-        assert_eq!((ne.resource_group.as_str(), ne.location.as_str(), ne.subscription_id.as_str()), ("rg-ne", "northeurope", "sub"));
+        assert_eq!(
+            (
+                ne.resource_group.as_str(),
+                ne.location.as_str(),
+                ne.subscription_id.as_str()
+            ),
+            ("rg-ne", "northeurope", "sub")
+        );
         assert_eq!(az.account("elsewhere").location, "westeurope");
-        assert_eq!(account_key("azure", "northeurope", &c.clouds), "northeurope");
+        assert_eq!(
+            account_key("azure", "northeurope", &c.clouds),
+            "northeurope"
+        );
         assert_eq!(account_key("azure", "us-east-1", &c.clouds), "");
         assert_eq!(account_key("aws", "eu-west-1", &c.clouds), "eu-west-1");
-        assert_eq!(endpoint_for("aws", "eu-west-1", &c.clouds).as_deref(), Some("http://127.0.0.1:5001"));
+        assert_eq!(
+            endpoint_for("aws", "eu-west-1", &c.clouds).as_deref(),
+            Some("http://127.0.0.1:5001")
+        );
         let bad = text.replace("\"http://127.0.0.1:5001\"", "\"127.0.0.1:5001\"");
         let e = crate::run::chain(&load(&write(d.path(), "c.toml", &bad)).unwrap_err());
         assert!(e.contains("c.toml: field `clouds.aws.regions.eu-west-1.endpoint_url`: `127.0.0.1:5001` is not an http(s) URL"), "{e}");
@@ -1158,30 +1335,88 @@ metrics = { kind = "push" }
     async fn routed_should_send_each_call_to_the_account_of_its_group_or_instance() {
         let (us_sim, us) = sim("us-east-1", "web-us");
         let (eu_sim, eu) = sim("eu-west-1", "web-eu");
-        let groups = [(GroupId::new("web-us"), 0), (GroupId::new("web-eu"), 1)].into_iter().collect();
-        let r = Routed::new("aws", vec![("us-east-1".into(), us), ("eu-west-1".into(), eu)], groups);
+        let groups = [(GroupId::new("web-us"), 0), (GroupId::new("web-eu"), 1)]
+            .into_iter()
+            .collect();
+        let r = Routed::new(
+            "aws",
+            vec![("us-east-1".into(), us), ("eu-west-1".into(), eu)],
+            groups,
+        );
         assert_eq!(r.keys(), vec!["us-east-1", "eu-west-1"]);
         r.scale_group(&GroupId::new("web-eu"), 3).await.unwrap();
-        assert_eq!(eu_sim.describe_group(&GroupId::new("web-eu")).await.unwrap().desired, 3);
-        assert_eq!(us_sim.describe_group(&GroupId::new("web-us")).await.unwrap().desired, 1);
-        assert!(r.describe_group(&GroupId::new("nowhere")).await.unwrap_err().is_not_found());
+        assert_eq!(
+            eu_sim
+                .describe_group(&GroupId::new("web-eu"))
+                .await
+                .unwrap()
+                .desired,
+            3
+        );
+        assert_eq!(
+            us_sim
+                .describe_group(&GroupId::new("web-us"))
+                .await
+                .unwrap()
+                .desired,
+            1
+        );
+        assert!(r
+            .describe_group(&GroupId::new("nowhere"))
+            .await
+            .unwrap_err()
+            .is_not_found());
         // A launch from the eu group's template lands in eu; its instance is found there.
         let owner = Owner::new("t").unwrap();
-        let mut req = LaunchRequest::new(predictive_clouds::IdempotencyToken::new("x1").unwrap(), owner.clone(), "m6i.large", 1);
+        let mut req = LaunchRequest::new(
+            predictive_clouds::IdempotencyToken::new("x1").unwrap(),
+            owner.clone(),
+            "m6i.large",
+            1,
+        );
         req.template_group = Some(GroupId::new("web-eu"));
         let id = r.launch(&req).await.unwrap()[0].id.clone();
         assert_eq!(eu_sim.list_instances(&owner).await.unwrap().len(), 1);
         assert!(us_sim.list_instances(&owner).await.unwrap().is_empty());
         // A fresh router (no memory) still finds the instance by asking each account.
-        let groups = [(GroupId::new("web-us"), 0), (GroupId::new("web-eu"), 1)].into_iter().collect();
-        let fresh = Routed::new("aws", vec![("us-east-1".into(), std::sync::Arc::new(us_sim.clone()) as DynProvider), ("eu-west-1".into(), std::sync::Arc::new(eu_sim.clone()) as DynProvider)], groups);
+        let groups = [(GroupId::new("web-us"), 0), (GroupId::new("web-eu"), 1)]
+            .into_iter()
+            .collect();
+        let fresh = Routed::new(
+            "aws",
+            vec![
+                (
+                    "us-east-1".into(),
+                    std::sync::Arc::new(us_sim.clone()) as DynProvider,
+                ),
+                (
+                    "eu-west-1".into(),
+                    std::sync::Arc::new(eu_sim.clone()) as DynProvider,
+                ),
+            ],
+            groups,
+        );
         fresh.terminate_instance(&id).await.unwrap();
-        assert!(!eu_sim.describe_instance(&id).await.unwrap().state.is_active());
+        assert!(!eu_sim
+            .describe_instance(&id)
+            .await
+            .unwrap()
+            .state
+            .is_active());
         // A launch by location goes to the account whose region starts it.
-        let mut req = LaunchRequest::new(predictive_clouds::IdempotencyToken::new("x2").unwrap(), owner.clone(), "m6i.large", 1);
+        let mut req = LaunchRequest::new(
+            predictive_clouds::IdempotencyToken::new("x2").unwrap(),
+            owner.clone(),
+            "m6i.large",
+            1,
+        );
         req.location = Some("us-east-1a".into());
         r.launch(&req).await.unwrap();
-        assert_eq!(r.list_instances(&owner).await.unwrap().len(), 2, "listing merges both accounts");
+        assert_eq!(
+            r.list_instances(&owner).await.unwrap().len(),
+            2,
+            "listing merges both accounts"
+        );
     }
 
     #[tokio::test]
@@ -1190,10 +1425,16 @@ metrics = { kind = "push" }
         let two = format!(
             "{}\n{}",
             TOML.replace("region = \"us-east-1\"\n", ""),
-            &TOML[TOML.find("[[workloads]]").unwrap()..].replace("name = \"web\"", "name = \"web-eu\"\nregion = \"eu-west-1\"")
+            &TOML[TOML.find("[[workloads]]").unwrap()..].replace(
+                "name = \"web\"",
+                "name = \"web-eu\"\nregion = \"eu-west-1\""
+            )
         );
         let c = load(&write(d.path(), "c.toml", &two)).unwrap();
-        let stack = Stack::none(std::sync::Arc::new(predictive_clouds::clock::SystemClock), std::sync::Arc::new(predictive_clouds::clock::TokioSleep));
+        let stack = Stack::none(
+            std::sync::Arc::new(predictive_clouds::clock::SystemClock),
+            std::sync::Arc::new(predictive_clouds::clock::TokioSleep),
+        );
         let (clouds, failed) = build_all(&c, &stack).await;
         if built("aws") {
             assert!(clouds.contains_key("aws"));

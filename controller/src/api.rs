@@ -10,7 +10,12 @@ use crate::source::push_key;
 use crate::store::{CloneRecord, Sample};
 
 /// Generated protobuf types and service stubs.
-#[allow(missing_docs, unreachable_pub, missing_debug_implementations, clippy::all)]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::all
+)]
 pub mod pb {
     tonic::include_proto!("predictive.controller.v1");
 }
@@ -38,13 +43,19 @@ impl std::fmt::Debug for BearerAuth {
 impl BearerAuth {
     /// Accepts requests presenting `token`.
     pub fn new(token: &str) -> Self {
-        Self { token: token.into() }
+        Self {
+            token: token.into(),
+        }
     }
 }
 
 impl tonic::service::Interceptor for BearerAuth {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let got = req.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let got = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let presented = got.strip_prefix("Bearer ").unwrap_or("");
         let (a, b) = (presented.as_bytes(), self.token.as_bytes());
         let mut diff = a.len() ^ b.len();
@@ -60,7 +71,10 @@ impl tonic::service::Interceptor for BearerAuth {
 }
 
 /// The service with its auth layer, ready for `tonic::transport::Server::add_service`.
-pub fn service(ctl: Arc<Controller>, token: &str) -> tonic::service::interceptor::InterceptedService<ControllerServer<Api>, BearerAuth> {
+pub fn service(
+    ctl: Arc<Controller>,
+    token: &str,
+) -> tonic::service::interceptor::InterceptedService<ControllerServer<Api>, BearerAuth> {
     ControllerServer::with_interceptor(Api { ctl }, BearerAuth::new(token))
 }
 
@@ -68,7 +82,11 @@ pub fn service(ctl: Arc<Controller>, token: &str) -> tonic::service::interceptor
 ///
 /// # Errors
 /// The transport error that stopped the server.
-pub async fn serve(listener: tokio::net::TcpListener, ctl: Arc<Controller>, token: &str) -> Result<(), tonic::transport::Error> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ctl: Arc<Controller>,
+    token: &str,
+) -> Result<(), tonic::transport::Error> {
     serve_with(listener, ctl, token, None).await
 }
 
@@ -120,8 +138,16 @@ pub enum TlsError {
     },
 }
 
-fn read_pem(field: &'static str, base: &std::path::Path, p: &std::path::Path) -> Result<Vec<u8>, TlsError> {
-    let path = if p.is_relative() { base.join(p) } else { p.to_path_buf() };
+fn read_pem(
+    field: &'static str,
+    base: &std::path::Path,
+    p: &std::path::Path,
+) -> Result<Vec<u8>, TlsError> {
+    let path = if p.is_relative() {
+        base.join(p)
+    } else {
+        p.to_path_buf()
+    };
     let bytes = std::fs::read(&path).map_err(|source| TlsError::ReadFailed {
         field,
         path: path.clone(),
@@ -166,14 +192,24 @@ impl ServerTls {
         let s = Self {
             cert: read_pem("api.tls.cert", base, &p.cert)?,
             key: read_pem("api.tls.key", base, &p.key)?,
-            client_ca: p.client_ca.as_ref().map(|c| read_pem("api.tls.client_ca", base, c)).transpose()?,
+            client_ca: p
+                .client_ca
+                .as_ref()
+                .map(|c| read_pem("api.tls.client_ca", base, c))
+                .transpose()?,
         };
-        tonic::transport::Server::builder().tls_config(s.config()).map_err(TlsError::Invalid)?;
+        tonic::transport::Server::builder()
+            .tls_config(s.config())
+            .map_err(TlsError::Invalid)?;
         Ok(s)
     }
 
     /// From PEM bytes (tests, embedding).
-    pub fn from_pem(cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>, client_ca: Option<Vec<u8>>) -> Self {
+    pub fn from_pem(
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+        client_ca: Option<Vec<u8>>,
+    ) -> Self {
         Self {
             cert: cert.into(),
             key: key.into(),
@@ -188,7 +224,8 @@ impl ServerTls {
 
     fn config(&self) -> tonic::transport::ServerTlsConfig {
         ensure_crypto_provider();
-        let mut c = tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(&self.cert, &self.key));
+        let mut c = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&self.cert, &self.key));
         if let Some(ca) = &self.client_ca {
             c = c
                 .client_ca_root(tonic::transport::Certificate::from_pem(ca))
@@ -223,19 +260,34 @@ impl ClientTls {
     ///
     /// # Errors
     /// [`TlsError`] naming the option and file.
-    pub fn read(ca: Option<&std::path::Path>, cert: Option<&std::path::Path>, key: Option<&std::path::Path>) -> Result<Self, TlsError> {
+    pub fn read(
+        ca: Option<&std::path::Path>,
+        cert: Option<&std::path::Path>,
+        key: Option<&std::path::Path>,
+    ) -> Result<Self, TlsError> {
         let here = std::path::Path::new(".");
         let ca = ca.map(|p| read_pem("--ca-file", here, p)).transpose()?;
         let identity = match (cert, key) {
-            (Some(c), Some(k)) => Some((read_pem("--cert-file", here, c)?, read_pem("--key-file", here, k)?)),
+            (Some(c), Some(k)) => Some((
+                read_pem("--cert-file", here, c)?,
+                read_pem("--key-file", here, k)?,
+            )),
             _ => None,
         };
-        Ok(Self { ca, identity, domain: None })
+        Ok(Self {
+            ca,
+            identity,
+            domain: None,
+        })
     }
 
     /// From PEM bytes (tests).
     pub fn from_pem(ca: Option<Vec<u8>>, identity: Option<(Vec<u8>, Vec<u8>)>) -> Self {
-        Self { ca, identity, domain: None }
+        Self {
+            ca,
+            identity,
+            domain: None,
+        }
     }
 
     /// Checks the server's certificate against `domain` instead of the address' host.
@@ -286,20 +338,43 @@ fn to_pb(d: crate::store::Decision) -> pb::Decision {
 
 #[tonic::async_trait]
 impl pb::controller_server::Controller for Api {
-    async fn put_workload(&self, req: Request<pb::PutWorkloadRequest>) -> Result<Response<pb::PutWorkloadResponse>, Status> {
-        let params: WorkloadParams = serde_json::from_str(&req.get_ref().spec_json)
-            .map_err(|e| Status::invalid_argument(format!("spec_json: line {} column {}: {e}", e.line(), e.column())))?;
-        let valid = check_workload("<api>", &params, std::path::Path::new(".")).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.ctl.upsert(valid).await.map_err(|e| Status::invalid_argument(chain(&e)))?;
+    async fn put_workload(
+        &self,
+        req: Request<pb::PutWorkloadRequest>,
+    ) -> Result<Response<pb::PutWorkloadResponse>, Status> {
+        let params: WorkloadParams =
+            serde_json::from_str(&req.get_ref().spec_json).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "spec_json: line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+        let valid = check_workload("<api>", &params, std::path::Path::new("."))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.ctl
+            .upsert(valid)
+            .await
+            .map_err(|e| Status::invalid_argument(chain(&e)))?;
         Ok(Response::new(pb::PutWorkloadResponse {}))
     }
 
-    async fn delete_workload(&self, req: Request<pb::DeleteWorkloadRequest>) -> Result<Response<pb::DeleteWorkloadResponse>, Status> {
-        let existed = self.ctl.remove(&req.get_ref().name).await.map_err(|e| internal(&e))?;
+    async fn delete_workload(
+        &self,
+        req: Request<pb::DeleteWorkloadRequest>,
+    ) -> Result<Response<pb::DeleteWorkloadResponse>, Status> {
+        let existed = self
+            .ctl
+            .remove(&req.get_ref().name)
+            .await
+            .map_err(|e| internal(&e))?;
         Ok(Response::new(pb::DeleteWorkloadResponse { existed }))
     }
 
-    async fn list_workloads(&self, _req: Request<pb::ListWorkloadsRequest>) -> Result<Response<pb::ListWorkloadsResponse>, Status> {
+    async fn list_workloads(
+        &self,
+        _req: Request<pb::ListWorkloadsRequest>,
+    ) -> Result<Response<pb::ListWorkloadsResponse>, Status> {
         let store = self.ctl.store();
         let mut workloads = Vec::new();
         for (name, spec) in store.workloads().await.map_err(|e| internal(&e))? {
@@ -310,7 +385,11 @@ impl pb::controller_server::Controller for Api {
                 .into_iter()
                 .next()
                 .map(to_pb);
-            let budget = store.budget(&name).await.map_err(|e| internal(&e))?.unwrap_or(0.0);
+            let budget = store
+                .budget(&name)
+                .await
+                .map_err(|e| internal(&e))?
+                .unwrap_or(0.0);
             workloads.push(pb::WorkloadSummary {
                 name,
                 spec_json: spec,
@@ -321,14 +400,25 @@ impl pb::controller_server::Controller for Api {
         Ok(Response::new(pb::ListWorkloadsResponse { workloads }))
     }
 
-    async fn put_clone(&self, req: Request<pb::PutCloneRequest>) -> Result<Response<pb::PutCloneResponse>, Status> {
-        let c = req.into_inner().clone.ok_or_else(|| Status::invalid_argument("clone: missing"))?;
+    async fn put_clone(
+        &self,
+        req: Request<pb::PutCloneRequest>,
+    ) -> Result<Response<pb::PutCloneResponse>, Status> {
+        let c = req
+            .into_inner()
+            .clone
+            .ok_or_else(|| Status::invalid_argument("clone: missing"))?;
         if c.name.trim().is_empty() {
             return Err(Status::invalid_argument("clone.name: must not be empty"));
         }
         if !c.spec_json.is_empty() {
-            serde_json::from_str::<serde_json::Value>(&c.spec_json)
-                .map_err(|e| Status::invalid_argument(format!("clone.spec_json: line {} column {}: {e}", e.line(), e.column())))?;
+            serde_json::from_str::<serde_json::Value>(&c.spec_json).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "clone.spec_json: line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
         }
         self.ctl
             .store()
@@ -343,13 +433,24 @@ impl pb::controller_server::Controller for Api {
         Ok(Response::new(pb::PutCloneResponse {}))
     }
 
-    async fn delete_clone(&self, req: Request<pb::DeleteCloneRequest>) -> Result<Response<pb::DeleteCloneResponse>, Status> {
-        let existed = self.ctl.store().delete_clone(&req.get_ref().name).await.map_err(|e| internal(&e))?;
+    async fn delete_clone(
+        &self,
+        req: Request<pb::DeleteCloneRequest>,
+    ) -> Result<Response<pb::DeleteCloneResponse>, Status> {
+        let existed = self
+            .ctl
+            .store()
+            .delete_clone(&req.get_ref().name)
+            .await
+            .map_err(|e| internal(&e))?;
         self.ctl.clones_changed();
         Ok(Response::new(pb::DeleteCloneResponse { existed }))
     }
 
-    async fn list_clones(&self, _req: Request<pb::ListClonesRequest>) -> Result<Response<pb::ListClonesResponse>, Status> {
+    async fn list_clones(
+        &self,
+        _req: Request<pb::ListClonesRequest>,
+    ) -> Result<Response<pb::ListClonesResponse>, Status> {
         let clones = self.ctl.store().clones().await.map_err(|e| internal(&e))?;
         Ok(Response::new(pb::ListClonesResponse {
             clones: clones
@@ -363,10 +464,16 @@ impl pb::controller_server::Controller for Api {
         }))
     }
 
-    async fn push_metrics(&self, req: Request<pb::PushMetricsRequest>) -> Result<Response<pb::PushMetricsResponse>, Status> {
+    async fn push_metrics(
+        &self,
+        req: Request<pb::PushMetricsRequest>,
+    ) -> Result<Response<pb::PushMetricsResponse>, Status> {
         let r = req.into_inner();
         if self.ctl.workload(&r.workload).is_none() {
-            return Err(Status::not_found(format!("workload `{}` is not registered", r.workload)));
+            return Err(Status::not_found(format!(
+                "workload `{}` is not registered",
+                r.workload
+            )));
         }
         let mut xs = Vec::with_capacity(r.samples.len());
         for (i, s) in r.samples.iter().enumerate() {
@@ -375,19 +482,32 @@ impl pb::controller_server::Controller for Api {
                     "samples[{i}].value: must be a finite non-negative number"
                 )));
             }
-            xs.push(Sample { ts: s.ts, value: s.value });
+            xs.push(Sample {
+                ts: s.ts,
+                value: s.value,
+            });
         }
         self.ctl
             .store()
             .put_samples(&push_key(&r.workload), &xs)
             .await
             .map_err(|e| internal(&e))?;
-        Ok(Response::new(pb::PushMetricsResponse { accepted: xs.len() as u32 }))
+        Ok(Response::new(pb::PushMetricsResponse {
+            accepted: xs.len() as u32,
+        }))
     }
 
-    async fn get_forecasts(&self, req: Request<pb::GetForecastsRequest>) -> Result<Response<pb::GetForecastsResponse>, Status> {
+    async fn get_forecasts(
+        &self,
+        req: Request<pb::GetForecastsRequest>,
+    ) -> Result<Response<pb::GetForecastsResponse>, Status> {
         let r = req.get_ref();
-        let f = self.ctl.store().forecasts(&r.workload, r.since).await.map_err(|e| internal(&e))?;
+        let f = self
+            .ctl
+            .store()
+            .forecasts(&r.workload, r.since)
+            .await
+            .map_err(|e| internal(&e))?;
         Ok(Response::new(pb::GetForecastsResponse {
             forecasts: f
                 .into_iter()
@@ -403,23 +523,44 @@ impl pb::controller_server::Controller for Api {
         }))
     }
 
-    async fn get_history(&self, req: Request<pb::GetHistoryRequest>) -> Result<Response<pb::GetHistoryResponse>, Status> {
+    async fn get_history(
+        &self,
+        req: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
         let r = req.get_ref();
         if self.ctl.workload(&r.workload).is_none() {
-            return Err(Status::not_found(format!("workload `{}` is not registered", r.workload)));
+            return Err(Status::not_found(format!(
+                "workload `{}` is not registered",
+                r.workload
+            )));
         }
         if r.step < 0 {
-            return Err(Status::invalid_argument("step: must be 0 (raw samples) or a positive number of seconds"));
+            return Err(Status::invalid_argument(
+                "step: must be 0 (raw samples) or a positive number of seconds",
+            ));
         }
         if r.to != 0 && r.to <= r.from {
-            return Err(Status::invalid_argument(format!("to: {} must be after from ({}) or 0", r.to, r.from)));
+            return Err(Status::invalid_argument(format!(
+                "to: {} must be after from ({}) or 0",
+                r.to, r.from
+            )));
         }
-        let mut xs = self.ctl.store().samples(&r.workload, r.from).await.map_err(|e| internal(&e))?;
+        let mut xs = self
+            .ctl
+            .store()
+            .samples(&r.workload, r.from)
+            .await
+            .map_err(|e| internal(&e))?;
         if r.to != 0 {
             xs.retain(|s| s.ts < r.to);
         }
         let samples = if r.step == 0 {
-            xs.into_iter().map(|s| pb::Sample { ts: s.ts, value: s.value }).collect()
+            xs.into_iter()
+                .map(|s| pb::Sample {
+                    ts: s.ts,
+                    value: s.value,
+                })
+                .collect()
         } else {
             // One mean per step that holds samples, at the step's start (steps aligned on `from`).
             let mut out: Vec<(i64, f64, u32)> = Vec::new();
@@ -433,16 +574,33 @@ impl pb::controller_server::Controller for Api {
                     _ => out.push((start, s.value, 1)),
                 }
             }
-            out.into_iter().map(|(ts, sum, n)| pb::Sample { ts, value: sum / f64::from(n) }).collect()
+            out.into_iter()
+                .map(|(ts, sum, n)| pb::Sample {
+                    ts,
+                    value: sum / f64::from(n),
+                })
+                .collect()
         };
         Ok(Response::new(pb::GetHistoryResponse { samples }))
     }
 
-    async fn list_decisions(&self, req: Request<pb::ListDecisionsRequest>) -> Result<Response<pb::ListDecisionsResponse>, Status> {
+    async fn list_decisions(
+        &self,
+        req: Request<pb::ListDecisionsRequest>,
+    ) -> Result<Response<pb::ListDecisionsResponse>, Status> {
         let r = req.get_ref();
-        let limit = if r.limit == 0 { 20 } else { r.limit.min(10_000) };
+        let limit = if r.limit == 0 {
+            20
+        } else {
+            r.limit.min(10_000)
+        };
         let w = (!r.workload.is_empty()).then_some(r.workload.as_str());
-        let d = self.ctl.store().decisions(w, limit).await.map_err(|e| internal(&e))?;
+        let d = self
+            .ctl
+            .store()
+            .decisions(w, limit)
+            .await
+            .map_err(|e| internal(&e))?;
         Ok(Response::new(pb::ListDecisionsResponse {
             decisions: d.into_iter().map(to_pb).collect(),
         }))
@@ -450,8 +608,9 @@ impl pb::controller_server::Controller for Api {
 }
 
 /// A client with the bearer token attached to every call.
-pub type Client =
-    pb::controller_client::ControllerClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, ClientAuth>>;
+pub type Client = pb::controller_client::ControllerClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, ClientAuth>,
+>;
 
 /// Adds `authorization: Bearer <token>` to outgoing calls.
 #[derive(Clone)]
@@ -467,7 +626,8 @@ impl std::fmt::Debug for ClientAuth {
 
 impl tonic::service::Interceptor for ClientAuth {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        req.metadata_mut().insert("authorization", self.header.clone());
+        req.metadata_mut()
+            .insert("authorization", self.header.clone());
         Ok(req)
     }
 }
@@ -514,9 +674,16 @@ pub async fn connect(addr: &str, token: &str) -> Result<Client, ConnectError> {
 /// # Errors
 /// [`ConnectError`]; a server refusing the client's certificate shows as
 /// [`ConnectError::Unreachable`] here or as an error status on the first call.
-pub async fn connect_with(addr: &str, token: &str, tls: Option<&ClientTls>) -> Result<Client, ConnectError> {
-    let header = format!("Bearer {token}").parse().map_err(|_| ConnectError::BadToken)?;
-    let mut ep = tonic::transport::Endpoint::from_shared(addr.to_string()).map_err(|_| ConnectError::BadAddress(addr.into()))?;
+pub async fn connect_with(
+    addr: &str,
+    token: &str,
+    tls: Option<&ClientTls>,
+) -> Result<Client, ConnectError> {
+    let header = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ConnectError::BadToken)?;
+    let mut ep = tonic::transport::Endpoint::from_shared(addr.to_string())
+        .map_err(|_| ConnectError::BadAddress(addr.into()))?;
     let default_tls = ClientTls::default();
     let tls = match tls {
         Some(t) => Some(t),
@@ -525,15 +692,25 @@ pub async fn connect_with(addr: &str, token: &str, tls: Option<&ClientTls>) -> R
     };
     if let Some(t) = tls {
         if addr.starts_with("http://") {
-            return Err(ConnectError::BadAddress(format!("{addr} (TLS options need an https:// address)")));
+            return Err(ConnectError::BadAddress(format!(
+                "{addr} (TLS options need an https:// address)"
+            )));
         }
-        ep = ep.tls_config(t.config()).map_err(|source| ConnectError::Tls { source })?;
+        ep = ep
+            .tls_config(t.config())
+            .map_err(|source| ConnectError::Tls { source })?;
     }
     let ch = ep
         .connect()
         .await
-        .map_err(|source| ConnectError::Unreachable { addr: addr.into(), source })?;
-    Ok(pb::controller_client::ControllerClient::with_interceptor(ch, ClientAuth { header }))
+        .map_err(|source| ConnectError::Unreachable {
+            addr: addr.into(),
+            source,
+        })?;
+    Ok(pb::controller_client::ControllerClient::with_interceptor(
+        ch,
+        ClientAuth { header },
+    ))
 }
 
 #[cfg(test)]
@@ -566,10 +743,18 @@ mod tests {
         let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
         let sim = crate::embedded::sim(clock_arc.clone(), None).unwrap();
         sim.cloud
-            .create_group(predictive_clouds::sim::GroupSpec::new("batch-asg", "m6i.xlarge", 0, 10))
+            .create_group(predictive_clouds::sim::GroupSpec::new(
+                "batch-asg",
+                "m6i.xlarge",
+                0,
+                10,
+            ))
             .unwrap();
         let mut clouds = BTreeMap::new();
-        clouds.insert("sim".to_string(), Arc::new(sim) as predictive_clouds::DynProvider);
+        clouds.insert(
+            "sim".to_string(),
+            Arc::new(sim) as predictive_clouds::DynProvider,
+        );
         let ctl = Arc::new(Controller::new(
             &cfg,
             Arc::new(SqliteStore::in_memory().unwrap()),
@@ -582,7 +767,10 @@ mod tests {
         let server = tokio::spawn(super::serve(l, ctl.clone(), "s3cret"));
 
         let mut bad = super::connect(&addr, "wrong").await.unwrap();
-        let e = bad.list_workloads(pb::ListWorkloadsRequest {}).await.unwrap_err();
+        let e = bad
+            .list_workloads(pb::ListWorkloadsRequest {})
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
 
         let mut c = super::connect(&addr, "s3cret").await.unwrap();
@@ -594,11 +782,17 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert!(e.message().contains("workload `batch`: field `min`"), "{}", e.message());
+        assert!(
+            e.message().contains("workload `batch`: field `min`"),
+            "{}",
+            e.message()
+        );
         assert!(!e.message().contains("s3cret"));
 
         let spec = bad_spec.replace("\"min\":5", "\"min\":1");
-        c.put_workload(pb::PutWorkloadRequest { spec_json: spec }).await.unwrap();
+        c.put_workload(pb::PutWorkloadRequest { spec_json: spec })
+            .await
+            .unwrap();
         c.put_clone(pb::PutCloneRequest {
             clone: Some(pb::Clone {
                 name: "batch-clone".into(),
@@ -608,7 +802,15 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(c.list_clones(pb::ListClonesRequest {}).await.unwrap().into_inner().clones.len(), 1);
+        assert_eq!(
+            c.list_clones(pb::ListClonesRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .clones
+                .len(),
+            1
+        );
         for k in 0..4i64 {
             let ts = 1_000_200 + k * 300;
             let n = c
@@ -630,7 +832,12 @@ mod tests {
         }
         // history: the observed samples, raw then averaged on a step; `to` exclusive
         let raw = c
-            .get_history(pb::GetHistoryRequest { workload: "batch".into(), from: 0, to: 0, step: 0 })
+            .get_history(pb::GetHistoryRequest {
+                workload: "batch".into(),
+                from: 0,
+                to: 0,
+                step: 0,
+            })
             .await
             .unwrap()
             .into_inner()
@@ -639,14 +846,24 @@ mod tests {
         assert!(raw.windows(2).all(|w| w[0].ts < w[1].ts), "{raw:?}");
         let (t0, t1) = (raw[0].ts, raw[1].ts);
         let cut = c
-            .get_history(pb::GetHistoryRequest { workload: "batch".into(), from: t0, to: t1, step: 0 })
+            .get_history(pb::GetHistoryRequest {
+                workload: "batch".into(),
+                from: t0,
+                to: t1,
+                step: 0,
+            })
             .await
             .unwrap()
             .into_inner()
             .samples;
         assert_eq!(cut, vec![raw[0]]);
         let stepped = c
-            .get_history(pb::GetHistoryRequest { workload: "batch".into(), from: t0, to: 0, step: 2 * (t1 - t0) })
+            .get_history(pb::GetHistoryRequest {
+                workload: "batch".into(),
+                from: t0,
+                to: 0,
+                step: 2 * (t1 - t0),
+            })
             .await
             .unwrap()
             .into_inner()
@@ -661,18 +878,34 @@ mod tests {
             }
         }
         assert_eq!(stepped.len(), want.len(), "{stepped:?} {raw:?}");
-        assert!(stepped.len() < raw.len(), "steps merged samples: {stepped:?}");
+        assert!(
+            stepped.len() < raw.len(),
+            "steps merged samples: {stepped:?}"
+        );
         for (got, (ts, vs)) in stepped.iter().zip(&want) {
             assert_eq!(got.ts, *ts);
-            assert!((got.value - vs.iter().sum::<f64>() / vs.len() as f64).abs() < 1e-9, "{stepped:?} {raw:?}");
+            assert!(
+                (got.value - vs.iter().sum::<f64>() / vs.len() as f64).abs() < 1e-9,
+                "{stepped:?} {raw:?}"
+            );
         }
         let e = c
-            .get_history(pb::GetHistoryRequest { workload: "nope".into(), from: 0, to: 0, step: 0 })
+            .get_history(pb::GetHistoryRequest {
+                workload: "nope".into(),
+                from: 0,
+                to: 0,
+                step: 0,
+            })
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);
         let e = c
-            .get_history(pb::GetHistoryRequest { workload: "batch".into(), from: 0, to: 0, step: -1 })
+            .get_history(pb::GetHistoryRequest {
+                workload: "batch".into(),
+                from: 0,
+                to: 0,
+                step: -1,
+            })
             .await
             .unwrap_err();
         assert!(e.message().contains("step"), "{}", e.message());
@@ -708,18 +941,29 @@ mod tests {
         assert_eq!(d.len(), 4);
         assert_eq!(d[0].observed, 13.0);
         let want = ((d[0].predicted / 4.0 - 1e-9).ceil() as u32).clamp(1, 10);
-        assert_eq!(d[0].desired, want, "planned {} units at 4 per instance", d[0].predicted);
+        assert_eq!(
+            d[0].desired, want,
+            "planned {} units at 4 per instance",
+            d[0].predicted
+        );
         assert!(d[0].predicted > 0.0);
         assert!(!d[0].explanation.is_empty());
-        let w = c.list_workloads(pb::ListWorkloadsRequest {}).await.unwrap().into_inner().workloads;
+        let w = c
+            .list_workloads(pb::ListWorkloadsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .workloads;
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].latest.as_ref().unwrap().ts, d[0].ts);
         assert!(
-            c.delete_workload(pb::DeleteWorkloadRequest { name: "batch".into() })
-                .await
-                .unwrap()
-                .into_inner()
-                .existed
+            c.delete_workload(pb::DeleteWorkloadRequest {
+                name: "batch".into()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .existed
         );
         assert!(c
             .list_workloads(pb::ListWorkloadsRequest {})
@@ -742,7 +986,9 @@ mod tests {
             let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
             p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
             p.distinguished_name.push(rcgen::DnType::CommonName, name);
-            let issuer = rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap()).unwrap();
+            let issuer =
+                rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap())
+                    .unwrap();
             Self {
                 ca_pem: issuer.pem(),
                 issuer,
@@ -750,7 +996,10 @@ mod tests {
         }
 
         fn leaf(&self, names: &[&str], client: bool) -> (Vec<u8>, Vec<u8>) {
-            let mut p = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+            let mut p = rcgen::CertificateParams::new(
+                names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+            .unwrap();
             p.extended_key_usages = vec![if client {
                 rcgen::ExtendedKeyUsagePurpose::ClientAuth
             } else {
@@ -777,11 +1026,23 @@ mod tests {
         .check("<t>", std::path::Path::new("."))
         .unwrap();
         let clock_arc: Arc<dyn Clock> = Arc::new(VirtualClock::new(1_000_200));
-        Arc::new(Controller::new(&cfg, Arc::new(SqliteStore::in_memory().unwrap()), BTreeMap::new(), clock_arc, "t"))
+        Arc::new(Controller::new(
+            &cfg,
+            Arc::new(SqliteStore::in_memory().unwrap()),
+            BTreeMap::new(),
+            clock_arc,
+            "t",
+        ))
     }
 
-    async fn list(addr: &str, token: &str, tls: Option<&super::ClientTls>) -> Result<usize, String> {
-        let mut c = super::connect_with(addr, token, tls).await.map_err(|e| crate::run::chain(&e))?;
+    async fn list(
+        addr: &str,
+        token: &str,
+        tls: Option<&super::ClientTls>,
+    ) -> Result<usize, String> {
+        let mut c = super::connect_with(addr, token, tls)
+            .await
+            .map_err(|e| crate::run::chain(&e))?;
         c.list_workloads(pb::ListWorkloadsRequest {})
             .await
             .map(|r| r.into_inner().workloads.len())
@@ -789,7 +1050,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tls_api_accepts_clients_trusting_its_ca_and_mtls_refuses_clients_without_a_valid_cert() {
+    async fn tls_api_accepts_clients_trusting_its_ca_and_mtls_refuses_clients_without_a_valid_cert()
+    {
         let pki = Pki::new("predictive test CA");
         let rogue = Pki::new("rogue CA");
         let (cert, key) = pki.leaf(&["localhost", "127.0.0.1"], false);
@@ -804,13 +1066,21 @@ mod tests {
         });
         let trusting = super::ClientTls::from_pem(Some(pki.ca_pem.clone().into_bytes()), None);
         assert_eq!(list(&addr, "s3cret", Some(&trusting)).await, Ok(0));
-        let e = list(&addr, "forged-7f3a", Some(&trusting)).await.unwrap_err();
+        let e = list(&addr, "forged-7f3a", Some(&trusting))
+            .await
+            .unwrap_err();
         assert!(e.contains("bearer token"), "{e}");
         assert!(!e.contains("s3cret") && !e.contains("forged-7f3a"), "{e}");
         let other = super::ClientTls::from_pem(Some(rogue.ca_pem.clone().into_bytes()), None);
-        assert!(list(&addr, "s3cret", Some(&other)).await.is_err(), "a client trusting another CA must fail");
+        assert!(
+            list(&addr, "s3cret", Some(&other)).await.is_err(),
+            "a client trusting another CA must fail"
+        );
         let plain = format!("http://127.0.0.1:{}", addr.rsplit(':').next().unwrap());
-        assert!(list(&plain, "s3cret", None).await.is_err(), "plaintext is refused by a TLS server");
+        assert!(
+            list(&plain, "s3cret", None).await.is_err(),
+            "plaintext is refused by a TLS server"
+        );
         server.abort();
 
         // mTLS: a client certificate signed by the client CA is required.
@@ -826,11 +1096,23 @@ mod tests {
         let good = super::ClientTls::from_pem(ca.clone(), Some(pki.leaf(&["cli"], true)));
         assert_eq!(list(&addr, "s3cret", Some(&good)).await, Ok(0));
         let none = super::ClientTls::from_pem(ca.clone(), None);
-        assert!(list(&addr, "s3cret", Some(&none)).await.is_err(), "a client without a certificate is refused");
+        assert!(
+            list(&addr, "s3cret", Some(&none)).await.is_err(),
+            "a client without a certificate is refused"
+        );
         let forged = super::ClientTls::from_pem(ca, Some(rogue.leaf(&["cli"], true)));
-        assert!(list(&addr, "s3cret", Some(&forged)).await.is_err(), "a certificate from another CA is refused");
-        let dbg = format!("{good:?} {:?}", super::ServerTls::from_pem("c", "PRIVATE KEY BYTES", None));
-        assert!(!dbg.contains("PRIVATE KEY BYTES") && !dbg.contains("BEGIN"), "{dbg}");
+        assert!(
+            list(&addr, "s3cret", Some(&forged)).await.is_err(),
+            "a certificate from another CA is refused"
+        );
+        let dbg = format!(
+            "{good:?} {:?}",
+            super::ServerTls::from_pem("c", "PRIVATE KEY BYTES", None)
+        );
+        assert!(
+            !dbg.contains("PRIVATE KEY BYTES") && !dbg.contains("BEGIN"),
+            "{dbg}"
+        );
         server.abort();
     }
 
@@ -843,7 +1125,12 @@ mod tests {
             key: "missing.pem".into(),
             client_ca: None,
         };
-        let e = super::ServerTls::read(&p, d.path()).unwrap_err().to_string();
-        assert!(e.contains("field `api.tls.cert`") && e.contains("holds no PEM data"), "{e}");
+        let e = super::ServerTls::read(&p, d.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("field `api.tls.cert`") && e.contains("holds no PEM data"),
+            "{e}"
+        );
     }
 }

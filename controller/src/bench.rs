@@ -71,9 +71,18 @@ struct CounterCloud {
 }
 
 impl CounterCloud {
-    fn group(&self, id: &predictive_clouds::GroupId, desired: Option<u32>) -> predictive_clouds::Result<predictive_clouds::Group> {
+    fn group(
+        &self,
+        id: &predictive_clouds::GroupId,
+        desired: Option<u32>,
+    ) -> predictive_clouds::Result<predictive_clouds::Group> {
         let mut g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        let d = g.get_mut(id.as_str()).ok_or_else(|| predictive_clouds::CloudError::not_found(predictive_clouds::Operation::DescribeGroup, id.as_str()))?;
+        let d = g.get_mut(id.as_str()).ok_or_else(|| {
+            predictive_clouds::CloudError::not_found(
+                predictive_clouds::Operation::DescribeGroup,
+                id.as_str(),
+            )
+        })?;
         if let Some(x) = desired {
             *d = x;
         }
@@ -94,37 +103,76 @@ impl predictive_clouds::CloudProvider for CounterCloud {
     fn name(&self) -> &str {
         "bench"
     }
-    async fn describe_group(&self, g: &predictive_clouds::GroupId) -> predictive_clouds::Result<predictive_clouds::Group> {
+    async fn describe_group(
+        &self,
+        g: &predictive_clouds::GroupId,
+    ) -> predictive_clouds::Result<predictive_clouds::Group> {
         self.group(g, None)
     }
-    async fn scale_group(&self, g: &predictive_clouds::GroupId, d: u32) -> predictive_clouds::Result<predictive_clouds::Group> {
+    async fn scale_group(
+        &self,
+        g: &predictive_clouds::GroupId,
+        d: u32,
+    ) -> predictive_clouds::Result<predictive_clouds::Group> {
         self.group(g, Some(d))
     }
-    async fn resize_group(&self, g: &predictive_clouds::GroupId, _t: &predictive_clouds::InstanceType) -> predictive_clouds::Result<predictive_clouds::Group> {
+    async fn resize_group(
+        &self,
+        g: &predictive_clouds::GroupId,
+        _t: &predictive_clouds::InstanceType,
+    ) -> predictive_clouds::Result<predictive_clouds::Group> {
         self.group(g, None)
     }
-    async fn launch(&self, _r: &predictive_clouds::LaunchRequest) -> predictive_clouds::Result<Vec<predictive_clouds::Instance>> {
+    async fn launch(
+        &self,
+        _r: &predictive_clouds::LaunchRequest,
+    ) -> predictive_clouds::Result<Vec<predictive_clouds::Instance>> {
         Ok(Vec::new())
     }
-    async fn describe_instance(&self, id: &predictive_clouds::InstanceId) -> predictive_clouds::Result<predictive_clouds::Instance> {
-        Err(predictive_clouds::CloudError::not_found(predictive_clouds::Operation::DescribeInstance, id.as_str()))
+    async fn describe_instance(
+        &self,
+        id: &predictive_clouds::InstanceId,
+    ) -> predictive_clouds::Result<predictive_clouds::Instance> {
+        Err(predictive_clouds::CloudError::not_found(
+            predictive_clouds::Operation::DescribeInstance,
+            id.as_str(),
+        ))
     }
-    async fn stop_instance(&self, id: &predictive_clouds::InstanceId, _m: predictive_clouds::StopMode) -> predictive_clouds::Result<predictive_clouds::Instance> {
+    async fn stop_instance(
+        &self,
+        id: &predictive_clouds::InstanceId,
+        _m: predictive_clouds::StopMode,
+    ) -> predictive_clouds::Result<predictive_clouds::Instance> {
         self.describe_instance(id).await
     }
-    async fn start_instance(&self, id: &predictive_clouds::InstanceId) -> predictive_clouds::Result<predictive_clouds::Instance> {
+    async fn start_instance(
+        &self,
+        id: &predictive_clouds::InstanceId,
+    ) -> predictive_clouds::Result<predictive_clouds::Instance> {
         self.describe_instance(id).await
     }
-    async fn resize_instance(&self, id: &predictive_clouds::InstanceId, _t: &predictive_clouds::InstanceType) -> predictive_clouds::Result<predictive_clouds::Instance> {
+    async fn resize_instance(
+        &self,
+        id: &predictive_clouds::InstanceId,
+        _t: &predictive_clouds::InstanceType,
+    ) -> predictive_clouds::Result<predictive_clouds::Instance> {
         self.describe_instance(id).await
     }
-    async fn terminate_instance(&self, id: &predictive_clouds::InstanceId) -> predictive_clouds::Result<predictive_clouds::Instance> {
+    async fn terminate_instance(
+        &self,
+        id: &predictive_clouds::InstanceId,
+    ) -> predictive_clouds::Result<predictive_clouds::Instance> {
         self.describe_instance(id).await
     }
-    async fn list_instances(&self, _o: &predictive_clouds::Owner) -> predictive_clouds::Result<Vec<predictive_clouds::Instance>> {
+    async fn list_instances(
+        &self,
+        _o: &predictive_clouds::Owner,
+    ) -> predictive_clouds::Result<Vec<predictive_clouds::Instance>> {
         Ok(Vec::new())
     }
-    async fn instance_types(&self) -> predictive_clouds::Result<Vec<predictive_clouds::InstanceTypeInfo>> {
+    async fn instance_types(
+        &self,
+    ) -> predictive_clouds::Result<Vec<predictive_clouds::InstanceTypeInfo>> {
         Ok(Vec::new())
     }
     async fn prices(&self) -> predictive_clouds::Result<Vec<predictive_clouds::Price>> {
@@ -152,7 +200,11 @@ fn rss_bytes() -> f64 {
     // Linux: resident pages from /proc/self/statm; 0 elsewhere.
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<f64>().ok())
+        })
         .map(|pages| pages * 4096.0)
         .unwrap_or(0.0)
 }
@@ -163,7 +215,12 @@ fn rss_bytes() -> f64 {
 ///
 /// # Errors
 /// [`Error`].
-pub fn run_blocking(workloads: usize, warmup: usize, ticks: usize, dir: Option<&Path>) -> Result<BenchResult, Error> {
+pub fn run_blocking(
+    workloads: usize,
+    warmup: usize,
+    ticks: usize,
+    dir: Option<&Path>,
+) -> Result<BenchResult, Error> {
     run_blocking_with_history(workloads, warmup, ticks, dir, 0)
 }
 
@@ -187,9 +244,16 @@ pub fn run_blocking_with_history(
     rt.block_on(run(workloads, warmup, ticks, dir, history_days))
 }
 
-async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>, history_days: usize) -> Result<BenchResult, Error> {
+async fn run(
+    n: usize,
+    warmup: usize,
+    ticks: usize,
+    dir: Option<&Path>,
+    history_days: usize,
+) -> Result<BenchResult, Error> {
     let setup = |e: &dyn std::fmt::Display| Error::Setup(e.to_string());
-    let base = Replay::from_csv_text(crate::demo::TRACE, Path::new(crate::demo::TRACE_NAME)).map_err(|e| setup(&e))?;
+    let base = Replay::from_csv_text(crate::demo::TRACE, Path::new(crate::demo::TRACE_NAME))
+        .map_err(|e| setup(&e))?;
     let rss0 = rss_bytes();
     let store: Arc<dyn Store> = match dir {
         Some(d) => Arc::new(SqliteStore::open(&d.join("bench.db")).map_err(|e| setup(&e))?),
@@ -223,9 +287,15 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>, history_
     cfg.interval = "5m".into();
     cfg.mode = Mode::Act;
     cfg.concurrency = 64;
-    let cfg = cfg.check("<bench>", Path::new(".")).map_err(|e| setup(&e))?;
+    let cfg = cfg
+        .check("<bench>", Path::new("."))
+        .map_err(|e| setup(&e))?;
     for i in 0..n {
-        bench_cloud.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(format!("g{i:05}"), 1);
+        bench_cloud
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(format!("g{i:05}"), 1);
     }
     let cloud: DynProvider = Arc::new(bench_cloud);
     let mut clouds = BTreeMap::new();
@@ -250,14 +320,18 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>, history_
                 value: one[k + 288 - s],
             })
             .collect();
-        ctl.store().put_samples(&format!("w{i:05}"), &hist).await.map_err(|e| setup(&e))?;
+        ctl.store()
+            .put_samples(&format!("w{i:05}"), &hist)
+            .await
+            .map_err(|e| setup(&e))?;
     }
     let seed_cpu = thread_cpu_seconds() - seed_cpu;
     eprintln!("bench: {n} workloads x {len} samples stored in {seed_cpu:.1} s of CPU");
     let rss0 = if history_days > 0 { rss_bytes() } else { rss0 };
     let register_cpu = thread_cpu_seconds();
     for i in 0..n {
-        let w = crate::config::check_workload("<bench>", &params(i), Path::new(".")).map_err(|e| setup(&e))?;
+        let w = crate::config::check_workload("<bench>", &params(i), Path::new("."))
+            .map_err(|e| setup(&e))?;
         let shifted = base.shifted((i as i64 % 288) * 300);
         let src: Arc<dyn MetricsSource> = Arc::new(shifted);
         ctl.upsert_with_source(w, src, cloud.clone()).await?;
@@ -280,7 +354,11 @@ async fn run(n: usize, warmup: usize, ticks: usize, dir: Option<&Path>, history_
                 r.errors[0]
             )));
         }
-        eprintln!("bench: tick {k}: {:.3} s wall, {c:.3} s CPU, store {:.3} s", t.elapsed().as_secs_f64(), r.store_seconds);
+        eprintln!(
+            "bench: tick {k}: {:.3} s wall, {c:.3} s CPU, store {:.3} s",
+            t.elapsed().as_secs_f64(),
+            r.store_seconds
+        );
         if k >= warmup {
             times.push(t.elapsed().as_secs_f64());
             cpu += c;
@@ -311,8 +389,14 @@ mod tests {
     #[test]
     #[ignore = "a benchmark: run by hand"]
     fn steady_state() {
-        let n = std::env::var("PREDICTIVE_BENCH_WORKLOADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-        let days = std::env::var("PREDICTIVE_BENCH_HISTORY_DAYS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+        let n = std::env::var("PREDICTIVE_BENCH_WORKLOADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        let days = std::env::var("PREDICTIVE_BENCH_HISTORY_DAYS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(7);
         let r = super::run_blocking_with_history(n, 3, 3, None, days).unwrap();
         println!("{}", serde_json::to_string(&r).unwrap());
     }

@@ -106,7 +106,11 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         "m" | "min" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("`{text}` has unknown unit `{unit}` (use s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{text}` has unknown unit `{unit}` (use s, m, h or d)"
+            ))
+        }
     };
     Ok(n * mult)
 }

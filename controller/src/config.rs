@@ -359,12 +359,24 @@ pub struct ValidConfig {
 /// # Errors
 /// [`Error`] naming the file, workload and field at fault.
 pub fn load(path: &Path) -> Result<ValidConfig> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFailed { path: path.into(), source })?;
-    let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFailed {
+        path: path.into(),
+        source,
+    })?;
+    let is_yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
     let params: ConfigParams = if is_yaml {
-        serde_yaml::from_str(&text).map_err(|source| Error::YamlInvalid { path: path.into(), source })?
+        serde_yaml::from_str(&text).map_err(|source| Error::YamlInvalid {
+            path: path.into(),
+            source,
+        })?
     } else {
-        toml::from_str(&text).map_err(|source| Error::TomlInvalid { path: path.into(), source })?
+        toml::from_str(&text).map_err(|source| Error::TomlInvalid {
+            path: path.into(),
+            source,
+        })?
     };
     let base = path.parent().unwrap_or(Path::new("."));
     params.check(&path.display().to_string(), base)
@@ -389,11 +401,21 @@ pub fn check_workload(file: &str, w: &WorkloadParams, base: &Path) -> Result<Val
     if w.name.trim().is_empty() {
         return Err(bad("name", "must not be empty".into()));
     }
-    if !w.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(bad("name", "may hold only letters, digits, `-`, `_` and `.`".into()));
+    if !w
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(bad(
+            "name",
+            "may hold only letters, digits, `-`, `_` and `.`".into(),
+        ));
     }
     if !["sim", "fake", "aws", "azure", "gcp"].contains(&w.cloud.as_str()) {
-        return Err(bad("cloud", format!("`{}` is not one of sim, fake, aws, azure, gcp", w.cloud)));
+        return Err(bad(
+            "cloud",
+            format!("`{}` is not one of sim, fake, aws, azure, gcp", w.cloud),
+        ));
     }
     if w.group.trim().is_empty() {
         return Err(bad("group", "must not be empty".into()));
@@ -404,7 +426,10 @@ pub fn check_workload(file: &str, w: &WorkloadParams, base: &Path) -> Result<Val
     if !["cpu", "memory", "network", "disk", "gpu"].contains(&w.resource.as_str()) {
         return Err(bad(
             "resource",
-            format!("`{}` is not one of cpu, memory, network, disk, gpu", w.resource),
+            format!(
+                "`{}` is not one of cpu, memory, network, disk, gpu",
+                w.resource
+            ),
         ));
     }
     if !(w.capacity_per_instance.is_finite() && w.capacity_per_instance > 0.0) {
@@ -421,16 +446,25 @@ pub fn check_workload(file: &str, w: &WorkloadParams, base: &Path) -> Result<Val
     }
     if let Some(b) = w.budget_per_hour {
         if !(b.is_finite() && b >= 0.0) {
-            return Err(bad("budget_per_hour", format!("must be a non-negative number, got {b}")));
+            return Err(bad(
+                "budget_per_hour",
+                format!("must be a non-negative number, got {b}"),
+            ));
         }
     }
     if let Some(p) = w.price_per_hour {
         if !(p.is_finite() && p > 0.0) {
-            return Err(bad("price_per_hour", format!("must be a positive number, got {p}")));
+            return Err(bad(
+                "price_per_hour",
+                format!("must be a positive number, got {p}"),
+            ));
         }
     }
     if !(w.quantile > 0.5 && w.quantile < 1.0) {
-        return Err(bad("quantile", format!("must be in (0.5, 1), got {}", w.quantile)));
+        return Err(bad(
+            "quantile",
+            format!("must be in (0.5, 1), got {}", w.quantile),
+        ));
     }
     if !(w.accuracy_objective > 0.0 && w.accuracy_objective <= 1.0) {
         return Err(bad(
@@ -439,7 +473,10 @@ pub fn check_workload(file: &str, w: &WorkloadParams, base: &Path) -> Result<Val
         ));
     }
     let lead_secs = parse_duration(&w.lead).map_err(|r| bad("lead", r))?;
-    for (field, v) in [("shadow.half_life", &w.shadow.half_life), ("shadow.horizon", &w.shadow.horizon)] {
+    for (field, v) in [
+        ("shadow.half_life", &w.shadow.half_life),
+        ("shadow.horizon", &w.shadow.horizon),
+    ] {
         if parse_duration(v).map_err(|r| bad(field, r))? <= 0 {
             return Err(bad(field, "must be positive".into()));
         }
@@ -451,7 +488,10 @@ pub fn check_workload(file: &str, w: &WorkloadParams, base: &Path) -> Result<Val
         ));
     }
     if w.shadow.max_units > w.max {
-        return Err(bad("shadow.max_units", format!("{} is above max ({})", w.shadow.max_units, w.max)));
+        return Err(bad(
+            "shadow.max_units",
+            format!("{} is above max ({})", w.shadow.max_units, w.max),
+        ));
     }
     w.remediation
         .policy
@@ -464,7 +504,10 @@ pub fn check_workload(file: &str, w: &WorkloadParams, base: &Path) -> Result<Val
                 *path = base.join(&*path);
             }
             if !path.is_file() {
-                return Err(bad("metrics.path", format!("{} is not a readable file", path.display())));
+                return Err(bad(
+                    "metrics.path",
+                    format!("{} is not a readable file", path.display()),
+                ));
             }
         }
         MetricsParams::Prometheus { url, query } => {
@@ -515,7 +558,11 @@ impl ConfigParams {
         crate::adapters::check_sections(file, &self.clouds)?;
         let store = match self.store {
             Some(StoreParams::Sqlite { path }) => StoreParams::Sqlite {
-                path: if path.is_relative() { base.join(path) } else { path },
+                path: if path.is_relative() {
+                    base.join(path)
+                } else {
+                    path
+                },
             },
             Some(StoreParams::Postgres { url }) => StoreParams::Postgres { url },
             None => StoreParams::Sqlite {
@@ -601,11 +648,17 @@ metrics = { kind = "push" }
                 "metrics = { kind = \"prometheus\", url = \"ftp://x\", query = \"up\" }",
                 "field `metrics.url`",
             ),
-            ("max = 10", "max = 10\nlead = \"5 parsecs\"", "workload `web`: field `lead`"),
+            (
+                "max = 10",
+                "max = 10\nlead = \"5 parsecs\"",
+                "workload `web`: field `lead`",
+            ),
         ];
         for (from, to, want) in cases {
             let text = GOOD.replace(from, to);
-            let err = load(&write(d.path(), "c.toml", &text)).unwrap_err().to_string();
+            let err = load(&write(d.path(), "c.toml", &text))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{err} should contain {want}");
         }
     }
@@ -627,19 +680,32 @@ metrics = { kind = "push" }
         let c = load(&write(d.path(), "c.toml", &text)).unwrap();
         let aws = c.clouds.aws.as_ref().unwrap();
         assert_eq!(aws.region.as_deref(), Some("us-east-1"));
-        assert_eq!(aws.regions["eu-west-1"].attempt_timeout.as_deref(), Some("10s"));
+        assert_eq!(
+            aws.regions["eu-west-1"].attempt_timeout.as_deref(),
+            Some("10s")
+        );
         let bad = text.replace("\"10s\"", "\"soon\"");
-        let err = load(&write(d.path(), "c.toml", &bad)).unwrap_err().to_string();
-        assert!(err.contains("c.toml: field `clouds.aws.regions.eu-west-1.attempt_timeout`"), "{err}");
+        let err = load(&write(d.path(), "c.toml", &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.toml: field `clouds.aws.regions.eu-west-1.attempt_timeout`"),
+            "{err}"
+        );
         // A config without clouds still loads, with no account.
-        assert_eq!(load(&write(d.path(), "c.toml", GOOD)).unwrap().clouds, Default::default());
+        assert_eq!(
+            load(&write(d.path(), "c.toml", GOOD)).unwrap().clouds,
+            Default::default()
+        );
     }
 
     #[test]
     fn duplicate_names_are_rejected() {
         let d = tempfile::tempdir().unwrap();
         let text = format!("{GOOD}{}", &GOOD[GOOD.find("[[workloads]]").unwrap()..]);
-        let err = load(&write(d.path(), "c.toml", &text)).unwrap_err().to_string();
+        let err = load(&write(d.path(), "c.toml", &text))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("appears more than once"), "{err}");
     }
 }

@@ -72,7 +72,8 @@ pub struct RunOptions {
 
 /// Installs JSON logs on stderr (level from `RUST_LOG`, default `info`). Safe to call twice.
 pub fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -135,7 +136,11 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
     if let Some(m) = opts.mode {
         cfg.mode = m;
     }
-    let base = opts.config.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+    let base = opts
+        .config
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
     let api_tls = match cfg.api.as_ref().and_then(|a| a.tls.as_ref()) {
         Some(t) => Some(crate::api::ServerTls::read(t, &base)?),
         None => None,
@@ -148,8 +153,10 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
         None => (Arc::new(SystemClock), Arc::new(SystemClock)),
     };
     let store = open_store(&cfg.store).await?;
-    let sim = crate::embedded::sim(clock.clone(), opts.sim_state.clone()).map_err(|e| Error::Sim(Box::new(e)))?;
-    crate::embedded::ensure_groups(&sim, &cfg.owner, &cfg.workloads).map_err(|e| Error::Sim(Box::new(e)))?;
+    let sim = crate::embedded::sim(clock.clone(), opts.sim_state.clone())
+        .map_err(|e| Error::Sim(Box::new(e)))?;
+    crate::embedded::ensure_groups(&sim, &cfg.owner, &cfg.workloads)
+        .map_err(|e| Error::Sim(Box::new(e)))?;
     // The cloud adapters the workloads use, in the production layer stack. A cloud that is not
     // built or cannot be set up stops its workloads only.
     let stack = crate::adapters::production_stack(Default::default());
@@ -160,7 +167,13 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
         .replica
         .clone()
         .unwrap_or_else(|| format!("{}-{}", cfg.owner, std::process::id()));
-    let ctl = Arc::new(Controller::new(&cfg, store, clouds.clone(), clock, &replica));
+    let ctl = Arc::new(Controller::new(
+        &cfg,
+        store,
+        clouds.clone(),
+        clock,
+        &replica,
+    ));
     for w in &cfg.workloads {
         if let Err(e) = crate::adapters::check_workload(w, &daemon_cfg.clouds) {
             tracing::error!(workload = %w.name(), error = %chain(&e), "workload not started");
@@ -176,11 +189,26 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
             continue;
         }
         if let (true, Some(cloud)) = (w.params.cloud != "sim", clouds.get(&w.params.cloud)) {
-            let at = crate::adapters::endpoint_for(&w.params.cloud, &w.params.region, &daemon_cfg.clouds);
-            match crate::adapters::probe(w, cloud, at.as_deref(), std::time::Duration::from_secs(20)).await {
-                Ok(()) => tracing::info!(workload = %w.name(), cloud = %w.params.cloud, group = %w.params.group, "cloud reachable"),
+            let at = crate::adapters::endpoint_for(
+                &w.params.cloud,
+                &w.params.region,
+                &daemon_cfg.clouds,
+            );
+            match crate::adapters::probe(
+                w,
+                cloud,
+                at.as_deref(),
+                std::time::Duration::from_secs(20),
+            )
+            .await
+            {
+                Ok(()) => {
+                    tracing::info!(workload = %w.name(), cloud = %w.params.cloud, group = %w.params.group, "cloud reachable")
+                }
                 // Kept registered: the loop retries every tick and reports each failure.
-                Err(why) => tracing::error!(workload = %w.name(), error = %why, "cloud check failed"),
+                Err(why) => {
+                    tracing::error!(workload = %w.name(), error = %why, "cloud check failed")
+                }
             }
         }
     }
@@ -189,10 +217,12 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
     }
     let mut servers = Vec::new();
     if let Some(addr) = &cfg.metrics_listen {
-        let l = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen {
-            addr: addr.clone(),
-            source,
-        })?;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
         tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics listening");
         servers.push(tokio::spawn({
             let m = ctl.metrics().clone();
@@ -206,10 +236,12 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
         if token.is_empty() {
             return Err(Error::NoToken(api.token_env.clone()));
         }
-        let l = tokio::net::TcpListener::bind(&api.listen).await.map_err(|source| Error::Listen {
-            addr: api.listen.clone(),
-            source,
-        })?;
+        let l = tokio::net::TcpListener::bind(&api.listen)
+            .await
+            .map_err(|source| Error::Listen {
+                addr: api.listen.clone(),
+                source,
+            })?;
         tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "api listening");
         let c = ctl.clone();
         if let Some(t) = &api_tls {

@@ -147,7 +147,10 @@ fn score(policy: &str, usage: &[f64], instances: &[u32]) -> Score {
     let total_u: f64 = usage.iter().sum();
     Score {
         policy: policy.into(),
-        dollars: instances.iter().map(|&n| n as f64 * PRICE * STEP as f64 / 3600.0).sum(),
+        dollars: instances
+            .iter()
+            .map(|&n| n as f64 * PRICE * STEP as f64 / 3600.0)
+            .sum(),
         slack: if total_a > 0.0 { over / total_a } else { 0.0 },
         shortfall_steps: short as f64 / usage.len().max(1) as f64,
         shortfall_volume: if total_u > 0.0 { under / total_u } else { 0.0 },
@@ -194,7 +197,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
         Some(p) => p.clone(),
         None => std::env::temp_dir().join(format!("predictive-demo-{}", std::process::id())),
     };
-    std::fs::create_dir_all(&out).map_err(|source| Error::Write { path: out.clone(), source })?;
+    std::fs::create_dir_all(&out).map_err(|source| Error::Write {
+        path: out.clone(),
+        source,
+    })?;
     let db = out.join("predictive.db");
     let _ = std::fs::remove_file(&db);
     let start = replay.start() - replay.start().rem_euclid(STEP) + warm as i64 * STEP;
@@ -203,7 +209,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
     let history: Vec<Sample> = (0..warm)
         .map(|i| {
             let ts = start - (warm - i) as i64 * STEP;
-            Sample { ts, value: replay.at(ts) }
+            Sample {
+                ts,
+                value: replay.at(ts),
+            }
         })
         .collect();
     store.put_samples("web", &history).await?;
@@ -240,14 +249,22 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
     let cfg = params.check("<demo>", &out)?;
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
     let sim = crate::embedded::sim(clock_arc.clone(), None).map_err(|e| Error::Sim(Box::new(e)))?;
-    crate::embedded::ensure_groups(&sim, &cfg.owner, &cfg.workloads).map_err(|e| Error::Sim(Box::new(e)))?;
+    crate::embedded::ensure_groups(&sim, &cfg.owner, &cfg.workloads)
+        .map_err(|e| Error::Sim(Box::new(e)))?;
     let sim_cloud = sim.cloud.clone();
     let sim_dyn: predictive_clouds::DynProvider = Arc::new(sim);
     let mut clouds = std::collections::BTreeMap::new();
     clouds.insert("sim".to_string(), sim_dyn.clone());
-    let ctl = Arc::new(Controller::new(&cfg, store.clone(), clouds, clock_arc.clone(), "demo"));
+    let ctl = Arc::new(Controller::new(
+        &cfg,
+        store.clone(),
+        clouds,
+        clock_arc.clone(),
+        "demo",
+    ));
     let source: Arc<dyn MetricsSource> = Arc::new(replay.clone());
-    ctl.upsert_with_source(cfg.workloads[0].clone(), source, sim_dyn).await?;
+    ctl.upsert_with_source(cfg.workloads[0].clone(), source, sim_dyn)
+        .await?;
     ctl.recover().await?;
 
     let mut usage = Vec::with_capacity(run_steps);
@@ -288,7 +305,11 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
         scores.push(score(b.name(), &usage, &inst));
     }
     // The plot: usage (black), predictive capacity (blue), reactive (orange), peak-static (grey).
-    let cap = |inst: &[u32]| inst.iter().map(|&n| n as f64 * PER_INSTANCE).collect::<Vec<f64>>();
+    let cap = |inst: &[u32]| {
+        inst.iter()
+            .map(|&n| n as f64 * PER_INSTANCE)
+            .collect::<Vec<f64>>()
+    };
     let trace_label = |o: &DemoOptions| {
         o.trace
             .as_ref()
@@ -311,12 +332,21 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
         ("usage (ELB requests per 5 min)", &usage, [0, 0, 0], 1),
         ("predictive capacity", &pc, [30, 90, 220], 2),
     ];
-    let caption = format!("predictive demo: {} simulated days of {}", opts.days, trace_label(&opts));
+    let caption = format!(
+        "predictive demo: {} simulated days of {}",
+        opts.days,
+        trace_label(&opts)
+    );
     if let Err(e) = draw_plot(&plot, &caption, &series) {
         // No usable font (plotters draws text with fontconfig/freetype): the same lines, no text.
         tracing::warn!(error = %e, "plot without text");
         let mut canvas = crate::png::Canvas::new(1400, 500);
-        canvas.plot(&series.iter().map(|(_, v, c, _)| (v.as_slice(), *c)).collect::<Vec<_>>());
+        canvas.plot(
+            &series
+                .iter()
+                .map(|(_, v, c, _)| (v.as_slice(), *c))
+                .collect::<Vec<_>>(),
+        );
         std::fs::write(&plot, canvas.to_png()).map_err(|source| Error::Write {
             path: plot.clone(),
             source,
@@ -418,7 +448,11 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
 ///
 /// # Errors
 /// The drawing error as text (no usable font, for example).
-fn draw_plot(path: &Path, caption: &str, series: &[(&str, &Vec<f64>, [u8; 3], u32)]) -> Result<(), String> {
+fn draw_plot(
+    path: &Path,
+    caption: &str,
+    series: &[(&str, &Vec<f64>, [u8; 3], u32)],
+) -> Result<(), String> {
     use plotters::prelude::*;
     let n = series.iter().map(|s| s.1.len()).max().unwrap_or(0);
     if n < 2 {
@@ -459,7 +493,9 @@ fn draw_plot(path: &Path, caption: &str, series: &[(&str, &Vec<f64>, [u8; 3], u3
             ))
             .map_err(|x| e(&x))?
             .label(*label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
     }
     chart
         .configure_series_labels()
@@ -488,15 +524,22 @@ pub fn find_terraform() -> Option<PathBuf> {
         .unwrap_or_default();
     if let Some(h) = std::env::var_os("HOME") {
         dirs.push(PathBuf::from(h).join(".cache/predictive-tools"));
-        dirs.push(PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/predictive-tools/bin"));
+        dirs.push(
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/predictive-tools/bin"),
+        );
     }
-    dirs.into_iter().map(|d| d.join("terraform")).find(|p| p.is_file())
+    dirs.into_iter()
+        .map(|d| d.join("terraform"))
+        .find(|p| p.is_file())
 }
 
 /// Finds the directory of the `terraform-provider-predictive` binary: `PREDICTIVE_PROVIDER_DIR`,
 /// else beside the running executable, else one level up (a test binary in `target/*/deps`).
 pub fn find_provider_dir() -> Option<PathBuf> {
-    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
     std::env::var_os("PREDICTIVE_PROVIDER_DIR")
         .map(PathBuf::from)
         .into_iter()
@@ -510,7 +553,10 @@ pub fn find_provider_dir() -> Option<PathBuf> {
 /// in one line.
 fn run_terraform(out: &Path) -> (bool, String) {
     let Some(tf) = find_terraform() else {
-        return (false, "skipped: terraform not found (scripts/install-test-deps.sh installs it)".into());
+        return (
+            false,
+            "skipped: terraform not found (scripts/install-test-deps.sh installs it)".into(),
+        );
     };
     let Some(provider_dir) = find_provider_dir() else {
         return (
@@ -533,7 +579,10 @@ fn run_terraform(out: &Path) -> (bool, String) {
         provider_dir.display()
     );
     if let Err(e) = std::fs::write(&rc, conf) {
-        return (false, format!("skipped: cannot write {}: {e}", rc.display()));
+        return (
+            false,
+            format!("skipped: cannot write {}: {e}", rc.display()),
+        );
     }
     let res = std::process::Command::new(&tf)
         .args(["apply", "-auto-approve", "-no-color", "-input=false"])
@@ -549,7 +598,13 @@ fn run_terraform(out: &Path) -> (bool, String) {
                 .filter(|l| l.contains("Apply complete") || l.starts_with("hourly_cost"))
                 .collect::<Vec<_>>()
                 .join("; ");
-            (true, format!("applied {} with predictive_clone.web: {summary}", dst.display()))
+            (
+                true,
+                format!(
+                    "applied {} with predictive_clone.web: {summary}",
+                    dst.display()
+                ),
+            )
         }
         Ok(o) => {
             let err = String::from_utf8_lossy(&o.stderr);
@@ -558,7 +613,11 @@ fn run_terraform(out: &Path) -> (bool, String) {
                 format!(
                     "terraform apply failed in {}: {}",
                     dst.display(),
-                    err.lines().filter(|l| !l.trim().is_empty()).take(6).collect::<Vec<_>>().join(" | ")
+                    err.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .take(6)
+                        .collect::<Vec<_>>()
+                        .join(" | ")
                 ),
             )
         }

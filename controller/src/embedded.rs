@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use predictive_clouds::sim::{GroupSpec, SimCloud, SimConfig};
 use predictive_clouds::{
-    CloudProvider, Group, GroupId, Instance, InstanceId, InstanceType, InstanceTypeInfo, LaunchRequest, Owner, Price, StopMode, OWNER_TAG,
+    CloudProvider, Group, GroupId, Instance, InstanceId, InstanceType, InstanceTypeInfo,
+    LaunchRequest, Owner, Price, StopMode, OWNER_TAG,
 };
 
 use crate::clock::Clock;
@@ -28,7 +29,10 @@ impl predictive_clouds::clock::Clock for CloudClock {
 ///
 /// # Errors
 /// The sim's error when the state file exists but cannot be read.
-pub fn sim(clock: Arc<dyn Clock>, state: Option<PathBuf>) -> Result<PersistedSim, predictive_clouds::sim::SimStoreError> {
+pub fn sim(
+    clock: Arc<dyn Clock>,
+    state: Option<PathBuf>,
+) -> Result<PersistedSim, predictive_clouds::sim::SimStoreError> {
     let cc: Arc<dyn predictive_clouds::clock::Clock> = Arc::new(CloudClock(clock));
     let cloud = match &state {
         Some(p) => SimCloud::load_or_new(p, SimConfig::default(), cc)?,
@@ -41,14 +45,19 @@ pub fn sim(clock: Arc<dyn Clock>, state: Option<PathBuf>) -> Result<PersistedSim
 ///
 /// # Errors
 /// The sim's error naming the group (unknown instance type, for example).
-pub fn ensure_groups(sim: &PersistedSim, owner: &str, workloads: &[ValidWorkload]) -> predictive_clouds::Result<()> {
+pub fn ensure_groups(
+    sim: &PersistedSim,
+    owner: &str,
+    workloads: &[ValidWorkload],
+) -> predictive_clouds::Result<()> {
     for w in workloads.iter().filter(|w| w.params.cloud == "sim") {
         let p = &w.params;
         if futures_block(sim.cloud.describe_group(&GroupId::new(p.group.clone()))).is_err() {
             let mut spec = GroupSpec::new(&p.group, &p.instance_type, 0, p.max);
             spec.desired = p.min;
             spec.tags.insert(OWNER_TAG.into(), owner.into());
-            spec.tags.insert(crate::run::WORKLOAD_TAG.into(), p.name.clone());
+            spec.tags
+                .insert(crate::run::WORKLOAD_TAG.into(), p.name.clone());
             sim.cloud.create_group(spec)?;
         }
     }
@@ -99,7 +108,11 @@ impl CloudProvider for PersistedSim {
         self.persist();
         r
     }
-    async fn resize_group(&self, group: &GroupId, t: &InstanceType) -> predictive_clouds::Result<Group> {
+    async fn resize_group(
+        &self,
+        group: &GroupId,
+        t: &InstanceType,
+    ) -> predictive_clouds::Result<Group> {
         let r = self.cloud.resize_group(group, t).await;
         self.persist();
         r
@@ -112,7 +125,11 @@ impl CloudProvider for PersistedSim {
     async fn describe_instance(&self, id: &InstanceId) -> predictive_clouds::Result<Instance> {
         self.cloud.describe_instance(id).await
     }
-    async fn stop_instance(&self, id: &InstanceId, mode: StopMode) -> predictive_clouds::Result<Instance> {
+    async fn stop_instance(
+        &self,
+        id: &InstanceId,
+        mode: StopMode,
+    ) -> predictive_clouds::Result<Instance> {
         let r = self.cloud.stop_instance(id, mode).await;
         self.persist();
         r
@@ -122,7 +139,11 @@ impl CloudProvider for PersistedSim {
         self.persist();
         r
     }
-    async fn resize_instance(&self, id: &InstanceId, t: &InstanceType) -> predictive_clouds::Result<Instance> {
+    async fn resize_instance(
+        &self,
+        id: &InstanceId,
+        t: &InstanceType,
+    ) -> predictive_clouds::Result<Instance> {
         let r = self.cloud.resize_instance(id, t).await;
         self.persist();
         r

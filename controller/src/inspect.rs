@@ -88,7 +88,10 @@ async fn rows(t: &Target) -> Result<Vec<Row>, Error> {
     match t {
         Target::Api { addr, token, tls } => {
             let mut c = crate::api::connect_with(addr, token, tls.as_ref()).await?;
-            let r = c.list_workloads(pb::ListWorkloadsRequest {}).await?.into_inner();
+            let r = c
+                .list_workloads(pb::ListWorkloadsRequest {})
+                .await?
+                .into_inner();
             Ok(r.workloads
                 .into_iter()
                 .map(|w| Row {
@@ -104,7 +107,11 @@ async fn rows(t: &Target) -> Result<Vec<Row>, Error> {
             for (name, _) in s.workloads().await? {
                 let latest = s.decisions(Some(&name), 1).await?.into_iter().next();
                 let budget = s.budget(&name).await?.unwrap_or(0.0);
-                out.push(Row { name, budget, latest });
+                out.push(Row {
+                    name,
+                    budget,
+                    latest,
+                });
             }
             Ok(out)
         }
@@ -124,7 +131,9 @@ async fn decisions(t: &Target, workload: &str, limit: u32) -> Result<Vec<Decisio
                 .into_inner();
             Ok(r.decisions.into_iter().map(from_pb).collect())
         }
-        Target::Db(p) => Ok(SqliteStore::open(p)?.decisions(Some(workload), limit).await?),
+        Target::Db(p) => Ok(SqliteStore::open(p)?
+            .decisions(Some(workload), limit)
+            .await?),
     }
 }
 
@@ -154,7 +163,15 @@ pub fn status(t: &Target) -> Result<String, Error> {
                 let _ = writeln!(
                     s,
                     "{:<20} {:>9} {:>8} {:>8} {:>10.3} {:>10.3} {:<14} {:>5.2} ({:.2})",
-                    r.name, d.ts, d.current, d.desired, d.observed, d.predicted, d.action, d.cost_per_hour, r.budget
+                    r.name,
+                    d.ts,
+                    d.current,
+                    d.desired,
+                    d.observed,
+                    d.predicted,
+                    d.action,
+                    d.cost_per_hour,
+                    r.budget
                 );
             }
             None => {
@@ -183,7 +200,16 @@ pub fn explain(t: &Target, workload: &str, limit: u32) -> Result<String, Error> 
         let _ = writeln!(
             s,
             "{} @ {} [{}]: {} ({} -> {} instances, usage {:.3}, planned {:.3}, ${:.4}/h)\n    {}",
-            d.workload, d.ts, d.mode, d.action, d.current, d.desired, d.observed, d.predicted, d.cost_per_hour, d.explanation
+            d.workload,
+            d.ts,
+            d.mode,
+            d.action,
+            d.current,
+            d.desired,
+            d.observed,
+            d.predicted,
+            d.cost_per_hour,
+            d.explanation
         );
     }
     Ok(s)

@@ -79,7 +79,12 @@ impl Canvas {
         self.line((m, m), (m, m + h), [0, 0, 0], 1);
         self.line((m, m + h), (m + w, m + h), [0, 0, 0], 1);
         for (vals, c) in series {
-            let pt = |i: usize, v: f64| (m + (i as i64 * w) / (n as i64 - 1), m + h - ((v.max(0.0) / top) * h as f64) as i64);
+            let pt = |i: usize, v: f64| {
+                (
+                    m + (i as i64 * w) / (n as i64 - 1),
+                    m + h - ((v.max(0.0) / top) * h as f64) as i64,
+                )
+            };
             for i in 1..vals.len() {
                 self.line(pt(i - 1, vals[i - 1]), pt(i, vals[i]), *c, 1);
             }
@@ -130,7 +135,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= b as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
     }
     !c

@@ -102,7 +102,10 @@ impl Replay {
     /// # Errors
     /// [`Error::TraceLineInvalid`] naming the file and line.
     pub fn from_csv(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::TraceReadFailed { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::TraceReadFailed {
+            path: path.into(),
+            source,
+        })?;
         Self::from_csv_text(&text, path)
     }
 
@@ -122,9 +125,15 @@ impl Replay {
                 line: i + 1,
                 reason,
             };
-            let (ts, v) = line.split_once(',').ok_or_else(|| bad("expected `timestamp,value`".into()))?;
-            let ts = parse_timestamp(ts.trim()).ok_or_else(|| bad(format!("`{}` is not a timestamp", ts.trim())))?;
-            let v: f64 = v.trim().parse().map_err(|_| bad(format!("`{}` is not a number", v.trim())))?;
+            let (ts, v) = line
+                .split_once(',')
+                .ok_or_else(|| bad("expected `timestamp,value`".into()))?;
+            let ts = parse_timestamp(ts.trim())
+                .ok_or_else(|| bad(format!("`{}` is not a timestamp", ts.trim())))?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("`{}` is not a number", v.trim())))?;
             if !v.is_finite() {
                 return Err(bad("value is not finite".into()));
             }
@@ -134,7 +143,11 @@ impl Replay {
         if points.len() < 2 {
             return Err(Error::TraceEmpty { path: path.into() });
         }
-        let mut gaps: Vec<i64> = points.windows(2).map(|w| w[1].0 - w[0].0).filter(|g| *g > 0).collect();
+        let mut gaps: Vec<i64> = points
+            .windows(2)
+            .map(|w| w[1].0 - w[0].0)
+            .filter(|g| *g > 0)
+            .collect();
         gaps.sort_unstable();
         let step = gaps.get(gaps.len() / 2).copied().unwrap_or(300).max(1);
         let start = points[0].0 - points[0].0.rem_euclid(step);
@@ -146,7 +159,11 @@ impl Replay {
             sum[k] += v;
             cnt[k] += 1;
         }
-        let mut values: Vec<Option<f64>> = sum.iter().zip(&cnt).map(|(s, c)| (*c > 0).then(|| s / *c as f64)).collect();
+        let mut values: Vec<Option<f64>> = sum
+            .iter()
+            .zip(&cnt)
+            .map(|(s, c)| (*c > 0).then(|| s / *c as f64))
+            .collect();
         fill_gaps(&mut values);
         Ok(Self {
             start,
@@ -253,7 +270,10 @@ impl Prometheus {
         Self {
             url: url.trim_end_matches('/').to_string(),
             query: query.to_string(),
-            client: reqwest::Client::builder().timeout(timeout).build().unwrap_or_default(),
+            client: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .unwrap_or_default(),
             timeout,
         }
     }
@@ -262,22 +282,35 @@ impl Prometheus {
     ///
     /// # Errors
     /// [`Error::PrometheusUnreachable`] or [`Error::PrometheusBadAnswer`].
-    pub async fn query_range(&self, from: Timestamp, to: Timestamp, step: i64) -> Result<Vec<(Timestamp, f64)>> {
+    pub async fn query_range(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        step: i64,
+    ) -> Result<Vec<(Timestamp, f64)>> {
         let unreachable = |source| Error::PrometheusUnreachable {
             url: self.url.clone(),
             source,
         };
-        let req = self.client.get(format!("{}/api/v1/query_range", self.url)).query(&[
-            ("query", self.query.as_str()),
-            ("start", &from.to_string()),
-            ("end", &to.to_string()),
-            ("step", &format!("{}s", step.max(1))),
-        ]);
+        let req = self
+            .client
+            .get(format!("{}/api/v1/query_range", self.url))
+            .query(&[
+                ("query", self.query.as_str()),
+                ("start", &from.to_string()),
+                ("end", &to.to_string()),
+                ("step", &format!("{}s", step.max(1))),
+            ]);
         let resp = tokio::time::timeout(self.timeout, req.send())
             .await
             .map_err(|_| Error::TimedOut(self.timeout))?
             .map_err(unreachable)?;
-        let body: serde_json::Value = resp.error_for_status().map_err(unreachable)?.json().await.map_err(unreachable)?;
+        let body: serde_json::Value = resp
+            .error_for_status()
+            .map_err(unreachable)?
+            .json()
+            .await
+            .map_err(unreachable)?;
         let bad = |reason: &str| Error::PrometheusBadAnswer {
             url: self.url.clone(),
             query: self.query.clone(),
@@ -286,13 +319,19 @@ impl Prometheus {
         if body["status"] != "success" {
             return Err(bad(&format!("status {}", body["status"])));
         }
-        let result = body["data"]["result"].as_array().ok_or_else(|| bad("no result array"))?;
+        let result = body["data"]["result"]
+            .as_array()
+            .ok_or_else(|| bad("no result array"))?;
         let series = result.first().ok_or_else(|| bad("an empty result"))?;
-        let values = series["values"].as_array().ok_or_else(|| bad("a series without values"))?;
+        let values = series["values"]
+            .as_array()
+            .ok_or_else(|| bad("a series without values"))?;
         values
             .iter()
             .map(|p| {
-                let t = p[0].as_f64().ok_or_else(|| bad("a non-numeric timestamp"))? as i64;
+                let t = p[0]
+                    .as_f64()
+                    .ok_or_else(|| bad("a non-numeric timestamp"))? as i64;
                 let v: f64 = p[1]
                     .as_str()
                     .and_then(|s| s.parse().ok())
@@ -348,7 +387,10 @@ impl MetricsSource for Pushed {
             .map_err(Error::StoreFailed)?;
         let vals: Vec<f64> = xs.iter().filter(|s| s.ts <= to).map(|s| s.value).collect();
         if vals.is_empty() {
-            return Err(Error::NoPushedSamples { from: to - step, to });
+            return Err(Error::NoPushedSamples {
+                from: to - step,
+                to,
+            });
         }
         Ok(vals.iter().sum::<f64>() / vals.len() as f64)
     }
@@ -393,7 +435,11 @@ mod tests {
     fn bad_trace_lines_name_file_and_line() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("t.csv");
-        std::fs::write(&p, "timestamp,value\n1970-01-01 00:00:00,1\n1970-01-01 00:05:00,lots\n").unwrap();
+        std::fs::write(
+            &p,
+            "timestamp,value\n1970-01-01 00:00:00,1\n1970-01-01 00:05:00,lots\n",
+        )
+        .unwrap();
         let e = Replay::from_csv(&p).unwrap_err().to_string();
         assert!(e.ends_with("t.csv:3: `lots` is not a number"), "{e}");
     }

@@ -242,7 +242,12 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     {
         return None;
     }
-    Some(predictive_engine::civil::days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + sec.floor() as i64)
+    Some(
+        predictive_engine::civil::days_from_civil(y, mo, da) * 86_400
+            + h * 3600
+            + mi * 60
+            + sec.floor() as i64,
+    )
 }
 
 /// Reads a whole (possibly gzip-compressed) file as text.

@@ -86,7 +86,12 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
             ticks,
             dir,
         } => {
-            let r = predictive_controller::bench::run_blocking(workloads, warmup, ticks, dir.as_deref())?;
+            let r = predictive_controller::bench::run_blocking(
+                workloads,
+                warmup,
+                ticks,
+                dir.as_deref(),
+            )?;
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }

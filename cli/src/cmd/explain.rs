@@ -26,7 +26,11 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     print!(
         "{}",
-        explain(&super::status::target(&args.addr, args.db, &args.tls)?, &args.workload, args.limit)?
+        explain(
+            &super::status::target(&args.addr, args.db, &args.tls)?,
+            &args.workload,
+            args.limit
+        )?
     );
     Ok(())
 }

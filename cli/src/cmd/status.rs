@@ -43,7 +43,11 @@ pub(crate) fn target(addr: &str, db: Option<PathBuf>, tls: &TlsArgs) -> anyhow::
         None => {
             let any = tls.ca_file.is_some() || tls.cert_file.is_some() || tls.tls_domain.is_some();
             let tls = if any {
-                let mut t = ClientTls::read(tls.ca_file.as_deref(), tls.cert_file.as_deref(), tls.key_file.as_deref())?;
+                let mut t = ClientTls::read(
+                    tls.ca_file.as_deref(),
+                    tls.cert_file.as_deref(),
+                    tls.key_file.as_deref(),
+                )?;
                 if let Some(d) = &tls.tls_domain {
                     t = t.with_domain(d.clone());
                 }
