@@ -309,10 +309,9 @@ mod tests {
     #[test]
     fn a_large_window_should_stay_small_and_near_its_capacity() {
         let mut w = BlockWindow::new(6000);
-        let mut s = 1u64;
+        let mut g = crate::noise::Mmix::new(1);
         for _ in 0..20_000 {
-            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            w.push((s >> 11) as f64 / (1u64 << 53) as f64);
+            w.push(g.uniform());
         }
         assert!(
             (6000 - w.block..6000 + w.block).contains(&w.len()),

@@ -128,13 +128,10 @@ impl ProfileClusters {
             return Err(ColdError::NoProfiles);
         }
         let k = k.min(profiles.len());
-        let mut rng = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        let mut next = move || {
-            rng = rng
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (rng >> 11) as f64 / (1u64 << 53) as f64
-        };
+        // The seed is scrambled once so that nearby seeds start far apart.
+        let mut rng =
+            crate::noise::Mmix::new(seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+        let mut next = move || rng.uniform();
         let mut centroids =
             vec![profiles[(next() * profiles.len() as f64) as usize % profiles.len()].to_vec()];
         while centroids.len() < k {

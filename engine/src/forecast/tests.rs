@@ -5,15 +5,12 @@ use super::*;
 use proptest::prelude::*;
 
 /// A seeded normal generator (tests only; the engine itself takes no randomness here).
-struct Normal(u64);
+struct Normal(crate::noise::Mmix);
 
 impl Normal {
+    /// Uniform in `(0, 1)`: never 0, so the logarithm below stays finite.
     fn uniform(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        ((self.0.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
     fn sample(&mut self) -> f64 {
         let (a, b) = (self.uniform(), self.uniform());
@@ -23,7 +20,7 @@ impl Normal {
 
 /// Hourly series: daily sine around `level` plus N(0, sigma) noise.
 fn synthetic(len: usize, level: f64, sigma: f64, seed: u64) -> Vec<f64> {
-    let mut g = Normal(seed);
+    let mut g = Normal(crate::noise::Mmix::new(seed));
     (0..len)
         .map(|t| {
             let day = (2.0 * std::f64::consts::PI * (t % 24) as f64 / 24.0).sin();

@@ -423,13 +423,8 @@ mod tests {
     /// 15 % in their first hour and 35 % later, big sources (64) half as much as small ones (4),
     /// with ±20 % noise per clone. A deterministic generator stands in for a fleet's history.
     fn fleet(n: usize, seed: u64) -> Vec<CloneHistory> {
-        let mut x = seed;
-        let mut rnd = move || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut g = crate::noise::Mmix::new(seed);
+        let mut rnd = move || g.uniform();
         (0..n)
             .map(|i| {
                 let role = if i % 2 == 0 { "analyst" } else { "dev" };

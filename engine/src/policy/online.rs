@@ -531,15 +531,12 @@ mod tests {
         };
         let mut f = OnlineForecaster::new(settings);
         // Deterministic pseudo-noise in [0, 10).
-        let mut x = 12345u64;
+        let mut g = crate::noise::Mmix::new(12345);
         let mut covered = 0;
         let mut total = 0;
         let mut pending: VecDeque<f64> = VecDeque::new();
         for _ in 0..3000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = 100.0 + (x >> 33) as f64 / (1u64 << 31) as f64 * 10.0;
+            let u = 100.0 + (g.next_u64() >> 33) as f64 / (1u64 << 31) as f64 * 10.0;
             if pending.len() == 3 {
                 let q = pending.pop_front().unwrap();
                 total += 1;
