@@ -898,16 +898,7 @@ impl Controller {
             last_plan: None,
             price: w.params.price_per_hour,
             detector: {
-                // A week of memory at a tick of 5 minutes or longer (at most 2016 values): the
-                // detector's windows are a fixed number of blocks whatever their length, so a
-                // week costs no more than a day, and a day's noisy top is judged against the
-                // week rather than the day before.
-                let day = (86_400 / self.interval).max(1) as usize;
-                let params = DetectorParams {
-                    memory: (7 * day).clamp(10, 7 * MODEL_WINDOW),
-                    season: day,
-                    ..DetectorParams::default()
-                };
+                let params = detector_params(self.interval);
                 Detector::new(params.check().unwrap_or_else(|_| {
                     DetectorParams::default()
                         .check()
@@ -2292,10 +2283,32 @@ pub fn clouds<I: IntoIterator<Item = (String, DynProvider)>>(
         .collect()
 }
 
+/// The loop's anomaly detector at a tick of `interval` seconds: a day of ticks as its season and
+/// a week of them as its memory, whatever the tick. Its windows are a fixed number of blocks
+/// whatever their length, so a week costs the bytes of a day, and a day's noisy top is judged
+/// against the week rather than the day before.
+fn detector_params(interval: i64) -> DetectorParams {
+    let day = (86_400 / interval.max(1)).max(1) as usize;
+    DetectorParams {
+        memory: (7 * day).max(10),
+        season: day,
+        ..DetectorParams::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_detector_should_remember_a_week_at_any_tick() {
+        for (interval, day) in [(60, 1440), (300, 288), (900, 96), (3600, 24)] {
+            let p = detector_params(interval);
+            assert_eq!((p.season, p.memory), (day, 7 * day), "tick {interval} s");
+            assert!(p.check().is_ok(), "tick {interval} s");
+        }
+    }
 
     proptest! {
         #[test]
