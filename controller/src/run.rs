@@ -553,7 +553,7 @@ impl Controller {
         }
         let rows = self.store.loop_states(refit::PROFILE_KIND).await?;
         let step = self.interval;
-        let season = (86_400 / step).max(1) as usize;
+        let season = ticks_per_day(step);
         let fitted = tokio::task::spawn_blocking(move || {
             let profiles: Vec<refit::Profile> = rows
                 .iter()
@@ -665,7 +665,7 @@ impl Controller {
                 values.push(s.value);
             }
         }
-        let season = (86_400 / step).max(1) as usize;
+        let season = ticks_per_day(step);
         let horizon = w.lead_steps.max(season / 12);
         let quantile = w.cfg.params.quantile;
         let (choice, profile) = tokio::task::spawn_blocking(move || {
@@ -806,7 +806,7 @@ impl Controller {
         .map_err(corrupt("refit"))?;
         if let Some(choice) = state.refit.as_ref() {
             if let Some(cal) = self.store.calibration(&name).await? {
-                let day = (86_400 / self.interval).max(1) as usize;
+                let day = ticks_per_day(self.interval);
                 if let Some(t) = refit::Tracker::from_stored(&cal, choice, day) {
                     state.refit_track = t;
                 }
@@ -931,14 +931,14 @@ impl Controller {
             st.pending.pop_front();
             if target == ts {
                 let hit = usage <= upper + 1e-9;
-                if st.hits.len() >= (86_400 / self.interval).max(1) as usize {
+                if st.hits.len() >= ticks_per_day(self.interval) {
                     st.hits.pop_front();
                 }
                 st.hits.push_back(hit);
                 feedback = Some(((usage - p50).abs(), hit));
             }
         }
-        let day = (86_400 / self.interval).max(1) as usize;
+        let day = ticks_per_day(self.interval);
         while st.hits.len() > day {
             st.hits.pop_front();
         }
@@ -1670,7 +1670,7 @@ impl Controller {
     /// the trailing horizon's peak, plus the plan's current margin over usage, and at least the
     /// plan itself.
     fn peak_ahead(&self, st: &State, ss: &shadow::Settings, capacity: f64, usage: f64) -> f64 {
-        let day = (86_400 / self.interval).max(1) as usize;
+        let day = ticks_per_day(self.interval);
         let n = st.recent.len();
         let trailing = st
             .recent
@@ -2283,12 +2283,17 @@ pub fn clouds<I: IntoIterator<Item = (String, DynProvider)>>(
         .collect()
 }
 
+/// How many ticks of `interval` seconds make a day (at least one).
+fn ticks_per_day(interval: i64) -> usize {
+    (86_400 / interval.max(1)).max(1) as usize
+}
+
 /// The loop's anomaly detector at a tick of `interval` seconds: a day of ticks as its season and
 /// a week of them as its memory, whatever the tick. Its windows are a fixed number of blocks
 /// whatever their length, so a week costs the bytes of a day, and a day's noisy top is judged
 /// against the week rather than the day before.
 fn detector_params(interval: i64) -> DetectorParams {
-    let day = (86_400 / interval.max(1)).max(1) as usize;
+    let day = ticks_per_day(interval);
     DetectorParams {
         memory: (7 * day).max(10),
         season: day,

@@ -102,10 +102,10 @@ pub struct DetectorParams {
     /// shift inside the band does not alert: the short mean's surprise stops at a bare record.
     pub long_window: usize,
     /// Samples after an announcement during which the incident's peak does not decay: only a
-    /// sample more surprising than the one announced opens a new incident (default 0). NAB, like
-    /// an operator, counts only the first alarm of an incident; a chain of near-records (each
-    /// new mean a little beyond the last) would otherwise alarm again and again. Default 72
-    /// (three short windows), the choice of both halves of the NAB corpus (docs/anomaly.md).
+    /// sample more surprising than the one announced opens a new incident (default 72, three
+    /// short windows; 0 for none). NAB, like an operator, counts only the first alarm of an
+    /// incident; a chain of near-records (each new mean a little beyond the last) would
+    /// otherwise alarm again and again (docs/anomaly.md).
     pub quiet_period: usize,
     /// Allowance of the shift test (Page's CUSUM), in units of the residuals' scale (default
     /// 2): only a persistent deviation beyond it accumulates. Smaller catches smaller shifts
