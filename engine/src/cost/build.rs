@@ -319,6 +319,16 @@ fn price_field(s: &str) -> std::result::Result<Option<f64>, ()> {
     }
 }
 
+/// Drops a spot price above the on-demand one (a stale or mis-read row: spot is never
+/// dearer); says whether it did.
+fn drop_spot_above_on_demand(on_demand: Option<f64>, spot: &mut Option<f64>) -> bool {
+    let above = matches!((on_demand, *spot), (Some(o), Some(s)) if s > o);
+    if above {
+        *spot = None;
+    }
+    above
+}
+
 fn num(s: &str) -> Option<f64> {
     s.parse::<f64>().ok().filter(|v| v.is_finite())
 }
@@ -401,6 +411,20 @@ impl Builder {
         if let Some((_, c)) = self.sources.get_mut(src as usize) {
             f(c);
         }
+    }
+
+    /// Counts one row of source `src` as rejected (nothing of it kept), repaired (kept after a
+    /// fix) or accepted.
+    fn tally(&mut self, src: u8, kept: bool, repaired: bool) {
+        self.count(src, |c| {
+            if !kept {
+                c.rejected += 1
+            } else if repaired {
+                c.repaired += 1
+            } else {
+                c.accepted += 1
+            }
+        });
     }
 
     /// Adds or completes a type's specs. Specs already present win (add the preferred source first),
@@ -665,11 +689,8 @@ impl Builder {
                 repaired = true;
             }
             let (od, mut sp) = (od.unwrap_or(None), sp.unwrap_or(None));
-            if let (Some(o), Some(s)) = (od, sp) {
-                if s > o {
-                    sp = None;
-                    repaired = true;
-                }
+            if drop_spot_above_on_demand(od, &mut sp) {
+                repaired = true;
             }
             if od.is_none() && sp.is_none() {
                 self.count(src, |c| c.rejected += 1);
@@ -782,11 +803,8 @@ impl Builder {
                 repaired = true;
             }
             let (od, mut sp) = (od.unwrap_or(None), sp.unwrap_or(None));
-            if let (Some(o), Some(s)) = (od, sp) {
-                if s > o {
-                    sp = None;
-                    repaired = true;
-                }
+            if drop_spot_above_on_demand(od, &mut sp) {
+                repaired = true;
             }
             let (Some(cpu), Some(mem)) = (num(get(r, ccpu)), num(get(r, cmem))) else {
                 self.count(src, |c| c.rejected += 1);
@@ -815,15 +833,7 @@ impl Builder {
                 [od, sp, None, None],
                 src,
             );
-            self.count(src, |c| {
-                if !kept {
-                    c.rejected += 1
-                } else if repaired {
-                    c.repaired += 1
-                } else {
-                    c.accepted += 1
-                }
-            });
+            self.tally(src, kept, repaired);
         }
         Ok(())
     }
@@ -864,11 +874,8 @@ impl Builder {
             let mut sp = field(chs, 1.0);
             let r1 = field(c1, HOURS_PER_MONTH);
             let r3 = field(c3, HOURS_PER_MONTH);
-            if let (Some(o), Some(s)) = (od, sp) {
-                if s > o {
-                    sp = None;
-                    repaired = true;
-                }
+            if drop_spot_above_on_demand(od, &mut sp) {
+                repaired = true;
             }
             let (Some(cpu), Some(mem)) = (num(get(r, ccpu)), num(get(r, cmem))) else {
                 self.count(src, |c| c.rejected += 1);
@@ -900,15 +907,7 @@ impl Builder {
                 [od, sp, r1, r3],
                 src,
             );
-            self.count(src, |c| {
-                if !kept {
-                    c.rejected += 1
-                } else if repaired {
-                    c.repaired += 1
-                } else {
-                    c.accepted += 1
-                }
-            });
+            self.tally(src, kept, repaired);
         }
         Ok(())
     }
@@ -982,11 +981,7 @@ impl Builder {
                 p[2].map(|x| x.0),
                 p[3].map(|x| x.0),
             ];
-            if let (Some(o), Some(s)) = (v[0], v[1]) {
-                if s > o {
-                    v[1] = None;
-                }
-            }
+            drop_spot_above_on_demand(v[0], &mut v[1]);
             offers.push(Offer {
                 type_index: ti,
                 region_index: ri,
