@@ -121,6 +121,53 @@ fn put_calibrations(tx: &rusqlite::Transaction<'_>, cal: &[Calibration]) -> rusq
     Ok(())
 }
 
+fn put_sample_rows<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    rows: impl IntoIterator<Item = (&'a str, &'a Sample)>,
+) -> rusqlite::Result<()> {
+    let mut st = tx.prepare_cached(
+        "INSERT OR REPLACE INTO samples (workload, ts, value) VALUES (?1, ?2, ?3)",
+    )?;
+    for (w, s) in rows {
+        st.execute(params![w, s.ts, s.value])?;
+    }
+    Ok(())
+}
+
+fn put_forecast_rows(tx: &rusqlite::Transaction<'_>, f: &[ForecastRecord]) -> rusqlite::Result<()> {
+    let mut st = tx.prepare_cached(
+        "INSERT OR REPLACE INTO forecasts (workload, ts, target, p50, upper, quantile, model) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for r in f {
+        st.execute(params![
+            r.workload, r.ts, r.target, r.p50, r.upper, r.quantile, r.model
+        ])?;
+    }
+    Ok(())
+}
+
+fn put_decision_rows(tx: &rusqlite::Transaction<'_>, d: &[Decision]) -> rusqlite::Result<()> {
+    let mut st = tx.prepare_cached(
+        "INSERT OR REPLACE INTO decisions (workload, ts, mode, observed, predicted, current, desired, action, cost_per_hour, explanation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for x in d {
+        st.execute(params![
+            x.workload,
+            x.ts,
+            x.mode,
+            x.observed,
+            x.predicted,
+            x.current,
+            x.desired,
+            x.action,
+            x.cost_per_hour,
+            x.explanation
+        ])?;
+    }
+    Ok(())
+}
+
 fn decision_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Decision> {
     Ok(Decision {
         workload: r.get(0)?,
@@ -186,17 +233,8 @@ impl Store for SqliteStore {
     async fn put_samples(&self, workload: &str, samples: &[Sample]) -> Result<()> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(query_err("put_samples"))?;
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO samples (workload, ts, value) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(query_err("put_samples"))?;
-            for s in samples {
-                st.execute(params![workload, s.ts, s.value])
-                    .map_err(query_err("put_samples"))?;
-            }
-        }
+        put_sample_rows(&tx, samples.iter().map(|s| (workload, s)))
+            .map_err(query_err("put_samples"))?;
         tx.commit().map_err(query_err("put_samples"))
     }
 
@@ -251,19 +289,7 @@ impl Store for SqliteStore {
     async fn put_forecasts(&self, f: &[ForecastRecord]) -> Result<()> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(query_err("put_forecasts"))?;
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO forecasts (workload, ts, target, p50, upper, quantile, model) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(query_err("put_forecasts"))?;
-            for r in f {
-                st.execute(params![
-                    r.workload, r.ts, r.target, r.p50, r.upper, r.quantile, r.model
-                ])
-                .map_err(query_err("put_forecasts"))?;
-            }
-        }
+        put_forecast_rows(&tx, f).map_err(query_err("put_forecasts"))?;
         tx.commit().map_err(query_err("put_forecasts"))
     }
 
@@ -344,29 +370,7 @@ impl Store for SqliteStore {
     async fn put_decisions(&self, d: &[Decision]) -> Result<()> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(query_err("put_decisions"))?;
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO decisions (workload, ts, mode, observed, predicted, current, desired, action, cost_per_hour, explanation)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .map_err(query_err("put_decisions"))?;
-            for x in d {
-                st.execute(params![
-                    x.workload,
-                    x.ts,
-                    x.mode,
-                    x.observed,
-                    x.predicted,
-                    x.current,
-                    x.desired,
-                    x.action,
-                    x.cost_per_hour,
-                    x.explanation
-                ])
-                .map_err(query_err("put_decisions"))?;
-            }
-        }
+        put_decision_rows(&tx, d).map_err(query_err("put_decisions"))?;
         tx.commit().map_err(query_err("put_decisions"))
     }
 
@@ -529,50 +533,11 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(query_err("record_tick"))?;
-        {
-            put_calibrations(&tx, calibrations).map_err(query_err("record_tick"))?;
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO samples (workload, ts, value) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(query_err("record_tick"))?;
-            for (w, s) in samples {
-                st.execute(params![w, s.ts, s.value])
-                    .map_err(query_err("record_tick"))?;
-            }
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO forecasts (workload, ts, target, p50, upper, quantile, model) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(query_err("record_tick"))?;
-            for r in forecasts {
-                st.execute(params![
-                    r.workload, r.ts, r.target, r.p50, r.upper, r.quantile, r.model
-                ])
-                .map_err(query_err("record_tick"))?;
-            }
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO decisions (workload, ts, mode, observed, predicted, current, desired, action, cost_per_hour, explanation)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .map_err(query_err("record_tick"))?;
-            for x in decisions {
-                st.execute(params![
-                    x.workload,
-                    x.ts,
-                    x.mode,
-                    x.observed,
-                    x.predicted,
-                    x.current,
-                    x.desired,
-                    x.action,
-                    x.cost_per_hour,
-                    x.explanation
-                ])
-                .map_err(query_err("record_tick"))?;
-            }
-        }
+        put_calibrations(&tx, calibrations).map_err(query_err("record_tick"))?;
+        put_sample_rows(&tx, samples.iter().map(|(w, s)| (w.as_str(), s)))
+            .map_err(query_err("record_tick"))?;
+        put_forecast_rows(&tx, forecasts).map_err(query_err("record_tick"))?;
+        put_decision_rows(&tx, decisions).map_err(query_err("record_tick"))?;
         tx.commit().map_err(query_err("record_tick"))
     }
 
