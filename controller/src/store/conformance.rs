@@ -172,6 +172,66 @@ pub async fn run(s: &dyn Store) {
     assert_eq!(d[0].explanation, "because 2");
     assert_eq!(s.decisions(None, 2).await.unwrap().len(), 2);
 
+    // a tick: samples, forecasts and decisions of several workloads at once; a key written twice
+    // in one tick keeps its last value, and rows written before are replaced
+    let sample = |ts: i64, value: f64| Sample { ts, value };
+    let fc = |w: &str, ts: i64, p50: f64| ForecastRecord {
+        workload: w.into(),
+        ts,
+        target: ts + 600,
+        p50,
+        upper: p50 + 1.0,
+        quantile: 0.9,
+        model: "tick".into(),
+    };
+    s.record_tick(
+        &[
+            ("tick-a".into(), sample(1000, 1.0)),
+            ("tick-b".into(), sample(1000, 2.0)),
+            ("tick-a".into(), sample(1000, 3.0)),
+            ("tick-a".into(), sample(1060, 4.0)),
+        ],
+        &[
+            fc("tick-a", 1000, 1.0),
+            fc("tick-a", 1000, 5.0),
+            fc("tick-b", 1000, 2.0),
+        ],
+        &[
+            decision("tick-a", 1000, 7),
+            decision("tick-a", 1000, 8),
+            decision("web", 1, 9),
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    let values = |xs: Vec<Sample>| xs.iter().map(|x| (x.ts, x.value)).collect::<Vec<_>>();
+    assert_eq!(
+        values(s.samples("tick-a", 0).await.unwrap()),
+        vec![(1000, 3.0), (1060, 4.0)]
+    );
+    assert_eq!(
+        values(s.samples("tick-b", 0).await.unwrap()),
+        vec![(1000, 2.0)]
+    );
+    assert_eq!(
+        s.forecasts("tick-a", 0).await.unwrap(),
+        vec![fc("tick-a", 1000, 5.0)]
+    );
+    assert_eq!(
+        s.forecasts("tick-b", 0).await.unwrap(),
+        vec![fc("tick-b", 1000, 2.0)]
+    );
+    assert_eq!(
+        s.decisions(Some("tick-a"), 10).await.unwrap(),
+        vec![decision("tick-a", 1000, 8)]
+    );
+    let d = s.decisions(Some("web"), 10).await.unwrap();
+    assert_eq!(
+        d.iter().map(|x| (x.ts, x.desired)).collect::<Vec<_>>(),
+        vec![(2, 3), (1, 9)]
+    );
+
     // intents: pending until closed
     let mut i = Intent {
         token: "t1".into(),

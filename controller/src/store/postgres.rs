@@ -96,6 +96,113 @@ fn decision_row(r: &Row) -> Decision {
     }
 }
 
+/// The rows of `xs` whose key does not come again later in `xs`: one statement may not upsert
+/// a row twice, and the last write of a key is the one that stands (as in SQLite's
+/// `INSERT OR REPLACE`).
+fn last_per_key<T, K: std::hash::Hash + Eq>(xs: &[T], key: impl Fn(&T) -> K) -> Vec<&T> {
+    let last: std::collections::HashMap<K, usize> =
+        xs.iter().enumerate().map(|(i, x)| (key(x), i)).collect();
+    xs.iter()
+        .enumerate()
+        .filter(|(i, x)| last.get(&key(x)) == Some(i))
+        .map(|(_, x)| x)
+        .collect()
+}
+
+/// Upserts samples, forecasts, decisions and refit calibrations in one statement (data-modifying
+/// common table expressions over `UNNEST`ed arrays): one round trip however many workloads a
+/// tick writes, and all of it or nothing.
+const BATCH_SQL: &str = "WITH s AS (
+    INSERT INTO samples (workload, ts, value)
+    SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::DOUBLE PRECISION[])
+    ON CONFLICT (workload, ts) DO UPDATE SET value = excluded.value
+), f AS (
+    INSERT INTO forecasts (workload, ts, target, p50, upper, quantile, model)
+    SELECT * FROM UNNEST($4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::DOUBLE PRECISION[],
+                         $8::DOUBLE PRECISION[], $9::DOUBLE PRECISION[], $10::TEXT[])
+    ON CONFLICT (workload, ts) DO UPDATE SET target = excluded.target, p50 = excluded.p50,
+        upper = excluded.upper, quantile = excluded.quantile, model = excluded.model
+), d AS (
+    INSERT INTO decisions (workload, ts, mode, observed, predicted, current, desired, action,
+                           cost_per_hour, explanation)
+    SELECT * FROM UNNEST($11::TEXT[], $12::BIGINT[], $13::TEXT[], $14::DOUBLE PRECISION[],
+                         $15::DOUBLE PRECISION[], $16::BIGINT[], $17::BIGINT[], $18::TEXT[],
+                         $19::DOUBLE PRECISION[], $20::TEXT[])
+    ON CONFLICT (workload, ts) DO UPDATE SET mode = excluded.mode, observed = excluded.observed,
+        predicted = excluded.predicted, current = excluded.current, desired = excluded.desired,
+        action = excluded.action, cost_per_hour = excluded.cost_per_hour,
+        explanation = excluded.explanation
+)
+INSERT INTO refit_calibration (workload, refit_at, model, widen, hits, last_upper, judged_until)
+SELECT * FROM UNNEST($21::TEXT[], $22::BIGINT[], $23::TEXT[], $24::DOUBLE PRECISION[], $25::TEXT[],
+                     $26::DOUBLE PRECISION[], $27::BIGINT[])
+ON CONFLICT (workload) DO UPDATE SET refit_at = excluded.refit_at, model = excluded.model,
+    widen = excluded.widen, hits = excluded.hits, last_upper = excluded.last_upper,
+    judged_until = excluded.judged_until";
+
+impl PostgresStore {
+    /// Writes one batch with [`BATCH_SQL`]; `what` names the operation in errors.
+    async fn write_batch(
+        &self,
+        what: &'static str,
+        samples: &[(String, Sample)],
+        forecasts: &[ForecastRecord],
+        decisions: &[Decision],
+        calibrations: &[Calibration],
+    ) -> Result<()> {
+        if samples.is_empty()
+            && forecasts.is_empty()
+            && decisions.is_empty()
+            && calibrations.is_empty()
+        {
+            return Ok(());
+        }
+        let s = last_per_key(samples, |(w, x)| (w.clone(), x.ts));
+        let f = last_per_key(forecasts, |r| (r.workload.clone(), r.ts));
+        let d = last_per_key(decisions, |x| (x.workload.clone(), x.ts));
+        let c = last_per_key(calibrations, |c| c.workload.clone());
+        let s_w: Vec<&str> = s.iter().map(|(w, _)| w.as_str()).collect();
+        let s_ts: Vec<i64> = s.iter().map(|(_, x)| x.ts).collect();
+        let s_v: Vec<f64> = s.iter().map(|(_, x)| x.value).collect();
+        let f_w: Vec<&str> = f.iter().map(|r| r.workload.as_str()).collect();
+        let f_ts: Vec<i64> = f.iter().map(|r| r.ts).collect();
+        let f_target: Vec<i64> = f.iter().map(|r| r.target).collect();
+        let f_p50: Vec<f64> = f.iter().map(|r| r.p50).collect();
+        let f_upper: Vec<f64> = f.iter().map(|r| r.upper).collect();
+        let f_q: Vec<f64> = f.iter().map(|r| r.quantile).collect();
+        let f_model: Vec<&str> = f.iter().map(|r| r.model.as_str()).collect();
+        let d_w: Vec<&str> = d.iter().map(|x| x.workload.as_str()).collect();
+        let d_ts: Vec<i64> = d.iter().map(|x| x.ts).collect();
+        let d_mode: Vec<&str> = d.iter().map(|x| x.mode.as_str()).collect();
+        let d_obs: Vec<f64> = d.iter().map(|x| x.observed).collect();
+        let d_pred: Vec<f64> = d.iter().map(|x| x.predicted).collect();
+        let d_cur: Vec<i64> = d.iter().map(|x| i64::from(x.current)).collect();
+        let d_des: Vec<i64> = d.iter().map(|x| i64::from(x.desired)).collect();
+        let d_action: Vec<&str> = d.iter().map(|x| x.action.as_str()).collect();
+        let d_cost: Vec<f64> = d.iter().map(|x| x.cost_per_hour).collect();
+        let d_expl: Vec<&str> = d.iter().map(|x| x.explanation.as_str()).collect();
+        let c_w: Vec<&str> = c.iter().map(|c| c.workload.as_str()).collect();
+        let c_at: Vec<i64> = c.iter().map(|c| c.refit_at).collect();
+        let c_model: Vec<&str> = c.iter().map(|c| c.model.as_str()).collect();
+        let c_widen: Vec<f64> = c.iter().map(|c| c.widen).collect();
+        let c_hits: Vec<&str> = c.iter().map(|c| c.hits.as_str()).collect();
+        let c_last: Vec<Option<f64>> = c.iter().map(|c| c.last_upper).collect();
+        let c_until: Vec<i64> = c.iter().map(|c| c.judged_until).collect();
+        self.client
+            .execute(
+                BATCH_SQL,
+                &[
+                    &s_w, &s_ts, &s_v, &f_w, &f_ts, &f_target, &f_p50, &f_upper, &f_q, &f_model,
+                    &d_w, &d_ts, &d_mode, &d_obs, &d_pred, &d_cur, &d_des, &d_action, &d_cost,
+                    &d_expl, &c_w, &c_at, &c_model, &c_widen, &c_hits, &c_last, &c_until,
+                ],
+            )
+            .await
+            .map_err(query_err(what))?;
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn put_workload(&self, name: &str, spec: &str, now: Timestamp) -> Result<()> {
@@ -203,18 +310,7 @@ impl Store for PostgresStore {
     }
 
     async fn put_forecasts(&self, f: &[ForecastRecord]) -> Result<()> {
-        for r in f {
-            self.client
-                .execute(
-                    "INSERT INTO forecasts (workload, ts, target, p50, upper, quantile, model) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (workload, ts) DO UPDATE SET target = excluded.target, p50 = excluded.p50, upper = excluded.upper,
-                       quantile = excluded.quantile, model = excluded.model",
-                    &[&r.workload, &r.ts, &r.target, &r.p50, &r.upper, &r.quantile, &r.model],
-                )
-                .await
-                .map_err(query_err("put_forecasts"))?;
-        }
-        Ok(())
+        self.write_batch("put_forecasts", &[], f, &[], &[]).await
     }
 
     async fn forecasts(&self, workload: &str, since: Timestamp) -> Result<Vec<ForecastRecord>> {
@@ -295,31 +391,7 @@ impl Store for PostgresStore {
     }
 
     async fn put_decisions(&self, d: &[Decision]) -> Result<()> {
-        for x in d {
-            self.client
-                .execute(
-                    "INSERT INTO decisions (workload, ts, mode, observed, predicted, current, desired, action, cost_per_hour, explanation)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                     ON CONFLICT (workload, ts) DO UPDATE SET mode = excluded.mode, observed = excluded.observed,
-                       predicted = excluded.predicted, current = excluded.current, desired = excluded.desired,
-                       action = excluded.action, cost_per_hour = excluded.cost_per_hour, explanation = excluded.explanation",
-                    &[
-                        &x.workload,
-                        &x.ts,
-                        &x.mode,
-                        &x.observed,
-                        &x.predicted,
-                        &(x.current as i64),
-                        &(x.desired as i64),
-                        &x.action,
-                        &x.cost_per_hour,
-                        &x.explanation,
-                    ],
-                )
-                .await
-                .map_err(query_err("put_decisions"))?;
-        }
-        Ok(())
+        self.write_batch("put_decisions", &[], &[], d, &[]).await
     }
 
     async fn decisions(&self, workload: Option<&str>, limit: u32) -> Result<Vec<Decision>> {
@@ -486,29 +558,19 @@ impl Store for PostgresStore {
     }
 
     async fn put_calibrations(&self, cal: &[Calibration]) -> Result<()> {
-        if cal.is_empty() {
-            return Ok(());
-        }
-        let w: Vec<&str> = cal.iter().map(|c| c.workload.as_str()).collect();
-        let at: Vec<i64> = cal.iter().map(|c| c.refit_at).collect();
-        let m: Vec<&str> = cal.iter().map(|c| c.model.as_str()).collect();
-        let widen: Vec<f64> = cal.iter().map(|c| c.widen).collect();
-        let hits: Vec<&str> = cal.iter().map(|c| c.hits.as_str()).collect();
-        let last: Vec<Option<f64>> = cal.iter().map(|c| c.last_upper).collect();
-        let until: Vec<i64> = cal.iter().map(|c| c.judged_until).collect();
-        self.client
-            .execute(
-                "INSERT INTO refit_calibration (workload, refit_at, model, widen, hits, last_upper, judged_until)
-                 SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::DOUBLE PRECISION[], $5::TEXT[],
-                                      $6::DOUBLE PRECISION[], $7::BIGINT[])
-                 ON CONFLICT (workload) DO UPDATE SET refit_at = excluded.refit_at, model = excluded.model,
-                    widen = excluded.widen, hits = excluded.hits, last_upper = excluded.last_upper,
-                    judged_until = excluded.judged_until",
-                &[&w, &at, &m, &widen, &hits, &last, &until],
-            )
+        self.write_batch("put_calibrations", &[], &[], &[], cal)
             .await
-            .map_err(query_err("put_calibrations"))?;
-        Ok(())
+    }
+
+    async fn record_tick(
+        &self,
+        samples: &[(String, Sample)],
+        forecasts: &[ForecastRecord],
+        decisions: &[Decision],
+        calibrations: &[Calibration],
+    ) -> Result<()> {
+        self.write_batch("record_tick", samples, forecasts, decisions, calibrations)
+            .await
     }
 
     async fn calibration(&self, workload: &str) -> Result<Option<Calibration>> {
