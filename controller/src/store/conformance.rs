@@ -37,7 +37,8 @@ pub async fn run(s: &dyn Store) {
         ]
     );
 
-    // samples: idempotent on (workload, ts), ordered, pruned
+    // samples: idempotent on (workload, ts), the last of a key written twice at once stands,
+    // ordered, pruned
     let xs: Vec<Sample> = (0..5)
         .map(|i| Sample {
             ts: 100 + i * 60,
@@ -48,10 +49,16 @@ pub async fn run(s: &dyn Store) {
     s.put_samples("web", &xs[3..]).await.unwrap();
     s.put_samples(
         "web",
-        &[Sample {
-            ts: 100,
-            value: 9.0,
-        }],
+        &[
+            Sample {
+                ts: 100,
+                value: 8.0,
+            },
+            Sample {
+                ts: 100,
+                value: 9.0,
+            },
+        ],
     )
     .await
     .unwrap();

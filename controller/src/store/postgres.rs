@@ -250,6 +250,7 @@ impl Store for PostgresStore {
     }
 
     async fn put_samples(&self, workload: &str, samples: &[Sample]) -> Result<()> {
+        let samples = last_per_key(samples, |s| s.ts);
         let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();
         let vs: Vec<f64> = samples.iter().map(|s| s.value).collect();
         self.client
