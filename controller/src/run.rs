@@ -923,6 +923,7 @@ impl Controller {
         ts: Timestamp,
         usage: f64,
     ) -> Option<(f64, bool)> {
+        let day = ticks_per_day(self.interval);
         let mut feedback = None;
         while let Some(&(target, p50, upper)) = st.pending.front() {
             if target > ts {
@@ -931,14 +932,13 @@ impl Controller {
             st.pending.pop_front();
             if target == ts {
                 let hit = usage <= upper + 1e-9;
-                if st.hits.len() >= ticks_per_day(self.interval) {
+                if st.hits.len() >= day {
                     st.hits.pop_front();
                 }
                 st.hits.push_back(hit);
                 feedback = Some(((usage - p50).abs(), hit));
             }
         }
-        let day = ticks_per_day(self.interval);
         while st.hits.len() > day {
             st.hits.pop_front();
         }
@@ -2289,13 +2289,13 @@ fn ticks_per_day(interval: i64) -> usize {
 }
 
 /// The loop's anomaly detector at a tick of `interval` seconds: a day of ticks as its season and
-/// a week of them as its memory, whatever the tick. Its windows are a fixed number of blocks
-/// whatever their length, so a week costs the bytes of a day, and a day's noisy top is judged
-/// against the week rather than the day before.
+/// four weeks of them as its memory (the detector's default at a 5-minute tick), whatever the
+/// tick. Its windows are a fixed number of blocks whatever their length, so four weeks cost the
+/// bytes of a day, and a day's noisy top is judged against the month rather than the day before.
 fn detector_params(interval: i64) -> DetectorParams {
     let day = ticks_per_day(interval);
     DetectorParams {
-        memory: (7 * day).max(10),
+        memory: (28 * day).max(10),
         season: day,
         ..DetectorParams::default()
     }
@@ -2307,10 +2307,10 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn the_detector_should_remember_a_week_at_any_tick() {
+    fn the_detector_should_remember_four_weeks_at_any_tick() {
         for (interval, day) in [(60, 1440), (300, 288), (900, 96), (3600, 24)] {
             let p = detector_params(interval);
-            assert_eq!((p.season, p.memory), (day, 7 * day), "tick {interval} s");
+            assert_eq!((p.season, p.memory), (day, 28 * day), "tick {interval} s");
             assert!(p.check().is_ok(), "tick {interval} s");
         }
     }

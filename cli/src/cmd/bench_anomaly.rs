@@ -22,7 +22,9 @@
 use anyhow::{bail, Context as _};
 use predictive_engine::anomaly::nab::{self, ProfileScore, ScoredSeries};
 use predictive_engine::anomaly::synth::{self, Injected};
-use predictive_engine::anomaly::{missing_steps, Detector, DetectorParams, ALERT_THRESHOLD};
+use predictive_engine::anomaly::{
+    missing_steps, Detector, DetectorParams, ALERT_THRESHOLD, DEFAULT_MEMORY,
+};
 use predictive_traces::{discover, read_samples, read_windows, Metric, Windows};
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -369,22 +371,25 @@ pub(crate) fn folds(keys: &[String]) -> Vec<usize> {
     out
 }
 
-/// The grid the settings are chosen from, around `base`: the knobs of the shift and change
-/// tests and of event suppression (`short_window` 12/24 × `long_window` 0/72 ×
-/// `shift_allowance` 1.5/2/3 × `quiet_period` 0/72/144, 36 candidates).
+/// The grid the settings are chosen from, around `base`: the memory, the knobs of the shift and
+/// change tests and of event suppression (`memory` 6000/8064 × `short_window` 12/24 ×
+/// `long_window` 0/72 × `shift_allowance` 1.5/2/3 × `quiet_period` 0/72/144, 72 candidates).
 fn candidates(base: &DetectorParams) -> Vec<DetectorParams> {
     let mut out = Vec::new();
-    for short_window in [12, 24] {
-        for long_window in [0, 72] {
-            for shift_allowance in [1.5, 2.0, 3.0] {
-                for quiet_period in [0, 72, 144] {
-                    out.push(DetectorParams {
-                        short_window,
-                        long_window,
-                        shift_allowance,
-                        quiet_period,
-                        ..base.clone()
-                    });
+    for memory in [6000, DEFAULT_MEMORY] {
+        for short_window in [12, 24] {
+            for long_window in [0, 72] {
+                for shift_allowance in [1.5, 2.0, 3.0] {
+                    for quiet_period in [0, 72, 144] {
+                        out.push(DetectorParams {
+                            memory,
+                            short_window,
+                            long_window,
+                            shift_allowance,
+                            quiet_period,
+                            ..base.clone()
+                        });
+                    }
                 }
             }
         }
@@ -469,7 +474,7 @@ fn cross_validate(
                         "profile": profile.name,
                         "train_series": train_set.len(),
                         "test_series": test_set.len(),
-                        "chosen": {"short_window": p.short_window, "long_window": p.long_window, "shift_allowance": p.shift_allowance, "quiet_period": p.quiet_period},
+                        "chosen": {"memory": p.memory, "short_window": p.short_window, "long_window": p.long_window, "shift_allowance": p.shift_allowance, "quiet_period": p.quiet_period},
                         "train_score": tr.normalized,
                         "train_threshold": tr.threshold,
                         "test_score": own.normalized,
@@ -482,8 +487,9 @@ fn cross_validate(
                 );
             } else {
                 println!(
-                    "fold{train}->fold{test} {:<20} chosen short {} long {} allowance {} quiet {}: train {:>5.1}, held-out {:>5.1} (own threshold {:.4}), {:>5.1} at the training threshold {:.4} ({}/{} windows, {} false positives)",
+                    "fold{train}->fold{test} {:<20} chosen memory {} short {} long {} allowance {} quiet {}: train {:>5.1}, held-out {:>5.1} (own threshold {:.4}), {:>5.1} at the training threshold {:.4} ({}/{} windows, {} false positives)",
                     profile.name,
+                    p.memory,
                     p.short_window,
                     p.long_window,
                     p.shift_allowance,

@@ -271,7 +271,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn budgets(&self) -> Result<std::collections::HashMap<String, f64>>;
 
     /// Writes one tick's samples, forecasts, decisions and refit calibrations (one transaction
-    /// where the backend allows it).
+    /// where the backend allows it). The default body is the fallback for a new backend: one put
+    /// per workload and kind, not atomic. SQLite and PostgreSQL override it with one transaction
+    /// (SQLite) or one statement (PostgreSQL).
     async fn record_tick(
         &self,
         samples: &[(String, Sample)],
