@@ -170,6 +170,43 @@ fn workload(name: &str) -> WorkloadParams {
     }
 }
 
+/// `controller bench --postgres`: the tick benchmark with its state in a real PostgreSQL, whose
+/// rows are then read back (history, every tick's samples and one decision per workload and
+/// tick).
+#[test]
+fn the_controller_bench_should_keep_its_state_in_postgres() {
+    use predictive_controller::bench::{run_blocking_with_history, BenchStore};
+    let pg = Postgres::start();
+    let url = pg.url("postgres");
+    let (n, warmup, ticks) = (20, 1, 2);
+    let r = run_blocking_with_history(n, warmup, ticks, BenchStore::Postgres(&url), 1)
+        .expect("bench on postgres");
+    assert_eq!((r.workloads, r.ticks), (n, ticks));
+    assert!(r.store_seconds_per_tick_mean > 0.0, "{r:?}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = PostgresStore::connect(&url).await.expect("connect");
+        for w in ["w00000", "w00019"] {
+            let samples = store.samples(w, 0).await.unwrap();
+            assert_eq!(
+                samples.len(),
+                288 + warmup + ticks,
+                "{w}: a day of history and a sample per tick"
+            );
+            let decisions = store.decisions(Some(w), 100).await.unwrap();
+            assert_eq!(
+                decisions.len(),
+                warmup + ticks,
+                "{w}: one decision per tick"
+            );
+        }
+        assert_eq!(store.workloads().await.unwrap().len(), n);
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_conforms_and_elects_one_leader_per_workload() {
     let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();

@@ -11,7 +11,34 @@ use crate::clock::{Clock, VirtualClock};
 use crate::config::{ConfigParams, MetricsParams, Mode, WorkloadParams};
 use crate::run::Controller;
 use crate::source::{MetricsSource, Replay};
-use crate::store::{sqlite::SqliteStore, Store};
+use crate::store::{postgres::PostgresStore, sqlite::SqliteStore, Store};
+
+/// Where the benchmark's controller keeps its state.
+#[derive(Debug, Clone, Copy)]
+pub enum BenchStore<'a> {
+    /// SQLite in memory.
+    Memory,
+    /// SQLite in `bench.db` under this directory.
+    Sqlite(&'a Path),
+    /// PostgreSQL at this libpq-style connection string; the database should be empty (the
+    /// workloads `w00000`... are written to it).
+    Postgres(&'a str),
+}
+
+impl<'a> BenchStore<'a> {
+    /// SQLite in `dir`, or in memory without one.
+    pub fn sqlite(dir: Option<&'a Path>) -> Self {
+        dir.map_or(Self::Memory, Self::Sqlite)
+    }
+
+    async fn open(self) -> Result<Arc<dyn Store>, crate::store::Error> {
+        Ok(match self {
+            Self::Memory => Arc::new(SqliteStore::in_memory()?),
+            Self::Sqlite(d) => Arc::new(SqliteStore::open(&d.join("bench.db"))?),
+            Self::Postgres(url) => Arc::new(PostgresStore::connect(url).await?),
+        })
+    }
+}
 
 /// Result of the benchmark (printed as one JSON line).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -221,7 +248,7 @@ pub fn run_blocking(
     ticks: usize,
     dir: Option<&Path>,
 ) -> Result<BenchResult, Error> {
-    run_blocking_with_history(workloads, warmup, ticks, dir, 0)
+    run_blocking_with_history(workloads, warmup, ticks, BenchStore::sqlite(dir), 0)
 }
 
 /// Like [`run_blocking`], after storing `history_days` days of 5-minute history per workload
@@ -234,31 +261,28 @@ pub fn run_blocking_with_history(
     workloads: usize,
     warmup: usize,
     ticks: usize,
-    dir: Option<&Path>,
+    store: BenchStore<'_>,
     history_days: usize,
 ) -> Result<BenchResult, Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Setup(e.to_string()))?;
-    rt.block_on(run(workloads, warmup, ticks, dir, history_days))
+    rt.block_on(run(workloads, warmup, ticks, store, history_days))
 }
 
 async fn run(
     n: usize,
     warmup: usize,
     ticks: usize,
-    dir: Option<&Path>,
+    store: BenchStore<'_>,
     history_days: usize,
 ) -> Result<BenchResult, Error> {
     let setup = |e: &dyn std::fmt::Display| Error::Setup(e.to_string());
     let base = Replay::from_csv_text(crate::demo::TRACE, Path::new(crate::demo::TRACE_NAME))
         .map_err(|e| setup(&e))?;
     let rss0 = rss_bytes();
-    let store: Arc<dyn Store> = match dir {
-        Some(d) => Arc::new(SqliteStore::open(&d.join("bench.db")).map_err(|e| setup(&e))?),
-        None => Arc::new(SqliteStore::in_memory().map_err(|e| setup(&e))?),
-    };
+    let store = store.open().await.map_err(|e| setup(&e))?;
     let start = base.start() - base.start().rem_euclid(300) + 86_400 * (1 + history_days as i64);
     let clock = VirtualClock::new(start);
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -397,7 +421,7 @@ mod tests {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(7);
-        let r = super::run_blocking_with_history(n, 3, 3, None, days).unwrap();
+        let r = super::run_blocking_with_history(n, 3, 3, super::BenchStore::Memory, days).unwrap();
         println!("{}", serde_json::to_string(&r).unwrap());
     }
 }

@@ -22,8 +22,13 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 5)]
         ticks: usize,
         /// Keep the SQLite store in this directory (default: in memory).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "postgres")]
         dir: Option<PathBuf>,
+        /// Keep the state in PostgreSQL instead: a libpq-style connection string of an empty
+        /// database (`host=... port=... user=... dbname=...`; from the environment variable
+        /// so a password stays off the command line).
+        #[arg(long, env = "PREDICTIVE_BENCH_POSTGRES", hide_env_values = true)]
+        postgres: Option<String>,
     },
     /// Check a config file and list its workloads.
     Check {
@@ -85,13 +90,14 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
             warmup,
             ticks,
             dir,
+            postgres,
         } => {
-            let r = predictive_controller::bench::run_blocking(
-                workloads,
-                warmup,
-                ticks,
-                dir.as_deref(),
-            )?;
+            use predictive_controller::bench::{run_blocking_with_history, BenchStore};
+            let store = match postgres.as_deref() {
+                Some(url) => BenchStore::Postgres(url),
+                None => BenchStore::sqlite(dir.as_deref()),
+            };
+            let r = run_blocking_with_history(workloads, warmup, ticks, store, 0)?;
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }

@@ -296,6 +296,18 @@ pub async fn run(s: &dyn Store) {
             .unwrap(),
         vec![true, false]
     );
+    // a name given twice gets the same answer twice; none asked, none answered
+    assert_eq!(
+        s.acquire_leases(&["api", "web", "api"], "b", 180, 30)
+            .await
+            .unwrap(),
+        vec![false, true, false]
+    );
+    assert!(s
+        .acquire_leases(&[], "b", 180, 30)
+        .await
+        .unwrap()
+        .is_empty());
 
     // delete cascades to state
     assert!(s.delete_workload("web").await.unwrap());

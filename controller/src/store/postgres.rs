@@ -646,6 +646,35 @@ impl Store for PostgresStore {
             .map_err(query_err("acquire_lease"))?;
         Ok(n > 0)
     }
+
+    /// All leases in one statement (one round trip for the fleet): the rows inserted or taken
+    /// over come back, and a workload is held when its name is among them.
+    async fn acquire_leases(
+        &self,
+        workloads: &[&str],
+        holder: &str,
+        now: Timestamp,
+        ttl: i64,
+    ) -> Result<Vec<bool>> {
+        if workloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = workloads.to_vec();
+        let rows = self
+            .client
+            .query(
+                "INSERT INTO leases (workload, holder, expires_at)
+                 SELECT DISTINCT w, $2::TEXT, $3::BIGINT FROM UNNEST($1::TEXT[]) AS w
+                 ON CONFLICT (workload) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                 WHERE leases.holder = excluded.holder OR leases.expires_at <= $4
+                 RETURNING workload",
+                &[&names, &holder, &(now + ttl), &now],
+            )
+            .await
+            .map_err(query_err("acquire_leases"))?;
+        let held: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(workloads.iter().map(|w| held.contains(*w)).collect())
+    }
 }
 
 #[cfg(test)]
