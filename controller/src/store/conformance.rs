@@ -315,6 +315,11 @@ pub async fn run(s: &dyn Store) {
     assert!(s.samples("web", 0).await.unwrap().is_empty());
     assert_eq!(s.model("web").await.unwrap(), None);
     assert_eq!(s.calibration("web").await.unwrap(), None);
+    assert!(s.forecasts("web", 0).await.unwrap().is_empty());
+    assert_eq!(s.shadow("web").await.unwrap(), 0);
+    assert_eq!(s.budget("web").await.unwrap(), None);
+    assert_eq!(s.loop_state("web", "shadow").await.unwrap(), None);
+    assert!(!s.workloads().await.unwrap().iter().any(|(n, _)| n == "web"));
     assert_eq!(
         s.calibration("api").await.unwrap().map(|c| c.widen),
         Some(0.5)

@@ -304,6 +304,18 @@ pub(crate) fn query_err<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
+/// The tables that hold a workload's state beside its row in `workloads` (keyed by a `workload`
+/// column): deleting a workload deletes its rows in all of them, in one transaction or statement.
+pub(crate) const WORKLOAD_STATE_TABLES: [&str; 7] = [
+    "samples",
+    "models",
+    "forecasts",
+    "shadow_pool",
+    "budgets",
+    "loop_state",
+    "refit_calibration",
+];
+
 /// The schema, one migration per entry; both backends run them in order (SQL common to both).
 pub(crate) const MIGRATIONS: &[&str] = &[
     "CREATE TABLE workloads (name TEXT PRIMARY KEY, spec TEXT NOT NULL, updated_at BIGINT NOT NULL);

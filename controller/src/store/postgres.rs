@@ -218,25 +218,22 @@ impl Store for PostgresStore {
     }
 
     async fn delete_workload(&self, name: &str) -> Result<bool> {
+        // One statement, so all of it or nothing (and one round trip): a data-modifying `WITH`
+        // clause per table of the workload's state.
+        let state: Vec<String> = super::WORKLOAD_STATE_TABLES
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("d{i} AS (DELETE FROM {t} WHERE workload = $1)"))
+            .collect();
+        let sql = format!(
+            "WITH {} DELETE FROM workloads WHERE name = $1",
+            state.join(", ")
+        );
         let n = self
             .client
-            .execute("DELETE FROM workloads WHERE name = $1", &[&name])
+            .execute(&sql, &[&name])
             .await
             .map_err(query_err("delete_workload"))?;
-        for t in [
-            "samples",
-            "models",
-            "forecasts",
-            "shadow_pool",
-            "budgets",
-            "loop_state",
-            "refit_calibration",
-        ] {
-            self.client
-                .execute(&format!("DELETE FROM {t} WHERE workload = $1"), &[&name])
-                .await
-                .map_err(query_err("delete_workload"))?;
-        }
         Ok(n > 0)
     }
 
@@ -648,7 +645,9 @@ impl Store for PostgresStore {
     }
 
     /// All leases in one statement (one round trip for the fleet): the rows inserted or taken
-    /// over come back, and a workload is held when its name is among them.
+    /// over come back, and a workload is held when its name is among them. The rows are locked
+    /// in name order, so replicas taking leases on the same workloads at once wait for each
+    /// other instead of deadlocking (each would otherwise hold some rows and wait for others).
     async fn acquire_leases(
         &self,
         workloads: &[&str],
@@ -664,7 +663,8 @@ impl Store for PostgresStore {
             .client
             .query(
                 "INSERT INTO leases (workload, holder, expires_at)
-                 SELECT DISTINCT w, $2::TEXT, $3::BIGINT FROM UNNEST($1::TEXT[]) AS w
+                 SELECT w, $2::TEXT, $3::BIGINT FROM (SELECT DISTINCT w FROM UNNEST($1::TEXT[]) AS w) AS x
+                 ORDER BY w
                  ON CONFLICT (workload) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
                  WHERE leases.holder = excluded.holder OR leases.expires_at <= $4
                  RETURNING workload",

@@ -202,15 +202,7 @@ impl Store for SqliteStore {
         let n = tx
             .execute("DELETE FROM workloads WHERE name = ?1", [name])
             .map_err(query_err("delete_workload"))?;
-        for t in [
-            "samples",
-            "models",
-            "forecasts",
-            "shadow_pool",
-            "budgets",
-            "loop_state",
-            "refit_calibration",
-        ] {
+        for t in super::WORKLOAD_STATE_TABLES {
             tx.execute(&format!("DELETE FROM {t} WHERE workload = ?1"), [name])
                 .map_err(query_err("delete_workload"))?;
         }
