@@ -237,7 +237,7 @@ fn rss_bytes() -> f64 {
 }
 
 /// Runs `workloads` workloads (phase-shifted copies of the bundled real trace, each on its own
-/// group of an O(1) counter cloud, SQLite store in `dir` or in memory) for `warmup + ticks` ticks on a single-threaded
+/// group of an O(1) counter cloud, state in `store`) for `warmup + ticks` ticks on a single-threaded
 /// runtime and times the last `ticks`.
 ///
 /// # Errors
@@ -246,9 +246,9 @@ pub fn run_blocking(
     workloads: usize,
     warmup: usize,
     ticks: usize,
-    dir: Option<&Path>,
+    store: BenchStore<'_>,
 ) -> Result<BenchResult, Error> {
-    run_blocking_with_history(workloads, warmup, ticks, BenchStore::sqlite(dir), 0)
+    run_blocking_with_history(workloads, warmup, ticks, store, 0)
 }
 
 /// Like [`run_blocking`], after storing `history_days` days of 5-minute history per workload

@@ -92,12 +92,12 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
             dir,
             postgres,
         } => {
-            use predictive_controller::bench::{run_blocking_with_history, BenchStore};
+            use predictive_controller::bench::{run_blocking, BenchStore};
             let store = match postgres.as_deref() {
                 Some(url) => BenchStore::Postgres(url),
                 None => BenchStore::sqlite(dir.as_deref()),
             };
-            let r = run_blocking_with_history(workloads, warmup, ticks, store, 0)?;
+            let r = run_blocking(workloads, warmup, ticks, store)?;
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }

@@ -631,17 +631,7 @@ impl Store for PostgresStore {
         now: Timestamp,
         ttl: i64,
     ) -> Result<bool> {
-        let n = self
-            .client
-            .execute(
-                "INSERT INTO leases (workload, holder, expires_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (workload) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-                 WHERE leases.holder = excluded.holder OR leases.expires_at <= $4",
-                &[&workload, &holder, &(now + ttl), &now],
-            )
-            .await
-            .map_err(query_err("acquire_lease"))?;
-        Ok(n > 0)
+        Ok(self.acquire_leases(&[workload], holder, now, ttl).await?[0])
     }
 
     /// All leases in one statement (one round trip for the fleet): the rows inserted or taken
@@ -658,7 +648,6 @@ impl Store for PostgresStore {
         if workloads.is_empty() {
             return Ok(Vec::new());
         }
-        let names: Vec<&str> = workloads.to_vec();
         let rows = self
             .client
             .query(
@@ -668,7 +657,7 @@ impl Store for PostgresStore {
                  ON CONFLICT (workload) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
                  WHERE leases.holder = excluded.holder OR leases.expires_at <= $4
                  RETURNING workload",
-                &[&names, &holder, &(now + ttl), &now],
+                &[&workloads, &holder, &(now + ttl), &now],
             )
             .await
             .map_err(query_err("acquire_leases"))?;
