@@ -24,7 +24,9 @@
 //! The largest surprise `s` becomes the score `s / (1 + s)`, after *event suppression*: a sample
 //! is announced in full only when its surprise beats the decaying peak of the current incident,
 //! and is damped otherwise. A sustained anomaly is announced once, at its onset, and a new,
-//! larger incident still gets through.
+//! larger incident still gets through; an incident lasts while its samples are still records,
+//! so a leak that goes on climbing is not announced again and again (only the sample that first
+//! names it a leak is, for the runaway guard).
 
 use super::window::{to_f32, BlockWindow, Ring};
 use super::{Error, Result};
@@ -110,7 +112,9 @@ pub struct DetectorParams {
     pub long_window: usize,
     /// Samples after an announcement during which the incident's peak does not decay: only a
     /// sample more surprising than the one announced opens a new incident (default 72, three
-    /// short windows; 0 for none). NAB, like an operator, counts only the first alarm of an
+    /// short windows; 0 for none). Every later sample of the incident that is still a record
+    /// (a surprise of at least 1) starts the period again, so an incident that goes on is
+    /// announced once. NAB, like an operator, counts only the first alarm of an
     /// incident; a chain of near-records (each new mean a little beyond the last) would
     /// otherwise alarm again and again (docs/anomaly.md).
     pub quiet_period: usize,
@@ -603,6 +607,8 @@ pub struct Detector {
     since_announce: usize,
     /// Surprise of the last announced sample.
     announced: f64,
+    /// Whether the current incident has been announced as a leak.
+    leak_named: bool,
     long: Option<MeanTest>,
     /// The accumulating test for small sustained shifts.
     cusum: Cusum,
@@ -640,6 +646,7 @@ impl Detector {
             peak: 0.0,
             since_announce: usize::MAX,
             announced: 0.0,
+            leak_named: false,
             cusum: Cusum::new(TREND_BLOCKS * p.trend_block, p.memory, p.shift_allowance),
             cusum_alarm: false,
             long: (p.long_window > 0).then(|| MeanTest::new(p.long_window, p.memory)),
@@ -857,29 +864,6 @@ impl Detector {
             * [s_band, s_mean, s_season, s_long, s_trend, s_flat, s_cusum]
                 .into_iter()
                 .fold(0.0, f64::max);
-        // Event suppression in surprise space, where values are not saturated: a sample is
-        // announced in full only when it beats the (decaying) peak of the current incident.
-        // Within `quiet_period` samples of the last announcement the bar does not decay below
-        // the announced surprise: only a larger departure is a new incident.
-        let bar = if self.since_announce < self.p.quiet_period {
-            self.peak.max(self.announced)
-        } else {
-            self.peak
-        };
-        self.since_announce = self.since_announce.saturating_add(1);
-        if combined > bar {
-            self.since_announce = 0;
-            self.announced = combined;
-        }
-        let announced = if combined > bar {
-            combined
-        } else {
-            combined * self.p.damping
-        };
-        self.peak = (self.peak * self.p.peak_decay).max(combined);
-        let raw = squash(combined);
-        let score = squash(announced);
-
         let tail = p_up.min(p_down).min(p_res).min(p_mean_up.min(p_mean_down));
         let top = combined / evidence;
         let kind = if combined <= 0.0 {
@@ -913,6 +897,47 @@ impl Detector {
                 Some(AnomalyKind::LevelShift)
             }
         };
+        // Event suppression in surprise space, where values are not saturated: a sample is
+        // announced in full only when it beats the (decaying) peak of the current incident.
+        // Within `quiet_period` samples of the incident's last record the bar does not decay
+        // below the announced surprise: only a larger departure is a new incident.
+        let quiet = self.since_announce < self.p.quiet_period;
+        let bar = if quiet {
+            self.peak.max(self.announced)
+        } else {
+            self.peak
+        };
+        let record = combined >= 1.0;
+        let is_leak = kind == Some(AnomalyKind::Leak);
+        // The first sample that names an incident a leak is announced while it is still a
+        // record beyond the margin: the runaway guard (remediation) caps a leak's allocation
+        // from that verdict on.
+        let names_leak = is_leak && !self.leak_named && combined >= 1.0 + RECORD_MARGIN;
+        let announce = combined > bar || (quiet && names_leak);
+        self.since_announce = self.since_announce.saturating_add(1);
+        if announce {
+            self.leak_named = is_leak || (quiet && self.leak_named);
+            self.since_announce = 0;
+            // A leak named inside the incident keeps the incident's bar.
+            self.announced = if quiet {
+                combined.max(self.announced)
+            } else {
+                combined
+            };
+        } else if quiet && record {
+            // Still beyond everything remembered (a leak that goes on climbing, a shift that
+            // keeps accumulating): the same incident, so its quiet period starts again.
+            self.since_announce = 0;
+        }
+        let announced = if announce {
+            combined
+        } else {
+            combined * self.p.damping
+        };
+        self.peak = (self.peak * self.p.peak_decay).max(combined);
+        let raw = squash(combined);
+        let score = squash(announced);
+
         Verdict {
             score,
             kind,
@@ -1198,6 +1223,47 @@ mod tests {
             .find(|v| v.score >= ALERT_THRESHOLD && v.kind == Some(AnomalyKind::Leak));
         assert!(leak.is_some(), "no leak verdict in a steady climb");
         assert!(leak.unwrap().evidence.trend > 0.9);
+    }
+
+    /// A leak that goes on climbing sets a record at almost every sample. It is one incident:
+    /// it should be announced at its start, not again each time the quiet period runs out (NAB
+    /// and an operator alike count the later alarms as false).
+    #[test]
+    fn a_leak_that_goes_on_should_be_announced_once() {
+        let mut d = detector();
+        let mut n = Noise::new(29);
+        warmed(&mut d, &mut n, 2000);
+        let vs: Vec<Verdict> = (0..3000)
+            .map(|i| d.observe(40.0 + 20.0 * n.uniform() + 0.05 * i as f64))
+            .collect();
+        let alerts: Vec<usize> = (0..vs.len())
+            .filter(|&i| vs[i].score >= ALERT_THRESHOLD)
+            .collect();
+        assert!(!alerts.is_empty(), "the climb was never announced");
+        let records = vs.iter().filter(|v| v.evidence.excess > 0.0).count();
+        assert!(
+            records > 100,
+            "only {records} records: not a climb that goes on"
+        );
+        // Measured: 4 alerts in the first 150 samples (three larger departures, then the one
+        // that names the leak); 37 spread over the whole climb when only an announcement
+        // restarted the quiet period.
+        assert!(
+            alerts.len() <= 4,
+            "{} alerts at samples {alerts:?}",
+            alerts.len()
+        );
+        assert!(
+            alerts.iter().all(|&i| i < 500),
+            "alerts at samples {alerts:?}"
+        );
+        assert!(
+            alerts
+                .iter()
+                .any(|&i| vs[i].kind == Some(AnomalyKind::Leak)),
+            "no alert names the leak: {:?}",
+            alerts.iter().map(|&i| vs[i].kind).collect::<Vec<_>>()
+        );
     }
 
     #[test]
