@@ -1210,14 +1210,19 @@ mod tests {
         assert_eq!(v.kind, Some(AnomalyKind::Drop));
     }
 
+    /// 2000 samples of noise in `[40, 60]`, then `len` samples of it climbing by 0.05 a sample.
+    fn steady_climb(seed: u64, len: usize) -> Vec<Verdict> {
+        let mut d = detector();
+        let mut n = Noise::new(seed);
+        warmed(&mut d, &mut n, 2000);
+        (0..len)
+            .map(|i| d.observe(40.0 + 20.0 * n.uniform() + 0.05 * i as f64))
+            .collect()
+    }
+
     #[test]
     fn steady_climb_should_alert_as_a_leak() {
-        let mut d = detector();
-        let mut n = Noise::new(17);
-        warmed(&mut d, &mut n, 2000);
-        let vs: Vec<Verdict> = (0..800)
-            .map(|i| d.observe(40.0 + 20.0 * n.uniform() + 0.05 * i as f64))
-            .collect();
+        let vs = steady_climb(17, 800);
         let leak = vs
             .iter()
             .find(|v| v.score >= ALERT_THRESHOLD && v.kind == Some(AnomalyKind::Leak));
@@ -1230,12 +1235,7 @@ mod tests {
     /// and an operator alike count the later alarms as false).
     #[test]
     fn a_leak_that_goes_on_should_be_announced_once() {
-        let mut d = detector();
-        let mut n = Noise::new(29);
-        warmed(&mut d, &mut n, 2000);
-        let vs: Vec<Verdict> = (0..3000)
-            .map(|i| d.observe(40.0 + 20.0 * n.uniform() + 0.05 * i as f64))
-            .collect();
+        let vs = steady_climb(29, 3000);
         let alerts: Vec<usize> = (0..vs.len())
             .filter(|&i| vs[i].score >= ALERT_THRESHOLD)
             .collect();
