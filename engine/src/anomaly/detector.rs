@@ -1230,7 +1230,7 @@ mod tests {
         assert!(leak.unwrap().evidence.trend > 0.9);
     }
 
-    /// A leak that goes on climbing sets a record at almost every sample. It is one incident:
+    /// A leak that goes on climbing keeps setting records. It is one incident:
     /// it should be announced at its start, not again each time the quiet period runs out (NAB
     /// and an operator alike count the later alarms as false).
     #[test]
