@@ -918,12 +918,10 @@ impl Detector {
         if announce {
             self.leak_named = is_leak || (quiet && self.leak_named);
             self.since_announce = 0;
-            // A leak named inside the incident keeps the incident's bar.
-            self.announced = if quiet {
-                combined.max(self.announced)
-            } else {
-                combined
-            };
+            // Only a larger departure raises the bar; a leak named inside the incident keeps it.
+            if combined > bar {
+                self.announced = combined;
+            }
         } else if quiet && record {
             // Still beyond everything remembered (a leak that goes on climbing, a shift that
             // keeps accumulating): the same incident, so its quiet period starts again.
