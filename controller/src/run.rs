@@ -1679,10 +1679,11 @@ impl Controller {
             .take(ss.horizon)
             .map(|&x| f64::from(x))
             .fold(0.0_f64, f64::max);
-        // recent[j] is the usage (n - 1 - j) steps ago; a day ago plus h steps is j = n - 1 - day + h.
+        // recent[j] is the usage (n - 1 - j) steps ago; a day ago plus h steps is j = n - 1 - day + h
+        // (summed first: with n == day, n - 1 - day would go below zero).
         let yesterday = if n >= day {
             (1..=ss.horizon.min(day))
-                .filter_map(|h| st.recent.get(n - 1 - day + h))
+                .filter_map(|h| st.recent.get(n + h - 1 - day))
                 .map(|&x| f64::from(x))
                 .fold(0.0_f64, f64::max)
         } else {
@@ -2292,6 +2293,8 @@ fn ticks_per_day(interval: i64) -> usize {
 /// four weeks of them as its memory (the detector's default at a 5-minute tick), whatever the
 /// tick. Its windows are a fixed number of blocks whatever their length, so four weeks cost the
 /// bytes of a day, and a day's noisy top is judged against the month rather than the day before.
+/// Its other windows keep the time they cover at a 5-minute tick when the tick is coarser
+/// (`DetectorParams::at_step`).
 fn detector_params(interval: i64) -> DetectorParams {
     let day = ticks_per_day(interval);
     DetectorParams {
@@ -2299,6 +2302,7 @@ fn detector_params(interval: i64) -> DetectorParams {
         season: day,
         ..DetectorParams::default()
     }
+    .at_step(interval)
 }
 
 #[cfg(test)]
@@ -2312,6 +2316,17 @@ mod tests {
             let p = detector_params(interval);
             assert_eq!((p.season, p.memory), (day, 28 * day), "tick {interval} s");
             assert!(p.check().is_ok(), "tick {interval} s");
+        }
+    }
+
+    #[test]
+    fn the_detectors_mean_should_cover_two_hours_at_a_coarse_tick() {
+        for (interval, window) in [(60, 24), (300, 24), (900, 8), (3600, 2)] {
+            assert_eq!(
+                detector_params(interval).short_window,
+                window,
+                "tick {interval} s"
+            );
         }
     }
 
