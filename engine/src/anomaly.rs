@@ -21,7 +21,7 @@ mod workload;
 
 pub use detector::{
     missing_steps, AnomalyKind, Detector, DetectorParams, Evidence, ValidDetectorParams, Verdict,
-    ALERT_THRESHOLD, DEFAULT_MEMORY, RECORD_MARGIN,
+    ALERT_THRESHOLD, DEFAULT_MEMORY, RECORD_MARGIN, REFERENCE_STEP_SECS,
 };
 pub use remediation::{
     decide, AuditRecord, Decision, RemediationAction, RemediationContext, RemediationPolicy,

@@ -18,6 +18,10 @@
 //!   synthetic corpus is written in NAB's layout (`OUTDIR/data/synthetic/*.csv`,
 //!   `OUTDIR/labels/combined_windows.json`, scores under `OUTDIR/results/synthetic/`), and
 //!   detection is reported per kind at the detector's alert threshold.
+//!
+//! `--resample STEP` first turns every series into means over `STEP` buckets (empty buckets stay
+//! gaps; labels keep their timestamps), the way a coarser monitoring period would have recorded
+//! it: the same anomalies at another sampling step.
 
 use anyhow::{bail, Context as _};
 use predictive_engine::anomaly::nab::{self, ProfileScore, ScoredSeries};
@@ -25,7 +29,7 @@ use predictive_engine::anomaly::synth::{self, Injected};
 use predictive_engine::anomaly::{
     missing_steps, Detector, DetectorParams, ALERT_THRESHOLD, DEFAULT_MEMORY,
 };
-use predictive_traces::{discover, read_samples, read_windows, Metric, Windows};
+use predictive_traces::{discover, parse_duration, read_samples, read_windows, Metric, Windows};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -56,9 +60,14 @@ pub(crate) struct Args {
     /// Samples of each background used by `--inject` (default: 14 days at 5 minutes).
     #[arg(long, default_value_t = 4032)]
     inject_len: usize,
+    /// Average every series over buckets of this duration (`15min`, `1h`, …) before scoring;
+    /// empty buckets stay gaps and the labels keep their timestamps.
+    #[arg(long)]
+    resample: Option<String>,
     /// Detector settings as a JSON object of `DetectorParams` fields (for example
-    /// `{"warmup": 1500}`); fields left out keep their defaults. With `--cross-validate` the
-    /// grid varies its knobs around these.
+    /// `{"warmup": 1500}`); fields left out keep their defaults. Windows are in 5-minute
+    /// samples and are fitted to each series' step. With `--cross-validate` the grid varies
+    /// its knobs around these.
     #[arg(long)]
     params: Option<String>,
     /// Print JSON lines instead of text.
@@ -81,7 +90,13 @@ pub(crate) struct Input {
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let metric: Metric = args.metric.parse().context("--metric")?;
     let params = base_params(args.params.as_deref())?;
-    let inputs = load_inputs(&args.dirs, metric)?;
+    let mut inputs = load_inputs(&args.dirs, metric)?;
+    if let Some(text) = &args.resample {
+        let step = parse_duration(text)
+            .filter(|s| *s > 0)
+            .with_context(|| format!("--resample: cannot read `{text}` as a positive duration"))?;
+        inputs = inputs.iter().map(|i| bucket_means(i, step)).collect();
+    }
     if args.inject {
         return run_injected(&args, inputs, &params);
     }
@@ -171,7 +186,8 @@ fn print_profile(r: &ProfileScore, set: &str, series: usize, seconds: Option<f64
     }
 }
 
-/// Scores a series online with a fresh detector whose season is one day of samples. A gap in
+/// Scores a series online with a fresh detector whose season is one day of samples and whose
+/// windows are fitted to the series' median step (`DetectorParams::at_step`). A gap in
 /// the timestamps (more than half a median step beyond one) is told to the detector as that many
 /// missing samples, so its seasonal phase stays on time.
 pub(crate) fn score_series(
@@ -183,8 +199,8 @@ pub(crate) fn score_series(
     if p.season == 0 {
         p.season = daily_season(timestamps);
     }
-    let mut d = Detector::new(p.check().context("detector settings")?);
     let step = median_step(timestamps).unwrap_or(0);
+    let mut d = Detector::new(p.at_step(step).check().context("detector settings")?);
     Ok(values
         .iter()
         .enumerate()
@@ -330,6 +346,33 @@ pub(crate) fn load_inputs(dirs: &[PathBuf], metric: Metric) -> anyhow::Result<Ve
     }
     inputs.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(inputs)
+}
+
+/// The series as means over buckets of `step` seconds (aligned to multiples of `step` since the
+/// epoch, each stamped with its start). Buckets without a sample are left out, so a gap stays a
+/// gap.
+fn bucket_means(input: &Input, step: i64) -> Input {
+    let mut timestamps: Vec<i64> = Vec::new();
+    let mut values: Vec<f64> = Vec::new();
+    let mut count = 0.0;
+    for (&t, &v) in input.timestamps.iter().zip(&input.values) {
+        let bucket = t.div_euclid(step) * step;
+        if timestamps.last() == Some(&bucket) {
+            count += 1.0;
+            if let Some(mean) = values.last_mut() {
+                *mean += (v - *mean) / count;
+            }
+        } else {
+            timestamps.push(bucket);
+            values.push(v);
+            count = 1.0;
+        }
+    }
+    Input {
+        key: input.key.clone(),
+        timestamps,
+        values,
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of unix seconds, as NAB writes timestamps.
@@ -557,7 +600,8 @@ fn run_injected(args: &Args, inputs: Vec<Input>, params: &DetectorParams) -> any
                 params.season
             },
             ..params.clone()
-        };
+        }
+        .at_step(median_step(&ts).unwrap_or(0));
         let mut d = Detector::new(p.check().context("detector settings")?);
         let verdicts: Vec<_> = s.values.iter().map(|&x| d.observe(x)).collect();
         let scores: Vec<f64> = verdicts.iter().map(|v| v.score).collect();
@@ -676,9 +720,52 @@ mod tests {
             cross_validate: false,
             inject: false,
             inject_len: 4032,
+            resample: None,
             params: None,
             json: true,
         }
+    }
+
+    #[test]
+    fn resampling_should_average_buckets_and_keep_gaps() {
+        let input = Input {
+            key: "d/f.csv".into(),
+            timestamps: vec![0, 300, 600, 900, 1200, 1500, 5400, 5700],
+            values: vec![1.0, 2.0, 3.0, 10.0, 20.0, 30.0, 7.0, 9.0],
+        };
+        let out = bucket_means(&input, 900);
+        assert_eq!(out.timestamps, vec![0, 900, 5400]);
+        assert_eq!(out.values, vec![2.0, 20.0, 8.0]);
+        assert_eq!(out.key, "d/f.csv");
+        // A bucket boundary falls on multiples of the step, wherever the series starts.
+        let late = bucket_means(
+            &Input {
+                timestamps: vec![600, 900],
+                values: vec![4.0, 6.0],
+                ..input
+            },
+            900,
+        );
+        assert_eq!(
+            (late.timestamps, late.values),
+            (vec![0, 900], vec![4.0, 6.0])
+        );
+    }
+
+    #[test]
+    fn a_bad_resampling_step_should_be_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data/set");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(
+            data.join("a.csv"),
+            "timestamp,value\n2014-01-01 00:00:00,1\n",
+        )
+        .unwrap();
+        let mut a = args(vec![dir.path().join("data")], dir.path().join("out"));
+        a.resample = Some("soon".into());
+        let err = format!("{:#}", run(a).unwrap_err());
+        assert!(err.contains("--resample") && err.contains("soon"), "{err}");
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub const RECORD_MARGIN: f64 = 0.01;
 /// Default [`DetectorParams::memory`]: four weeks of 5-minute samples.
 pub const DEFAULT_MEMORY: usize = 4 * 7 * 288;
 
+/// The sampling step, in seconds, in which the windows of [`DetectorParams`] are stated (five
+/// minutes); [`DetectorParams::at_step`] fits them to a coarser one.
+pub const REFERENCE_STEP_SECS: i64 = 300;
+
 /// What an anomaly looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -86,7 +90,8 @@ pub struct DetectorParams {
     /// out of it and ordinary values set records again; much longer, and one large early incident
     /// hides the later ones.
     pub memory: usize,
-    /// Warm-up in samples (default 600): before it, a tail probability rests on fewer values
+    /// Warm-up in samples (default 600, about two days at five minutes; [`Self::at_step`]
+    /// keeps the two days at a coarser step): before it, a tail probability rests on fewer values
     /// than it takes to trust it, and every surprise counts for `ln(m + 1) / ln(warmup + 1)` of
     /// itself (`m` = samples seen), so ordinary early records stay below the alert threshold
     /// and only a departure far beyond the little seen gets through. NAB likewise does not
@@ -94,11 +99,14 @@ pub struct DetectorParams {
     pub warmup: usize,
     /// Smoothing factor of the one-step level forecast, in `(0, 1]` (default 0.3).
     pub level_alpha: f64,
-    /// Length of the window whose mean is tested for a change of level (default 24).
+    /// Length of the window whose mean is tested for a change of level (default 24: two hours
+    /// of 5-minute samples). This and the other windows below are stated in 5-minute samples;
+    /// [`Self::at_step`] fits them to a coarser step.
     pub short_window: usize,
     /// Samples per block of the trend test (default 24); the test spans 12 blocks.
     pub trend_block: usize,
-    /// Decay per sample of the announced peak, in `(0, 1)` (default 0.995): smaller forgets faster.
+    /// Decay per 5-minute sample of the announced peak, in `(0, 1)` (default 0.995): smaller
+    /// forgets faster.
     pub peak_decay: f64,
     /// Factor applied to samples that do not exceed the announced peak, in `[0, 1]` (default 0.3).
     pub damping: f64,
@@ -160,6 +168,39 @@ impl ValidDetectorParams {
 }
 
 impl DetectorParams {
+    /// The same settings for samples `step_secs` apart. The windows that stand for a stretch
+    /// of time (`short_window`, `long_window`, `trend_block`, `quiet_period`, `warmup`) are
+    /// stated in samples of [`REFERENCE_STEP_SECS`] (five minutes); at a coarser step each is
+    /// shortened to cover the same time (at least 2 samples, 1 for a trend block or a quiet
+    /// period, and 0 stays off), and the announced peak decays per sample as much as it did
+    /// over the same time. A window of 24 five-minute samples is two hours; kept at 24 hourly
+    /// samples it would be a day, and a level shift would be found a day late. `memory` and
+    /// `season` are left as they are (a record needs many samples to be judged against, and
+    /// the season is set from the step by the caller), and so are steps of five minutes or
+    /// finer (not positive: unknown), so nothing is stretched beyond the samples it was
+    /// measured on (docs/anomaly.md).
+    #[must_use]
+    pub fn at_step(mut self, step_secs: i64) -> Self {
+        if step_secs <= REFERENCE_STEP_SECS {
+            return self;
+        }
+        let k = step_secs as f64 / REFERENCE_STEP_SECS as f64;
+        let fit = |n: usize, least: usize| {
+            if n == 0 {
+                0
+            } else {
+                ((n as f64 / k).round() as usize).max(least)
+            }
+        };
+        self.short_window = fit(self.short_window, 2);
+        self.long_window = fit(self.long_window, 2);
+        self.trend_block = fit(self.trend_block, 1);
+        self.quiet_period = fit(self.quiet_period, 1);
+        self.warmup = fit(self.warmup, 2);
+        self.peak_decay = self.peak_decay.powf(k);
+        self
+    }
+
     /// Validates the settings.
     ///
     /// # Errors
@@ -1125,6 +1166,73 @@ mod tests {
 
     fn first_alert(vs: &[Verdict]) -> Option<&Verdict> {
         vs.iter().find(|v| v.score >= ALERT_THRESHOLD)
+    }
+
+    #[test]
+    fn windows_should_keep_their_time_at_a_coarser_step() {
+        let d = DetectorParams::default();
+        for step in [-1, 0, 60, 300] {
+            assert_eq!(d.clone().at_step(step), d, "step {step} s");
+        }
+        let hourly = d.clone().at_step(3600);
+        assert_eq!(
+            (hourly.short_window, hourly.long_window, hourly.trend_block),
+            (2, 6, 2)
+        );
+        assert_eq!((hourly.quiet_period, hourly.warmup), (6, 50));
+        assert!((hourly.peak_decay - 0.995f64.powi(12)).abs() < 1e-12);
+        assert_eq!((hourly.memory, hourly.season), (d.memory, d.season));
+        let off = DetectorParams {
+            long_window: 0,
+            quiet_period: 0,
+            ..d.clone()
+        }
+        .at_step(86_400);
+        assert_eq!((off.long_window, off.quiet_period), (0, 0));
+        assert_eq!((off.short_window, off.trend_block, off.warmup), (2, 1, 2));
+        for step in (300..=86_400).step_by(450) {
+            assert!(d.clone().at_step(step).check().is_ok(), "step {step} s");
+        }
+    }
+
+    /// Hourly samples of a daily wave; a level shift on the ninth day. With its windows fitted
+    /// to the hour the detector finds it within hours; with windows counted in 5-minute samples
+    /// (a day-long mean, a 25-day warm-up) it finds it late or not at all.
+    #[test]
+    fn an_hourly_level_shift_should_be_found_within_hours() {
+        let delay = |hourly: bool| -> Vec<Option<usize>> {
+            (1..=10)
+                .map(|seed| {
+                    let mut noise = Noise::new(seed);
+                    let p = DetectorParams {
+                        season: 24,
+                        ..DetectorParams::default()
+                    };
+                    let p = if hourly { p.at_step(3600) } else { p };
+                    let mut d = Detector::new(p.check().unwrap());
+                    let onset = 8 * 24 + 10;
+                    (0..12 * 24)
+                        .map(|i| {
+                            let wave =
+                                30.0 * (std::f64::consts::TAU * (i % 24) as f64 / 24.0).sin();
+                            let shift = if i >= onset { 25.0 } else { 0.0 };
+                            (i, d.observe(100.0 + wave + shift + 10.0 * noise.uniform()))
+                        })
+                        .find(|(i, v)| *i >= onset && v.score >= ALERT_THRESHOLD)
+                        .map(|(i, _)| i - onset)
+                })
+                .collect()
+        };
+        let fitted = delay(true);
+        let counted = delay(false);
+        assert!(
+            fitted.iter().all(|d| d.is_some_and(|d| d <= 4)),
+            "{fitted:?}"
+        );
+        assert!(
+            counted.iter().filter(|d| d.is_some_and(|d| d <= 4)).count() <= 2,
+            "{counted:?}"
+        );
     }
 
     /// Heavy-tailed counts on a daily rhythm (tweet volumes, request counts): `days` days at a
