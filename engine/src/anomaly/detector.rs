@@ -176,9 +176,9 @@ impl DetectorParams {
     /// over the same time. A window of 24 five-minute samples is two hours; kept at 24 hourly
     /// samples it would be a day, and a level shift would be found a day late. `memory` and
     /// `season` are left as they are (a record needs many samples to be judged against, and
-    /// the season is set from the step by the caller), and so are steps of five minutes or
-    /// finer (not positive: unknown), so nothing is stretched beyond the samples it was
-    /// measured on (docs/anomaly.md).
+    /// the season is set from the step by the caller). Steps of five minutes or finer, and an
+    /// unknown step (0 or less), keep the settings as they are: no labelled series that fine
+    /// was there to check longer windows on (docs/anomaly.md).
     #[must_use]
     pub fn at_step(mut self, step_secs: i64) -> Self {
         if step_secs <= REFERENCE_STEP_SECS {
