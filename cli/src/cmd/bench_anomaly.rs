@@ -195,11 +195,12 @@ pub(crate) fn score_series(
     timestamps: &[i64],
     params: &DetectorParams,
 ) -> anyhow::Result<Vec<f64>> {
+    let step = median_step(timestamps);
     let mut p = params.clone();
     if p.season == 0 {
-        p.season = daily_season(timestamps);
+        p.season = daily_season(step);
     }
-    let step = median_step(timestamps).unwrap_or(0);
+    let step = step.unwrap_or(0);
     let mut d = Detector::new(p.at_step(step).check().context("detector settings")?);
     Ok(values
         .iter()
@@ -228,9 +229,10 @@ fn median_step(timestamps: &[i64]) -> Option<i64> {
     Some(*steps.select_nth_unstable(mid).1)
 }
 
-/// Samples per day at the median sampling step, or 0 when that is not between 4 and 2000.
-pub(crate) fn daily_season(timestamps: &[i64]) -> usize {
-    let Some(step) = median_step(timestamps) else {
+/// Samples per day at a series' median sampling step (`median_step`), or 0 when that is
+/// unknown or not between 4 and 2000.
+fn daily_season(step: Option<i64>) -> usize {
+    let Some(step) = step else {
         return 0;
     };
     let season = (86_400 + step / 2) / step;
@@ -592,7 +594,8 @@ fn run_injected(args: &Args, inputs: Vec<Input>, params: &DetectorParams) -> any
             timestamps: ts.clone(),
             values: s.values.clone(),
         };
-        let p_season = daily_season(&ts);
+        let step = median_step(&ts);
+        let p_season = daily_season(step);
         let p = DetectorParams {
             season: if params.season == 0 {
                 p_season
@@ -601,7 +604,7 @@ fn run_injected(args: &Args, inputs: Vec<Input>, params: &DetectorParams) -> any
             },
             ..params.clone()
         }
-        .at_step(median_step(&ts).unwrap_or(0));
+        .at_step(step.unwrap_or(0));
         let mut d = Detector::new(p.check().context("detector settings")?);
         let verdicts: Vec<_> = s.values.iter().map(|&x| d.observe(x)).collect();
         let scores: Vec<f64> = verdicts.iter().map(|v| v.score).collect();
