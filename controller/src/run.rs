@@ -24,7 +24,7 @@ use std::time::Duration;
 use predictive_clouds::{CloudError, DynProvider, GroupId, Owner};
 use predictive_engine::anomaly::{
     self, Detector, DetectorParams, RemediationAction, RemediationContext, RemediationPolicy,
-    Verdict, ALERT_THRESHOLD,
+    StepClock, Verdict, ALERT_THRESHOLD,
 };
 use predictive_engine::forecast::{cold as cold_start, ForecastParams};
 use predictive_engine::policy::{
@@ -141,8 +141,8 @@ struct State {
     price: Option<f64>,
     /// Online usage anomaly detector (the engine's), fed every observation.
     detector: Detector,
-    /// Time of the last observation fed to the detector: a gap is told to it as missing steps.
-    observed_at: Option<Timestamp>,
+    /// The detector's grid of ticks: an empty slot is told to it as a missing step.
+    clock: StepClock,
     /// The latest verdict.
     verdict: Option<Verdict>,
     /// Remediation hold or halt (stored).
@@ -905,7 +905,7 @@ impl Controller {
                         .expect("default detector params are valid")
                 }))
             },
-            observed_at: None,
+            clock: StepClock::new(self.interval),
             verdict: None,
             held: Held::default(),
             pool: Pool::default(),
@@ -962,13 +962,9 @@ impl Controller {
             st.refit_track.observe(c, ts, usage, w.params.quantile, day);
         }
         st.last_plan = Some(st.allocator.step(usage));
-        if let Some(at) = st.observed_at {
-            // Steps with no observation (the source failed, the controller was down): the
-            // detector's same-phase references stay on the clock.
-            st.detector
-                .skip(anomaly::missing_steps(ts - at, self.interval));
-        }
-        st.observed_at = Some(ts);
+        // Steps with no observation (the source failed, the controller was down): the
+        // detector's same-phase references stay on the clock.
+        st.detector.skip(st.clock.missing_before(ts));
         st.verdict = Some(st.detector.observe(usage));
         if let Some(f) = st.allocator.forecast() {
             let qi = ALLOCATOR_LEVELS

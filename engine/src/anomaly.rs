@@ -20,7 +20,7 @@ mod window;
 mod workload;
 
 pub use detector::{
-    missing_steps, AnomalyKind, Detector, DetectorParams, Evidence, ValidDetectorParams, Verdict,
+    AnomalyKind, Detector, DetectorParams, Evidence, StepClock, ValidDetectorParams, Verdict,
     ALERT_THRESHOLD, DEFAULT_MEMORY, RECORD_MARGIN, REFERENCE_STEP_SECS,
 };
 pub use remediation::{

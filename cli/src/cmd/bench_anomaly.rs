@@ -27,7 +27,7 @@ use anyhow::{bail, Context as _};
 use predictive_engine::anomaly::nab::{self, ProfileScore, ScoredSeries};
 use predictive_engine::anomaly::synth::{self, Injected};
 use predictive_engine::anomaly::{
-    missing_steps, Detector, DetectorParams, ALERT_THRESHOLD, DEFAULT_MEMORY,
+    Detector, DetectorParams, StepClock, ALERT_THRESHOLD, DEFAULT_MEMORY,
 };
 use predictive_traces::{discover, parse_duration, read_samples, read_windows, Metric, Windows};
 use std::collections::BTreeMap;
@@ -187,9 +187,10 @@ fn print_profile(r: &ProfileScore, set: &str, series: usize, seconds: Option<f64
 }
 
 /// Scores a series online with a fresh detector whose season is one day of samples and whose
-/// windows are fitted to the series' median step (`DetectorParams::at_step`). A gap in
-/// the timestamps (more than half a median step beyond one) is told to the detector as that many
-/// missing samples, so its seasonal phase stays on time.
+/// windows are fitted to the series' median step (`DetectorParams::at_step`). The timestamps
+/// are put on a grid of that step (`StepClock`): an empty slot is told to the detector as a
+/// missing sample, so its seasonal phase stays on time, and a sample up to half a step off its
+/// slot is not a gap.
 pub(crate) fn score_series(
     values: &[f64],
     timestamps: &[i64],
@@ -202,14 +203,13 @@ pub(crate) fn score_series(
     }
     let step = step.unwrap_or(0);
     let mut d = Detector::new(p.at_step(step).check().context("detector settings")?);
+    let mut clock = StepClock::new(step);
     Ok(values
         .iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            if i > 0 {
-                // Samples that never arrived: the detector keeps its seasonal phase on time.
-                d.skip(missing_steps(timestamps[i] - timestamps[i - 1], step));
-            }
+        .zip(timestamps)
+        .map(|(&x, &at)| {
+            // Samples that never arrived: the detector keeps its seasonal phase on time.
+            d.skip(clock.missing_before(at));
             d.observe(x).score
         })
         .collect())
@@ -752,6 +752,44 @@ mod tests {
         assert_eq!(
             (late.timestamps, late.values),
             (vec![0, 900], vec![4.0, 6.0])
+        );
+    }
+
+    /// Collected metrics arrive a little early or late: a sample within half a step of its
+    /// slot must score as if it had arrived on time (here one in eight is two fifths of a
+    /// step early and the next as late, which measured from the previous sample is a gap).
+    #[test]
+    fn jittered_timestamps_should_score_as_punctual_ones() {
+        let step = 300;
+        let mut noise = predictive_engine::noise::XorShift::new(17);
+        let n = 12 * 288;
+        let values: Vec<f64> = (0..n)
+            .map(|i| {
+                let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+                let peak = if i / 288 == 11 {
+                    0.0
+                } else {
+                    60.0 * phase.sin()
+                };
+                100.0 + peak + 5.0 * noise.uniform()
+            })
+            .collect();
+        let punctual: Vec<i64> = (0..n as i64).map(|i| i * step).collect();
+        let jittered: Vec<i64> = punctual
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match i % 8 {
+                3 => t - 120,
+                4 => t + 120,
+                _ => *t,
+            })
+            .collect();
+        let p = DetectorParams::default();
+        let on_time = score_series(&values, &punctual, &p).unwrap();
+        assert_eq!(score_series(&values, &jittered, &p).unwrap(), on_time);
+        assert!(
+            on_time[11 * 288..].iter().any(|s| *s >= ALERT_THRESHOLD),
+            "the day without its peak should alert"
         );
     }
 

@@ -245,15 +245,53 @@ impl DetectorParams {
 /// Seasons per week when the season is a day (the weekly reference of the seasonal test).
 const WEEK: usize = 7;
 
-/// Steps missing between two observations `elapsed` apart at `step` (for
-/// [`Detector::skip`]): `elapsed / step − 1` rounded to the nearest step, 0 when `step` is not
-/// positive or the observations are at most about one step apart.
-pub fn missing_steps(elapsed: i64, step: i64) -> usize {
-    if step <= 0 || elapsed <= step {
-        return 0;
+/// Puts a series' timestamps on a grid of its step, counted from its first sample, and says
+/// how many steps are missing before each sample (for [`Detector::skip`]).
+///
+/// Gaps are measured against the grid, not against the previous sample. Collected metrics
+/// arrive a little early or late; measured from the previous sample, a late one followed by an
+/// early one looks like a gap and the detector's same-phase references slip one step later,
+/// for good. On the grid a sample up to half a step off its slot is in its slot. Two samples in
+/// one slot count as consecutive steps, and the next gap takes the extra step back. A period a
+/// little off the step keeps the phase on the clock, not on the count of samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepClock {
+    step: i64,
+    /// The first sample's timestamp.
+    origin: Option<i64>,
+    /// The grid slot the detector's last sample stands for.
+    slot: i64,
+}
+
+impl StepClock {
+    /// A clock for samples `step` apart (in the timestamps' unit). A step that is not positive
+    /// (unknown) never reports a missing step.
+    pub fn new(step: i64) -> Self {
+        Self {
+            step,
+            origin: None,
+            slot: 0,
+        }
     }
-    let steps = elapsed.saturating_add(step / 2) / step;
-    usize::try_from(steps - 1).unwrap_or(usize::MAX)
+
+    /// Steps missing before a sample at `at`: 0 for the first sample, for any sample within
+    /// half a step of the slot after the last one, and for a timestamp that goes backwards.
+    pub fn missing_before(&mut self, at: i64) -> usize {
+        if self.step <= 0 {
+            return 0;
+        }
+        let Some(origin) = self.origin else {
+            self.origin = Some(at);
+            return 0;
+        };
+        let slot = at
+            .saturating_sub(origin)
+            .saturating_add(self.step / 2)
+            .div_euclid(self.step);
+        let missing = slot.saturating_sub(self.slot).saturating_sub(1).max(0);
+        self.slot = slot.max(self.slot.saturating_add(1));
+        usize::try_from(missing).unwrap_or(usize::MAX)
+    }
 }
 
 /// Why a sample scored what it did.
@@ -1725,16 +1763,45 @@ mod tests {
     }
 
     #[test]
-    fn missing_steps_should_round_to_the_nearest_step() {
-        assert_eq!(missing_steps(300, 300), 0);
-        assert_eq!(missing_steps(449, 300), 0);
-        assert_eq!(missing_steps(450, 300), 1);
-        assert_eq!(missing_steps(900, 300), 2);
-        assert_eq!(missing_steps(-600, 300), 0);
-        assert_eq!(missing_steps(900, 0), 0);
+    fn a_clock_should_count_missing_steps_against_the_grid() {
+        let mut c = StepClock::new(300);
+        assert_eq!(c.missing_before(1_000), 0, "the first sample");
+        assert_eq!(c.missing_before(1_449), 0, "late, but nearer its slot");
+        assert_eq!(c.missing_before(1_451), 0, "early for its slot");
+        assert_eq!(c.missing_before(2_200), 1, "a slot with no sample");
+        assert_eq!(c.missing_before(3_100), 2, "two empty slots");
+        // Two samples in one slot count as consecutive steps (the detector is one step ahead)
+        // and the next empty slot takes the extra step back.
         assert_eq!(
-            missing_steps(i64::MAX, 1),
+            c.missing_before(3_150),
+            0,
+            "slot 7 again, counted as slot 8"
+        );
+        assert_eq!(c.missing_before(3_400), 0, "slot 8, counted as slot 9");
+        assert_eq!(
+            c.missing_before(4_000),
+            0,
+            "slot 10: the empty slot 9 was the extra step"
+        );
+        assert_eq!(c.missing_before(4_600), 1, "slot 12: back on the grid");
+        assert_eq!(c.missing_before(500), 0, "time going backwards");
+        assert_eq!(StepClock::new(0).missing_before(0), 0);
+        let mut unknown = StepClock::new(0);
+        unknown.missing_before(0);
+        assert_eq!(unknown.missing_before(86_400), 0, "no step, no gaps");
+        let mut far = StepClock::new(1);
+        far.missing_before(i64::MIN);
+        assert_eq!(
+            far.missing_before(i64::MAX),
             usize::try_from(i64::MAX - 1).unwrap()
+        );
+        // A period 1 % longer than the step: every hundredth slot is empty, so the detector's
+        // count of steps stays with the elapsed time.
+        let mut slow = StepClock::new(300);
+        let missing: usize = (0..10_000).map(|i| slow.missing_before(i * 303)).sum();
+        assert!(
+            (98..=100).contains(&missing),
+            "{missing} steps added over 10,000 samples"
         );
         // Any gap is safe to tell: the detector keeps at most a week of it.
         let mut d = seasonal_detector(288);
@@ -1742,6 +1809,64 @@ mod tests {
         warmed(&mut d, &mut n, 3 * 288);
         d.skip(usize::MAX);
         assert!((0.0..=1.0).contains(&d.observe(50.0).score));
+    }
+
+    /// Timestamps that wander by up to 45 % of a step either way (collection jitter): on the
+    /// grid no step is added or lost. Measured from the previous sample, one step in ten looks
+    /// like a gap and the same-phase references drift a tenth of a day a day.
+    #[test]
+    fn jittered_timestamps_should_keep_the_seasonal_phase() {
+        let (season, step) = (288, 300_i64);
+        // (alerts on ordinary days from the fourth on, runs whose peakless twelfth day alerted)
+        let run = |grid: bool| {
+            let (mut ordinary, mut found) = (0, 0);
+            for seed in 1..=10u64 {
+                let mut d = seasonal_detector(season);
+                let mut n = Noise::new(seed * 7_919);
+                let mut clock = StepClock::new(step);
+                let mut previous: Option<i64> = None;
+                let mut hit = false;
+                for i in 0..12 * season {
+                    let jitter = ((n.uniform() - 0.5) * 0.9 * step as f64) as i64;
+                    let at = i as i64 * step + jitter;
+                    let missing = if grid {
+                        clock.missing_before(at)
+                    } else {
+                        // The previous rule: the gap since the last sample, to the nearest step.
+                        previous.map_or(0, |p: i64| {
+                            usize::try_from(((at - p + step / 2) / step - 1).max(0)).unwrap()
+                        })
+                    };
+                    previous = Some(at);
+                    d.skip(missing);
+                    let v = d.observe(wave_without_the_twelfth_days_peak(i, season, &mut n));
+                    if v.score >= ALERT_THRESHOLD {
+                        if i / season == 11 {
+                            hit = true;
+                        } else if i / season >= 3 {
+                            ordinary += 1;
+                        }
+                    }
+                }
+                found += usize::from(hit);
+            }
+            (ordinary, found)
+        };
+        let (ordinary, found) = run(true);
+        assert!(
+            ordinary <= 2,
+            "{ordinary} alerts on ordinary days on the grid"
+        );
+        assert!(
+            found >= 9,
+            "the peakless day alerted in {found} of 10 runs on the grid"
+        );
+        let (drifted, drifted_found) = run(false);
+        assert!(
+            drifted > 2 * (ordinary + 1) && drifted_found <= 5,
+            "from the previous sample: {drifted} alerts on ordinary days ({ordinary} on the grid), \
+             the peakless day found in {drifted_found} of 10 runs"
+        );
     }
 
     /// A chain of near-records (each value a little above the last) is one incident: within
