@@ -27,7 +27,7 @@ use anyhow::{bail, Context as _};
 use predictive_engine::anomaly::nab::{self, ProfileScore, ScoredSeries};
 use predictive_engine::anomaly::synth::{self, Injected};
 use predictive_engine::anomaly::{
-    Detector, DetectorParams, StepClock, ALERT_THRESHOLD, DEFAULT_MEMORY,
+    Detector, DetectorParams, StepClock, Verdict, ALERT_THRESHOLD, DEFAULT_MEMORY,
 };
 use predictive_traces::{discover, parse_duration, read_samples, read_windows, Metric, Windows};
 use std::collections::BTreeMap;
@@ -186,50 +186,96 @@ fn print_profile(r: &ProfileScore, set: &str, series: usize, seconds: Option<f64
     }
 }
 
-/// Scores a series online with a fresh detector whose season is one day of samples and whose
-/// windows are fitted to the series' median step (`DetectorParams::at_step`). The timestamps
-/// are put on a grid of that step (`StepClock`): an empty slot is told to the detector as a
-/// missing sample, so its seasonal phase stays on time, and a sample up to half a step off its
-/// slot is not a gap.
+/// Intervals between a series' first timestamps that fix its step. The step is a property of
+/// the sampling, but it is read from the series itself, so the samples before it is known score
+/// 0: every score uses only the data up to its own timestamp (a series cut short scores its
+/// samples as the whole series does).
+const STEP_PROBE: usize = 48;
+
+/// A series run online through a fresh detector.
+struct Detected {
+    verdicts: Vec<Verdict>,
+    /// The detector's season in samples (0: none).
+    season: usize,
+}
+
+/// Runs a series online through a fresh detector whose season is one day of samples and whose
+/// windows are fitted to the step (`DetectorParams::at_step`), the median of the first
+/// [`STEP_PROBE`] intervals. The timestamps are put on a grid of that step (`StepClock`): an
+/// empty slot is told to the detector as a missing sample, so its seasonal phase stays on
+/// time, and a sample up to half a step off its slot is not a gap.
+fn detect_series(
+    values: &[f64],
+    timestamps: &[i64],
+    params: &DetectorParams,
+) -> anyhow::Result<Detected> {
+    let step = sampling_step(&timestamps[..timestamps.len().min(STEP_PROBE + 1)]);
+    let mut p = params.clone();
+    if p.season == 0 {
+        p.season = daily_season(step);
+    }
+    let season = p.season;
+    let step = step.unwrap_or(0);
+    let mut d = Detector::new(p.at_step(step).check().context("detector settings")?);
+    let mut clock = StepClock::new(step);
+    let verdicts = values
+        .iter()
+        .zip(timestamps)
+        .enumerate()
+        .map(|(i, (&x, &at))| {
+            // Samples that never arrived: the detector keeps its seasonal phase on time.
+            d.skip(clock.missing_before(at));
+            let v = d.observe(x);
+            if i < STEP_PROBE {
+                Verdict { score: 0.0, ..v }
+            } else {
+                v
+            }
+        })
+        .collect();
+    Ok(Detected { verdicts, season })
+}
+
+/// The scores of [`detect_series`].
 pub(crate) fn score_series(
     values: &[f64],
     timestamps: &[i64],
     params: &DetectorParams,
 ) -> anyhow::Result<Vec<f64>> {
-    let step = median_step(timestamps);
-    let mut p = params.clone();
-    if p.season == 0 {
-        p.season = daily_season(step);
-    }
-    let step = step.unwrap_or(0);
-    let mut d = Detector::new(p.at_step(step).check().context("detector settings")?);
-    let mut clock = StepClock::new(step);
-    Ok(values
+    Ok(detect_series(values, timestamps, params)?
+        .verdicts
         .iter()
-        .zip(timestamps)
-        .map(|(&x, &at)| {
-            // Samples that never arrived: the detector keeps its seasonal phase on time.
-            d.skip(clock.missing_before(at));
-            d.observe(x).score
-        })
+        .map(|v| v.score)
         .collect())
 }
 
-/// The median positive step between timestamps.
-fn median_step(timestamps: &[i64]) -> Option<i64> {
-    let mut steps: Vec<i64> = timestamps
-        .windows(2)
-        .map(|w| w[1] - w[0])
+/// Intervals in each span [`sampling_step`] measures.
+const STEP_SPAN: usize = 4;
+
+/// The sampling step of timestamps: the median of the spans of [`STEP_SPAN`] consecutive
+/// intervals, divided by their number (the median interval when there are fewer). A median
+/// ignores the spans with a gap as long as most have none, and over a span collection jitter
+/// weighs a quarter of what it does on one interval.
+fn sampling_step(timestamps: &[i64]) -> Option<i64> {
+    let k = if timestamps.len() > STEP_SPAN {
+        STEP_SPAN
+    } else {
+        1
+    };
+    let mut spans: Vec<i64> = timestamps
+        .windows(k + 1)
+        .map(|w| w[k] - w[0])
         .filter(|d| *d > 0)
         .collect();
-    if steps.is_empty() {
+    if spans.is_empty() {
         return None;
     }
-    let mid = steps.len() / 2;
-    Some(*steps.select_nth_unstable(mid).1)
+    let mid = spans.len() / 2;
+    let span = *spans.select_nth_unstable(mid).1;
+    Some(((span as f64 / k as f64).round() as i64).max(1))
 }
 
-/// Samples per day at a series' median sampling step (`median_step`), or 0 when that is
+/// Samples per day at a series' sampling step (`sampling_step`), or 0 when that is
 /// unknown or not between 4 and 2000.
 fn daily_season(step: Option<i64>) -> usize {
     let Some(step) = step else {
@@ -594,19 +640,7 @@ fn run_injected(args: &Args, inputs: Vec<Input>, params: &DetectorParams) -> any
             timestamps: ts.clone(),
             values: s.values.clone(),
         };
-        let step = median_step(&ts);
-        let p_season = daily_season(step);
-        let p = DetectorParams {
-            season: if params.season == 0 {
-                p_season
-            } else {
-                params.season
-            },
-            ..params.clone()
-        }
-        .at_step(step.unwrap_or(0));
-        let mut d = Detector::new(p.check().context("detector settings")?);
-        let verdicts: Vec<_> = s.values.iter().map(|&x| d.observe(x)).collect();
+        let Detected { verdicts, season } = detect_series(&s.values, &ts, params)?;
         let scores: Vec<f64> = verdicts.iter().map(|v| v.score).collect();
         write_scores(&args.out.join("results"), &series_in, &scores)?;
         write_series(&args.out.join("data"), &series_in)?;
@@ -618,7 +652,7 @@ fn run_injected(args: &Args, inputs: Vec<Input>, params: &DetectorParams) -> any
         }
         // The kind is named right when an alert within two days of the onset names it (with a
         // season a leak needs a day of climbing before it can be told from a daily ramp).
-        let day = p_season.max(1);
+        let day = season.max(1);
         if verdicts[s.onset..(s.onset + 2 * day).min(n)]
             .iter()
             .any(|v| v.score >= ALERT_THRESHOLD && v.kind.is_some_and(|kd| kind.accepts(kd)))
@@ -791,6 +825,31 @@ mod tests {
             on_time[11 * 288..].iter().any(|s| *s >= ALERT_THRESHOLD),
             "the day without its peak should alert"
         );
+    }
+
+    /// Online: a sample's score uses only the data up to its timestamp, so a series cut short
+    /// scores its samples as the whole series does, even when its sampling changes later (here
+    /// from 5 to 10 minutes after two days, which moves the median step of the whole series).
+    #[test]
+    fn a_series_cut_short_should_score_as_the_whole_series_does() {
+        let mut noise = predictive_engine::noise::XorShift::new(23);
+        let mut at = 0;
+        let mut timestamps = Vec::new();
+        for i in 0..2_000 {
+            timestamps.push(at);
+            at += if i < 576 { 300 } else { 600 };
+        }
+        let values: Vec<f64> = (0..timestamps.len())
+            .map(|i| 50.0 + 10.0 * noise.uniform() + if i == 1_500 { 200.0 } else { 0.0 })
+            .collect();
+        let p = DetectorParams::default();
+        let whole = score_series(&values, &timestamps, &p).unwrap();
+        assert!(whole[..STEP_PROBE].iter().all(|s| *s == 0.0));
+        assert!(whole[1_500] >= ALERT_THRESHOLD, "the spike should alert");
+        for n in [10, STEP_PROBE, STEP_PROBE + 1, 700, 1_600] {
+            let cut = score_series(&values[..n], &timestamps[..n], &p).unwrap();
+            assert_eq!(cut, whole[..n], "the first {n} samples");
+        }
     }
 
     #[test]
