@@ -388,13 +388,20 @@ impl Verdict {
                 num(e.value),
                 e.flat_run + 1
             ),
-            AnomalyKind::LevelShift => format!(
-                "recent mean {} moved from the expected {} (value {}, band {band}), tail probability {:.2e}",
-                num(e.recent_mean),
-                num(e.expected),
-                num(e.value),
-                e.tail_probability
-            ),
+            AnomalyKind::LevelShift => {
+                let beyond = if e.excess > 0.0 {
+                    format!(", the value {:.2} ranges beyond everything seen", e.excess)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "recent mean {} moved from the expected {} (value {}, band {band}){beyond}, tail probability {:.2e}",
+                    num(e.recent_mean),
+                    num(e.expected),
+                    num(e.value),
+                    e.tail_probability
+                )
+            }
         };
         format!("{kind}: {detail}; score {:.3}", self.score)
     }
@@ -952,11 +959,20 @@ impl Detector {
         } else if s_trend > 0.0 {
             Some(AnomalyKind::Leak)
         } else if s_band >= top {
-            // A single value outside the band: a surge or a fall.
-            Some(if x >= expected {
-                AnomalyKind::Burst
+            // A value outside the band: a surge or a fall. A surge on values whose mean had
+            // already left the band before it is a record of a level that moved: a level shift.
+            let len = self.raw.len().min(k - 1) + 1;
+            let before = if len > 1 {
+                (recent_mean * len as f64 - x) / (len - 1) as f64
             } else {
+                f64::NEG_INFINITY
+            };
+            Some(if x < expected {
                 AnomalyKind::Drop
+            } else if before > upper {
+                AnomalyKind::LevelShift
+            } else {
+                AnomalyKind::Burst
             })
         } else {
             // The level moved (recent mean, long mean, seasonal comparison or accumulated shift).
@@ -1342,6 +1358,33 @@ mod tests {
         assert_eq!(v.kind, Some(AnomalyKind::Burst));
         assert!(v.evidence.excess > 5.0, "{v:?}");
         assert!(v.evidence.upper < 60.0 && v.evidence.lower > 40.0 - 1e-9);
+    }
+
+    /// A record on values whose mean had already left the band is a level that moved, not a
+    /// surge: the same record value is a burst on the old level and a level shift on the new.
+    #[test]
+    fn a_record_after_the_level_moved_should_be_a_level_shift() {
+        let record = |shifted: bool| {
+            let mut d = detector();
+            let mut n = Noise::new(19);
+            warmed(&mut d, &mut n, 2000);
+            let base = if shifted { 66.0 } else { 50.0 };
+            for _ in 0..30 {
+                d.observe(base + 4.0 * n.uniform());
+            }
+            d.observe(90.0)
+        };
+        let on_old = record(false);
+        assert_eq!(on_old.kind, Some(AnomalyKind::Burst), "{on_old:?}");
+        let on_new = record(true);
+        assert!(on_new.evidence.excess > 0.5, "a record: {on_new:?}");
+        assert_eq!(on_new.kind, Some(AnomalyKind::LevelShift), "{on_new:?}");
+        let why = on_new.explain();
+        assert!(
+            why.starts_with("level_shift: recent mean")
+                && why.contains("ranges beyond everything seen"),
+            "{why}"
+        );
     }
 
     #[test]
