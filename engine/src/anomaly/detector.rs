@@ -960,7 +960,9 @@ impl Detector {
             Some(AnomalyKind::Leak)
         } else if s_band >= top {
             // A value outside the band: a surge or a fall. A surge on values whose mean had
-            // already left the band before it is a record of a level that moved: a level shift.
+            // already left the band before it, and that rises above them by less than the band's
+            // width, is a record of a level that moved: a level shift. Far above them it is a
+            // burst on the new level.
             let len = self.raw.len().min(k - 1) + 1;
             let before = if len > 1 {
                 (recent_mean * len as f64 - x) / (len - 1) as f64
@@ -969,7 +971,7 @@ impl Detector {
             };
             Some(if x < expected {
                 AnomalyKind::Drop
-            } else if before > upper {
+            } else if before > upper && x - before <= upper - lower {
                 AnomalyKind::LevelShift
             } else {
                 AnomalyKind::Burst
@@ -1364,7 +1366,7 @@ mod tests {
     /// surge: the same record value is a burst on the old level and a level shift on the new.
     #[test]
     fn a_record_after_the_level_moved_should_be_a_level_shift() {
-        let record = |shifted: bool| {
+        let record = |shifted: bool, value: f64| {
             let mut d = detector();
             let mut n = Noise::new(19);
             warmed(&mut d, &mut n, 2000);
@@ -1372,11 +1374,11 @@ mod tests {
             for _ in 0..30 {
                 d.observe(base + 4.0 * n.uniform());
             }
-            d.observe(90.0)
+            d.observe(value)
         };
-        let on_old = record(false);
+        let on_old = record(false, 85.0);
         assert_eq!(on_old.kind, Some(AnomalyKind::Burst), "{on_old:?}");
-        let on_new = record(true);
+        let on_new = record(true, 85.0);
         assert!(on_new.evidence.excess > 0.5, "a record: {on_new:?}");
         assert_eq!(on_new.kind, Some(AnomalyKind::LevelShift), "{on_new:?}");
         let why = on_new.explain();
@@ -1385,6 +1387,9 @@ mod tests {
                 && why.contains("ranges beyond everything seen"),
             "{why}"
         );
+        // Far above the new level (more than the band's width) it is a burst again.
+        let far = record(true, 200.0);
+        assert_eq!(far.kind, Some(AnomalyKind::Burst), "{far:?}");
     }
 
     #[test]
