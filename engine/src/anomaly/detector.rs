@@ -249,8 +249,8 @@ const WEEK: usize = 7;
 /// how many steps are missing before each sample (for [`Detector::skip`]).
 ///
 /// Gaps are measured against the grid, not against the previous sample. Collected metrics
-/// arrive a little early or late; measured from the previous sample, a late one followed by an
-/// early one looks like a gap and the detector's same-phase references slip one step later,
+/// arrive a little early or late; measured from the previous sample, an early one followed by
+/// a late one looks like a gap and the detector's same-phase references slip one step later,
 /// for good. On the grid a sample up to half a step off its slot is in its slot. Two samples in
 /// one slot count as consecutive steps, and the next gap takes the extra step back. A period a
 /// little off the step keeps the phase on the clock, not on the count of samples.
