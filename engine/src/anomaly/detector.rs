@@ -503,13 +503,20 @@ impl MeanTest {
         }
     }
 
-    /// Mean of the last `k` values including `x` (the ring holds the values before `x`).
-    fn mean_with(&self, x: f64, raw: &Ring) -> f64 {
-        let mut sum = self.sum + x;
+    /// Sum and count of the values that share the window with the next one: the last `k − 1`
+    /// in the ring (fewer while it fills).
+    fn before(&self, raw: &Ring) -> (f64, usize) {
+        let mut sum = self.sum;
         if raw.len() >= self.k {
             sum -= raw.back(self.k - 1).map_or(0.0, f64::from);
         }
-        sum / (raw.len().min(self.k - 1) + 1) as f64
+        (sum, raw.len().min(self.k - 1))
+    }
+
+    /// Mean of the last `k` values including `x` (the ring holds the values before `x`).
+    fn mean_with(&self, x: f64, raw: &Ring) -> f64 {
+        let (sum, n) = self.before(raw);
+        (sum + x) / (n + 1) as f64
     }
 
     /// Surprise of the mean including `x` (0 until `k` past means exist), and that mean.
@@ -963,11 +970,9 @@ impl Detector {
             // already left the band before it, and that rises above them by less than the band's
             // width, is a record of a level that moved: a level shift. Far above them it is a
             // burst on the new level.
-            let len = self.raw.len().min(k - 1) + 1;
-            let before = if len > 1 {
-                (recent_mean * len as f64 - x) / (len - 1) as f64
-            } else {
-                f64::NEG_INFINITY
+            let before = match self.short.before(&self.raw) {
+                (sum, n) if n > 0 => sum / n as f64,
+                _ => f64::NEG_INFINITY,
             };
             Some(if x < expected {
                 AnomalyKind::Drop
