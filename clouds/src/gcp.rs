@@ -270,6 +270,61 @@ macro_rules! build_client {
     }};
 }
 
+/// Starts `$method` on the managed instance group client of the scope (zonal or regional) with
+/// the project, the zone or region and the group's name set, binds the builder to `$b` and
+/// evaluates `$then`. The two clients have the same calls with different builder and body types,
+/// so `$then` is expanded once for each. With `body`, the body (the zonal or the regional model
+/// type) is read from JSON and set first.
+macro_rules! on_group {
+    ($self:ident, $op:expr, $scope:expr, $name:expr, $method:ident,
+     body: ($zonal:ty, $regional:ty) = $json:expr, |$b:ident| $then:expr) => {
+        match $scope {
+            Scope::Zone(z) => {
+                let $b = $self
+                    .zonal
+                    .$method()
+                    .set_project($self.project())
+                    .set_zone(z.clone())
+                    .set_instance_group_manager($name)
+                    .set_body(request_body::<$zonal>($op, $json)?);
+                $then
+            }
+            Scope::Region(r) => {
+                let $b = $self
+                    .regional
+                    .$method()
+                    .set_project($self.project())
+                    .set_region(r.clone())
+                    .set_instance_group_manager($name)
+                    .set_body(request_body::<$regional>($op, $json)?);
+                $then
+            }
+        }
+    };
+    ($self:ident, $scope:expr, $name:expr, $method:ident, |$b:ident| $then:expr) => {
+        match $scope {
+            Scope::Zone(z) => {
+                let $b = $self
+                    .zonal
+                    .$method()
+                    .set_project($self.project())
+                    .set_zone(z.clone())
+                    .set_instance_group_manager($name);
+                $then
+            }
+            Scope::Region(r) => {
+                let $b = $self
+                    .regional
+                    .$method()
+                    .set_project($self.project())
+                    .set_region(r.clone())
+                    .set_instance_group_manager($name);
+                $then
+            }
+        }
+    };
+}
+
 impl GcpProvider {
     /// Builds the clients (tokio timer for operation polling).
     ///
@@ -413,27 +468,9 @@ impl GcpProvider {
     }
 
     async fn igm(&self, op: Operation, scope: &Scope, name: &str) -> Result<Value> {
-        let got = match scope {
-            Scope::Zone(z) => self
-                .zonal
-                .get()
-                .set_project(self.project())
-                .set_zone(z.clone())
-                .set_instance_group_manager(name)
-                .send()
-                .await
-                .map(|m| to_json(&m)),
-            Scope::Region(r) => self
-                .regional
-                .get()
-                .set_project(self.project())
-                .set_region(r.clone())
-                .set_instance_group_manager(name)
-                .send()
-                .await
-                .map(|m| to_json(&m)),
-        };
-        got.map_err(|e| map_gax(op, e))
+        on_group!(self, scope, name, get, |b| b.send().await)
+            .map(|m| to_json(&m))
+            .map_err(|e| map_gax(op, e))
     }
 
     async fn template_machine_type(
@@ -470,28 +507,11 @@ impl GcpProvider {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = match scope {
-                Scope::Zone(z) => self
-                    .zonal
-                    .list_managed_instances()
-                    .set_project(self.project())
-                    .set_zone(z.clone())
-                    .set_instance_group_manager(name)
-                    .set_page_token(token.take().unwrap_or_default())
-                    .send()
-                    .await
-                    .map(|r| to_json(&r)),
-                Scope::Region(r) => self
-                    .regional
-                    .list_managed_instances()
-                    .set_project(self.project())
-                    .set_region(r.clone())
-                    .set_instance_group_manager(name)
-                    .set_page_token(token.take().unwrap_or_default())
-                    .send()
-                    .await
-                    .map(|r| to_json(&r)),
-            }
+            let page = on_group!(self, scope, name, list_managed_instances, |b| b
+                .set_page_token(token.take().unwrap_or_default())
+                .send()
+                .await
+                .map(|r| to_json(&r)))
             .map_err(|e| map_gax(op, e))?;
             for m in page
                 .get("managedInstances")
@@ -573,6 +593,11 @@ impl GcpProvider {
 
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// A request body of the SDK's model from its JSON form.
+fn request_body<T: serde::de::DeserializeOwned>(op: Operation, v: Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))
 }
 
 fn last_segment(url: &str) -> &str {
@@ -873,30 +898,11 @@ impl CloudProvider for GcpProvider {
                     .map(Value::to_string)
                     .unwrap_or_default(),
             ]);
-            let started = match &scope {
-                Scope::Zone(z) => {
-                    self.zonal
-                        .resize()
-                        .set_project(self.project())
-                        .set_zone(z.clone())
-                        .set_instance_group_manager(name.clone())
-                        .set_size(size)
-                        .set_request_id(rid)
-                        .send()
-                        .await
-                }
-                Scope::Region(r) => {
-                    self.regional
-                        .resize()
-                        .set_project(self.project())
-                        .set_region(r.clone())
-                        .set_instance_group_manager(name.clone())
-                        .set_size(size)
-                        .set_request_id(rid)
-                        .send()
-                        .await
-                }
-            }
+            let started = on_group!(self, &scope, name.clone(), resize, |b| b
+                .set_size(size)
+                .set_request_id(rid)
+                .send()
+                .await)
             .map_err(|e| map_gax(op, e))?;
             self.wait(op, started, Some(&scope)).await?;
         }
@@ -933,8 +939,7 @@ impl CloudProvider for GcpProvider {
         }
         body["name"] = json!(new_name);
         body["properties"]["machineType"] = json!(instance_type.as_str());
-        let body: model::InstanceTemplate = serde_json::from_value(body)
-            .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
+        let body: model::InstanceTemplate = request_body(op, body)?;
         match self
             .templates
             .insert()
@@ -957,37 +962,16 @@ impl CloudProvider for GcpProvider {
             "projects/{}/global/instanceTemplates/{new_name}",
             self.project()
         );
-        let set_body: model::InstanceGroupManagersSetInstanceTemplateRequest =
-            serde_json::from_value(json!({"instanceTemplate": url}))
-                .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
         let rid = request_id(&["set-template", group.as_str(), &url]);
-        let started = match &scope {
-            Scope::Zone(z) => {
-                self.zonal
-                    .set_instance_template()
-                    .set_project(self.project())
-                    .set_zone(z.clone())
-                    .set_instance_group_manager(name.clone())
-                    .set_body(set_body)
-                    .set_request_id(rid)
-                    .send()
-                    .await
-            }
-            Scope::Region(r) => {
-                let body: model::RegionInstanceGroupManagersSetTemplateRequest =
-                    serde_json::from_value(json!({"instanceTemplate": url}))
-                        .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
-                self.regional
-                    .set_instance_template()
-                    .set_project(self.project())
-                    .set_region(r.clone())
-                    .set_instance_group_manager(name.clone())
-                    .set_body(body)
-                    .set_request_id(rid)
-                    .send()
-                    .await
-            }
-        }
+        let started = on_group!(self, op, &scope, name.clone(), set_instance_template,
+            body: (
+                model::InstanceGroupManagersSetInstanceTemplateRequest,
+                model::RegionInstanceGroupManagersSetTemplateRequest
+            ) = json!({ "instanceTemplate": url }),
+            |b| b
+            .set_request_id(rid)
+            .send()
+            .await)
         .map_err(|e| map_gax(op, e))?;
         self.wait(op, started, Some(&scope)).await?;
         self.group_view(op, &scope, &name).await
@@ -1061,8 +1045,7 @@ impl CloudProvider for GcpProvider {
             if request.purchase.is_spot() {
                 body["scheduling"] = spot_scheduling();
             }
-            let body: model::Instance = serde_json::from_value(body)
-                .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
+            let body: model::Instance = request_body(op, body)?;
             let inserted = self
                 .instances
                 .insert()
@@ -1180,10 +1163,10 @@ impl CloudProvider for GcpProvider {
             return Err(CloudError::new(op, ErrorKind::IncorrectState)
                 .with_detail(format!("instance {id} is {}, not stopped", current.state)));
         }
-        let body: model::InstancesSetMachineTypeRequest = serde_json::from_value(json!({
-            "machineType": format!("zones/{zone}/machineTypes/{instance_type}")
-        }))
-        .map_err(|e| CloudError::new(op, ErrorKind::Other).with_source(e))?;
+        let body: model::InstancesSetMachineTypeRequest = request_body(
+            op,
+            json!({ "machineType": format!("zones/{zone}/machineTypes/{instance_type}") }),
+        )?;
         let started = self
             .instances
             .set_machine_type()
@@ -1218,38 +1201,15 @@ impl CloudProvider for GcpProvider {
                 let (scope, group_name) = self.group_ref(op, group)?;
                 let url = format!("zones/{zone}/instances/{name}");
                 let rid = request_id(&["delete-member", id.as_str()]);
-                match &scope {
-                    Scope::Zone(z) => {
-                        let body: model::InstanceGroupManagersDeleteInstancesRequest =
-                            serde_json::from_value(json!({ "instances": [url] })).map_err(|e| {
-                                CloudError::new(op, ErrorKind::Other).with_source(e)
-                            })?;
-                        self.zonal
-                            .delete_instances()
-                            .set_project(self.project())
-                            .set_zone(z.clone())
-                            .set_instance_group_manager(group_name)
-                            .set_body(body)
-                            .set_request_id(rid)
-                            .send()
-                            .await
-                    }
-                    Scope::Region(r) => {
-                        let body: model::RegionInstanceGroupManagersDeleteInstancesRequest =
-                            serde_json::from_value(json!({ "instances": [url] })).map_err(|e| {
-                                CloudError::new(op, ErrorKind::Other).with_source(e)
-                            })?;
-                        self.regional
-                            .delete_instances()
-                            .set_project(self.project())
-                            .set_region(r.clone())
-                            .set_instance_group_manager(group_name)
-                            .set_body(body)
-                            .set_request_id(rid)
-                            .send()
-                            .await
-                    }
-                }
+                on_group!(self, op, &scope, group_name, delete_instances,
+                    body: (
+                        model::InstanceGroupManagersDeleteInstancesRequest,
+                        model::RegionInstanceGroupManagersDeleteInstancesRequest
+                    ) = json!({ "instances": [url] }),
+                    |b| b
+                    .set_request_id(rid)
+                    .send()
+                    .await)
                 .map_err(|e| map_gax(op, e))
                 .map(|o| (o, scope))?
             }

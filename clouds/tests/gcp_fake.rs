@@ -164,6 +164,26 @@ async fn gcp_adapter_should_follow_the_port_on_the_compute_fake() {
     );
     assert!(after.instances.iter().all(|i| i.id != member));
 
+    // the same on the regional group: a new template, and a member removed through its group
+    let resized = p
+        .resize_group(&regional, &InstanceType::new("e2-standard-4"))
+        .await
+        .unwrap();
+    assert_eq!(resized.instance_type, InstanceType::new("e2-standard-4"));
+    let before = p.describe_group(&regional).await.unwrap();
+    let member = before.instances[0].id.clone();
+    assert_eq!(
+        p.describe_instance(&member).await.unwrap().group,
+        Some(regional.clone())
+    );
+    p.terminate_instance(&member).await.unwrap();
+    let after = p.describe_group(&regional).await.unwrap();
+    assert_eq!(
+        (after.desired, after.instances.len()),
+        (before.desired - 1, before.instances.len() - 1)
+    );
+    assert!(after.instances.iter().all(|i| i.id != member));
+
     // terminate, not found, catalog
     p.terminate_instance(&first[1].id).await.unwrap();
     assert!(p
