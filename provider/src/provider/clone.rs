@@ -928,21 +928,7 @@ impl Resource<Configured> for CloneResource {
     async fn delete(&self, ctx: &Configured, prior: &Value, diags: &mut Diagnostics) {
         let id = prior.get("id").as_str().unwrap_or_default().to_string();
         if let Some(live) = self.live(ctx, &id, diags).await {
-            for inst in live {
-                if let Err(e) = ctx.cloud.terminate_instance(&inst).await {
-                    if !e.is_not_found() {
-                        diags.error(
-                            "Could not release capacity",
-                            format!(
-                                "terminating {} on {}: {}",
-                                inst.as_str(),
-                                ctx.cloud.name(),
-                                error_chain(&e)
-                            ),
-                        );
-                    }
-                }
-            }
+            Self::release(ctx, live, diags).await;
         }
         ctx.save_cloud(diags);
         if !diags.has_error() {
@@ -1165,7 +1151,14 @@ impl CloneResource {
                 return;
             }
         }
-        for inst in surplus {
+        Self::release(ctx, surplus, diags).await;
+        ctx.save_cloud(diags);
+    }
+
+    /// Terminates `instances`; one already gone is released, any other failure is an error
+    /// naming the instance and the cloud.
+    async fn release(ctx: &Configured, instances: Vec<InstanceId>, diags: &mut Diagnostics) {
+        for inst in instances {
             if let Err(e) = ctx.cloud.terminate_instance(&inst).await {
                 if !e.is_not_found() {
                     diags.error(
@@ -1180,7 +1173,6 @@ impl CloneResource {
                 }
             }
         }
-        ctx.save_cloud(diags);
     }
 
     /// Records the observed capacity in the new state and registers the clone.
