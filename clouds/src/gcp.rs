@@ -278,30 +278,21 @@ macro_rules! build_client {
 macro_rules! on_group {
     ($self:ident, $op:expr, $scope:expr, $name:expr, $method:ident,
      body: ($zonal:ty, $regional:ty) = $json:expr, |$b:ident| $then:expr) => {
-        match $scope {
-            Scope::Zone(z) => {
-                let $b = $self
-                    .zonal
-                    .$method()
-                    .set_project($self.project())
-                    .set_zone(z.clone())
-                    .set_instance_group_manager($name)
-                    .set_body(request_body::<$zonal>($op, $json)?);
+        on_group!(@ $self, $scope, $name, $method, |$b|
+            zone: {
+                let $b = $b.set_body(request_body::<$zonal>($op, $json)?);
                 $then
-            }
-            Scope::Region(r) => {
-                let $b = $self
-                    .regional
-                    .$method()
-                    .set_project($self.project())
-                    .set_region(r.clone())
-                    .set_instance_group_manager($name)
-                    .set_body(request_body::<$regional>($op, $json)?);
+            },
+            region: {
+                let $b = $b.set_body(request_body::<$regional>($op, $json)?);
                 $then
-            }
-        }
+            })
     };
     ($self:ident, $scope:expr, $name:expr, $method:ident, |$b:ident| $then:expr) => {
+        on_group!(@ $self, $scope, $name, $method, |$b| zone: $then, region: $then)
+    };
+    (@ $self:ident, $scope:expr, $name:expr, $method:ident, |$b:ident|
+     zone: $zone:expr, region: $region:expr) => {
         match $scope {
             Scope::Zone(z) => {
                 let $b = $self
@@ -310,7 +301,7 @@ macro_rules! on_group {
                     .set_project($self.project())
                     .set_zone(z.clone())
                     .set_instance_group_manager($name);
-                $then
+                $zone
             }
             Scope::Region(r) => {
                 let $b = $self
@@ -319,7 +310,7 @@ macro_rules! on_group {
                     .set_project($self.project())
                     .set_region(r.clone())
                     .set_instance_group_manager($name);
-                $then
+                $region
             }
         }
     };
