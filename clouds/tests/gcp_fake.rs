@@ -148,41 +148,16 @@ async fn gcp_adapter_should_follow_the_port_on_the_compute_fake() {
         .is_empty());
 
     // a group member is removed through its group, which shrinks instead of recreating it
-    let before = p.describe_group(&g).await.unwrap();
-    let member = before.instances[0].id.clone();
-    assert_eq!(
-        p.describe_instance(&member).await.unwrap().group,
-        Some(GroupId::new(format!(
-            "zones/{ZONE}/instanceGroupManagers/web"
-        )))
-    );
-    p.terminate_instance(&member).await.unwrap();
-    let after = p.describe_group(&g).await.unwrap();
-    assert_eq!(
-        (after.desired, after.instances.len()),
-        (before.desired - 1, before.instances.len() - 1)
-    );
-    assert!(after.instances.iter().all(|i| i.id != member));
+    let zonal_path = GroupId::new(format!("zones/{ZONE}/instanceGroupManagers/web"));
+    remove_a_member_through_its_group(&p, &g, &zonal_path).await;
 
-    // the same on the regional group: a new template, and a member removed through its group
+    // the same on the regional group, after a new template
     let resized = p
         .resize_group(&regional, &InstanceType::new("e2-standard-4"))
         .await
         .unwrap();
     assert_eq!(resized.instance_type, InstanceType::new("e2-standard-4"));
-    let before = p.describe_group(&regional).await.unwrap();
-    let member = before.instances[0].id.clone();
-    assert_eq!(
-        p.describe_instance(&member).await.unwrap().group,
-        Some(regional.clone())
-    );
-    p.terminate_instance(&member).await.unwrap();
-    let after = p.describe_group(&regional).await.unwrap();
-    assert_eq!(
-        (after.desired, after.instances.len()),
-        (before.desired - 1, before.instances.len() - 1)
-    );
-    assert!(after.instances.iter().all(|i| i.id != member));
+    remove_a_member_through_its_group(&p, &regional, &regional).await;
 
     // terminate, not found, catalog
     p.terminate_instance(&first[1].id).await.unwrap();
@@ -207,6 +182,24 @@ async fn gcp_adapter_should_follow_the_port_on_the_compute_fake() {
         gcp_compute::MACHINE_TYPES.len()
     );
     assert_eq!(p.prices().await.unwrap_err().kind(), ErrorKind::Unsupported);
+}
+
+/// Terminates the first member of `group` (whose members name it `path`): the group's target
+/// drops by one and the member is gone, not recreated.
+async fn remove_a_member_through_its_group(p: &GcpProvider, group: &GroupId, path: &GroupId) {
+    let before = p.describe_group(group).await.unwrap();
+    let member = before.instances[0].id.clone();
+    assert_eq!(
+        p.describe_instance(&member).await.unwrap().group.as_ref(),
+        Some(path)
+    );
+    p.terminate_instance(&member).await.unwrap();
+    let after = p.describe_group(group).await.unwrap();
+    assert_eq!(
+        (after.desired, after.instances.len()),
+        (before.desired - 1, before.instances.len() - 1)
+    );
+    assert!(after.instances.iter().all(|i| i.id != member));
 }
 
 /// A spot instance template makes the instances of an on-demand launch spot; the token is still
