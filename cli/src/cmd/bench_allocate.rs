@@ -5,11 +5,17 @@
 //! line per policy holds the means over series of slack, shortfall_steps, shortfall_volume,
 //! changes_per_day and cost_vs_oracle; `series` is the number of series scored. Series are
 //! streamed: one is in memory at a time.
+//!
+//! `--hindsight` adds, after the policies, one JSON line per hindsight reference
+//! (`engine::simulate::hindsight`): the least mean slack over the same series at `vpa`'s mean
+//! shortfall rate for an allocation that knows each series' distribution in advance. They are
+//! not policies; they tell how far the targets are from what the series allow.
 
 use anyhow::{bail, Context};
 use predictive_engine::policy::{self, AllocatorSettings, PolicyParams};
 use predictive_engine::series::Aggregation;
 use predictive_engine::simulate::baselines::{allocate, Baseline, Geometry};
+use predictive_engine::simulate::hindsight::{self, Fit, Frontier, Knowledge};
 use predictive_engine::simulate::metrics::AllocationMetrics;
 use predictive_traces::{discover, parse_duration, Metric, SeriesStream};
 use serde::Serialize;
@@ -40,7 +46,33 @@ pub(crate) struct Args {
     /// Use only the first N series (0 = all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
+    /// Also print the hindsight references (not policies: they know each series'
+    /// distribution in advance) at `vpa`'s mean shortfall rate.
+    #[arg(long)]
+    hindsight: bool,
 }
+
+/// One JSON line of a hindsight reference.
+#[derive(Debug, Serialize)]
+struct ReferenceLine {
+    reference: &'static str,
+    series: usize,
+    /// The mean shortfall rate it may spend (`vpa`'s).
+    shortfall_budget: f64,
+    slack: f64,
+    shortfall_steps: f64,
+}
+
+/// The hindsight references in output order: name, what it knows, where it reads it.
+const REFERENCES: [(&str, Knowledge, Fit); 3] = [
+    ("hindsight-constant", Knowledge::Constant, Fit::InSample),
+    ("hindsight-recent", Knowledge::Recent, Fit::InSample),
+    (
+        "hindsight-recent-crossfit",
+        Knowledge::Recent,
+        Fit::CrossFit,
+    ),
+];
 
 /// One JSON line, field names as in PROTOCOL.md §2.
 #[derive(Debug, Serialize)]
@@ -64,8 +96,59 @@ const POLICIES: [&str; 6] = [
     "predictive",
 ];
 
+/// What a run measured: one line per policy, one per hindsight reference (with
+/// `--hindsight`), and the predictive replay's timing.
+struct Evaluation {
+    table: Vec<Line>,
+    references: Vec<ReferenceLine>,
+    skipped: usize,
+    predictive_seconds: f64,
+    predictive_steps: usize,
+}
+
 /// Runs the subcommand.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let Evaluation {
+        table,
+        references,
+        skipped,
+        predictive_seconds,
+        predictive_steps,
+    } = evaluate(&args)?;
+    for line in &table {
+        println!("{}", serde_json::to_string(line)?);
+    }
+    for line in &references {
+        println!("{}", serde_json::to_string(line)?);
+    }
+    if !args.json {
+        eprintln!(
+            "{:<12} {:>6} {:>8} {:>10} {:>10} {:>9} {:>9}",
+            "policy", "series", "slack", "short_stp", "short_vol", "chg/day", "cost/orc"
+        );
+        for l in &table {
+            eprintln!(
+                "{:<12} {:>6} {:>8.4} {:>10.4} {:>10.4} {:>9.2} {:>9.4}",
+                l.policy,
+                l.series,
+                l.slack,
+                l.shortfall_steps,
+                l.shortfall_volume,
+                l.changes_per_day,
+                l.cost_vs_oracle
+            );
+        }
+        let per_series = predictive_seconds / table[0].series.max(1) as f64;
+        eprintln!(
+            "predictive replay: {predictive_seconds:.2} s in all, {per_series:.3} s per series, {:.2} µs per step; {skipped} skipped",
+            predictive_seconds * 1e6 / predictive_steps.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+/// Scores every policy (and with `--hindsight` every reference) on the series of `args`.
+fn evaluate(args: &Args) -> anyhow::Result<Evaluation> {
     let step = parse_duration(&args.step)
         .with_context(|| format!("--step: cannot read `{}` as a duration", args.step))?;
     let warmup = parse_duration(&args.warmup)
@@ -92,6 +175,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         bail!("no trace files (*.csv, *.csv.gz) under the given paths");
     }
     let mut scores: Vec<Vec<AllocationMetrics>> = vec![Vec::new(); POLICIES.len()];
+    let mut frontiers: Vec<Vec<Frontier>> = vec![Vec::new(); REFERENCES.len()];
     let (mut skipped, mut predictive_seconds, mut predictive_steps) = (0usize, 0.0f64, 0usize);
     for item in SeriesStream::new(entries, metric, step, Aggregation::Mean) {
         let (id, series, _report) = item?;
@@ -120,10 +204,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             .map(|a| AllocationMetrics::score(usage, a, geometry.warmup, per_day))
             .collect();
         match scored {
-            Some(ms) => ms
-                .into_iter()
-                .enumerate()
-                .for_each(|(i, m)| scores[i].push(m)),
+            Some(ms) => {
+                ms.into_iter()
+                    .enumerate()
+                    .for_each(|(i, m)| scores[i].push(m));
+                if args.hindsight {
+                    for (i, (_, knowledge, fit)) in REFERENCES.iter().enumerate() {
+                        // A series too short for a reference is left out of that reference.
+                        frontiers[i].extend(hindsight::frontier(usage, geometry, *knowledge, *fit));
+                    }
+                }
+            }
             None => {
                 skipped += 1;
                 if !args.json {
@@ -137,7 +228,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         let Some(m) = AllocationMetrics::mean(&scores[i]) else {
             continue;
         };
-        let line = Line {
+        table.push(Line {
             policy: name,
             series: scores[i].len(),
             slack: m.slack,
@@ -145,35 +236,77 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             shortfall_volume: m.shortfall_volume,
             changes_per_day: m.changes_per_day,
             cost_vs_oracle: m.cost_vs_oracle,
-        };
-        println!("{}", serde_json::to_string(&line)?);
-        table.push(line);
+        });
     }
     if table.is_empty() {
         bail!("no series could be scored ({skipped} skipped)");
     }
-    if !args.json {
-        eprintln!(
-            "{:<12} {:>6} {:>8} {:>10} {:>10} {:>9} {:>9}",
-            "policy", "series", "slack", "short_stp", "short_vol", "chg/day", "cost/orc"
-        );
-        for l in &table {
-            eprintln!(
-                "{:<12} {:>6} {:>8.4} {:>10.4} {:>10.4} {:>9.2} {:>9.4}",
-                l.policy,
-                l.series,
-                l.slack,
-                l.shortfall_steps,
-                l.shortfall_volume,
-                l.changes_per_day,
-                l.cost_vs_oracle
-            );
+    let mut references = Vec::new();
+    if args.hindsight {
+        let vpa = POLICIES
+            .iter()
+            .position(|p| *p == "vpa")
+            .expect("vpa is a policy");
+        let budget = AllocationMetrics::mean(&scores[vpa]).map_or(0.0, |m| m.shortfall_steps);
+        for ((name, _, _), f) in REFERENCES.iter().zip(&frontiers) {
+            if let Some(best) = hindsight::best_mean(f, budget) {
+                references.push(ReferenceLine {
+                    reference: name,
+                    series: f.len(),
+                    shortfall_budget: budget,
+                    slack: best.slack,
+                    shortfall_steps: best.shortfall_steps,
+                });
+            }
         }
-        let per_series = predictive_seconds / table[0].series.max(1) as f64;
-        eprintln!(
-            "predictive replay: {predictive_seconds:.2} s in all, {per_series:.3} s per series, {:.2} µs per step; {skipped} skipped",
-            predictive_seconds * 1e6 / predictive_steps.max(1) as f64
-        );
     }
-    Ok(())
+    Ok(Evaluation {
+        table,
+        references,
+        skipped,
+        predictive_seconds,
+        predictive_steps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn evaluate_excerpts(extra: &[&str]) -> Evaluation {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/allocate");
+        let mut argv = vec!["bench", dir, "--json"];
+        argv.extend(extra);
+        evaluate(&Cli::try_parse_from(argv).unwrap().args).unwrap()
+    }
+
+    #[test]
+    fn hindsight_references_should_spend_no_more_than_vpas_shortfall_rate() {
+        let e = evaluate_excerpts(&["--hindsight"]);
+        let vpa = e.table.iter().find(|l| l.policy == "vpa").unwrap();
+        let names: Vec<&str> = e.references.iter().map(|r| r.reference).collect();
+        assert_eq!(names, REFERENCES.map(|r| r.0));
+        for r in &e.references {
+            assert_eq!(r.series, 2, "{}", r.reference);
+            assert_eq!(r.shortfall_budget, vpa.shortfall_steps);
+            assert!(
+                r.shortfall_steps <= r.shortfall_budget + 1e-12,
+                "{}",
+                r.reference
+            );
+            assert!((0.0..1.0).contains(&r.slack), "{}", r.reference);
+        }
+        // Knowing the next value's distribution given the recent past, read from the same
+        // steps, leaves less slack than knowing only the whole period's distribution.
+        assert!(e.references[1].slack < e.references[0].slack);
+        // Without the flag the output is the protocol's alone.
+        assert!(evaluate_excerpts(&[]).references.is_empty());
+    }
 }
