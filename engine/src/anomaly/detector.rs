@@ -717,6 +717,10 @@ pub struct Detector {
     /// Block means of the last season plus [`TREND_BLOCKS`] blocks, for the seasonal trend
     /// (empty without a season).
     block_hist: std::collections::VecDeque<f64>,
+    /// The first value seen. Every value is kept as its difference from it (in `f32`), so a
+    /// series far from zero (a byte count near 10⁹ that moves by thousands) keeps its detail;
+    /// every test is blind to a constant shift. Verdicts report the values themselves.
+    anchor: Option<f64>,
 }
 
 impl Detector {
@@ -751,6 +755,7 @@ impl Detector {
             } else {
                 0
             }),
+            anchor: None,
             p,
         }
     }
@@ -841,17 +846,31 @@ impl Detector {
         if !x.is_finite() {
             return Verdict::quiet(x);
         }
-        // Values are kept as `f32`: judge the value as it will be remembered.
-        let x = f64::from(to_f32(x));
+        // Values are kept as `f32` differences from the anchor: judge the value as it will be
+        // remembered.
+        let anchor = *self.anchor.get_or_insert(x);
+        let y = f64::from(to_f32(x - anchor));
         let verdict = if self.seen >= MIN_SEEN {
-            self.assess(x)
+            let mut v = self.assess(y);
+            let e = &mut v.evidence;
+            for value in [
+                &mut e.value,
+                &mut e.expected,
+                &mut e.lower,
+                &mut e.upper,
+                &mut e.recent_mean,
+            ] {
+                *value += anchor;
+            }
+            v
         } else {
-            Verdict::quiet(x)
+            Verdict::quiet(anchor + y)
         };
-        self.learn(x);
+        self.learn(y);
         verdict
     }
 
+    /// Scores `x`, a value less the anchor (the verdict's values are too).
     fn assess(&mut self, x: f64) -> Verdict {
         let m = self.values.len() as f64;
         let (lo, hi) = (
@@ -861,7 +880,9 @@ impl Detector {
         let lower = self.values.quantile(0.01).unwrap_or(x);
         let upper = self.values.quantile(0.99).unwrap_or(x);
         let range = hi - lo;
-        let spread = if range > 0.0 { range } else { x.abs().max(1.0) };
+        // Nothing has varied yet: measure a departure against the value's own size.
+        let size = (x + self.anchor.unwrap_or(0.0)).abs();
+        let spread = if range > 0.0 { range } else { size.max(1.0) };
 
         // 1. Quantile band: rank of the value among recent values.
         let p_up = (self.values.count_at_least(x) + 1.0) / (m + 1.0);
@@ -1146,6 +1167,7 @@ impl Detector {
         ((self.p.season + self.p.trend_block / 2) / self.p.trend_block).max(1)
     }
 
+    /// Learns from `x`, a value less the anchor.
     fn learn(&mut self, x: f64) {
         self.seen += 1;
         // The recent mean including `x`, where the shift test restarts after an alarm.
@@ -1227,6 +1249,39 @@ mod tests {
 
     fn first_alert(vs: &[Verdict]) -> Option<&Verdict> {
         vs.iter().find(|v| v.score >= ALERT_THRESHOLD)
+    }
+
+    /// A byte count near 10⁹ that moves by tens: kept as `f32` values, its detail would be
+    /// rounded to 64; kept as differences from the first value, it is scored as the same
+    /// series near zero is.
+    #[test]
+    fn a_series_far_from_zero_should_score_as_the_same_series_near_zero() {
+        let mut noise = Noise::new(5);
+        let values: Vec<f64> = (0..3000)
+            .map(|i| {
+                let burst = if (2500..2510).contains(&i) { 60.0 } else { 0.0 };
+                40.0 + 20.0 * noise.uniform() + burst
+            })
+            .collect();
+        let (mut near, mut far) = (detector(), detector());
+        let offset = 1e9;
+        let mut alerts = 0;
+        for (i, x) in values.iter().enumerate() {
+            let (a, b) = (near.observe(*x), far.observe(x + offset));
+            assert_eq!(
+                a.score >= ALERT_THRESHOLD,
+                b.score >= ALERT_THRESHOLD,
+                "{a:?} vs {b:?}"
+            );
+            assert!((a.score - b.score).abs() < 1e-3, "{a:?} vs {b:?}");
+            assert!((b.evidence.value - offset - x).abs() < 1e-3);
+            if i >= MIN_SEEN {
+                // The band is reported in the series' own values.
+                assert!((b.evidence.upper - offset - a.evidence.upper).abs() < 1e-3);
+            }
+            alerts += usize::from(a.score >= ALERT_THRESHOLD);
+        }
+        assert!(alerts > 0, "the burst should alert");
     }
 
     #[test]
