@@ -138,6 +138,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 l.cost_vs_oracle
             );
         }
+        for r in &references {
+            eprintln!(
+                "{:<26} {:>6} slack {:.4} at shortfall_steps {:.4} (budget: vpa's {:.4})",
+                r.reference, r.series, r.slack, r.shortfall_steps, r.shortfall_budget
+            );
+        }
         let per_series = predictive_seconds / table[0].series.max(1) as f64;
         eprintln!(
             "predictive replay: {predictive_seconds:.2} s in all, {per_series:.3} s per series, {:.2} µs per step; {skipped} skipped",
