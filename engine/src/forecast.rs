@@ -51,6 +51,7 @@ mod naive;
 mod surprise;
 mod vpa;
 
+pub(crate) use calibrate::quantile_sorted;
 pub use surprise::Surprise;
 
 use crate::series::{Series, DAY};

@@ -14,6 +14,7 @@
 //!   (the form of the protocol's targets).
 
 use super::baselines::Geometry;
+use crate::forecast::quantile_sorted as quantile;
 use serde::Serialize;
 
 /// What the reference allocation knows of the usage at each scored step.
@@ -62,17 +63,13 @@ pub struct FrontierPoint {
 pub struct Frontier {
     /// Mean usage over the scored steps.
     mean_usage: f64,
-    /// Unused allocation, allocation and steps short, per scored step.
+    /// Unused allocation, allocation and steps short, per scored step: one per price of a
+    /// shortfall step, then one per quantile level with every cell at that level.
     points: Vec<Tally>,
 }
 
 impl Frontier {
-    /// The points: one per price of a shortfall step (lowest price first), then one per
-    /// quantile level with every cell at that level (lowest first).
-    pub fn points(&self) -> Vec<FrontierPoint> {
-        self.points.iter().map(|t| self.point(t)).collect()
-    }
-
+    /// What allocation `t` gives on this series.
     fn point(&self, t: &Tally) -> FrontierPoint {
         FrontierPoint {
             slack: t.over / t.alloc,
@@ -93,14 +90,6 @@ fn levels() -> Vec<f64> {
 fn geometric(lo: f64, hi: f64, n: u32) -> impl Iterator<Item = f64> {
     let ratio = (hi / lo).ln() / f64::from(n - 1);
     (0..n).map(move |k| lo * (ratio * f64::from(k)).exp())
-}
-
-/// The `p` quantile of sorted, non-empty `xs`, linear between order statistics.
-fn quantile(xs: &[f64], p: f64) -> f64 {
-    let h = (xs.len() - 1) as f64 * p;
-    let lo = h.floor() as usize;
-    let hi = (lo + 1).min(xs.len() - 1);
-    xs[lo] + (h - lo as f64) * (xs[hi] - xs[lo])
 }
 
 /// Class of each of `xs` among `classes` equally filled classes of their own distribution.
@@ -220,7 +209,11 @@ pub fn frontier(
             Fit::InSample => f,
             Fit::CrossFit => 1 - f,
         }];
-        let mut pooled: Vec<f64> = source.iter().flatten().copied().collect();
+        // A cell the other fold never saw takes that fold's values as a whole.
+        let mut pooled: Vec<f64> = match fit {
+            Fit::InSample => Vec::new(),
+            Fit::CrossFit => source.iter().flatten().copied().collect(),
+        };
         pooled.sort_by(f64::total_cmp);
         for c in 0..n_cells {
             let covered = &groups[f][c];
