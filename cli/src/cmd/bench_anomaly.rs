@@ -80,7 +80,9 @@ pub(crate) struct Args {
 pub(crate) struct Input {
     /// `<dataset>/<file>.csv`, the key into the labels and the output path.
     pub(crate) key: String,
-    /// Timestamps in unix seconds, never decreasing.
+    /// Timestamps in unix seconds, in the file's order: a row may go back in time (a clock
+    /// stepped back, rows merged out of order). It is scored where it stands, at the time it
+    /// arrives ([`arrival_times`]).
     pub(crate) timestamps: Vec<i64>,
     /// Values.
     pub(crate) values: Vec<f64>,
@@ -305,10 +307,23 @@ pub(crate) fn attach_windows(
             })?;
             Ok(ScoredSeries {
                 name: input.key.clone(),
-                timestamps: input.timestamps.clone(),
+                timestamps: arrival_times(&input.timestamps),
                 scores,
                 windows: w.clone(),
             })
+        })
+        .collect()
+}
+
+/// When each row arrives: its timestamp, or the latest one before it when it goes back in
+/// time. Online, a row stamped earlier than one already seen is news only when it comes, and
+/// NAB's scoring places every row in time by these.
+pub(crate) fn arrival_times(timestamps: &[i64]) -> Vec<i64> {
+    timestamps
+        .iter()
+        .scan(i64::MIN, |latest, &t| {
+            *latest = (*latest).max(t);
+            Some(*latest)
         })
         .collect()
 }
@@ -375,13 +390,20 @@ pub(crate) fn load_inputs(dirs: &[PathBuf], metric: Metric) -> anyhow::Result<Ve
         }
         if entry.files.len() > 1 {
             samples.sort_by_key(|s| s.timestamp);
-        } else if let Some(w) = samples.windows(2).find(|w| w[1].timestamp < w[0].timestamp) {
-            // Repeated timestamps occur at daylight-saving changes; going back in time is an error.
-            bail!(
-                "{}:{}: timestamp earlier than the previous line's",
-                first.display(),
-                w[1].line
-            );
+        } else {
+            // NAB's results format has one row per input row, in the input's order, so a row
+            // that goes back in time is scored where it stands rather than failing the run.
+            let mut back = samples
+                .windows(2)
+                .filter(|w| w[1].timestamp < w[0].timestamp);
+            if let Some(w) = back.next() {
+                eprintln!(
+                    "warning: {}:{}: timestamp earlier than the previous line's ({} such lines in the file); every line is scored in file order, at the time it arrives",
+                    first.display(),
+                    w[1].line,
+                    1 + back.count()
+                );
+            }
         }
         inputs.push(Input {
             key: nab_key(first),
@@ -634,7 +656,8 @@ fn run_injected(args: &Args, inputs: Vec<Input>, params: &DetectorParams) -> any
         k += 1;
         let stem = input.key.trim_end_matches(".csv").replace('/', "_");
         let key = format!("synthetic/{}_{stem}.csv", kind.name());
-        let ts = input.timestamps[..n].to_vec();
+        // The synthetic corpus is stamped with arrival times, so its labels are in order.
+        let ts = arrival_times(&input.timestamps[..n]);
         let series_in = Input {
             key: key.clone(),
             timestamps: ts.clone(),
@@ -962,6 +985,62 @@ mod tests {
             find_labels(&[root.path().join("data")]),
             Some(labels.join("combined_windows.json"))
         );
+    }
+
+    /// A row stamped earlier than the one before it (a clock stepped back) must not stop the
+    /// run or lose a row: every row is scored in file order, the output keeps its timestamp,
+    /// and NAB's scoring places it at the time it arrived.
+    #[test]
+    fn a_row_that_goes_back_in_time_should_be_scored_in_file_order() {
+        assert_eq!(
+            arrival_times(&[0, 300, 100, 600, 600]),
+            vec![0, 300, 300, 600, 600]
+        );
+        let root = tempfile::tempdir().unwrap();
+        let (csv, t0) = wave_csv(1000, Some(700));
+        let mut lines: Vec<String> = csv.lines().map(String::from).collect();
+        // After row 400 (line 402 of the file), a row stamped as row 390 was.
+        let back = format!("{},50", format_timestamp(t0 + 300 * 390));
+        lines.insert(402, back.clone());
+        let mut scores = Vec::new();
+        for (name, text) in [("clean", csv.clone()), ("back", lines.join("\n") + "\n")] {
+            let data = root.path().join(name).join("data").join("synthetic");
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::write(data.join("wave.csv"), text).unwrap();
+            let mut a = args(
+                vec![root.path().join(name).join("data")],
+                root.path().join(name).join("out"),
+            );
+            let labels = root.path().join(name).join("windows.json");
+            std::fs::write(
+                &labels,
+                format!(
+                    r#"{{"synthetic/wave.csv": [["{}.000000", "{}.000000"]]}}"#,
+                    format_timestamp(t0 + 300 * 650),
+                    format_timestamp(t0 + 300 * 750)
+                ),
+            )
+            .unwrap();
+            a.labels = Some(labels);
+            run(a).unwrap();
+            let written = std::fs::read_to_string(
+                root.path()
+                    .join(name)
+                    .join("out")
+                    .join("synthetic")
+                    .join("wave.csv"),
+            )
+            .unwrap();
+            let rows: Vec<String> = written.lines().skip(1).map(String::from).collect();
+            scores.push(rows);
+        }
+        let (clean, back_rows) = (&scores[0], &scores[1]);
+        assert_eq!(back_rows.len(), 1001);
+        assert!(back_rows[401].starts_with(&back), "{}", back_rows[401]);
+        // Online: the rows before it score as in the clean file.
+        assert_eq!(&back_rows[..401], &clean[..401]);
+        let score = |row: &str| row.rsplit(',').next().unwrap().parse::<f64>().unwrap();
+        assert!(score(&back_rows[701]) > 0.9, "{}", back_rows[701]);
     }
 
     #[test]

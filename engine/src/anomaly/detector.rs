@@ -714,6 +714,8 @@ pub struct Detector {
     seasonal: BlockWindow,
     /// Samples still to come after a gap before the recent mean spans no missing step again.
     refill: usize,
+    /// Missing steps since the last sample (consecutive `skip`s and non-finite samples add up).
+    gap_run: usize,
     /// Block means of the last season plus [`TREND_BLOCKS`] blocks, for the seasonal trend
     /// (empty without a season).
     block_hist: std::collections::VecDeque<f64>,
@@ -750,6 +752,7 @@ impl Detector {
             mean_hist: Ring::new(if p.weekly { WEEK } else { 3 } * p.season),
             seasonal: BlockWindow::new(p.memory),
             refill: 0,
+            gap_run: 0,
             block_hist: std::collections::VecDeque::with_capacity(if p.season > 0 {
                 ((p.season + p.trend_block / 2) / p.trend_block).max(1) + TREND_BLOCKS + 1
             } else {
@@ -766,7 +769,8 @@ impl Detector {
     /// mean of the same phase a day earlier (the last recent mean before a day is kept) into
     /// the seasonal history, and for every `trend_block` of them the last block mean goes into
     /// the seasonal trend's history; nothing else learns from a gap. After a gap of at least
-    /// half the short window, the seasonal test rests until the window has refilled. Without a
+    /// half the short window, the seasonal test rests until the window has refilled. Calls
+    /// with no sample between them (and non-finite samples) add up to one gap. Without a
     /// season, or before the first recent mean, it does nothing.
     pub fn skip(&mut self, missing: usize) {
         if self.p.season == 0 {
@@ -779,7 +783,8 @@ impl Detector {
         // half longer than the same-phase means it would be compared with: until the window
         // has refilled, the seasonal test rests and keeps the day-earlier means as references.
         // A shorter gap only blurs the mean a little.
-        if missing.saturating_mul(2) >= self.p.short_window {
+        self.gap_run = self.gap_run.saturating_add(missing);
+        if self.gap_run.saturating_mul(2) >= self.p.short_window {
             self.refill = self.p.short_window;
         }
         for _ in 0..missing.min(self.mean_hist.capacity()) {
@@ -789,7 +794,10 @@ impl Detector {
         }
         if let Some(&block) = self.block_hist.back() {
             let limit = self.season_blocks() + TREND_BLOCKS;
-            for _ in 0..(missing / self.p.trend_block).min(limit) {
+            // Whole blocks completed by this gap, counted over the run it extends.
+            let tb = self.p.trend_block;
+            let blocks = self.gap_run / tb - (self.gap_run - missing) / tb;
+            for _ in 0..blocks.min(limit) {
                 self.block_hist.push_back(block);
                 if self.block_hist.len() > limit {
                     self.block_hist.pop_front();
@@ -838,12 +846,15 @@ impl Detector {
 
     /// Scores one sample, then learns from it.
     ///
-    /// A non-finite value scores 0, has no kind and is not learnt from.
+    /// A non-finite value scores 0, has no kind and is not learnt from: it is a missing sample
+    /// (as [`Self::skip`] of one), so the seasonal phase stays on time.
     ///
     /// # Guarantees
     /// The score is in `[0, 1]` and the call never panics, whatever the value.
     pub fn observe(&mut self, x: f64) -> Verdict {
         if !x.is_finite() {
+            // A sample that came without a number is a missing sample: the phase moves on.
+            self.skip(1);
             return Verdict::quiet(x);
         }
         // Values are kept as `f32` differences from the anchor: judge the value as it will be
@@ -1170,6 +1181,7 @@ impl Detector {
     /// Learns from `x`, a value less the anchor.
     fn learn(&mut self, x: f64) {
         self.seen += 1;
+        self.gap_run = 0;
         // The recent mean including `x`, where the shift test restarts after an alarm.
         let level = self.short.mean_with(x, &self.raw);
         let expected = self.level.unwrap_or(x);
@@ -1812,11 +1824,22 @@ mod tests {
     /// then compared with another hour of the days before, the deviations this makes set the
     /// bar, and a day without its peak goes unseen. Told of the gaps, the detector keeps the
     /// phase (ten seeds, a quarter of the first ten days missing in gaps of up to 48 steps).
+    /// How a gap reaches the detector in `gaps_told_to_the_detector_should_keep_the_seasonal_phase`.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Gap {
+        /// `skip(missing)`.
+        Told,
+        /// One non-finite sample per missing step, as a collector writes a missed scrape.
+        NotANumber,
+        /// Nothing: the next sample simply comes.
+        Untold,
+    }
+
     #[test]
     fn gaps_told_to_the_detector_should_keep_the_seasonal_phase() {
         let season = 288;
         // (alerts on ordinary days from the fourth on, runs whose peakless ninth day alerted)
-        let run = |told: bool| {
+        let run = |gap: Gap| {
             let (mut ordinary, mut found) = (0, 0);
             for seed in 1..=10u64 {
                 let mut d = seasonal_detector(season);
@@ -1829,8 +1852,14 @@ mod tests {
                     let u = n.uniform();
                     if u < 0.01 && day < 10 {
                         let missing = 1 + (u * 4_800.0) as usize;
-                        if told {
-                            d.skip(missing);
+                        match gap {
+                            Gap::Told => d.skip(missing),
+                            Gap::NotANumber => {
+                                for _ in 0..missing {
+                                    assert_eq!(d.observe(f64::NAN).score, 0.0);
+                                }
+                            }
+                            Gap::Untold => {}
                         }
                         i += missing;
                         continue;
@@ -1843,13 +1872,15 @@ mod tests {
             }
             (ordinary, found)
         };
-        let (ordinary, found) = run(true);
-        assert!(
-            ordinary <= 2,
-            "{ordinary} alerts on ordinary days told of the gaps"
-        );
-        assert!(found >= 9, "the peakless day alerted in {found} of 10 runs");
-        let (_, untold) = run(false);
+        for gap in [Gap::Told, Gap::NotANumber] {
+            let (ordinary, found) = run(gap);
+            assert!(
+                ordinary <= 2,
+                "{ordinary} alerts on ordinary days told of the gaps"
+            );
+            assert!(found >= 9, "the peakless day alerted in {found} of 10 runs");
+        }
+        let (_, untold) = run(Gap::Untold);
         assert!(
             untold <= 5,
             "the peakless day alerted in {untold} of 10 runs with the gaps untold"
