@@ -14,6 +14,7 @@
 
 mod detector;
 pub mod nab;
+pub mod perturb;
 mod remediation;
 pub mod synth;
 mod window;

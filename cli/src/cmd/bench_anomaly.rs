@@ -25,6 +25,7 @@
 
 use anyhow::{bail, Context as _};
 use predictive_engine::anomaly::nab::{self, ProfileScore, ScoredSeries};
+use predictive_engine::anomaly::perturb::{perturb, Perturbation, Perturbed};
 use predictive_engine::anomaly::synth::{self, Injected};
 use predictive_engine::anomaly::{
     Detector, DetectorParams, StepClock, Verdict, ALERT_THRESHOLD, DEFAULT_MEMORY,
@@ -64,6 +65,13 @@ pub(crate) struct Args {
     /// empty buckets stay gaps and the labels keep their timestamps.
     #[arg(long)]
     resample: Option<String>,
+    /// Score a perturbed copy of every series instead: `gaps`, `jitter`, `irregular`, `nan` or
+    /// `offset` (docs/anomaly.md); windows move with their rows when the timestamps change.
+    #[arg(long, conflicts_with = "inject")]
+    perturb: Option<String>,
+    /// Seed of `--perturb` (each file's copy is drawn from it and the file's name).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
     /// Detector settings as a JSON object of `DetectorParams` fields (for example
     /// `{"warmup": 1500}`); fields left out keep their defaults. Windows are in 5-minute
     /// samples and are fitted to each series' step. With `--cross-validate` the grid varies
@@ -102,6 +110,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if args.inject {
         return run_injected(&args, inputs, &params);
     }
+    let moved = match &args.perturb {
+        Some(text) => {
+            let kind: Perturbation = text
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--perturb: {e}"))?;
+            perturb_inputs(&mut inputs, kind, args.seed)
+        }
+        None => Moved::new(),
+    };
     let labels_path = match &args.labels {
         Some(p) => Some(p.clone()),
         None => find_labels(&args.dirs),
@@ -123,8 +140,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     };
-    let windows = read_windows(&labels_path)
+    let mut windows = read_windows(&labels_path)
         .with_context(|| format!("reading labels {}", labels_path.display()))?;
+    move_windows(&mut windows, &moved);
     let scored = attach_windows(&inputs, all_scores, &windows, &labels_path)?;
     let results = nab::score_all_profiles(&scored).context("NAB scoring")?;
     for r in &results {
@@ -139,6 +157,42 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         cross_validate(&inputs, &scored, &params, args.json)?;
     }
     Ok(())
+}
+
+/// Copies whose timestamps moved (`--perturb irregular`), by key: the series' own timestamps
+/// and the copy, to move the windows with their rows.
+type Moved = BTreeMap<String, (Vec<i64>, Perturbed)>;
+
+/// Replaces every input by its perturbed copy, drawn from `seed` and the input's key.
+fn perturb_inputs(inputs: &mut [Input], kind: Perturbation, seed: u64) -> Moved {
+    let mut moved = Moved::new();
+    for input in inputs {
+        let copy = perturb(
+            &input.timestamps,
+            &input.values,
+            kind,
+            seed ^ fnv1a(&input.key),
+        );
+        let original = std::mem::replace(&mut input.timestamps, copy.timestamps.clone());
+        input.values.clone_from(&copy.values);
+        if kind.moves_time() {
+            moved.insert(input.key.clone(), (original, copy));
+        }
+    }
+    moved
+}
+
+/// Moves the windows of the copies in `moved` with their rows (a window no row falls in is
+/// dropped).
+fn move_windows(windows: &mut Windows, moved: &Moved) {
+    for (key, (original, copy)) in moved {
+        if let Some(ws) = windows.get_mut(key) {
+            *ws = ws
+                .iter()
+                .filter_map(|w| copy.move_window(original, *w))
+                .collect();
+        }
+    }
 }
 
 /// The detector settings: the defaults, with the fields of `--params` (a JSON object) over them.
@@ -781,6 +835,8 @@ mod tests {
             inject: false,
             inject_len: 4032,
             resample: None,
+            perturb: None,
+            seed: 7,
             params: None,
             json: true,
         }
@@ -1041,6 +1097,88 @@ mod tests {
         assert_eq!(&back_rows[..401], &clean[..401]);
         let score = |row: &str| row.rsplit(',').next().unwrap().parse::<f64>().unwrap();
         assert!(score(&back_rows[701]) > 0.9, "{}", back_rows[701]);
+    }
+
+    /// `--perturb irregular` scores a copy at other times, and its window moves with its rows:
+    /// the spike is still inside it and found; a name that is no perturbation is an error
+    /// naming it.
+    #[test]
+    fn a_perturbed_copy_should_be_scored_with_its_windows_moved() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data").join("synthetic");
+        std::fs::create_dir_all(&data).unwrap();
+        let (csv, t0) = wave_csv(1000, Some(700));
+        std::fs::write(data.join("wave.csv"), csv).unwrap();
+        let labels = root.path().join("windows.json");
+        std::fs::write(
+            &labels,
+            format!(
+                r#"{{"synthetic/wave.csv": [["{}.000000", "{}.000000"]]}}"#,
+                format_timestamp(t0 + 300 * 650),
+                format_timestamp(t0 + 300 * 750)
+            ),
+        )
+        .unwrap();
+        let out = root.path().join("out");
+        let mut a = args(vec![root.path().join("data")], out.clone());
+        a.labels = Some(labels.clone());
+        a.perturb = Some("irregular".into());
+        run(a).unwrap();
+        let written = std::fs::read_to_string(out.join("synthetic").join("wave.csv")).unwrap();
+        let rows: Vec<(i64, f64)> = written
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (
+                    predictive_traces::parse_datetime(f[0]).unwrap(),
+                    f[2].parse().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(rows.len(), 1000);
+        // The copy's times are not the file's, and the spike (row 700) still alerts.
+        assert!(rows
+            .iter()
+            .enumerate()
+            .any(|(i, (t, _))| *t != t0 + 300 * i as i64));
+        assert!(rows[700].1 > 0.9, "spike scored {}", rows[700].1);
+        // Its window, moved with its rows, still holds it: scored, the window is found.
+        let (original, _) = wave_csv(1000, Some(700));
+        let mut inputs = vec![Input {
+            key: "synthetic/wave.csv".into(),
+            timestamps: (0..1000).map(|i| t0 + 300 * i).collect(),
+            values: original
+                .lines()
+                .skip(1)
+                .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+                .collect(),
+        }];
+        let moved = perturb_inputs(&mut inputs, Perturbation::Irregular, 7);
+        assert_eq!(
+            inputs[0].timestamps,
+            rows.iter().map(|r| r.0).collect::<Vec<_>>()
+        );
+        let mut windows = read_windows(&labels).unwrap();
+        move_windows(&mut windows, &moved);
+        assert_eq!(
+            windows["synthetic/wave.csv"],
+            vec![(rows[650].0, rows[750].0)]
+        );
+        let scored = attach_windows(
+            &inputs,
+            vec![rows.iter().map(|r| r.1).collect()],
+            &windows,
+            &labels,
+        )
+        .unwrap();
+        let r = nab::score_corpus(&scored, &nab::CostProfile::STANDARD).unwrap();
+        assert_eq!(r.detected_windows, 1);
+
+        let mut bad = args(vec![root.path().join("data")], root.path().join("o2"));
+        bad.perturb = Some("holes".into());
+        let e = format!("{:#}", run(bad).unwrap_err());
+        assert!(e.contains("--perturb") && e.contains("`holes`"), "{e}");
     }
 
     #[test]
