@@ -1043,6 +1043,26 @@ mod tests {
         );
     }
 
+    /// Writes `csv` as `DIR/data/synthetic/wave.csv` and its one window (rows 650 to 750 of a
+    /// 5-minute series from `t0`) as `DIR/windows.json`; returns the data directory and the
+    /// labels.
+    fn wave_corpus(dir: &Path, csv: &str, t0: i64) -> (PathBuf, PathBuf) {
+        let data = dir.join("data");
+        std::fs::create_dir_all(data.join("synthetic")).unwrap();
+        std::fs::write(data.join("synthetic").join("wave.csv"), csv).unwrap();
+        let labels = dir.join("windows.json");
+        std::fs::write(
+            &labels,
+            format!(
+                r#"{{"synthetic/wave.csv": [["{}.000000", "{}.000000"]]}}"#,
+                format_timestamp(t0 + 300 * 650),
+                format_timestamp(t0 + 300 * 750)
+            ),
+        )
+        .unwrap();
+        (data, labels)
+    }
+
     /// A row stamped earlier than the one before it (a clock stepped back) must not stop the
     /// run or lose a row: every row is scored in file order, the output keeps its timestamp,
     /// and NAB's scoring places it at the time it arrived.
@@ -1060,23 +1080,8 @@ mod tests {
         lines.insert(402, back.clone());
         let mut scores = Vec::new();
         for (name, text) in [("clean", csv.clone()), ("back", lines.join("\n") + "\n")] {
-            let data = root.path().join(name).join("data").join("synthetic");
-            std::fs::create_dir_all(&data).unwrap();
-            std::fs::write(data.join("wave.csv"), text).unwrap();
-            let mut a = args(
-                vec![root.path().join(name).join("data")],
-                root.path().join(name).join("out"),
-            );
-            let labels = root.path().join(name).join("windows.json");
-            std::fs::write(
-                &labels,
-                format!(
-                    r#"{{"synthetic/wave.csv": [["{}.000000", "{}.000000"]]}}"#,
-                    format_timestamp(t0 + 300 * 650),
-                    format_timestamp(t0 + 300 * 750)
-                ),
-            )
-            .unwrap();
+            let (data, labels) = wave_corpus(&root.path().join(name), &text, t0);
+            let mut a = args(vec![data], root.path().join(name).join("out"));
             a.labels = Some(labels);
             run(a).unwrap();
             let written = std::fs::read_to_string(
@@ -1105,22 +1110,10 @@ mod tests {
     #[test]
     fn a_perturbed_copy_should_be_scored_with_its_windows_moved() {
         let root = tempfile::tempdir().unwrap();
-        let data = root.path().join("data").join("synthetic");
-        std::fs::create_dir_all(&data).unwrap();
         let (csv, t0) = wave_csv(1000, Some(700));
-        std::fs::write(data.join("wave.csv"), csv).unwrap();
-        let labels = root.path().join("windows.json");
-        std::fs::write(
-            &labels,
-            format!(
-                r#"{{"synthetic/wave.csv": [["{}.000000", "{}.000000"]]}}"#,
-                format_timestamp(t0 + 300 * 650),
-                format_timestamp(t0 + 300 * 750)
-            ),
-        )
-        .unwrap();
+        let (data, labels) = wave_corpus(root.path(), &csv, t0);
         let out = root.path().join("out");
-        let mut a = args(vec![root.path().join("data")], out.clone());
+        let mut a = args(vec![data.clone()], out.clone());
         a.labels = Some(labels.clone());
         a.perturb = Some("irregular".into());
         run(a).unwrap();
@@ -1175,7 +1168,7 @@ mod tests {
         let r = nab::score_corpus(&scored, &nab::CostProfile::STANDARD).unwrap();
         assert_eq!(r.detected_windows, 1);
 
-        let mut bad = args(vec![root.path().join("data")], root.path().join("o2"));
+        let mut bad = args(vec![data], root.path().join("o2"));
         bad.perturb = Some("holes".into());
         let e = format!("{:#}", run(bad).unwrap_err());
         assert!(e.contains("--perturb") && e.contains("`holes`"), "{e}");
