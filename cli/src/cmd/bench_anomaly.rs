@@ -21,7 +21,12 @@
 //!
 //! `--resample STEP` first turns every series into means over `STEP` buckets (empty buckets stay
 //! gaps; labels keep their timestamps), the way a coarser monitoring period would have recorded
-//! it: the same anomalies at another sampling step.
+//! it: the same anomalies at another sampling step. `--perturb KIND` scores a copy of every
+//! series as another collector could have recorded it (gaps, jittered or irregular timestamps,
+//! `nan` values, a large constant part; `anomaly::perturb`).
+//!
+//! A row whose timestamp goes back is scored where it stands (a warning names it), so every
+//! input row has its output row.
 
 use anyhow::{bail, Context as _};
 use predictive_engine::anomaly::nab::{self, ProfileScore, ScoredSeries};
