@@ -377,7 +377,7 @@ pub(crate) fn attach_windows(
 /// When each row arrives: its timestamp, or the latest one before it when it goes back in
 /// time. Online, a row stamped earlier than one already seen is news only when it comes, and
 /// NAB's scoring places every row in time by these.
-pub(crate) fn arrival_times(timestamps: &[i64]) -> Vec<i64> {
+fn arrival_times(timestamps: &[i64]) -> Vec<i64> {
     timestamps
         .iter()
         .scan(i64::MIN, |latest, &t| {

@@ -1820,10 +1820,6 @@ mod tests {
         );
     }
 
-    /// Samples that never arrived shift the phase when counted in samples: a day's peak is
-    /// then compared with another hour of the days before, the deviations this makes set the
-    /// bar, and a day without its peak goes unseen. Told of the gaps, the detector keeps the
-    /// phase (ten seeds, a quarter of the first ten days missing in gaps of up to 48 steps).
     /// How a gap reaches the detector in `gaps_told_to_the_detector_should_keep_the_seasonal_phase`.
     #[derive(Clone, Copy, PartialEq)]
     enum Gap {
@@ -1835,6 +1831,11 @@ mod tests {
         Untold,
     }
 
+    /// Samples that never arrived shift the phase when counted in samples: a day's peak is
+    /// then compared with another hour of the days before, the deviations this makes set the
+    /// bar, and a day without its peak goes unseen. Told of the gaps (by `skip` or as `nan`
+    /// samples), the detector keeps the phase (ten seeds, a quarter of the first ten days
+    /// missing in gaps of up to 48 steps).
     #[test]
     fn gaps_told_to_the_detector_should_keep_the_seasonal_phase() {
         let season = 288;

@@ -112,6 +112,13 @@ impl Perturbed {
         let last = self.rows.iter().enumerate().rev().find(inside)?.0;
         Some((self.timestamps[first], self.timestamps[last]))
     }
+
+    /// Appends row `row` of the series, at `t` with value `v`.
+    fn push(&mut self, row: usize, t: i64, v: f64) {
+        self.timestamps.push(t);
+        self.values.push(v);
+        self.rows.push(row);
+    }
 }
 
 /// Median of the positive intervals between timestamps (1 when there is none).
@@ -151,9 +158,7 @@ pub fn perturb(timestamps: &[i64], values: &[f64], kind: Perturbation, seed: u64
                     i += run_length(&mut rng, GAP_RUN);
                     continue;
                 }
-                out.timestamps.push(timestamps[i]);
-                out.values.push(values[i]);
-                out.rows.push(i);
+                out.push(i, timestamps[i], values[i]);
                 i += 1;
             }
         }
@@ -179,9 +184,7 @@ pub fn perturb(timestamps: &[i64], values: &[f64], kind: Perturbation, seed: u64
                 let moved = timestamps[i] + ((2.0 * rng.uniform() - 1.0) * most).round() as i64;
                 // The order is kept: a move never passes the row before.
                 let t = moved.max(last.saturating_add(1));
-                out.timestamps.push(t);
-                out.values.push(values[i]);
-                out.rows.push(i);
+                out.push(i, t, values[i]);
                 last = t;
             }
         }
@@ -195,9 +198,7 @@ pub fn perturb(timestamps: &[i64], values: &[f64], kind: Perturbation, seed: u64
                     let draw = -mean * (1.0 - rng.uniform()).ln();
                     out.timestamps[i - 1] + (draw.round() as i64).max(1)
                 };
-                out.timestamps.push(t);
-                out.values.push(values[i]);
-                out.rows.push(i);
+                out.push(i, t, values[i]);
             }
         }
         Perturbation::Offset => {
