@@ -22,8 +22,8 @@
 //! `--resample STEP` first turns every series into means over `STEP` buckets (empty buckets stay
 //! gaps; labels keep their timestamps), the way a coarser monitoring period would have recorded
 //! it: the same anomalies at another sampling step. `--perturb KIND` scores a copy of every
-//! series as another collector could have recorded it (gaps, jittered or irregular timestamps,
-//! `nan` values, a large constant part; `anomaly::perturb`).
+//! series as another collector could have recorded it (gaps, samples lost at random, jittered
+//! or irregular timestamps, `nan` values, a large constant part; `anomaly::perturb`).
 //!
 //! A row whose timestamp goes back is scored where it stands (a warning names it), so every
 //! input row has its output row.
@@ -70,8 +70,9 @@ pub(crate) struct Args {
     /// empty buckets stay gaps and the labels keep their timestamps.
     #[arg(long)]
     resample: Option<String>,
-    /// Score a perturbed copy of every series instead: `gaps`, `jitter`, `irregular`, `nan` or
-    /// `offset` (docs/anomaly.md); windows move with their rows when the timestamps change.
+    /// Score a perturbed copy of every series instead: `gaps`, `sparse`, `jitter`, `irregular`,
+    /// `nan` or `offset` (docs/anomaly.md); windows move with their rows when the timestamps
+    /// change.
     #[arg(long, conflicts_with = "inject")]
     perturb: Option<String>,
     /// Seed of `--perturb` (each file's copy is drawn from it and the file's name).

@@ -770,9 +770,20 @@ impl Detector {
     /// the seasonal history, and for every `trend_block` of them the last block mean goes into
     /// the seasonal trend's history; nothing else learns from a gap. After a gap of at least
     /// half the short window, the seasonal test rests until the window has refilled. Calls
-    /// with no sample between them (and non-finite samples) add up to one gap. Without a
-    /// season, or before the first recent mean, it does nothing.
+    /// with no sample between them (and non-finite samples) add up to one gap. The missing
+    /// steps count as time for the current incident: its peak decays and its quiet period runs
+    /// on as if they had arrived (an incident two days old is over, whatever arrived in
+    /// between). Without a season, or before the first recent mean, that is all it does.
     pub fn skip(&mut self, missing: usize) {
+        // Time passes for the current incident too: its peak decays and its quiet period runs
+        // out by the clock, not by the samples that happened to arrive.
+        if missing > 0 {
+            self.peak *= self
+                .p
+                .peak_decay
+                .powi(i32::try_from(missing).unwrap_or(i32::MAX));
+            self.since_announce = self.since_announce.saturating_add(missing);
+        }
         if self.p.season == 0 {
             return;
         }
@@ -1719,6 +1730,31 @@ mod tests {
         assert!(alerts <= 3, "{alerts} alerts for one incident");
         // The raw score still says every sample is off.
         assert!(vs.iter().all(|v| v.evidence.raw_score >= 0.3));
+    }
+
+    /// An incident's quiet period and the decay of its peak run by the clock: after two days
+    /// without a sample, a new record a little beyond the last incident is a new incident,
+    /// while the same record a few samples on is still the old one.
+    #[test]
+    fn a_gap_should_run_out_an_incidents_quiet_period() {
+        let next_record = |gap: usize| {
+            let mut d = detector();
+            let mut n = Noise::new(37);
+            warmed(&mut d, &mut n, 2000);
+            let first = d.observe(90.0);
+            assert!(
+                first.score >= ALERT_THRESHOLD,
+                "the first incident: {first:?}"
+            );
+            warmed(&mut d, &mut n, 5);
+            d.skip(gap);
+            d.observe(92.0)
+        };
+        let later = next_record(576);
+        assert!(later.score >= ALERT_THRESHOLD, "after two days: {later:?}");
+        let soon = next_record(0);
+        assert!(soon.score < ALERT_THRESHOLD, "five samples on: {soon:?}");
+        assert!(soon.evidence.raw_score >= 0.5, "still a record: {soon:?}");
     }
 
     /// The seasonal test starts three seasons in with a handful of past deviations; a record

@@ -1,12 +1,13 @@
-//! Copies of a series as another collector could have recorded it: with gaps, with late or
-//! early timestamps, at irregular intervals, with missed samples written as `nan`, or with a
-//! large constant part. Scoring such copies of a labelled corpus checks that the detector's
-//! defaults hold on series shaped unlike the ones they were chosen on (`bench anomaly
-//! --perturb`).
+//! Copies of a series as another collector could have recorded it: with gaps, with samples
+//! lost here and there, with late or early timestamps, at irregular intervals, with missed
+//! samples written as `nan`, or with a large constant part. Scoring such copies of a labelled
+//! corpus checks that the detector's defaults hold on series shaped unlike the ones they were
+//! chosen on (`bench anomaly --perturb`).
 //!
 //! | perturbation | what changes | labels |
 //! |---|---|---|
 //! | `gaps` | from each sample, a 1 % chance that it and up to 23 more are cut out (about 10 % of the rows) | unchanged |
+//! | `sparse` | every sample after the first 60 lost with a 30 % chance (a collector that drops samples at random) | unchanged |
 //! | `jitter` | every timestamp moved by up to ±40 % of the median interval, the order kept | unchanged |
 //! | `irregular` | every interval redrawn from an exponential distribution of the same mean (a Poisson process) | moved with their rows |
 //! | `nan` | from each sample after the first 60, a 0.4 % chance that it and up to 11 more values become `nan` | unchanged |
@@ -21,6 +22,8 @@ use crate::noise::XorShift;
 pub enum Perturbation {
     /// Runs of samples cut out.
     Gaps,
+    /// Samples lost one by one at random.
+    Sparse,
     /// Timestamps moved by up to ±40 % of the step.
     Jitter,
     /// Intervals redrawn at random with the same mean.
@@ -39,8 +42,11 @@ const GAP_RUN: u64 = 24;
 const NAN_CHANCE: f64 = 0.004;
 /// Longest run of `nan` values.
 const NAN_RUN: u64 = 12;
-/// Samples left whole at the start of a `nan` copy (the detector reads its step from them).
-const NAN_CLEAN_START: usize = 60;
+/// Samples left whole at the start of a `nan` or `sparse` copy (the detector reads its step
+/// from them).
+const CLEAN_START: usize = 60;
+/// Chance per sample after [`CLEAN_START`] that a `sparse` copy loses it.
+const SPARSE_LOSS: f64 = 0.3;
 /// Largest move of a jittered timestamp, as a share of the median interval.
 const JITTER_SHARE: f64 = 0.4;
 /// What `offset` adds.
@@ -48,8 +54,9 @@ const OFFSET: f64 = 1e6;
 
 impl Perturbation {
     /// Every perturbation, in a fixed order.
-    pub const ALL: [Perturbation; 5] = [
+    pub const ALL: [Perturbation; 6] = [
         Perturbation::Gaps,
+        Perturbation::Sparse,
         Perturbation::Jitter,
         Perturbation::Irregular,
         Perturbation::Nan,
@@ -60,6 +67,7 @@ impl Perturbation {
     pub fn name(self) -> &'static str {
         match self {
             Perturbation::Gaps => "gaps",
+            Perturbation::Sparse => "sparse",
             Perturbation::Jitter => "jitter",
             Perturbation::Irregular => "irregular",
             Perturbation::Nan => "nan",
@@ -162,11 +170,18 @@ pub fn perturb(timestamps: &[i64], values: &[f64], kind: Perturbation, seed: u64
                 i += 1;
             }
         }
+        Perturbation::Sparse => {
+            for i in 0..n {
+                if i < CLEAN_START || rng.uniform() >= SPARSE_LOSS {
+                    out.push(i, timestamps[i], values[i]);
+                }
+            }
+        }
         Perturbation::Nan => {
             out.timestamps.extend_from_slice(&timestamps[..n]);
             out.values.extend_from_slice(&values[..n]);
             out.rows.extend(0..n);
-            let mut i = NAN_CLEAN_START;
+            let mut i = CLEAN_START;
             while i < n {
                 if rng.uniform() < NAN_CHANCE {
                     let end = (i + run_length(&mut rng, NAN_RUN)).min(n);
@@ -244,6 +259,26 @@ mod tests {
     }
 
     #[test]
+    fn sparse_should_lose_about_three_in_ten_rows_one_by_one() {
+        let (ts, vs) = series(20_000);
+        let p = perturb(&ts, &vs, Perturbation::Sparse, 3);
+        assert_eq!(p.rows[..CLEAN_START], (0..CLEAN_START).collect::<Vec<_>>());
+        let lost = 1.0 - p.rows.len() as f64 / ts.len() as f64;
+        assert!((0.28..0.32).contains(&lost), "lost {lost}");
+        for (j, &r) in p.rows.iter().enumerate() {
+            assert_eq!((p.timestamps[j], p.values[j]), (ts[r], vs[r]));
+        }
+        // Lost one by one: most gaps are a single step, some are longer.
+        let gaps: Vec<i64> = p.timestamps.windows(2).map(|w| w[1] - w[0]).collect();
+        let single = gaps.iter().filter(|&&g| g == 600).count();
+        let longer = gaps.iter().filter(|&&g| g > 600).count();
+        assert!(
+            single > 2 * longer && longer > 0,
+            "{single} single, {longer} longer"
+        );
+    }
+
+    #[test]
     fn jitter_should_move_timestamps_within_the_share_and_keep_the_order() {
         let (ts, vs) = series(5_000);
         let p = perturb(&ts, &vs, Perturbation::Jitter, 11);
@@ -287,7 +322,7 @@ mod tests {
         assert_eq!(p.timestamps, ts);
         let nan = p.values.iter().filter(|v| v.is_nan()).count();
         assert!((300..2_000).contains(&nan), "{nan} nan values");
-        assert!(p.values[..NAN_CLEAN_START].iter().all(|v| v.is_finite()));
+        assert!(p.values[..CLEAN_START].iter().all(|v| v.is_finite()));
         for (a, b) in p.values.iter().zip(&vs) {
             assert!(a.is_nan() || a == b);
         }
