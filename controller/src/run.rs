@@ -2289,16 +2289,17 @@ fn ticks_per_day(interval: i64) -> usize {
 /// four weeks of them as its memory (the detector's default at a 5-minute tick), whatever the
 /// tick. Its windows are a fixed number of blocks whatever their length, so four weeks cost the
 /// bytes of a day, and a day's noisy top is judged against the month rather than the day before.
-/// Its other windows keep the time they cover at a 5-minute tick when the tick is coarser
-/// (`DetectorParams::at_step`).
+/// Its other windows keep the time they cover at a 5-minute tick (`DetectorParams::at_step`).
 fn detector_params(interval: i64) -> DetectorParams {
     let day = ticks_per_day(interval);
     DetectorParams {
         memory: (28 * day).max(10),
-        season: day,
-        ..DetectorParams::default()
+        ..DetectorParams {
+            season: day,
+            ..DetectorParams::default()
+        }
+        .at_step(interval)
     }
-    .at_step(interval)
 }
 
 #[cfg(test)]
@@ -2316,8 +2317,8 @@ mod tests {
     }
 
     #[test]
-    fn the_detectors_mean_should_cover_two_hours_at_a_coarse_tick() {
-        for (interval, window) in [(60, 24), (300, 24), (900, 8), (3600, 2)] {
+    fn the_detectors_mean_should_cover_two_hours_at_any_tick() {
+        for (interval, window) in [(60, 120), (300, 24), (900, 8), (3600, 2)] {
             assert_eq!(
                 detector_params(interval).short_window,
                 window,

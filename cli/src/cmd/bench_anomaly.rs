@@ -34,6 +34,7 @@ use predictive_engine::anomaly::perturb::{perturb, Perturbation, Perturbed};
 use predictive_engine::anomaly::synth::{self, Injected};
 use predictive_engine::anomaly::{
     Detector, DetectorParams, StepClock, Verdict, ALERT_THRESHOLD, DEFAULT_MEMORY,
+    REFERENCE_STEP_SECS,
 };
 use predictive_traces::{discover, parse_duration, read_samples, read_windows, Metric, Windows};
 use std::collections::BTreeMap;
@@ -262,8 +263,8 @@ struct Detected {
 }
 
 /// Runs a series online through a fresh detector whose season is one day of samples and whose
-/// windows are fitted to the step (`DetectorParams::at_step`), read from the first
-/// [`STEP_PROBE`] intervals ([`sampling_step`]). The timestamps are put on a grid of that step
+/// windows are fitted to the step (`DetectorParams::at_step`, [`window_step`]), read from the
+/// first [`STEP_PROBE`] intervals ([`sampling_step`]). The timestamps are put on a grid of that step
 /// (`StepClock`): an empty slot is told to the detector as a missing sample, so its seasonal
 /// phase stays on time, and a sample up to half a step off its slot is not a gap.
 fn detect_series(
@@ -271,14 +272,16 @@ fn detect_series(
     timestamps: &[i64],
     params: &DetectorParams,
 ) -> anyhow::Result<Detected> {
-    let step = sampling_step(&timestamps[..timestamps.len().min(STEP_PROBE + 1)]);
+    let probe = &timestamps[..timestamps.len().min(STEP_PROBE + 1)];
+    let step = sampling_step(probe);
     let mut p = params.clone();
     if p.season == 0 {
         p.season = daily_season(step);
     }
     let season = p.season;
     let step = step.unwrap_or(0);
-    let mut d = Detector::new(p.at_step(step).check().context("detector settings")?);
+    let p = p.at_step(window_step(probe, step));
+    let mut d = Detector::new(p.check().context("detector settings")?);
     let mut clock = StepClock::new(step);
     let verdicts = values
         .iter()
@@ -335,6 +338,30 @@ fn sampling_step(timestamps: &[i64]) -> Option<i64> {
     let mid = spans.len() / 2;
     let span = *spans.select_nth_unstable(mid).1;
     Some(((span as f64 / k as f64).round() as i64).max(1))
+}
+
+/// Least share of the probe's time that samples at a step finer than five minutes must
+/// cover for the detector's windows to be fitted to that step.
+const FINE_COVERAGE: f64 = 0.5;
+
+/// The step the detector's windows are fitted to, from the probe's timestamps and the
+/// sampling step read from them: the step itself, unless it is finer than five minutes and
+/// the samples cover less than [`FINE_COVERAGE`] of the probe's time at it. Such a series is
+/// events in bursts (key presses, requests: many a few seconds apart, then minutes of
+/// nothing), not a finer sampling; its windows are fitted to the mean interval, so that they
+/// still span the time they are meant to on average. Fitted to the step inside the bursts,
+/// a two-day warm-up would take up the whole series.
+fn window_step(probe: &[i64], step: i64) -> i64 {
+    if step >= REFERENCE_STEP_SECS || probe.len() < 2 {
+        return step;
+    }
+    let first = probe[0];
+    let span = probe.iter().copied().max().unwrap_or(first) - first;
+    let intervals = (probe.len() - 1) as f64;
+    if span <= 0 || intervals * step as f64 >= FINE_COVERAGE * span as f64 {
+        return step;
+    }
+    ((span as f64 / intervals).round() as i64).max(1)
 }
 
 /// Samples per day at a series' sampling step (`sampling_step`), or 0 when that is
@@ -846,6 +873,40 @@ mod tests {
             params: None,
             json: true,
         }
+    }
+
+    /// The windows follow a finer step when the samples are a finer sampling (every minute,
+    /// or every minute with some lost), and the mean interval when they are bursts of events.
+    #[test]
+    fn windows_should_be_fitted_to_a_finer_step_only_when_samples_cover_it() {
+        let probe = |intervals: &[i64]| -> Vec<i64> {
+            std::iter::once(0)
+                .chain(intervals.iter().scan(0, |t, d| {
+                    *t += d;
+                    Some(*t)
+                }))
+                .collect()
+        };
+        let fit = |intervals: &[i64]| {
+            let ts = probe(intervals);
+            let step = sampling_step(&ts).unwrap();
+            (step, window_step(&ts, step))
+        };
+        assert_eq!(fit(&[60; 48]), (60, 60));
+        assert_eq!(fit(&[300; 48]), (300, 300));
+        assert_eq!(fit(&[3600; 48]), (3600, 3600));
+        // A third of the one-minute samples lost, one in three.
+        let lossy: Vec<i64> = (0..48).map(|i| if i % 3 == 2 { 120 } else { 60 }).collect();
+        assert_eq!(fit(&lossy).1, fit(&lossy).0);
+        // Key presses: nine 10 s apart, then 45 minutes of nothing (a mean of about 4 minutes).
+        let bursts: Vec<i64> = (0..48)
+            .map(|i| if i % 10 == 9 { 2700 } else { 10 })
+            .collect();
+        let (step, windows) = fit(&bursts);
+        assert_eq!(step, 10);
+        let mean = (probe(&bursts)[48] as f64 / 48.0).round() as i64;
+        assert_eq!(windows, mean);
+        assert!(windows > 200, "{windows}");
     }
 
     #[test]

@@ -170,21 +170,28 @@ impl ValidDetectorParams {
 impl DetectorParams {
     /// The same settings for samples `step_secs` apart. The windows that stand for a stretch
     /// of time (`short_window`, `long_window`, `trend_block`, `quiet_period`, `warmup`) are
-    /// stated in samples of [`REFERENCE_STEP_SECS`] (five minutes); at a coarser step each is
-    /// shortened to cover the same time (at least 2 samples, 1 for a trend block or a quiet
+    /// stated in samples of [`REFERENCE_STEP_SECS`] (five minutes); at another step each is
+    /// fitted to cover the same time (at least 2 samples, 1 for a trend block or a quiet
     /// period, and 0 stays off), and the announced peak decays per sample as much as it did
     /// over the same time. A window of 24 five-minute samples is two hours; kept at 24 hourly
-    /// samples it would be a day, and a level shift would be found a day late. `memory` and
-    /// `season` are left as they are (a record needs many samples to be judged against, and
-    /// the season is set from the step by the caller). Steps of five minutes or finer, and an
-    /// unknown step (0 or less), keep the settings as they are: no labelled series that fine
-    /// was there to check longer windows on (docs/anomaly.md).
+    /// samples it would be a day, and a level shift would be found a day late; kept at 24
+    /// one-minute samples it would be 24 minutes, and every busy half hour would be news.
+    /// `memory` is never shortened (a record needs many samples to be judged against) but at a
+    /// finer step grows to cover the same four weeks: a record among the last week of
+    /// one-minute samples is no record of the month. The season is set from the step by the
+    /// caller. Steps within a tenth below five minutes (a 5-minute step read a little short
+    /// from jittered timestamps) and an unknown step (0 or less) keep the settings as they are.
     #[must_use]
     pub fn at_step(mut self, step_secs: i64) -> Self {
-        if step_secs <= REFERENCE_STEP_SECS {
+        if step_secs <= 0
+            || (REFERENCE_STEP_SECS * 9 / 10..=REFERENCE_STEP_SECS).contains(&step_secs)
+        {
             return self;
         }
         let k = step_secs as f64 / REFERENCE_STEP_SECS as f64;
+        if k < 1.0 {
+            self.memory = (self.memory as f64 / k).round() as usize;
+        }
         let fit = |n: usize, least: usize| {
             if n == 0 {
                 0
@@ -1310,9 +1317,17 @@ mod tests {
     #[test]
     fn windows_should_keep_their_time_at_a_coarser_step() {
         let d = DetectorParams::default();
-        for step in [-1, 0, 60, 300] {
+        for step in [-1, 0, 270, 299, 300] {
             assert_eq!(d.clone().at_step(step), d, "step {step} s");
         }
+        let minute = d.clone().at_step(60);
+        assert_eq!(
+            (minute.short_window, minute.long_window, minute.trend_block),
+            (120, 360, 120)
+        );
+        assert_eq!((minute.quiet_period, minute.warmup), (360, 3000));
+        assert_eq!((minute.memory, minute.season), (5 * d.memory, d.season));
+        assert!((minute.peak_decay - 0.995f64.powf(0.2)).abs() < 1e-12);
         let hourly = d.clone().at_step(3600);
         assert_eq!(
             (hourly.short_window, hourly.long_window, hourly.trend_block),
@@ -1329,9 +1344,46 @@ mod tests {
         .at_step(86_400);
         assert_eq!((off.long_window, off.quiet_period), (0, 0));
         assert_eq!((off.short_window, off.trend_block, off.warmup), (2, 1, 2));
-        for step in (300..=86_400).step_by(450) {
+        for step in (1..=300).step_by(7).chain((300..=86_400).step_by(450)) {
             assert!(d.clone().at_step(step).check().is_ok(), "step {step} s");
         }
+    }
+
+    /// One-minute samples of a daily wave with a weekly batch (an hour far above the daily
+    /// peak). Fitted to the step, the detector judges the batch against four weeks and does not
+    /// alert on it from the third week on; with the memory of 8064 samples meant for five
+    /// minutes (5.6 days of one-minute samples) every batch is a record again.
+    #[test]
+    fn a_weekly_batch_at_one_minute_should_not_alert_every_week() {
+        let weeks_alerted = |fitted: bool| {
+            let mut noise = Noise::new(41);
+            let p = DetectorParams {
+                season: 1440,
+                ..DetectorParams::default()
+            };
+            let p = if fitted { p.at_step(60) } else { p };
+            let mut d = Detector::new(p.check().unwrap());
+            let mut alerted = [false; 5];
+            for i in 0..5 * 7 * 1440 {
+                let (day, minute) = (i / 1440, i % 1440);
+                let wave = 30.0 * (std::f64::consts::TAU * minute as f64 / 1440.0).sin();
+                let batch = day % 7 == 6 && (600..660).contains(&minute);
+                let v = d.observe(
+                    100.0 + wave + if batch { 80.0 } else { 0.0 } + 10.0 * noise.uniform(),
+                );
+                if batch && v.score >= ALERT_THRESHOLD {
+                    alerted[day / 7] = true;
+                }
+            }
+            alerted
+        };
+        let fitted = weeks_alerted(true);
+        assert!(fitted[2..].iter().all(|a| !a), "fitted: {fitted:?}");
+        let counted = weeks_alerted(false);
+        assert!(
+            counted[2..].iter().all(|a| *a),
+            "counted in 5-minute samples: {counted:?}"
+        );
     }
 
     /// Hourly samples of a daily wave; a level shift on the ninth day. With its windows fitted
