@@ -264,9 +264,9 @@ struct Detected {
 
 /// Runs a series online through a fresh detector whose season is one day of samples and whose
 /// windows are fitted to the step (`DetectorParams::at_step`, [`window_step`]), read from the
-/// first [`STEP_PROBE`] intervals ([`sampling_step`]). The timestamps are put on a grid of that step
-/// (`StepClock`): an empty slot is told to the detector as a missing sample, so its seasonal
-/// phase stays on time, and a sample up to half a step off its slot is not a gap.
+/// first [`STEP_PROBE`] intervals ([`sampling_step`]). The timestamps are put on a grid of
+/// that step (`StepClock`): an empty slot is told to the detector as a missing sample, so its
+/// seasonal phase stays on time, and a sample up to half a step off its slot is not a gap.
 fn detect_series(
     values: &[f64],
     timestamps: &[i64],

@@ -177,10 +177,11 @@ impl DetectorParams {
     /// samples it would be a day, and a level shift would be found a day late; kept at 24
     /// one-minute samples it would be 24 minutes, and every busy half hour would be news.
     /// `memory` is never shortened (a record needs many samples to be judged against) but at a
-    /// finer step grows to cover the same four weeks: a record among the last week of
-    /// one-minute samples is no record of the month. The season is set from the step by the
-    /// caller. Steps within a tenth below five minutes (a 5-minute step read a little short
-    /// from jittered timestamps) and an unknown step (0 or less) keep the settings as they are.
+    /// finer step grows to cover the same time (the default's four weeks: a record among the
+    /// last 5.6 days of one-minute samples is no record of the month). The season is set from
+    /// the step by the caller. Steps within a tenth below five minutes (a 5-minute step read a
+    /// little short from jittered timestamps) and an unknown step (0 or less) keep the settings
+    /// as they are.
     #[must_use]
     pub fn at_step(mut self, step_secs: i64) -> Self {
         if step_secs <= 0
