@@ -2292,13 +2292,14 @@ fn ticks_per_day(interval: i64) -> usize {
 /// Its other windows keep the time they cover at a 5-minute tick (`DetectorParams::at_step`).
 fn detector_params(interval: i64) -> DetectorParams {
     let day = ticks_per_day(interval);
+    let fitted = DetectorParams {
+        season: day,
+        ..DetectorParams::default()
+    }
+    .at_step(interval);
     DetectorParams {
         memory: (28 * day).max(10),
-        ..DetectorParams {
-            season: day,
-            ..DetectorParams::default()
-        }
-        .at_step(interval)
+        ..fitted
     }
 }
 

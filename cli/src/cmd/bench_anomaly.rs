@@ -897,7 +897,8 @@ mod tests {
         assert_eq!(fit(&[3600; 48]), (3600, 3600));
         // A third of the one-minute samples lost, one in three.
         let lossy: Vec<i64> = (0..48).map(|i| if i % 3 == 2 { 120 } else { 60 }).collect();
-        assert_eq!(fit(&lossy).1, fit(&lossy).0);
+        let (step, windows) = fit(&lossy);
+        assert_eq!(windows, step);
         // Key presses: nine 10 s apart, then 45 minutes of nothing (a mean of about 4 minutes).
         let bursts: Vec<i64> = (0..48)
             .map(|i| if i % 10 == 9 { 2700 } else { 10 })
