@@ -209,6 +209,21 @@ impl DetectorParams {
         self
     }
 
+    /// Number of past seasonal deviations the seasonal test ranks a deviation against: those
+    /// of the last [`SEASONAL_MEMORY_WEEKS`] weeks of seasons, or `memory` when that is shorter.
+    /// The value tests keep `memory` samples at any step, which at a coarse step is months (168
+    /// days at 30 minutes); over that long, one large departure (a storm, a day-long outage)
+    /// would set the bar for every later day, and a holiday two months after it would be no
+    /// record.
+    fn seasonal_memory(&self) -> usize {
+        let weeks = SEASONAL_MEMORY_WEEKS * WEEK * self.season;
+        if self.season == 0 || weeks >= self.memory {
+            self.memory
+        } else {
+            weeks.max(self.short_window)
+        }
+    }
+
     /// Validates the settings.
     ///
     /// # Errors
@@ -249,6 +264,11 @@ impl DetectorParams {
         Ok(ValidDetectorParams(self))
     }
 }
+
+/// Weeks of seasonal deviations the seasonal test remembers (see
+/// [`DetectorParams::seasonal_memory`]); the default memory is four weeks at 5 minutes, so this
+/// binds only at coarser steps.
+const SEASONAL_MEMORY_WEEKS: usize = 6;
 
 /// Seasons per week when the season is a day (the weekly reference of the seasonal test).
 const WEEK: usize = 7;
@@ -758,7 +778,7 @@ impl Detector {
             cusum_alarm: false,
             long: (p.long_window > 0).then(|| MeanTest::new(p.long_window, p.memory)),
             mean_hist: Ring::new(if p.weekly { WEEK } else { 3 } * p.season),
-            seasonal: BlockWindow::new(p.memory),
+            seasonal: BlockWindow::new(p.seasonal_memory()),
             refill: 0,
             gap_run: 0,
             block_hist: std::collections::VecDeque::with_capacity(if p.season > 0 {
@@ -832,7 +852,7 @@ impl Detector {
         if self.p.weekly && kept + 1 == WEEK * self.p.season {
             // From here on the deviation may be the weekly one: a different statistic, so the
             // daily-only deviations kept so far are no measure of its surprise.
-            self.seasonal = BlockWindow::new(self.p.memory);
+            self.seasonal = BlockWindow::new(self.p.seasonal_memory());
         }
     }
 
@@ -1107,12 +1127,12 @@ impl Detector {
         }
     }
 
-    /// Weight of a test's surprise when it rests on `m` past values: `ln(m + 1) / ln(w + 1)`
-    /// below `w`, 1 from it on (the rule the warm-up applies to the whole detector), where `w`
-    /// is the warm-up, or the memory when that is shorter: a test that holds all the values it
-    /// ever will carries its full weight.
+    /// Weight of the seasonal test's surprise when it rests on `m` past deviations:
+    /// `ln(m + 1) / ln(w + 1)` below `w`, 1 from it on (the rule the warm-up applies to the
+    /// whole detector), where `w` is the warm-up, or the deviations it remembers when that is
+    /// shorter: a test that holds all the values it ever will carries its full weight.
     fn young(&self, m: usize) -> f64 {
-        let w = self.p.warmup.min(self.p.memory);
+        let w = self.p.warmup.min(self.p.seasonal_memory());
         if m >= w {
             1.0
         } else {
@@ -1906,6 +1926,53 @@ mod tests {
         assert!(
             days_only <= 3,
             "the holiday alerted in {days_only} of 10 runs without the weekly reference"
+        );
+    }
+
+    /// Half-hourly samples keep months in the value memory. A storm (a quarter of the demand
+    /// for a day) in week 6 and a holiday (six tenths of it) eight weeks later: the holiday is
+    /// judged against the days of the last six weeks, not against the storm.
+    #[test]
+    fn a_holiday_long_after_a_storm_should_still_alert() {
+        let season = 48;
+        let (storm, holiday) = (40, 96);
+        let (mut found, mut ordinary) = (0, 0);
+        for seed in 1..=10u64 {
+            let p = DetectorParams {
+                season,
+                ..DetectorParams::default()
+            }
+            .at_step(1800);
+            assert_eq!(
+                p.memory, DEFAULT_MEMORY,
+                "the value memory stays months long"
+            );
+            let mut d = Detector::new(p.check().unwrap());
+            let mut n = Noise::new(seed * 7919);
+            let mut hit = false;
+            for i in 0..(holiday + 4) * season {
+                let day = i / season;
+                let phase = (i % season) as f64 / season as f64 * std::f64::consts::TAU;
+                let factor = match day {
+                    k if k == storm => 0.25,
+                    k if k == holiday => 0.6,
+                    _ => 1.0,
+                };
+                let v = d.observe(factor * (100.0 + 30.0 * phase.sin()) + 3.0 * n.uniform());
+                if v.score >= ALERT_THRESHOLD {
+                    if day == holiday {
+                        hit = true;
+                    } else if day >= 10 && day != storm + 1 && day != storm && day != holiday + 1 {
+                        ordinary += 1;
+                    }
+                }
+            }
+            found += usize::from(hit);
+        }
+        assert!(found >= 9, "the holiday alerted in {found} of 10 runs");
+        assert!(
+            ordinary <= 2,
+            "{ordinary} alerts on ordinary days in 10 runs"
         );
     }
 
