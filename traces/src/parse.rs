@@ -113,7 +113,8 @@ fn bad(path: &Path, line: u64, field: &str, text: &str) -> Error {
 /// Reads every sample of one file (`metric` picks the Bitbrains column).
 ///
 /// Blank lines are skipped. Values are parsed as written (`NaN` included, which the series
-/// rules then drop and count).
+/// rules then drop and count); an empty value or one written `NA`, `N/A`, `null` or `None`
+/// is a missing sample and reads as `NaN` too.
 ///
 /// # Errors
 /// [`Error::Read`], [`Error::UnknownFormat`], [`Error::MissingColumn`], and
@@ -193,7 +194,11 @@ pub fn read_samples(path: &Path, metric: Metric) -> Result<Vec<Sample>> {
         }
         .ok_or_else(|| bad(path, line, "timestamp", t_txt))?;
         let v_txt = unquote(v_txt);
-        let value: f64 = v_txt.parse().map_err(|_| bad(path, line, vname, v_txt))?;
+        let value: f64 = if is_missing(v_txt) {
+            f64::NAN
+        } else {
+            v_txt.parse().map_err(|_| bad(path, line, vname, v_txt))?
+        };
         out.push(Sample {
             timestamp,
             value,
@@ -201,6 +206,16 @@ pub fn read_samples(path: &Path, metric: Metric) -> Result<Vec<Sample>> {
         });
     }
     Ok(out)
+}
+
+/// Whether a value field says the sample is missing: empty, or `NA`, `N/A`, `null` or `None`
+/// in any case (what exports write for a scrape that returned nothing). Such a sample is read
+/// as `NaN`, like a value written `NaN`.
+fn is_missing(s: &str) -> bool {
+    s.is_empty()
+        || ["na", "n/a", "null", "none"]
+            .iter()
+            .any(|m| s.eq_ignore_ascii_case(m))
 }
 
 /// Unix seconds written as a number (fractions are floored).

@@ -152,6 +152,26 @@ fn unix_second_timestamps_and_blank_lines_should_be_accepted() {
 }
 
 #[test]
+fn empty_and_na_values_should_read_as_missing_samples() {
+    let (_d, p) = temp_file(
+        "m.csv",
+        "timestamp,value\n1388534400,1.5\n1388534700,\n1388535000,\"\"\n1388535300,NA\n\
+         1388535600,n/a\n1388535900,null\n1388536200,None\n1388536500,2\n",
+    );
+    let s = read_samples(&p, Metric::Cpu).unwrap();
+    assert_eq!(s.len(), 8, "every row is kept");
+    assert_eq!(s[0].value, 1.5);
+    assert_eq!(s[7].value, 2.0);
+    for (k, sample) in s[1..7].iter().enumerate() {
+        assert!(sample.value.is_nan(), "row {}: {}", k + 3, sample.value);
+    }
+    // Anything else that is not a number is still an error naming the line.
+    let (_d, p) = temp_file("x.csv", "timestamp,value\n1388534400,1\n1388534700,nil\n");
+    let msg = read_samples(&p, Metric::Cpu).unwrap_err().to_string();
+    assert!(msg.contains("x.csv:3: cannot parse value `nil`"), "{msg}");
+}
+
+#[test]
 fn datetime_and_duration_parsing_should_match_known_values() {
     assert_eq!(parse_datetime("1970-01-01 00:00:00"), Some(0));
     assert_eq!(parse_datetime("2000-03-01T00:00:00Z"), Some(951_868_800));
