@@ -16,7 +16,8 @@
 //! 4. **Trend** — a Mann–Kendall statistic over 12 block means of `trend_block` samples: a steady
 //!    climb past the band is a leak. With a season, a seasonal sign test instead (each of the 12
 //!    blocks against the same block one season earlier), so a daily ramp is never a leak.
-//! 5. **Flatline** — a run of identical values twice as long as any before.
+//! 5. **Flatline** — a run of identical values twice as long as any before (and at least
+//!    three hours at 5 minutes).
 //! 6. **Forecast residual** — the residual of an exponentially smoothed level, ranked among past
 //!    residuals. Reported as evidence (expected value, tail probability) but kept out of the
 //!    score: on the NAB corpus it added more false positives than detections.
@@ -1000,9 +1001,12 @@ impl Detector {
         } else {
             0.0
         };
-        // A flat run longer than any seen before (and at least `short_window` long) while the
-        // values used to vary is as surprising as a new extreme.
-        let s_flat = if flat_run >= 2 * k && flat_run > 2 * self.longest_flat_run && range > 0.0 {
+        // A flat run twice as long as any seen before (and at least one and a half short
+        // windows: three hours at 5 minutes) while the values used to vary is as surprising as
+        // a new extreme. One short window is too short: collectors that stop write two hours
+        // of zeros now and then (docs/anomaly.md).
+        let s_flat = if 2 * flat_run >= 3 * k && flat_run > 2 * self.longest_flat_run && range > 0.0
+        {
             1.0 + 1.0 / (1.0 + flat_run as f64)
         } else {
             0.0
@@ -1622,7 +1626,12 @@ mod tests {
         let vs: Vec<Verdict> = (0..200).map(|_| d.observe(50.0)).collect();
         let v = first_alert(&vs).expect("a flat run should alert");
         assert_eq!(v.kind, Some(AnomalyKind::Flatline));
-        assert!(v.evidence.flat_run >= 48);
+        // Within three hours of 5-minute samples, not before one and a half short windows.
+        assert!(
+            (36..40).contains(&v.evidence.flat_run),
+            "alerted after {} identical samples",
+            v.evidence.flat_run
+        );
     }
 
     #[test]
