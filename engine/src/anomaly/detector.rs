@@ -16,7 +16,7 @@
 //! 4. **Trend** — a Mann–Kendall statistic over 12 block means of `trend_block` samples: a steady
 //!    climb past the band is a leak. With a season, a seasonal sign test instead (each of the 12
 //!    blocks against the same block one season earlier), so a daily ramp is never a leak.
-//! 5. **Flatline** — a run of identical values twice as long as any before (and at least
+//! 5. **Flatline** — a run of identical values a quarter longer than any before (and at least
 //!    three hours at 5 minutes).
 //! 6. **Forecast residual** — the residual of an exponentially smoothed level, ranked among past
 //!    residuals. Reported as evidence (expected value, tail probability) but kept out of the
@@ -265,6 +265,10 @@ impl DetectorParams {
         Ok(ValidDetectorParams(self))
     }
 }
+
+/// How much longer than the longest run of identical values seen before a run must be to count
+/// as a flatline (a record run).
+const FLAT_RECORD: f64 = 1.25;
 
 /// Weeks of seasonal deviations the seasonal test remembers (see
 /// [`DetectorParams::seasonal_memory`]); the default memory is four weeks at 5 minutes, so this
@@ -1001,13 +1005,16 @@ impl Detector {
         } else {
             0.0
         };
-        // A flat run twice as long as any seen before (and at least one and a half short
-        // windows: three hours at 5 minutes) while the values used to vary is as surprising as
-        // a new extreme. One short window is too short: collectors that stop write two hours
-        // of zeros now and then (docs/anomaly.md).
-        let s_flat = if 2 * flat_run >= 3 * k && flat_run > 2 * self.longest_flat_run && range > 0.0
+        // A flat run a quarter longer than any seen before (and at least one and a half short
+        // windows: three hours at 5 minutes) while the values used to vary is a record like a
+        // new extreme, and scores as one beyond the alert margin however long the run already
+        // is. One short window is too short: collectors that stop write two hours of zeros now
+        // and then (docs/anomaly.md).
+        let s_flat = if 2 * flat_run >= 3 * k
+            && flat_run as f64 > FLAT_RECORD * self.longest_flat_run as f64
+            && range > 0.0
         {
-            1.0 + 1.0 / (1.0 + flat_run as f64)
+            1.0 + (1.0 / (1.0 + flat_run as f64)).max(2.0 * RECORD_MARGIN)
         } else {
             0.0
         };
@@ -1616,6 +1623,33 @@ mod tests {
             "no alert names the leak: {:?}",
             alerts.iter().map(|&i| vs[i].kind).collect::<Vec<_>>()
         );
+    }
+
+    /// Disk writes that stop for up to 200 samples at a time (every third pause that long):
+    /// a pause of 300 is a record run. It alerts once it is a quarter longer than the longest
+    /// before, however long that was; the later pauses up to 200 never do.
+    #[test]
+    fn a_pause_a_quarter_longer_than_any_before_should_alert() {
+        let mut d = detector();
+        let mut n = Noise::new(23);
+        let mut ordinary = 0;
+        for round in 0..30 {
+            for _ in 0..60 {
+                d.observe(1000.0 + 500.0 * n.uniform());
+            }
+            let pause = if round % 3 == 0 { 200 } else { 60 + round };
+            for _ in 0..pause {
+                let alert = d.observe(0.0).score >= ALERT_THRESHOLD;
+                // The first pause is a drop never seen before.
+                ordinary += usize::from(alert && round > 0);
+            }
+        }
+        assert_eq!(ordinary, 0, "pauses no longer than before alerted");
+        let vs: Vec<Verdict> = (0..300).map(|_| d.observe(0.0)).collect();
+        let v = first_alert(&vs).expect("a record pause should alert");
+        assert_eq!(v.kind, Some(AnomalyKind::Flatline));
+        // 200 identical values are 199 repeats; the first run over 1.25 × 199.
+        assert_eq!(v.evidence.flat_run, 249, "{}", v.explain());
     }
 
     #[test]
