@@ -12,7 +12,7 @@
 //!    is unremarkable.
 //! 3. **Seasonal** — with a `season`, the recent mean minus the median of the same phase over the
 //!    last three seasons (or the same phase a week earlier when closer, with `weekly`), among
-//!    past such deviations: a missing daily peak, a holiday.
+//!    the deviations of the last six weeks: a missing daily peak, a holiday.
 //! 4. **Trend** — a Mann–Kendall statistic over 12 block means of `trend_block` samples: a steady
 //!    climb past the band is a leak. With a season, a seasonal sign test instead (each of the 12
 //!    blocks against the same block one season earlier), so a daily ramp is never a leak.
