@@ -350,9 +350,10 @@ const FINE_COVERAGE: f64 = 0.5;
 /// events in bursts (key presses, requests: many a few seconds apart, then minutes of
 /// nothing), not a finer sampling; its windows are fitted to the mean interval, so that they
 /// still span the time they are meant to on average. Fitted to the step inside the bursts,
-/// a two-day warm-up would take up the whole series.
+/// a two-day warm-up would take up the whole series. An unknown step (0) stays unknown, so
+/// the windows keep their settings as the clock does.
 fn window_step(probe: &[i64], step: i64) -> i64 {
-    if step >= REFERENCE_STEP_SECS || probe.len() < 2 {
+    if step <= 0 || step >= REFERENCE_STEP_SECS || probe.len() < 2 {
         return step;
     }
     let first = probe[0];
@@ -908,6 +909,11 @@ mod tests {
         let mean = (probe(&bursts)[48] as f64 / 48.0).round() as i64;
         assert_eq!(windows, mean);
         assert!(windows > 200, "{windows}");
+        // Timestamps that never move forward over four intervals give no step: the windows
+        // are left as they are, not fitted to the one row that jumped ahead.
+        let stuck = [0, 100, 0, 0, 0, -1];
+        assert_eq!(sampling_step(&stuck), None);
+        assert_eq!(window_step(&stuck, 0), 0);
     }
 
     #[test]
