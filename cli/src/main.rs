@@ -2,8 +2,42 @@
 //!
 //! Each subcommand lives in its own module under `cmd/`; this file only dispatches.
 
+/// `print!` for the command's output, without its panic. A reader that stops early
+/// (`predictive bench anomaly … | head -1`) ends the command quietly and successfully, as a
+/// Unix tool ends on a closed pipe; any other failure to write (a full disk) is an error that
+/// says so, and the command exits with a failure.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
+/// [`out!`] with a newline, as `println!`.
+macro_rules! outln {
+    () => {
+        $crate::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod cmd;
 mod replay;
+
+/// Writes to stdout for [`out!`] and [`outln!`]: on a closed pipe the command has nobody left
+/// to tell, so it ends with success; on any other error it ends with a failure that names it.
+fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing the output to stdout: {e}");
+        std::process::exit(1);
+    }
+}
 
 use clap::{Parser, Subcommand};
 

@@ -116,10 +116,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         predictive_steps,
     } = evaluate(&args)?;
     for line in &table {
-        println!("{}", serde_json::to_string(line)?);
+        outln!("{}", serde_json::to_string(line)?);
     }
     for line in &references {
-        println!("{}", serde_json::to_string(line)?);
+        outln!("{}", serde_json::to_string(line)?);
     }
     if !args.json {
         eprintln!(

@@ -232,9 +232,9 @@ fn print_profile(r: &ProfileScore, set: &str, series: usize, seconds: Option<f64
         if let Some(s) = seconds {
             line["seconds"] = s.into();
         }
-        println!("{line}");
+        outln!("{line}");
     } else {
-        println!(
+        outln!(
             "{set:<24} {:<20} score {:>6.1}  (threshold {:.4}, {}/{} windows, {} false positives, raw {:.2}, null {:.2}, perfect {:.2})",
             r.profile,
             r.normalized,
@@ -667,7 +667,7 @@ fn cross_validate(
             let own = nab::score_corpus(&test_set, &profile)?;
             let fixed = nab::score_corpus_at(&test_set, &profile, tr.threshold)?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "detector": "predictive",
@@ -687,7 +687,7 @@ fn cross_validate(
                     })
                 );
             } else {
-                println!(
+                outln!(
                     "fold{train}->fold{test} {:<20} chosen memory {} short {} long {} allowance {} quiet {}: train {:>5.1}, held-out {:>5.1} (own threshold {:.4}), {:>5.1} at the training threshold {:.4} ({}/{} windows, {} false positives)",
                     profile.name,
                     p.memory,
@@ -800,7 +800,7 @@ fn run_injected(args: &Args, inputs: Vec<Input>, params: &DetectorParams) -> any
         delays.sort_unstable();
         let median_delay = delays.get(delays.len() / 2).copied();
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "detector": "predictive",
@@ -815,7 +815,7 @@ fn run_injected(args: &Args, inputs: Vec<Input>, params: &DetectorParams) -> any
                 })
             );
         } else {
-            println!(
+            outln!(
                 "{:<12} {}/{} windows detected at threshold {:.4}, kind right in {}, median delay {} samples, {} alerts outside the windows",
                 kind.name(),
                 rep.detected,

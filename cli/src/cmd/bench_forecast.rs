@@ -206,7 +206,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             seconds: a.seconds,
             series_per_second: a.mase.len() as f64 / a.seconds.max(1e-12),
         };
-        println!("{}", serde_json::to_string(&line)?);
+        outln!("{}", serde_json::to_string(&line)?);
     }
     if !args.json {
         eprintln!("skipped {skipped} series shorter than 3*season+horizon");

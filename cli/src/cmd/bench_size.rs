@@ -105,7 +105,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             Ok(v) => v,
             Err(e) => {
                 failed += 1;
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"case": name, "error": format!("{:#}", anyhow::Error::from(e))})
                 );
@@ -146,7 +146,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                     proven += 1;
                 }
                 gaps.push(gap);
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "case": name,
@@ -168,7 +168,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             }
             Err(e) => {
                 failed += 1;
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"case": name, "error": format!("{:#}", anyhow::Error::from(e)), "solve_ms": ms})
                 );
@@ -179,7 +179,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     cpu_times.sort_by(f64::total_cmp);
     gaps.sort_by(f64::total_cmp);
     let cpu = |q: f64| (!cpu_times.is_empty()).then(|| percentile(&cpu_times, q));
-    println!(
+    outln!(
         "{}",
         serde_json::json!({
             "summary": "size",
@@ -246,9 +246,9 @@ fn run_budget(
     let t1 = Instant::now();
     let prop = allocate_proportional(catalog, &valid)?;
     let t_prop = t1.elapsed().as_secs_f64() * 1e3;
-    println!("{}", plan_json(&pri, t_pri));
-    println!("{}", plan_json(&prop, t_prop));
-    println!(
+    outln!("{}", plan_json(&pri, t_pri));
+    outln!("{}", plan_json(&prop, t_prop));
+    outln!(
         "{}",
         serde_json::json!({
             "summary": "budget",

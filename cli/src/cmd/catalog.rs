@@ -103,20 +103,20 @@ fn summary_json(c: &Catalog) -> serde_json::Value {
 }
 
 fn print_summary(c: &Catalog) {
-    println!(
+    outln!(
         "catalog version {} (format {})",
         c.version(),
         predictive_engine::cost::catalog::FORMAT_VERSION
     );
-    println!("sources:");
+    outln!("sources:");
     for s in c.sources() {
-        println!(
+        outln!(
             "  {:<15} snapshot {:<17} rows {:>6}  accepted {:>6}  repaired {:>5}  rejected {:>5}  ({})",
             s.name, s.snapshot, s.rows, s.accepted, s.repaired, s.rejected, s.note
         );
     }
     let stats = c.stats();
-    println!("clouds:");
+    outln!("clouds:");
     for cl in Cloud::ALL {
         let types = stats
             .types
@@ -142,7 +142,7 @@ fn print_summary(c: &Catalog) {
                 format!("{p} {n}")
             })
             .collect();
-        println!(
+        outln!(
             "  {:<6} {:>5} types  {:>3} regions  prices: {}",
             cl.as_str(),
             types,
@@ -150,13 +150,13 @@ fn print_summary(c: &Catalog) {
             prices.join(", ")
         );
     }
-    println!("offers (type x region): {}", c.offers().len());
+    outln!("offers (type x region): {}", c.offers().len());
 }
 
 fn info(a: InfoArgs) -> anyhow::Result<()> {
     let c = load(a.catalog.as_deref())?;
     if a.json {
-        println!("{}", summary_json(&c));
+        outln!("{}", summary_json(&c));
     } else {
         print_summary(&c);
     }
@@ -390,11 +390,11 @@ fn write_catalog(catalog: &Catalog, out: &Path, json: bool, unpriced: usize) -> 
         v["out"] = serde_json::json!(out.display().to_string());
         v["bytes"] = serde_json::json!(text.len());
         v["unpriced_types_left_out"] = serde_json::json!(unpriced);
-        println!("{v}");
+        outln!("{v}");
     } else {
         print_summary(catalog);
-        println!("instance types with specs but no price, left out: {unpriced}");
-        println!("wrote {} ({} bytes)", out.display(), text.len());
+        outln!("instance types with specs but no price, left out: {unpriced}");
+        outln!("wrote {} ({} bytes)", out.display(), text.len());
     }
     Ok(())
 }

@@ -98,7 +98,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
                 None => BenchStore::sqlite(dir.as_deref()),
             };
             let r = run_blocking(workloads, warmup, ticks, store)?;
-            println!("{}", serde_json::to_string(&r)?);
+            outln!("{}", serde_json::to_string(&r)?);
             Ok(())
         }
         Command::Check { config } => {
@@ -107,7 +107,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
                 predictive_controller::adapters::check_workload(w, &d.clouds)?;
             }
             let c = d.config;
-            println!(
+            outln!(
                 "{}: ok, interval {}s, mode {}, {} workload(s)",
                 config.display(),
                 c.interval_secs,
@@ -115,7 +115,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
                 c.workloads.len()
             );
             for w in &c.workloads {
-                println!(
+                outln!(
                     "  {} ({} group {}, {} x {} {}, [{}, {}])",
                     w.name(),
                     w.params.cloud,

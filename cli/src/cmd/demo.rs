@@ -29,6 +29,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         out: args.out,
         terraform: !args.no_terraform,
     })?;
-    print!("{}", report.text);
+    out!("{}", report.text);
     Ok(())
 }

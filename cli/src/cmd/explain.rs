@@ -24,7 +24,7 @@ pub(crate) struct Args {
 
 /// Runs the subcommand.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    print!(
+    out!(
         "{}",
         explain(
             &super::status::target(&args.addr, args.db, &args.tls)?,

@@ -111,7 +111,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 .map(|(l, v)| (l.to_string(), &v[..]))
                 .collect(),
         };
-        println!("{}", serde_json::to_string(&out)?);
+        outln!("{}", serde_json::to_string(&out)?);
     } else {
         let sep = if args.csv { "," } else { "  " };
         let head: Vec<String> = f
@@ -121,16 +121,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             .map(|l| format!("q{l}"))
             .collect();
         if args.csv {
-            println!("timestamp,{}", head.join(","));
+            outln!("timestamp,{}", head.join(","));
         } else {
-            println!(
+            outln!(
                 "# {} steps of {} s after {} history points, model {}",
                 f.horizon(),
                 step,
                 series.len(),
                 f.model()
             );
-            println!(
+            outln!(
                 "{:<19}{sep}{}",
                 "timestamp",
                 head.iter()
@@ -151,7 +151,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                     }
                 })
                 .collect();
-            println!("{}{sep}{}", fmt_ts(f.timestamp(i)), vals.join(sep));
+            outln!("{}{sep}{}", fmt_ts(f.timestamp(i)), vals.join(sep));
         }
     }
     if let Some(path) = &args.plot {

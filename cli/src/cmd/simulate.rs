@@ -476,7 +476,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 };
                 bar.suspend(|| -> anyhow::Result<()> {
                     if args.json {
-                        println!("{}", serde_json::to_string(&line)?);
+                        outln!("{}", serde_json::to_string(&line)?);
                     } else {
                         print_report(&line);
                     }
@@ -495,7 +495,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                         .with_context(|| format!("--plot: writing {}", path.display()))?;
                     plotted = true;
                     if !args.json {
-                        bar.suspend(|| println!("  plot written to {}", path.display()));
+                        bar.suspend(|| outln!("  plot written to {}", path.display()));
                     }
                 }
             }
@@ -756,7 +756,7 @@ fn run_engine(
             replay_seconds: secs,
         };
         if args.json {
-            println!("{}", serde_json::to_string(&line)?);
+            outln!("{}", serde_json::to_string(&line)?);
         } else {
             print_report(&line);
         }
@@ -783,7 +783,7 @@ fn progress_bar(len: u64, id: &str) -> ProgressBar {
 
 fn print_report(l: &Line<'_>) {
     let r = l.lane;
-    println!(
+    outln!(
         "{} · {}{} ({} scored steps, {} model, unit = {:.4} on {} at ${:.4}/h)",
         r.series,
         r.policy,
@@ -797,13 +797,13 @@ fn print_report(l: &Line<'_>) {
     let opt = |v: Option<f64>, unit: &str, what: &str| {
         v.map_or(String::new(), |v| format!("  ({v:+.2}{unit} {what})"))
     };
-    println!(
+    outln!(
         "  dollars            {:>12.2}  (shadow pool {:.2}){}",
         r.dollars,
         r.shadow_dollars,
         opt(l.dollars_vs_no_pool, "", "vs no pool")
     );
-    println!(
+    outln!(
         "  prices             {:>12.4} $/h running, {:.5} $/h ready{}",
         r.hourly_price,
         r.ready_hourly_price,
@@ -814,7 +814,7 @@ fn print_report(l: &Line<'_>) {
         }
     );
     if let Some(d) = l.dollars_without_spot {
-        println!(
+        outln!(
             "  spot               {:>12} launched as spot (cap {:.2}), {} interrupted at {:.2}/month; on-demand only: {:.2} dollars ({:+.2}), {:.0} shortfall minutes",
             r.spot_launches,
             l.spot_share_cap,
@@ -825,20 +825,21 @@ fn print_report(l: &Line<'_>) {
             l.shortfall_minutes_without_spot.unwrap_or(0.0)
         );
     }
-    println!("  slack              {:>12.4}", r.slack);
-    println!(
+    outln!("  slack              {:>12.4}", r.slack);
+    outln!(
         "  shortfall minutes  {:>12.0}{}",
         r.shortfall_minutes,
         opt(l.shortfall_minutes_avoided, "", "avoided by the pool")
     );
     if r.shadow_pool {
-        println!(
+        outln!(
             "  pool record        {:>12.0} minutes avoided (measured online), value factor {:.2}",
-            r.pool_avoided_minutes, r.pool_value_factor
+            r.pool_avoided_minutes,
+            r.pool_value_factor
         );
     }
-    println!("  shortfall volume   {:>12.4}", r.shortfall_volume);
-    println!(
+    outln!("  shortfall volume   {:>12.4}", r.shortfall_volume);
+    outln!(
         "  time to capacity   {:>12.2} min{}",
         r.mean_time_to_capacity_minutes,
         opt(
@@ -847,22 +848,24 @@ fn print_report(l: &Line<'_>) {
             "saved by the pool"
         )
     );
-    println!(
+    outln!(
         "  churn              {:>12.2} changes/day, {} launches, {} starts, {} stops, {} terminations",
         r.changes_per_day, r.launches + r.pool_launches, r.starts, r.stops, r.terminations
     );
     if l.model == "port" {
-        println!(
+        outln!(
             "  cloud              {:>12} instances requested, {} created by the sim, {} orphans",
-            l.instances_requested, l.sim_launches, l.orphans
+            l.instances_requested,
+            l.sim_launches,
+            l.orphans
         );
-        println!(
+        outln!(
             "  calls              {:>12} retries, {} failed launch attempts, {} launches refused (capacity or quota)",
             l.retries, l.failed_launch_attempts, r.refused_launches
         );
     }
     if let Some(cap) = l.budget_cap {
-        println!(
+        outln!(
             "  budget             {:>12.4} $/h cap, peak bill {:.4} $/h, cut in {} steps, exceeded in {}",
             cap, l.peak_hourly_bill, r.budget_cut_steps, l.budget_exceeded_steps
         );
@@ -870,8 +873,8 @@ fn print_report(l: &Line<'_>) {
 }
 
 fn print_summary(policies: &[PolicyKind], rows: &[(&'static str, LaneReport, f64)]) {
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<12} {:>8} {:>12} {:>8} {:>12} {:>10} {:>12} {:>10} {:>10}",
         "policy",
         "traces",
@@ -890,7 +893,7 @@ fn print_summary(policies: &[PolicyKind], rows: &[(&'static str, LaneReport, f64
         }
         let n = sel.len() as f64;
         let sum = |f: &dyn Fn(&LaneReport) -> f64| sel.iter().map(|r| f(&r.1)).sum::<f64>();
-        println!(
+        outln!(
             "{:<12} {:>8} {:>12.2} {:>8.4} {:>12.0} {:>10.2} {:>12.2} {:>10.0} {:>10.2}",
             p.name(),
             sel.len(),

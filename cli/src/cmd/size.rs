@@ -316,12 +316,17 @@ pub(crate) fn sizing_json(s: &Sizing) -> serde_json::Value {
 }
 
 fn print_text(s: &Sizing) {
-    println!(
+    outln!(
         "{:<6} {:<16} {:<28} {:>5} {:<12} {:>12}",
-        "cloud", "region", "instance_type", "count", "purchase", "USD/h"
+        "cloud",
+        "region",
+        "instance_type",
+        "count",
+        "purchase",
+        "USD/h"
     );
     for l in &s.allocation {
-        println!(
+        outln!(
             "{:<6} {:<16} {:<28} {:>5} {:<12} {:>12.4}",
             l.cloud.as_str(),
             l.region,
@@ -331,7 +336,7 @@ fn print_text(s: &Sizing) {
             l.hourly_cost
         );
     }
-    println!(
+    outln!(
         "total {:.4} USD/h, {:.2} USD/month; capacity cpu {}, mem {} GiB, gpu {}",
         s.total_hourly_cost,
         s.total_monthly_cost,
@@ -339,7 +344,7 @@ fn print_text(s: &Sizing) {
         s.capacity.mem_gib,
         s.capacity.gpu
     );
-    println!("{}", s.explanation.summary);
+    outln!("{}", s.explanation.summary);
 }
 
 /// Runs the subcommand.
@@ -352,7 +357,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let valid = params.check(&catalog)?;
     let sizing = size(&catalog, &valid)?;
     if args.json {
-        println!("{}", sizing_json(&sizing));
+        outln!("{}", sizing_json(&sizing));
     } else {
         print_text(&sizing);
     }
@@ -380,12 +385,12 @@ fn run_budget(catalog: &Catalog, params: SizingParams, cap: f64, json: bool) -> 
         v["budget_hourly"] = serde_json::json!(cap);
         v["served"] = serde_json::json!(w.served);
         v["unmet"] = serde_json::json!(w.unmet);
-        println!("{v}");
+        outln!("{v}");
     } else {
         if let Some(s) = &w.sizing {
             print_text(s);
         }
-        println!(
+        outln!(
             "budget {cap:.4} USD/h: served {:.1} % of the demand; unmet cpu {:.2}, mem {:.2} GiB, gpu {:.2}",
             w.served * 100.0,
             w.unmet.cpu,
