@@ -1,12 +1,15 @@
 //! Compact windows of recent values for rank queries, and a small ring of raw values.
 //!
-//! [`BlockWindow`] keeps the last `cap` values as at most [`BLOCKS`] blocks of consecutive values,
-//! each summarised by its minimum, maximum and mean in `f32` (12 bytes per block, whatever
-//! `cap`). The extremes are exact, so "beyond everything remembered" (a record, what the
-//! detector alerts on) is decided exactly; ranks inside the range are estimated by a
-//! piecewise-linear distribution per block through `(min, 0)`, `(mean, ½)`, `(max, 1)`. Windows of
-//! up to [`BLOCKS`] values hold one value per block and are exact throughout. Whole blocks are
-//! evicted, so the window holds between `cap − block + 1` and `cap + block − 1` values.
+//! [`BlockWindow`] keeps the values of the last `cap` time slots as at most [`BLOCKS`] blocks of
+//! consecutive slots, each summarised by the minimum, maximum and mean of its values in `f32`
+//! and their number (16 bytes per block, whatever `cap`). A slot is a sample ([`BlockWindow::push`])
+//! or a missing step ([`BlockWindow::skip`]), so the window spans the same time however many
+//! samples went missing in it. The extremes are exact, so "beyond everything remembered" (a
+//! record, what the detector alerts on) is decided exactly; ranks inside the range are estimated
+//! by a piecewise-linear distribution per block through `(min, 0)`, `(mean, ½)`, `(max, 1)`.
+//! Windows of up to [`BLOCKS`] slots hold one slot per block and are exact throughout. Whole
+//! blocks are evicted, so the window spans between `cap − block + 1` and `cap + block − 1`
+//! slots.
 
 use std::collections::VecDeque;
 
@@ -24,6 +27,8 @@ struct Block {
     min: f32,
     max: f32,
     mean: f32,
+    /// Values in the block (fewer than its slots when steps went missing; 0: none arrived).
+    n: u32,
 }
 
 impl Block {
@@ -56,12 +61,17 @@ impl Block {
     }
 }
 
-/// The last `cap` finite values, summarised by blocks (see the module documentation).
+/// The values of the last `cap` time slots, summarised by blocks (see the module
+/// documentation).
 #[derive(Debug, Clone)]
 pub(crate) struct BlockWindow {
     cap: usize,
     block: usize,
     closed: VecDeque<Block>,
+    /// Values in the closed blocks.
+    closed_len: usize,
+    /// Slots of the open block taken so far, by values or missing steps.
+    open_slots: usize,
     open_len: usize,
     open_min: f32,
     open_max: f32,
@@ -69,7 +79,7 @@ pub(crate) struct BlockWindow {
 }
 
 impl BlockWindow {
-    /// An empty window holding about `cap` (≥ 1) values.
+    /// An empty window spanning about `cap` (≥ 1) slots.
     pub(crate) fn new(cap: usize) -> Self {
         let cap = cap.max(1);
         let block = cap.div_ceil(BLOCKS).max(1);
@@ -77,6 +87,8 @@ impl BlockWindow {
             cap,
             block,
             closed: VecDeque::new(),
+            closed_len: 0,
+            open_slots: 0,
             open_len: 0,
             open_min: 0.0,
             open_max: 0.0,
@@ -86,10 +98,10 @@ impl BlockWindow {
 
     /// Number of values held.
     pub(crate) fn len(&self) -> usize {
-        self.closed.len() * self.block + self.open_len
+        self.closed_len + self.open_len
     }
 
-    /// Bytes on the heap: the closed blocks at their final capacity (reserved on the first push).
+    /// Bytes on the heap: the closed blocks at their final capacity (reserved on the first slot).
     pub(crate) fn heap_bytes(&self) -> usize {
         self.closed.capacity() * std::mem::size_of::<Block>()
     }
@@ -99,13 +111,11 @@ impl BlockWindow {
         self.cap / self.block
     }
 
-    /// Adds a value, evicting the oldest block when full. Non-finite values are ignored.
+    /// Adds a value in the next slot, evicting the oldest block when full. Non-finite values
+    /// are ignored (they take no slot: [`Self::skip`] is how a missing step is told).
     pub(crate) fn push(&mut self, x: f64) {
         if !x.is_finite() {
             return;
-        }
-        if self.closed.capacity() == 0 {
-            self.closed.reserve_exact(self.max_closed() + 1);
         }
         let v = to_f32(x);
         if self.open_len == 0 {
@@ -118,17 +128,54 @@ impl BlockWindow {
         }
         self.open_sum += f64::from(v);
         self.open_len += 1;
-        if self.open_len == self.block {
-            if self.closed.len() >= self.max_closed() {
-                self.closed.pop_front();
-            }
-            self.closed.push_back(Block {
-                min: self.open_min,
-                max: self.open_max,
-                mean: to_f32(self.open_sum / self.open_len as f64),
-            });
-            self.open_len = 0;
+        self.open_slots += 1;
+        self.close_if_full();
+    }
+
+    /// Lets `missing` slots pass with no value: the oldest values leave the window by time, as
+    /// they would had the samples arrived, and the missing ones count for nothing.
+    pub(crate) fn skip(&mut self, missing: usize) {
+        // Beyond a whole window of slots, more only empties the same window.
+        let mut left = missing.min(self.cap + 2 * self.block);
+        while left > 0 {
+            let take = left.min(self.block - self.open_slots);
+            self.open_slots += take;
+            left -= take;
+            self.close_if_full();
         }
+    }
+
+    fn close_if_full(&mut self) {
+        if self.open_slots < self.block {
+            return;
+        }
+        if self.closed.capacity() == 0 {
+            self.closed.reserve_exact(self.max_closed() + 1);
+        }
+        if self.closed.len() >= self.max_closed() {
+            if let Some(old) = self.closed.pop_front() {
+                self.closed_len -= old.n as usize;
+            }
+        }
+        self.closed.push_back(Block {
+            min: self.open_min,
+            max: self.open_max,
+            mean: if self.open_len > 0 {
+                to_f32(self.open_sum / self.open_len as f64)
+            } else {
+                0.0
+            },
+            n: u32::try_from(self.open_len).unwrap_or(u32::MAX),
+        });
+        self.closed_len += self.open_len;
+        self.open_len = 0;
+        self.open_slots = 0;
+    }
+
+    /// Slots the window spans now (values and missing steps).
+    #[cfg(test)]
+    fn slots(&self) -> usize {
+        self.closed.len() * self.block + self.open_slots
     }
 
     fn open(&self) -> Option<Block> {
@@ -136,16 +183,18 @@ impl BlockWindow {
             min: self.open_min,
             max: self.open_max,
             mean: to_f32(self.open_sum / self.open_len as f64),
+            n: u32::try_from(self.open_len).unwrap_or(u32::MAX),
         })
     }
 
-    /// Blocks with their number of values.
+    /// Blocks that hold values, with their number of values.
     fn parts(&self) -> impl Iterator<Item = (Block, f64)> + '_ {
-        let b = self.block as f64;
         self.closed
             .iter()
-            .map(move |k| (*k, b))
-            .chain(self.open().map(|k| (k, self.open_len as f64)))
+            .copied()
+            .chain(self.open())
+            .filter(|k| k.n > 0)
+            .map(|k| (k, f64::from(k.n)))
     }
 
     /// Smallest value, if any (exact).
@@ -318,13 +367,53 @@ mod tests {
             "{}",
             w.len()
         );
-        assert!(w.heap_bytes() <= (BLOCKS + 1) * 12, "{}", w.heap_bytes());
+        assert!(w.heap_bytes() <= (BLOCKS + 1) * 16, "{}", w.heap_bytes());
         // Uniform values: estimated ranks within 3 % of the truth.
         for q in [0.01, 0.1, 0.5, 0.9, 0.99] {
             let est = w.count_at_most(q) / w.len() as f64;
             assert!((est - q).abs() < 0.03, "share at most {q}: {est}");
             assert!((w.quantile(q).unwrap() - q).abs() < 0.03, "{q}");
         }
+    }
+
+    #[test]
+    fn missing_steps_should_age_values_out_by_time() {
+        // 128 slots in blocks of 2: an early extreme leaves once 128 slots have passed,
+        // whether they brought values or not.
+        let mut w = BlockWindow::new(128);
+        w.push(1000.0);
+        for i in 0..90 {
+            if i % 3 == 0 {
+                w.skip(1);
+            } else {
+                w.push(1.0);
+            }
+        }
+        assert_eq!(
+            w.max(),
+            Some(1000.0),
+            "90 slots later it is still remembered"
+        );
+        assert_eq!(w.len(), 61);
+        for i in 0..40 {
+            if i % 3 == 0 {
+                w.skip(1);
+            } else {
+                w.push(2.0);
+            }
+        }
+        // 131 slots have passed: the extreme is gone, though the window holds fewer than 128
+        // values (counting values instead of steps, it would still be there).
+        assert_eq!(w.max(), Some(2.0));
+        assert!(w.len() < 100, "{}", w.len());
+        // A gap longer than the window empties it; it fills again from the next value.
+        w.skip(1_000_000);
+        assert_eq!((w.len(), w.max()), (0, None));
+        w.push(3.0);
+        assert_eq!(
+            (w.len(), w.max(), w.count_at_least(3.0)),
+            (1, Some(3.0), 1.0)
+        );
     }
 
     #[test]
@@ -365,6 +454,36 @@ mod tests {
             prop_assert_eq!(w.count_at_least(f64::from(max) + f64::from(max).abs() * 0.001 + 1.0), 0.0);
             prop_assert!(w.count_at_most(f64::from(min)) >= 1.0);
             prop_assert!(w.len() < cap + w.block);
+        }
+
+        /// With missing steps among the values, the window holds exactly the values of the slots
+        /// it spans, and spans about `cap` slots once that many have passed.
+        #[test]
+        fn values_and_missing_steps_should_share_the_slots(
+            cap in 1usize..400,
+            ops in prop::collection::vec((any::<bool>(), -1e3f64..1e3, 1usize..50), 1..600),
+        ) {
+            let mut w = BlockWindow::new(cap);
+            // One entry per slot: the value, or None for a missing step.
+            let mut slots: Vec<Option<f32>> = Vec::new();
+            for &(is_value, x, gap) in &ops {
+                if is_value {
+                    w.push(x);
+                    slots.push(Some(to_f32(x)));
+                } else {
+                    w.skip(gap);
+                    slots.extend(std::iter::repeat_n(None, gap));
+                }
+                let span = w.slots();
+                prop_assert!(span <= slots.len());
+                if slots.len() >= cap {
+                    prop_assert!(span + w.block > cap && span < cap + w.block, "{} of {}", span, cap);
+                }
+                let held: Vec<f32> = slots[slots.len() - span..].iter().flatten().copied().collect();
+                prop_assert_eq!(w.len(), held.len());
+                prop_assert_eq!(w.max(), held.iter().copied().reduce(f32::max).map(f64::from));
+                prop_assert_eq!(w.min(), held.iter().copied().reduce(f32::min).map(f64::from));
+            }
         }
     }
 }
