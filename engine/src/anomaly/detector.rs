@@ -215,11 +215,10 @@ impl DetectorParams {
 
     /// Number of past steps whose seasonal deviations the seasonal test ranks a deviation
     /// against: the last [`SEASONAL_MEMORY_WEEKS`] weeks of seasons, or `memory` when that is
-    /// shorter.
-    /// The value tests keep `memory` samples at any step, which at a coarse step is months (168
-    /// days at 30 minutes); over that long, one large departure (a storm, a day-long outage)
-    /// would set the bar for every later day, and a holiday two months after it would be no
-    /// record.
+    /// shorter. The value tests keep `memory` steps at any step length, which at a coarse step
+    /// is months (168 days at 30 minutes); over that long, one large departure (a storm, a
+    /// day-long outage) would set the bar for every later day, and a holiday two months after
+    /// it would be no record.
     fn seasonal_memory(&self) -> usize {
         let weeks = SEASONAL_MEMORY_WEEKS * WEEK * self.season;
         if self.season == 0 || weeks >= self.memory {
@@ -809,12 +808,12 @@ impl Detector {
     /// residuals, past means, shift statistics, seasonal deviations) moves on by `missing`
     /// steps, so what is older than `memory` steps leaves it as if the samples had arrived: a
     /// series that loses three samples in ten still remembers four weeks, not forty days.
-    /// After a gap of at least
-    /// half the short window, the seasonal test rests until the window has refilled. Calls
-    /// with no sample between them (and non-finite samples) add up to one gap. The missing
-    /// steps count as time for the current incident: its peak decays and its quiet period runs
-    /// on as if they had arrived (an incident two days old is over, whatever arrived in
-    /// between). Without a season, or before the first recent mean, that is all it does.
+    /// After a gap of at least half the short window, the seasonal test rests until the window
+    /// has refilled. Calls with no sample between them (and non-finite samples) add up to one
+    /// gap. The missing steps count as time for the current incident: its peak decays and its
+    /// quiet period runs on as if they had arrived (an incident two days old is over, whatever
+    /// arrived in between). Without a season, or before the first recent mean, that is all it
+    /// does.
     pub fn skip(&mut self, missing: usize) {
         // Time passes for the current incident too: its peak decays and its quiet period runs
         // out by the clock, not by the samples that happened to arrive.
@@ -1493,10 +1492,6 @@ mod tests {
             .collect()
     }
 
-    /// With three weeks of memory the peaks of a month ago roll out of the window and ordinary
-    /// values of a stationary series set records again (the false positives of NAB's eight-week
-    /// tweet series, docs/anomaly.md); the default remembers four weeks. Twenty seeds of eight
-    /// weeks, alerts counted in the second month: measured 51 with 6000 values, 34 with 8064.
     #[test]
     fn a_record_should_be_judged_against_four_weeks_of_time_when_samples_go_missing() {
         // A spike, then 31 days in which every third 5-minute sample is lost: about 6000
@@ -1523,6 +1518,10 @@ mod tests {
         }
     }
 
+    /// With three weeks of memory the peaks of a month ago roll out of the window and ordinary
+    /// values of a stationary series set records again (the false positives of NAB's eight-week
+    /// tweet series, docs/anomaly.md); the default remembers four weeks. Twenty seeds of eight
+    /// weeks, alerts counted in the second month: measured 51 with 6000 values, 34 with 8064.
     #[test]
     fn records_should_be_judged_against_four_weeks_not_three() {
         let alerts_after_a_month = |memory: usize| -> usize {

@@ -101,7 +101,8 @@ impl BlockWindow {
         self.closed_len + self.open_len
     }
 
-    /// Bytes on the heap: the closed blocks at their final capacity (reserved on the first slot).
+    /// Bytes on the heap: the closed blocks at their final capacity (reserved when the first
+    /// block closes).
     pub(crate) fn heap_bytes(&self) -> usize {
         self.closed.capacity() * std::mem::size_of::<Block>()
     }
