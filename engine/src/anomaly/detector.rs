@@ -2588,13 +2588,18 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
+        /// Whatever the settings, values and gaps (none, a few steps, or more than any memory).
         #[test]
         fn score_should_always_be_in_unit_interval(
             params in params_strategy(),
-            xs in prop::collection::vec(prop::num::f64::ANY, 0..400),
+            xs in prop::collection::vec(
+                (prop::num::f64::ANY, prop_oneof![8 => Just(0usize), 3 => 1usize..5, 1 => Just(1_000_000usize)]),
+                0..400,
+            ),
         ) {
             let mut d = Detector::new(params.check().unwrap());
-            for x in xs {
+            for (x, gap) in xs {
+                d.skip(gap);
                 let v = d.observe(x);
                 prop_assert!((0.0..=1.0).contains(&v.score), "score {} for {}", v.score, x);
                 prop_assert!((0.0..=1.0).contains(&v.evidence.raw_score));
