@@ -597,6 +597,21 @@ impl MeanTest {
     fn heap_bytes(&self) -> usize {
         self.past.heap_bytes()
     }
+
+    /// Moves the window on by `x`, before it is pushed to the ring, without keeping a past mean
+    /// (a missing step filled in, not a sample).
+    fn slide(&mut self, x: f64, raw: &Ring) {
+        self.sum += x;
+        if raw.len() >= self.k {
+            self.sum -= raw.back(self.k - 1).map_or(0.0, f64::from);
+        }
+    }
+
+    /// Mean of the last `k` values in the ring (fewer while it fills), if any.
+    fn mean(&self, raw: &Ring) -> Option<f64> {
+        let n = raw.len().min(self.k);
+        (n > 0).then(|| self.sum / n as f64)
+    }
 }
 
 /// Default allowance of the shift test ([`DetectorParams::shift_allowance`]), in scale units
@@ -838,6 +853,26 @@ impl Detector {
                 t.past.skip(missing);
             }
         }
+        let run_before = self.gap_run;
+        self.gap_run = self.gap_run.saturating_add(missing);
+        // The mean windows span steps too: a step missing within a gap shorter than half the
+        // short window takes the recent mean in their ring, so the recent mean covers
+        // `short_window` steps and stays in phase with the same-phase means it is compared
+        // with. A longer gap fills only its first steps: the seasonal test then rests anyway.
+        let limit = (self.p.short_window - 1) / 2;
+        let fills = self
+            .gap_run
+            .min(limit)
+            .saturating_sub(run_before.min(limit));
+        if let Some(fill) = (fills > 0).then(|| self.short.mean(&self.raw)).flatten() {
+            for _ in 0..fills {
+                self.short.slide(fill, &self.raw);
+                if let Some(t) = self.long.as_mut() {
+                    t.slide(fill, &self.raw);
+                }
+                self.raw.push(to_f32(fill));
+            }
+        }
         if self.p.season == 0 {
             return;
         }
@@ -847,8 +882,7 @@ impl Detector {
         // A recent mean that spans a gap of half its window or more covers a stretch of time a
         // half longer than the same-phase means it would be compared with: until the window
         // has refilled, the seasonal test rests and keeps the day-earlier means as references.
-        // A shorter gap only blurs the mean a little.
-        self.gap_run = self.gap_run.saturating_add(missing);
+        // A shorter gap is filled in (above).
         if self.gap_run.saturating_mul(2) >= self.p.short_window {
             self.refill = self.p.short_window;
         }
@@ -1516,6 +1550,28 @@ mod tests {
             assert!(v.score >= ALERT_THRESHOLD, "seed {seed}: {}", v.explain());
             assert_eq!(v.kind, Some(AnomalyKind::Burst));
         }
+    }
+
+    #[test]
+    fn the_recent_mean_should_span_steps_when_every_other_sample_is_missing() {
+        // A level of 0, then 100 from one step on, with every other step's sample missing. The
+        // recent mean covers `short_window` (24) steps: 23 steps after the jump the old level
+        // has left its slots and comes back only through the steps filled in while the new
+        // level arrived. Counted in samples, half the window would still hold the old level.
+        let mut d = detector();
+        for _ in 0..300 {
+            d.observe(0.0);
+        }
+        let mut last = None;
+        for step in 0..24 {
+            if step % 2 == 0 {
+                last = Some(d.observe(100.0));
+            } else {
+                d.skip(1);
+            }
+        }
+        let mean = last.unwrap().evidence.recent_mean;
+        assert!(mean > 60.0 && mean < 100.0, "recent mean {mean}");
     }
 
     /// With three weeks of memory the peaks of a month ago roll out of the window and ordinary
