@@ -8,9 +8,9 @@
 //! 1. **Quantile band** — the value among those of the last `memory` steps (the empirical
 //!    predictive distribution; its 1 % / 99 % quantiles are the band reported as evidence).
 //!    Memories span steps, not samples: a step whose sample went missing still counts.
-//! 2. **Change** — the mean of the last `short_window` values, and of the last `long_window`,
+//! 2. **Change** — the mean of the last `short_window` steps, and of the last `long_window`,
 //!    among past such means: a level shift or a drop moves them even when each value on its own
-//!    is unremarkable.
+//!    is unremarkable. A step missing in a short gap counts at the recent mean.
 //! 3. **Seasonal** — with a `season`, the recent mean minus the median of the same phase over the
 //!    last three seasons (or the same phase a week earlier when closer, with `weekly`), among
 //!    the deviations of the last six weeks: a missing daily peak, a holiday.
