@@ -574,10 +574,7 @@ impl MeanTest {
 
     /// Learns `x`, before it is pushed to the ring; returns the new mean once `k` values exist.
     fn learn(&mut self, x: f64, raw: &Ring) -> Option<f64> {
-        self.sum += x;
-        if raw.len() >= self.k {
-            self.sum -= raw.back(self.k - 1).map_or(0.0, f64::from);
-        }
+        self.slide(x, raw);
         self.learnt += 1;
         if self.learnt.is_multiple_of(1024) && raw.len() >= self.k {
             // Recompute now and then to keep rounding from drifting.
