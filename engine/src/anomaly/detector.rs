@@ -454,6 +454,17 @@ pub(super) fn num(x: f64) -> String {
 
 const TREND_BLOCKS: usize = 12;
 
+/// Seasons for which a series must stay mostly above the season before it
+/// (`Detector::climb_run`) before a climb that no longer steepens is called a leak. A level
+/// shift is above the season before it for one season; half a season more keeps its noise
+/// from reaching this.
+const LEAK_CLIMB_SEASONS: f64 = 1.5;
+
+/// Largest tail probability of the seasonal deviation for which a long climb
+/// (`LEAK_CLIMB_SEASONS`) counts as a leak: the recent mean must be above the same phase by
+/// more than nine in ten past deviations.
+const LEAK_PHASE_TAIL: f64 = 0.1;
+
 /// Samples seen before any score above zero (a rank needs something to rank against).
 const MIN_SEEN: usize = 2;
 
@@ -750,6 +761,11 @@ pub struct Detector {
     announced: f64,
     /// Whether the current incident has been announced as a leak.
     leak_named: bool,
+    /// Samples in a row (with a season) whose last [`TREND_BLOCKS`] blocks were mostly above the
+    /// same blocks one season earlier. A level shift is above the season before it for one
+    /// season only, and a busy weekday after a quiet weekend day likewise; a climb that lasts
+    /// longer ([`LEAK_CLIMB_SEASONS`]) is a leak even when it no longer steepens.
+    climb_run: usize,
     long: Option<MeanTest>,
     /// The accumulating test for small sustained shifts.
     cusum: Cusum,
@@ -794,6 +810,7 @@ impl Detector {
             since_announce: usize::MAX,
             announced: 0.0,
             leak_named: false,
+            climb_run: 0,
             cusum: Cusum::new(TREND_BLOCKS * p.trend_block, p.memory, p.shift_allowance),
             cusum_alarm: false,
             long: (p.long_window > 0).then(|| MeanTest::new(p.long_window, p.memory)),
@@ -1024,7 +1041,7 @@ impl Detector {
         } else {
             self.seasonal_deviation(recent_mean)
         };
-        let (s_season, season_up) = match seasonal_dev {
+        let (s_season, season_up, above_phase) = match seasonal_dev {
             Some(d) if self.seasonal.len() >= self.p.short_window => {
                 let ms = self.seasonal.len() as f64;
                 let a = d.abs();
@@ -1036,11 +1053,26 @@ impl Detector {
                 (
                     self.young(self.seasonal.len()) * (surprise(p, ms) + ex),
                     d > 0.0,
+                    d > 0.0 && p <= LEAK_PHASE_TAIL,
                 )
             }
-            _ => (0.0, true),
+            _ => (0.0, true, false),
         };
         let (trend, growing) = self.trend(x);
+        self.climb_run = if self.p.season > 0 && trend > 0.5 {
+            self.climb_run.saturating_add(1)
+        } else {
+            0
+        };
+        // A leak climbs: steadily over the last blocks, and either still steepening (its
+        // season-over-season differences grow through its first season) or above the season
+        // before it for longer than a level shift can be, and above the same phase of the last
+        // days and of the week before by more than is usual (a week that builds up from Monday
+        // to Friday climbs for days, but no higher than the week before). A slow leak is past
+        // the band only after its first season, when its differences no longer grow.
+        let climbing = (trend > 0.9 && growing)
+            || (above_phase && self.climb_run as f64 > LEAK_CLIMB_SEASONS * self.p.season as f64);
+        let leak_shape = climbing && x > upper;
 
         // 5. Flatline: identical values in a row while the past varied.
         let flat_run = if self.last == Some(x) {
@@ -1052,8 +1084,8 @@ impl Detector {
         let surprise = |p: f64| surprise(p, m);
         let s_band = surprise(p_up.min(p_down)) + excess;
         let s_mean = surprise(p_mean_up.min(p_mean_down));
-        let s_trend = if trend > 0.9 && growing && x > upper {
-            trend - 0.9
+        let s_trend = if leak_shape {
+            (trend - 0.9).max(0.0)
         } else {
             0.0
         };
@@ -1097,7 +1129,7 @@ impl Detector {
             None
         } else if s_flat > 0.0 && s_flat >= top {
             Some(AnomalyKind::Flatline)
-        } else if s_trend > 0.0 {
+        } else if leak_shape {
             Some(AnomalyKind::Leak)
         } else if s_band >= top {
             // A value outside the band: a surge or a fall. A surge on values whose mean had
@@ -1124,7 +1156,7 @@ impl Detector {
             } else {
                 recent_mean >= expected
             };
-            if up && s_cusum >= top && trend > 0.9 && growing {
+            if up && s_cusum >= top && climbing {
                 // An accumulated climb that keeps steepening is a leak before it passes the band.
                 Some(AnomalyKind::Leak)
             } else if !up && recent_mean <= lower {
@@ -1900,6 +1932,88 @@ mod tests {
         assert!(text.contains(&num(leak.evidence.value)), "{text}");
         assert!(text.contains(&num(leak.evidence.upper)), "{text}");
         assert!(text.contains("trend"), "{text}");
+    }
+
+    /// A leak too slow to leave the band in its first season (a twentieth of the daily swing a
+    /// day): by the time it is past the band its season-over-season differences no longer
+    /// grow, since every block is now compared with a block that already climbed. It must still
+    /// be named, or the runaway guard never caps it.
+    #[test]
+    fn a_slow_leak_should_be_named_a_leak_once_it_has_climbed_for_longer_than_a_shift_can() {
+        let season = 288;
+        for seed in [53, 59, 61] {
+            let mut d = seasonal_detector(season);
+            let mut n = Noise::new(seed);
+            let day = |i: usize, n: &mut Noise| {
+                let phase = (i % season) as f64 / season as f64;
+                50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 4.0 * n.uniform()
+            };
+            for i in 0..season * 14 {
+                d.observe(day(i, &mut n));
+            }
+            let start = season * 14;
+            let vs: Vec<Verdict> = (start..start + season * 5)
+                .map(|i| d.observe(day(i, &mut n) + (i - start) as f64 / season as f64))
+                .collect();
+            let leak = vs
+                .iter()
+                .position(|v| v.score >= ALERT_THRESHOLD && v.kind == Some(AnomalyKind::Leak));
+            let Some(at) = leak else {
+                panic!("seed {seed}: a slow leak was never named a leak in five days");
+            };
+            // Not before it has climbed for longer than a level shift is above the day before.
+            assert!(
+                at as f64 > LEAK_CLIMB_SEASONS * season as f64,
+                "seed {seed}: {at}"
+            );
+            assert!(
+                vs[at].evidence.value > vs[at].evidence.upper,
+                "{:?}",
+                vs[at]
+            );
+        }
+    }
+
+    /// A working week that builds up: each weekday busier than the one before, the weekend
+    /// quiet. From Monday to Friday every block is above the same block a day earlier, for
+    /// days, but the week is no higher than the week before: from the second week on that is
+    /// the pattern, not a leak.
+    #[test]
+    fn a_week_that_builds_up_should_not_be_called_a_leak_after_its_first_week() {
+        let season = 288;
+        for step in [2.0, 5.0, 10.0] {
+            for seed in [53, 59, 61] {
+                let mut d = seasonal_detector(season);
+                let mut n = Noise::new(seed);
+                let (mut alerts, mut verdicts) = (0, 0);
+                for i in 0..season * 7 * 8 {
+                    let weekday = (i / season) % 7;
+                    let phase = (i % season) as f64 / season as f64;
+                    let week = if weekday < 5 {
+                        step * weekday as f64
+                    } else {
+                        -10.0
+                    };
+                    let x = 50.0
+                        + week
+                        + 20.0 * (phase * std::f64::consts::TAU).sin()
+                        + 4.0 * n.uniform();
+                    let v = d.observe(x);
+                    if i >= season * 7 && v.kind == Some(AnomalyKind::Leak) {
+                        verdicts += 1;
+                        if v.score >= ALERT_THRESHOLD {
+                            alerts += 1;
+                        }
+                    }
+                }
+                assert_eq!(alerts, 0, "step {step}, seed {seed}: leak alerts");
+                // Below the threshold too, at most one sample in a hundred is called a leak.
+                assert!(
+                    verdicts * 100 <= season * 7 * 7,
+                    "step {step}, seed {seed}: {verdicts} leak verdicts"
+                );
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! A leak is never fed: whatever the policy, once a leak is flagged the allocation is capped at
 //! its value at that moment, and the cap is kept (the controller passes it back in
 //! [`RemediationContext::held_cap`]) for as long as the usage keeps climbing — even on steps where
-//! the detector, having announced the incident once, scores low. So a steady climb cannot drive
+//! the detector, having announced the incident once, scores low, or flags the climb as another
+//! kind (a new record of the leak named a burst). So a steady climb cannot drive
 //! the scaling loop into a runaway. An isolation holds until the controller drops `held_cap`
 //! (an operator's release). While held, the cap follows the allocation down and never back up
 //! (a property test checks that a leak under `isolate` never grows the allocation).
@@ -202,9 +203,12 @@ impl AuditRecord {
 /// Decides the remediation of one verdict under a policy.
 ///
 /// # Guarantees
-/// Pure and total. Below the threshold the action is `None` and there is no cap. At or above it,
-/// the policy's action is chosen; a flagged [`AnomalyKind::Leak`] always caps the allocation at
+/// Pure and total. Below the threshold the action is `None`. At or above it, the policy's action
+/// is chosen; a flagged [`AnomalyKind::Leak`] always caps the allocation at
 /// `current_allocation`, whatever the policy, and [`RemediationPolicy::Isolate`] caps any anomaly.
+/// A cap already held (`held_cap`) is kept, above or below the threshold and whatever kind the
+/// verdict names, while the usage still climbs (trend above [`LEAK_HOLD_TREND`]), and under
+/// [`RemediationPolicy::Isolate`] until released; otherwise there is no cap.
 /// `dry_run` is carried into the decision: the controller must then execute nothing.
 pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationContext) -> Decision {
     let score = if verdict.score.is_finite() {
@@ -214,13 +218,14 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
     };
     let flagged = score >= ctx.threshold && verdict.kind.is_some();
     let held = ctx.held_cap.filter(|c| c.is_finite());
+    // A held leak stays held while the usage still climbs, whatever the verdict (a burst on
+    // top of a leak does not release it); an isolation until released.
+    let keep = match (held, policy) {
+        (Some(_), RemediationPolicy::Isolate) => true,
+        (Some(_), _) => verdict.evidence.trend > LEAK_HOLD_TREND,
+        (None, _) => false,
+    };
     if !flagged {
-        // A held leak stays held while the usage still climbs; an isolation until released.
-        let keep = match (held, policy) {
-            (Some(_), RemediationPolicy::Isolate) => true,
-            (Some(_), _) => verdict.evidence.trend > LEAK_HOLD_TREND,
-            (None, _) => false,
-        };
         let reason = if keep {
             format!(
                 "score {score:.3} below threshold {:.3}; allocation still held",
@@ -251,7 +256,8 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
         RemediationPolicy::Stop => RemediationAction::Stop,
         RemediationPolicy::Terminate => RemediationAction::Terminate,
     };
-    let hold = matches!(action, RemediationAction::Isolate) || kind == Some(AnomalyKind::Leak);
+    let hold =
+        matches!(action, RemediationAction::Isolate) || kind == Some(AnomalyKind::Leak) || keep;
     // Keep an existing hold rather than raising it to today's allocation.
     let allocation_cap =
         hold.then(|| held.map_or(ctx.current_allocation, |h| h.min(ctx.current_allocation)));
@@ -570,5 +576,59 @@ mod tests {
         let cap = cap_at_flag.expect("the leak was never flagged");
         // Without the guard the scaler would have reached (5 + 30) × 1.3 ≈ 45.
         assert!(cap < 20.0, "cap {cap}");
+    }
+
+    /// The same guard on a daily pattern, for a leak too slow to leave the band in its first
+    /// day (a twentieth of the daily swing a day): it is flagged once it has climbed for a day
+    /// and a half, and the allocation stays capped from then on.
+    #[test]
+    fn a_slow_leak_on_a_daily_pattern_should_be_capped_too() {
+        use crate::anomaly::{DetectorParams, WorkloadDetector, WorkloadSample, ALERT_THRESHOLD};
+        let season = 288;
+        let params = DetectorParams {
+            season,
+            ..DetectorParams::default()
+        };
+        let mut det = WorkloadDetector::new(params.check().unwrap(), 0.5);
+        let mut seed = crate::noise::XorShift::new(7);
+        let mut noise = move || seed.uniform();
+        let mut allocation = 100.0;
+        let mut held: Option<f64> = None;
+        let mut cap_at_flag: Option<f64> = None;
+        let start = 14 * season;
+        let end = start + 8 * season;
+        let mut peak_usage: f64 = 0.0;
+        for t in 0..end {
+            let phase = (t % season) as f64 / season as f64;
+            let leak = t.saturating_sub(start) as f64 / season as f64;
+            let usage = 50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 4.0 * noise() + leak;
+            peak_usage = peak_usage.max(usage);
+            let v = det.observe(WorkloadSample {
+                memory: Some(usage),
+                ..Default::default()
+            });
+            let c = RemediationContext {
+                threshold: ALERT_THRESHOLD,
+                current_allocation: allocation,
+                dry_run: false,
+                held_cap: held,
+            };
+            let d = decide(RemediationPolicy::AlertOnly, &v.as_verdict(), &c);
+            if d.kind == Some(AnomalyKind::Leak) && cap_at_flag.is_none() {
+                assert!(t > start, "step {t}: a leak before the leak began");
+                cap_at_flag = d.allocation_cap;
+            }
+            held = d.allocation_cap;
+            allocation = d.clamp_allocation(usage * 1.3);
+            if let Some(cap) = cap_at_flag {
+                assert!(
+                    allocation <= cap + 1e-9,
+                    "step {t}: allocation {allocation} above cap {cap}"
+                );
+            }
+        }
+        let cap = cap_at_flag.expect("the slow leak was never flagged");
+        // Without the guard the scaler follows the climb to the end: 1.3 × the last peak.
+        assert!(cap < 1.3 * peak_usage - 5.0, "cap {cap}, peak {peak_usage}");
     }
 }
