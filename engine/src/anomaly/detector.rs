@@ -1119,6 +1119,20 @@ impl Detector {
         } else {
             ((self.seen + 1) as f64).ln() / ((self.p.warmup + 1) as f64).ln()
         };
+        // A climb that sets a record is a leak's record however little it beats the last one:
+        // a steady climb passes its own last value by a hair at each step, so by the range it
+        // would never clear the alert margin, however far it has climbed. Like a record flat
+        // run, it scores beyond the margin.
+        let s_trend = if leak_shape
+            && [s_band, s_mean, s_season, s_long, s_cusum]
+                .into_iter()
+                .fold(0.0, f64::max)
+                >= 1.0
+        {
+            s_trend.max(1.0 + 2.0 * RECORD_MARGIN)
+        } else {
+            s_trend
+        };
         let combined = evidence
             * [s_band, s_mean, s_season, s_long, s_trend, s_flat, s_cusum]
                 .into_iter()
@@ -1178,10 +1192,11 @@ impl Detector {
         let record = combined >= 1.0;
         let is_leak = kind == Some(AnomalyKind::Leak);
         // The first sample that names an incident a leak is announced while it is still a
-        // record beyond the margin: the runaway guard (remediation) caps a leak's allocation
-        // from that verdict on.
+        // record beyond the margin, within the incident's quiet period or under the decaying
+        // peak of an earlier, larger one alike: the runaway guard (remediation) caps a leak's
+        // allocation from that verdict on.
         let names_leak = is_leak && !self.leak_named && combined >= 1.0 + RECORD_MARGIN;
-        let announce = combined > bar || (quiet && names_leak);
+        let announce = combined > bar || names_leak;
         self.since_announce = self.since_announce.saturating_add(1);
         if announce {
             self.leak_named = is_leak || (quiet && self.leak_named);
@@ -1971,6 +1986,93 @@ mod tests {
                 "{:?}",
                 vs[at]
             );
+        }
+    }
+
+    /// A leak that passes a spike of a few days before only when the spike's incident is still
+    /// decaying (the spike was 250 daily swings high), and then beats its own last value by a
+    /// quarter of a percent of the range at each step. It is announced as a leak all the same,
+    /// or the runaway guard never caps it.
+    #[test]
+    fn a_leak_past_an_earlier_huge_spike_should_still_be_announced_as_a_leak() {
+        let season = 288;
+        for seed in [53, 59, 61] {
+            let mut d = seasonal_detector(season);
+            let mut n = Noise::new(seed);
+            let day = |i: usize, n: &mut Noise| {
+                let phase = (i % season) as f64 / season as f64;
+                10.0 + 2.0 * (phase * std::f64::consts::TAU).sin() + n.uniform()
+            };
+            let start = season * 14;
+            for i in 0..start {
+                let spike = if i == start - season { 1000.0 } else { 0.0 };
+                d.observe(day(i, &mut n) + spike);
+            }
+            let vs: Vec<Verdict> = (start..start + season * 3)
+                .map(|i| d.observe(day(i, &mut n) + 2.5 * (i - start) as f64))
+                .collect();
+            let leak = vs
+                .iter()
+                .find(|v| v.score >= ALERT_THRESHOLD && v.kind == Some(AnomalyKind::Leak));
+            assert!(
+                leak.is_some(),
+                "seed {seed}: a leak past an earlier spike was never announced as a leak"
+            );
+        }
+    }
+
+    /// A climb past an old spike (still in memory, its incident long over) beats its own last
+    /// value by a quarter of a percent of the range at each step, less than the alert margin:
+    /// a record of a climb scores beyond the margin all the same, so the leak is announced.
+    #[test]
+    fn a_leak_that_beats_its_last_value_by_a_hair_should_still_be_announced_as_a_leak() {
+        for seed in [53, 59, 61] {
+            let mut d = detector();
+            let mut n = Noise::new(seed);
+            for i in 0..4000 {
+                let spike = if i == 1000 { 1000.0 } else { 0.0 };
+                d.observe(10.0 + n.uniform() + spike);
+            }
+            let vs: Vec<Verdict> = (0..800)
+                .map(|i| d.observe(10.0 + n.uniform() + 2.5 * i as f64))
+                .collect();
+            let leak = vs
+                .iter()
+                .find(|v| v.score >= ALERT_THRESHOLD && v.kind == Some(AnomalyKind::Leak));
+            assert!(
+                leak.is_some(),
+                "seed {seed}: a climb past an old spike was never announced as a leak"
+            );
+        }
+    }
+
+    /// A climb on a daily pattern: its first record that the trend test calls a leak is
+    /// announced as one, however little it beats the last value, so the runaway guard caps the
+    /// leak from its first leak verdict that is a record.
+    #[test]
+    fn a_leaks_first_record_should_be_announced_as_a_leak() {
+        let season = 288;
+        for slope in [2.0, 4.0, 8.0] {
+            for seed in [53, 59, 61] {
+                let mut d = seasonal_detector(season);
+                let mut n = Noise::new(seed);
+                let day = |i: usize, n: &mut Noise| {
+                    let phase = (i % season) as f64 / season as f64;
+                    50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 4.0 * n.uniform()
+                };
+                for i in 0..season * 14 {
+                    d.observe(day(i, &mut n));
+                }
+                let start = season * 14;
+                let first = (start..start + season * 5)
+                    .map(|i| d.observe(day(i, &mut n) + slope * (i - start) as f64 / season as f64))
+                    .find(|v| v.kind == Some(AnomalyKind::Leak) && v.evidence.raw_score >= 0.5)
+                    .expect("no leak record");
+                assert!(
+                    first.score >= ALERT_THRESHOLD,
+                    "slope {slope}, seed {seed}: {first:?}"
+                );
+            }
         }
     }
 
