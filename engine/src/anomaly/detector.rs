@@ -399,9 +399,11 @@ impl Verdict {
             return format!("no anomaly (score {:.3})", self.score);
         };
         let detail = match kind {
+            // The shift test can name a climb a leak before the value leaves the band.
             AnomalyKind::Leak => format!(
-                "value {} above the band {band} and climbing: trend {:.2} over the last {TREND_BLOCKS} blocks, recent mean {}",
+                "value {} {} the band {band} and climbing: trend {:.2} over the last {TREND_BLOCKS} blocks, recent mean {}",
                 num(e.value),
+                if e.value > e.upper { "above" } else { "within" },
                 e.trend,
                 num(e.recent_mean)
             ),
@@ -2091,6 +2093,39 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_leak_inside_the_band_should_not_be_explained_as_above_it() {
+        let v = Verdict {
+            score: 0.6,
+            kind: Some(AnomalyKind::Leak),
+            evidence: Evidence {
+                value: 55.0,
+                lower: 40.0,
+                upper: 60.0,
+                trend: 1.0,
+                recent_mean: 54.0,
+                ..Evidence::default()
+            },
+        };
+        let text = v.explain();
+        assert!(
+            text.starts_with("leak: value 55.00 within the band"),
+            "{text}"
+        );
+        let above = Verdict {
+            evidence: Evidence {
+                value: 65.0,
+                ..v.evidence
+            },
+            ..v
+        };
+        let text = above.explain();
+        assert!(
+            text.starts_with("leak: value 65.00 above the band"),
+            "{text}"
+        );
     }
 
     #[test]
