@@ -1920,12 +1920,12 @@ mod tests {
         }
     }
 
-    /// The same kind of background with a real leak on top: the level climbs day after day.
-    #[test]
-    fn a_leak_on_a_daily_pattern_should_be_called_a_leak() {
+    /// Fourteen days of a daily sine (50 ± 20, noise up to 4) at 5-minute samples, then `days`
+    /// more with a leak of `slope` a day on top: the verdicts of those days.
+    fn leak_on_a_daily_pattern(seed: u64, slope: f64, days: usize) -> Vec<Verdict> {
         let season = 288;
         let mut d = seasonal_detector(season);
-        let mut n = Noise::new(53);
+        let mut n = Noise::new(seed);
         let day = |i: usize, n: &mut Noise| {
             let phase = (i % season) as f64 / season as f64;
             50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 4.0 * n.uniform()
@@ -1933,11 +1933,17 @@ mod tests {
         for i in 0..season * 14 {
             d.observe(day(i, &mut n));
         }
-        // 20 % of the daily swing per day.
         let start = season * 14;
-        let vs: Vec<Verdict> = (start..start + season * 3)
-            .map(|i| d.observe(day(i, &mut n) + 8.0 * (i - start) as f64 / season as f64))
-            .collect();
+        (start..start + season * days)
+            .map(|i| d.observe(day(i, &mut n) + slope * (i - start) as f64 / season as f64))
+            .collect()
+    }
+
+    /// The same kind of background with a real leak on top: the level climbs day after day.
+    #[test]
+    fn a_leak_on_a_daily_pattern_should_be_called_a_leak() {
+        // 20 % of the daily swing per day.
+        let vs = leak_on_a_daily_pattern(53, 8.0, 3);
         let leak = vs
             .iter()
             .find(|v| v.score >= ALERT_THRESHOLD && v.kind == Some(AnomalyKind::Leak))
@@ -1959,19 +1965,7 @@ mod tests {
     fn a_slow_leak_should_be_named_a_leak_once_it_has_climbed_for_longer_than_a_shift_can() {
         let season = 288;
         for seed in [53, 59, 61] {
-            let mut d = seasonal_detector(season);
-            let mut n = Noise::new(seed);
-            let day = |i: usize, n: &mut Noise| {
-                let phase = (i % season) as f64 / season as f64;
-                50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 4.0 * n.uniform()
-            };
-            for i in 0..season * 14 {
-                d.observe(day(i, &mut n));
-            }
-            let start = season * 14;
-            let vs: Vec<Verdict> = (start..start + season * 5)
-                .map(|i| d.observe(day(i, &mut n) + (i - start) as f64 / season as f64))
-                .collect();
+            let vs = leak_on_a_daily_pattern(seed, 1.0, 5);
             let leak = vs
                 .iter()
                 .position(|v| v.score >= ALERT_THRESHOLD && v.kind == Some(AnomalyKind::Leak));
@@ -2028,21 +2022,10 @@ mod tests {
     /// leak from its first leak verdict that is a record.
     #[test]
     fn a_leaks_first_record_should_be_announced_as_a_leak() {
-        let season = 288;
         for slope in [2.0, 4.0, 8.0] {
             for seed in [53, 59, 61] {
-                let mut d = seasonal_detector(season);
-                let mut n = Noise::new(seed);
-                let day = |i: usize, n: &mut Noise| {
-                    let phase = (i % season) as f64 / season as f64;
-                    50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 4.0 * n.uniform()
-                };
-                for i in 0..season * 14 {
-                    d.observe(day(i, &mut n));
-                }
-                let start = season * 14;
-                let first = (start..start + season * 5)
-                    .map(|i| d.observe(day(i, &mut n) + slope * (i - start) as f64 / season as f64))
+                let first = leak_on_a_daily_pattern(seed, slope, 5)
+                    .into_iter()
                     .find(|v| v.kind == Some(AnomalyKind::Leak) && v.evidence.raw_score >= 0.5)
                     .expect("no leak record");
                 assert!(

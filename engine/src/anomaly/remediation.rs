@@ -531,25 +531,21 @@ mod tests {
         }
     }
 
-    /// The runaway guard end to end: a memory leak fed to the detector, a naive scaler that
-    /// always wants 30 % headroom over usage, and the decisions applied as the controller would.
-    #[test]
-    fn a_leak_should_never_drive_the_allocation_into_a_runaway() {
-        use crate::anomaly::{DetectorParams, WorkloadDetector, WorkloadSample, ALERT_THRESHOLD};
-        let mut det = WorkloadDetector::new(DetectorParams::default().check().unwrap(), 0.5);
-        let mut seed = crate::noise::XorShift::new(42);
-        let mut noise = move || seed.uniform();
-        let mut allocation = 10.0;
+    /// The runaway guard end to end: memory `usage` (one value a step) fed to a
+    /// `WorkloadDetector`, a naive scaler that always wants 30 % headroom over usage, and the
+    /// decisions (alert-only) applied as the controller would. Checks at every step that the
+    /// allocation stays within the cap of the first leak verdict; returns that verdict's step
+    /// and cap, if any.
+    fn leak_guard(
+        params: crate::anomaly::DetectorParams,
+        usage: impl IntoIterator<Item = f64>,
+        mut allocation: f64,
+    ) -> Option<(usize, f64)> {
+        use crate::anomaly::{WorkloadDetector, WorkloadSample, ALERT_THRESHOLD};
+        let mut det = WorkloadDetector::new(params.check().unwrap(), 0.5);
         let mut held: Option<f64> = None;
-        let mut cap_at_flag: Option<f64> = None;
-        for t in 0..6000 {
-            // Flat memory around 5 GiB for 3000 steps, then a leak of 0.01 GiB per step.
-            let leak = if t >= 3000 {
-                0.01 * (t - 3000) as f64
-            } else {
-                0.0
-            };
-            let usage = 5.0 + noise() + leak;
+        let mut flagged: Option<(usize, f64)> = None;
+        for (t, usage) in usage.into_iter().enumerate() {
             let v = det.observe(WorkloadSample {
                 memory: Some(usage),
                 ..Default::default()
@@ -561,19 +557,29 @@ mod tests {
                 held_cap: held,
             };
             let d = decide(RemediationPolicy::AlertOnly, &v.as_verdict(), &c);
-            if d.kind == Some(AnomalyKind::Leak) && cap_at_flag.is_none() {
-                cap_at_flag = d.allocation_cap;
+            if d.kind == Some(AnomalyKind::Leak) && flagged.is_none() {
+                flagged = d.allocation_cap.map(|cap| (t, cap));
             }
             held = d.allocation_cap;
             allocation = d.clamp_allocation(usage * 1.3);
-            if let Some(cap) = cap_at_flag {
+            if let Some((_, cap)) = flagged {
                 assert!(
                     allocation <= cap + 1e-9,
                     "step {t}: allocation {allocation} above cap {cap}"
                 );
             }
         }
-        let cap = cap_at_flag.expect("the leak was never flagged");
+        flagged
+    }
+
+    #[test]
+    fn a_leak_should_never_drive_the_allocation_into_a_runaway() {
+        let mut seed = crate::noise::XorShift::new(42);
+        // Flat memory around 5 GiB for 3000 steps, then a leak of 0.01 GiB per step.
+        let usage =
+            (0..6000).map(|t: usize| 5.0 + seed.uniform() + 0.01 * t.saturating_sub(3000) as f64);
+        let (_, cap) = leak_guard(crate::anomaly::DetectorParams::default(), usage, 10.0)
+            .expect("the leak was never flagged");
         // Without the guard the scaler would have reached (5 + 30) × 1.3 ≈ 45.
         assert!(cap < 20.0, "cap {cap}");
     }
@@ -583,52 +589,24 @@ mod tests {
     /// and a half, and the allocation stays capped from then on.
     #[test]
     fn a_slow_leak_on_a_daily_pattern_should_be_capped_too() {
-        use crate::anomaly::{DetectorParams, WorkloadDetector, WorkloadSample, ALERT_THRESHOLD};
         let season = 288;
-        let params = DetectorParams {
+        let params = crate::anomaly::DetectorParams {
             season,
-            ..DetectorParams::default()
+            ..crate::anomaly::DetectorParams::default()
         };
-        let mut det = WorkloadDetector::new(params.check().unwrap(), 0.5);
         let mut seed = crate::noise::XorShift::new(7);
-        let mut noise = move || seed.uniform();
-        let mut allocation = 100.0;
-        let mut held: Option<f64> = None;
-        let mut cap_at_flag: Option<f64> = None;
         let start = 14 * season;
-        let end = start + 8 * season;
-        let mut peak_usage: f64 = 0.0;
-        for t in 0..end {
-            let phase = (t % season) as f64 / season as f64;
-            let leak = t.saturating_sub(start) as f64 / season as f64;
-            let usage = 50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 4.0 * noise() + leak;
-            peak_usage = peak_usage.max(usage);
-            let v = det.observe(WorkloadSample {
-                memory: Some(usage),
-                ..Default::default()
-            });
-            let c = RemediationContext {
-                threshold: ALERT_THRESHOLD,
-                current_allocation: allocation,
-                dry_run: false,
-                held_cap: held,
-            };
-            let d = decide(RemediationPolicy::AlertOnly, &v.as_verdict(), &c);
-            if d.kind == Some(AnomalyKind::Leak) && cap_at_flag.is_none() {
-                assert!(t > start, "step {t}: a leak before the leak began");
-                cap_at_flag = d.allocation_cap;
-            }
-            held = d.allocation_cap;
-            allocation = d.clamp_allocation(usage * 1.3);
-            if let Some(cap) = cap_at_flag {
-                assert!(
-                    allocation <= cap + 1e-9,
-                    "step {t}: allocation {allocation} above cap {cap}"
-                );
-            }
-        }
-        let cap = cap_at_flag.expect("the slow leak was never flagged");
+        let usage: Vec<f64> = (0..start + 8 * season)
+            .map(|t| {
+                let phase = (t % season) as f64 / season as f64;
+                let leak = t.saturating_sub(start) as f64 / season as f64;
+                50.0 + 20.0 * (phase * std::f64::consts::TAU).sin() + 4.0 * seed.uniform() + leak
+            })
+            .collect();
+        let peak = usage.iter().copied().fold(0.0, f64::max);
+        let (t, cap) = leak_guard(params, usage, 100.0).expect("the slow leak was never flagged");
+        assert!(t > start, "step {t}: a leak before the leak began");
         // Without the guard the scaler follows the climb to the end: 1.3 × the last peak.
-        assert!(cap < 1.3 * peak_usage - 5.0, "cap {cap}, peak {peak_usage}");
+        assert!(cap < 1.3 * peak - 5.0, "cap {cap}, peak {peak}");
     }
 }
