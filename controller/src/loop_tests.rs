@@ -566,6 +566,74 @@ async fn the_refit_model_drives_the_plan_and_the_online_forecaster_takes_over_wh
     assert!(d.predicted >= d.observed * 0.9, "{d:?}");
 }
 
+/// The anomaly detector goes to the store once a day and comes back at registration: after a
+/// restart it is the very detector that ran before (it remembers four weeks), not one relearnt
+/// from the week of history a restart replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anomaly_detector_survives_a_restart() {
+    let cfg = config("", "");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let len = 10 * 288;
+    let values = square(len + 400);
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
+    let replay = seed_history(store.as_ref(), "web", &values, len).await;
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay.clone(), cloud.clone())
+        .await
+        .unwrap();
+    let kind = crate::run::DETECTOR_STATE_KIND;
+    let mut ticks = 0;
+    while store.loop_state("web", kind).await.unwrap().is_none() {
+        assert!(ticks < 288, "no detector stored within a day of ticks");
+        clock.advance(300);
+        let r = ctl.tick().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        ticks += 1;
+    }
+    // Three ticks after the snapshot: the restart replays them from the stored samples.
+    for _ in 0..3 {
+        clock.advance(300);
+        ctl.tick().await.unwrap();
+    }
+    let before = ctl.detector("web").await.unwrap();
+    drop(ctl);
+
+    let (ctl, _, cloud, _) = on_sim(&cfg, store.clone(), clock.now());
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
+        .await
+        .unwrap();
+    let after = ctl.detector("web").await.unwrap();
+    assert_eq!(after.seen(), before.seen());
+    let (a, b) = (
+        serde_json::to_string(&after).unwrap(),
+        serde_json::to_string(&before).unwrap(),
+    );
+    let at = a.bytes().zip(b.bytes()).position(|(x, y)| x != y);
+    assert!(
+        at.is_none() && a.len() == b.len(),
+        "the restored detector differs at byte {at:?}: {} against {}",
+        &a[at.unwrap_or(0).saturating_sub(80)..(at.unwrap_or(0) + 80).min(a.len())],
+        &b[at.unwrap_or(0).saturating_sub(80)..(at.unwrap_or(0) + 80).min(b.len())],
+    );
+
+    // A snapshot that does not decode is ignored: the detector relearns the replayed week.
+    store
+        .put_loop_state("web", kind, "{not a detector", clock.now())
+        .await
+        .unwrap();
+    drop(ctl);
+    let (ctl, _, cloud, _) = on_sim(&cfg, store.clone(), clock.now());
+    let replay = seed_history(store.as_ref(), "web", &values, len).await;
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
+        .await
+        .unwrap();
+    let relearnt = ctl.detector("web").await.unwrap();
+    assert!(
+        relearnt.seen() > 0 && relearnt.seen() <= 7 * 288,
+        "{}",
+        relearnt.seen()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refit_calibration_survives_a_restart() {
     let cfg = config("", "");

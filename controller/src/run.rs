@@ -145,6 +145,9 @@ struct State {
     clock: StepClock,
     /// The latest verdict.
     verdict: Option<Verdict>,
+    /// The last observation the detector restored at registration had learnt: the replayed
+    /// samples up to it are not fed to it again.
+    detector_at: Option<Timestamp>,
     /// Remediation hold or halt (stored).
     held: Held,
     /// Shadow pool (stored).
@@ -190,6 +193,20 @@ impl Cold {
 /// Ticks between two stored calibrations of one workload's refit forecast (staggered across
 /// workloads); the observations in between are replayed from the stored samples on a reload.
 pub const CALIBRATION_EVERY: i64 = 12;
+
+/// Loop-state kind of a workload's stored anomaly detector ([`DetectorSnapshot`]).
+pub const DETECTOR_STATE_KIND: &str = "detector";
+
+/// A workload's anomaly detector as stored once a day (at a time of day staggered by the
+/// workload's name), so a restart carries on with its four weeks of memory instead of the
+/// week of history it replays. `at` is the last observation it learnt; the replay feeds it
+/// only the samples after that.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct DetectorSnapshot<D> {
+    at: Timestamp,
+    clock: StepClock,
+    detector: D,
+}
 
 /// Model name recorded for forecasts from the cold-start prior of the fleet's clusters.
 pub const COLD_MODEL: &str = "cold-cluster";
@@ -240,6 +257,8 @@ pub struct Workload {
     refit_at: AtomicI64,
     /// Offset of this workload's calibration writes within [`CALIBRATION_EVERY`] ticks.
     stagger: i64,
+    /// Offset of this workload's daily detector snapshot within the day's ticks.
+    day_stagger: i64,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -576,6 +595,14 @@ impl Controller {
         Ok(true)
     }
 
+    /// A copy of the workload's anomaly detector (tests).
+    #[cfg(test)]
+    pub(crate) async fn detector(&self, name: &str) -> Option<Detector> {
+        let w = self.workload(name)?;
+        let st = w.state.lock().await;
+        Some(st.detector.clone())
+    }
+
     /// The refit calibration a workload's loop holds (tests).
     #[cfg(test)]
     pub(crate) async fn refit_tracker(&self, name: &str) -> Option<refit::Tracker> {
@@ -812,6 +839,28 @@ impl Controller {
                 }
             }
         }
+        // The detector as stored at its last daily snapshot, with its four weeks of memory;
+        // the replay below feeds it only what came after. A snapshot that does not decode or
+        // was made with other settings (another tick) is a cache, not state: it is ignored
+        // and the detector relearns from the replayed week.
+        if let Some(text) = self.store.loop_state(&name, DETECTOR_STATE_KIND).await? {
+            match serde_json::from_str::<DetectorSnapshot<Detector>>(&text) {
+                Ok(snap) if snap.detector.params() == state.detector.params() => {
+                    state.detector = snap.detector;
+                    state.clock = snap.clock;
+                    state.detector_at = Some(snap.at);
+                }
+                Ok(_) => tracing::warn!(
+                    workload = %name,
+                    "stored anomaly detector ignored: made at another tick; it relearns from the stored history"
+                ),
+                Err(e) => tracing::warn!(
+                    workload = %name,
+                    error = %e,
+                    "stored anomaly detector ignored; it relearns from the stored history"
+                ),
+            }
+        }
         // Rebuild the online model from the downsampled history (bounded to 7 days).
         let history = self.store.samples(&name, now - 7 * 86_400).await?;
         for s in &history {
@@ -834,12 +883,16 @@ impl Controller {
         let stagger = name
             .bytes()
             .fold(0_i64, |h, b| (h * 31 + i64::from(b)) % CALIBRATION_EVERY);
+        let day_stagger = name.bytes().fold(0_i64, |h, b| {
+            (h * 31 + i64::from(b)) % ticks_per_day(self.interval) as i64
+        });
         let wl = Arc::new(Workload {
             cfg: w,
             source,
             cloud,
             lead_steps,
             stagger,
+            day_stagger,
             refit_at: AtomicI64::new(state.refit.as_ref().map_or(i64::MIN, |c| c.at)),
             state: tokio::sync::Mutex::new(state),
         });
@@ -907,6 +960,7 @@ impl Controller {
             },
             clock: StepClock::new(self.interval),
             verdict: None,
+            detector_at: None,
             held: Held::default(),
             pool: Pool::default(),
             refit: None,
@@ -963,9 +1017,12 @@ impl Controller {
         }
         st.last_plan = Some(st.allocator.step(usage));
         // Steps with no observation (the source failed, the controller was down): the
-        // detector's same-phase references stay on the clock.
-        st.detector.skip(st.clock.missing_before(ts));
-        st.verdict = Some(st.detector.observe(usage));
+        // detector's same-phase references stay on the clock. A sample a restored detector
+        // already learnt is not learnt again.
+        if st.detector_at.is_none_or(|at| ts > at) {
+            st.detector.skip(st.clock.missing_before(ts));
+            st.verdict = Some(st.detector.observe(usage));
+        }
         if let Some(f) = st.allocator.forecast() {
             let qi = ALLOCATOR_LEVELS
                 .iter()
@@ -1160,6 +1217,25 @@ impl Controller {
         ));
         if let Some((err, _)) = self.learn(&mut st, &w.cfg, now, usage) {
             self.metrics.set(metrics::FORECAST_ERROR, name, err);
+        }
+        // Once a day the detector goes to the store, so a restart keeps its four weeks.
+        let day = ticks_per_day(self.interval) as i64;
+        if (now / self.interval + w.day_stagger).rem_euclid(day) == 0 {
+            let snap = DetectorSnapshot {
+                at: now,
+                clock: st.clock,
+                detector: &st.detector,
+            };
+            match serde_json::to_string(&snap) {
+                Ok(text) => {
+                    self.store
+                        .put_loop_state(name, DETECTOR_STATE_KIND, &text, now)
+                        .await?;
+                }
+                Err(e) => {
+                    tracing::warn!(workload = %name, error = %e, "anomaly detector not stored");
+                }
+            }
         }
         // The refit's calibration goes to the store every CALIBRATION_EVERY judged ticks.
         if let Some(c) = st.refit.as_ref() {

@@ -22,7 +22,7 @@ pub(crate) fn to_f32(x: f64) -> f32 {
 }
 
 /// Summary of a closed block.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Block {
     min: f32,
     max: f32,
@@ -63,7 +63,7 @@ impl Block {
 
 /// The values of the last `cap` time slots, summarised by blocks (see the module
 /// documentation).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct BlockWindow {
     cap: usize,
     block: usize,
@@ -265,7 +265,7 @@ impl BlockWindow {
 }
 
 /// A fixed-capacity ring of raw `f32` values, newest last.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Ring {
     buf: Vec<f32>,
     cap: usize,
