@@ -840,9 +840,9 @@ impl Controller {
             }
         }
         // The detector as stored at its last daily snapshot, with its four weeks of memory;
-        // the replay below feeds it only what came after. A snapshot that does not decode or
-        // was made with other settings (another tick) is a cache, not state: it is ignored
-        // and the detector relearns from the replayed week.
+        // the replay below feeds it only what came after. A snapshot that does not decode (an
+        // older version) or was made with other settings (another tick) is a cache, not state:
+        // it is ignored and the detector relearns from the replayed week.
         if let Some(text) = self.store.loop_state(&name, DETECTOR_STATE_KIND).await? {
             match serde_json::from_str::<DetectorSnapshot<Detector>>(&text) {
                 Ok(snap) if snap.detector.params() == state.detector.params() => {
@@ -852,7 +852,7 @@ impl Controller {
                 }
                 Ok(_) => tracing::warn!(
                     workload = %name,
-                    "stored anomaly detector ignored: made at another tick; it relearns from the stored history"
+                    "stored anomaly detector ignored: made with other settings (another tick or version); it relearns from the stored history"
                 ),
                 Err(e) => tracing::warn!(
                     workload = %name,
