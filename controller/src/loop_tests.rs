@@ -465,6 +465,35 @@ async fn refits_choose_a_seasonal_model_are_spread_and_survive_a_restart() {
 }
 
 /// A strongly seasonal day: 50 at night, 400 from 08:00 to 16:00, with a small jitter.
+/// A controller on the sim cloud whose workload `web` has the first `len` steps of
+/// [`square`] stored as its history and is registered with a replay of the rest.
+struct Square {
+    ctl: Arc<Controller>,
+    clock: VirtualClock,
+    store: Arc<dyn Store>,
+    values: Vec<f64>,
+    replay: Arc<Replay>,
+    cloud: DynProvider,
+}
+
+async fn on_square_history(cfg: &ValidConfig, len: usize) -> Square {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let values = square(len + 400);
+    let (ctl, clock, cloud, _) = on_sim(cfg, store.clone(), START + 300 * len as i64);
+    let replay = seed_history(store.as_ref(), "web", &values, len).await;
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay.clone(), cloud.clone())
+        .await
+        .unwrap();
+    Square {
+        ctl,
+        clock,
+        store,
+        values,
+        replay,
+        cloud,
+    }
+}
+
 fn square(n: usize) -> Vec<f64> {
     (0..n)
         .map(|i| {
@@ -481,14 +510,15 @@ fn square(n: usize) -> Vec<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refit_model_drives_the_plan_and_the_online_forecaster_takes_over_when_it_misses() {
     let cfg = config("", "");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let len = 3 * 288;
-    let values = square(len + 400);
-    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
-    let replay = seed_history(store.as_ref(), "web", &values, len).await;
-    ctl.upsert_with_source(cfg.workloads[0].clone(), replay.clone(), cloud.clone())
-        .await
-        .unwrap();
+    let Square {
+        ctl,
+        clock,
+        store,
+        replay,
+        cloud,
+        ..
+    } = on_square_history(&cfg, len).await;
     // Tick k observes phase k of the day; the refit runs after the first tick.
     let mut last = Vec::new();
     for k in 1..=94 {
@@ -572,14 +602,15 @@ async fn the_refit_model_drives_the_plan_and_the_online_forecaster_takes_over_wh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_anomaly_detector_survives_a_restart() {
     let cfg = config("", "");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let len = 10 * 288;
-    let values = square(len + 400);
-    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
-    let replay = seed_history(store.as_ref(), "web", &values, len).await;
-    ctl.upsert_with_source(cfg.workloads[0].clone(), replay.clone(), cloud.clone())
-        .await
-        .unwrap();
+    let Square {
+        ctl,
+        clock,
+        store,
+        values,
+        replay,
+        ..
+    } = on_square_history(&cfg, len).await;
     let kind = crate::run::DETECTOR_STATE_KIND;
     let mut ticks = 0;
     while store.loop_state("web", kind).await.unwrap().is_none() {
@@ -637,14 +668,14 @@ async fn the_anomaly_detector_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refit_calibration_survives_a_restart() {
     let cfg = config("", "");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let len = 3 * 288;
-    let values = square(len + 400);
-    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 300 * len as i64);
-    let replay = seed_history(store.as_ref(), "web", &values, len).await;
-    ctl.upsert_with_source(cfg.workloads[0].clone(), replay.clone(), cloud.clone())
-        .await
-        .unwrap();
+    let Square {
+        ctl,
+        clock,
+        store,
+        replay,
+        ..
+    } = on_square_history(&cfg, len).await;
     for _ in 0..40 {
         clock.advance(300);
         let r = ctl.tick().await.unwrap();
