@@ -1096,11 +1096,6 @@ impl Detector {
         let surprise = |p: f64| surprise(p, m);
         let s_band = surprise(p_up.min(p_down)) + excess;
         let s_mean = surprise(p_mean_up.min(p_mean_down));
-        let s_trend = if leak_shape {
-            (trend - 0.9).max(0.0)
-        } else {
-            0.0
-        };
         // A flat run a quarter longer than any seen before (and at least one and a half short
         // windows: three hours at 5 minutes) while the values used to vary is a record like a
         // new extreme, and scores as one beyond the alert margin however long the run already
@@ -1131,19 +1126,19 @@ impl Detector {
         } else {
             ((self.seen + 1) as f64).ln() / ((self.p.warmup + 1) as f64).ln()
         };
-        // A climb that sets a record is a leak's record however little it beats the last one:
-        // a steady climb passes its own last value by a hair at each step, so by the range it
+        // The trend counts only in a leak's shape, by how steady the climb is beyond 0.9. A
+        // climb that sets a record is a leak's record however little it beats the last one: a
+        // steady climb passes its own last value by a hair at each step, so by the range it
         // would never clear the alert margin, however far it has climbed. Like a record flat
         // run, it scores beyond the margin.
-        let s_trend = if leak_shape
-            && [s_band, s_mean, s_season, s_long, s_cusum]
-                .into_iter()
-                .fold(0.0, f64::max)
-                >= 1.0
-        {
-            s_trend.max(1.0 + 2.0 * RECORD_MARGIN)
-        } else {
-            s_trend
+        let sets_record = [s_band, s_mean, s_season, s_long, s_cusum]
+            .into_iter()
+            .fold(0.0, f64::max)
+            >= 1.0;
+        let s_trend = match (leak_shape, sets_record) {
+            (false, _) => 0.0,
+            (true, false) => (trend - 0.9).max(0.0),
+            (true, true) => (trend - 0.9).max(1.0 + 2.0 * RECORD_MARGIN),
         };
         let combined = evidence
             * [s_band, s_mean, s_season, s_long, s_trend, s_flat, s_cusum]
