@@ -158,16 +158,13 @@ impl BlockWindow {
                 self.closed_len -= old.n as usize;
             }
         }
-        self.closed.push_back(Block {
-            min: self.open_min,
-            max: self.open_max,
-            mean: if self.open_len > 0 {
-                to_f32(self.open_sum / self.open_len as f64)
-            } else {
-                0.0
-            },
-            n: u32::try_from(self.open_len).unwrap_or(u32::MAX),
-        });
+        // A block whose slots were all missing steps holds no value and only spans time.
+        self.closed.push_back(self.open().unwrap_or(Block {
+            min: 0.0,
+            max: 0.0,
+            mean: 0.0,
+            n: 0,
+        }));
         self.closed_len += self.open_len;
         self.open_len = 0;
         self.open_slots = 0;
