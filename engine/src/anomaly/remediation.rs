@@ -225,6 +225,12 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
         (Some(_), _) => verdict.evidence.trend > LEAK_HOLD_TREND,
         (None, _) => false,
     };
+    // A hold keeps an existing cap rather than raising it to today's allocation, and the cap
+    // follows the allocation down and never back up: a held workload that shrank (a restart,
+    // an operator) is not grown again to the older cap.
+    let cap_if = |hold: bool| {
+        hold.then(|| held.map_or(ctx.current_allocation, |h| h.min(ctx.current_allocation)))
+    };
     if !flagged {
         let reason = if keep {
             format!(
@@ -237,13 +243,7 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
         return Decision {
             action: RemediationAction::None,
             dry_run: ctx.dry_run,
-            // The cap follows the allocation down and never back up: a held workload that
-            // shrank (a restart, an operator) is not grown again to the older cap.
-            allocation_cap: if keep {
-                held.map(|h| h.min(ctx.current_allocation))
-            } else {
-                None
-            },
+            allocation_cap: cap_if(keep),
             kind: None,
             score,
             reason,
@@ -258,9 +258,7 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
     };
     let hold =
         matches!(action, RemediationAction::Isolate) || kind == Some(AnomalyKind::Leak) || keep;
-    // Keep an existing hold rather than raising it to today's allocation.
-    let allocation_cap =
-        hold.then(|| held.map_or(ctx.current_allocation, |h| h.min(ctx.current_allocation)));
+    let allocation_cap = cap_if(hold);
     let kind_name = kind.map(|k| k.to_string()).unwrap_or_default();
     let reason = format!(
         "{kind_name} anomaly (score {score:.3} >= {:.3}, value {:.4}, expected {:.4}, band [{:.4}, {:.4}]): {action:?}{}{}",
