@@ -880,12 +880,8 @@ impl Controller {
                 .as_deref(),
         )
         .map_err(corrupt("shadow pool"))?;
-        let stagger = name
-            .bytes()
-            .fold(0_i64, |h, b| (h * 31 + i64::from(b)) % CALIBRATION_EVERY);
-        let day_stagger = name.bytes().fold(0_i64, |h, b| {
-            (h * 31 + i64::from(b)) % ticks_per_day(self.interval) as i64
-        });
+        let stagger = name_offset(&name, CALIBRATION_EVERY);
+        let day_stagger = name_offset(&name, ticks_per_day(self.interval) as i64);
         let wl = Arc::new(Workload {
             cfg: w,
             source,
@@ -2357,6 +2353,13 @@ pub fn clouds<I: IntoIterator<Item = (String, DynProvider)>>(
 }
 
 /// How many ticks of `interval` seconds make a day (at least one).
+/// A workload's offset in `0..modulus` from its name, so periodic writes of many workloads
+/// spread over the ticks instead of landing on the same one.
+fn name_offset(name: &str, modulus: i64) -> i64 {
+    name.bytes()
+        .fold(0_i64, |h, b| (h * 31 + i64::from(b)) % modulus)
+}
+
 fn ticks_per_day(interval: i64) -> usize {
     (86_400 / interval.max(1)).max(1) as usize
 }
