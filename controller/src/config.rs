@@ -211,6 +211,18 @@ pub struct RemediationSettings {
     pub policy: String,
     /// Decide and audit, but never act on the cloud.
     pub dry_run: bool,
+    /// Cap the allocation when a leak is flagged, whatever the policy. Absent: on for the
+    /// resources a leak fills (`memory`, `disk`), off for those whose steady climb is more
+    /// often demand (`cpu`, `network`, `gpu`), which a leak verdict then only alerts about.
+    pub cap_leaks: Option<bool>,
+}
+
+impl RemediationSettings {
+    /// Whether a flagged leak caps the allocation of a workload measuring `resource`.
+    pub fn caps_leaks(&self, resource: &str) -> bool {
+        self.cap_leaks
+            .unwrap_or(matches!(resource, "memory" | "disk"))
+    }
 }
 
 impl Default for RemediationSettings {
@@ -218,6 +230,7 @@ impl Default for RemediationSettings {
         Self {
             policy: "alert-only".into(),
             dry_run: false,
+            cap_leaks: None,
         }
     }
 }

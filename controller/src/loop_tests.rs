@@ -184,6 +184,50 @@ async fn a_leak_under_isolate_never_grows_the_allocation_past_the_hold() {
     assert!(held.cap.is_some_and(|c| c <= hold as f64), "{held:?}");
 }
 
+/// Under the default policy (alert only) a leak of memory is capped at the allocation of its
+/// first leak alert, while the same climb of CPU (more often demand than a leak) is alerted
+/// and followed; `cap_leaks` turns the cap on for CPU too.
+#[tokio::test]
+async fn under_alert_only_a_memory_leak_is_capped_and_a_cpu_climb_is_followed() {
+    // Three days of the wave, then a climb for a day and a half (a leak is named once it has
+    // climbed for about a day).
+    let from = 3 * 288;
+    let mut values = wave(from);
+    let base = values[from - 1];
+    values.extend((1..=430).map(|i| base + 1.5 * i as f64));
+    for (extra, capped) in [
+        ("resource = \"memory\"\n", true),
+        ("resource = \"cpu\"\n", false),
+        (
+            "resource = \"cpu\"\nremediation = { cap_leaks = true }\n",
+            true,
+        ),
+    ] {
+        let r = run(&config(extra, ""), values.clone()).await;
+        let log = r.store.audit_log("web").await.unwrap();
+        let first = log
+            .iter()
+            .find(|e| e.action == "alert" && e.detail.contains(": leak anomaly"))
+            .unwrap_or_else(|| panic!("{extra}: the leak is alerted: {log:?}"));
+        assert!(first.ts >= START + 300 * from as i64, "{first:?}");
+        let at = r.decisions.iter().find(|d| d.ts == first.ts).unwrap();
+        let after: Vec<&Decision> = r.decisions.iter().filter(|d| d.ts > first.ts).collect();
+        let top = after.iter().map(|d| d.desired).max().unwrap();
+        if capped {
+            assert!(
+                top <= at.current,
+                "{extra}: grew from {} to {top}",
+                at.current
+            );
+            assert!(after.iter().any(|d| d.explanation.contains("held at")));
+        } else {
+            assert!(top > at.current + 3, "{extra}: {} to {top}", at.current);
+            assert!(first.detail.contains("not capped"), "{first:?}");
+            assert!(after.iter().all(|d| !d.explanation.contains("held at")));
+        }
+    }
+}
+
 async fn cloud_view(
     sim: &predictive_clouds::sim::SimCloud,
 ) -> Vec<(String, InstanceState, Option<String>)> {

@@ -1405,6 +1405,7 @@ impl Controller {
                 current_allocation: current as f64,
                 dry_run: dry,
                 held_cap: st.held.cap,
+                cap_leaks: p.remediation.caps_leaks(&p.resource),
             };
             let r = anomaly::decide(policy, &v, &ctx);
             if let Some(kind) = r.kind {

@@ -5,14 +5,15 @@
 //! run, writes the decision to its audit log either way, and clamps any proposed allocation to
 //! [`Decision::allocation_cap`].
 //!
-//! A leak is never fed: whatever the policy, once a leak is flagged the allocation is capped at
-//! its value at that moment, and the cap is kept (the controller passes it back in
-//! [`RemediationContext::held_cap`]) for as long as the usage keeps climbing — even on steps where
-//! the detector, having announced the incident once, scores low, or flags the climb as another
-//! kind (a new record of the leak named a burst). So a steady climb cannot drive
-//! the scaling loop into a runaway. An isolation holds until the controller drops `held_cap`
-//! (an operator's release). While held, the cap follows the allocation down and never back up
-//! (a property test checks that a leak under `isolate` never grows the allocation).
+//! A leak is never fed. Where the allocation is of a resource a leak fills (memory, disk: the
+//! caller says so in [`RemediationContext::cap_leaks`]), once a leak is flagged the allocation is
+//! capped at its value at that moment, whatever the policy, and the cap is kept (the controller
+//! passes it back in [`RemediationContext::held_cap`]) for as long as the usage keeps climbing —
+//! even on steps where the detector, having announced the incident once, scores low, or flags
+//! the climb as another kind (a new record of the leak named a burst). So a steady climb cannot
+//! drive the scaling loop into a runaway. An isolation holds until the controller drops
+//! `held_cap` (an operator's release). While held, the cap follows the allocation down and never
+//! back up (a property test checks that a leak under `isolate` never grows the allocation).
 //!
 //! [`AuditRecord`] is the audit-log entry of a decision, for the controller to store.
 
@@ -61,6 +62,12 @@ pub struct RemediationContext {
     /// The cap returned by the previous decision for this workload, if any
     /// ([`Decision::allocation_cap`]); `None` when nothing is held.
     pub held_cap: Option<f64>,
+    /// True when a flagged leak caps the allocation under any policy: the allocation is of a
+    /// resource a leak fills (memory, disk), and a climb of it is a leak to starve, not demand
+    /// to follow. False for a resource whose steady climb is more often demand (CPU, network):
+    /// a leak verdict is then alerted, capped only under [`RemediationPolicy::Isolate`], and
+    /// the scaling stays bounded by the workload's maximum and budget.
+    pub cap_leaks: bool,
 }
 
 /// Trend statistic (see [`super::Evidence::trend`]) above which a held leak stays held.
@@ -127,7 +134,7 @@ impl Decision {
 /// use predictive_engine::anomaly::*;
 /// let mut det = Detector::new(DetectorParams::default().check().unwrap());
 /// let verdict = det.observe(42.0);
-/// let ctx = RemediationContext { threshold: ALERT_THRESHOLD, current_allocation: 4.0, dry_run: true, held_cap: None };
+/// let ctx = RemediationContext { threshold: ALERT_THRESHOLD, current_allocation: 4.0, dry_run: true, held_cap: None, cap_leaks: true };
 /// let decision = decide(RemediationPolicy::Isolate, &verdict, &ctx);
 /// let record = AuditRecord::new("web", 1_700_000_000, RemediationPolicy::Isolate, &ctx, &verdict, &decision);
 /// let line = serde_json::to_string(&record).unwrap();
@@ -204,11 +211,11 @@ impl AuditRecord {
 ///
 /// # Guarantees
 /// Pure and total. Below the threshold the action is `None`. At or above it, the policy's action
-/// is chosen; a flagged [`AnomalyKind::Leak`] always caps the allocation at
+/// is chosen; with `cap_leaks`, a flagged [`AnomalyKind::Leak`] caps the allocation at
 /// `current_allocation`, whatever the policy, and [`RemediationPolicy::Isolate`] caps any anomaly.
 /// A cap already held (`held_cap`) is kept, above or below the threshold and whatever kind the
-/// verdict names, while the usage still climbs (trend above [`LEAK_HOLD_TREND`]), and under
-/// [`RemediationPolicy::Isolate`] until released; otherwise there is no cap.
+/// verdict names, while the usage still climbs (trend above [`LEAK_HOLD_TREND`]) if `cap_leaks`,
+/// and under [`RemediationPolicy::Isolate`] until released; otherwise there is no cap.
 /// `dry_run` is carried into the decision: the controller must then execute nothing.
 pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationContext) -> Decision {
     let score = if verdict.score.is_finite() {
@@ -222,7 +229,7 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
     // top of a leak does not release it); an isolation until released.
     let keep = match (held, policy) {
         (Some(_), RemediationPolicy::Isolate) => true,
-        (Some(_), _) => verdict.evidence.trend > LEAK_HOLD_TREND,
+        (Some(_), _) => ctx.cap_leaks && verdict.evidence.trend > LEAK_HOLD_TREND,
         (None, _) => false,
     };
     // A hold keeps an existing cap rather than raising it to today's allocation, and the cap
@@ -256,8 +263,8 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
         RemediationPolicy::Stop => RemediationAction::Stop,
         RemediationPolicy::Terminate => RemediationAction::Terminate,
     };
-    let hold =
-        matches!(action, RemediationAction::Isolate) || kind == Some(AnomalyKind::Leak) || keep;
+    let leak = kind == Some(AnomalyKind::Leak);
+    let hold = matches!(action, RemediationAction::Isolate) || (leak && ctx.cap_leaks) || keep;
     let allocation_cap = cap_if(hold);
     let kind_name = kind.map(|k| k.to_string()).unwrap_or_default();
     let reason = format!(
@@ -267,7 +274,13 @@ pub fn decide(policy: RemediationPolicy, verdict: &Verdict, ctx: &RemediationCon
         verdict.evidence.expected,
         verdict.evidence.lower,
         verdict.evidence.upper,
-        if hold { ", allocation held" } else { "" },
+        if hold {
+            ", allocation held"
+        } else if leak {
+            ", allocation not capped (a climb of this resource is followed)"
+        } else {
+            ""
+        },
         if ctx.dry_run { " (dry run)" } else { "" },
     );
     Decision {
@@ -299,6 +312,7 @@ mod tests {
             current_allocation: 4.0,
             dry_run,
             held_cap: None,
+            cap_leaks: true,
         }
     }
 
@@ -360,6 +374,35 @@ mod tests {
         assert_eq!(d.action, RemediationAction::Alert);
         assert_eq!(d.clamp_allocation(8.0), 4.0);
         assert_eq!(d.clamp_allocation(3.0), 3.0);
+    }
+
+    /// Where a climb is more often demand (CPU, network), a leak verdict is alerted and the
+    /// allocation follows the usage, unless the policy isolates.
+    #[test]
+    fn a_leak_of_a_resource_that_is_not_capped_should_only_be_alerted() {
+        let mut leak = verdict(0.99, Some(AnomalyKind::Leak));
+        leak.evidence.trend = 1.0;
+        let c = RemediationContext {
+            cap_leaks: false,
+            ..ctx(false)
+        };
+        let d = decide(RemediationPolicy::AlertOnly, &leak, &c);
+        assert_eq!(d.action, RemediationAction::Alert);
+        assert_eq!(d.allocation_cap, None);
+        assert_eq!(d.clamp_allocation(8.0), 8.0);
+        assert!(d.reason.contains("not capped"), "{}", d.reason);
+        // A cap held from before (the resource's setting changed) is not kept by the climb.
+        let held = RemediationContext {
+            held_cap: Some(3.0),
+            ..c
+        };
+        assert_eq!(
+            decide(RemediationPolicy::AlertOnly, &leak, &held).allocation_cap,
+            None
+        );
+        // Isolation still holds the allocation.
+        let d = decide(RemediationPolicy::Isolate, &leak, &c);
+        assert_eq!(d.allocation_cap, Some(4.0));
     }
 
     #[test]
@@ -458,6 +501,7 @@ mod tests {
         /// scaler proposes.
         #[test]
         fn a_leak_under_isolate_should_never_grow_the_allocation(
+            cap_leaks in any::<bool>(),
             start in 0.5f64..100.0,
             steps in prop::collection::vec(
                 (0.0f64..1.0, kind_strategy(), -1.0f64..1.0, 0.0f64..500.0),
@@ -475,6 +519,7 @@ mod tests {
                     current_allocation: allocation,
                     dry_run: false,
                     held_cap: held,
+                    cap_leaks,
                 };
                 let d = decide(RemediationPolicy::Isolate, &v, &c);
                 if d.kind == Some(AnomalyKind::Leak) && cap_at_leak.is_none() {
@@ -508,7 +553,7 @@ mod tests {
         ) {
             let mut leak = verdict(0.99, Some(AnomalyKind::Leak));
             leak.evidence.trend = 1.0;
-            let c = RemediationContext { threshold: 0.5, current_allocation: start, dry_run, held_cap: None };
+            let c = RemediationContext { threshold: 0.5, current_allocation: start, dry_run, held_cap: None, cap_leaks: true };
             let first = decide(policy, &leak, &c);
             prop_assert_eq!(first.allocation_cap, Some(start));
             let mut held = first.allocation_cap;
@@ -516,7 +561,7 @@ mod tests {
             for proposed in proposals {
                 let mut quiet = verdict(0.1, None);
                 quiet.evidence.trend = 0.8;
-                let c = RemediationContext { threshold: 0.5, current_allocation: allocation, dry_run, held_cap: held };
+                let c = RemediationContext { threshold: 0.5, current_allocation: allocation, dry_run, held_cap: held, cap_leaks: true };
                 let d = decide(policy, &quiet, &c);
                 held = d.allocation_cap;
                 allocation = d.clamp_allocation(proposed);
@@ -553,6 +598,7 @@ mod tests {
                 current_allocation: allocation,
                 dry_run: false,
                 held_cap: held,
+                cap_leaks: true,
             };
             let d = decide(RemediationPolicy::AlertOnly, &v.as_verdict(), &c);
             if d.kind == Some(AnomalyKind::Leak) && flagged.is_none() {
