@@ -707,6 +707,26 @@ async fn the_anomaly_detector_survives_a_restart() {
         "{}",
         relearnt.seen()
     );
+
+    // Stored on demand (`store_detectors`), between the daily snapshots: a restart right
+    // after comes back to the same detector too.
+    for _ in 0..2 {
+        clock.advance(300);
+        ctl.tick().await.unwrap();
+    }
+    assert_eq!(ctl.store_detectors().await.unwrap(), 1);
+    let before = serde_json::to_string(&ctl.detector("web").await.unwrap()).unwrap();
+    drop(ctl);
+    let (ctl, _, cloud, _) = on_sim(&cfg, store.clone(), clock.now());
+    let replay = seed_history(store.as_ref(), "web", &values, len).await;
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
+        .await
+        .unwrap();
+    let after = serde_json::to_string(&ctl.detector("web").await.unwrap()).unwrap();
+    assert!(
+        after == before,
+        "the detector stored on demand came back otherwise"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1044,6 +1044,48 @@ impl Controller {
         feedback
     }
 
+    /// Stores `st`'s anomaly detector as learnt up to `at` ([`DetectorSnapshot`]).
+    async fn store_detector(&self, name: &str, st: &State, at: Timestamp) -> Result<()> {
+        let snap = DetectorSnapshot {
+            at,
+            clock: st.clock,
+            detector: &st.detector,
+        };
+        match serde_json::to_string(&snap) {
+            Ok(text) => {
+                self.store
+                    .put_loop_state(name, DETECTOR_STATE_KIND, &text, at)
+                    .await?;
+            }
+            Err(e) => {
+                tracing::warn!(workload = %name, error = %e, "anomaly detector not stored");
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores every workload's anomaly detector now, as its daily snapshot does, and returns
+    /// how many were stored (a workload that has learnt nothing yet has none to store).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn store_detectors(&self) -> Result<usize> {
+        let workloads: Vec<(String, Arc<Workload>)> = self
+            .read()
+            .iter()
+            .map(|(n, w)| (n.clone(), w.clone()))
+            .collect();
+        let mut stored = 0;
+        for (name, w) in workloads {
+            let st = w.state.lock().await;
+            if let Some(at) = st.last_tick {
+                self.store_detector(&name, &st, at).await?;
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+
     /// Runs one tick at the clock's current time over every workload this replica leads.
     ///
     /// # Errors
@@ -1217,21 +1259,7 @@ impl Controller {
         // Once a day the detector goes to the store, so a restart keeps its four weeks.
         let day = ticks_per_day(self.interval) as i64;
         if (now / self.interval + w.day_stagger).rem_euclid(day) == 0 {
-            let snap = DetectorSnapshot {
-                at: now,
-                clock: st.clock,
-                detector: &st.detector,
-            };
-            match serde_json::to_string(&snap) {
-                Ok(text) => {
-                    self.store
-                        .put_loop_state(name, DETECTOR_STATE_KIND, &text, now)
-                        .await?;
-                }
-                Err(e) => {
-                    tracing::warn!(workload = %name, error = %e, "anomaly detector not stored");
-                }
-            }
+            self.store_detector(name, &st, now).await?;
         }
         // The refit's calibration goes to the store every CALIBRATION_EVERY judged ticks.
         if let Some(c) = st.refit.as_ref() {
