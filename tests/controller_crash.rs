@@ -123,6 +123,7 @@ fn config(dir: &Path) -> predictive_controller::config::ValidConfig {
         mode: Mode::Act,
         concurrency: 2,
         owner: "crash-test".into(),
+        retention: "35d".into(),
         store: None,
         api: None,
         metrics_listen: None,

@@ -307,6 +307,11 @@ pub struct ConfigParams {
     /// Identity of this controller in ownership tags and leases.
     #[serde(default = "default_owner")]
     pub owner: String,
+    /// How long each workload's samples, forecasts and decisions are kept in the store, e.g.
+    /// `35d` (the default); `off` keeps them for ever. At least 8 days: a restart rebuilds the
+    /// models from the last week. The audit log is kept whatever this says.
+    #[serde(default = "default_retention")]
+    pub retention: String,
     /// Where state lives (SQLite `predictive.db` beside the config when absent).
     pub store: Option<StoreParams>,
     /// The gRPC API (off when absent).
@@ -326,6 +331,13 @@ pub struct ConfigParams {
 fn default_owner() -> String {
     "predictive".into()
 }
+
+fn default_retention() -> String {
+    "35d".into()
+}
+
+/// The shortest retention: the week a restart replays, and a day to spare.
+pub const MIN_RETENTION_SECS: i64 = 8 * 86_400;
 
 /// A checked workload.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -354,6 +366,8 @@ pub struct ValidConfig {
     pub concurrency: usize,
     /// Identity in tags and leases.
     pub owner: String,
+    /// Seconds each workload's history is kept (`None`: for ever).
+    pub retention_secs: Option<i64>,
     /// The store.
     pub store: StoreParams,
     /// The API, when on.
@@ -554,6 +568,21 @@ impl ConfigParams {
         if self.concurrency == 0 {
             return Err(top("concurrency", "must be at least 1".into()));
         }
+        let retention_secs = match self.retention.trim() {
+            "off" => None,
+            text => {
+                let secs = parse_duration(text).map_err(|r| top("retention", r))?;
+                if secs < MIN_RETENTION_SECS {
+                    return Err(top(
+                        "retention",
+                        format!(
+                            "`{text}` is shorter than 8d (a restart rebuilds the models from the last 7 days); write at least 8d, or `off` to keep everything"
+                        ),
+                    ));
+                }
+                Some(secs)
+            }
+        };
         let mut seen = std::collections::HashSet::new();
         let mut workloads = Vec::with_capacity(self.workloads.len());
         for w in &self.workloads {
@@ -587,6 +616,7 @@ impl ConfigParams {
             mode: self.mode,
             concurrency: self.concurrency,
             owner: self.owner,
+            retention_secs,
             store,
             api: self.api,
             metrics_listen: self.metrics_listen,
@@ -710,6 +740,27 @@ metrics = { kind = "push" }
             load(&write(d.path(), "c.toml", GOOD)).unwrap().clouds,
             Default::default()
         );
+    }
+
+    #[test]
+    fn retention_defaults_to_five_weeks_and_is_never_shorter_than_the_replayed_week() {
+        let d = tempfile::tempdir().unwrap();
+        let with = |r: &str| GOOD.replace("mode = ", &format!("retention = \"{r}\"\nmode = "));
+        let c = load(&write(d.path(), "c.toml", GOOD)).unwrap();
+        assert_eq!(c.retention_secs, Some(35 * 86_400));
+        let c = load(&write(d.path(), "c.toml", &with("90d"))).unwrap();
+        assert_eq!(c.retention_secs, Some(90 * 86_400));
+        let c = load(&write(d.path(), "c.toml", &with("off"))).unwrap();
+        assert_eq!(c.retention_secs, None);
+        for (r, want) in [
+            ("2d", "c.toml: field `retention`: `2d` is shorter than 8d"),
+            ("a month", "c.toml: field `retention`: `a month`"),
+        ] {
+            let err = load(&write(d.path(), "c.toml", &with(r)))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err} should contain {want}");
+        }
     }
 
     #[test]

@@ -222,6 +222,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
         mode: Mode::Act,
         concurrency: 4,
         owner: "predictive-demo".into(),
+        retention: "35d".into(),
         store: Some(StoreParams::Sqlite { path: db.clone() }),
         api: None,
         metrics_listen: None,

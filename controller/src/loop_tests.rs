@@ -729,6 +729,49 @@ async fn the_anomaly_detector_survives_a_restart() {
     );
 }
 
+/// The store keeps each workload's history for the retention: once a day, at the workload's
+/// own moment, its samples and decisions older than that leave the store, and the loop goes on.
+#[tokio::test]
+async fn history_past_the_retention_leaves_the_store_once_a_day() {
+    let mut cfg = config("", "");
+    cfg.retention_secs = Some(8 * 86_400);
+    let Square {
+        ctl, clock, store, ..
+    } = on_square_history(&cfg, 10 * 288).await;
+    let old = Decision {
+        workload: "web".into(),
+        ts: START,
+        mode: "act".into(),
+        observed: 1.0,
+        predicted: 1.0,
+        current: 1,
+        desired: 1,
+        action: "hold".into(),
+        cost_per_hour: 0.1,
+        explanation: "ten days ago".into(),
+    };
+    store.put_decisions(&[old]).await.unwrap();
+    let age = |samples: &[crate::store::Sample], now: i64| now - samples[0].ts;
+    assert!(age(&store.samples("web", 0).await.unwrap(), clock.now()) >= 10 * 86_400 - 300);
+    for _ in 0..288 {
+        clock.advance(300);
+        let r = ctl.tick().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+    let kept = store.samples("web", 0).await.unwrap();
+    let oldest = age(&kept, clock.now());
+    assert!(
+        (8 * 86_400..=9 * 86_400).contains(&oldest),
+        "the oldest sample is {oldest} s old"
+    );
+    let decisions = store.decisions(Some("web"), 100_000).await.unwrap();
+    assert!(
+        decisions.iter().all(|d| d.ts > START),
+        "the old decision is kept"
+    );
+    assert_eq!(decisions.len(), 288);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refit_calibration_survives_a_restart() {
     let cfg = config("", "");

@@ -304,6 +304,8 @@ pub struct Controller {
     mode: Mode,
     concurrency: usize,
     owner: String,
+    /// Seconds of each workload's history the store keeps (`None`: all).
+    retention: Option<i64>,
     holder: String,
     store: Arc<dyn Store>,
     clouds: BTreeMap<String, DynProvider>,
@@ -360,6 +362,7 @@ impl Controller {
             mode: cfg.mode,
             concurrency: cfg.concurrency,
             owner: cfg.owner.clone(),
+            retention: cfg.retention_secs,
             holder: holder.to_string(),
             store,
             clouds,
@@ -1256,10 +1259,19 @@ impl Controller {
         if let Some((err, _)) = self.learn(&mut st, &w.cfg, now, usage) {
             self.metrics.set(metrics::FORECAST_ERROR, name, err);
         }
-        // Once a day the detector goes to the store, so a restart keeps its four weeks.
+        // Once a day the detector goes to the store, so a restart keeps its four weeks, and
+        // the history older than the retention (with pushed samples) leaves it.
         let day = ticks_per_day(self.interval) as i64;
         if (now / self.interval + w.day_stagger).rem_euclid(day) == 0 {
             self.store_detector(name, &st, now).await?;
+            if let Some(keep) = self.retention {
+                let pruned = self.store.prune(name, now - keep).await?
+                    + self
+                        .store
+                        .prune(&crate::source::push_key(name), now - keep)
+                        .await?;
+                tracing::debug!(workload = %name, rows = pruned, "history past the retention pruned");
+            }
         }
         // The refit's calibration goes to the store every CALIBRATION_EVERY judged ticks.
         if let Some(c) = st.refit.as_ref() {

@@ -38,7 +38,7 @@ pub async fn run(s: &dyn Store) {
     );
 
     // samples: idempotent on (workload, ts), the last of a key written twice at once stands,
-    // ordered, pruned
+    // ordered
     let xs: Vec<Sample> = (0..5)
         .map(|i| Sample {
             ts: 100 + i * 60,
@@ -66,7 +66,6 @@ pub async fn run(s: &dyn Store) {
     assert_eq!(got.len(), 5);
     assert_eq!(got[0].value, 9.0);
     assert_eq!(s.samples("web", 220).await.unwrap().len(), 3);
-    assert_eq!(s.prune_samples(160).await.unwrap(), 1);
     assert!(s.samples("api", 0).await.unwrap().is_empty());
 
     // models
@@ -308,6 +307,71 @@ pub async fn run(s: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+
+    // prune: one workload's samples, forecasts, decisions and settled intents before a time;
+    // its pending intents, its audit log and other workloads' rows stay
+    for ts in [10, 20, 30] {
+        s.put_samples("old", &[Sample { ts, value: 1.0 }])
+            .await
+            .unwrap();
+    }
+    s.put_samples("young", &[Sample { ts: 10, value: 1.0 }])
+        .await
+        .unwrap();
+    let forecast = |ts| ForecastRecord {
+        workload: "old".into(),
+        ts,
+        target: ts + 600,
+        p50: 1.0,
+        upper: 2.0,
+        quantile: 0.95,
+        model: "m".into(),
+    };
+    s.put_forecasts(&[forecast(10), forecast(30)])
+        .await
+        .unwrap();
+    s.put_decisions(&[decision("old", 10, 1), decision("old", 30, 2)])
+        .await
+        .unwrap();
+    let intent = |token: &str, ts, state: &str| Intent {
+        token: token.into(),
+        workload: "old".into(),
+        ts,
+        kind: "launch".into(),
+        count: 1,
+        state: state.into(),
+    };
+    for i in [
+        intent("old-done", 10, "done"),
+        intent("old-pending", 10, "pending"),
+        intent("new-done", 30, "done"),
+    ] {
+        s.put_intent(&i).await.unwrap();
+    }
+    let e = AuditEvent {
+        ts: 10,
+        workload: "old".into(),
+        action: "alert".into(),
+        detail: "spike".into(),
+    };
+    s.audit(&e).await.unwrap();
+    assert_eq!(s.prune("old", 25).await.unwrap(), 5);
+    assert_eq!(
+        s.samples("old", 0).await.unwrap(),
+        vec![Sample { ts: 30, value: 1.0 }]
+    );
+    assert_eq!(s.forecasts("old", 0).await.unwrap(), vec![forecast(30)]);
+    assert_eq!(
+        s.decisions(Some("old"), 10).await.unwrap(),
+        vec![decision("old", 30, 2)]
+    );
+    assert_eq!(
+        s.pending_intents("old").await.unwrap(),
+        vec![intent("old-pending", 10, "pending")]
+    );
+    assert_eq!(s.audit_log("old").await.unwrap(), vec![e]);
+    assert_eq!(s.samples("young", 0).await.unwrap().len(), 1);
+    assert_eq!(s.prune("old", 25).await.unwrap(), 0);
 
     // delete cascades to state
     assert!(s.delete_workload("web").await.unwrap());

@@ -181,8 +181,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn put_samples(&self, workload: &str, samples: &[Sample]) -> Result<()>;
     /// Samples with `ts >= since`, oldest first.
     async fn samples(&self, workload: &str, since: Timestamp) -> Result<Vec<Sample>>;
-    /// Deletes samples older than `before` (downsampled history is bounded).
-    async fn prune_samples(&self, before: Timestamp) -> Result<u64>;
+    /// Deletes `workload`'s history older than `before`: its samples, forecasts, decisions and
+    /// settled intents (a pending intent is kept whatever its age, and so is the audit log).
+    /// Returns how many rows went.
+    async fn prune(&self, workload: &str, before: Timestamp) -> Result<u64>;
     /// Saves a model's state (JSON).
     async fn put_model(&self, workload: &str, state: &str, now: Timestamp) -> Result<()>;
     /// A model's state.

@@ -279,11 +279,23 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn prune_samples(&self, before: Timestamp) -> Result<u64> {
-        self.client
-            .execute("DELETE FROM samples WHERE ts < $1", &[&before])
+    async fn prune(&self, workload: &str, before: Timestamp) -> Result<u64> {
+        // One statement: the four deletes commit together.
+        let row = self
+            .client
+            .query_one(
+                "WITH s AS (DELETE FROM samples WHERE workload = $1 AND ts < $2 RETURNING 1),
+                      f AS (DELETE FROM forecasts WHERE workload = $1 AND ts < $2 RETURNING 1),
+                      d AS (DELETE FROM decisions WHERE workload = $1 AND ts < $2 RETURNING 1),
+                      i AS (DELETE FROM intents WHERE workload = $1 AND ts < $2 AND state <> 'pending' RETURNING 1)
+                 SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM f)
+                      + (SELECT count(*) FROM d) + (SELECT count(*) FROM i)",
+                &[&workload, &before],
+            )
             .await
-            .map_err(query_err("prune_samples"))
+            .map_err(query_err("prune"))?;
+        let n: i64 = row.get(0);
+        Ok(n as u64)
     }
 
     async fn put_model(&self, workload: &str, state: &str, now: Timestamp) -> Result<()> {

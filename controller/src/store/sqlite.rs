@@ -249,11 +249,21 @@ impl Store for SqliteStore {
             .map_err(query_err("samples"))
     }
 
-    async fn prune_samples(&self, before: Timestamp) -> Result<u64> {
-        let n = self
-            .lock()
-            .execute("DELETE FROM samples WHERE ts < ?1", [before])
-            .map_err(query_err("prune_samples"))?;
+    async fn prune(&self, workload: &str, before: Timestamp) -> Result<u64> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(query_err("prune"))?;
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM samples WHERE workload = ?1 AND ts < ?2",
+            "DELETE FROM forecasts WHERE workload = ?1 AND ts < ?2",
+            "DELETE FROM decisions WHERE workload = ?1 AND ts < ?2",
+            "DELETE FROM intents WHERE workload = ?1 AND ts < ?2 AND state <> 'pending'",
+        ] {
+            n += tx
+                .execute(sql, params![workload, before])
+                .map_err(query_err("prune"))?;
+        }
+        tx.commit().map_err(query_err("prune"))?;
         Ok(n as u64)
     }
 
