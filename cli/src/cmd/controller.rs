@@ -108,15 +108,18 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
             }
             let c = d.config;
             outln!(
-                "{}: ok, interval {}s, mode {}, {} workload(s)",
+                "{}: ok, interval {}s, mode {}, history kept {}, {} workload(s)",
                 config.display(),
                 c.interval_secs,
                 c.mode.as_str(),
+                c.retention_secs
+                    .map_or("for ever".to_owned(), |s| format!("{}d", s / 86_400)),
                 c.workloads.len()
             );
             for w in &c.workloads {
+                let r = &w.params.remediation;
                 outln!(
-                    "  {} ({} group {}, {} x {} {}, [{}, {}])",
+                    "  {} ({} group {}, {} x {} {}, [{}, {}]; anomalies: {}{}, leaks {})",
                     w.name(),
                     w.params.cloud,
                     w.params.group,
@@ -124,7 +127,14 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
                     w.params.capacity_per_instance,
                     w.params.resource,
                     w.params.min,
-                    w.params.max
+                    w.params.max,
+                    r.policy,
+                    if r.dry_run { " (dry run)" } else { "" },
+                    if r.caps_leaks(&w.params.resource) {
+                        "capped"
+                    } else {
+                        "alerted, not capped"
+                    }
                 );
             }
             Ok(())

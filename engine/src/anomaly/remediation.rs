@@ -23,7 +23,8 @@ use super::{AnomalyKind, Evidence, Verdict};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RemediationPolicy {
-    /// Raise an alert and change nothing else (the default), except that a leak is not grown.
+    /// Raise an alert and change nothing else (the default), except that a leak is not grown
+    /// where [`RemediationContext::cap_leaks`] says so.
     #[default]
     AlertOnly,
     /// Hold the workload's allocation where it is and stop growing it.
