@@ -48,6 +48,9 @@ pub enum Error {
     /// The runtime could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// The handlers that stop the loop on SIGTERM and SIGINT could not be installed.
+    #[error("cannot install the SIGTERM and SIGINT handlers")]
+    Signals(#[source] std::io::Error),
     /// The loop stopped on a store failure.
     #[error("the loop stopped")]
     Loop(#[source] Box<crate::run::Error>),
@@ -79,6 +82,32 @@ pub fn init_logs() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Completes at the first SIGTERM or SIGINT (Ctrl-C) received after this call. The handlers are
+/// installed at once, so a signal that arrives during a tick is not lost: the loop sees it once
+/// the tick is done.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "stopping after the current tick");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("stopping after the current tick");
+        })
+    }
 }
 
 /// Opens the configured store.
@@ -253,11 +282,20 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
             }
         }));
     }
-    let res = ctl.run(sleep.as_ref(), opts.ticks).await;
+    let stop = stop_signal().map_err(Error::Signals)?;
+    let res = ctl.run(sleep.as_ref(), opts.ticks, stop).await;
     for s in servers {
         s.abort();
     }
-    res.map(|_| ()).map_err(|e| Error::Loop(Box::new(e)))
+    res.map_err(|e| Error::Loop(Box::new(e)))?;
+    // Between ticks: nothing is half done. The refits under way finish, and every detector
+    // goes to the store, so the next start carries on from here.
+    ctl.refits_settled().await;
+    match ctl.store_detectors().await {
+        Ok(n) => tracing::info!(detectors = n, "stopped: anomaly detectors stored"),
+        Err(e) => tracing::warn!(error = %chain(&e), "stopped; anomaly detectors not stored"),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2291,7 +2291,9 @@ impl Controller {
         Ok(problems)
     }
 
-    /// Runs ticks forever (or `ticks` times), sleeping on `sleep` between them.
+    /// Runs ticks forever (or `ticks` times), sleeping on `sleep` between them, until `stop`
+    /// completes. A tick is never cut short: `stop` is only looked at between ticks, so a stop
+    /// asked for during a tick ends the loop once that tick is done.
     ///
     /// # Errors
     /// A store failure stops the loop.
@@ -2299,7 +2301,9 @@ impl Controller {
         self: &Arc<Self>,
         sleep: &dyn Sleep,
         ticks: Option<u64>,
+        stop: impl std::future::Future<Output = ()>,
     ) -> Result<Vec<TickReport>> {
+        tokio::pin!(stop);
         let mut reports = Vec::new();
         let mut n = 0;
         loop {
@@ -2320,7 +2324,11 @@ impl Controller {
             n += 1;
             let next =
                 self.clock.now() - self.clock.now().rem_euclid(self.interval) + self.interval;
-            sleep.sleep_until(next).await;
+            tokio::select! {
+                biased;
+                () = &mut stop => return Ok(reports),
+                () = sleep.sleep_until(next) => {}
+            }
         }
     }
 }
