@@ -772,6 +772,64 @@ async fn history_past_the_retention_leaves_the_store_once_a_day() {
     assert_eq!(decisions.len(), 288);
 }
 
+/// With several replicas on one store, the replica that takes a workload's lease over carries
+/// on from what the previous leader stored (its detector snapshot and the samples since, its
+/// hold, its shadow pool), not from the state it built when it registered the workload days
+/// before: its detector is the one a replica registered at that moment would read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_taking_a_lease_over_carries_on_from_the_stored_state() {
+    let cfg = config("", "");
+    let Square {
+        ctl: a,
+        clock,
+        store,
+        replay,
+        cloud,
+        ..
+    } = on_square_history(&cfg, 10 * 288).await;
+    let replica = |holder: &str| {
+        let clouds = BTreeMap::from([("sim".to_string(), cloud.clone())]);
+        let clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        Arc::new(Controller::new(&cfg, store.clone(), clouds, clock, holder))
+    };
+    let b = replica("b");
+    b.upsert_with_source(cfg.workloads[0].clone(), replay.clone(), cloud.clone())
+        .await
+        .unwrap();
+    // More than a day led by `a` (it stores a detector snapshot on the way); `b` waits.
+    for _ in 0..300 {
+        clock.advance(300);
+        assert_eq!(a.tick().await.unwrap().ok, 1);
+        assert_eq!(b.tick().await.unwrap().not_leader, 1);
+    }
+    assert!(store
+        .loop_state("web", crate::run::DETECTOR_STATE_KIND)
+        .await
+        .unwrap()
+        .is_some());
+    // `a` stops: its lease runs out after three intervals and `b` takes the workload over.
+    drop(a);
+    let mut waited = 0;
+    loop {
+        clock.advance(300);
+        if b.tick().await.unwrap().ok == 1 {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 5, "b never took the lease");
+    }
+    let took = serde_json::to_string(&b.detector("web").await.unwrap()).unwrap();
+    let c = replica("c");
+    c.upsert_with_source(cfg.workloads[0].clone(), replay, cloud.clone())
+        .await
+        .unwrap();
+    let read = serde_json::to_string(&c.detector("web").await.unwrap()).unwrap();
+    assert!(
+        took == read,
+        "the detector b carries on with is not the stored one"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refit_calibration_survives_a_restart() {
     let cfg = config("", "");

@@ -259,6 +259,10 @@ pub struct Workload {
     stagger: i64,
     /// Offset of this workload's daily detector snapshot within the day's ticks.
     day_stagger: i64,
+    /// Whether `state` is this replica's to carry on: true from registration (read from the
+    /// store) while this replica holds the lease; false once another replica led it, so the
+    /// next tick that takes the lease reads the state again from the store.
+    current: AtomicBool,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -823,19 +827,52 @@ impl Controller {
             }
         }
         let lead_steps = ((w.lead_secs + self.interval - 1) / self.interval).max(1) as usize;
-        let mut state = self.fresh_state(&w, lead_steps);
+        let state = self.load_state(&w, lead_steps, now).await?;
+        let stagger = name_offset(&name, CALIBRATION_EVERY);
+        let day_stagger = name_offset(&name, ticks_per_day(self.interval) as i64);
+        let wl = Arc::new(Workload {
+            cfg: w,
+            source,
+            cloud,
+            lead_steps,
+            stagger,
+            day_stagger,
+            refit_at: AtomicI64::new(state.refit.as_ref().map_or(i64::MIN, |c| c.at)),
+            current: AtomicBool::new(true),
+            state: tokio::sync::Mutex::new(state),
+        });
+        self.workloads
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, wl);
+        // A workload named as a registered clone takes its source's prior from the next tick.
+        self.clones_changed();
+        Ok(())
+    }
+
+    /// A workload's loop state as the store holds it: the refit's choice and calibration, the
+    /// anomaly detector's last snapshot, the models rebuilt from the stored week, the
+    /// remediation hold and the shadow pool.
+    async fn load_state(
+        &self,
+        w: &ValidWorkload,
+        lead_steps: usize,
+        now: Timestamp,
+    ) -> Result<State> {
+        let name = w.name();
+        let mut state = self.fresh_state(w, lead_steps);
         let corrupt = |what| move |source| crate::store::Error::Corrupt { what, source };
         // The refit's choice and its stored calibration first: replaying the history below
         // judges (only) the observations the stored calibration had not judged yet.
         state.refit = refit::Choice::decode(
             self.store
-                .loop_state(&name, refit::STATE_KIND)
+                .loop_state(name, refit::STATE_KIND)
                 .await?
                 .as_deref(),
         )
         .map_err(corrupt("refit"))?;
         if let Some(choice) = state.refit.as_ref() {
-            if let Some(cal) = self.store.calibration(&name).await? {
+            if let Some(cal) = self.store.calibration(name).await? {
                 let day = ticks_per_day(self.interval);
                 if let Some(t) = refit::Tracker::from_stored(&cal, choice, day) {
                     state.refit_track = t;
@@ -846,7 +883,7 @@ impl Controller {
         // the replay below feeds it only what came after. A snapshot that does not decode (an
         // older version) or was made with other settings (another tick) is a cache, not state:
         // it is ignored and the detector relearns from the replayed week.
-        if let Some(text) = self.store.loop_state(&name, DETECTOR_STATE_KIND).await? {
+        if let Some(text) = self.store.loop_state(name, DETECTOR_STATE_KIND).await? {
             match serde_json::from_str::<DetectorSnapshot<Detector>>(&text) {
                 Ok(snap) if snap.detector.params() == state.detector.params() => {
                     state.detector = snap.detector;
@@ -865,42 +902,37 @@ impl Controller {
             }
         }
         // Rebuild the online model from the downsampled history (bounded to 7 days).
-        let history = self.store.samples(&name, now - 7 * 86_400).await?;
+        let history = self.store.samples(name, now - 7 * 86_400).await?;
         for s in &history {
-            self.learn(&mut state, &w, s.ts, s.value);
+            self.learn(&mut state, w, s.ts, s.value);
         }
         state.held = Held::decode(
             self.store
-                .loop_state(&name, remediate::STATE_KIND)
+                .loop_state(name, remediate::STATE_KIND)
                 .await?
                 .as_deref(),
         )
         .map_err(corrupt("remediation state"))?;
         state.pool = Pool::decode(
             self.store
-                .loop_state(&name, shadow::STATE_KIND)
+                .loop_state(name, shadow::STATE_KIND)
                 .await?
                 .as_deref(),
         )
         .map_err(corrupt("shadow pool"))?;
-        let stagger = name_offset(&name, CALIBRATION_EVERY);
-        let day_stagger = name_offset(&name, ticks_per_day(self.interval) as i64);
-        let wl = Arc::new(Workload {
-            cfg: w,
-            source,
-            cloud,
-            lead_steps,
-            stagger,
-            day_stagger,
-            refit_at: AtomicI64::new(state.refit.as_ref().map_or(i64::MIN, |c| c.at)),
-            state: tokio::sync::Mutex::new(state),
-        });
-        self.workloads
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name, wl);
-        // A workload named as a registered clone takes its source's prior from the next tick.
-        self.clones_changed();
+        Ok(state)
+    }
+
+    /// Reads a workload's state again from the store, where the replica that led it before
+    /// left it (its detector snapshot, the samples since, its hold and shadow pool).
+    async fn reload(&self, w: &Workload, now: Timestamp) -> Result<()> {
+        let state = self.load_state(&w.cfg, w.lead_steps, now).await?;
+        w.refit_at.store(
+            state.refit.as_ref().map_or(i64::MIN, |c| c.at),
+            Ordering::Relaxed,
+        );
+        *w.state.lock().await = state;
+        tracing::info!(workload = %w.cfg.name(), "lease taken over: state read again from the store");
         Ok(())
     }
 
@@ -1117,9 +1149,12 @@ impl Controller {
         report.store_seconds = store_start.elapsed().as_secs_f64();
         for (w, leader) in workloads.iter().zip(leaders) {
             if !leader {
+                // Another replica carries it on: what this one holds goes stale.
+                w.current.store(false, Ordering::Relaxed);
                 report.not_leader += 1;
                 continue;
             }
+            let taken_over = !w.current.swap(true, Ordering::Relaxed);
             led.push(w.clone());
             let me = self.clone();
             let sem = sem.clone();
@@ -1129,6 +1164,13 @@ impl Controller {
                 let _permit = sem.acquire_owned().await;
                 let name = w.cfg.name().to_string();
                 let budget = budgets.get(&name).copied();
+                if taken_over {
+                    if let Err(e) = me.reload(&w, now).await {
+                        // Read again at the next tick this replica leads it.
+                        w.current.store(false, Ordering::Relaxed);
+                        return (name, Err(e));
+                    }
+                }
                 (name, me.tick_workload(&w, now, budget).await)
             });
         }
