@@ -511,6 +511,23 @@ async fn refits_choose_a_seasonal_model_are_spread_and_survive_a_restart() {
 /// A strongly seasonal day: 50 at night, 400 from 08:00 to 16:00, with a small jitter.
 /// A controller on the sim cloud whose workload `web` has the first `len` steps of
 /// [`square`] stored as its history and is registered with a replay of the rest.
+/// A controller started again on `store` at the clock's time, registering `web` with the
+/// replay of `values` after its stored history (as a restarted daemon would).
+async fn restarted(
+    cfg: &ValidConfig,
+    store: &Arc<dyn Store>,
+    clock: &VirtualClock,
+    values: &[f64],
+    len: usize,
+) -> Arc<Controller> {
+    let (ctl, _, cloud, _) = on_sim(cfg, store.clone(), clock.now());
+    let replay = seed_history(store.as_ref(), "web", values, len).await;
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
+        .await
+        .unwrap();
+    ctl
+}
+
 struct Square {
     ctl: Arc<Controller>,
     clock: VirtualClock,
@@ -696,11 +713,7 @@ async fn the_anomaly_detector_survives_a_restart() {
         .await
         .unwrap();
     drop(ctl);
-    let (ctl, _, cloud, _) = on_sim(&cfg, store.clone(), clock.now());
-    let replay = seed_history(store.as_ref(), "web", &values, len).await;
-    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
-        .await
-        .unwrap();
+    let ctl = restarted(&cfg, &store, &clock, &values, len).await;
     let relearnt = ctl.detector("web").await.unwrap();
     assert!(
         relearnt.seen() > 0 && relearnt.seen() <= 7 * 288,
@@ -717,11 +730,7 @@ async fn the_anomaly_detector_survives_a_restart() {
     assert_eq!(ctl.store_detectors().await.unwrap(), 1);
     let before = serde_json::to_string(&ctl.detector("web").await.unwrap()).unwrap();
     drop(ctl);
-    let (ctl, _, cloud, _) = on_sim(&cfg, store.clone(), clock.now());
-    let replay = seed_history(store.as_ref(), "web", &values, len).await;
-    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
-        .await
-        .unwrap();
+    let ctl = restarted(&cfg, &store, &clock, &values, len).await;
     let after = serde_json::to_string(&ctl.detector("web").await.unwrap()).unwrap();
     assert!(
         after == before,
