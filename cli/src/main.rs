@@ -70,6 +70,8 @@ enum Command {
     Status(cmd::status::Args),
     /// Explain the latest decisions for one workload.
     Explain(cmd::explain::Args),
+    /// End a workload's anomaly-remediation hold or halt (its history and models stay).
+    Release(cmd::release::Args),
     /// Run the end-to-end demo on the embedded default (sim cloud, SQLite, a bundled real trace).
     Demo(cmd::demo::Args),
 }
@@ -100,6 +102,7 @@ fn main() -> std::process::ExitCode {
         Command::Controller(c) => cmd::controller::run(c),
         Command::Status(a) => cmd::status::run(a),
         Command::Explain(a) => cmd::explain::run(a),
+        Command::Release(a) => cmd::release::run(a),
         Command::Demo(a) => cmd::demo::run(a),
     };
     match result {

@@ -371,6 +371,21 @@ impl pb::controller_server::Controller for Api {
         Ok(Response::new(pb::DeleteWorkloadResponse { existed }))
     }
 
+    async fn release_workload(
+        &self,
+        req: Request<pb::ReleaseWorkloadRequest>,
+    ) -> Result<Response<pb::ReleaseWorkloadResponse>, Status> {
+        let name = &req.get_ref().name;
+        match self.ctl.release(name).await {
+            Ok(was) => Ok(Response::new(pb::ReleaseWorkloadResponse {
+                released: was.is_some(),
+                was: was.unwrap_or_default(),
+            })),
+            Err(e @ crate::run::Error::UnknownWorkload(_)) => Err(Status::not_found(e.to_string())),
+            Err(e) => Err(internal(&e)),
+        }
+    }
+
     async fn list_workloads(
         &self,
         _req: Request<pb::ListWorkloadsRequest>,
@@ -957,6 +972,23 @@ mod tests {
             .workloads;
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].latest.as_ref().unwrap().ts, d[0].ts);
+        // Release: nothing held on a quiet workload; an unknown one is not found.
+        let r = c
+            .release_workload(pb::ReleaseWorkloadRequest {
+                name: "batch".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!r.released && r.was.is_empty(), "{r:?}");
+        let e = c
+            .release_workload(pb::ReleaseWorkloadRequest {
+                name: "nope".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        assert!(e.message().contains("`nope`"), "{e:?}");
         assert!(
             c.delete_workload(pb::DeleteWorkloadRequest {
                 name: "batch".into()

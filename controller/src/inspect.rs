@@ -137,6 +137,45 @@ async fn decisions(t: &Target, workload: &str, limit: u32) -> Result<Vec<Decisio
     }
 }
 
+/// Releases a workload's anomaly-remediation hold or halt, through the API (the running
+/// controller) or on a local SQLite store (a stopped one: it reads the release at its start).
+/// Returns one line saying what was released.
+///
+/// # Errors
+/// [`Error::UnknownWorkload`] when the workload is not registered, or [`Error`].
+pub fn release(t: &Target, workload: &str) -> Result<String, Error> {
+    let was = block(async {
+        match t {
+            Target::Api { addr, token, tls } => {
+                let mut c = crate::api::connect_with(addr, token, tls.as_ref()).await?;
+                let r = c
+                    .release_workload(pb::ReleaseWorkloadRequest {
+                        name: workload.into(),
+                    })
+                    .await
+                    .map_err(|s| match s.code() {
+                        tonic::Code::NotFound => Error::UnknownWorkload(workload.into()),
+                        _ => Error::Call(s),
+                    })?
+                    .into_inner();
+                Ok(r.released.then_some(r.was))
+            }
+            Target::Db(p) => {
+                let s = SqliteStore::open(p)?;
+                if !s.workloads().await?.iter().any(|(n, _)| n == workload) {
+                    return Err(Error::UnknownWorkload(workload.into()));
+                }
+                let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+                Ok(crate::remediate::release(&s, workload, now).await?)
+            }
+        }
+    })?;
+    Ok(match was {
+        Some(was) => format!("{workload}: released (was {was})\n"),
+        None => format!("{workload}: nothing held\n"),
+    })
+}
+
 fn block<T>(f: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -228,6 +228,57 @@ async fn under_alert_only_a_memory_leak_is_capped_and_a_cpu_climb_is_followed() 
     }
 }
 
+/// An operator releases an isolation (`predictive release`) through another replica, which
+/// does not lead the workload: the release is audited, the leader sees it at its next tick and
+/// stops holding the allocation, and the workload's history is kept.
+#[tokio::test]
+async fn a_released_hold_is_no_longer_held() {
+    let mut values = burst();
+    let n = values.len();
+    values.extend(&wave(n + 100)[n..]);
+    let cfg = config("remediation = { policy = \"isolate\" }\n", "");
+    let replay = Arc::new(Replay::from_values(START + 300, 300, values));
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START);
+    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud.clone())
+        .await
+        .unwrap();
+    let latest = || async { store.decisions(Some("web"), 1).await.unwrap().remove(0) };
+    for _ in 0..n + 20 {
+        clock.advance(300);
+        ctl.tick().await.unwrap();
+    }
+    assert!(
+        latest().await.explanation.contains("held at"),
+        "the burst is isolated and held"
+    );
+    let other = {
+        let clouds = BTreeMap::from([("sim".to_string(), cloud.clone())]);
+        let clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        Controller::new(&cfg, store.clone(), clouds, clock, "other")
+    };
+    let was = other.release("web").await.unwrap();
+    assert!(
+        was.as_deref().is_some_and(|w| w.starts_with("held at")),
+        "{was:?}"
+    );
+    assert_eq!(other.release("web").await.unwrap(), None, "released twice");
+    assert!(other.release("nope").await.is_err());
+    let log = store.audit_log("web").await.unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "release" && e.detail.contains("was held at")),
+        "{log:?}"
+    );
+    for _ in 0..20 {
+        clock.advance(300);
+        ctl.tick().await.unwrap();
+        let d = latest().await;
+        assert!(!d.explanation.contains("held at"), "still held: {d:?}");
+    }
+    assert!(store.samples("web", 0).await.unwrap().len() >= n);
+}
+
 async fn cloud_view(
     sim: &predictive_clouds::sim::SimCloud,
 ) -> Vec<(String, InstanceState, Option<String>)> {

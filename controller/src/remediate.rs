@@ -11,8 +11,12 @@
 //!   passed back to the engine every tick, so it survives restarts and holds while the usage
 //!   keeps climbing.
 //! - After `stop` or `terminate` the workload is **halted**: the loop observes and forecasts it
-//!   but no longer scales it. Deleting the workload (API or config) and registering it again
-//!   releases a hold or a halt.
+//!   but no longer scales it.
+//! - An operator releases a hold or a halt with [`release`] (`predictive release WORKLOAD`,
+//!   through the API or on the store): the workload's history and models stay, the release is
+//!   audited, and the replica that leads the workload sees it at its next tick (a held
+//!   workload's stored state is read again every tick). Deleting the workload and registering it
+//!   again releases it too, with its history.
 //! - Every decided action is appended to the audit log (`alert`, `isolate`, `stop`,
 //!   `terminate`, or `would stop` / `would terminate` / ... under dry-run) and counted in
 //!   `predictive_remediations_total{action=...}`; anomalies are counted by kind in
@@ -23,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use predictive_engine::anomaly::RemediationAction;
 
 use crate::clock::Timestamp;
+use crate::store::{AuditEvent, Store};
 
 /// Loop state kind under which a workload's remediation state is stored.
 pub const STATE_KIND: &str = "remediation";
@@ -51,6 +56,54 @@ impl Held {
     pub fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// True when nothing is held or halted.
+    pub fn is_free(&self) -> bool {
+        self.cap.is_none() && self.halted.is_none()
+    }
+
+    /// What is held, in words (`held at 4 instances since 1700000000`, `halted (stopped) since
+    /// ...`).
+    pub fn describe(&self) -> String {
+        let since = self
+            .since
+            .map_or_else(String::new, |t| format!(" since {t}"));
+        match (&self.halted, self.cap) {
+            (Some(h), _) => format!("halted ({h}){since}"),
+            (None, Some(cap)) => format!("held at {} instances{since}", cap_instances(cap, 0)),
+            (None, None) => "nothing held".into(),
+        }
+    }
+}
+
+/// Releases `workload`'s hold or halt in `store`: its remediation state becomes "nothing held"
+/// and the release goes to the audit log (action `release`). Returns what was released, in
+/// words, or `None` when nothing was held. A stored state that does not decode is released too.
+///
+/// # Errors
+/// A store error.
+pub async fn release(
+    store: &dyn Store,
+    workload: &str,
+    now: Timestamp,
+) -> Result<Option<String>, crate::store::Error> {
+    let was = match Held::decode(store.loop_state(workload, STATE_KIND).await?.as_deref()) {
+        Ok(h) if h.is_free() => return Ok(None),
+        Ok(h) => h.describe(),
+        Err(e) => format!("an unreadable remediation state ({e})"),
+    };
+    store
+        .put_loop_state(workload, STATE_KIND, &Held::default().encode(), now)
+        .await?;
+    store
+        .audit(&AuditEvent {
+            ts: now,
+            workload: workload.into(),
+            action: "release".into(),
+            detail: format!("released by an operator: was {was}"),
+        })
+        .await?;
+    Ok(Some(was))
 }
 
 /// The audit log's name of an action (`None` for no action), prefixed with `would ` in dry-run.

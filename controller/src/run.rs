@@ -923,6 +923,29 @@ impl Controller {
         Ok(state)
     }
 
+    /// Releases a workload's remediation hold or halt (see [`remediate::release`]): in the store,
+    /// where the replica that leads it reads it at its next tick, and in this replica's state.
+    /// Returns what was released, in words (`None`: nothing was held).
+    ///
+    /// # Errors
+    /// [`Error::UnknownWorkload`] when no replica registered it, or a store error.
+    pub async fn release(&self, name: &str) -> Result<Option<String>> {
+        let now = self.clock.now();
+        let Some(w) = self.workload(name) else {
+            if !self.store.workloads().await?.iter().any(|(n, _)| n == name) {
+                return Err(Error::UnknownWorkload(name.into()));
+            }
+            return Ok(remediate::release(self.store.as_ref(), name, now).await?);
+        };
+        let mut st = w.state.lock().await;
+        let was = remediate::release(self.store.as_ref(), name, now).await?;
+        st.held = Held::default();
+        if let Some(was) = &was {
+            tracing::warn!(workload = %name, %was, "remediation released by an operator");
+        }
+        Ok(was)
+    }
+
     /// Reads a workload's state again from the store, where the replica that led it before
     /// left it (its detector snapshot, the samples since, its hold and shadow pool).
     async fn reload(&self, w: &Workload, now: Timestamp) -> Result<()> {
@@ -1476,6 +1499,19 @@ impl Controller {
             self.metrics.add(metrics::SHORTFALL_TICKS, name, 1.0);
         }
 
+        // A hold or halt released from outside (`predictive release`, through any replica or
+        // on the store) ends here too: a held workload's stored state is read again each tick.
+        if !st.held.is_free() {
+            let stored = self.store.loop_state(name, remediate::STATE_KIND).await?;
+            match Held::decode(stored.as_deref()) {
+                Ok(h) if h != st.held => st.held = h,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(workload = %name, error = %e, "stored remediation state unreadable; the hold in memory stays");
+                }
+            }
+        }
+
         // Anomaly remediation: the engine decides, the loop audits, holds and executes.
         let dry = p.remediation.dry_run || self.mode == Mode::DryRun;
         let policy: RemediationPolicy = p.remediation.policy.parse().unwrap_or_default();
@@ -1564,7 +1600,7 @@ impl Controller {
                 action: "hold".into(),
                 cost_per_hour: current as f64 * price,
                 explanation: format!(
-                    "halted ({h}) by the anomaly remediation since {}: not scaled until re-registered{remedy_note}",
+                    "halted ({h}) by the anomaly remediation since {}: not scaled until released (`predictive release`){remedy_note}",
                     st.held.since.unwrap_or(now)
                 ),
             });

@@ -9,6 +9,7 @@ pub(crate) mod controller;
 pub(crate) mod demo;
 pub(crate) mod explain;
 pub(crate) mod forecast;
+pub(crate) mod release;
 pub(crate) mod simulate;
 pub(crate) mod size;
 pub(crate) mod status;
