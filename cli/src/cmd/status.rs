@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use predictive_controller::api::ClientTls;
 use predictive_controller::inspect::{status, Target};
 
-/// TLS options of the API clients (`status`, `explain`).
+/// TLS options of the API clients (`status`, `explain`, `release`).
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct TlsArgs {
     /// CA certificate (PEM) the controller's certificate must chain to; implies TLS
@@ -23,21 +23,28 @@ pub(crate) struct TlsArgs {
     pub(crate) tls_domain: Option<String>,
 }
 
-/// Arguments of this subcommand.
+/// Which controller the API clients (`status`, `explain`, `release`) talk to.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+pub(crate) struct ControllerArgs {
     /// The controller's API address (http://HOST:PORT, or https://HOST:PORT for TLS).
     #[arg(long, env = "PREDICTIVE_ADDR", default_value = "http://127.0.0.1:7070")]
     pub(crate) addr: String,
-    /// Read a local SQLite store instead of calling the API.
+    /// Use a local SQLite store instead of calling the API (a stopped controller's).
     #[arg(long)]
     pub(crate) db: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
 }
 
+impl ControllerArgs {
+    /// The store file, or the API with the token from `PREDICTIVE_TOKEN`.
+    pub(crate) fn target(&self) -> anyhow::Result<Target> {
+        target(&self.addr, self.db.clone(), &self.tls)
+    }
+}
+
 /// Where to read from: the store file, or the API with the token from `PREDICTIVE_TOKEN`.
-pub(crate) fn target(addr: &str, db: Option<PathBuf>, tls: &TlsArgs) -> anyhow::Result<Target> {
+fn target(addr: &str, db: Option<PathBuf>, tls: &TlsArgs) -> anyhow::Result<Target> {
     Ok(match db {
         Some(p) => Target::Db(p),
         None => {
@@ -64,8 +71,15 @@ pub(crate) fn target(addr: &str, db: Option<PathBuf>, tls: &TlsArgs) -> anyhow::
     })
 }
 
+/// Arguments of this subcommand.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    controller: ControllerArgs,
+}
+
 /// Runs the subcommand.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    print!("{}", status(&target(&args.addr, args.db, &args.tls)?)?);
+    print!("{}", status(&args.controller.target()?)?);
     Ok(())
 }
