@@ -43,6 +43,13 @@ pub const ALERT_THRESHOLD: f64 = (1.0 + RECORD_MARGIN) / (2.0 + RECORD_MARGIN);
 /// [`ALERT_THRESHOLD`].
 pub const RECORD_MARGIN: f64 = 0.01;
 
+/// Values the memory must hold before a new extreme value needs only [`RECORD_MARGIN`]; with
+/// fewer, `m`, it must beat the range by `RECORD_MARGIN × YOUNG_RECORD_VALUES / m` (or by
+/// `RECORD_MARGIN` once the memory holds all it ever will, when it is shorter). The top of `m`
+/// values is about a `1/m` of the range apart: a new extreme 1 % beyond 200 values is two such
+/// gaps, beyond 8,000 values eighty.
+const YOUNG_RECORD_VALUES: f64 = 1000.0;
+
 /// Default [`DetectorParams::memory`]: four weeks of 5-minute samples.
 pub const DEFAULT_MEMORY: usize = 4 * 7 * 288;
 
@@ -1094,7 +1101,15 @@ impl Detector {
         };
 
         let surprise = |p: f64| surprise(p, m);
-        let s_band = surprise(p_up.min(p_down)) + excess;
+        // A new extreme among few values must clear a wider margin (see YOUNG_RECORD_VALUES).
+        let full = YOUNG_RECORD_VALUES.min(self.p.memory as f64);
+        let young_margin = RECORD_MARGIN * (full / m.max(1.0) - 1.0).max(0.0);
+        let s_band = surprise(p_up.min(p_down))
+            + if excess > 0.0 {
+                (excess - young_margin).max(0.0)
+            } else {
+                0.0
+            };
         let s_mean = surprise(p_mean_up.min(p_mean_down));
         // A flat run a quarter longer than any seen before (and at least one and a half short
         // windows: three hours at 5 minutes) while the values used to vary is a record like a
@@ -2682,6 +2697,38 @@ mod tests {
         let v = d.observe(20_000.0);
         assert!(v.score >= ALERT_THRESHOLD, "{v:?}");
         assert_eq!(v.kind, Some(AnomalyKind::Burst));
+    }
+
+    /// With a short warm-up (a coarse step), a new extreme among a few hundred values needs a
+    /// wider margin than among thousands: 1.5 % of the range beyond 300 values is no alert,
+    /// beyond 1,500 it is, and a far departure is an alert at 300 already.
+    #[test]
+    fn a_record_among_few_values_should_need_a_wider_margin() {
+        let params = DetectorParams {
+            warmup: 50,
+            ..DetectorParams::default()
+        };
+        let beyond = |baseline: usize, share: f64| {
+            let mut d = Detector::new(params.clone().check().unwrap());
+            let mut n = Noise::new(83);
+            let mut seen: Vec<f64> = Vec::new();
+            for _ in 0..baseline {
+                let x = 40.0 + 20.0 * n.uniform();
+                seen.push(x);
+                d.observe(x);
+            }
+            let (lo, hi) = seen
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            d.observe(hi + share * (hi - lo))
+        };
+        let v = beyond(300, 0.015);
+        assert!(v.score < ALERT_THRESHOLD, "{v:?}");
+        let v = beyond(1500, 0.015);
+        assert!(v.score >= ALERT_THRESHOLD, "{v:?}");
+        assert_eq!(v.kind, Some(AnomalyKind::Burst));
+        let v = beyond(300, 0.2);
+        assert!(v.score >= ALERT_THRESHOLD, "{v:?}");
     }
 
     /// A step of three noise standard deviations inside the range seen: no single value is a
