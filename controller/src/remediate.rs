@@ -6,10 +6,10 @@
 //! `terminate` (terminate its members and its shadow units). `remediation.dry_run` (or the loop's
 //! dry-run mode) records and audits every decision but changes nothing in the cloud.
 //!
-//! - A flagged leak caps the allocation whatever the policy (the engine's rule): a leak is never
-//!   fed capacity forever. The cap (in instances) is stored (loop state `remediation`) and
-//!   passed back to the engine every tick, so it survives restarts and holds while the usage
-//!   keeps climbing.
+//! - A flagged leak of a `memory` or `disk` workload (or any with `remediation.cap_leaks`) caps
+//!   the allocation whatever the policy (the engine's rule): a leak is never fed capacity
+//!   forever. The cap (in instances) is stored (loop state `remediation`) and passed back to the
+//!   engine every tick, so it survives restarts and holds while the usage keeps climbing.
 //! - After `stop` or `terminate` the workload is **halted**: the loop observes and forecasts it
 //!   but no longer scales it.
 //! - An operator releases a hold or a halt with [`release`] (`predictive release WORKLOAD`,
