@@ -274,6 +274,26 @@ pub fn run_blocking_with_history(
     rt.block_on(run(workloads, warmup, ticks, store, history_days))
 }
 
+/// Registers workloads `0..n` (`params(i)`, each on the trace shifted by `i` steps within a
+/// day) and returns the CPU time it took.
+async fn register_all(
+    ctl: &Controller,
+    n: usize,
+    params: &dyn Fn(usize) -> WorkloadParams,
+    base: &Replay,
+    cloud: &DynProvider,
+) -> Result<f64, Error> {
+    let start = thread_cpu_seconds();
+    for i in 0..n {
+        let w = crate::config::check_workload("<bench>", &params(i), Path::new("."))
+            .map_err(|e| Error::Setup(e.to_string()))?;
+        let shifted = base.shifted((i as i64 % 288) * 300);
+        let src: Arc<dyn MetricsSource> = Arc::new(shifted);
+        ctl.upsert_with_source(w, src, cloud.clone()).await?;
+    }
+    Ok(thread_cpu_seconds() - start)
+}
+
 async fn run(
     n: usize,
     warmup: usize,
@@ -361,15 +381,7 @@ async fn run(
     let seed_cpu = thread_cpu_seconds() - seed_cpu;
     eprintln!("bench: {n} workloads x {len} samples stored in {seed_cpu:.1} s of CPU");
     let rss0 = if history_days > 0 { rss_bytes() } else { rss0 };
-    let register_cpu = thread_cpu_seconds();
-    for i in 0..n {
-        let w = crate::config::check_workload("<bench>", &params(i), Path::new("."))
-            .map_err(|e| setup(&e))?;
-        let shifted = base.shifted((i as i64 % 288) * 300);
-        let src: Arc<dyn MetricsSource> = Arc::new(shifted);
-        ctl.upsert_with_source(w, src, cloud.clone()).await?;
-    }
-    let register_cpu = thread_cpu_seconds() - register_cpu;
+    let register_cpu = register_all(&ctl, n, &params, &base, &cloud).await?;
     eprintln!("bench: {n} workloads registered (models rebuilt) in {register_cpu:.1} s of CPU");
     let mut times = Vec::with_capacity(ticks);
     let mut cpu = 0.0;
@@ -405,15 +417,7 @@ async fn run(
     drop(ctl);
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
     let ctl = Controller::new(&cfg, store, clouds, clock_arc, "bench");
-    let restart_cpu = thread_cpu_seconds();
-    for i in 0..n {
-        let w = crate::config::check_workload("<bench>", &params(i), Path::new("."))
-            .map_err(|e| setup(&e))?;
-        let shifted = base.shifted((i as i64 % 288) * 300);
-        ctl.upsert_with_source(w, Arc::new(shifted), cloud.clone())
-            .await?;
-    }
-    let restart_cpu = thread_cpu_seconds() - restart_cpu;
+    let restart_cpu = register_all(&ctl, n, &params, &base, &cloud).await?;
     eprintln!(
         "bench: {n} workloads registered again (detectors restored) in {restart_cpu:.1} s of CPU"
     );
