@@ -63,6 +63,19 @@ fn on_sim(
     (ctl, clock, cloud, sim_cloud)
 }
 
+/// Another replica (`holder`) on the same store, cloud and clock as a running controller.
+fn replica(
+    cfg: &ValidConfig,
+    store: &Arc<dyn Store>,
+    clock: &VirtualClock,
+    cloud: &DynProvider,
+    holder: &str,
+) -> Arc<Controller> {
+    let clouds = BTreeMap::from([("sim".to_string(), cloud.clone())]);
+    let clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    Arc::new(Controller::new(cfg, store.clone(), clouds, clock, holder))
+}
+
 /// Stores `values[..len]` (5-minute steps from START) as `workload`'s history unless it has
 /// some already, and returns a replay of the rest.
 async fn seed_history(
@@ -252,11 +265,7 @@ async fn a_released_hold_is_no_longer_held() {
         latest().await.explanation.contains("held at"),
         "the burst is isolated and held"
     );
-    let other = {
-        let clouds = BTreeMap::from([("sim".to_string(), cloud.clone())]);
-        let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-        Controller::new(&cfg, store.clone(), clouds, clock, "other")
-    };
+    let other = replica(&cfg, &store, &clock, &cloud, "other");
     let was = other.release("web").await.unwrap();
     assert!(
         was.as_deref().is_some_and(|w| w.starts_with("held at")),
@@ -847,12 +856,7 @@ async fn a_replica_taking_a_lease_over_carries_on_from_the_stored_state() {
         cloud,
         ..
     } = on_square_history(&cfg, 10 * 288).await;
-    let replica = |holder: &str| {
-        let clouds = BTreeMap::from([("sim".to_string(), cloud.clone())]);
-        let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-        Arc::new(Controller::new(&cfg, store.clone(), clouds, clock, holder))
-    };
-    let b = replica("b");
+    let b = replica(&cfg, &store, &clock, &cloud, "b");
     b.upsert_with_source(cfg.workloads[0].clone(), replay.clone(), cloud.clone())
         .await
         .unwrap();
@@ -879,7 +883,7 @@ async fn a_replica_taking_a_lease_over_carries_on_from_the_stored_state() {
         assert!(waited < 5, "b never took the lease");
     }
     let took = serde_json::to_string(&b.detector("web").await.unwrap()).unwrap();
-    let c = replica("c");
+    let c = replica(&cfg, &store, &clock, &cloud, "c");
     c.upsert_with_source(cfg.workloads[0].clone(), replay, cloud.clone())
         .await
         .unwrap();
