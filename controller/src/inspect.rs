@@ -162,7 +162,7 @@ pub fn release(t: &Target, workload: &str) -> Result<String, Error> {
             }
             Target::Db(p) => {
                 let s = SqliteStore::open(p)?;
-                if !s.workloads().await?.iter().any(|(n, _)| n == workload) {
+                if !s.has_workload(workload).await? {
                     return Err(Error::UnknownWorkload(workload.into()));
                 }
                 let now = crate::clock::Clock::now(&crate::clock::SystemClock);

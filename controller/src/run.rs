@@ -932,7 +932,7 @@ impl Controller {
     pub async fn release(&self, name: &str) -> Result<Option<String>> {
         let now = self.clock.now();
         let Some(w) = self.workload(name) else {
-            if !self.store.workloads().await?.iter().any(|(n, _)| n == name) {
+            if !self.store.has_workload(name).await? {
                 return Err(Error::UnknownWorkload(name.into()));
             }
             return Ok(remediate::release(self.store.as_ref(), name, now).await?);

@@ -384,6 +384,8 @@ pub async fn run(s: &dyn Store) {
     assert_eq!(s.budget("web").await.unwrap(), None);
     assert_eq!(s.loop_state("web", "shadow").await.unwrap(), None);
     assert!(!s.workloads().await.unwrap().iter().any(|(n, _)| n == "web"));
+    assert!(!s.has_workload("web").await.unwrap());
+    assert!(s.has_workload("api").await.unwrap());
     assert_eq!(
         s.calibration("api").await.unwrap().map(|c| c.widen),
         Some(0.5)
