@@ -164,6 +164,13 @@ struct State {
     cold: Option<Box<Cold>>,
 }
 
+impl State {
+    /// Time of the stored refit, for [`Workload::refit_at`] (`i64::MIN`: none).
+    fn refit_at(&self) -> i64 {
+        self.refit.as_ref().map_or(i64::MIN, |c| c.at)
+    }
+}
+
 /// A cold workload's own history on the tick's grid, and the cluster it was last given.
 #[derive(Debug, Default)]
 struct Cold {
@@ -837,7 +844,7 @@ impl Controller {
             lead_steps,
             stagger,
             day_stagger,
-            refit_at: AtomicI64::new(state.refit.as_ref().map_or(i64::MIN, |c| c.at)),
+            refit_at: AtomicI64::new(state.refit_at()),
             current: AtomicBool::new(true),
             state: tokio::sync::Mutex::new(state),
         });
@@ -950,10 +957,7 @@ impl Controller {
     /// left it (its detector snapshot, the samples since, its hold and shadow pool).
     async fn reload(&self, w: &Workload, now: Timestamp) -> Result<()> {
         let state = self.load_state(&w.cfg, w.lead_steps, now).await?;
-        w.refit_at.store(
-            state.refit.as_ref().map_or(i64::MIN, |c| c.at),
-            Ordering::Relaxed,
-        );
+        w.refit_at.store(state.refit_at(), Ordering::Relaxed);
         *w.state.lock().await = state;
         tracing::info!(workload = %w.cfg.name(), "lease taken over: state read again from the store");
         Ok(())
