@@ -895,6 +895,56 @@ async fn a_replica_taking_a_lease_over_carries_on_from_the_stored_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_intent_is_replayed_by_the_replica_that_takes_the_lease_not_by_a_bystander() {
+    let cfg = config("", "");
+    let Square {
+        ctl: a,
+        clock,
+        store,
+        replay,
+        cloud,
+        ..
+    } = on_square_history(&cfg, 3 * 288).await;
+    for _ in 0..3 {
+        clock.advance(300);
+        assert_eq!(a.tick().await.unwrap().ok, 1);
+    }
+    let group = GroupId::new("web-asg");
+    let desired = cloud.describe_group(&group).await.unwrap().desired;
+    // `a` wrote an intent ahead of a cloud call it never made.
+    let asked = desired + 7;
+    store
+        .put_intent(&crate::store::Intent {
+            token: "web@lost".into(),
+            workload: "web".into(),
+            ts: clock.now(),
+            kind: "scale".into(),
+            count: asked,
+            state: "pending".into(),
+        })
+        .await
+        .unwrap();
+    // A replica starting while `a` still leads recovers nothing of `web`.
+    let b = replica(&cfg, &store, &clock, &cloud, "b");
+    b.upsert_with_source(cfg.workloads[0].clone(), replay, cloud.clone())
+        .await
+        .unwrap();
+    assert!(b.recover().await.unwrap().is_empty());
+    assert_eq!(store.pending_intents("web").await.unwrap().len(), 1);
+    assert_eq!(cloud.describe_group(&group).await.unwrap().desired, desired);
+    // `a` stops; `b` takes the lease over and replays the intent before its first tick.
+    drop(a);
+    let mut waited = 0;
+    while b.tick().await.unwrap().ok == 0 {
+        clock.advance(300);
+        waited += 1;
+        assert!(waited < 5, "b never took the lease");
+    }
+    let pending = store.pending_intents("web").await.unwrap();
+    assert!(pending.is_empty(), "left pending: {pending:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refit_calibration_survives_a_restart() {
     let cfg = config("", "");
     let len = 3 * 288;

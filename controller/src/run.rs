@@ -954,12 +954,17 @@ impl Controller {
     }
 
     /// Reads a workload's state again from the store, where the replica that led it before
-    /// left it (its detector snapshot, the samples since, its hold and shadow pool).
+    /// left it (its detector snapshot, the samples since, its hold and shadow pool), and
+    /// re-applies the intents it left pending.
     async fn reload(&self, w: &Workload, now: Timestamp) -> Result<()> {
         let state = self.load_state(&w.cfg, w.lead_steps, now).await?;
         w.refit_at.store(state.refit_at(), Ordering::Relaxed);
         *w.state.lock().await = state;
         tracing::info!(workload = %w.cfg.name(), "lease taken over: state read again from the store");
+        // The replica that led it may have stopped between an intent and its cloud call.
+        for problem in self.replay_intents(w).await? {
+            tracing::warn!(workload = %w.cfg.name(), %problem, "pending intent not re-applied; tried again at the next takeover or restart");
+        }
         Ok(())
     }
 
@@ -2230,8 +2235,54 @@ impl Controller {
         Ok(format!("{what} {done} instances"))
     }
 
-    /// Recovers after a restart (or a crash at any point): re-applies intents left pending,
-    /// then terminates live instances tagged with this controller's owner that belong to no
+    /// Re-applies `w`'s intents left pending (a crash between the intent and its cloud call, or
+    /// a replica that lost its lease in between), capped by the budget, and marks them done.
+    /// Returns the cloud failures, naming the workload; the intent stays pending for the next
+    /// try.
+    ///
+    /// # Errors
+    /// A store failure.
+    async fn replay_intents(&self, w: &Workload) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let name = w.cfg.name();
+        for mut intent in self.store.pending_intents(name).await? {
+            let gid = GroupId::new(w.cfg.params.group.clone());
+            let mut st = w.state.lock().await;
+            let price = match self.price(w, &mut st).await {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.push(chain(&e));
+                    continue;
+                }
+            };
+            drop(st);
+            let budget = self.store.budget(name).await?;
+            let cap = budget
+                .map(|b| (b / price + 1e-9).floor() as u32)
+                .unwrap_or(u32::MAX);
+            let target = intent.count.min(cap);
+            match self
+                .timed(
+                    name,
+                    "scale_group",
+                    &w.cloud,
+                    w.cloud.scale_group(&gid, target),
+                )
+                .await
+            {
+                Ok(_) => {
+                    intent.state = "done".into();
+                    self.store.put_intent(&intent).await?;
+                }
+                Err(e) => problems.push(chain(&e)),
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Recovers after a restart (or a crash at any point): takes the leases it can, re-applies
+    /// the intents left pending and adopts the unstored shadow units of the workloads it now
+    /// leads, then terminates live instances tagged with this controller's owner that belong to no
     /// group and to no registered workload or clone (orphans of interrupted launches).
     ///
     /// # Guarantees
@@ -2242,40 +2293,22 @@ impl Controller {
     pub async fn recover(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         let workloads: Vec<Arc<Workload>> = self.read().values().cloned().collect();
-        for w in &workloads {
-            let name = w.cfg.name();
-            for mut intent in self.store.pending_intents(name).await? {
-                let gid = GroupId::new(w.cfg.params.group.clone());
-                let mut st = w.state.lock().await;
-                let price = match self.price(w, &mut st).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        problems.push(chain(&e));
-                        continue;
-                    }
-                };
-                drop(st);
-                let budget = self.store.budget(name).await?;
-                let cap = budget
-                    .map(|b| (b / price + 1e-9).floor() as u32)
-                    .unwrap_or(u32::MAX);
-                let target = intent.count.min(cap);
-                match self
-                    .timed(
-                        name,
-                        "scale_group",
-                        &w.cloud,
-                        w.cloud.scale_group(&gid, target),
-                    )
-                    .await
-                {
-                    Ok(_) => {
-                        intent.state = "done".into();
-                        self.store.put_intent(&intent).await?;
-                    }
-                    Err(e) => problems.push(chain(&e)),
-                }
-            }
+        // Only the workloads this replica leads: another live replica is carrying its own
+        // intents and shadow pools on, and writing them from here would race it. An intent a
+        // replica leaves behind is replayed by the one that takes its lease over.
+        let names: Vec<&str> = workloads.iter().map(|w| w.cfg.name()).collect();
+        let now = self.clock.now();
+        let leaders = self
+            .store
+            .acquire_leases(&names, &self.holder, now, 3 * self.interval)
+            .await?;
+        let led: Vec<Arc<Workload>> = workloads
+            .iter()
+            .zip(leaders)
+            .filter_map(|(w, lead)| lead.then(|| w.clone()))
+            .collect();
+        for w in &led {
+            problems.extend(self.replay_intents(w).await?);
         }
         // Orphan sweep, once per distinct cloud.
         let owner = Owner::new(self.owner.clone()).map_err(Error::OwnerInvalid)?;
@@ -2304,7 +2337,7 @@ impl Controller {
             };
             // Shadow units launched by a tick whose pool was not stored before a crash are
             // adopted (their tick comes from the launch token), not swept.
-            for w in workloads.iter().filter(|w| {
+            for w in led.iter().filter(|w| {
                 self.clouds
                     .get(&w.cfg.params.cloud)
                     .is_some_and(|c| Arc::ptr_eq(c, cloud))
