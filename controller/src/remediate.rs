@@ -15,7 +15,9 @@
 //! - An operator releases a hold or a halt with [`release`] (`predictive release WORKLOAD`,
 //!   through the API or on the store): the workload's history and models stay, the release is
 //!   audited, and the replica that leads the workload sees it at its next tick (a held
-//!   workload's stored state is read again every tick). Deleting the workload and registering it
+//!   workload's stored state is read again every tick). A cap the leader changes meanwhile is
+//!   written only over the state it read ([`store_held`]), so the release is never undone.
+//!   Deleting the workload and registering it
 //!   again releases it too, with its history.
 //! - Every decided action is appended to the audit log (`alert`, `isolate`, `stop`,
 //!   `terminate`, or `would stop` / `would terminate` / ... under dry-run) and counted in
@@ -76,25 +78,43 @@ impl Held {
     }
 }
 
+/// Tries of a compare-and-swap write before the writer gives up: only an operator's release
+/// races the leader, and it writes once.
+const SWAP_TRIES: usize = 3;
+
 /// Releases `workload`'s hold or halt in `store`: its remediation state becomes "nothing held"
 /// and the release goes to the audit log (action `release`). Returns what was released, in
 /// words, or `None` when nothing was held. A stored state that does not decode is released too.
+/// The release is written over exactly the state it describes (a compare-and-swap), so what it
+/// reports is what it ended.
 ///
 /// # Errors
-/// A store error.
+/// A store error, or [`crate::store::Error::Conflict`] when the state kept changing under it.
 pub async fn release(
     store: &dyn Store,
     workload: &str,
     now: Timestamp,
 ) -> Result<Option<String>, crate::store::Error> {
-    let was = match Held::decode(store.loop_state(workload, STATE_KIND).await?.as_deref()) {
-        Ok(h) if h.is_free() => return Ok(None),
-        Ok(h) => h.describe(),
-        Err(e) => format!("an unreadable remediation state ({e})"),
+    let mut tries = 0;
+    let was = loop {
+        let raw = store.loop_state(workload, STATE_KIND).await?;
+        let was = match Held::decode(raw.as_deref()) {
+            Ok(h) if h.is_free() => return Ok(None),
+            Ok(h) => h.describe(),
+            Err(e) => format!("an unreadable remediation state ({e})"),
+        };
+        let free = Held::default().encode();
+        if store
+            .swap_loop_state(workload, STATE_KIND, raw.as_deref(), &free, now)
+            .await?
+        {
+            break was;
+        }
+        tries += 1;
+        if tries == SWAP_TRIES {
+            return Err(conflict(workload));
+        }
     };
-    store
-        .put_loop_state(workload, STATE_KIND, &Held::default().encode(), now)
-        .await?;
     store
         .audit(&AuditEvent {
             ts: now,
@@ -104,6 +124,44 @@ pub async fn release(
         })
         .await?;
     Ok(Some(was))
+}
+
+/// Stores `next` as `workload`'s remediation state in place of `was`, the state the loop holds
+/// in memory, unless the stored state is no longer `was`: an operator released it during the
+/// tick. The release wins: nothing is written and the stored state is returned, for the loop to
+/// carry on with. `None` when `next` was written.
+///
+/// # Errors
+/// A store error, or [`crate::store::Error::Conflict`] when the state kept changing under it.
+pub async fn store_held(
+    store: &dyn Store,
+    workload: &str,
+    was: &Held,
+    next: &Held,
+    now: Timestamp,
+) -> Result<Option<Held>, crate::store::Error> {
+    for _ in 0..SWAP_TRIES {
+        let raw = store.loop_state(workload, STATE_KIND).await?;
+        // A state that no longer decodes is the loop's own to overwrite.
+        if let Ok(stored) = Held::decode(raw.as_deref()) {
+            if stored != *was {
+                return Ok(Some(stored));
+            }
+        }
+        if store
+            .swap_loop_state(workload, STATE_KIND, raw.as_deref(), &next.encode(), now)
+            .await?
+        {
+            return Ok(None);
+        }
+    }
+    Err(conflict(workload))
+}
+
+fn conflict(workload: &str) -> crate::store::Error {
+    crate::store::Error::Conflict(format!(
+        "the remediation state of workload `{workload}` changed {SWAP_TRIES} times while it was being written"
+    ))
 }
 
 /// The audit log's name of an action (`None` for no action), prefixed with `would ` in dry-run.
@@ -156,5 +214,60 @@ mod tests {
         };
         assert_eq!(Held::decode(Some(&h.encode())).unwrap(), h);
         assert_eq!(Held::decode(None).unwrap(), Held::default());
+    }
+
+    fn held(cap: f64, since: Timestamp) -> Held {
+        Held {
+            cap: Some(cap),
+            halted: None,
+            since: Some(since),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_release_during_a_tick_wins_over_the_leaders_new_cap() {
+        let store = crate::store::sqlite::SqliteStore::in_memory().unwrap();
+        let (web, four) = ("web", held(4.0, 10));
+        store
+            .put_loop_state(web, STATE_KIND, &four.encode(), 10)
+            .await
+            .unwrap();
+        // The leader read `four`; an operator releases before it writes a lower cap.
+        assert!(release(&store, web, 11).await.unwrap().is_some());
+        let kept = store_held(&store, web, &four, &held(3.0, 12), 12)
+            .await
+            .unwrap();
+        assert_eq!(kept, Some(Held::default()), "the release is handed back");
+        let stored = Held::decode(store.loop_state(web, STATE_KIND).await.unwrap().as_deref());
+        assert!(
+            stored.unwrap().is_free(),
+            "the new cap overwrote the release"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_leaders_new_cap_is_written_over_the_state_it_read() {
+        let store = crate::store::sqlite::SqliteStore::in_memory().unwrap();
+        let web = "web";
+        // Nothing stored yet, then a hold; a state written in another field order (an older
+        // version) still counts as the one the leader read.
+        let first = held(4.0, 10);
+        assert_eq!(
+            store_held(&store, web, &Held::default(), &first, 10)
+                .await
+                .unwrap(),
+            None
+        );
+        store
+            .put_loop_state(web, STATE_KIND, r#"{"since":10,"cap":4.0}"#, 10)
+            .await
+            .unwrap();
+        let next = held(3.0, 12);
+        assert_eq!(
+            store_held(&store, web, &first, &next, 12).await.unwrap(),
+            None
+        );
+        let stored = store.loop_state(web, STATE_KIND).await.unwrap();
+        assert_eq!(Held::decode(stored.as_deref()).unwrap(), next);
     }
 }

@@ -1559,11 +1559,18 @@ impl Controller {
                 remedy_note = format!("; anomaly: {action}: {}", r.reason);
             }
             if r.allocation_cap != st.held.cap {
-                st.held.cap = r.allocation_cap;
-                st.held.since = r.allocation_cap.map(|_| now);
-                self.store
-                    .put_loop_state(name, remediate::STATE_KIND, &st.held.encode(), now)
-                    .await?;
+                let next = remediate::Held {
+                    cap: r.allocation_cap,
+                    since: r.allocation_cap.map(|_| now),
+                    ..st.held.clone()
+                };
+                match remediate::store_held(&*self.store, name, &st.held, &next, now).await? {
+                    None => st.held = next,
+                    Some(released) => {
+                        tracing::info!(workload = %name, "remediation released during the tick: the new cap is not applied");
+                        st.held = released;
+                    }
+                }
             }
             remedy = r.effective_action();
         }
@@ -2305,7 +2312,8 @@ impl Controller {
         let led: Vec<Arc<Workload>> = workloads
             .iter()
             .zip(leaders)
-            .filter_map(|(w, lead)| lead.then(|| w.clone()))
+            .filter(|(_, lead)| *lead)
+            .map(|(w, _)| w.clone())
             .collect();
         for w in &led {
             problems.extend(self.replay_intents(w).await?);

@@ -107,6 +107,31 @@ pub async fn run(s: &dyn Store) {
         Some("{}")
     );
     assert_eq!(s.loop_state("api", "shadow").await.unwrap(), None);
+    // a swap writes only over what its writer last read
+    let held = |w: &'static str| async move { s.loop_state(w, "held").await.unwrap() };
+    assert!(s
+        .swap_loop_state("web", "held", None, "a", 3)
+        .await
+        .unwrap());
+    assert!(!s
+        .swap_loop_state("web", "held", None, "b", 3)
+        .await
+        .unwrap());
+    assert!(!s
+        .swap_loop_state("web", "held", Some("b"), "c", 3)
+        .await
+        .unwrap());
+    assert_eq!(held("web").await.as_deref(), Some("a"));
+    assert!(s
+        .swap_loop_state("web", "held", Some("a"), "c", 4)
+        .await
+        .unwrap());
+    assert_eq!(held("web").await.as_deref(), Some("c"));
+    assert!(!s
+        .swap_loop_state("api", "held", Some("c"), "x", 4)
+        .await
+        .unwrap());
+    assert_eq!(held("api").await, None);
     assert_eq!(s.budget("web").await.unwrap(), None);
     s.put_budget("web", 4.5).await.unwrap();
     assert_eq!(s.budget("web").await.unwrap(), Some(4.5));

@@ -44,6 +44,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A compare-and-swap write kept losing to other writers.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Result of this module.
@@ -234,6 +237,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
     /// A piece of a workload's loop state.
     async fn loop_state(&self, workload: &str, kind: &str) -> Result<Option<String>>;
+    /// Replaces a piece of a workload's loop state only while it still reads `expected`
+    /// (`None`: nothing stored), in one atomic statement. `false`, and nothing written, when
+    /// another writer changed it first (an operator's `predictive release` during a tick).
+    async fn swap_loop_state(
+        &self,
+        workload: &str,
+        kind: &str,
+        expected: Option<&str>,
+        state: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
     /// Takes or renews the lease on `workload` for `holder` until `now + ttl`.
     ///
     /// Returns `true` when `holder` holds the lease afterwards: it was free, expired or already

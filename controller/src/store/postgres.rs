@@ -376,6 +376,37 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn swap_loop_state(
+        &self,
+        workload: &str,
+        kind: &str,
+        expected: Option<&str>,
+        state: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let changed = match expected {
+            Some(old) => {
+                self.client
+                    .execute(
+                        "UPDATE loop_state SET state = $3, updated_at = $4 WHERE workload = $1 AND kind = $2 AND state = $5",
+                        &[&workload, &kind, &state, &now, &old],
+                    )
+                    .await
+            }
+            None => {
+                self.client
+                    .execute(
+                        "INSERT INTO loop_state (workload, kind, state, updated_at) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (workload, kind) DO NOTHING",
+                        &[&workload, &kind, &state, &now],
+                    )
+                    .await
+            }
+        }
+        .map_err(query_err("swap_loop_state"))?;
+        Ok(changed == 1)
+    }
+
     async fn loop_state(&self, workload: &str, kind: &str) -> Result<Option<String>> {
         let r = self
             .client

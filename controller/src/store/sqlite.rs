@@ -345,6 +345,30 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn swap_loop_state(
+        &self,
+        workload: &str,
+        kind: &str,
+        expected: Option<&str>,
+        state: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let db = self.lock();
+        let changed = match expected {
+            Some(old) => db.execute(
+                "UPDATE loop_state SET state = ?3, updated_at = ?4 WHERE workload = ?1 AND kind = ?2 AND state = ?5",
+                params![workload, kind, state, now, old],
+            ),
+            None => db.execute(
+                "INSERT INTO loop_state (workload, kind, state, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (workload, kind) DO NOTHING",
+                params![workload, kind, state, now],
+            ),
+        }
+        .map_err(query_err("swap_loop_state"))?;
+        Ok(changed == 1)
+    }
+
     async fn loop_state(&self, workload: &str, kind: &str) -> Result<Option<String>> {
         self.lock()
             .query_row(
