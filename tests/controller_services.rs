@@ -314,6 +314,15 @@ async fn prometheus_source_reads_recorded_data_and_drives_the_loop() {
     let want: Vec<(i64, f64)> = samples[295..=300].to_vec();
     assert_eq!(pts, want, "query_range returns the recorded samples");
     assert_eq!(src.observe(t, 300).await.unwrap(), samples[300].1);
+    // History at a 5-second step over 200 samples: 11,941 points, more than Prometheus answers
+    // in one request (11,000), so it is asked for in pieces; each point is the latest sample.
+    let (from, to) = (samples[0].0, samples[199].0);
+    let hist = src.history(from, to, 5).await.unwrap();
+    assert_eq!(hist.len() as i64, (to - from) / 5 + 1);
+    for (t, v) in &hist {
+        let want = samples.iter().rev().find(|(s, _)| s <= t).unwrap().1;
+        assert_eq!(*v, want, "history at {t}");
+    }
 
     // The loop reads it as a workload's source, in virtual time.
     let mut w = workload("web");
@@ -358,6 +367,15 @@ async fn prometheus_source_reads_recorded_data_and_drives_the_loop() {
     for w in &cfg.workloads {
         ctl.upsert(w.clone()).await.unwrap();
     }
+    // Registered 200 samples into the recording: what Prometheus holds before the clock is
+    // filled in (the broken source only logs a warning), one sample per tick.
+    let filled = store.samples("web", 0).await.unwrap();
+    let ticks_before = (clock.now() - samples[0].0) / 300;
+    assert_eq!(filled.len() as i64, ticks_before);
+    for (s, want) in filled.iter().zip(&samples) {
+        assert_eq!((s.ts, s.value), *want, "filled from the recording");
+    }
+    assert!(store.samples("broken", 0).await.unwrap().is_empty());
     for _ in 0..6 {
         clock.advance(300);
         let r = ctl.tick().await.unwrap();
@@ -373,8 +391,8 @@ async fn prometheus_source_reads_recorded_data_and_drives_the_loop() {
         );
     }
     let got = store.samples("web", 0).await.unwrap();
-    assert_eq!(got.len(), 6);
-    for s in &got {
+    assert_eq!(got.len(), filled.len() + 6);
+    for s in &got[filled.len()..] {
         let want = samples.iter().rev().find(|(t, _)| *t <= s.ts).unwrap().1;
         assert_eq!(
             s.value, want,

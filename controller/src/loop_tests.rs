@@ -1454,3 +1454,87 @@ async fn steps_missed_while_down_keep_the_detectors_daily_phase() {
         "{ordinary} alerts on ordinary days: steps {alerts:?}"
     );
 }
+
+/// A source that still holds a recorded series from its start on, as Prometheus does: the
+/// ticks it was never asked for come back through `history`.
+#[derive(Debug)]
+struct Recorded(Replay);
+
+#[async_trait::async_trait]
+impl crate::source::MetricsSource for Recorded {
+    async fn observe(&self, to: i64, step: i64) -> crate::source::Result<f64> {
+        self.0.observe(to, step).await
+    }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    async fn history(
+        &self,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> crate::source::Result<Vec<(i64, f64)>> {
+        Ok((from..=to)
+            .step_by(step as usize)
+            .filter(|&t| t >= self.0.start())
+            .map(|t| (t, self.0.at(t)))
+            .collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_the_loop_did_not_observe_is_filled_from_a_source_that_keeps_it() {
+    let cfg = config("", "");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let recorded = Arc::new(Recorded(Replay::from_values(START, 300, square(20 * 288))));
+    let expect = |from: usize, to: usize| -> Vec<(i64, f64)> {
+        (from..to)
+            .map(|i| {
+                (
+                    START + 300 * i as i64,
+                    recorded.0.at(START + 300 * i as i64),
+                )
+            })
+            .collect()
+    };
+    let stored = || async {
+        let s = store.samples("web", 0).await.unwrap();
+        s.iter().map(|s| (s.ts, s.value)).collect::<Vec<_>>()
+    };
+    // Registered four days into the recording: the four days before are filled in (up to the
+    // tick before the clock), and the models and the anomaly detector learn them.
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 4 * 86_400);
+    ctl.upsert_with_source(cfg.workloads[0].clone(), recorded.clone(), cloud.clone())
+        .await
+        .unwrap();
+    assert_eq!(stored().await, expect(0, 4 * 288));
+    for k in 0..3 {
+        if k > 0 {
+            clock.advance(300);
+        }
+        let r = ctl.tick().await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+    let seen = ctl.detector("web").await.unwrap().seen();
+    assert!(seen > 4 * 288, "the anomaly detector learnt {seen} samples");
+    // Stopped for six hours: the replica that starts next fills them in, with no gap.
+    drop(ctl);
+    clock.advance(6 * 3600);
+    let b = replica(&cfg, &store, &clock, &cloud, "lt");
+    b.upsert_with_source(cfg.workloads[0].clone(), recorded.clone(), cloud.clone())
+        .await
+        .unwrap();
+    let now = (clock.now() - START) as usize / 300;
+    let after = stored().await;
+    assert_eq!(
+        after.len(),
+        now,
+        "one sample per tick up to the one before the clock"
+    );
+    assert_eq!(after[4 * 288 + 3..], expect(4 * 288 + 3, now)[..]);
+    assert!(now > 4 * 288 + 3 + 70);
+    clock.advance(300);
+    assert!(b.tick().await.unwrap().errors.is_empty());
+}

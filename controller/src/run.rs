@@ -834,6 +834,7 @@ impl Controller {
             }
         }
         let lead_steps = ((w.lead_secs + self.interval - 1) / self.interval).max(1) as usize;
+        self.backfill(&name, source.as_ref(), now).await?;
         let state = self.load_state(&w, lead_steps, now).await?;
         let stagger = name_offset(&name, CALIBRATION_EVERY);
         let day_stagger = name_offset(&name, ticks_per_day(self.interval) as i64);
@@ -855,6 +856,52 @@ impl Controller {
         // A workload named as a registered clone takes its source's prior from the next tick.
         self.clones_changed();
         Ok(())
+    }
+
+    /// Stores what `source` still holds for the ticks after the workload's last stored sample,
+    /// up to a week back and up to the tick before `now`: the history the loop did not observe
+    /// because the workload was not registered yet, or no replica ran (a restart, a lease taken
+    /// over from a replica that stopped). The models, the refit and the anomaly detector then
+    /// learn it as if observed. Returns the samples added. A source that fails is logged and
+    /// skipped: the workload carries on without them.
+    ///
+    /// # Errors
+    /// A store error.
+    async fn backfill(
+        &self,
+        name: &str,
+        source: &dyn MetricsSource,
+        now: Timestamp,
+    ) -> Result<usize> {
+        if !source.keeps_history() {
+            return Ok(0);
+        }
+        let step = self.interval;
+        let last_tick = now - now.rem_euclid(step) - step;
+        let week = last_tick - 7 * 86_400 + step;
+        let stored = self.store.samples(name, week).await?;
+        let from = stored.last().map_or(week, |s| s.ts + step).max(week);
+        let from = from + (step - from.rem_euclid(step)) % step;
+        if from > last_tick {
+            return Ok(0);
+        }
+        let points = match source.history(from, last_tick, step).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(workload = %name, error = %chain(&e), "history not filled from the source; the loop carries on without it");
+                return Ok(0);
+            }
+        };
+        let samples: Vec<crate::store::Sample> = points
+            .into_iter()
+            .filter(|&(ts, value)| (from..=last_tick).contains(&ts) && value.is_finite())
+            .map(|(ts, value)| crate::store::Sample { ts, value })
+            .collect();
+        if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
+            self.store.put_samples(name, &samples).await?;
+            tracing::info!(workload = %name, samples = samples.len(), from = first.ts, to = last.ts, "history filled from the source");
+        }
+        Ok(samples.len())
     }
 
     /// A workload's loop state as the store holds it: the refit's choice and calibration, the
@@ -957,6 +1004,7 @@ impl Controller {
     /// left it (its detector snapshot, the samples since, its hold and shadow pool), and
     /// re-applies the intents it left pending.
     async fn reload(&self, w: &Workload, now: Timestamp) -> Result<()> {
+        self.backfill(w.cfg.name(), w.source.as_ref(), now).await?;
         let state = self.load_state(&w.cfg, w.lead_steps, now).await?;
         w.refit_at.store(state.refit_at(), Ordering::Relaxed);
         *w.state.lock().await = state;

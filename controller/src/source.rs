@@ -82,6 +82,29 @@ pub trait MetricsSource: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`Error`] saying which source failed and why; the loop reports it against the workload.
     async fn observe(&self, to: Timestamp, step: i64) -> Result<f64>;
+
+    /// Whether [`Self::history`] can return anything (the loop skips reading its stored
+    /// history for a source that keeps none).
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
+    /// The values [`Self::observe`] would have returned at the ticks `from`, `from + step`, ...
+    /// up to `to`, as far as the source still holds them: the loop fills with them the history
+    /// it did not observe (before the workload was registered, or while no replica ran). A
+    /// source that keeps no history has none (the default); ticks it holds no value for are
+    /// left out.
+    ///
+    /// # Errors
+    /// As [`Self::observe`].
+    async fn history(
+        &self,
+        _from: Timestamp,
+        _to: Timestamp,
+        _step: i64,
+    ) -> Result<Vec<(Timestamp, f64)>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A trace replayed onto the clock.
@@ -288,6 +311,22 @@ impl Prometheus {
         to: Timestamp,
         step: i64,
     ) -> Result<Vec<(Timestamp, f64)>> {
+        self.points(from, to, step)
+            .await?
+            .ok_or_else(|| Error::PrometheusBadAnswer {
+                url: self.url.clone(),
+                query: self.query.clone(),
+                reason: "an empty result".into(),
+            })
+    }
+
+    /// As [`Self::query_range`], `None` when no series has a point in the range.
+    async fn points(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        step: i64,
+    ) -> Result<Option<Vec<(Timestamp, f64)>>> {
         let unreachable = |source| Error::PrometheusUnreachable {
             url: self.url.clone(),
             source,
@@ -322,7 +361,9 @@ impl Prometheus {
         let result = body["data"]["result"]
             .as_array()
             .ok_or_else(|| bad("no result array"))?;
-        let series = result.first().ok_or_else(|| bad("an empty result"))?;
+        let Some(series) = result.first() else {
+            return Ok(None);
+        };
         let values = series["values"]
             .as_array()
             .ok_or_else(|| bad("a series without values"))?;
@@ -338,7 +379,8 @@ impl Prometheus {
                     .ok_or_else(|| bad("a non-numeric value"))?;
                 Ok((t, v))
             })
-            .collect()
+            .collect::<Result<_>>()
+            .map(Some)
     }
 }
 
@@ -358,7 +400,37 @@ impl MetricsSource for Prometheus {
             }),
         }
     }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    /// `query_range` over the ticks, in requests of at most [`MAX_POINTS`] points (Prometheus
+    /// refuses more than 11,000 per series).
+    async fn history(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        step: i64,
+    ) -> Result<Vec<(Timestamp, f64)>> {
+        let step = step.max(1);
+        let mut out = Vec::new();
+        let mut start = from;
+        while start <= to {
+            let end = to.min(start + step * (MAX_POINTS - 1));
+            let pts = self.points(start, end, step).await?.unwrap_or_default();
+            out.extend(
+                pts.into_iter()
+                    .filter(|&(t, v)| v.is_finite() && (t - from).rem_euclid(step) == 0),
+            );
+            start = end + step;
+        }
+        Ok(out)
+    }
 }
+
+/// Most points one history request to Prometheus asks for.
+pub const MAX_POINTS: i64 = 10_000;
 
 /// Samples pushed through the API into the store's raw history.
 #[derive(Debug, Clone)]
