@@ -1538,3 +1538,47 @@ async fn history_the_loop_did_not_observe_is_filled_from_a_source_that_keeps_it(
     clock.advance(300);
     assert!(b.tick().await.unwrap().errors.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_no_replica_observed_are_filled_in_as_the_mean_of_each_tick() {
+    let cfg = config("", "");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let now = START + 86_400;
+    let (ctl, _clock, cloud, _) = on_sim(&cfg, store.clone(), now);
+    // Two hours of pushes, one a minute (0, 1, 2, ...), before `web` is registered.
+    let pushes: Vec<crate::store::Sample> = (0..120)
+        .map(|i| crate::store::Sample {
+            ts: now - 7200 + 60 * i,
+            value: i as f64,
+        })
+        .collect();
+    store
+        .put_samples(&crate::source::push_key("web"), &pushes)
+        .await
+        .unwrap();
+    let source = Arc::new(crate::source::Pushed::new("web", store.clone()));
+    ctl.upsert_with_source(cfg.workloads[0].clone(), source, cloud)
+        .await
+        .unwrap();
+    // Tick `now - 7200 + 300 k` is the mean of the pushes in its interval: 0 for k = 0, then
+    // pushes 5k-4 ..= 5k; the pushes after the last tick before the clock are the next tick's.
+    let got: Vec<(i64, f64)> = store
+        .samples("web", 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| (s.ts, s.value))
+        .collect();
+    let want: Vec<(i64, f64)> = (0..24)
+        .map(|k| {
+            (
+                now - 7200 + 300 * k,
+                if k == 0 { 0.0 } else { (5 * k - 2) as f64 },
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(ctl.tick().await.unwrap().errors.is_empty());
+    let last = store.samples("web", now).await.unwrap();
+    assert_eq!((last[0].ts, last[0].value), (now, 117.5));
+}

@@ -454,7 +454,7 @@ impl MetricsSource for Pushed {
     async fn observe(&self, to: Timestamp, step: i64) -> Result<f64> {
         let xs = self
             .store
-            .samples(&format!("push:{}", self.workload), to - step + 1)
+            .samples(&push_key(&self.workload), to - step + 1)
             .await
             .map_err(Error::StoreFailed)?;
         let vals: Vec<f64> = xs.iter().filter(|s| s.ts <= to).map(|s| s.value).collect();
@@ -465,6 +465,38 @@ impl MetricsSource for Pushed {
             });
         }
         Ok(vals.iter().sum::<f64>() / vals.len() as f64)
+    }
+
+    /// Pushes reach the store whichever replica takes them, and an agent may send what it
+    /// buffered while the API was down: the mean of each tick's pushed samples.
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    async fn history(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        step: i64,
+    ) -> Result<Vec<(Timestamp, f64)>> {
+        let step = step.max(1);
+        let xs = self
+            .store
+            .samples(&push_key(&self.workload), from - step + 1)
+            .await
+            .map_err(Error::StoreFailed)?;
+        let mut ticks: std::collections::BTreeMap<Timestamp, (f64, u32)> = Default::default();
+        for s in xs.iter().filter(|s| s.ts <= to && s.value.is_finite()) {
+            // The tick whose interval (t - step, t] holds the sample.
+            let t = from + (s.ts - from + step - 1).div_euclid(step) * step;
+            let e = ticks.entry(t).or_default();
+            e.0 += s.value;
+            e.1 += 1;
+        }
+        Ok(ticks
+            .into_iter()
+            .map(|(t, (sum, n))| (t, sum / f64::from(n)))
+            .collect())
     }
 }
 
