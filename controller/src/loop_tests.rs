@@ -76,6 +76,18 @@ fn replica(
     Arc::new(Controller::new(cfg, store.clone(), clouds, clock, holder))
 }
 
+/// Ticks `replica` every interval until it leads the workload: the lease of a replica that
+/// stopped runs out after three intervals.
+async fn tick_until_it_leads(replica: &Arc<Controller>, clock: &VirtualClock) {
+    for _ in 0..5 {
+        clock.advance(300);
+        if replica.tick().await.unwrap().ok == 1 {
+            return;
+        }
+    }
+    panic!("the replica never took the lease");
+}
+
 /// Stores `values[..len]` (5-minute steps from START) as `workload`'s history unless it has
 /// some already, and returns a replay of the rest.
 async fn seed_history(
@@ -873,15 +885,7 @@ async fn a_replica_taking_a_lease_over_carries_on_from_the_stored_state() {
         .is_some());
     // `a` stops: its lease runs out after three intervals and `b` takes the workload over.
     drop(a);
-    let mut waited = 0;
-    loop {
-        clock.advance(300);
-        if b.tick().await.unwrap().ok == 1 {
-            break;
-        }
-        waited += 1;
-        assert!(waited < 5, "b never took the lease");
-    }
+    tick_until_it_leads(&b, &clock).await;
     let took = serde_json::to_string(&b.detector("web").await.unwrap()).unwrap();
     let c = replica(&cfg, &store, &clock, &cloud, "c");
     c.upsert_with_source(cfg.workloads[0].clone(), replay, cloud.clone())
@@ -934,12 +938,7 @@ async fn a_pending_intent_is_replayed_by_the_replica_that_takes_the_lease_not_by
     assert_eq!(cloud.describe_group(&group).await.unwrap().desired, desired);
     // `a` stops; `b` takes the lease over and replays the intent before its first tick.
     drop(a);
-    let mut waited = 0;
-    while b.tick().await.unwrap().ok == 0 {
-        clock.advance(300);
-        waited += 1;
-        assert!(waited < 5, "b never took the lease");
-    }
+    tick_until_it_leads(&b, &clock).await;
     let pending = store.pending_intents("web").await.unwrap();
     assert!(pending.is_empty(), "left pending: {pending:?}");
 }
