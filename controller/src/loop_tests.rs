@@ -1502,22 +1502,21 @@ async fn history_the_loop_did_not_observe_is_filled_from_a_source_that_keeps_it(
         let s = store.samples("web", 0).await.unwrap();
         s.iter().map(|s| (s.ts, s.value)).collect::<Vec<_>>()
     };
-    // Registered four days into the recording: the four days before are filled in (up to the
-    // tick before the clock), and the models and the anomaly detector learn them.
+    // Registered four days into the recording: its first tick fills in the four days before
+    // and observes its own, and the models and the anomaly detector learn them.
     let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 4 * 86_400);
     ctl.upsert_with_source(cfg.workloads[0].clone(), recorded.clone(), cloud.clone())
         .await
         .unwrap();
-    assert_eq!(stored().await, expect(0, 4 * 288));
-    for k in 0..3 {
-        if k > 0 {
-            clock.advance(300);
-        }
-        let r = ctl.tick().await.unwrap();
-        assert!(r.errors.is_empty(), "{:?}", r.errors);
-    }
+    assert!(stored().await.is_empty(), "filled in by the first tick");
+    assert!(ctl.tick().await.unwrap().errors.is_empty());
+    assert_eq!(stored().await, expect(0, 4 * 288 + 1));
     let seen = ctl.detector("web").await.unwrap().seen();
     assert!(seen > 4 * 288, "the anomaly detector learnt {seen} samples");
+    for _ in 0..2 {
+        clock.advance(300);
+        assert!(ctl.tick().await.unwrap().errors.is_empty());
+    }
     // Stopped for six hours: the replica that starts next fills them in, with no gap.
     drop(ctl);
     clock.advance(6 * 3600);
@@ -1525,17 +1524,10 @@ async fn history_the_loop_did_not_observe_is_filled_from_a_source_that_keeps_it(
     b.upsert_with_source(cfg.workloads[0].clone(), recorded.clone(), cloud.clone())
         .await
         .unwrap();
-    let now = (clock.now() - START) as usize / 300;
-    let after = stored().await;
-    assert_eq!(
-        after.len(),
-        now,
-        "one sample per tick up to the one before the clock"
-    );
-    assert_eq!(after[4 * 288 + 3..], expect(4 * 288 + 3, now)[..]);
-    assert!(now > 4 * 288 + 3 + 70);
-    clock.advance(300);
     assert!(b.tick().await.unwrap().errors.is_empty());
+    let now = (clock.now() - START) as usize / 300;
+    assert!(now > 4 * 288 + 3 + 70);
+    assert_eq!(stored().await, expect(0, now + 1), "one sample per tick");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1559,8 +1551,9 @@ async fn pushes_no_replica_observed_are_filled_in_as_the_mean_of_each_tick() {
     ctl.upsert_with_source(cfg.workloads[0].clone(), source, cloud)
         .await
         .unwrap();
+    assert!(ctl.tick().await.unwrap().errors.is_empty());
     // Tick `now - 7200 + 300 k` is the mean of the pushes in its interval: 0 for k = 0, then
-    // pushes 5k-4 ..= 5k; the pushes after the last tick before the clock are the next tick's.
+    // pushes 5k-4 ..= 5k; the pushes after the last tick before the clock are the tick's own.
     let got: Vec<(i64, f64)> = store
         .samples("web", 0)
         .await
@@ -1568,7 +1561,7 @@ async fn pushes_no_replica_observed_are_filled_in_as_the_mean_of_each_tick() {
         .iter()
         .map(|s| (s.ts, s.value))
         .collect();
-    let want: Vec<(i64, f64)> = (0..24)
+    let mut want: Vec<(i64, f64)> = (0..24)
         .map(|k| {
             (
                 now - 7200 + 300 * k,
@@ -1576,8 +1569,6 @@ async fn pushes_no_replica_observed_are_filled_in_as_the_mean_of_each_tick() {
             )
         })
         .collect();
+    want.push((now, 117.5));
     assert_eq!(got, want);
-    assert!(ctl.tick().await.unwrap().errors.is_empty());
-    let last = store.samples("web", now).await.unwrap();
-    assert_eq!((last[0].ts, last[0].value), (now, 117.5));
 }

@@ -268,7 +268,10 @@ pub struct Workload {
     day_stagger: i64,
     /// Whether `state` is this replica's to carry on: true from registration (read from the
     /// store) while this replica holds the lease; false once another replica led it, so the
-    /// next tick that takes the lease reads the state again from the store.
+    /// next tick that takes the lease reads the state again from the store. False from
+    /// registration too when the source keeps history: the first tick this replica leads
+    /// fills in what the source holds ([`Controller::backfill`]) and reads the state again,
+    /// under the tick's concurrency bound and not one workload after another at start.
     current: AtomicBool,
     state: tokio::sync::Mutex<State>,
 }
@@ -834,8 +837,8 @@ impl Controller {
             }
         }
         let lead_steps = ((w.lead_secs + self.interval - 1) / self.interval).max(1) as usize;
-        self.backfill(&name, source.as_ref(), now).await?;
         let state = self.load_state(&w, lead_steps, now).await?;
+        let fills = source.keeps_history();
         let stagger = name_offset(&name, CALIBRATION_EVERY);
         let day_stagger = name_offset(&name, ticks_per_day(self.interval) as i64);
         let wl = Arc::new(Workload {
@@ -846,7 +849,7 @@ impl Controller {
             stagger,
             day_stagger,
             refit_at: AtomicI64::new(state.refit_at()),
-            current: AtomicBool::new(true),
+            current: AtomicBool::new(!fills),
             state: tokio::sync::Mutex::new(state),
         });
         self.workloads
@@ -1000,15 +1003,17 @@ impl Controller {
         Ok(was)
     }
 
-    /// Reads a workload's state again from the store, where the replica that led it before
+    /// Reads a workload's state again from the store before this replica leads it (its first
+    /// tick after registration with a source that keeps history, or a lease taken over): fills
+    /// in the ticks no replica observed, reads the state where the replica that led it before
     /// left it (its detector snapshot, the samples since, its hold and shadow pool), and
     /// re-applies the intents it left pending.
     async fn reload(&self, w: &Workload, now: Timestamp) -> Result<()> {
-        self.backfill(w.cfg.name(), w.source.as_ref(), now).await?;
+        let filled = self.backfill(w.cfg.name(), w.source.as_ref(), now).await?;
         let state = self.load_state(&w.cfg, w.lead_steps, now).await?;
         w.refit_at.store(state.refit_at(), Ordering::Relaxed);
         *w.state.lock().await = state;
-        tracing::info!(workload = %w.cfg.name(), "lease taken over: state read again from the store");
+        tracing::info!(workload = %w.cfg.name(), filled, "state read from the store before leading the workload");
         // The replica that led it may have stopped between an intent and its cloud call.
         for problem in self.replay_intents(w).await? {
             tracing::warn!(workload = %w.cfg.name(), %problem, "pending intent not re-applied; tried again at the next takeover or restart");
