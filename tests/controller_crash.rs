@@ -149,6 +149,7 @@ fn config(dir: &Path) -> predictive_controller::config::ValidConfig {
                 ..ShadowSettings::default()
             },
             remediation: Default::default(),
+            watch: Default::default(),
         }],
     }
     .check("<crash-test>", dir)

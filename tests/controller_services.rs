@@ -167,6 +167,7 @@ fn workload(name: &str) -> WorkloadParams {
         metrics: MetricsParams::Replay { path: trace() },
         shadow: Default::default(),
         remediation: Default::default(),
+        watch: Default::default(),
     }
 }
 
@@ -330,6 +331,14 @@ async fn prometheus_source_reads_recorded_data_and_drives_the_loop() {
         url: url.clone(),
         query: "web_requests".into(),
     };
+    // Its network, watched for anomalies beside its CPU, is another query on the same server.
+    w.watch = BTreeMap::from([(
+        "network".to_string(),
+        MetricsParams::Prometheus {
+            url: url.clone(),
+            query: "web_requests * 2".into(),
+        },
+    )]);
     let mut broken = workload("broken");
     broken.metrics = MetricsParams::Prometheus {
         url: format!("http://127.0.0.1:{}", free_port()),
@@ -390,6 +399,14 @@ async fn prometheus_source_reads_recorded_data_and_drives_the_loop() {
     );
     assert_eq!(got.len() as i64, (clock.now() - samples[0].0) / 300 + 1);
     assert!(store.samples("broken", 0).await.unwrap().is_empty());
+    let net = store.samples("watch:network:web", 0).await.unwrap();
+    assert_eq!(
+        net.iter().map(|s| (s.ts, s.value)).collect::<Vec<_>>(),
+        got.iter()
+            .map(|s| (s.ts, 2.0 * s.value))
+            .collect::<Vec<_>>(),
+        "the watched metric is filled in and observed like the workload's own"
+    );
     for s in &got {
         let want = samples.iter().rev().find(|(t, _)| *t <= s.ts).unwrap().1;
         assert_eq!(

@@ -31,10 +31,11 @@ capacity_per_instance = 16.0
 max = 10
 metrics = { kind = "push" }
 remediation = { policy = "isolate", dry_run = true }
+watch = { cpu = { kind = "prometheus", url = "http://127.0.0.1:9090", query = "cpu" }, network = { kind = "prometheus", url = "http://127.0.0.1:9090", query = "net" } }
 "#;
 
 #[test]
-fn check_should_say_how_long_history_is_kept_and_which_leaks_are_capped() {
+fn check_should_say_how_long_history_is_kept_which_leaks_are_capped_and_what_is_watched() {
     let out = check(&format!("retention = \"60d\"\n{WORKLOADS}"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
@@ -44,7 +45,7 @@ fn check_should_say_how_long_history_is_kept_and_which_leaks_are_capped() {
         "{text}"
     );
     assert!(
-        text.contains("anomalies: isolate (dry run), leaks capped)"),
+        text.contains("anomalies: isolate (dry run), leaks capped, watching cpu and network)"),
         "{text}"
     );
     let out = check(&format!("retention = \"off\"\n{WORKLOADS}"));

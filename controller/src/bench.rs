@@ -328,6 +328,7 @@ async fn run(
         metrics: MetricsParams::Push,
         shadow: Default::default(),
         remediation: Default::default(),
+        watch: Default::default(),
     };
     // From TOML, so fields added to the config keep their defaults here.
     let mut cfg: ConfigParams = toml::from_str("owner = \"bench\"\n").map_err(|e| setup(&e))?;

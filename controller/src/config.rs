@@ -2,6 +2,7 @@
 //!
 //! Every problem is reported with the file, the workload and the field it concerns.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -167,6 +168,11 @@ pub struct WorkloadParams {
     pub accuracy_objective: f64,
     /// Where usage comes from.
     pub metrics: MetricsParams,
+    /// Other metrics of the workload watched for anomalies beside `resource` (not planned on),
+    /// by resource: `cpu`, `memory` or `network`, from a `replay` or `prometheus` source. CPU and
+    /// network surging together are malware-like; a memory climb is a leak.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub watch: BTreeMap<String, MetricsParams>,
     /// Shadow pool of ready (stopped) instances kept ahead of predicted peaks (off by default).
     #[serde(default)]
     pub shadow: ShadowSettings,
@@ -525,29 +531,68 @@ pub fn check_workload(file: &str, w: &WorkloadParams, base: &Path) -> Result<Val
         .parse::<predictive_engine::anomaly::RemediationPolicy>()
         .map_err(|r| bad("remediation.policy", r))?;
     let mut params = w.clone();
-    match &mut params.metrics {
+    check_metrics("metrics", &mut params.metrics, base).map_err(|(f, r)| bad(&f, r))?;
+    for (resource, m) in &mut params.watch {
+        let field = format!("watch.{resource}");
+        if !WATCHABLE.contains(&resource.as_str()) {
+            return Err(bad(
+                &field,
+                format!("`{resource}` is not one of cpu, memory, network"),
+            ));
+        }
+        if *resource == params.resource {
+            return Err(bad(
+                &field,
+                format!("`{resource}` is the workload's own resource, read from `metrics`"),
+            ));
+        }
+        if *m == MetricsParams::Push {
+            return Err(bad(
+                &field,
+                "pushed samples are the workload's own resource; watch a `replay` or `prometheus` source".into(),
+            ));
+        }
+        check_metrics(&field, m, base).map_err(|(f, r)| bad(&f, r))?;
+    }
+    Ok(ValidWorkload { params, lead_secs })
+}
+
+/// Resources a workload may watch beside its own (`watch`).
+pub const WATCHABLE: [&str; 3] = ["cpu", "memory", "network"];
+
+/// Checks a metrics source written at `field` and resolves a replay's path against `base`;
+/// the error names the field and why.
+fn check_metrics(
+    field: &str,
+    m: &mut MetricsParams,
+    base: &Path,
+) -> std::result::Result<(), (String, String)> {
+    match m {
         MetricsParams::Replay { path } => {
             if path.is_relative() {
                 *path = base.join(&*path);
             }
             if !path.is_file() {
-                return Err(bad(
-                    "metrics.path",
+                return Err((
+                    format!("{field}.path"),
                     format!("{} is not a readable file", path.display()),
                 ));
             }
         }
         MetricsParams::Prometheus { url, query } => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(bad("metrics.url", format!("`{url}` is not an http(s) URL")));
+                return Err((
+                    format!("{field}.url"),
+                    format!("`{url}` is not an http(s) URL"),
+                ));
             }
             if query.trim().is_empty() {
-                return Err(bad("metrics.query", "must not be empty".into()));
+                return Err((format!("{field}.query"), "must not be empty".into()));
             }
         }
         MetricsParams::Push => {}
     }
-    Ok(ValidWorkload { params, lead_secs })
+    Ok(())
 }
 
 impl ConfigParams {
@@ -696,6 +741,26 @@ metrics = { kind = "push" }
                 "max = 10\nlead = \"5 parsecs\"",
                 "workload `web`: field `lead`",
             ),
+            (
+                "max = 10",
+                "max = 10\nwatch = { gpu = { kind = \"replay\", path = \"c.toml\" } }",
+                "field `watch.gpu`: `gpu` is not one of cpu, memory, network",
+            ),
+            (
+                "max = 10",
+                "max = 10\nwatch = { cpu = { kind = \"replay\", path = \"c.toml\" } }",
+                "field `watch.cpu`: `cpu` is the workload's own resource",
+            ),
+            (
+                "max = 10",
+                "max = 10\nwatch = { network = { kind = \"push\" } }",
+                "field `watch.network`: pushed samples",
+            ),
+            (
+                "max = 10",
+                "max = 10\nwatch = { network = { kind = \"prometheus\", url = \"http://p\", query = \" \" } }",
+                "field `watch.network.query`: must not be empty",
+            ),
         ];
         for (from, to, want) in cases {
             let text = GOOD.replace(from, to);
@@ -704,6 +769,23 @@ metrics = { kind = "push" }
                 .to_string();
             assert!(err.contains(want), "{err} should contain {want}");
         }
+    }
+
+    #[test]
+    fn watched_metrics_resolve_their_paths_like_the_workloads_own() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "net.csv", "timestamp,value\n");
+        let text = GOOD.replace(
+            "max = 10",
+            "max = 10\nwatch = { network = { kind = \"replay\", path = \"net.csv\" } }",
+        );
+        let c = load(&write(d.path(), "c.toml", &text)).unwrap();
+        assert_eq!(
+            c.workloads[0].params.watch["network"],
+            MetricsParams::Replay {
+                path: d.path().join("net.csv")
+            }
+        );
     }
 
     #[test]

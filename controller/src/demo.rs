@@ -245,6 +245,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, Error> {
             metrics: MetricsParams::Push,
             shadow: Default::default(),
             remediation: Default::default(),
+            watch: Default::default(),
         }],
     };
     let cfg = params.check("<demo>", &out)?;

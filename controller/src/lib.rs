@@ -27,3 +27,4 @@ pub mod run;
 pub mod shadow;
 pub mod source;
 pub mod store;
+pub mod watch;

@@ -113,11 +113,24 @@ async fn seed_history(
 }
 
 async fn run(cfg: &ValidConfig, values: Vec<f64>) -> Run {
+    run_watching(cfg, values, Vec::new()).await
+}
+
+/// As [`run`], with the metrics the workload watches replayed from `watched` (resource,
+/// values), in the order of its config's `watch`.
+async fn run_watching(cfg: &ValidConfig, values: Vec<f64>, watched: Vec<(&str, Vec<f64>)>) -> Run {
     let n = values.len();
     let replay = Arc::new(Replay::from_values(START + 300, 300, values));
+    let watched = watched
+        .into_iter()
+        .map(|(resource, v)| crate::watch::Source {
+            resource: resource.to_string(),
+            source: Arc::new(Replay::from_values(START + 300, 300, v)),
+        })
+        .collect();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let (ctl, clock, cloud, sim_cloud) = on_sim(cfg, store.clone(), START);
-    ctl.upsert_with_source(cfg.workloads[0].clone(), replay, cloud)
+    ctl.upsert_watching(cfg.workloads[0].clone(), replay, watched, cloud)
         .await
         .unwrap();
     for _ in 0..n {
@@ -1571,4 +1584,56 @@ async fn pushes_no_replica_observed_are_filled_in_as_the_mean_of_each_tick() {
         .collect();
     want.push((now, 117.5));
     assert_eq!(got, want);
+}
+
+/// A workload planned on CPU that watches its network: a CPU burst with the network surging too
+/// is malware-like (named with both metrics in the audit log and counted by kind); the same
+/// burst with a quiet network is a burst. The watched samples are stored, and a replica that
+/// registers the workload relearns them.
+#[tokio::test]
+async fn cpu_and_a_watched_network_surging_together_are_malware_like() {
+    let watch = "watch = { network = { kind = \"prometheus\", url = \"http://127.0.0.1:9\", query = \"net\" } }\n";
+    let cfg = config(watch, "");
+    let cpu = burst();
+    let quiet: Vec<f64> = wave(cpu.len()).iter().map(|v| 10.0 * v).collect();
+    let mut surging = quiet.clone();
+    for v in &mut surging[600..] {
+        *v *= 8.0;
+    }
+    for (network, joint) in [(surging, true), (quiet, false)] {
+        let r = run_watching(&cfg, cpu.clone(), vec![("network", network.clone())]).await;
+        let log = r.store.audit_log("web").await.unwrap();
+        let alerted = log
+            .iter()
+            .find(|e| e.ts > START + 300 * 600)
+            .unwrap_or_else(|| panic!("the burst is alerted: {log:?}"));
+        let kinds =
+            r.ctl
+                .metrics()
+                .get_labelled(metrics::ANOMALIES, "web", ("kind", "malware_like"));
+        if joint {
+            assert!(
+                alerted.detail.contains("malware_like: cpu 900")
+                    && alerted.detail.contains("and network"),
+                "{alerted:?}"
+            );
+            assert!(kinds.is_some_and(|k| k >= 1.0), "{kinds:?}");
+        } else {
+            assert!(log.iter().all(|e| !e.detail.contains("malware")), "{log:?}");
+            assert!(alerted.detail.contains("burst anomaly"), "{alerted:?}");
+            assert!(kinds.is_none(), "{kinds:?}");
+        }
+        let stored = r.store.samples("watch:network:web", 0).await.unwrap();
+        let values: Vec<f64> = stored.iter().map(|s| s.value).collect();
+        assert_eq!(values, network);
+        // A replica registering the workload relearns the stored network samples.
+        let clock = VirtualClock::new(START + 300 * (cpu.len() as i64 + 1));
+        let cloud: DynProvider = Arc::new(r.sim.clone());
+        let b = replica(&cfg, &r.store, &clock, &cloud, "b");
+        let own = Arc::new(Replay::from_values(START, 300, cpu.clone()));
+        b.upsert_with_source(cfg.workloads[0].clone(), own, cloud)
+            .await
+            .unwrap();
+        assert_eq!(b.watched_seen("web").await, Some(vec![network.len()]));
+    }
 }

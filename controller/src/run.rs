@@ -24,7 +24,7 @@ use std::time::Duration;
 use predictive_clouds::{CloudError, DynProvider, GroupId, Owner};
 use predictive_engine::anomaly::{
     self, Detector, DetectorParams, RemediationAction, RemediationContext, RemediationPolicy,
-    StepClock, Verdict, ALERT_THRESHOLD,
+    StepClock, ValidDetectorParams, Verdict, ALERT_THRESHOLD,
 };
 use predictive_engine::forecast::{cold as cold_start, ForecastParams};
 use predictive_engine::policy::{
@@ -40,6 +40,7 @@ use crate::remediate::{self, Held};
 use crate::shadow::{self, Pool, UnitState};
 use crate::source::{MetricsSource, Prometheus, Pushed, Replay};
 use crate::store::{Calibration, Decision, ForecastRecord, Intent, Sample, Store};
+use crate::watch::{self, Watch};
 
 /// Errors of one workload's tick.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +149,8 @@ struct State {
     /// The last observation the detector restored at registration had learnt: the replayed
     /// samples up to it are not fed to it again.
     detector_at: Option<Timestamp>,
+    /// Detectors of the metrics watched beside the workload's own resource.
+    watch: Watch,
     /// Remediation hold or halt (stored).
     held: Held,
     /// Shadow pool (stored).
@@ -258,6 +261,8 @@ struct ColdForecast {
 pub struct Workload {
     cfg: ValidWorkload,
     source: Arc<dyn MetricsSource>,
+    /// Sources of the metrics watched beside its own resource (config `watch`, in its order).
+    watched: Vec<watch::Source>,
     cloud: DynProvider,
     lead_steps: usize,
     /// Time of the latest refit attempt (`i64::MIN`: never), read by the scheduler without locking.
@@ -612,6 +617,14 @@ impl Controller {
         Ok(true)
     }
 
+    /// How many samples each watched metric's detector has learnt (tests).
+    #[cfg(test)]
+    pub(crate) async fn watched_seen(&self, name: &str) -> Option<Vec<usize>> {
+        let w = self.workload(name)?;
+        let st = w.state.lock().await;
+        Some(st.watch.seen())
+    }
+
     /// A copy of the workload's anomaly detector (tests).
     #[cfg(test)]
     pub(crate) async fn detector(&self, name: &str) -> Option<Detector> {
@@ -802,29 +815,67 @@ impl Controller {
                     workload: name.clone(),
                     cloud: w.params.cloud.clone(),
                 })?;
-        let source: Arc<dyn MetricsSource> = match &w.params.metrics {
-            MetricsParams::Replay { path } => Arc::new(Replay::from_csv(path).map_err(
-                |source| Error::SourceInvalid {
-                    workload: name.clone(),
-                    source,
-                },
-            )?),
-            MetricsParams::Prometheus { url, query } => {
-                Arc::new(Prometheus::new(url, query, self.call_timeout))
-            }
-            MetricsParams::Push => Arc::new(Pushed::new(&name, self.store.clone())),
-        };
+        let source = self
+            .make_source(&name, &w.params.metrics)
+            .map_err(|source| Error::SourceInvalid {
+                workload: name.clone(),
+                source,
+            })?;
         self.upsert_with_source(w, source, cloud).await
     }
 
-    /// Registers a workload with an explicit source and cloud (tests, benchmarks, the demo).
+    /// The source a workload's metrics config names (a replay is read here).
+    fn make_source(
+        &self,
+        workload: &str,
+        m: &MetricsParams,
+    ) -> std::result::Result<Arc<dyn MetricsSource>, crate::source::Error> {
+        Ok(match m {
+            MetricsParams::Replay { path } => Arc::new(Replay::from_csv(path)?),
+            MetricsParams::Prometheus { url, query } => {
+                Arc::new(Prometheus::new(url, query, self.call_timeout))
+            }
+            MetricsParams::Push => Arc::new(Pushed::new(workload, self.store.clone())),
+        })
+    }
+
+    /// Registers a workload with an explicit source and cloud (tests, benchmarks, the demo);
+    /// the metrics it watches come from its config.
     ///
     /// # Errors
-    /// A store error.
+    /// [`Error::SourceInvalid`] or a store error.
     pub async fn upsert_with_source(
         &self,
         w: ValidWorkload,
         source: Arc<dyn MetricsSource>,
+        cloud: DynProvider,
+    ) -> Result<()> {
+        let mut watched = Vec::with_capacity(w.params.watch.len());
+        for (resource, m) in &w.params.watch {
+            let source = self
+                .make_source(w.name(), m)
+                .map_err(|source| Error::SourceInvalid {
+                    workload: w.name().into(),
+                    source,
+                })?;
+            watched.push(watch::Source {
+                resource: resource.clone(),
+                source,
+            });
+        }
+        self.upsert_watching(w, source, watched, cloud).await
+    }
+
+    /// Registers a workload with explicit sources for its own resource and the metrics it
+    /// watches (in the order of its config's `watch`).
+    ///
+    /// # Errors
+    /// A store error.
+    pub(crate) async fn upsert_watching(
+        &self,
+        w: ValidWorkload,
+        source: Arc<dyn MetricsSource>,
+        watched: Vec<watch::Source>,
         cloud: DynProvider,
     ) -> Result<()> {
         let name = w.name().to_string();
@@ -838,12 +889,13 @@ impl Controller {
         }
         let lead_steps = ((w.lead_secs + self.interval - 1) / self.interval).max(1) as usize;
         let state = self.load_state(&w, lead_steps, now).await?;
-        let fills = source.keeps_history();
+        let fills = source.keeps_history() || watched.iter().any(|m| m.source.keeps_history());
         let stagger = name_offset(&name, CALIBRATION_EVERY);
         let day_stagger = name_offset(&name, ticks_per_day(self.interval) as i64);
         let wl = Arc::new(Workload {
             cfg: w,
             source,
+            watched,
             cloud,
             lead_steps,
             stagger,
@@ -963,6 +1015,14 @@ impl Controller {
         for s in &history {
             self.learn(&mut state, w, s.ts, s.value);
         }
+        // The watched metrics' detectors relearn their stored week.
+        let watched: Vec<String> = state.watch.resources().map(String::from).collect();
+        for (i, resource) in watched.iter().enumerate() {
+            let key = watch::key(name, resource);
+            for s in self.store.samples(&key, now - 7 * 86_400).await? {
+                state.watch.observe(i, s.ts, s.value);
+            }
+        }
         state.held = Held::decode(
             self.store
                 .loop_state(name, remediate::STATE_KIND)
@@ -1009,7 +1069,11 @@ impl Controller {
     /// left it (its detector snapshot, the samples since, its hold and shadow pool), and
     /// re-applies the intents it left pending.
     async fn reload(&self, w: &Workload, now: Timestamp) -> Result<()> {
-        let filled = self.backfill(w.cfg.name(), w.source.as_ref(), now).await?;
+        let mut filled = self.backfill(w.cfg.name(), w.source.as_ref(), now).await?;
+        for m in &w.watched {
+            let key = watch::key(w.cfg.name(), &m.resource);
+            filled += self.backfill(&key, m.source.as_ref(), now).await?;
+        }
         let state = self.load_state(&w.cfg, w.lead_steps, now).await?;
         w.refit_at.store(state.refit_at(), Ordering::Relaxed);
         *w.state.lock().await = state;
@@ -1026,16 +1090,33 @@ impl Controller {
     /// # Errors
     /// A store error.
     pub async fn remove(&self, name: &str) -> Result<bool> {
-        let had = self
+        let removed = self
             .workloads
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
-            .is_some();
+            .remove(name);
+        let had = removed.is_some();
         self.clones_changed();
         let stored = self.store.delete_workload(name).await?;
+        // Its pushed and watched samples are kept under keys of their own.
+        let others = match &removed {
+            Some(w) => stored_keys(w).split_off(1),
+            None => vec![crate::source::push_key(name)],
+        };
+        for key in others {
+            self.store.delete_workload(&key).await?;
+        }
         self.metrics.forget(name);
         Ok(had || stored)
+    }
+
+    /// The loop's anomaly detector settings at its tick ([`detector_params`]), checked.
+    fn valid_detector_params(&self) -> ValidDetectorParams {
+        detector_params(self.interval).check().unwrap_or_else(|_| {
+            DetectorParams::default()
+                .check()
+                .expect("default detector params are valid")
+        })
     }
 
     fn fresh_state(&self, w: &ValidWorkload, lead_steps: usize) -> State {
@@ -1066,17 +1147,16 @@ impl Controller {
             last_tick: None,
             last_plan: None,
             price: w.params.price_per_hour,
-            detector: {
-                let params = detector_params(self.interval);
-                Detector::new(params.check().unwrap_or_else(|_| {
-                    DetectorParams::default()
-                        .check()
-                        .expect("default detector params are valid")
-                }))
-            },
+            detector: Detector::new(self.valid_detector_params()),
             clock: StepClock::new(self.interval),
             verdict: None,
             detector_at: None,
+            watch: Watch::new(
+                w.params.watch.keys().map(String::as_str),
+                &self.valid_detector_params(),
+                self.interval,
+                ALERT_THRESHOLD,
+            ),
             held: Held::default(),
             pool: Pool::default(),
             refit: None,
@@ -1342,6 +1422,27 @@ impl Controller {
         Ok(p)
     }
 
+    /// The watched metrics' values at `now`, in order (`None`: unavailable this tick, counted
+    /// as a source error and logged; the workload's own tick goes on).
+    async fn observe_watched(&self, w: &Workload, now: Timestamp) -> Vec<Option<f64>> {
+        let name = w.cfg.name();
+        let mut values = Vec::with_capacity(w.watched.len());
+        for m in &w.watched {
+            let got = tokio::time::timeout(self.call_timeout, m.source.observe(now, self.interval))
+                .await
+                .unwrap_or(Err(crate::source::Error::TimedOut(self.call_timeout)));
+            values.push(match got {
+                Ok(v) => Some(v).filter(|v| v.is_finite()),
+                Err(e) => {
+                    self.metrics.add(metrics::SOURCE_ERRORS, name, 1.0);
+                    tracing::warn!(workload = %name, resource = %m.resource, error = %chain(&e), "watched metric unavailable");
+                    None
+                }
+            });
+        }
+        values
+    }
+
     /// One workload's tick; `budget` is its stored budget read for this tick.
     async fn tick_workload(
         &self,
@@ -1371,6 +1472,7 @@ impl Controller {
                     });
                 }
             };
+        let watched = self.observe_watched(w, now).await;
         let mut st = w.state.lock().await;
         let mut out = Output::default();
         if st.last_tick.is_some_and(|t| t >= now) {
@@ -1386,17 +1488,33 @@ impl Controller {
         if let Some((err, _)) = self.learn(&mut st, &w.cfg, now, usage) {
             self.metrics.set(metrics::FORECAST_ERROR, name, err);
         }
+        // The watched metrics' verdicts join the workload's own.
+        let mut watch_note = None;
+        if !w.watched.is_empty() {
+            let mut verdicts = Vec::with_capacity(watched.len());
+            for (i, (m, v)) in w.watched.iter().zip(&watched).enumerate() {
+                verdicts.push(v.and_then(|v| {
+                    out.samples
+                        .push((watch::key(name, &m.resource), Sample { ts: now, value: v }));
+                    st.watch.observe(i, now, v)
+                }));
+            }
+            if let Some(own) = st.verdict {
+                let joined = st.watch.join(&p.resource, own, &verdicts);
+                st.verdict = Some(joined.verdict);
+                watch_note = joined.note;
+            }
+        }
         // Once a day the detector goes to the store, so a restart keeps its four weeks, and
         // the history older than the retention (with pushed samples) leaves it.
         let day = ticks_per_day(self.interval) as i64;
         if (now / self.interval + w.day_stagger).rem_euclid(day) == 0 {
             self.store_detector(name, &st, now).await?;
             if let Some(keep) = self.retention {
-                let pruned = self.store.prune(name, now - keep).await?
-                    + self
-                        .store
-                        .prune(&crate::source::push_key(name), now - keep)
-                        .await?;
+                let mut pruned = 0;
+                for key in stored_keys(w) {
+                    pruned += self.store.prune(&key, now - keep).await?;
+                }
                 tracing::debug!(workload = %name, rows = pruned, "history past the retention pruned");
             }
         }
@@ -1599,7 +1717,10 @@ impl Controller {
             if let Some(action) = remediate::action_name(r.action, dry) {
                 self.metrics
                     .add_labelled(metrics::REMEDIATIONS, name, ("action", &action), 1.0);
-                let detail = format!("usage {usage:.3}: {}", r.reason);
+                let detail = match &watch_note {
+                    Some(n) => format!("usage {usage:.3}: {}; {n}", r.reason),
+                    None => format!("usage {usage:.3}: {}", r.reason),
+                };
                 tracing::warn!(workload = %name, %action, %detail, "usage anomaly");
                 self.store
                     .audit(&crate::store::AuditEvent {
@@ -1609,7 +1730,10 @@ impl Controller {
                         detail: detail.clone(),
                     })
                     .await?;
-                remedy_note = format!("; anomaly: {action}: {}", r.reason);
+                remedy_note = match &watch_note {
+                    Some(n) => format!("; anomaly: {action}: {}; {n}", r.reason),
+                    None => format!("; anomaly: {action}: {}", r.reason),
+                };
             }
             if r.allocation_cap != st.held.cap {
                 let next = remediate::Held {
@@ -2587,6 +2711,16 @@ fn name_offset(name: &str, modulus: i64) -> i64 {
 
 fn ticks_per_day(interval: i64) -> usize {
     (86_400 / interval.max(1)).max(1) as usize
+}
+
+/// Every store key under which a workload's samples are kept: its own, its pushed samples' and
+/// its watched metrics'.
+fn stored_keys(w: &Workload) -> Vec<String> {
+    let name = w.cfg.name();
+    [name.to_string(), crate::source::push_key(name)]
+        .into_iter()
+        .chain(w.watched.iter().map(|m| watch::key(name, &m.resource)))
+        .collect()
 }
 
 /// The loop's anomaly detector at a tick of `interval` seconds: a day of ticks as its season and

@@ -28,7 +28,7 @@ pub use remediation::{
     decide, AuditRecord, Decision, RemediationAction, RemediationContext, RemediationPolicy,
     LEAK_HOLD_TREND,
 };
-pub use workload::{WorkloadDetector, WorkloadSample, WorkloadVerdict, JOINT_LAG};
+pub use workload::{JointRule, WorkloadDetector, WorkloadSample, WorkloadVerdict, JOINT_LAG};
 
 /// Errors of anomaly detection and scoring.
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -119,7 +119,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
             for w in &c.workloads {
                 let r = &w.params.remediation;
                 outln!(
-                    "  {} ({} group {}, {} x {} {}, [{}, {}]; anomalies: {}{}, leaks {})",
+                    "  {} ({} group {}, {} x {} {}, [{}, {}]; anomalies: {}{}, leaks {}{})",
                     w.name(),
                     w.params.cloud,
                     w.params.group,
@@ -134,6 +134,12 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
                         "capped"
                     } else {
                         "alerted, not capped"
+                    },
+                    if w.params.watch.is_empty() {
+                        String::new()
+                    } else {
+                        let names: Vec<&str> = w.params.watch.keys().map(String::as_str).collect();
+                        format!(", watching {}", names.join(" and "))
                     }
                 );
             }

@@ -72,54 +72,40 @@ pub struct WorkloadDetector {
     cpu: Detector,
     memory: Detector,
     network: Detector,
-    /// Score from which two metrics moving together count as moving together.
+    joint: JointRule,
+}
+
+/// The rule that makes one workload verdict of its metrics' verdicts, for callers that run the
+/// metrics' detectors themselves (the controller watches a workload's own resource and the
+/// metrics beside it): CPU and network surging within [`JOINT_LAG`] steps of each other are
+/// malware-like, a memory leak is a leak, otherwise the most anomalous metric speaks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JointRule {
+    /// Raw score from which a metric's surge counts towards moving together.
     joint_threshold: f64,
     /// Steps since the last CPU surge and the last network surge (`usize::MAX`: never).
     since_cpu_surge: usize,
     since_net_surge: usize,
 }
 
-impl WorkloadVerdict {
-    /// One sentence naming the kind and the numbers behind it, for alerts and audit logs. A
-    /// malware-like verdict names both the CPU and the network numbers.
-    pub fn explain(&self) -> String {
-        match (self.kind, self.cpu, self.network) {
-            (Some(AnomalyKind::MalwareLike), Some(c), Some(n)) => format!(
-                "malware_like: cpu {} and network {} up together, above their bands [{}, {}] and [{}, {}] (expected {} and {}); score {:.3}",
-                num(c.evidence.value),
-                num(n.evidence.value),
-                num(c.evidence.lower),
-                num(c.evidence.upper),
-                num(n.evidence.lower),
-                num(n.evidence.upper),
-                num(c.evidence.expected),
-                num(n.evidence.expected),
-                self.score
-            ),
-            _ => self.as_verdict().explain(),
-        }
-    }
-}
-
-impl WorkloadDetector {
-    /// Detectors sharing one set of settings; `joint_threshold` (in `[0, 1]`) is the score both CPU
-    /// and network must reach in the same step to be called malware-like.
-    pub fn new(params: ValidDetectorParams, joint_threshold: f64) -> Self {
+impl JointRule {
+    /// A rule under which a surge counts from a raw score of `joint_threshold` (in `[0, 1]`).
+    pub fn new(joint_threshold: f64) -> Self {
         Self {
-            cpu: Detector::new(params.clone()),
-            memory: Detector::new(params.clone()),
-            network: Detector::new(params),
             joint_threshold: joint_threshold.clamp(0.0, 1.0),
             since_cpu_surge: usize::MAX,
             since_net_surge: usize::MAX,
         }
     }
 
-    /// Scores one step, then learns from it.
-    pub fn observe(&mut self, s: WorkloadSample) -> WorkloadVerdict {
-        let cpu = s.cpu.map(|x| self.cpu.observe(x));
-        let memory = s.memory.map(|x| self.memory.observe(x));
-        let network = s.network.map(|x| self.network.observe(x));
+    /// The workload verdict of one step's metric verdicts (`None`: the metric is not watched
+    /// or has no sample at this step).
+    pub fn combine(
+        &mut self,
+        cpu: Option<Verdict>,
+        memory: Option<Verdict>,
+        network: Option<Verdict>,
+    ) -> WorkloadVerdict {
         let joint_threshold = self.joint_threshold;
         let surging = |v: &Option<Verdict>| {
             v.is_some_and(|v| {
@@ -153,6 +139,49 @@ impl WorkloadDetector {
             memory,
             network,
         }
+    }
+}
+
+impl WorkloadVerdict {
+    /// One sentence naming the kind and the numbers behind it, for alerts and audit logs. A
+    /// malware-like verdict names both the CPU and the network numbers.
+    pub fn explain(&self) -> String {
+        match (self.kind, self.cpu, self.network) {
+            (Some(AnomalyKind::MalwareLike), Some(c), Some(n)) => format!(
+                "malware_like: cpu {} and network {} up together, above their bands [{}, {}] and [{}, {}] (expected {} and {}); score {:.3}",
+                num(c.evidence.value),
+                num(n.evidence.value),
+                num(c.evidence.lower),
+                num(c.evidence.upper),
+                num(n.evidence.lower),
+                num(n.evidence.upper),
+                num(c.evidence.expected),
+                num(n.evidence.expected),
+                self.score
+            ),
+            _ => self.as_verdict().explain(),
+        }
+    }
+}
+
+impl WorkloadDetector {
+    /// Detectors sharing one set of settings; `joint_threshold` (in `[0, 1]`) is the score both CPU
+    /// and network must reach in the same step to be called malware-like.
+    pub fn new(params: ValidDetectorParams, joint_threshold: f64) -> Self {
+        Self {
+            cpu: Detector::new(params.clone()),
+            memory: Detector::new(params.clone()),
+            network: Detector::new(params),
+            joint: JointRule::new(joint_threshold),
+        }
+    }
+
+    /// Scores one step, then learns from it.
+    pub fn observe(&mut self, s: WorkloadSample) -> WorkloadVerdict {
+        let cpu = s.cpu.map(|x| self.cpu.observe(x));
+        let memory = s.memory.map(|x| self.memory.observe(x));
+        let network = s.network.map(|x| self.network.observe(x));
+        self.joint.combine(cpu, memory, network)
     }
 }
 
