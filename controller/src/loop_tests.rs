@@ -1541,6 +1541,19 @@ async fn history_the_loop_did_not_observe_is_filled_from_a_source_that_keeps_it(
     let now = (clock.now() - START) as usize / 300;
     assert!(now > 4 * 288 + 3 + 70);
     assert_eq!(stored().await, expect(0, now + 1), "one sample per tick");
+    // Fed to the state read at registration, the filled ticks leave it as a registration that
+    // reads them from the store would.
+    let c = replica(&cfg, &store, &clock, &cloud, "c");
+    c.upsert_with_source(cfg.workloads[0].clone(), recorded.clone(), cloud.clone())
+        .await
+        .unwrap();
+    let det = |d: Option<predictive_engine::anomaly::Detector>| {
+        serde_json::to_string(&d.unwrap()).unwrap()
+    };
+    assert!(
+        det(b.detector("web").await) == det(c.detector("web").await),
+        "the filled-in detector is not the one read from the store"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

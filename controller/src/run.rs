@@ -273,11 +273,13 @@ pub struct Workload {
     day_stagger: i64,
     /// Whether `state` is this replica's to carry on: true from registration (read from the
     /// store) while this replica holds the lease; false once another replica led it, so the
-    /// next tick that takes the lease reads the state again from the store. False from
-    /// registration too when the source keeps history: the first tick this replica leads
-    /// fills in what the source holds ([`Controller::backfill`]) and reads the state again,
-    /// under the tick's concurrency bound and not one workload after another at start.
+    /// next tick that takes the lease reads the state again from the store.
     current: AtomicBool,
+    /// Whether the ticks no replica observed are filled in from its sources that keep history:
+    /// false from registration until the first tick this replica leads it, which fills them in
+    /// ([`Controller::backfill`]) under the tick's concurrency bound, not one workload after
+    /// another at start.
+    filled: AtomicBool,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -901,7 +903,8 @@ impl Controller {
             stagger,
             day_stagger,
             refit_at: AtomicI64::new(state.refit_at()),
-            current: AtomicBool::new(!fills),
+            current: AtomicBool::new(true),
+            filled: AtomicBool::new(!fills),
             state: tokio::sync::Mutex::new(state),
         });
         self.workloads
@@ -917,8 +920,8 @@ impl Controller {
     /// up to a week back and up to the tick before `now`: the history the loop did not observe
     /// because the workload was not registered yet, or no replica ran (a restart, a lease taken
     /// over from a replica that stopped). The models, the refit and the anomaly detector then
-    /// learn it as if observed. Returns the samples added. A source that fails is logged and
-    /// skipped: the workload carries on without them.
+    /// learn it as if observed. Returns the samples added, in time order. A source that fails
+    /// is logged and skipped: the workload carries on without them.
     ///
     /// # Errors
     /// A store error.
@@ -927,9 +930,9 @@ impl Controller {
         name: &str,
         source: &dyn MetricsSource,
         now: Timestamp,
-    ) -> Result<usize> {
+    ) -> Result<Vec<Sample>> {
         if !source.keeps_history() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let step = self.interval;
         let last_tick = now - now.rem_euclid(step) - step;
@@ -938,25 +941,66 @@ impl Controller {
         let from = stored.last().map_or(week, |s| s.ts + step).max(week);
         let from = from + (step - from.rem_euclid(step)) % step;
         if from > last_tick {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let points = match source.history(from, last_tick, step).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(workload = %name, error = %chain(&e), "history not filled from the source; the loop carries on without it");
-                return Ok(0);
+                return Ok(Vec::new());
             }
         };
-        let samples: Vec<crate::store::Sample> = points
+        let mut samples: Vec<Sample> = points
             .into_iter()
             .filter(|&(ts, value)| (from..=last_tick).contains(&ts) && value.is_finite())
-            .map(|(ts, value)| crate::store::Sample { ts, value })
+            .map(|(ts, value)| Sample { ts, value })
             .collect();
+        samples.sort_by_key(|s| s.ts);
+        samples.dedup_by_key(|s| s.ts);
         if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
             self.store.put_samples(name, &samples).await?;
             tracing::info!(workload = %name, samples = samples.len(), from = first.ts, to = last.ts, "history filled from the source");
         }
-        Ok(samples.len())
+        Ok(samples)
+    }
+
+    /// [`Self::backfill`] of the workload's own samples and of each watched metric's, in order.
+    ///
+    /// # Errors
+    /// A store error.
+    async fn backfill_all(
+        &self,
+        w: &Workload,
+        now: Timestamp,
+    ) -> Result<(Vec<Sample>, Vec<Vec<Sample>>)> {
+        let own = self.backfill(w.cfg.name(), w.source.as_ref(), now).await?;
+        let mut watched = Vec::with_capacity(w.watched.len());
+        for m in &w.watched {
+            let key = watch::key(w.cfg.name(), &m.resource);
+            watched.push(self.backfill(&key, m.source.as_ref(), now).await?);
+        }
+        Ok((own, watched))
+    }
+
+    /// Fills in the ticks no replica observed before the first tick this replica leads a
+    /// workload it registered, and feeds them to its state, which was read from the store up to
+    /// the last stored sample: they follow it in time, so the models, the refit and the
+    /// detectors carry on as if they had observed them.
+    ///
+    /// # Errors
+    /// A store error.
+    async fn fill_in(&self, w: &Workload, now: Timestamp) -> Result<()> {
+        let (own, watched) = self.backfill_all(w, now).await?;
+        let mut st = w.state.lock().await;
+        for s in &own {
+            self.learn(&mut st, &w.cfg, s.ts, s.value);
+        }
+        for (i, samples) in watched.iter().enumerate() {
+            for s in samples {
+                st.watch.observe(i, s.ts, s.value);
+            }
+        }
+        Ok(())
     }
 
     /// A workload's loop state as the store holds it: the refit's choice and calibration, the
@@ -1063,21 +1107,16 @@ impl Controller {
         Ok(was)
     }
 
-    /// Reads a workload's state again from the store before this replica leads it (its first
-    /// tick after registration with a source that keeps history, or a lease taken over): fills
-    /// in the ticks no replica observed, reads the state where the replica that led it before
-    /// left it (its detector snapshot, the samples since, its hold and shadow pool), and
+    /// Reads a workload's state again from the store when this replica takes its lease over:
+    /// fills in the ticks no replica observed, reads the state where the replica that led it
+    /// before left it (its detector snapshot, the samples since, its hold and shadow pool), and
     /// re-applies the intents it left pending.
     async fn reload(&self, w: &Workload, now: Timestamp) -> Result<()> {
-        let mut filled = self.backfill(w.cfg.name(), w.source.as_ref(), now).await?;
-        for m in &w.watched {
-            let key = watch::key(w.cfg.name(), &m.resource);
-            filled += self.backfill(&key, m.source.as_ref(), now).await?;
-        }
+        let filled = self.backfill_all(w, now).await?;
         let state = self.load_state(&w.cfg, w.lead_steps, now).await?;
         w.refit_at.store(state.refit_at(), Ordering::Relaxed);
         *w.state.lock().await = state;
-        tracing::info!(workload = %w.cfg.name(), filled, "state read from the store before leading the workload");
+        tracing::info!(workload = %w.cfg.name(), filled = filled.0.len(), "lease taken over: state read again from the store");
         // The replica that led it may have stopped between an intent and its cloud call.
         for problem in self.replay_intents(w).await? {
             tracing::warn!(workload = %w.cfg.name(), %problem, "pending intent not re-applied; tried again at the next takeover or restart");
@@ -1320,6 +1359,7 @@ impl Controller {
                 continue;
             }
             let taken_over = !w.current.swap(true, Ordering::Relaxed);
+            let fill = !w.filled.swap(true, Ordering::Relaxed);
             led.push(w.clone());
             let me = self.clone();
             let sem = sem.clone();
@@ -1333,6 +1373,11 @@ impl Controller {
                     if let Err(e) = me.reload(&w, now).await {
                         // Read again at the next tick this replica leads it.
                         w.current.store(false, Ordering::Relaxed);
+                        return (name, Err(e));
+                    }
+                } else if fill {
+                    if let Err(e) = me.fill_in(&w, now).await {
+                        w.filled.store(false, Ordering::Relaxed);
                         return (name, Err(e));
                     }
                 }
