@@ -1639,7 +1639,14 @@ async fn cpu_and_a_watched_network_surging_together_are_malware_like() {
         let stored = r.store.samples("watch:network:web", 0).await.unwrap();
         let values: Vec<f64> = stored.iter().map(|s| s.value).collect();
         assert_eq!(values, network);
-        // A replica registering the workload relearns the stored network samples.
+        // A replica registering the workload carries on with the stored watched detectors
+        // (the daily snapshot, then the samples after it).
+        assert!(r
+            .store
+            .loop_state("web", crate::watch::STATE_KIND)
+            .await
+            .unwrap()
+            .is_some());
         let clock = VirtualClock::new(START + 300 * (cpu.len() as i64 + 1));
         let cloud: DynProvider = Arc::new(r.sim.clone());
         let b = replica(&cfg, &r.store, &clock, &cloud, "b");
@@ -1647,6 +1654,11 @@ async fn cpu_and_a_watched_network_surging_together_are_malware_like() {
         b.upsert_with_source(cfg.workloads[0].clone(), own, cloud)
             .await
             .unwrap();
-        assert_eq!(b.watched_seen("web").await, Some(vec![network.len()]));
+        let (was, seen) = r.ctl.watched("web").await.unwrap();
+        assert_eq!(seen, vec![network.len()]);
+        assert!(
+            b.watched("web").await.unwrap().0 == was,
+            "the watched detectors differ"
+        );
     }
 }

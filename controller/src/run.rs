@@ -619,12 +619,12 @@ impl Controller {
         Ok(true)
     }
 
-    /// How many samples each watched metric's detector has learnt (tests).
+    /// The watched metrics' detectors, as JSON, and how many samples each has learnt (tests).
     #[cfg(test)]
-    pub(crate) async fn watched_seen(&self, name: &str) -> Option<Vec<usize>> {
+    pub(crate) async fn watched(&self, name: &str) -> Option<(String, Vec<usize>)> {
         let w = self.workload(name)?;
         let st = w.state.lock().await;
-        Some(st.watch.seen())
+        Some((serde_json::to_string(&st.watch).ok()?, st.watch.seen()))
     }
 
     /// A copy of the workload's anomaly detector (tests).
@@ -1059,11 +1059,31 @@ impl Controller {
         for s in &history {
             self.learn(&mut state, w, s.ts, s.value);
         }
-        // The watched metrics' detectors relearn their stored week.
+        // The watched metrics' detectors as stored at the same daily snapshot (when they watch
+        // what the config says, with the same settings), then the stored samples after it; else
+        // they relearn the stored week.
+        let mut watch_at = None;
+        if !state.watch.is_empty() {
+            if let Some(text) = self.store.loop_state(name, watch::STATE_KIND).await? {
+                match serde_json::from_str::<watch::Snapshot<Watch>>(&text) {
+                    Ok(snap) if snap.watch.same_settings(&state.watch) => {
+                        state.watch = snap.watch;
+                        watch_at = Some(snap.at);
+                    }
+                    Ok(_) => {
+                        tracing::warn!(workload = %name, "stored watched detectors ignored: made for other metrics or settings; they relearn the stored week")
+                    }
+                    Err(e) => {
+                        tracing::warn!(workload = %name, error = %e, "stored watched detectors ignored; they relearn the stored week")
+                    }
+                }
+            }
+        }
         let watched: Vec<String> = state.watch.resources().map(String::from).collect();
         for (i, resource) in watched.iter().enumerate() {
             let key = watch::key(name, resource);
-            for s in self.store.samples(&key, now - 7 * 86_400).await? {
+            let since = watch_at.map_or(now - 7 * 86_400, |at| at + 1);
+            for s in self.store.samples(&key, since).await? {
                 state.watch.observe(i, s.ts, s.value);
             }
         }
@@ -1298,6 +1318,22 @@ impl Controller {
             }
             Err(e) => {
                 tracing::warn!(workload = %name, error = %e, "anomaly detector not stored");
+            }
+        }
+        if !st.watch.is_empty() {
+            let snap = watch::Snapshot {
+                at,
+                watch: &st.watch,
+            };
+            match serde_json::to_string(&snap) {
+                Ok(text) => {
+                    self.store
+                        .put_loop_state(name, watch::STATE_KIND, &text, at)
+                        .await?;
+                }
+                Err(e) => {
+                    tracing::warn!(workload = %name, error = %e, "watched detectors not stored");
+                }
             }
         }
         Ok(())

@@ -5,8 +5,9 @@
 //! [`JointRule`] then makes one verdict of the workload's own verdict and the watched ones: CPU
 //! and network surging together are malware-like, a memory climb is a leak, otherwise the most
 //! anomalous metric speaks. That verdict goes to the remediation as the workload's own would.
-//! Watched samples are stored under [`key`] (pruned and deleted with the workload), and a
-//! restart rebuilds the watched detectors from the stored week.
+//! Watched samples are stored under [`key`] (pruned and deleted with the workload); the
+//! detectors are stored once a day with the workload's own ([`Snapshot`]), and a restart feeds
+//! them the samples after it.
 
 use std::sync::Arc;
 
@@ -17,6 +18,19 @@ use predictive_engine::anomaly::{
 use crate::clock::Timestamp;
 use crate::config::WATCHABLE;
 use crate::source::MetricsSource;
+
+/// Loop-state kind under which a workload's watched detectors are stored ([`Snapshot`]).
+pub const STATE_KIND: &str = "watch";
+
+/// The watched detectors as learnt up to `at` (the last tick they learnt), so a restart carries
+/// on with their four weeks of memory and feeds them only the samples after `at`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot<W> {
+    /// The last tick learnt.
+    pub at: Timestamp,
+    /// The detectors.
+    pub watch: W,
+}
 
 /// The store key of a workload's watched `resource` samples.
 pub fn key(workload: &str, resource: &str) -> String {
@@ -33,15 +47,16 @@ pub struct Source {
 }
 
 /// One watched metric's detector and its grid of ticks.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Metric {
     resource: String,
     detector: Detector,
     clock: StepClock,
 }
 
-/// The watched metrics' detectors of one workload and the rule that joins their verdicts.
-#[derive(Debug)]
+/// The watched metrics' detectors of one workload and the rule that joins their verdicts
+/// (stored once a day with the workload's own detector, as loop state [`STATE_KIND`]).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Watch {
     metrics: Vec<Metric>,
     joint: JointRule,
@@ -77,6 +92,20 @@ impl Watch {
                 .collect(),
             joint: JointRule::new(joint_threshold),
         }
+    }
+
+    /// Whether nothing is watched.
+    pub fn is_empty(&self) -> bool {
+        self.metrics.is_empty()
+    }
+
+    /// Whether `other` (a stored copy) watches the same resources, in the same order, with
+    /// detectors of the same settings: only then can it stand in for this one.
+    pub fn same_settings(&self, other: &Watch) -> bool {
+        self.metrics.len() == other.metrics.len()
+            && self.metrics.iter().zip(&other.metrics).all(|(a, b)| {
+                a.resource == b.resource && a.detector.params() == b.detector.params()
+            })
     }
 
     /// The watched resources, in order.

@@ -83,9 +83,16 @@ pub struct WorkloadDetector {
 pub struct JointRule {
     /// Raw score from which a metric's surge counts towards moving together.
     joint_threshold: f64,
-    /// Steps since the last CPU surge and the last network surge (`usize::MAX`: never).
+    /// Steps since the last CPU surge and the last network surge (`usize::MAX`: never). A
+    /// stored rule leaves them out: they matter for [`JOINT_LAG`] steps, not across a restart.
+    #[serde(skip, default = "never")]
     since_cpu_surge: usize,
+    #[serde(skip, default = "never")]
     since_net_surge: usize,
+}
+
+fn never() -> usize {
+    usize::MAX
 }
 
 impl JointRule {
