@@ -937,8 +937,8 @@ impl Controller {
         let step = self.interval;
         let last_tick = now - now.rem_euclid(step) - step;
         let week = last_tick - 7 * 86_400 + step;
-        let stored = self.store.samples(name, week).await?;
-        let from = stored.last().map_or(week, |s| s.ts + step).max(week);
+        let last = self.store.last_sample_at(name).await?;
+        let from = last.map_or(week, |t| t + step).max(week);
         let from = from + (step - from.rem_euclid(step)) % step;
         if from > last_tick {
             return Ok(Vec::new());

@@ -67,6 +67,8 @@ pub async fn run(s: &dyn Store) {
     assert_eq!(got[0].value, 9.0);
     assert_eq!(s.samples("web", 220).await.unwrap().len(), 3);
     assert!(s.samples("api", 0).await.unwrap().is_empty());
+    assert_eq!(s.last_sample_at("web").await.unwrap(), Some(340));
+    assert_eq!(s.last_sample_at("api").await.unwrap(), None);
 
     // models
     assert_eq!(s.model("web").await.unwrap(), None);

@@ -188,6 +188,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn put_samples(&self, workload: &str, samples: &[Sample]) -> Result<()>;
     /// Samples with `ts >= since`, oldest first.
     async fn samples(&self, workload: &str, since: Timestamp) -> Result<Vec<Sample>>;
+    /// Time of the workload's latest sample (one index lookup).
+    async fn last_sample_at(&self, workload: &str) -> Result<Option<Timestamp>>;
     /// Deletes `workload`'s history older than `before`: its samples, forecasts, decisions and
     /// settled intents (a pending intent is kept whatever its age, and so is the audit log).
     /// Returns how many rows went.

@@ -279,6 +279,18 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    async fn last_sample_at(&self, workload: &str) -> Result<Option<Timestamp>> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT MAX(ts) FROM samples WHERE workload = $1",
+                &[&workload],
+            )
+            .await
+            .map_err(query_err("last_sample_at"))?;
+        Ok(row.get(0))
+    }
+
     async fn prune(&self, workload: &str, before: Timestamp) -> Result<u64> {
         // One statement: the four deletes commit together.
         let row = self

@@ -249,6 +249,16 @@ impl Store for SqliteStore {
             .map_err(query_err("samples"))
     }
 
+    async fn last_sample_at(&self, workload: &str) -> Result<Option<Timestamp>> {
+        self.lock()
+            .query_row(
+                "SELECT MAX(ts) FROM samples WHERE workload = ?1",
+                [workload],
+                |r| r.get(0),
+            )
+            .map_err(query_err("last_sample_at"))
+    }
+
     async fn prune(&self, workload: &str, before: Timestamp) -> Result<u64> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(query_err("prune"))?;
