@@ -1597,6 +1597,11 @@ async fn pushes_no_replica_observed_are_filled_in_as_the_mean_of_each_tick() {
         .collect();
     want.push((now, 117.5));
     assert_eq!(got, want);
+    // Removing the workload removes its pushed samples with its own.
+    assert!(ctl.remove("web").await.unwrap());
+    for key in ["web".to_string(), crate::source::push_key("web")] {
+        assert!(store.samples(&key, 0).await.unwrap().is_empty(), "{key}");
+    }
 }
 
 /// A workload planned on CPU that watches its network: a CPU burst with the network surging too
@@ -1660,5 +1665,19 @@ async fn cpu_and_a_watched_network_surging_together_are_malware_like() {
             b.watched("web").await.unwrap().0 == was,
             "the watched detectors differ"
         );
+        // Removing the workload removes its watched samples and detectors too.
+        assert!(b.remove("web").await.unwrap());
+        assert!(r
+            .store
+            .samples("watch:network:web", 0)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(r
+            .store
+            .loop_state("web", crate::watch::STATE_KIND)
+            .await
+            .unwrap()
+            .is_none());
     }
 }
