@@ -1468,13 +1468,29 @@ async fn steps_missed_while_down_keep_the_detectors_daily_phase() {
 }
 
 /// A source that still holds a recorded series from its start on, as Prometheus does: the
-/// ticks it was never asked for come back through `history`.
+/// ticks it was never asked for come back through `history`. While `down`, it answers nothing.
 #[derive(Debug)]
-struct Recorded(Replay);
+struct Recorded(Replay, std::sync::atomic::AtomicBool);
+
+impl Recorded {
+    fn new(replay: Replay) -> Self {
+        Self(replay, Default::default())
+    }
+
+    fn down(&self) -> crate::source::Result<()> {
+        if self.1.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(crate::source::Error::TimedOut(
+                std::time::Duration::from_secs(1),
+            ));
+        }
+        Ok(())
+    }
+}
 
 #[async_trait::async_trait]
 impl crate::source::MetricsSource for Recorded {
     async fn observe(&self, to: i64, step: i64) -> crate::source::Result<f64> {
+        self.down()?;
         self.0.observe(to, step).await
     }
 
@@ -1488,6 +1504,7 @@ impl crate::source::MetricsSource for Recorded {
         to: i64,
         step: i64,
     ) -> crate::source::Result<Vec<(i64, f64)>> {
+        self.down()?;
         Ok((from..=to)
             .step_by(step as usize)
             .filter(|&t| t >= self.0.start())
@@ -1500,7 +1517,11 @@ impl crate::source::MetricsSource for Recorded {
 async fn history_the_loop_did_not_observe_is_filled_from_a_source_that_keeps_it() {
     let cfg = config("", "");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
-    let recorded = Arc::new(Recorded(Replay::from_values(START, 300, square(20 * 288))));
+    let recorded = Arc::new(Recorded::new(Replay::from_values(
+        START,
+        300,
+        square(20 * 288),
+    )));
     let expect = |from: usize, to: usize| -> Vec<(i64, f64)> {
         (from..to)
             .map(|i| {
@@ -1553,6 +1574,23 @@ async fn history_the_loop_did_not_observe_is_filled_from_a_source_that_keeps_it(
     assert!(
         det(b.detector("web").await) == det(c.detector("web").await),
         "the filled-in detector is not the one read from the store"
+    );
+    // The source fails for an hour, then answers again: the next tick fills the hour in.
+    recorded.1.store(true, std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..12 {
+        clock.advance(300);
+        assert_eq!(b.tick().await.unwrap().errors.len(), 1);
+    }
+    recorded
+        .1
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    clock.advance(300);
+    assert!(b.tick().await.unwrap().errors.is_empty());
+    let now = (clock.now() - START) as usize / 300;
+    assert_eq!(
+        stored().await,
+        expect(0, now + 1),
+        "the failed hour is filled in"
     );
 }
 

@@ -275,11 +275,6 @@ pub struct Workload {
     /// store) while this replica holds the lease; false once another replica led it, so the
     /// next tick that takes the lease reads the state again from the store.
     current: AtomicBool,
-    /// Whether the ticks no replica observed are filled in from its sources that keep history:
-    /// false from registration until the first tick this replica leads it, which fills them in
-    /// ([`Controller::backfill`]) under the tick's concurrency bound, not one workload after
-    /// another at start.
-    filled: AtomicBool,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -891,7 +886,6 @@ impl Controller {
         }
         let lead_steps = ((w.lead_secs + self.interval - 1) / self.interval).max(1) as usize;
         let state = self.load_state(&w, lead_steps, now).await?;
-        let fills = source.keeps_history() || watched.iter().any(|m| m.source.keeps_history());
         let stagger = name_offset(&name, CALIBRATION_EVERY);
         let day_stagger = name_offset(&name, ticks_per_day(self.interval) as i64);
         let wl = Arc::new(Workload {
@@ -904,7 +898,6 @@ impl Controller {
             day_stagger,
             refit_at: AtomicI64::new(state.refit_at()),
             current: AtomicBool::new(true),
-            filled: AtomicBool::new(!fills),
             state: tokio::sync::Mutex::new(state),
         });
         self.workloads
@@ -982,18 +975,17 @@ impl Controller {
         Ok((own, watched))
     }
 
-    /// Fills in the ticks no replica observed before the first tick this replica leads a
-    /// workload it registered, and feeds them to its state, which was read from the store up to
-    /// the last stored sample: they follow it in time, so the models, the refit and the
+    /// Fills in the ticks `st` has not observed before `now` (it is new, the daemon was down,
+    /// its source failed, the lease was taken over) from the sources that keep history, and
+    /// feeds them to it: they follow its last tick in time, so the models, the refit and the
     /// detectors carry on as if they had observed them.
     ///
     /// # Errors
     /// A store error.
-    async fn fill_in(&self, w: &Workload, now: Timestamp) -> Result<()> {
+    async fn fill_in(&self, w: &Workload, st: &mut State, now: Timestamp) -> Result<()> {
         let (own, watched) = self.backfill_all(w, now).await?;
-        let mut st = w.state.lock().await;
         for s in &own {
-            self.learn(&mut st, &w.cfg, s.ts, s.value);
+            self.learn(st, &w.cfg, s.ts, s.value);
         }
         for (i, samples) in watched.iter().enumerate() {
             for s in samples {
@@ -1127,16 +1119,15 @@ impl Controller {
         Ok(was)
     }
 
-    /// Reads a workload's state again from the store when this replica takes its lease over:
-    /// fills in the ticks no replica observed, reads the state where the replica that led it
-    /// before left it (its detector snapshot, the samples since, its hold and shadow pool), and
-    /// re-applies the intents it left pending.
+    /// Reads a workload's state again from the store when this replica takes its lease over,
+    /// where the replica that led it before left it (its detector snapshot, the samples since,
+    /// its hold and shadow pool), and re-applies the intents it left pending. The tick that
+    /// follows fills in the ticks no replica observed.
     async fn reload(&self, w: &Workload, now: Timestamp) -> Result<()> {
-        let filled = self.backfill_all(w, now).await?;
         let state = self.load_state(&w.cfg, w.lead_steps, now).await?;
         w.refit_at.store(state.refit_at(), Ordering::Relaxed);
         *w.state.lock().await = state;
-        tracing::info!(workload = %w.cfg.name(), filled = filled.0.len(), "lease taken over: state read again from the store");
+        tracing::info!(workload = %w.cfg.name(), "lease taken over: state read again from the store");
         // The replica that led it may have stopped between an intent and its cloud call.
         for problem in self.replay_intents(w).await? {
             tracing::warn!(workload = %w.cfg.name(), %problem, "pending intent not re-applied; tried again at the next takeover or restart");
@@ -1395,7 +1386,6 @@ impl Controller {
                 continue;
             }
             let taken_over = !w.current.swap(true, Ordering::Relaxed);
-            let fill = !w.filled.swap(true, Ordering::Relaxed);
             led.push(w.clone());
             let me = self.clone();
             let sem = sem.clone();
@@ -1409,11 +1399,6 @@ impl Controller {
                     if let Err(e) = me.reload(&w, now).await {
                         // Read again at the next tick this replica leads it.
                         w.current.store(false, Ordering::Relaxed);
-                        return (name, Err(e));
-                    }
-                } else if fill {
-                    if let Err(e) = me.fill_in(&w, now).await {
-                        w.filled.store(false, Ordering::Relaxed);
                         return (name, Err(e));
                     }
                 }
@@ -1558,6 +1543,11 @@ impl Controller {
         let mut out = Output::default();
         if st.last_tick.is_some_and(|t| t >= now) {
             return Ok(out); // this tick was already applied (replayed after a restart)
+        }
+        // Ticks this replica did not observe (the workload is new, the daemon was down, the
+        // source failed, the lease was taken over) come first, from a source that keeps them.
+        if st.last_tick.is_none_or(|t| t < now - self.interval) {
+            self.fill_in(w, &mut st, now).await?;
         }
         out.samples.push((
             name.to_string(),
