@@ -95,35 +95,27 @@ pub async fn release(
     workload: &str,
     now: Timestamp,
 ) -> Result<Option<String>, crate::store::Error> {
-    let mut tries = 0;
-    let was = loop {
-        let raw = store.loop_state(workload, STATE_KIND).await?;
-        let was = match Held::decode(raw.as_deref()) {
-            Ok(h) if h.is_free() => return Ok(None),
-            Ok(h) => h.describe(),
-            Err(e) => format!("an unreadable remediation state ({e})"),
-        };
-        let free = Held::default().encode();
-        if store
-            .swap_loop_state(workload, STATE_KIND, raw.as_deref(), &free, now)
-            .await?
-        {
-            break was;
-        }
-        tries += 1;
-        if tries == SWAP_TRIES {
-            return Err(conflict(workload));
-        }
-    };
-    store
-        .audit(&AuditEvent {
-            ts: now,
-            workload: workload.into(),
-            action: "release".into(),
-            detail: format!("released by an operator: was {was}"),
-        })
-        .await?;
-    Ok(Some(was))
+    let free = Held::default().encode();
+    let was = swap(store, workload, now, |stored| match stored {
+        Ok(h) if h.is_free() => Swap::Keep(None),
+        Ok(h) => Swap::Write(free.clone(), Some(h.describe())),
+        Err(e) => Swap::Write(
+            free.clone(),
+            Some(format!("an unreadable remediation state ({e})")),
+        ),
+    })
+    .await?;
+    if let Some(was) = &was {
+        store
+            .audit(&AuditEvent {
+                ts: now,
+                workload: workload.into(),
+                action: "release".into(),
+                detail: format!("released by an operator: was {was}"),
+            })
+            .await?;
+    }
+    Ok(was)
 }
 
 /// Stores `next` as `workload`'s remediation state in place of `was`, the state the loop holds
@@ -140,19 +132,43 @@ pub async fn store_held(
     next: &Held,
     now: Timestamp,
 ) -> Result<Option<Held>, crate::store::Error> {
+    let next = next.encode();
+    swap(store, workload, now, |stored| match stored {
+        Ok(stored) if stored != *was => Swap::Keep(Some(stored)),
+        // A state that no longer decodes is the loop's own to overwrite.
+        _ => Swap::Write(next.clone(), None),
+    })
+    .await
+}
+
+/// What a writer does with the remediation state it read: keep it (and answer `T`), or write
+/// a new state over exactly what it read (and answer `T` once written).
+enum Swap<T> {
+    Keep(T),
+    Write(String, T),
+}
+
+/// Reads `workload`'s remediation state, lets `decide` say what to do with it, and writes over
+/// the state read only (a compare-and-swap), reading again when another writer came first, at
+/// most [`SWAP_TRIES`] times.
+async fn swap<T>(
+    store: &dyn Store,
+    workload: &str,
+    now: Timestamp,
+    mut decide: impl FnMut(Result<Held, serde_json::Error>) -> Swap<T>,
+) -> Result<T, crate::store::Error> {
     for _ in 0..SWAP_TRIES {
         let raw = store.loop_state(workload, STATE_KIND).await?;
-        // A state that no longer decodes is the loop's own to overwrite.
-        if let Ok(stored) = Held::decode(raw.as_deref()) {
-            if stored != *was {
-                return Ok(Some(stored));
+        match decide(Held::decode(raw.as_deref())) {
+            Swap::Keep(answer) => return Ok(answer),
+            Swap::Write(state, answer) => {
+                if store
+                    .swap_loop_state(workload, STATE_KIND, raw.as_deref(), &state, now)
+                    .await?
+                {
+                    return Ok(answer);
+                }
             }
-        }
-        if store
-            .swap_loop_state(workload, STATE_KIND, raw.as_deref(), &next.encode(), now)
-            .await?
-        {
-            return Ok(None);
         }
     }
     Err(conflict(workload))
