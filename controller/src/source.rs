@@ -451,20 +451,15 @@ impl Pushed {
 
 #[async_trait::async_trait]
 impl MetricsSource for Pushed {
+    /// The mean of the pushes in `(to - step, to]`: the one tick of [`Self::history`].
     async fn observe(&self, to: Timestamp, step: i64) -> Result<f64> {
-        let xs = self
-            .store
-            .samples(&push_key(&self.workload), to - step + 1)
-            .await
-            .map_err(Error::StoreFailed)?;
-        let vals: Vec<f64> = xs.iter().filter(|s| s.ts <= to).map(|s| s.value).collect();
-        if vals.is_empty() {
-            return Err(Error::NoPushedSamples {
+        match self.history(to, to, step).await?.pop() {
+            Some((_, mean)) => Ok(mean),
+            None => Err(Error::NoPushedSamples {
                 from: to - step,
                 to,
-            });
+            }),
         }
-        Ok(vals.iter().sum::<f64>() / vals.len() as f64)
     }
 
     /// Pushes reach the store whichever replica takes them, and an agent may send what it
