@@ -1072,9 +1072,9 @@ impl Controller {
             }
         }
         let watched: Vec<String> = state.watch.resources().map(String::from).collect();
+        let since = watch_at.map_or(now - 7 * 86_400, |at| at + 1);
         for (i, resource) in watched.iter().enumerate() {
             let key = watch::key(name, resource);
-            let since = watch_at.map_or(now - 7 * 86_400, |at| at + 1);
             for s in self.store.samples(&key, since).await? {
                 state.watch.observe(i, s.ts, s.value);
             }
@@ -1170,6 +1170,7 @@ impl Controller {
     }
 
     fn fresh_state(&self, w: &ValidWorkload, lead_steps: usize) -> State {
+        let detector = self.valid_detector_params();
         let cpi = w.params.capacity_per_instance;
         let policy = PolicyParams::new()
             .lead(lead_steps)
@@ -1197,13 +1198,13 @@ impl Controller {
             last_tick: None,
             last_plan: None,
             price: w.params.price_per_hour,
-            detector: Detector::new(self.valid_detector_params()),
+            detector: Detector::new(detector.clone()),
             clock: StepClock::new(self.interval),
             verdict: None,
             detector_at: None,
             watch: Watch::new(
                 w.params.watch.keys().map(String::as_str),
-                &self.valid_detector_params(),
+                &detector,
                 self.interval,
                 ALERT_THRESHOLD,
             ),
@@ -1294,38 +1295,40 @@ impl Controller {
         feedback
     }
 
-    /// Stores `st`'s anomaly detector as learnt up to `at` ([`DetectorSnapshot`]).
+    /// Stores `st`'s anomaly detector as learnt up to `at` ([`DetectorSnapshot`]), and its
+    /// watched detectors ([`watch::Snapshot`]) when it watches any.
     async fn store_detector(&self, name: &str, st: &State, at: Timestamp) -> Result<()> {
         let snap = DetectorSnapshot {
             at,
             clock: st.clock,
             detector: &st.detector,
         };
-        match serde_json::to_string(&snap) {
-            Ok(text) => {
-                self.store
-                    .put_loop_state(name, DETECTOR_STATE_KIND, &text, at)
-                    .await?;
-            }
-            Err(e) => {
-                tracing::warn!(workload = %name, error = %e, "anomaly detector not stored");
-            }
-        }
+        self.put_json_state(name, DETECTOR_STATE_KIND, &snap, at, "anomaly detector")
+            .await?;
         if !st.watch.is_empty() {
             let snap = watch::Snapshot {
                 at,
                 watch: &st.watch,
             };
-            match serde_json::to_string(&snap) {
-                Ok(text) => {
-                    self.store
-                        .put_loop_state(name, watch::STATE_KIND, &text, at)
-                        .await?;
-                }
-                Err(e) => {
-                    tracing::warn!(workload = %name, error = %e, "watched detectors not stored");
-                }
-            }
+            self.put_json_state(name, watch::STATE_KIND, &snap, at, "watched detectors")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stores `value` as JSON loop state `kind` of `name`; a value that does not encode (`what`)
+    /// is logged and not stored: it is a cache the workload can relearn.
+    async fn put_json_state(
+        &self,
+        name: &str,
+        kind: &str,
+        value: &impl serde::Serialize,
+        at: Timestamp,
+        what: &str,
+    ) -> Result<()> {
+        match serde_json::to_string(value) {
+            Ok(text) => self.store.put_loop_state(name, kind, &text, at).await?,
+            Err(e) => tracing::warn!(workload = %name, error = %e, "{what} not stored"),
         }
         Ok(())
     }
@@ -1352,6 +1355,19 @@ impl Controller {
         Ok(stored)
     }
 
+    /// Takes or renews this replica's leases on `workloads` until three intervals after `now`,
+    /// in one store round trip; whether it leads each, in order.
+    ///
+    /// # Errors
+    /// A store error.
+    async fn take_leases(&self, workloads: &[Arc<Workload>], now: Timestamp) -> Result<Vec<bool>> {
+        let names: Vec<&str> = workloads.iter().map(|w| w.cfg.name()).collect();
+        Ok(self
+            .store
+            .acquire_leases(&names, &self.holder, now, 3 * self.interval)
+            .await?)
+    }
+
     /// Runs one tick at the clock's current time over every workload this replica leads.
     ///
     /// # Errors
@@ -1370,12 +1386,8 @@ impl Controller {
         let mut set = tokio::task::JoinSet::new();
         let mut led = Vec::with_capacity(workloads.len());
         // Leases and budgets in one store round trip each, not one per workload.
-        let names: Vec<&str> = workloads.iter().map(|w| w.cfg.name()).collect();
         let store_start = std::time::Instant::now();
-        let leaders = self
-            .store
-            .acquire_leases(&names, &self.holder, now, 3 * self.interval)
-            .await?;
+        let leaders = self.take_leases(&workloads, now).await?;
         let budgets = Arc::new(self.store.budgets().await?);
         report.store_seconds = store_start.elapsed().as_secs_f64();
         for (w, leader) in workloads.iter().zip(leaders) {
@@ -1788,10 +1800,11 @@ impl Controller {
             if let Some(action) = remediate::action_name(r.action, dry) {
                 self.metrics
                     .add_labelled(metrics::REMEDIATIONS, name, ("action", &action), 1.0);
-                let detail = match &watch_note {
-                    Some(n) => format!("usage {usage:.3}: {}; {n}", r.reason),
-                    None => format!("usage {usage:.3}: {}", r.reason),
+                let reason = match &watch_note {
+                    Some(n) => format!("{}; {n}", r.reason),
+                    None => r.reason.clone(),
                 };
+                let detail = format!("usage {usage:.3}: {reason}");
                 tracing::warn!(workload = %name, %action, %detail, "usage anomaly");
                 self.store
                     .audit(&crate::store::AuditEvent {
@@ -1801,10 +1814,7 @@ impl Controller {
                         detail: detail.clone(),
                     })
                     .await?;
-                remedy_note = match &watch_note {
-                    Some(n) => format!("; anomaly: {action}: {}; {n}", r.reason),
-                    None => format!("; anomaly: {action}: {}", r.reason),
-                };
+                remedy_note = format!("; anomaly: {action}: {reason}");
             }
             if r.allocation_cap != st.held.cap {
                 let next = remediate::Held {
@@ -2551,12 +2561,7 @@ impl Controller {
         // Only the workloads this replica leads: another live replica is carrying its own
         // intents and shadow pools on, and writing them from here would race it. An intent a
         // replica leaves behind is replayed by the one that takes its lease over.
-        let names: Vec<&str> = workloads.iter().map(|w| w.cfg.name()).collect();
-        let now = self.clock.now();
-        let leaders = self
-            .store
-            .acquire_leases(&names, &self.holder, now, 3 * self.interval)
-            .await?;
+        let leaders = self.take_leases(&workloads, self.clock.now()).await?;
         let led: Vec<Arc<Workload>> = workloads
             .iter()
             .zip(leaders)
