@@ -1594,6 +1594,71 @@ async fn history_the_loop_did_not_observe_is_filled_from_a_source_that_keeps_it(
     );
 }
 
+/// A watched metric whose own source failed for an hour, while the workload's did not, has the
+/// hour filled in when it answers again: its stored samples have no gap, and its detector is
+/// the one a replica registering the workload rebuilds from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_metrics_failed_hour_is_filled_in_when_its_source_answers_again() {
+    let watch = "watch = { network = { kind = \"prometheus\", url = \"http://127.0.0.1:9\", query = \"net\" } }\n";
+    let cfg = config(watch, "");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let own = Arc::new(Replay::from_values(START, 300, square(6 * 288)));
+    let network = Arc::new(Recorded::new(Replay::from_values(
+        START,
+        300,
+        wave(6 * 288).iter().map(|v| 10.0 * v).collect(),
+    )));
+    let watching = |network: &Arc<Recorded>| {
+        vec![crate::watch::Source {
+            resource: "network".into(),
+            source: network.clone(),
+        }]
+    };
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 86_400);
+    ctl.upsert_watching(
+        cfg.workloads[0].clone(),
+        own.clone(),
+        watching(&network),
+        cloud.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(ctl.tick().await.unwrap().errors.is_empty());
+    // The network's source fails for an hour; the workload's own does not, so its ticks are
+    // not failed ones.
+    network.1.store(true, std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..12 {
+        clock.advance(300);
+        assert!(ctl.tick().await.unwrap().errors.is_empty());
+    }
+    network.1.store(false, std::sync::atomic::Ordering::Relaxed);
+    clock.advance(300);
+    assert!(ctl.tick().await.unwrap().errors.is_empty());
+    let now = (clock.now() - START) / 300;
+    let ticks: Vec<i64> = store
+        .samples("watch:network:web", 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| (s.ts - START) / 300)
+        .collect();
+    assert_eq!(
+        ticks,
+        (0..=now).collect::<Vec<_>>(),
+        "the failed hour is filled in"
+    );
+    let (filled, seen) = ctl.watched("web").await.unwrap();
+    assert_eq!(seen, vec![now as usize + 1]);
+    let b = replica(&cfg, &store, &clock, &cloud, "b");
+    b.upsert_watching(cfg.workloads[0].clone(), own, watching(&network), cloud)
+        .await
+        .unwrap();
+    assert!(
+        b.watched("web").await.unwrap().0 == filled,
+        "the filled-in watched detector is not the one read from the store"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_no_replica_observed_are_filled_in_as_the_mean_of_each_tick() {
     let cfg = config("", "");

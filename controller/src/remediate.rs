@@ -16,7 +16,8 @@
 //!   through the API or on the store): the workload's history and models stay, the release is
 //!   audited, and the replica that leads the workload sees it at its next tick (a held
 //!   workload's stored state is read again every tick). A cap the leader changes meanwhile is
-//!   written only over the state it read ([`store_held`]), so the release is never undone.
+//!   written only over the state it read ([`store_held`]), so the release is never undone; a
+//!   halt executed meanwhile is recorded over the stored state as it is ([`store_halt`]).
 //!   Deleting the workload and registering it
 //!   again releases it too, with its history.
 //! - Every decided action is appended to the audit log (`alert`, `isolate`, `stop`,
@@ -141,6 +142,31 @@ pub async fn store_held(
     .await
 }
 
+/// Stores that `workload` was halted (`stopped` or `terminated`) at `now`, over the stored
+/// state as it is: a halt is a new action, executed in the cloud, so it is recorded whatever
+/// happened during the tick, but a cap an operator released meanwhile stays released. Returns
+/// the state written, for the loop to carry on with.
+///
+/// # Errors
+/// A store error, or [`crate::store::Error::Conflict`] when the state kept changing under it.
+pub async fn store_halt(
+    store: &dyn Store,
+    workload: &str,
+    halted: &str,
+    now: Timestamp,
+) -> Result<Held, crate::store::Error> {
+    swap(store, workload, now, |stored| {
+        let next = Held {
+            halted: Some(halted.into()),
+            since: Some(now),
+            // A state that no longer decodes is the loop's own to overwrite.
+            cap: stored.ok().and_then(|h| h.cap),
+        };
+        Swap::Write(next.encode(), next)
+    })
+    .await
+}
+
 /// What a writer does with the remediation state it read: keep it (and answer `T`), or write
 /// a new state over exactly what it read (and answer `T` once written).
 enum Swap<T> {
@@ -258,6 +284,35 @@ mod tests {
         assert!(
             stored.unwrap().is_free(),
             "the new cap overwrote the release"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_halt_during_a_release_is_recorded_without_the_released_cap() {
+        let store = crate::store::sqlite::SqliteStore::in_memory().unwrap();
+        let (web, four) = ("web", held(4.0, 10));
+        store
+            .put_loop_state(web, STATE_KIND, &four.encode(), 10)
+            .await
+            .unwrap();
+        // The leader holds `four` and stops the group; an operator released the cap first.
+        release(&store, web, 11).await.unwrap();
+        let written = store_halt(&store, web, "stopped", 12).await.unwrap();
+        let stored = Held::decode(store.loop_state(web, STATE_KIND).await.unwrap().as_deref());
+        assert_eq!(stored.unwrap(), written);
+        assert_eq!(written.halted.as_deref(), Some("stopped"));
+        assert_eq!(
+            written.cap, None,
+            "the released cap came back with the halt"
+        );
+        // Without a release the cap stays beside the halt.
+        store
+            .put_loop_state(web, STATE_KIND, &four.encode(), 13)
+            .await
+            .unwrap();
+        assert_eq!(
+            store_halt(&store, web, "terminated", 14).await.unwrap().cap,
+            Some(4.0)
         );
     }
 

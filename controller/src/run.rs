@@ -957,39 +957,27 @@ impl Controller {
         Ok(samples)
     }
 
-    /// [`Self::backfill`] of the workload's own samples and of each watched metric's, in order.
-    ///
-    /// # Errors
-    /// A store error.
-    async fn backfill_all(
-        &self,
-        w: &Workload,
-        now: Timestamp,
-    ) -> Result<(Vec<Sample>, Vec<Vec<Sample>>)> {
-        let own = self.backfill(w.cfg.name(), w.source.as_ref(), now).await?;
-        let mut watched = Vec::with_capacity(w.watched.len());
-        for m in &w.watched {
-            let key = watch::key(w.cfg.name(), &m.resource);
-            watched.push(self.backfill(&key, m.source.as_ref(), now).await?);
-        }
-        Ok((own, watched))
-    }
-
-    /// Fills in the ticks `st` has not observed before `now` (it is new, the daemon was down,
-    /// its source failed, the lease was taken over) from the sources that keep history, and
-    /// feeds them to it: they follow its last tick in time, so the models, the refit and the
+    /// Fills in the ticks before `now` that `st` has not observed, of its own metric (it is
+    /// new, the daemon was down, its source failed, the lease was taken over) and of each
+    /// watched metric (the same, or its own source failed), from the sources that keep history,
+    /// and feeds them to it: they follow its last tick in time, so the models, the refit and the
     /// detectors carry on as if they had observed them.
     ///
     /// # Errors
     /// A store error.
     async fn fill_in(&self, w: &Workload, st: &mut State, now: Timestamp) -> Result<()> {
-        let (own, watched) = self.backfill_all(w, now).await?;
-        for s in &own {
-            self.learn(st, &w.cfg, s.ts, s.value);
+        let behind = |last: Option<Timestamp>| last.is_none_or(|t| t < now - self.interval);
+        if behind(st.last_tick) {
+            for s in self.backfill(w.cfg.name(), w.source.as_ref(), now).await? {
+                self.learn(st, &w.cfg, s.ts, s.value);
+            }
         }
-        for (i, samples) in watched.iter().enumerate() {
-            for s in samples {
-                st.watch.observe(i, s.ts, s.value);
+        for (i, m) in w.watched.iter().enumerate() {
+            if behind(st.watch.last_at(i)) {
+                let key = watch::key(w.cfg.name(), &m.resource);
+                for s in self.backfill(&key, m.source.as_ref(), now).await? {
+                    st.watch.observe(i, s.ts, s.value);
+                }
             }
         }
         Ok(())
@@ -1054,13 +1042,13 @@ impl Controller {
         // The watched metrics' detectors as stored at the same daily snapshot (when they watch
         // what the config says, with the same settings), then the stored samples after it; else
         // they relearn the stored week.
-        let mut watch_at = None;
+        let mut from_snapshot = false;
         if !state.watch.is_empty() {
             if let Some(text) = self.store.loop_state(name, watch::STATE_KIND).await? {
                 match serde_json::from_str::<watch::Snapshot<Watch>>(&text) {
                     Ok(snap) if snap.watch.same_settings(&state.watch) => {
                         state.watch = snap.watch;
-                        watch_at = Some(snap.at);
+                        from_snapshot = true;
                     }
                     Ok(_) => {
                         tracing::warn!(workload = %name, "stored watched detectors ignored: made for other metrics or settings; they relearn the stored week")
@@ -1071,10 +1059,15 @@ impl Controller {
                 }
             }
         }
+        // Each from its own last value: a metric whose source was failing at the snapshot had
+        // its gap filled in later, before the snapshot's time.
         let watched: Vec<String> = state.watch.resources().map(String::from).collect();
-        let since = watch_at.map_or(now - 7 * 86_400, |at| at + 1);
         for (i, resource) in watched.iter().enumerate() {
             let key = watch::key(name, resource);
+            let since = match state.watch.last_at(i) {
+                Some(last) if from_snapshot => last + 1,
+                _ => now - 7 * 86_400,
+            };
             for s in self.store.samples(&key, since).await? {
                 state.watch.observe(i, s.ts, s.value);
             }
@@ -1556,11 +1549,9 @@ impl Controller {
         if st.last_tick.is_some_and(|t| t >= now) {
             return Ok(out); // this tick was already applied (replayed after a restart)
         }
-        // Ticks this replica did not observe (the workload is new, the daemon was down, the
+        // Ticks this replica did not observe (the workload is new, the daemon was down, a
         // source failed, the lease was taken over) come first, from a source that keeps them.
-        if st.last_tick.is_none_or(|t| t < now - self.interval) {
-            self.fill_in(w, &mut st, now).await?;
-        }
+        self.fill_in(w, &mut st, now).await?;
         out.samples.push((
             name.to_string(),
             Sample {
@@ -2491,11 +2482,7 @@ impl Controller {
                 u.state = UnitState::Ready;
             }
         }
-        st.held.halted = Some(what.into());
-        st.held.since = Some(now);
-        self.store
-            .put_loop_state(name, remediate::STATE_KIND, &st.held.encode(), now)
-            .await?;
+        st.held = remediate::store_halt(&*self.store, name, what, now).await?;
         self.metrics.add(metrics::ACTIONS, name, 1.0);
         Ok(format!("{what} {done} instances"))
     }

@@ -118,6 +118,11 @@ impl Watch {
         self.metrics.iter().map(|m| m.detector.seen()).collect()
     }
 
+    /// The tick of metric `i`'s last value (`None`: none yet).
+    pub fn last_at(&self, i: usize) -> Option<Timestamp> {
+        self.metrics.get(i)?.clock.last()
+    }
+
     /// Feeds metric `i` its value at `ts` (ticks with no value are told to its detector as
     /// missing steps) and returns its verdict.
     pub fn observe(&mut self, i: usize, ts: Timestamp, value: f64) -> Option<Verdict> {

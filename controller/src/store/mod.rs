@@ -180,10 +180,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_workload(&self, name: &str) -> Result<bool>;
     /// All workloads as `(name, spec)`, by name.
     async fn workloads(&self) -> Result<Vec<(String, String)>>;
-    /// Whether a workload named `name` is stored.
-    async fn has_workload(&self, name: &str) -> Result<bool> {
-        Ok(self.workloads().await?.iter().any(|(n, _)| n == name))
-    }
+    /// Whether a workload named `name` is stored (one index lookup).
+    async fn has_workload(&self, name: &str) -> Result<bool>;
     /// Adds samples (one per `(workload, ts)`; a later write wins).
     async fn put_samples(&self, workload: &str, samples: &[Sample]) -> Result<()>;
     /// Samples with `ts >= since`, oldest first.

@@ -246,6 +246,18 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    async fn has_workload(&self, name: &str) -> Result<bool> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM workloads WHERE name = $1)",
+                &[&name],
+            )
+            .await
+            .map_err(query_err("has_workload"))?;
+        Ok(row.get(0))
+    }
+
     async fn put_samples(&self, workload: &str, samples: &[Sample]) -> Result<()> {
         let samples = last_per_key(samples, |s| s.ts);
         let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();

@@ -222,6 +222,16 @@ impl Store for SqliteStore {
             .map_err(query_err("workloads"))
     }
 
+    async fn has_workload(&self, name: &str) -> Result<bool> {
+        self.lock()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM workloads WHERE name = ?1)",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(query_err("has_workload"))
+    }
+
     async fn put_samples(&self, workload: &str, samples: &[Sample]) -> Result<()> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(query_err("put_samples"))?;

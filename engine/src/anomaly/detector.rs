@@ -317,6 +317,12 @@ impl StepClock {
         }
     }
 
+    /// The grid time of the last sample (`None` before the first, or with no step).
+    pub fn last(&self) -> Option<i64> {
+        let origin = self.origin.filter(|_| self.step > 0)?;
+        Some(origin.saturating_add(self.slot.saturating_mul(self.step)))
+    }
+
     /// Steps missing before a sample at `at`: 0 for the first sample, for any sample within
     /// half a step of the slot after the last one, and for a timestamp that goes backwards.
     pub fn missing_before(&mut self, at: i64) -> usize {
@@ -2474,7 +2480,9 @@ mod tests {
     #[test]
     fn a_clock_should_count_missing_steps_against_the_grid() {
         let mut c = StepClock::new(300);
+        assert_eq!(c.last(), None);
         assert_eq!(c.missing_before(1_000), 0, "the first sample");
+        assert_eq!(c.last(), Some(1_000));
         assert_eq!(c.missing_before(1_449), 0, "late, but nearer its slot");
         assert_eq!(c.missing_before(1_451), 0, "early for its slot");
         assert_eq!(c.missing_before(2_200), 1, "a slot with no sample");
@@ -2493,11 +2501,17 @@ mod tests {
             "slot 10: the empty slot 9 was the extra step"
         );
         assert_eq!(c.missing_before(4_600), 1, "slot 12: back on the grid");
+        assert_eq!(
+            c.last(),
+            Some(1_000 + 12 * 300),
+            "the last slot on the grid"
+        );
         assert_eq!(c.missing_before(500), 0, "time going backwards");
         assert_eq!(StepClock::new(0).missing_before(0), 0);
         let mut unknown = StepClock::new(0);
         unknown.missing_before(0);
         assert_eq!(unknown.missing_before(86_400), 0, "no step, no gaps");
+        assert_eq!(unknown.last(), None, "no step, no grid");
         let mut far = StepClock::new(1);
         far.missing_before(i64::MIN);
         assert_eq!(
