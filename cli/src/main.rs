@@ -72,6 +72,9 @@ enum Command {
     Explain(cmd::explain::Args),
     /// End a workload's anomaly-remediation hold or halt (its history and models stay).
     Release(cmd::release::Args),
+    /// Show the newest entries of one workload's audit log (anomaly alerts, remediations,
+    /// releases).
+    Audit(cmd::audit::Args),
     /// Run the end-to-end demo on the embedded default (sim cloud, SQLite, a bundled real trace).
     Demo(cmd::demo::Args),
 }
@@ -103,6 +106,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(a) => cmd::status::run(a),
         Command::Explain(a) => cmd::explain::run(a),
         Command::Release(a) => cmd::release::run(a),
+        Command::Audit(a) => cmd::audit::run(a),
         Command::Demo(a) => cmd::demo::run(a),
     };
     match result {

@@ -317,6 +317,15 @@ fn tokio_stream_from(l: tokio::net::TcpListener) -> tonic::transport::server::Tc
     tonic::transport::server::TcpIncoming::from(l)
 }
 
+/// A listing's `limit`: 0 asks for the default of 20, and no call lists more than 10,000.
+fn list_limit(limit: u32) -> u32 {
+    if limit == 0 {
+        20
+    } else {
+        limit.min(10_000)
+    }
+}
+
 fn internal(e: &dyn std::error::Error) -> Status {
     Status::internal(chain(e))
 }
@@ -384,6 +393,40 @@ impl pb::controller_server::Controller for Api {
             Err(e @ crate::run::Error::UnknownWorkload(_)) => Err(Status::not_found(e.to_string())),
             Err(e) => Err(internal(&e)),
         }
+    }
+
+    async fn list_audit(
+        &self,
+        req: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let r = req.get_ref();
+        let store = self.ctl.store();
+        let events = store
+            .audit_log(&r.workload, list_limit(r.limit))
+            .await
+            .map_err(|e| internal(&e))?;
+        if events.is_empty()
+            && !store
+                .has_workload(&r.workload)
+                .await
+                .map_err(|e| internal(&e))?
+        {
+            return Err(Status::not_found(format!(
+                "workload `{}` is not registered",
+                r.workload
+            )));
+        }
+        Ok(Response::new(pb::ListAuditResponse {
+            events: events
+                .into_iter()
+                .map(|e| pb::AuditEvent {
+                    ts: e.ts,
+                    workload: e.workload,
+                    action: e.action,
+                    detail: e.detail,
+                })
+                .collect(),
+        }))
     }
 
     async fn list_workloads(
@@ -604,16 +647,11 @@ impl pb::controller_server::Controller for Api {
         req: Request<pb::ListDecisionsRequest>,
     ) -> Result<Response<pb::ListDecisionsResponse>, Status> {
         let r = req.get_ref();
-        let limit = if r.limit == 0 {
-            20
-        } else {
-            r.limit.min(10_000)
-        };
         let w = (!r.workload.is_empty()).then_some(r.workload.as_str());
         let d = self
             .ctl
             .store()
-            .decisions(w, limit)
+            .decisions(w, list_limit(r.limit))
             .await
             .map_err(|e| internal(&e))?;
         Ok(Response::new(pb::ListDecisionsResponse {
@@ -989,6 +1027,34 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
         assert!(e.message().contains("`nope`"), "{e:?}");
+        // The audit log: the newest entries, oldest first; an unknown workload is not found.
+        for ts in [1, 2, 3] {
+            ctl.store()
+                .audit(&crate::store::AuditEvent {
+                    ts,
+                    workload: "batch".into(),
+                    action: "alert".into(),
+                    detail: format!("spike {ts}"),
+                })
+                .await
+                .unwrap();
+        }
+        let audit = |workload: &str, limit| pb::ListAuditRequest {
+            workload: workload.into(),
+            limit,
+        };
+        let events = c
+            .list_audit(audit("batch", 2))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
+        assert_eq!(details, ["spike 2", "spike 3"]);
+        let all = c.list_audit(audit("batch", 0)).await.unwrap().into_inner();
+        assert_eq!(all.events.len(), 3);
+        let e = c.list_audit(audit("nope", 0)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
         assert!(
             c.delete_workload(pb::DeleteWorkloadRequest {
                 name: "batch".into()

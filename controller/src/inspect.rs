@@ -1,11 +1,12 @@
-//! `predictive status` and `predictive explain`: read the controller's workloads and decisions
-//! through the API, or straight from a local SQLite store.
+//! `predictive status`, `explain`, `audit` and `release`: read the controller's workloads,
+//! decisions and audit log (and release a hold) through the API, or straight from a local
+//! SQLite store.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::api::pb;
-use crate::store::{sqlite::SqliteStore, Decision, Store};
+use crate::store::{sqlite::SqliteStore, AuditEvent, Decision, Store};
 
 /// Errors of reading the controller's state.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +138,63 @@ async fn decisions(t: &Target, workload: &str, limit: u32) -> Result<Vec<Decisio
     }
 }
 
+/// The newest `limit` entries of a workload's audit log (anomaly alerts, remediations,
+/// releases), oldest first, one per line: `WORKLOAD @ TS ACTION: DETAIL`.
+///
+/// # Errors
+/// [`Error::UnknownWorkload`] when the workload is neither registered nor in the audit log, or
+/// [`Error`].
+pub fn audit(t: &Target, workload: &str, limit: u32) -> Result<String, Error> {
+    let events = block(async {
+        match t {
+            Target::Api { addr, token, tls } => {
+                let mut c = crate::api::connect_with(addr, token, tls.as_ref()).await?;
+                let r = c
+                    .list_audit(pb::ListAuditRequest {
+                        workload: workload.into(),
+                        limit,
+                    })
+                    .await
+                    .map_err(|s| not_found_is_unknown(s, workload))?
+                    .into_inner();
+                Ok(r.events
+                    .into_iter()
+                    .map(|e| AuditEvent {
+                        ts: e.ts,
+                        workload: e.workload,
+                        action: e.action,
+                        detail: e.detail,
+                    })
+                    .collect::<Vec<_>>())
+            }
+            Target::Db(p) => {
+                let s = SqliteStore::open(p)?;
+                let events = s.audit_log(workload, limit).await?;
+                if events.is_empty() && !s.has_workload(workload).await? {
+                    return Err(Error::UnknownWorkload(workload.into()));
+                }
+                Ok(events)
+            }
+        }
+    })?;
+    if events.is_empty() {
+        return Ok(format!("{workload}: nothing in the audit log yet\n"));
+    }
+    let mut s = String::new();
+    for e in events {
+        let _ = writeln!(s, "{} @ {} {}: {}", e.workload, e.ts, e.action, e.detail);
+    }
+    Ok(s)
+}
+
+/// An API answer of NOT_FOUND is the workload not being registered.
+fn not_found_is_unknown(s: tonic::Status, workload: &str) -> Error {
+    match s.code() {
+        tonic::Code::NotFound => Error::UnknownWorkload(workload.into()),
+        _ => Error::Call(s),
+    }
+}
+
 /// Releases a workload's anomaly-remediation hold or halt, through the API (the running
 /// controller) or on a local SQLite store (a stopped one: it reads the release at its start).
 /// Returns one line saying what was released.
@@ -153,10 +211,7 @@ pub fn release(t: &Target, workload: &str) -> Result<String, Error> {
                         name: workload.into(),
                     })
                     .await
-                    .map_err(|s| match s.code() {
-                        tonic::Code::NotFound => Error::UnknownWorkload(workload.into()),
-                        _ => Error::Call(s),
-                    })?
+                    .map_err(|s| not_found_is_unknown(s, workload))?
                     .into_inner();
                 Ok(r.released.then_some(r.was))
             }

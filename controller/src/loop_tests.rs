@@ -171,7 +171,7 @@ async fn a_leak_under_isolate_never_grows_the_allocation_past_the_hold() {
     let (values, from) = leak();
     let cfg = config("remediation = { policy = \"isolate\" }\n", "");
     let r = run(&cfg, values).await;
-    let log = r.store.audit_log("web").await.unwrap();
+    let log = r.store.audit_log("web", u32::MAX).await.unwrap();
     let first = log
         .iter()
         .find(|e| e.action == "isolate" && e.ts >= START + 300 * from as i64)
@@ -242,7 +242,7 @@ async fn under_alert_only_a_memory_leak_is_capped_and_a_cpu_climb_is_followed() 
         ),
     ] {
         let r = run(&config(extra, ""), values.clone()).await;
-        let log = r.store.audit_log("web").await.unwrap();
+        let log = r.store.audit_log("web", u32::MAX).await.unwrap();
         let first = log
             .iter()
             .find(|e| e.action == "alert" && e.detail.contains(": leak anomaly"))
@@ -298,7 +298,7 @@ async fn a_released_hold_is_no_longer_held() {
     );
     assert_eq!(other.release("web").await.unwrap(), None, "released twice");
     assert!(other.release("nope").await.is_err());
-    let log = store.audit_log("web").await.unwrap();
+    let log = store.audit_log("web", u32::MAX).await.unwrap();
     assert!(
         log.iter()
             .any(|e| e.action == "release" && e.detail.contains("was held at")),
@@ -344,7 +344,7 @@ async fn terminate_in_dry_run_and_alert_only_change_nothing_but_are_audited() {
         burst(),
     )
     .await;
-    let alert_log = alert.store.audit_log("web").await.unwrap();
+    let alert_log = alert.store.audit_log("web", u32::MAX).await.unwrap();
     assert!(
         alert_log.iter().any(|e| e.action == "alert"),
         "{alert_log:?}"
@@ -353,7 +353,7 @@ async fn terminate_in_dry_run_and_alert_only_change_nothing_but_are_audited() {
         alert_log.iter().all(|e| e.action == "alert"),
         "alert-only does nothing else: {alert_log:?}"
     );
-    let dry_log = dry.store.audit_log("web").await.unwrap();
+    let dry_log = dry.store.audit_log("web", u32::MAX).await.unwrap();
     assert!(
         dry_log
             .iter()
@@ -396,7 +396,7 @@ async fn terminate_for_real_terminates_the_group_and_halts_the_workload() {
         burst(),
     )
     .await;
-    let log = r.store.audit_log("web").await.unwrap();
+    let log = r.store.audit_log("web", u32::MAX).await.unwrap();
     let t = log
         .iter()
         .find(|e| e.action == "terminate")
@@ -1443,7 +1443,7 @@ async fn steps_missed_while_down_keep_the_detectors_daily_phase() {
         "the outages cover {missed} steps, more than two days"
     );
     let alerts: Vec<i64> = store
-        .audit_log("web")
+        .audit_log("web", u32::MAX)
         .await
         .unwrap()
         .iter()
@@ -1723,7 +1723,7 @@ async fn cpu_and_a_watched_network_surging_together_are_malware_like() {
     }
     for (network, joint) in [(surging, true), (quiet, false)] {
         let r = run_watching(&cfg, cpu.clone(), vec![("network", network.clone())]).await;
-        let log = r.store.audit_log("web").await.unwrap();
+        let log = r.store.audit_log("web", u32::MAX).await.unwrap();
         let alerted = log
             .iter()
             .find(|e| e.ts > START + 300 * 600)

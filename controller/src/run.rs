@@ -3034,7 +3034,7 @@ mod anomaly_tests {
             let r = ctl.tick().await.unwrap();
             assert!(r.errors.is_empty(), "{:?}", r.errors);
         }
-        let log = store.audit_log("web").await.unwrap();
+        let log = store.audit_log("web", u32::MAX).await.unwrap();
         let burst_from = start + 300 * (n as i64 - 2);
         assert!(
             log.iter()

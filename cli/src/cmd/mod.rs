@@ -1,5 +1,6 @@
 //! One module per subcommand. Each exposes `Args` (or `Command`) and `run`.
 
+pub(crate) mod audit;
 pub(crate) mod bench_allocate;
 pub(crate) mod bench_anomaly;
 pub(crate) mod bench_forecast;

@@ -301,7 +301,23 @@ pub async fn run(s: &dyn Store) {
     };
     s.audit(&e).await.unwrap();
     s.audit(&e).await.unwrap();
-    assert_eq!(s.audit_log("web").await.unwrap(), vec![e]);
+    assert_eq!(s.audit_log("web", u32::MAX).await.unwrap(), vec![e.clone()]);
+    // The newest `limit` events, oldest first (two events in one tick ordered by action).
+    let later: Vec<AuditEvent> = [(8, "isolate"), (9, "alert"), (9, "release")]
+        .into_iter()
+        .map(|(ts, action)| AuditEvent {
+            ts,
+            workload: "web".into(),
+            action: action.into(),
+            detail: "d".into(),
+        })
+        .collect();
+    for l in &later {
+        s.audit(l).await.unwrap();
+    }
+    assert_eq!(s.audit_log("web", 2).await.unwrap(), later[1..].to_vec());
+    assert_eq!(s.audit_log("web", 4).await.unwrap()[0], e);
+    assert!(s.audit_log("api", 4).await.unwrap().is_empty());
 
     // leases: one holder at a time, renewable, taken over after expiry
     assert!(s.acquire_lease("web", "a", 100, 30).await.unwrap());
@@ -396,7 +412,7 @@ pub async fn run(s: &dyn Store) {
         s.pending_intents("old").await.unwrap(),
         vec![intent("old-pending", 10, "pending")]
     );
-    assert_eq!(s.audit_log("old").await.unwrap(), vec![e]);
+    assert_eq!(s.audit_log("old", u32::MAX).await.unwrap(), vec![e]);
     assert_eq!(s.samples("young", 0).await.unwrap().len(), 1);
     assert_eq!(s.prune("old", 25).await.unwrap(), 0);
 

@@ -224,8 +224,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn clones(&self) -> Result<Vec<CloneRecord>>;
     /// Appends to the audit log.
     async fn audit(&self, e: &AuditEvent) -> Result<()>;
-    /// The audit log of a workload, oldest first.
-    async fn audit_log(&self, workload: &str) -> Result<Vec<AuditEvent>>;
+    /// The newest `limit` events of a workload's audit log, oldest first.
+    async fn audit_log(&self, workload: &str, limit: u32) -> Result<Vec<AuditEvent>>;
     /// Saves one piece of a workload's loop state (JSON) under `kind` (`shadow`, `remediation`,
     /// `refit`); a later write replaces it.
     async fn put_loop_state(

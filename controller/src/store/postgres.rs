@@ -590,12 +590,15 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn audit_log(&self, workload: &str) -> Result<Vec<AuditEvent>> {
+    async fn audit_log(&self, workload: &str, limit: u32) -> Result<Vec<AuditEvent>> {
         let rows = self
             .client
             .query(
-                "SELECT ts, workload, action, detail FROM audit WHERE workload = $1 ORDER BY ts, action",
-                &[&workload],
+                "SELECT ts, workload, action, detail FROM (
+                   SELECT ts, workload, action, detail FROM audit WHERE workload = $1
+                   ORDER BY ts DESC, action DESC LIMIT $2) newest
+                 ORDER BY ts, action",
+                &[&workload, &i64::from(limit)],
             )
             .await
             .map_err(query_err("audit_log"))?;

@@ -551,13 +551,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn audit_log(&self, workload: &str) -> Result<Vec<AuditEvent>> {
+    async fn audit_log(&self, workload: &str, limit: u32) -> Result<Vec<AuditEvent>> {
         let c = self.lock();
         let mut st = c
-            .prepare_cached("SELECT ts, workload, action, detail FROM audit WHERE workload = ?1 ORDER BY ts, action")
+            .prepare_cached(
+                "SELECT ts, workload, action, detail FROM (
+                   SELECT ts, workload, action, detail FROM audit WHERE workload = ?1
+                   ORDER BY ts DESC, action DESC LIMIT ?2)
+                 ORDER BY ts, action",
+            )
             .map_err(query_err("audit_log"))?;
         let rows = st
-            .query_map([workload], |r| {
+            .query_map(params![workload, i64::from(limit)], |r| {
                 Ok(AuditEvent {
                     ts: r.get(0)?,
                     workload: r.get(1)?,
