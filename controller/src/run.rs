@@ -1604,7 +1604,7 @@ impl Controller {
         self.metrics.set(metrics::COVERAGE, name, cov);
         self.metrics
             .set(metrics::FALLBACK, name, if st.fallback { 1.0 } else { 0.0 });
-        let forecast = st.allocator.forecast();
+        let forecast = st.allocator.forecast().cloned();
         let (p50, upper) = st
             .pending
             .back()
@@ -1681,20 +1681,17 @@ impl Controller {
             _ => None,
         };
         let (mut capacity, mut why) = match (&refit_plan, &cold_plan, &st.last_plan) {
-            (Some(plan), _, _) => (
-                plan.capacity,
-                format!("{}{refit_why}", plan.explanation.reason),
-            ),
+            (Some(plan), _, _) => (plan.capacity, format!("{}{refit_why}", plan.explanation)),
             (None, Some(plan), _) => (
                 plan.capacity,
                 format!(
                     "{}; planned on the cold-start prior{cold_note}{refit_why}",
-                    plan.explanation.reason
+                    plan.explanation
                 ),
             ),
             (None, None, Some(plan)) => (
                 plan.capacity,
-                format!("{}{refit_note}{refit_why}", plan.explanation.reason),
+                format!("{}{refit_note}{refit_why}", plan.explanation),
             ),
             (None, None, None) => (usage, "no plan yet: capacity follows usage".to_string()),
         };

@@ -308,13 +308,108 @@ pub struct Explanation {
     pub clamped: bool,
     /// The forecasting model.
     pub model: String,
+    /// What changed and why, written out by [`Self::reason`] (`reason` in JSON) only when
+    /// asked for: the loop plans every step it replays, and reads the sentence of the last.
+    #[serde(rename = "reason", serialize_with = "serialize_display")]
+    why: Why,
+}
+
+impl Explanation {
     /// One sentence saying what changed and why.
-    pub reason: String,
+    pub fn reason(&self) -> String {
+        self.why.to_string()
+    }
 }
 
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)
+        self.why.fmt(f)
+    }
+}
+
+fn serialize_display<S: serde::Serializer>(
+    v: &impl fmt::Display,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// The numbers behind a plan's sentence.
+#[derive(Debug, Clone, PartialEq)]
+enum Why {
+    /// Usage beat the prediction by more than the deviation threshold.
+    Deviation {
+        usage: f64,
+        predicted: f64,
+        threshold: f64,
+        from: f64,
+        to: f64,
+    },
+    /// The forecast plus the margin exceeds the capacity.
+    Up {
+        level: f64,
+        forecast: f64,
+        margin: f64,
+        lead: usize,
+        from: f64,
+        to: f64,
+    },
+    /// The desire stayed below the capacity for the stabilisation window.
+    Down { from: f64, to: f64 },
+    /// A lower desire held back by the stabilisation window or the churn penalty.
+    HeldBack { target: f64, current: f64 },
+    /// The forecast plus the margin fits the capacity.
+    Hold {
+        level: f64,
+        forecast: f64,
+        margin: f64,
+        current: f64,
+    },
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Why::Deviation {
+                usage,
+                predicted,
+                threshold,
+                from,
+                to,
+            } => write!(
+                f,
+                "usage {usage:.4} exceeded the prediction {predicted:.4} by more than {:.0} %: scale up at once from {from:.4} to {to:.4}",
+                threshold * 100.0
+            ),
+            Why::Up {
+                level,
+                forecast,
+                margin,
+                lead,
+                from,
+                to,
+            } => write!(
+                f,
+                "q{level} forecast {forecast:.4} + margin {margin:.4} in {lead} steps exceeds {from:.4}: scale up to {to:.4}"
+            ),
+            Why::Down { from, to } => write!(
+                f,
+                "desired capacity stayed below {from:.4} for the stabilisation window: scale down to {to:.4}"
+            ),
+            Why::HeldBack { target, current } => write!(
+                f,
+                "desired {target:.4} is below {current:.4}, held by the stabilisation window or churn penalty"
+            ),
+            Why::Hold {
+                level,
+                forecast,
+                margin,
+                current,
+            } => write!(
+                f,
+                "q{level} forecast {forecast:.4} + margin {margin:.4} fits {current:.4}: hold"
+            ),
+        }
     }
 }
 
@@ -422,26 +517,33 @@ pub fn plan(
         Action::Hold
     };
     let level = forecast.levels[qi];
-    let reason = match action {
-        Action::ScaleUp if deviation => format!(
-            "usage {:.4} exceeded the prediction {:.4} by more than {:.0} %: scale up at once from {:.4} to {:.4}",
-            snapshot.latest_usage,
-            snapshot.predicted_latest.unwrap_or(f64::NAN),
-            p.deviation_threshold * 100.0,
+    let why = match action {
+        Action::ScaleUp if deviation => Why::Deviation {
+            usage: snapshot.latest_usage,
+            predicted: snapshot.predicted_latest.unwrap_or(f64::NAN),
+            threshold: p.deviation_threshold,
+            from: current,
+            to: bounded,
+        },
+        Action::ScaleUp => Why::Up {
+            level,
+            forecast: quantile_value,
+            margin,
+            lead: p.lead,
+            from: current,
+            to: bounded,
+        },
+        Action::ScaleDown => Why::Down {
+            from: current,
+            to: bounded,
+        },
+        _ if held_back => Why::HeldBack { target, current },
+        _ => Why::Hold {
+            level,
+            forecast: quantile_value,
+            margin,
             current,
-            bounded
-        ),
-        Action::ScaleUp => format!(
-            "q{level} forecast {quantile_value:.4} + margin {margin:.4} in {} steps exceeds {current:.4}: scale up to {bounded:.4}",
-            p.lead
-        ),
-        Action::ScaleDown => format!(
-            "desired capacity stayed below {current:.4} for the stabilisation window: scale down to {bounded:.4}"
-        ),
-        _ if held_back => format!(
-            "desired {target:.4} is below {current:.4}, held by the stabilisation window or churn penalty"
-        ),
-        _ => format!("q{level} forecast {quantile_value:.4} + margin {margin:.4} fits {current:.4}: hold"),
+        },
     };
     Ok(Plan {
         capacity: bounded,
@@ -459,7 +561,7 @@ pub fn plan(
             held_back,
             clamped,
             model: forecast.model.clone(),
-            reason,
+            why,
         },
     })
 }
@@ -535,6 +637,8 @@ pub struct Allocator {
     recent_desired: VecDeque<f64>,
     /// Predictions at the confidence level for upcoming steps: (target index, value).
     predicted: VecDeque<(u64, f64)>,
+    /// The forecast made at the latest step (the plan's), kept for [`Self::forecast`].
+    latest: Option<QuantileForecast>,
 }
 
 impl Allocator {
@@ -556,6 +660,7 @@ impl Allocator {
             day: settings.day.max(1),
             recent_desired: VecDeque::new(),
             predicted: VecDeque::new(),
+            latest: None,
         }
     }
 
@@ -564,8 +669,14 @@ impl Allocator {
         &self.policy
     }
 
-    /// The current forecast for steps `1..=lead` after the latest observation.
-    pub fn forecast(&self) -> Option<QuantileForecast> {
+    /// The current forecast for steps `1..=lead` after the latest observation (`None` before
+    /// the first): the one the latest [`Self::step`] planned on.
+    pub fn forecast(&self) -> Option<&QuantileForecast> {
+        self.latest.as_ref()
+    }
+
+    /// Forecasts steps `1..=lead` after the latest observation.
+    fn make_forecast(&self) -> Option<QuantileForecast> {
         let lead = self.policy.params().lead;
         let mut values = Vec::with_capacity(lead);
         let mut model = Predictor::Last;
@@ -606,7 +717,7 @@ impl Allocator {
         }
         let p = self.policy.params().clone();
         let forecast = self
-            .forecast()
+            .make_forecast()
             .expect("a forecast exists after one observation");
         let snapshot = Snapshot {
             current: self.current.unwrap_or(usage),
@@ -626,6 +737,7 @@ impl Allocator {
             self.recent_desired.pop_front();
         }
         self.current = Some(plan.capacity);
+        self.latest = Some(forecast);
         plan
     }
 }
@@ -720,7 +832,16 @@ mod tests {
             );
             assert_eq!(plan.action, action, "{name}");
             assert_eq!(plan.explanation.quantile, 0.9, "{name}");
-            assert!(!plan.explanation.reason.is_empty());
+            let reason = plan.explanation.reason();
+            let says = match action {
+                Action::ScaleUp => reason.ends_with("scale up to 12.0000"),
+                Action::ScaleDown => reason.contains(": scale down to "),
+                Action::Hold => reason.contains("held by") || reason.ends_with(": hold"),
+            };
+            assert!(says, "{name}: {reason}");
+            // The JSON form carries the sentence as `reason`.
+            let json = serde_json::to_value(&plan.explanation).unwrap();
+            assert_eq!(json["reason"], reason.as_str(), "{name}");
         }
     }
 
