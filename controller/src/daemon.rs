@@ -203,44 +203,15 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
         clock,
         &replica,
     ));
-    for w in &cfg.workloads {
-        if let Err(e) = crate::adapters::check_workload(w, &daemon_cfg.clouds) {
-            tracing::error!(workload = %w.name(), error = %chain(&e), "workload not started");
-            continue;
-        }
-        if let Some((_, why)) = failed.iter().find(|(n, _)| n == w.name()) {
-            tracing::error!(workload = %w.name(), error = %why, "workload not started");
-            continue;
-        }
-        if let Err(e) = ctl.upsert(w.clone()).await {
-            // A workload that cannot be set up is reported; the others still run.
-            tracing::error!(workload = %w.name(), error = %chain(&e), "workload not started");
-            continue;
-        }
-        if let (true, Some(cloud)) = (w.params.cloud != "sim", clouds.get(&w.params.cloud)) {
-            let at = crate::adapters::endpoint_for(
-                &w.params.cloud,
-                &w.params.region,
-                &daemon_cfg.clouds,
-            );
-            match crate::adapters::probe(
-                w,
-                cloud,
-                at.as_deref(),
-                std::time::Duration::from_secs(20),
-            )
-            .await
-            {
-                Ok(()) => {
-                    tracing::info!(workload = %w.name(), cloud = %w.params.cloud, group = %w.params.group, "cloud reachable")
-                }
-                // Kept registered: the loop retries every tick and reports each failure.
-                Err(why) => {
-                    tracing::error!(workload = %w.name(), error = %why, "cloud check failed")
-                }
-            }
-        }
-    }
+    start_workloads(
+        &ctl,
+        &cfg.workloads,
+        &daemon_cfg.clouds,
+        &clouds,
+        &failed,
+        cfg.concurrency,
+    )
+    .await;
     for p in ctl.recover().await.map_err(|e| Error::Loop(Box::new(e)))? {
         tracing::warn!(problem = %p, "recovery");
     }
@@ -298,8 +269,140 @@ pub async fn run(opts: RunOptions) -> Result<(), Error> {
     Ok(())
 }
 
+/// Registers the configured workloads, up to `concurrency` at once, each in its own task: their
+/// models are rebuilt from the stored history on every core, and a cloud that does not answer
+/// costs one check timeout per `concurrency` workloads, not one per workload. A workload that
+/// cannot be set up (its cloud not built or not configured, its registration failed) is
+/// reported and not started; the others still run. A workload on a cloud adapter is checked
+/// against its cloud (its group described) and stays registered when that fails: the loop
+/// retries every tick and reports each failure.
+async fn start_workloads(
+    ctl: &Arc<Controller>,
+    workloads: &[crate::config::ValidWorkload],
+    sections: &crate::adapters::CloudSections,
+    clouds: &BTreeMap<String, DynProvider>,
+    failed: &[(String, String)],
+    concurrency: usize,
+) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for w in workloads {
+        if let Err(e) = crate::adapters::check_workload(w, sections) {
+            tracing::error!(workload = %w.name(), error = %chain(&e), "workload not started");
+            continue;
+        }
+        if let Some((_, why)) = failed.iter().find(|(n, _)| n == w.name()) {
+            tracing::error!(workload = %w.name(), error = %why, "workload not started");
+            continue;
+        }
+        let (ctl, w, sem) = (ctl.clone(), w.clone(), sem.clone());
+        let cloud = clouds
+            .get(&w.params.cloud)
+            .filter(|_| w.params.cloud != "sim")
+            .cloned();
+        let at = crate::adapters::endpoint_for(&w.params.cloud, &w.params.region, sections);
+        set.spawn(async move {
+            let Ok(_permit) = sem.acquire_owned().await else {
+                return;
+            };
+            if let Err(e) = ctl.upsert(w.clone()).await {
+                // A workload that cannot be set up is reported; the others still run.
+                tracing::error!(workload = %w.name(), error = %chain(&e), "workload not started");
+                return;
+            }
+            let Some(cloud) = cloud else {
+                return;
+            };
+            let timeout = std::time::Duration::from_secs(20);
+            match crate::adapters::probe(&w, &cloud, at.as_deref(), timeout).await {
+                Ok(()) => {
+                    tracing::info!(workload = %w.name(), cloud = %w.params.cloud, group = %w.params.group, "cloud reachable")
+                }
+                // Kept registered: the loop retries every tick and reports each failure.
+                Err(why) => {
+                    tracing::error!(workload = %w.name(), error = %why, "cloud check failed")
+                }
+            }
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "a workload's start-up task failed");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use predictive_clouds::clock::Sleep;
+    use predictive_clouds::fake::FakeCloud;
+    use predictive_clouds::{DynProvider, Operation};
+
+    use crate::clock::{Clock, VirtualClock};
+    use crate::config::ConfigParams;
+    use crate::run::Controller;
+    use crate::store::{sqlite::SqliteStore, Store};
+
+    /// A cloud's answer that comes only once `n` calls wait for it together.
+    #[derive(Debug)]
+    struct Together(Arc<tokio::sync::Barrier>);
+
+    impl Sleep for Together {
+        fn sleep(&self, _: Duration) -> predictive_clouds::clock::BoxFuture<'static, ()> {
+            let b = self.0.clone();
+            Box::pin(async move {
+                b.wait().await;
+            })
+        }
+    }
+
+    /// Four workloads on a cloud whose group descriptions answer only when all four are asked
+    /// at once: the start-up finishes only if it checks the workloads side by side (one at a
+    /// time, it would wait for the first answer for good).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workloads_should_start_side_by_side() {
+        let mut text = String::from("owner = \"d\"\nconcurrency = 4\n");
+        for i in 0..4 {
+            text.push_str(&format!(
+                "[[workloads]]\nname = \"w{i}\"\ncloud = \"fake\"\ngroup = \"g{i}\"\ninstance_type = \"m6i.large\"\ncapacity_per_instance = 1\nmax = 4\nmetrics = {{ kind = \"push\" }}\n"
+            ));
+        }
+        let params: ConfigParams = toml::from_str(&text).unwrap();
+        let cfg = params.check("<t>", std::path::Path::new(".")).unwrap();
+        let fake =
+            FakeCloud::new().with_sleep(Arc::new(Together(Arc::new(tokio::sync::Barrier::new(4)))));
+        for i in 0..4 {
+            fake.create_group(&format!("g{i}"), "m6i.large", 0, 4);
+        }
+        fake.set_latency(Operation::DescribeGroup, Duration::from_secs(1));
+        let fake = Arc::new(fake);
+        let clouds: BTreeMap<String, DynProvider> =
+            BTreeMap::from([("fake".to_string(), fake.clone() as DynProvider)]);
+        let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new(1_700_000_000));
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let ctl = Arc::new(Controller::new(&cfg, store, clouds.clone(), clock, "d"));
+        let sections = Default::default();
+        let started = super::start_workloads(
+            &ctl,
+            &cfg.workloads,
+            &sections,
+            &clouds,
+            &[],
+            cfg.concurrency,
+        );
+        tokio::time::timeout(Duration::from_secs(120), started)
+            .await
+            .expect("the workloads' checks waited for each other");
+        assert_eq!(fake.calls_of(Operation::DescribeGroup).len(), 4);
+        for i in 0..4 {
+            assert!(ctl.store().has_workload(&format!("w{i}")).await.unwrap());
+        }
+    }
+
     #[test]
     fn env_references_expand() {
         std::env::set_var("PREDICTIVE_TEST_PW", "s3cret");
