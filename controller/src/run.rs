@@ -1255,7 +1255,8 @@ impl Controller {
         if let Some(c) = st.refit.as_ref() {
             st.refit_track.observe(c, ts, usage, w.params.quantile, day);
         }
-        st.last_plan = Some(st.allocator.step(usage));
+        let (plan, forecast) = st.allocator.step_with_forecast(usage);
+        st.last_plan = Some(plan);
         // Steps with no observation (the source failed, the controller was down): the
         // detector's same-phase references stay on the clock. A sample a restored detector
         // already learnt is not learnt again.
@@ -1263,22 +1264,20 @@ impl Controller {
             st.detector.skip(st.clock.missing_before(ts));
             st.verdict = Some(st.detector.observe(usage));
         }
-        if let Some(f) = st.allocator.forecast() {
-            let qi = ALLOCATOR_LEVELS
-                .iter()
-                .position(|&l| l >= w.params.quantile - 1e-12)
-                .unwrap_or(ALLOCATOR_LEVELS.len() - 1);
-            let mi = ALLOCATOR_LEVELS
-                .iter()
-                .position(|&l| (l - 0.5).abs() < 1e-12)
-                .unwrap_or(0);
-            if let Some(row) = f.values.last() {
-                st.pending.push_back((
-                    ts + f.values.len() as i64 * self.interval,
-                    row[mi],
-                    row[qi],
-                ));
-            }
+        let qi = ALLOCATOR_LEVELS
+            .iter()
+            .position(|&l| l >= w.params.quantile - 1e-12)
+            .unwrap_or(ALLOCATOR_LEVELS.len() - 1);
+        let mi = ALLOCATOR_LEVELS
+            .iter()
+            .position(|&l| (l - 0.5).abs() < 1e-12)
+            .unwrap_or(0);
+        if let Some(row) = forecast.values.last() {
+            st.pending.push_back((
+                ts + forecast.values.len() as i64 * self.interval,
+                row[mi],
+                row[qi],
+            ));
         }
         // The accuracy objective is judged once a few hours of feedback exist.
         let enough = st.hits.len() >= (day / 8).max(6);
@@ -1604,7 +1603,6 @@ impl Controller {
         self.metrics.set(metrics::COVERAGE, name, cov);
         self.metrics
             .set(metrics::FALLBACK, name, if st.fallback { 1.0 } else { 0.0 });
-        let forecast = st.allocator.forecast().cloned();
         let (p50, upper) = st
             .pending
             .back()
@@ -1627,12 +1625,13 @@ impl Controller {
         let (p50, upper, model) = match (refitted, &cold) {
             (Some((c, (rp50, rup))), _) => (rp50, st.refit_track.upper(rp50, rup), c.model.clone()),
             (None, Some(c)) => (c.p50, c.upper, c.forecast.model.clone()),
+            // The online forecaster's model, which made the latest plan's forecast.
             (None, None) => (
                 p50,
                 upper,
-                forecast
+                st.last_plan
                     .as_ref()
-                    .map(|f| f.model.clone())
+                    .map(|p| p.explanation.model.clone())
                     .unwrap_or_default(),
             ),
         };

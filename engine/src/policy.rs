@@ -637,8 +637,6 @@ pub struct Allocator {
     recent_desired: VecDeque<f64>,
     /// Predictions at the confidence level for upcoming steps: (target index, value).
     predicted: VecDeque<(u64, f64)>,
-    /// The forecast made at the latest step (the plan's), kept for [`Self::forecast`].
-    latest: Option<QuantileForecast>,
 }
 
 impl Allocator {
@@ -660,7 +658,6 @@ impl Allocator {
             day: settings.day.max(1),
             recent_desired: VecDeque::new(),
             predicted: VecDeque::new(),
-            latest: None,
         }
     }
 
@@ -670,13 +667,8 @@ impl Allocator {
     }
 
     /// The current forecast for steps `1..=lead` after the latest observation (`None` before
-    /// the first): the one the latest [`Self::step`] planned on.
-    pub fn forecast(&self) -> Option<&QuantileForecast> {
-        self.latest.as_ref()
-    }
-
-    /// Forecasts steps `1..=lead` after the latest observation.
-    fn make_forecast(&self) -> Option<QuantileForecast> {
+    /// the first). [`Self::step_with_forecast`] hands over the one its plan was made on.
+    pub fn forecast(&self) -> Option<QuantileForecast> {
         let lead = self.policy.params().lead;
         let mut values = Vec::with_capacity(lead);
         let mut model = Predictor::Last;
@@ -694,6 +686,12 @@ impl Allocator {
 
     /// Observes the usage of the next step and plans the capacity for `lead` steps later.
     pub fn step(&mut self, usage: f64) -> Plan {
+        self.step_with_forecast(usage).0
+    }
+
+    /// [`Self::step`], with the forecast the plan was made on (what [`Self::forecast`] would
+    /// compute again).
+    pub fn step_with_forecast(&mut self, usage: f64) -> (Plan, QuantileForecast) {
         let t = self.forecaster.seen();
         let mut predicted_latest = None;
         while let Some(&(target, v)) = self.predicted.front() {
@@ -717,7 +715,7 @@ impl Allocator {
         }
         let p = self.policy.params().clone();
         let forecast = self
-            .make_forecast()
+            .forecast()
             .expect("a forecast exists after one observation");
         let snapshot = Snapshot {
             current: self.current.unwrap_or(usage),
@@ -737,8 +735,7 @@ impl Allocator {
             self.recent_desired.pop_front();
         }
         self.current = Some(plan.capacity);
-        self.latest = Some(forecast);
-        plan
+        (plan, forecast)
     }
 }
 

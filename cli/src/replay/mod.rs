@@ -1184,9 +1184,8 @@ async fn observe_and_decide(
     let current = lane.active.len();
     match &mut lane.driver {
         Driver::Predictive(alloc) => {
-            let plan = alloc.step(u);
-            let mut peak = None;
-            if let Some(f) = alloc.forecast() {
+            let (plan, f) = alloc.step_with_forecast(u);
+            let peak = {
                 let row = &f.values[f.steps() - 1];
                 let qi = f
                     .levels
@@ -1194,8 +1193,8 @@ async fn observe_and_decide(
                     .position(|&l| l >= plan.explanation.quantile - 1e-12)
                     .unwrap_or(row.len() - 1);
                 lane.band.push_back((s + lead, row[0], row[qi]));
-                peak = Some((f.levels.clone(), row.clone()));
-            }
+                Some((f.levels.clone(), row.clone()))
+            };
             let want = units_for(w, plan.capacity).unwrap_or(current);
             Ok((want as u32, peak))
         }

@@ -239,27 +239,25 @@ pub fn simulate_with_progress(
         prev_active = active;
 
         // Decide.
-        let plan = allocator.step(u);
-        if let Some(f) = allocator.forecast() {
-            let row = &f.values[f.steps() - 1];
-            let qi = f
-                .levels
-                .iter()
-                .position(|&l| l >= plan.explanation.quantile - 1e-12)
-                .unwrap_or(row.len() - 1);
-            band.push_back((now + lead as u64, row[0], row[qi]));
-            // Ahead of a predicted peak: keep ready units for the top quantile above the plan.
-            if let Some(pool) = pool.as_mut() {
-                let peak = units_for(row[row.len() - 1]);
-                let want = peak.saturating_sub(units_for(plan.capacity));
-                if want > 0 {
-                    pool.refresh(want, now);
-                    if pool.len() < want {
-                        let added = pool.admit(want - pool.len(), now);
-                        // Provisioned ahead: each boots (running) before it is stopped.
-                        running_unit_steps += (added * p.boot_delay) as u64;
-                        cold += added as u64;
-                    }
+        let (plan, f) = allocator.step_with_forecast(u);
+        let row = &f.values[f.steps() - 1];
+        let qi = f
+            .levels
+            .iter()
+            .position(|&l| l >= plan.explanation.quantile - 1e-12)
+            .unwrap_or(row.len() - 1);
+        band.push_back((now + lead as u64, row[0], row[qi]));
+        // Ahead of a predicted peak: keep ready units for the top quantile above the plan.
+        if let Some(pool) = pool.as_mut() {
+            let peak = units_for(row[row.len() - 1]);
+            let want = peak.saturating_sub(units_for(plan.capacity));
+            if want > 0 {
+                pool.refresh(want, now);
+                if pool.len() < want {
+                    let added = pool.admit(want - pool.len(), now);
+                    // Provisioned ahead: each boots (running) before it is stopped.
+                    running_unit_steps += (added * p.boot_delay) as u64;
+                    cold += added as u64;
                 }
             }
         }
