@@ -1470,11 +1470,16 @@ async fn steps_missed_while_down_keep_the_detectors_daily_phase() {
 /// A source that still holds a recorded series from its start on, as Prometheus does: the
 /// ticks it was never asked for come back through `history`. While `down`, it answers nothing.
 #[derive(Debug)]
-struct Recorded(Replay, std::sync::atomic::AtomicBool);
+/// A recorded series that keeps history; `.1` fails every call, `.2` its history only.
+struct Recorded(
+    Replay,
+    std::sync::atomic::AtomicBool,
+    std::sync::atomic::AtomicBool,
+);
 
 impl Recorded {
     fn new(replay: Replay) -> Self {
-        Self(replay, Default::default())
+        Self(replay, Default::default(), Default::default())
     }
 
     fn down(&self) -> crate::source::Result<()> {
@@ -1505,6 +1510,11 @@ impl crate::source::MetricsSource for Recorded {
         step: i64,
     ) -> crate::source::Result<Vec<(i64, f64)>> {
         self.down()?;
+        if self.2.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(crate::source::Error::TimedOut(
+                std::time::Duration::from_secs(2),
+            ));
+        }
         Ok((from..=to)
             .step_by(step as usize)
             .filter(|&t| t >= self.0.start())
@@ -1591,6 +1601,68 @@ async fn history_the_loop_did_not_observe_is_filled_from_a_source_that_keeps_it(
         stored().await,
         expect(0, now + 1),
         "the failed hour is filled in"
+    );
+}
+
+/// A source that answers the tick but not with the history of the ticks before it: the tick
+/// fails, so the next one asks again and the history has no gap; after three such ticks in a
+/// row the loop carries on without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_that_fails_while_the_tick_answers_is_asked_again() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cfg = config("", "");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let recorded = Arc::new(Recorded::new(Replay::from_values(
+        START,
+        300,
+        square(4 * 288),
+    )));
+    let (ctl, clock, cloud, _) = on_sim(&cfg, store.clone(), START + 86_400);
+    ctl.upsert_with_source(cfg.workloads[0].clone(), recorded.clone(), cloud)
+        .await
+        .unwrap();
+    let ticks = || async {
+        let s = store.samples("web", 0).await.unwrap();
+        s.iter().map(|s| (s.ts - START) / 300).collect::<Vec<_>>()
+    };
+    let tick = || async {
+        let r = ctl.tick().await.unwrap();
+        r.errors.into_iter().map(|(_, e)| e).collect::<Vec<_>>()
+    };
+    // At registration the history fails twice, then answers: no gap.
+    recorded.2.store(true, Relaxed);
+    for _ in 0..2 {
+        let errors = tick().await;
+        assert!(
+            errors.len() == 1 && errors[0].contains("history of the ticks not observed"),
+            "{errors:?}"
+        );
+        clock.advance(300);
+    }
+    recorded.2.store(false, Relaxed);
+    assert!(tick().await.is_empty());
+    let now = (clock.now() - START) / 300;
+    assert_eq!(ticks().await, (0..=now).collect::<Vec<_>>());
+    // An hour down, then a history that keeps failing: after three ticks the loop carries on
+    // without it, and the hour stays a gap.
+    recorded.1.store(true, Relaxed);
+    for _ in 0..12 {
+        clock.advance(300);
+        assert_eq!(tick().await.len(), 1);
+    }
+    recorded.1.store(false, Relaxed);
+    recorded.2.store(true, Relaxed);
+    for failing in [true, true, false] {
+        clock.advance(300);
+        assert_eq!(!tick().await.is_empty(), failing);
+    }
+    let stored = ticks().await;
+    let last = (clock.now() - START) / 300;
+    assert_eq!(stored.last(), Some(&last));
+    assert_eq!(
+        stored.len() as i64,
+        now + 1 + 1,
+        "the hour and the two failed ticks are a gap"
     );
 }
 

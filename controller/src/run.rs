@@ -122,6 +122,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// four.
 pub const MODEL_WINDOW: usize = 288;
 
+/// Ticks in a row a workload's tick fails because its source answers but not with the history
+/// the loop did not observe, before the loop carries on without that history.
+const FILL_TRIES: u32 = 3;
+
 /// Tag that names the workload on instances the controller launches.
 pub const WORKLOAD_TAG: &str = "predictive-workload";
 
@@ -138,6 +142,9 @@ struct State {
     recent: VecDeque<f32>,
     fallback: bool,
     last_tick: Option<Timestamp>,
+    /// Ticks in a row that failed because the source's history did not answer (see
+    /// [`Controller::fill_in`]).
+    fill_misses: u32,
     last_plan: Option<Plan>,
     price: Option<f64>,
     /// Online usage anomaly detector (the engine's), fed every observation.
@@ -913,8 +920,8 @@ impl Controller {
     /// up to a week back and up to the tick before `now`: the history the loop did not observe
     /// because the workload was not registered yet, or no replica ran (a restart, a lease taken
     /// over from a replica that stopped). The models, the refit and the anomaly detector then
-    /// learn it as if observed. Returns the samples added, in time order. A source that fails
-    /// is logged and skipped: the workload carries on without them.
+    /// learn it as if observed. Returns the samples added, in time order, or the source's
+    /// error (nothing stored).
     ///
     /// # Errors
     /// A store error.
@@ -923,9 +930,9 @@ impl Controller {
         name: &str,
         source: &dyn MetricsSource,
         now: Timestamp,
-    ) -> Result<Vec<Sample>> {
+    ) -> Result<std::result::Result<Vec<Sample>, crate::source::Error>> {
         if !source.keeps_history() {
-            return Ok(Vec::new());
+            return Ok(Ok(Vec::new()));
         }
         let step = self.interval;
         let last_tick = now - now.rem_euclid(step) - step;
@@ -934,14 +941,11 @@ impl Controller {
         let from = last.map_or(week, |t| t + step).max(week);
         let from = from + (step - from.rem_euclid(step)) % step;
         if from > last_tick {
-            return Ok(Vec::new());
+            return Ok(Ok(Vec::new()));
         }
         let points = match source.history(from, last_tick, step).await {
             Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(workload = %name, error = %chain(&e), "history not filled from the source; the loop carries on without it");
-                return Ok(Vec::new());
-            }
+            Err(e) => return Ok(Err(e)),
         };
         let mut samples: Vec<Sample> = points
             .into_iter()
@@ -954,7 +958,7 @@ impl Controller {
             self.store.put_samples(name, &samples).await?;
             tracing::info!(workload = %name, samples = samples.len(), from = first.ts, to = last.ts, "history filled from the source");
         }
-        Ok(samples)
+        Ok(Ok(samples))
     }
 
     /// Fills in the ticks before `now` that `st` has not observed, of its own metric (it is
@@ -963,20 +967,50 @@ impl Controller {
     /// and feeds them to it: they follow its last tick in time, so the models, the refit and the
     /// detectors carry on as if they had observed them.
     ///
+    /// When the workload's own source answers but not with its history, the tick fails with
+    /// the source's error, so the next one asks again (the tick's own observation would
+    /// otherwise close the gap for good), up to [`FILL_TRIES`] ticks in a row; then it carries
+    /// on without the history. A watched metric's history that fails is logged and skipped.
+    ///
     /// # Errors
-    /// A store error.
+    /// [`Error::MetricsUnavailable`] (the history, to be asked again), or a store error.
     async fn fill_in(&self, w: &Workload, st: &mut State, now: Timestamp) -> Result<()> {
+        let name = w.cfg.name();
         let behind = |last: Option<Timestamp>| last.is_none_or(|t| t < now - self.interval);
         if behind(st.last_tick) {
-            for s in self.backfill(w.cfg.name(), w.source.as_ref(), now).await? {
-                self.learn(st, &w.cfg, s.ts, s.value);
+            match self.backfill(name, w.source.as_ref(), now).await? {
+                Ok(samples) => {
+                    st.fill_misses = 0;
+                    for s in samples {
+                        self.learn(st, &w.cfg, s.ts, s.value);
+                    }
+                }
+                Err(source) => {
+                    self.metrics.add(metrics::SOURCE_ERRORS, name, 1.0);
+                    st.fill_misses += 1;
+                    if st.fill_misses < FILL_TRIES {
+                        return Err(Error::MetricsUnavailable {
+                            workload: name.into(),
+                            source: crate::source::Error::History(Box::new(source)),
+                        });
+                    }
+                    st.fill_misses = 0;
+                    tracing::warn!(workload = %name, error = %chain(&source), tries = FILL_TRIES, "history not filled from the source; the loop carries on without it");
+                }
             }
         }
         for (i, m) in w.watched.iter().enumerate() {
             if behind(st.watch.last_at(i)) {
-                let key = watch::key(w.cfg.name(), &m.resource);
-                for s in self.backfill(&key, m.source.as_ref(), now).await? {
-                    st.watch.observe(i, s.ts, s.value);
+                let key = watch::key(name, &m.resource);
+                match self.backfill(&key, m.source.as_ref(), now).await? {
+                    Ok(samples) => {
+                        for s in samples {
+                            st.watch.observe(i, s.ts, s.value);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(workload = %name, resource = %m.resource, error = %chain(&e), "watched history not filled from the source; the loop carries on without it")
+                    }
                 }
             }
         }
@@ -1189,6 +1223,7 @@ impl Controller {
             desired: VecDeque::new(),
             fallback: false,
             last_tick: None,
+            fill_misses: 0,
             last_plan: None,
             price: w.params.price_per_hour,
             detector: Detector::new(detector.clone()),

@@ -69,6 +69,10 @@ pub enum Error {
     /// Reading pushed samples from the store failed.
     #[error("cannot read pushed samples")]
     StoreFailed(#[source] crate::store::Error),
+    /// The source answered the tick, but not with the history of the ticks the loop did not
+    /// observe: the next tick asks again.
+    #[error("cannot read the history of the ticks not observed (asked again next tick)")]
+    History(#[source] Box<Error>),
 }
 
 /// Result of this module.
