@@ -1722,13 +1722,26 @@ async fn a_watched_metrics_failed_hour_is_filled_in_when_its_source_answers_agai
     let (filled, seen) = ctl.watched("web").await.unwrap();
     assert_eq!(seen, vec![now as usize + 1]);
     let b = replica(&cfg, &store, &clock, &cloud, "b");
-    b.upsert_watching(cfg.workloads[0].clone(), own, watching(&network), cloud)
-        .await
-        .unwrap();
+    b.upsert_watching(
+        cfg.workloads[0].clone(),
+        own,
+        watching(&network),
+        cloud.clone(),
+    )
+    .await
+    .unwrap();
     assert!(
         b.watched("web").await.unwrap().0 == filled,
         "the filled-in watched detector is not the one read from the store"
     );
+    // A replica that never registered the workload deletes its watched samples too.
+    let c = replica(&cfg, &store, &clock, &cloud, "c");
+    assert!(c.remove("web").await.unwrap());
+    assert!(store
+        .samples("watch:network:web", 0)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

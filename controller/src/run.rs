@@ -1175,11 +1175,11 @@ impl Controller {
         let had = removed.is_some();
         self.clones_changed();
         let stored = self.store.delete_workload(name).await?;
-        // Its pushed and watched samples are kept under keys of their own.
-        let others = match &removed {
-            Some(w) => stored_keys(w).split_off(1),
-            None => vec![crate::source::push_key(name)],
-        };
+        // Its pushed and watched samples are kept under keys of their own: every key it can
+        // have, since it may have watched other metrics before, or been registered on another
+        // replica only.
+        let others = std::iter::once(crate::source::push_key(name))
+            .chain(crate::config::WATCHABLE.iter().map(|r| watch::key(name, r)));
         for key in others {
             self.store.delete_workload(&key).await?;
         }
