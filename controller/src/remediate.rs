@@ -266,14 +266,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_release_during_a_tick_wins_over_the_leaders_new_cap() {
+    /// A store where `web` is held at four instances since 10.
+    async fn holding_four() -> (crate::store::sqlite::SqliteStore, &'static str, Held) {
         let store = crate::store::sqlite::SqliteStore::in_memory().unwrap();
-        let (web, four) = ("web", held(4.0, 10));
+        let four = held(4.0, 10);
         store
-            .put_loop_state(web, STATE_KIND, &four.encode(), 10)
+            .put_loop_state("web", STATE_KIND, &four.encode(), 10)
             .await
             .unwrap();
+        (store, "web", four)
+    }
+
+    #[tokio::test]
+    async fn a_release_during_a_tick_wins_over_the_leaders_new_cap() {
+        let (store, web, four) = holding_four().await;
         // The leader read `four`; an operator releases before it writes a lower cap.
         assert!(release(&store, web, 11).await.unwrap().is_some());
         let kept = store_held(&store, web, &four, &held(3.0, 12), 12)
@@ -289,12 +295,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_halt_during_a_release_is_recorded_without_the_released_cap() {
-        let store = crate::store::sqlite::SqliteStore::in_memory().unwrap();
-        let (web, four) = ("web", held(4.0, 10));
-        store
-            .put_loop_state(web, STATE_KIND, &four.encode(), 10)
-            .await
-            .unwrap();
+        let (store, web, four) = holding_four().await;
         // The leader holds `four` and stops the group; an operator released the cap first.
         release(&store, web, 11).await.unwrap();
         let written = store_halt(&store, web, "stopped", 12).await.unwrap();

@@ -1299,10 +1299,7 @@ impl Controller {
             st.detector.skip(st.clock.missing_before(ts));
             st.verdict = Some(st.detector.observe(usage));
         }
-        let qi = ALLOCATOR_LEVELS
-            .iter()
-            .position(|&l| l >= w.params.quantile - 1e-12)
-            .unwrap_or(ALLOCATOR_LEVELS.len() - 1);
+        let qi = forecast.level_index(w.params.quantile);
         let mi = ALLOCATOR_LEVELS
             .iter()
             .position(|&l| (l - 0.5).abs() < 1e-12)

@@ -237,7 +237,7 @@ impl QuantileForecast {
     }
 
     /// Index of the smallest level at or above `q` (the highest level when none is).
-    fn level_index(&self, q: f64) -> usize {
+    pub fn level_index(&self, q: f64) -> usize {
         self.levels
             .iter()
             .position(|&l| l >= q - 1e-12)

@@ -1187,11 +1187,7 @@ async fn observe_and_decide(
             let (plan, f) = alloc.step_with_forecast(u);
             let peak = {
                 let row = &f.values[f.steps() - 1];
-                let qi = f
-                    .levels
-                    .iter()
-                    .position(|&l| l >= plan.explanation.quantile - 1e-12)
-                    .unwrap_or(row.len() - 1);
+                let qi = f.level_index(plan.explanation.quantile);
                 lane.band.push_back((s + lead, row[0], row[qi]));
                 Some((f.levels.clone(), row.clone()))
             };

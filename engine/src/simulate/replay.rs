@@ -241,11 +241,7 @@ pub fn simulate_with_progress(
         // Decide.
         let (plan, f) = allocator.step_with_forecast(u);
         let row = &f.values[f.steps() - 1];
-        let qi = f
-            .levels
-            .iter()
-            .position(|&l| l >= plan.explanation.quantile - 1e-12)
-            .unwrap_or(row.len() - 1);
+        let qi = f.level_index(plan.explanation.quantile);
         band.push_back((now + lead as u64, row[0], row[qi]));
         // Ahead of a predicted peak: keep ready units for the top quantile above the plan.
         if let Some(pool) = pool.as_mut() {
