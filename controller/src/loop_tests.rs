@@ -282,14 +282,22 @@ async fn a_released_hold_is_no_longer_held() {
         .await
         .unwrap();
     let latest = || async { store.decisions(Some("web"), 1).await.unwrap().remove(0) };
+    let gauge = |f| ctl.metrics().get(f, "web");
+    let mut top = 0.0_f64;
     for _ in 0..n + 20 {
         clock.advance(300);
         ctl.tick().await.unwrap();
+        top = top.max(gauge(metrics::ANOMALY_SCORE).unwrap_or(0.0));
     }
     assert!(
         latest().await.explanation.contains("held at"),
         "the burst is isolated and held"
     );
+    // Exported: the burst's score, held, and the score of the latest (ordinary) observation.
+    assert!(top >= predictive_engine::anomaly::ALERT_THRESHOLD, "{top}");
+    assert_eq!(gauge(metrics::HELD), Some(1.0));
+    let score = gauge(metrics::ANOMALY_SCORE).unwrap();
+    assert!((0.0..0.5).contains(&score), "{score}");
     let other = replica(&cfg, &store, &clock, &cloud, "other");
     let was = other.release("web").await.unwrap();
     assert!(
@@ -310,6 +318,7 @@ async fn a_released_hold_is_no_longer_held() {
         let d = latest().await;
         assert!(!d.explanation.contains("held at"), "still held: {d:?}");
     }
+    assert_eq!(gauge(metrics::HELD), Some(0.0));
     assert!(store.samples("web", 0).await.unwrap().len() >= n);
 }
 

@@ -102,6 +102,18 @@ pub const REMEDIATIONS: Family = Family {
     help: "Anomaly remediations decided, by action.",
     kind: "counter",
 };
+/// The latest anomaly score.
+pub const ANOMALY_SCORE: Family = Family {
+    name: "predictive_anomaly_score",
+    help: "Anomaly score of the latest observation, in [0, 1]; at or above 0.5025 it is acted on.",
+    kind: "gauge",
+};
+/// Whether a remediation holds or halts the workload.
+pub const HELD: Family = Family {
+    name: "predictive_remediation_held",
+    help: "1 while an anomaly remediation holds the workload's allocation or halted it (until released).",
+    kind: "gauge",
+};
 /// Hourly cost of shadow instances left running (stopped ones cost storage only).
 pub const SHADOW_COST: Family = Family {
     name: "predictive_shadow_pool_cost_per_hour_dollars",
@@ -151,7 +163,7 @@ pub const TICKS: Family = Family {
     kind: "counter",
 };
 
-const ALL: [Family; 22] = [
+const ALL: [Family; 24] = [
     FORECAST_ERROR,
     COVERAGE,
     SLACK,
@@ -166,6 +178,8 @@ const ALL: [Family; 22] = [
     FALLBACK,
     ANOMALIES,
     REMEDIATIONS,
+    ANOMALY_SCORE,
+    HELD,
     SHADOW_COST,
     SHADOW_PROMOTIONS,
     SHADOW_LAUNCHES,

@@ -1851,6 +1851,11 @@ impl Controller {
             }
             remedy = r.effective_action();
         }
+        self.metrics.set(
+            metrics::ANOMALY_SCORE,
+            name,
+            st.verdict.map_or(0.0, |v| v.score),
+        );
         if let (Some(cap), false) = (st.held.cap, dry) {
             let c = remediate::cap_instances(cap, gmin).min(d.desired.max(gmin));
             if d.desired > c {
@@ -1867,6 +1872,7 @@ impl Controller {
             && st.held.halted.is_none()
         {
             let halted = self.halt(w, &mut st, &group, remedy, now).await?;
+            self.metrics.set(metrics::HELD, name, 1.0);
             out.decisions.push(Decision {
                 workload: name.into(),
                 ts: now,
@@ -1881,6 +1887,11 @@ impl Controller {
             });
             return Ok(out);
         }
+        self.metrics.set(
+            metrics::HELD,
+            name,
+            if st.held.is_free() { 0.0 } else { 1.0 },
+        );
         if let Some(h) = st.held.halted.clone() {
             out.decisions.push(Decision {
                 workload: name.into(),
