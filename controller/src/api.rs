@@ -400,22 +400,18 @@ impl pb::controller_server::Controller for Api {
         req: Request<pb::ListAuditRequest>,
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
         let r = req.get_ref();
-        let store = self.ctl.store();
-        let events = store
-            .audit_log(&r.workload, list_limit(r.limit))
+        let Some(events) = self
+            .ctl
+            .store()
+            .known_audit_log(&r.workload, list_limit(r.limit))
             .await
-            .map_err(|e| internal(&e))?;
-        if events.is_empty()
-            && !store
-                .has_workload(&r.workload)
-                .await
-                .map_err(|e| internal(&e))?
-        {
+            .map_err(|e| internal(&e))?
+        else {
             return Err(Status::not_found(format!(
                 "workload `{}` is not registered",
                 r.workload
             )));
-        }
+        };
         Ok(Response::new(pb::ListAuditResponse {
             events: events
                 .into_iter()

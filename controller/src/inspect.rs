@@ -167,14 +167,10 @@ pub fn audit(t: &Target, workload: &str, limit: u32) -> Result<String, Error> {
                     })
                     .collect::<Vec<_>>())
             }
-            Target::Db(p) => {
-                let s = SqliteStore::open(p)?;
-                let events = s.audit_log(workload, limit).await?;
-                if events.is_empty() && !s.has_workload(workload).await? {
-                    return Err(Error::UnknownWorkload(workload.into()));
-                }
-                Ok(events)
-            }
+            Target::Db(p) => SqliteStore::open(p)?
+                .known_audit_log(workload, limit)
+                .await?
+                .ok_or_else(|| Error::UnknownWorkload(workload.into())),
         }
     })?;
     if events.is_empty() {

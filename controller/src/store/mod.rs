@@ -226,6 +226,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn audit(&self, e: &AuditEvent) -> Result<()>;
     /// The newest `limit` events of a workload's audit log, oldest first.
     async fn audit_log(&self, workload: &str, limit: u32) -> Result<Vec<AuditEvent>>;
+    /// [`Self::audit_log`] of a workload that is registered or has entries in the log; `None`
+    /// when it is neither (an unknown name).
+    async fn known_audit_log(&self, workload: &str, limit: u32) -> Result<Option<Vec<AuditEvent>>> {
+        let events = self.audit_log(workload, limit).await?;
+        if events.is_empty() && !self.has_workload(workload).await? {
+            return Ok(None);
+        }
+        Ok(Some(events))
+    }
     /// Saves one piece of a workload's loop state (JSON) under `kind` (`shadow`, `remediation`,
     /// `refit`); a later write replaces it.
     async fn put_loop_state(
