@@ -29,7 +29,6 @@ use predictive_engine::anomaly::{
 use predictive_engine::forecast::{cold as cold_start, ForecastParams};
 use predictive_engine::policy::{
     self, Allocator, AllocatorSettings, Plan, PolicyParams, QuantileForecast, Snapshot,
-    ALLOCATOR_LEVELS,
 };
 
 use crate::clock::{Clock, Sleep, Timestamp};
@@ -1074,16 +1073,12 @@ impl Controller {
             self.learn(&mut state, w, s.ts, s.value);
         }
         // The watched metrics' detectors as stored at the same daily snapshot (when they watch
-        // what the config says, with the same settings), then the stored samples after it; else
-        // they relearn the stored week.
-        let mut from_snapshot = false;
+        // what the config says, with the same settings), then the stored samples after each
+        // one's last value; else they relearn the stored week.
         if !state.watch.is_empty() {
             if let Some(text) = self.store.loop_state(name, watch::STATE_KIND).await? {
-                match serde_json::from_str::<watch::Snapshot<Watch>>(&text) {
-                    Ok(snap) if snap.watch.same_settings(&state.watch) => {
-                        state.watch = snap.watch;
-                        from_snapshot = true;
-                    }
+                match serde_json::from_str::<Watch>(&text) {
+                    Ok(stored) if stored.same_settings(&state.watch) => state.watch = stored,
                     Ok(_) => {
                         tracing::warn!(workload = %name, "stored watched detectors ignored: made for other metrics or settings; they relearn the stored week")
                     }
@@ -1093,15 +1088,15 @@ impl Controller {
                 }
             }
         }
-        // Each from its own last value: a metric whose source was failing at the snapshot had
-        // its gap filled in later, before the snapshot's time.
+        // Each from its own last value (a fresh detector has none): a metric whose source was
+        // failing at the snapshot had its gap filled in later, before the snapshot's time.
         let watched: Vec<String> = state.watch.resources().map(String::from).collect();
         for (i, resource) in watched.iter().enumerate() {
             let key = watch::key(name, resource);
-            let since = match state.watch.last_at(i) {
-                Some(last) if from_snapshot => last + 1,
-                _ => now - 7 * 86_400,
-            };
+            let since = state
+                .watch
+                .last_at(i)
+                .map_or(now - 7 * 86_400, |last| last + 1);
             for s in self.store.samples(&key, since).await? {
                 state.watch.observe(i, s.ts, s.value);
             }
@@ -1299,16 +1294,11 @@ impl Controller {
             st.detector.skip(st.clock.missing_before(ts));
             st.verdict = Some(st.detector.observe(usage));
         }
-        let qi = forecast.level_index(w.params.quantile);
-        let mi = ALLOCATOR_LEVELS
-            .iter()
-            .position(|&l| (l - 0.5).abs() < 1e-12)
-            .unwrap_or(0);
         if let Some(row) = forecast.values.last() {
             st.pending.push_back((
                 ts + forecast.values.len() as i64 * self.interval,
-                row[mi],
-                row[qi],
+                row[forecast.median_index()],
+                row[forecast.level_index(w.params.quantile)],
             ));
         }
         // The accuracy objective is judged once a few hours of feedback exist.
@@ -1330,11 +1320,7 @@ impl Controller {
         self.put_json_state(name, DETECTOR_STATE_KIND, &snap, at, "anomaly detector")
             .await?;
         if !st.watch.is_empty() {
-            let snap = watch::Snapshot {
-                at,
-                watch: &st.watch,
-            };
-            self.put_json_state(name, watch::STATE_KIND, &snap, at, "watched detectors")
+            self.put_json_state(name, watch::STATE_KIND, &st.watch, at, "watched detectors")
                 .await?;
         }
         Ok(())

@@ -6,8 +6,8 @@
 //! and network surging together are malware-like, a memory climb is a leak, otherwise the most
 //! anomalous metric speaks. That verdict goes to the remediation as the workload's own would.
 //! Watched samples are stored under [`key`] (pruned and deleted with the workload); the
-//! detectors are stored once a day with the workload's own ([`Snapshot`]), and a restart feeds
-//! them the samples after it.
+//! detectors are stored once a day with the workload's own (loop state [`STATE_KIND`]), and a
+//! restart feeds each the samples after its own last value.
 
 use std::sync::Arc;
 
@@ -19,18 +19,8 @@ use crate::clock::Timestamp;
 use crate::config::WATCHABLE;
 use crate::source::MetricsSource;
 
-/// Loop-state kind under which a workload's watched detectors are stored ([`Snapshot`]).
+/// Loop-state kind under which a workload's watched detectors ([`Watch`]) are stored.
 pub const STATE_KIND: &str = "watch";
-
-/// The watched detectors as learnt up to `at` (the last tick they learnt), so a restart carries
-/// on with their four weeks of memory and feeds them only the samples after `at`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct Snapshot<W> {
-    /// The last tick learnt.
-    pub at: Timestamp,
-    /// The detectors.
-    pub watch: W,
-}
 
 /// The store key of a workload's watched `resource` samples.
 pub fn key(workload: &str, resource: &str) -> String {

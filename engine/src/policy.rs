@@ -245,7 +245,7 @@ impl QuantileForecast {
     }
 
     /// Index of the level closest to the median.
-    fn median_index(&self) -> usize {
+    pub fn median_index(&self) -> usize {
         let mut best = 0;
         for (i, l) in self.levels.iter().enumerate() {
             if (l - 0.5).abs() < (self.levels[best] - 0.5).abs() {
@@ -308,17 +308,11 @@ pub struct Explanation {
     pub clamped: bool,
     /// The forecasting model.
     pub model: String,
-    /// What changed and why, written out by [`Self::reason`] (`reason` in JSON) only when
-    /// asked for: the loop plans every step it replays, and reads the sentence of the last.
+    /// What changed and why, written out as one sentence (the `Display` of the explanation,
+    /// `reason` in JSON) only when asked for: the loop plans every step it replays, and reads
+    /// the sentence of the last.
     #[serde(rename = "reason", serialize_with = "serialize_display")]
     why: Why,
-}
-
-impl Explanation {
-    /// One sentence saying what changed and why.
-    pub fn reason(&self) -> String {
-        self.why.to_string()
-    }
 }
 
 impl fmt::Display for Explanation {
@@ -829,7 +823,7 @@ mod tests {
             );
             assert_eq!(plan.action, action, "{name}");
             assert_eq!(plan.explanation.quantile, 0.9, "{name}");
-            let reason = plan.explanation.reason();
+            let reason = plan.explanation.to_string();
             let says = match action {
                 Action::ScaleUp => reason.ends_with("scale up to 12.0000"),
                 Action::ScaleDown => reason.contains(": scale down to "),
